@@ -1,1 +1,261 @@
-//! placeholder
+//! ElastiCache semantics: AWS's validation rules, defaults and errors, and the state
+//! changes they make in the store.
+//!
+//! # Layout
+//! - [`Operations`]: implements the generated [`protocol::ElastiCache`] trait; each method
+//!   hands over to the module of its resource family.
+//! - `parameter_groups`, `engine_versions`, `subnet_groups`, `security_groups`, `tags`: one
+//!   module per resource family.
+//! - `catalog`: engine versions, parameter families and node types, from `data/`.
+//! - `arn`, `pagination`, `validate`: rules shared by every family.
+//!
+//! Handlers validate first and change nothing when they fail; each change is one store
+//! transaction. They never spawn processes or sleep.
+
+mod arn;
+mod catalog;
+mod engine_versions;
+mod parameter_groups;
+mod pagination;
+mod security_groups;
+mod subnet_groups;
+mod tags;
+mod validate;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use protocol::shapes::*;
+use protocol::{ApiError, ElastiCache, RequestContext};
+use store::{Scope, Store, StoreError};
+
+pub use catalog::Catalog;
+
+/// Emulator-wide settings the semantics depend on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub account: String,
+    /// The simulated availability zones of every region: `a`, `b`, … suffixes are taken
+    /// from these names and applied to the request's region.
+    pub zones: Vec<String>,
+}
+
+pub struct Operations {
+    store: Store,
+    settings: Settings,
+    catalog: Catalog,
+    /// Scopes whose default resources exist in the store already.
+    seeded: Mutex<HashSet<Scope>>,
+}
+
+impl Operations {
+    pub fn new(store: Store, settings: Settings) -> Self {
+        Self { store, settings, catalog: Catalog::load(), seeded: Mutex::new(HashSet::new()) }
+    }
+
+    /// Deletes every resource of every region; default resources come back on next use.
+    pub async fn reset(&self) -> Result<(), StoreError> {
+        self.store.reset().await?;
+        self.seeded.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        Ok(())
+    }
+
+    /// The scope of a request, with AWS's default resources (default parameter groups, the
+    /// `default` subnet and security groups) created on first use of a region.
+    async fn scope(&self, ctx: &RequestContext) -> Result<Scope, ApiError> {
+        let scope = Scope { region: ctx.region.clone(), account: ctx.account.clone() };
+        let seeded = self.seeded.lock().unwrap_or_else(|e| e.into_inner()).contains(&scope);
+        if !seeded {
+            parameter_groups::seed_defaults(self, &scope).await?;
+            subnet_groups::seed_default(self, &scope).await?;
+            security_groups::seed_default(self, &scope).await?;
+            self.seeded.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.clone());
+        }
+        Ok(scope)
+    }
+
+    /// The simulated zones of `region`: the configured zones when they belong to it,
+    /// otherwise the same letters under the region's name.
+    fn zones(&self, region: &str) -> Vec<String> {
+        self.settings
+            .zones
+            .iter()
+            .map(|zone| {
+                if zone.starts_with(region) {
+                    zone.clone()
+                } else {
+                    let letter = zone.chars().last().filter(char::is_ascii_lowercase).unwrap_or('a');
+                    format!("{region}{letter}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// Store failures that are not a user's doing.
+fn internal(error: StoreError) -> ApiError {
+    tracing::error!(%error, "store failure");
+    ApiError::internal("An internal error occurred in the store.")
+}
+
+impl ElastiCache for Operations {
+    async fn create_cache_parameter_group(
+        &self,
+        ctx: &RequestContext,
+        input: CreateCacheParameterGroupMessage,
+    ) -> Result<CreateCacheParameterGroupResult, ApiError> {
+        parameter_groups::create(self, ctx, input).await
+    }
+
+    async fn describe_cache_parameter_groups(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeCacheParameterGroupsMessage,
+    ) -> Result<CacheParameterGroupsMessage, ApiError> {
+        parameter_groups::describe(self, ctx, input).await
+    }
+
+    async fn describe_cache_parameters(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeCacheParametersMessage,
+    ) -> Result<CacheParameterGroupDetails, ApiError> {
+        parameter_groups::describe_parameters(self, ctx, input).await
+    }
+
+    async fn describe_engine_default_parameters(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeEngineDefaultParametersMessage,
+    ) -> Result<DescribeEngineDefaultParametersResult, ApiError> {
+        parameter_groups::describe_engine_defaults(self, ctx, input).await
+    }
+
+    async fn modify_cache_parameter_group(
+        &self,
+        ctx: &RequestContext,
+        input: ModifyCacheParameterGroupMessage,
+    ) -> Result<CacheParameterGroupNameMessage, ApiError> {
+        parameter_groups::modify(self, ctx, input).await
+    }
+
+    async fn reset_cache_parameter_group(
+        &self,
+        ctx: &RequestContext,
+        input: ResetCacheParameterGroupMessage,
+    ) -> Result<CacheParameterGroupNameMessage, ApiError> {
+        parameter_groups::reset(self, ctx, input).await
+    }
+
+    async fn delete_cache_parameter_group(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteCacheParameterGroupMessage,
+    ) -> Result<(), ApiError> {
+        parameter_groups::delete(self, ctx, input).await
+    }
+
+    async fn describe_cache_engine_versions(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeCacheEngineVersionsMessage,
+    ) -> Result<CacheEngineVersionMessage, ApiError> {
+        engine_versions::describe(self, input)
+    }
+
+    async fn create_cache_subnet_group(
+        &self,
+        ctx: &RequestContext,
+        input: CreateCacheSubnetGroupMessage,
+    ) -> Result<CreateCacheSubnetGroupResult, ApiError> {
+        subnet_groups::create(self, ctx, input).await
+    }
+
+    async fn describe_cache_subnet_groups(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeCacheSubnetGroupsMessage,
+    ) -> Result<CacheSubnetGroupMessage, ApiError> {
+        subnet_groups::describe(self, ctx, input).await
+    }
+
+    async fn modify_cache_subnet_group(
+        &self,
+        ctx: &RequestContext,
+        input: ModifyCacheSubnetGroupMessage,
+    ) -> Result<ModifyCacheSubnetGroupResult, ApiError> {
+        subnet_groups::modify(self, ctx, input).await
+    }
+
+    async fn delete_cache_subnet_group(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteCacheSubnetGroupMessage,
+    ) -> Result<(), ApiError> {
+        subnet_groups::delete(self, ctx, input).await
+    }
+
+    async fn create_cache_security_group(
+        &self,
+        ctx: &RequestContext,
+        input: CreateCacheSecurityGroupMessage,
+    ) -> Result<CreateCacheSecurityGroupResult, ApiError> {
+        security_groups::create(self, ctx, input).await
+    }
+
+    async fn describe_cache_security_groups(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeCacheSecurityGroupsMessage,
+    ) -> Result<CacheSecurityGroupMessage, ApiError> {
+        security_groups::describe(self, ctx, input).await
+    }
+
+    async fn delete_cache_security_group(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteCacheSecurityGroupMessage,
+    ) -> Result<(), ApiError> {
+        security_groups::delete(self, ctx, input).await
+    }
+
+    async fn authorize_cache_security_group_ingress(
+        &self,
+        ctx: &RequestContext,
+        input: AuthorizeCacheSecurityGroupIngressMessage,
+    ) -> Result<AuthorizeCacheSecurityGroupIngressResult, ApiError> {
+        security_groups::authorize(self, ctx, input).await
+    }
+
+    async fn revoke_cache_security_group_ingress(
+        &self,
+        ctx: &RequestContext,
+        input: RevokeCacheSecurityGroupIngressMessage,
+    ) -> Result<RevokeCacheSecurityGroupIngressResult, ApiError> {
+        security_groups::revoke(self, ctx, input).await
+    }
+
+    async fn add_tags_to_resource(
+        &self,
+        ctx: &RequestContext,
+        input: AddTagsToResourceMessage,
+    ) -> Result<TagListMessage, ApiError> {
+        tags::add(self, ctx, input).await
+    }
+
+    async fn remove_tags_from_resource(
+        &self,
+        ctx: &RequestContext,
+        input: RemoveTagsFromResourceMessage,
+    ) -> Result<TagListMessage, ApiError> {
+        tags::remove(self, ctx, input).await
+    }
+
+    async fn list_tags_for_resource(
+        &self,
+        ctx: &RequestContext,
+        input: ListTagsForResourceMessage,
+    ) -> Result<TagListMessage, ApiError> {
+        tags::list(self, ctx, input).await
+    }
+}

@@ -1,1 +1,105 @@
-fn main() {}
+//! `elasticache-local serve`: the command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "elasticache-local", version, about = "A local emulator of the Amazon ElastiCache control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the ElastiCache API.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address of the API (and of the admin API under /_emulator/).
+    #[arg(long, env = "ELASTICACHE_LOCAL_LISTEN", default_value = "127.0.0.1:4566")]
+    listen: SocketAddr,
+    /// Directory holding the store; defaults to $XDG_DATA_HOME/elasticache-local.
+    #[arg(long, env = "ELASTICACHE_LOCAL_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Region for requests whose signature names none.
+    #[arg(long, env = "ELASTICACHE_LOCAL_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Simulated availability zones; defaults to <region>a,<region>b,<region>c.
+    #[arg(long, env = "ELASTICACHE_LOCAL_ZONES", value_delimiter = ',')]
+    zones: Vec<String>,
+    /// Keep nothing: state lives in a temporary directory removed at exit.
+    #[arg(long, env = "ELASTICACHE_LOCAL_EPHEMERAL")]
+    ephemeral: bool,
+    /// Account id in every ARN.
+    #[arg(long, env = "ELASTICACHE_LOCAL_ACCOUNT_ID", default_value = "000000000000")]
+    account_id: String,
+}
+
+fn default_state_dir() -> PathBuf {
+    let data_home = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+    });
+    data_home.unwrap_or_else(std::env::temp_dir).join("elasticache-local")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ELASTICACHE_LOCAL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let Command::Serve(args) = Cli::parse().command;
+    let zones = if args.zones.is_empty() {
+        ["a", "b", "c"].iter().map(|s| format!("{}{s}", args.region)).collect()
+    } else {
+        args.zones
+    };
+    let ephemeral_dir = if args.ephemeral {
+        let dir = std::env::temp_dir().join(format!("elasticache-local-{}", uuid::Uuid::new_v4()));
+        Some(dir)
+    } else {
+        None
+    };
+    let state_dir = ephemeral_dir.clone().or(args.state_dir).unwrap_or_else(default_state_dir);
+    let config = server::Config { state_dir, region: args.region, account: args.account_id, zones };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(address = %args.listen, "listening beyond loopback: API requests are not authenticated");
+    }
+    let result = server::run(listener, config, shutdown_signal()).await;
+    if let Some(dir) = ephemeral_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}

@@ -1,1 +1,123 @@
-//! placeholder
+//! The SQLite repository: the single source of truth for every resource.
+//!
+//! # Layout
+//! - [`Store`]: opening (WAL, migrations from `migrations/`), the write lock, reset.
+//! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`: one module per
+//!   resource family, each a set of `impl Store` methods over plain records.
+//!
+//! Every state change is one transaction. Writers are serialised by one lock, so a
+//! transaction never has to upgrade from read to write against another writer, and "create
+//! the same name concurrently" has exactly one winner.
+
+mod parameter_groups;
+mod security_groups;
+mod subnet_groups;
+mod tags;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use parameter_groups::ParameterGroupRecord;
+pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
+pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
+pub use tags::TagRecord;
+
+/// Region and account: part of every resource's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub region: String,
+    pub account: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("not found")]
+    NotFound,
+    #[error("quota of {0} exceeded")]
+    QuotaExceeded(usize),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::AlreadyExists`].
+    fn from_insert(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::AlreadyExists,
+            _ => Self::Database(error),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub struct Store {
+    pool: SqlitePool,
+    write_lock: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("../../migrations").run(&pool).await?;
+        Ok(Self { pool, write_lock: Mutex::new(()) })
+    }
+
+    /// Held for the whole of every write transaction.
+    async fn writer(&self) -> MutexGuard<'_, ()> {
+        self.write_lock.lock().await
+    }
+
+    /// Deletes every resource of every scope.
+    pub async fn reset(&self) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "tags",
+            "cache_parameter_values",
+            "cache_parameter_groups",
+            "cache_subnets",
+            "cache_subnet_groups",
+            "cache_security_group_ingress",
+            "cache_security_groups",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Inserts `tags` for `arn` inside an ongoing transaction (used by every Create).
+async fn insert_tags(tx: &mut sqlx::SqliteConnection, arn: &str, tags: &[TagRecord]) -> Result<()> {
+    for tag in tags {
+        sqlx::query("INSERT INTO tags (arn, key, value) VALUES (?, ?, ?) ON CONFLICT (arn, key) DO UPDATE SET value = excluded.value")
+            .bind(arn)
+            .bind(&tag.key)
+            .bind(&tag.value)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn delete_tags(tx: &mut sqlx::SqliteConnection, arn: &str) -> Result<()> {
+    sqlx::query("DELETE FROM tags WHERE arn = ?").bind(arn).execute(&mut *tx).await?;
+    Ok(())
+}

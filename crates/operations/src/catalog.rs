@@ -1,0 +1,133 @@
+//! What AWS offers: engine versions, parameter group families with their parameters, and
+//! node types. Read from `data/` (see its README for provenance) and compiled in.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ParameterDef {
+    pub name: String,
+    pub value: Option<String>,
+    pub description: String,
+    pub data_type: String,
+    pub allowed_values: Option<String>,
+    pub modifiable: bool,
+    pub minimum_engine_version: String,
+    pub change_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeTypeParameterDef {
+    pub name: String,
+    pub description: String,
+    pub data_type: String,
+    pub allowed_values: Option<String>,
+    pub modifiable: bool,
+    pub minimum_engine_version: String,
+    pub change_type: String,
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Family {
+    pub family: String,
+    pub parameters: Vec<ParameterDef>,
+    pub node_type_specific_parameters: Vec<NodeTypeParameterDef>,
+}
+
+impl Family {
+    pub fn parameter(&self, name: &str) -> Option<&ParameterDef> {
+        self.parameters.iter().find(|p| p.name == name)
+    }
+
+    /// Whether a name is a node-type-specific parameter (never modifiable by users).
+    pub fn is_node_type_specific(&self, name: &str) -> bool {
+        self.node_type_specific_parameters.iter().any(|p| p.name == name)
+    }
+
+    /// Redis and Valkey families have cluster-mode variants of their default group.
+    pub fn has_cluster_mode(&self) -> bool {
+        !self.family.starts_with("memcached")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EngineVersion {
+    pub engine: String,
+    pub engine_version: String,
+    pub cache_parameter_group_family: String,
+    pub cache_engine_description: String,
+    pub cache_engine_version_description: String,
+}
+
+pub struct Catalog {
+    families: Vec<Family>,
+    engine_versions: Vec<EngineVersion>,
+}
+
+const FAMILY_FILES: [&str; 4] = [
+    include_str!("../data/parameters/memcached1.6.json"),
+    include_str!("../data/parameters/redis7.json"),
+    include_str!("../data/parameters/valkey7.json"),
+    include_str!("../data/parameters/valkey8.json"),
+];
+const ENGINE_VERSIONS: &str = include_str!("../data/engine-versions.json");
+
+impl Catalog {
+    /// Parses the compiled-in data. It is checked by this crate's tests, so a failure here
+    /// is a build defect, not something a request can cause.
+    pub fn load() -> Self {
+        let mut families: Vec<Family> = FAMILY_FILES
+            .iter()
+            .map(|text| serde_json::from_str(text).expect("compiled-in parameter data is valid"))
+            .collect();
+        for family in &mut families {
+            family.parameters.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        let engine_versions = serde_json::from_str(ENGINE_VERSIONS).expect("compiled-in engine versions are valid");
+        Self { families, engine_versions }
+    }
+
+    pub fn family(&self, name: &str) -> Option<&Family> {
+        self.families.iter().find(|f| f.family == name)
+    }
+
+    pub fn family_names(&self) -> impl Iterator<Item = &str> {
+        self.families.iter().map(|f| f.family.as_str())
+    }
+
+    pub fn families(&self) -> &[Family] {
+        &self.families
+    }
+
+    /// Engine versions in AWS's order: by engine, then oldest version first.
+    pub fn engine_versions(&self) -> &[EngineVersion] {
+        &self.engine_versions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_loads_and_is_consistent() {
+        let catalog = Catalog::load();
+        for name in ["redis7", "valkey7", "valkey8", "memcached1.6"] {
+            let family = catalog.family(name).expect("family present");
+            assert!(family.parameters.len() > 20, "{name} has its parameters");
+            assert!(family.parameters.iter().all(|p| p.change_type == "immediate" || p.change_type == "requires-reboot"));
+        }
+        for version in catalog.engine_versions() {
+            assert!(
+                catalog.family(&version.cache_parameter_group_family).is_some(),
+                "{} {} has a known family",
+                version.engine,
+                version.engine_version
+            );
+        }
+        let redis = catalog.family("redis7").expect("redis7");
+        assert!(redis.parameter("maxmemory-policy").is_some_and(|p| p.modifiable));
+    }
+}

@@ -1,0 +1,102 @@
+//! The AWS Query endpoint: `POST` with a form body or `GET` with a query string, on any path.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use protocol::{API_VERSION, ApiError, QueryParams, RequestContext};
+
+use crate::{AppState, REQUEST_ID_HEADER};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().fallback(handle)
+}
+
+async fn handle(State(state): State<AppState>, request: Request) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let (parts, body) = request.into_parts();
+    if parts.method != Method::POST && parts.method != Method::GET {
+        let error = ApiError::invalid_action(parts.method.as_str());
+        return xml_response(StatusCode::METHOD_NOT_ALLOWED, protocol::xml::error_response(&error, &request_id));
+    }
+    let mut params = QueryParams::parse(parts.uri.query().unwrap_or("").as_bytes());
+    match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
+        Ok(body) => params.extend(QueryParams::parse(&body)),
+        Err(_) => {
+            let error = ApiError::invalid_parameter_value("The request body could not be read or is too large.");
+            return error_response(&error, &request_id);
+        }
+    }
+    let ctx = RequestContext {
+        request_id: request_id.clone(),
+        region: signed_region(&parts.headers).unwrap_or_else(|| state.config.region.clone()),
+        account: state.config.account.clone(),
+    };
+    match call(&state, &ctx, &params).await {
+        Ok(body) => xml_response(StatusCode::OK, body),
+        Err(error) => {
+            if error.status >= 500 && error.code != "NotImplemented" {
+                tracing::error!(request_id, code = error.code, message = %error.message, "request failed");
+            }
+            error_response(&error, &request_id)
+        }
+    }
+}
+
+async fn call(state: &AppState, ctx: &RequestContext, params: &QueryParams) -> Result<String, ApiError> {
+    let action = params.get("Action").filter(|a| !a.is_empty()).ok_or_else(ApiError::missing_action)?;
+    if let Some(version) = params.get("Version").filter(|v| *v != API_VERSION) {
+        return Err(ApiError::invalid_version(version));
+    }
+    tracing::debug!(action, request_id = ctx.request_id, region = ctx.region, "api call");
+    protocol::dispatch(state.operations.as_ref(), ctx, action, params).await
+}
+
+fn error_response(error: &ApiError, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+    xml_response(status, protocol::xml::error_response(error, request_id))
+}
+
+fn xml_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, Bytes::from(body)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    response
+}
+
+/// The region a SigV4-signed request was signed for
+/// (`Credential=AKID/20240101/us-west-2/elasticache/aws4_request`), so that clients
+/// configured for different regions see different resources, as on AWS.
+fn signed_region(headers: &HeaderMap) -> Option<String> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth.split("Credential=").nth(1)?;
+    let region = credential.split(['/', ',']).nth(2)?;
+    let valid = !region.is_empty()
+        && region.len() <= 32
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then(|| region.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_comes_from_the_credential_scope() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=AKID/20240101/eu-west-3/elasticache/aws4_request, SignedHeaders=host, Signature=abc",
+            ),
+        );
+        assert_eq!(signed_region(&headers).as_deref(), Some("eu-west-3"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Credential=A/d/EVIL region/x"));
+        assert_eq!(signed_region(&headers), None);
+        assert_eq!(signed_region(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! Cache parameter groups and the values users set in them.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Result, Scope, Store, StoreError, TagRecord, delete_tags, insert_tags};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterGroupRecord {
+    pub name: String,
+    pub family: String,
+    pub description: String,
+    /// AWS's `default.*` groups: present in every region, read-only.
+    pub is_default: bool,
+}
+
+fn record(row: &SqliteRow) -> ParameterGroupRecord {
+    ParameterGroupRecord {
+        name: row.get("name"),
+        family: row.get("family"),
+        description: row.get("description"),
+        is_default: row.get::<i64, _>("is_default") != 0,
+    }
+}
+
+impl Store {
+    /// Creates the default groups of a scope that do not exist yet.
+    pub async fn ensure_default_parameter_groups(&self, scope: &Scope, groups: &[ParameterGroupRecord]) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        for group in groups {
+            sqlx::query(
+                "INSERT OR IGNORE INTO cache_parameter_groups (region, account, name, family, description, is_default) VALUES (?, ?, ?, ?, ?, 1)",
+            )
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(&group.name)
+            .bind(&group.family)
+            .bind(&group.description)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a user group with its tags; fails when the name is taken or `quota` user
+    /// groups exist already.
+    pub async fn create_parameter_group(
+        &self,
+        scope: &Scope,
+        group: &ParameterGroupRecord,
+        arn: &str,
+        tags: &[TagRecord],
+        quota: usize,
+    ) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM cache_parameter_groups WHERE region = ? AND account = ? AND is_default = 0",
+        )
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .fetch_one(&mut *tx)
+        .await?;
+        if count as usize >= quota {
+            return Err(StoreError::QuotaExceeded(quota));
+        }
+        sqlx::query(
+            "INSERT INTO cache_parameter_groups (region, account, name, family, description, is_default) VALUES (?, ?, ?, ?, ?, 0)",
+        )
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(&group.name)
+        .bind(&group.family)
+        .bind(&group.description)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from_insert)?;
+        insert_tags(&mut tx, arn, tags).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn parameter_group(&self, scope: &Scope, name: &str) -> Result<Option<ParameterGroupRecord>> {
+        let row = sqlx::query("SELECT * FROM cache_parameter_groups WHERE region = ? AND account = ? AND name = ?")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(record))
+    }
+
+    /// Every group of the scope, by name.
+    pub async fn parameter_groups(&self, scope: &Scope) -> Result<Vec<ParameterGroupRecord>> {
+        let rows = sqlx::query("SELECT * FROM cache_parameter_groups WHERE region = ? AND account = ? ORDER BY name")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(record).collect())
+    }
+
+    pub async fn delete_parameter_group(&self, scope: &Scope, name: &str, arn: &str) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM cache_parameter_groups WHERE region = ? AND account = ? AND name = ?")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        delete_tags(&mut tx, arn).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The values a user set in a group, by parameter name.
+    pub async fn parameter_values(&self, scope: &Scope, group: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT name, value FROM cache_parameter_values WHERE region = ? AND account = ? AND group_name = ? ORDER BY name",
+        )
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(group)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get("name"), r.get("value"))).collect())
+    }
+
+    /// Sets `values` in one transaction.
+    pub async fn set_parameter_values(&self, scope: &Scope, group: &str, values: &[(String, String)]) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        for (name, value) in values {
+            sqlx::query(
+                "INSERT INTO cache_parameter_values (region, account, group_name, name, value) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (region, account, group_name, name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(group)
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+                _ => StoreError::Database(e),
+            })?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Back to the family's defaults: the named parameters, or all of them when `names` is
+    /// `None`.
+    pub async fn reset_parameter_values(&self, scope: &Scope, group: &str, names: Option<&[String]>) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        match names {
+            None => {
+                sqlx::query("DELETE FROM cache_parameter_values WHERE region = ? AND account = ? AND group_name = ?")
+                    .bind(&scope.region)
+                    .bind(&scope.account)
+                    .bind(group)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(names) => {
+                for name in names {
+                    sqlx::query(
+                        "DELETE FROM cache_parameter_values WHERE region = ? AND account = ? AND group_name = ? AND name = ?",
+                    )
+                    .bind(&scope.region)
+                    .bind(&scope.account)
+                    .bind(group)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
