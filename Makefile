@@ -1,0 +1,27 @@
+# The two commands of the README, and a few more for the people working on the emulator.
+
+.PHONY: run test bench codegen lint
+
+# Start the emulator on 127.0.0.1:4566 (installs the cache engines first).
+run:
+	scripts/install-engines.sh
+	cargo run --release -p server --bin elasticache-local -- serve
+
+# Run the whole test suite: unit, protocol, end-to-end (real server, real SDK) and the
+# aws-cli smoke script.
+test:
+	cargo build --workspace --all-targets
+	cargo test --workspace
+	tests/smoke/aws-cli.sh
+
+# Print the benchmark figures (release build).
+bench:
+	cargo build --release -p server -p e2e
+	target/release/bench
+
+# Regenerate crates/protocol/src/generated from api-specs/.
+codegen:
+	cargo run -p codegen
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
