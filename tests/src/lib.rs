@@ -1,1 +1,178 @@
-//! e2e
+//! End-to-end test harness: a real `elasticache-local` server, in process, on a free port.
+//!
+//! Each test starts its own [`TestServer`] (own port, own temporary state directory), so tests
+//! run in parallel without seeing each other's resources. The server stops when the handle is
+//! dropped.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_elasticache::config::{Credentials, SharedCredentialsProvider};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const REGION: &str = "us-east-1";
+pub const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+pub const ACCOUNT: &str = "000000000000";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct TestServer {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+    // Dropped after the server is told to stop.
+    _state_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server and returns once `/_emulator/health` answers ok.
+    pub async fn start() -> Self {
+        Self::try_start().await.expect("test server failed to start")
+    }
+
+    pub async fn try_start() -> anyhow::Result<Self> {
+        let state_dir = tempfile::tempdir().context("creating a temporary state dir")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let config = server::Config {
+            state_dir: state_dir.path().to_path_buf(),
+            region: REGION.to_string(),
+            account: ACCOUNT.to_string(),
+            zones: ZONES.iter().map(|z| z.to_string()).collect(),
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, config, async move {
+            let _ = rx.await;
+        }));
+        let mut server = TestServer { addr, shutdown: Some(tx), task, _state_dir: state_dir };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if self.task.is_finished() {
+                let result = (&mut self.task).await;
+                bail!("server exited before becoming ready: {result:?}");
+            }
+            if let Ok((200, body)) = raw_get(self.addr, "/_emulator/health").await
+                && body.contains("\"ok\"")
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("server not ready after {READY_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// An SDK client for [`REGION`].
+    pub fn client(&self) -> aws_sdk_elasticache::Client {
+        self.client_in(REGION)
+    }
+
+    /// An SDK client signing for `region`; the server keeps resources per region.
+    pub fn client_in(&self, region: &str) -> aws_sdk_elasticache::Client {
+        aws_sdk_elasticache::Client::new(&sdk_config(&self.endpoint(), region))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Open connections (SDK keep-alive) would delay graceful shutdown; don't wait for it.
+        self.task.abort();
+    }
+}
+
+/// Config built only from what is passed here, so nothing in the environment (profiles,
+/// `AWS_ENDPOINT_URL`, `AWS_MAX_ATTEMPTS`) changes what the tests see.
+pub fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDE2ETEST",
+            "e2e-test-secret",
+            None,
+            None,
+            "e2e",
+        )))
+        .endpoint_url(endpoint)
+        // A client error must surface at once; a retried 5xx would hide a server bug.
+        .retry_config(RetryConfig::disabled())
+        .build()
+}
+
+/// Minimal HTTP/1.1 GET, so that readiness needs no HTTP client dependency.
+async fn raw_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await??;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("malformed status line")?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// What a failed SDK call told the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+    pub status: u16,
+}
+
+/// The error of a call that must fail; panics (showing the output) if it succeeded.
+pub fn api_error<T, E>(
+    result: Result<T, aws_sdk_elasticache::error::SdkError<E, aws_sdk_elasticache::config::http::HttpResponse>>,
+) -> ApiError
+where
+    T: std::fmt::Debug,
+    E: aws_sdk_elasticache::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    use aws_sdk_elasticache::error::ProvideErrorMetadata;
+    match result {
+        Ok(output) => panic!("expected an error, got {output:?}"),
+        Err(error) => ApiError {
+            code: error.code().unwrap_or_default().to_string(),
+            message: error.message().unwrap_or_default().to_string(),
+            status: error.raw_response().map_or(0, |r| r.status().as_u16()),
+        },
+    }
+}
+
+/// Asserts that `result` failed with `code`, and returns the error.
+#[track_caller]
+pub fn expect_code<T, E>(
+    result: Result<T, aws_sdk_elasticache::error::SdkError<E, aws_sdk_elasticache::config::http::HttpResponse>>,
+    code: &str,
+) -> ApiError
+where
+    T: std::fmt::Debug,
+    E: aws_sdk_elasticache::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    let error = api_error(result);
+    assert_eq!(error.code, code, "unexpected error: {error:?}");
+    assert!((400..500).contains(&error.status), "client error with status {}: {error:?}", error.status);
+    error
+}

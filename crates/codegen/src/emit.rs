@@ -16,8 +16,7 @@ fn shape_names(model: &Model) -> Vec<String> {
     all.extend(model.output_shapes());
     all.into_iter()
         .filter(|n| {
-            (model.kind(n) == "structure" && !model.is_exception(n))
-                || (model.kind(n) == "string" && model.is_enum(n))
+            (model.kind(n) == "structure" && !model.is_exception(n)) || (model.kind(n) == "string" && model.is_enum(n))
         })
         .collect()
 }
@@ -104,7 +103,10 @@ pub fn decode(model: &Model) -> String {
             "impl FromQuery for {name} {{\n    fn from_query(q: &QueryParams, path: &str) -> Result<Option<Self>, ApiError> {{"
         );
         // The top-level input lives at the empty path and is always present.
-        let _ = writeln!(out, "        if !path.is_empty() && !q.has_prefix(path) {{\n            return Ok(None);\n        }}");
+        let _ = writeln!(
+            out,
+            "        if !path.is_empty() && !q.has_prefix(path) {{\n            return Ok(None);\n        }}"
+        );
         let members = model.members(&name);
         for (member, shape) in &members {
             let field = field_name(member);

@@ -54,11 +54,7 @@ impl Model {
     fn members(&self, name: &str) -> Vec<(String, String)> {
         self.shape(name)["members"]
             .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v["shape"].as_str().unwrap_or("").to_string()))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v["shape"].as_str().unwrap_or("").to_string())).collect())
             .unwrap_or_default()
     }
 
@@ -149,8 +145,7 @@ pub fn snake_case(name: &str) -> String {
             let prev = chars[i - 1];
             let next = chars.get(i + 1).copied();
             // A plural `s` after an acronym (`AZs`, `ARNs`) stays with it.
-            let plural_s = next == Some('s')
-                && chars.get(i + 2).is_none_or(|c| c.is_ascii_uppercase());
+            let plural_s = next == Some('s') && chars.get(i + 2).is_none_or(|c| c.is_ascii_uppercase());
             let acronym_ends = prev.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase()) && !plural_s;
             if prev.is_ascii_lowercase() || prev.is_ascii_digit() || acronym_ends {
                 out.push('_');
@@ -162,10 +157,9 @@ pub fn snake_case(name: &str) -> String {
 }
 
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
-    "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
-    "where", "while",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
+    "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static",
+    "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while",
 ];
 
 /// A member's field name, escaped when it is a Rust keyword.

@@ -12,11 +12,7 @@ fn generated_code_matches_the_model() {
     for (name, expected) in files {
         let path = root.join(codegen::OUTPUT_DIR).join(&name);
         let actual = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            actual == expected,
-            "{} is stale: run `cargo run -p codegen` and commit the result",
-            path.display()
-        );
+        assert!(actual == expected, "{} is stale: run `cargo run -p codegen` and commit the result", path.display());
     }
 }
 

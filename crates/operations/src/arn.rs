@@ -125,7 +125,12 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "arn:aws:s3:::bucket", "arn:aws:elasticache:us-east-1:1:nothing:x", "arn:aws:elasticache:us-east-1:1:cluster:"] {
+        for bad in [
+            "",
+            "arn:aws:s3:::bucket",
+            "arn:aws:elasticache:us-east-1:1:nothing:x",
+            "arn:aws:elasticache:us-east-1:1:cluster:",
+        ] {
             assert_eq!(Arn::parse(bad).unwrap_err().code, "InvalidARN", "{bad}");
         }
     }

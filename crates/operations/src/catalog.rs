@@ -117,7 +117,9 @@ mod tests {
         for name in ["redis7", "valkey7", "valkey8", "memcached1.6"] {
             let family = catalog.family(name).expect("family present");
             assert!(family.parameters.len() > 20, "{name} has its parameters");
-            assert!(family.parameters.iter().all(|p| p.change_type == "immediate" || p.change_type == "requires-reboot"));
+            assert!(
+                family.parameters.iter().all(|p| p.change_type == "immediate" || p.change_type == "requires-reboot")
+            );
         }
         for version in catalog.engine_versions() {
             assert!(

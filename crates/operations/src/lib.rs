@@ -15,8 +15,8 @@
 mod arn;
 mod catalog;
 mod engine_versions;
-mod parameter_groups;
 mod pagination;
+mod parameter_groups;
 mod security_groups;
 mod subnet_groups;
 mod tags;

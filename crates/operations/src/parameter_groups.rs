@@ -61,11 +61,7 @@ fn not_found(name: &str) -> ApiError {
 }
 
 async fn existing(ops: &Operations, scope: &Scope, name: &str) -> Result<ParameterGroupRecord, ApiError> {
-    ops.store
-        .parameter_group(scope, &name.to_ascii_lowercase())
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| not_found(name))
+    ops.store.parameter_group(scope, &name.to_ascii_lowercase()).await.map_err(internal)?.ok_or_else(|| not_found(name))
 }
 
 /// The group's family from the catalog; every stored group has one.
@@ -238,7 +234,9 @@ pub async fn describe_parameters(
         }
     }
     if wanted != Some("user") {
-        listed.extend(family.node_type_specific_parameters.iter().map(|d| Listed::NodeTypeSpecific(node_type_parameter(d))));
+        listed.extend(
+            family.node_type_specific_parameters.iter().map(|d| Listed::NodeTypeSpecific(node_type_parameter(d))),
+        );
     }
     let (parameters, specific, marker) = paginate_listing(listed, input.marker.as_deref(), input.max_records)?;
     Ok(CacheParameterGroupDetails {
@@ -259,7 +257,8 @@ pub async fn describe_engine_defaults(
         .ok_or_else(|| invalid_family(&input.cache_parameter_group_family, ops))?;
     let mut listed: Vec<Listed> =
         family.parameters.iter().map(|d| Listed::Plain(parameter(d, d.value.as_deref(), "system"))).collect();
-    listed.extend(family.node_type_specific_parameters.iter().map(|d| Listed::NodeTypeSpecific(node_type_parameter(d))));
+    listed
+        .extend(family.node_type_specific_parameters.iter().map(|d| Listed::NodeTypeSpecific(node_type_parameter(d))));
     let (parameters, specific, marker) = paginate_listing(listed, input.marker.as_deref(), input.max_records)?;
     Ok(DescribeEngineDefaultParametersResult {
         engine_defaults: Some(EngineDefaults {
@@ -275,7 +274,10 @@ pub async fn describe_engine_defaults(
 async fn modifiable(ops: &Operations, scope: &Scope, name: &str, verb: &str) -> Result<ParameterGroupRecord, ApiError> {
     let group = existing(ops, scope, name).await?;
     if group.is_default {
-        return Err(ApiError::invalid_parameter_value(format!("Cannot {verb} a default parameter group: {}.", group.name)));
+        return Err(ApiError::invalid_parameter_value(format!(
+            "Cannot {verb} a default parameter group: {}.",
+            group.name
+        )));
     }
     Ok(group)
 }
@@ -283,9 +285,7 @@ async fn modifiable(ops: &Operations, scope: &Scope, name: &str, verb: &str) -> 
 /// The definition of a parameter a user names, looked up case-insensitively.
 fn definition<'a>(family: &'a Family, name: &str) -> Result<&'a ParameterDef, ApiError> {
     let name = name.to_ascii_lowercase();
-    family
-        .parameter(&name)
-        .ok_or_else(|| ApiError::invalid_parameter_value(format!("Parameter {name} doesn't exist")))
+    family.parameter(&name).ok_or_else(|| ApiError::invalid_parameter_value(format!("Parameter {name} doesn't exist")))
 }
 
 pub async fn modify(
@@ -298,7 +298,9 @@ pub async fn modify(
     let family = family_of(ops, &group)?;
     let changes = &input.parameter_name_values;
     if changes.is_empty() {
-        return Err(ApiError::invalid_parameter_value("At least one parameter must be provided in ParameterNameValues."));
+        return Err(ApiError::invalid_parameter_value(
+            "At least one parameter must be provided in ParameterNameValues.",
+        ));
     }
     if changes.len() > MAX_PARAMETERS_PER_CALL {
         return Err(ApiError::invalid_parameter_combination(format!(
@@ -403,7 +405,11 @@ pub async fn reset(
     Ok(CacheParameterGroupNameMessage { cache_parameter_group_name: Some(group.name) })
 }
 
-pub async fn delete(ops: &Operations, ctx: &RequestContext, input: DeleteCacheParameterGroupMessage) -> Result<(), ApiError> {
+pub async fn delete(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DeleteCacheParameterGroupMessage,
+) -> Result<(), ApiError> {
     let scope = ops.scope(ctx).await?;
     let group = existing(ops, &scope, &input.cache_parameter_group_name).await?;
     if group.is_default {

@@ -41,11 +41,7 @@ fn not_found(name: &str) -> ApiError {
 }
 
 async fn existing(ops: &Operations, scope: &Scope, name: &str) -> Result<SecurityGroupRecord, ApiError> {
-    ops.store
-        .security_group(scope, &name.to_ascii_lowercase())
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| not_found(name))
+    ops.store.security_group(scope, &name.to_ascii_lowercase()).await.map_err(internal)?.ok_or_else(|| not_found(name))
 }
 
 pub async fn create(
@@ -62,10 +58,8 @@ pub async fn create(
     validate::description("Description", &input.description)?;
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
     let arn = arn::build(&scope, Kind::SecurityGroup, &name);
-    ops.store
-        .create_security_group(&scope, &name, &input.description, &arn, &tags, Some(QUOTA))
-        .await
-        .map_err(|e| match e {
+    ops.store.create_security_group(&scope, &name, &input.description, &arn, &tags, Some(QUOTA)).await.map_err(
+        |e| match e {
             StoreError::AlreadyExists => ApiError::new(
                 ErrorCode::CacheSecurityGroupAlreadyExistsFault,
                 format!("Cache security group {name} already exists."),
@@ -75,7 +69,8 @@ pub async fn create(
                 format!("The maximum number of cache security groups ({quota}) has been reached."),
             ),
             e => internal(e),
-        })?;
+        },
+    )?;
     tracing::info!(security_group = name, region = scope.region, "created cache security group");
     let group = SecurityGroupRecord { name, description: input.description, ingress: Vec::new() };
     Ok(CreateCacheSecurityGroupResult { cache_security_group: Some(output(&scope, &group)) })
@@ -98,7 +93,11 @@ pub async fn describe(
     })
 }
 
-pub async fn delete(ops: &Operations, ctx: &RequestContext, input: DeleteCacheSecurityGroupMessage) -> Result<(), ApiError> {
+pub async fn delete(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DeleteCacheSecurityGroupMessage,
+) -> Result<(), ApiError> {
     let scope = ops.scope(ctx).await?;
     let name = input.cache_security_group_name.to_ascii_lowercase();
     if name == DEFAULT_GROUP {

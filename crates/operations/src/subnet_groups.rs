@@ -46,7 +46,10 @@ pub async fn seed_default(ops: &Operations, scope: &Scope) -> Result<(), ApiErro
     let subnets = ops
         .zones(&scope.region)
         .into_iter()
-        .map(|zone| SubnetRecord { subnet_id: resource_id("subnet", &[&scope.account, &zone]), availability_zone: zone })
+        .map(|zone| SubnetRecord {
+            subnet_id: resource_id("subnet", &[&scope.account, &zone]),
+            availability_zone: zone,
+        })
         .collect();
     let group = SubnetGroupRecord {
         name: DEFAULT_GROUP.to_string(),
@@ -87,7 +90,8 @@ fn subnets(ops: &Operations, scope: &Scope, ids: &[String]) -> Result<Vec<Subnet
     let mut records: Vec<SubnetRecord> = Vec::new();
     for id in ids {
         let hex = id.strip_prefix("subnet-").unwrap_or_default();
-        let valid = matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+        let valid =
+            matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
         if !valid {
             return Err(ApiError::new(ErrorCode::InvalidSubnet, format!("The subnet ID '{id}' does not exist")));
         }
@@ -148,7 +152,11 @@ pub async fn describe(
     let scope = ops.scope(ctx).await?;
     let groups = match &input.cache_subnet_group_name {
         Some(name) => vec![
-            ops.store.subnet_group(&scope, &name.to_ascii_lowercase()).await.map_err(internal)?.ok_or_else(|| not_found(name))?,
+            ops.store
+                .subnet_group(&scope, &name.to_ascii_lowercase())
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| not_found(name))?,
         ],
         None => ops.store.subnet_groups(&scope).await.map_err(internal)?,
     };
@@ -182,7 +190,11 @@ pub async fn modify(
     Ok(ModifyCacheSubnetGroupResult { cache_subnet_group: Some(output(&scope, &group)) })
 }
 
-pub async fn delete(ops: &Operations, ctx: &RequestContext, input: DeleteCacheSubnetGroupMessage) -> Result<(), ApiError> {
+pub async fn delete(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DeleteCacheSubnetGroupMessage,
+) -> Result<(), ApiError> {
     let scope = ops.scope(ctx).await?;
     let name = input.cache_subnet_group_name.to_ascii_lowercase();
     if name == DEFAULT_GROUP {

@@ -16,7 +16,9 @@ const MAX_VALUE_LEN: usize = 256;
 fn quota_exceeded() -> ApiError {
     ApiError::new(
         ErrorCode::TagQuotaPerResourceExceeded,
-        format!("The request cannot be processed because it would cause the resource to have more than the allowed number of tags ({MAX_TAGS})."),
+        format!(
+            "The request cannot be processed because it would cause the resource to have more than the allowed number of tags ({MAX_TAGS})."
+        ),
     )
 }
 
@@ -72,7 +74,11 @@ async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, 
     Ok(arn::build(scope, arn.kind, &name))
 }
 
-pub async fn add(ops: &Operations, ctx: &RequestContext, input: AddTagsToResourceMessage) -> Result<TagListMessage, ApiError> {
+pub async fn add(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: AddTagsToResourceMessage,
+) -> Result<TagListMessage, ApiError> {
     let scope = ops.scope(ctx).await?;
     let arn = resolve(ops, &scope, &input.resource_name).await?;
     let tags = validate(&input.tags)?;
@@ -91,13 +97,19 @@ pub async fn remove(
     let scope = ops.scope(ctx).await?;
     let arn = resolve(ops, &scope, &input.resource_name).await?;
     let remaining = ops.store.remove_tags(&arn, &input.tag_keys).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::new(ErrorCode::TagNotFoundFault, "The requested tag was not found on this resource."),
+        StoreError::NotFound => {
+            ApiError::new(ErrorCode::TagNotFoundFault, "The requested tag was not found on this resource.")
+        }
         e => internal(e),
     })?;
     Ok(output(remaining))
 }
 
-pub async fn list(ops: &Operations, ctx: &RequestContext, input: ListTagsForResourceMessage) -> Result<TagListMessage, ApiError> {
+pub async fn list(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: ListTagsForResourceMessage,
+) -> Result<TagListMessage, ApiError> {
     let scope = ops.scope(ctx).await?;
     let arn = resolve(ops, &scope, &input.resource_name).await?;
     Ok(output(ops.store.list_tags(&arn).await.map_err(internal)?))

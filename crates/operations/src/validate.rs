@@ -22,7 +22,9 @@ pub fn group_name(parameter: &str, name: &str) -> Result<(), ApiError> {
 /// A description must be present and not blank.
 pub fn description(parameter: &str, text: &str) -> Result<(), ApiError> {
     if text.trim().is_empty() {
-        return Err(ApiError::invalid_parameter_value(format!("The parameter {parameter} must be provided and must not be blank.")));
+        return Err(ApiError::invalid_parameter_value(format!(
+            "The parameter {parameter} must be provided and must not be blank."
+        )));
     }
     Ok(())
 }

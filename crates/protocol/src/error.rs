@@ -39,11 +39,7 @@ impl ApiError {
     }
 
     pub fn missing_parameter(name: &str) -> Self {
-        Self::common(
-            "MissingParameter",
-            400,
-            format!("The request must contain the parameter {name}"),
-        )
+        Self::common("MissingParameter", 400, format!("The request must contain the parameter {name}"))
     }
 
     pub fn missing_action() -> Self {
@@ -51,29 +47,17 @@ impl ApiError {
     }
 
     pub fn invalid_action(action: &str) -> Self {
-        Self::common(
-            "InvalidAction",
-            400,
-            format!("The action {action} is not valid for this web service."),
-        )
+        Self::common("InvalidAction", 400, format!("The action {action} is not valid for this web service."))
     }
 
     pub fn invalid_version(version: &str) -> Self {
-        Self::common(
-            "InvalidAction",
-            400,
-            format!("Could not find operation for version {version}"),
-        )
+        Self::common("InvalidAction", 400, format!("Could not find operation for version {version}"))
     }
 
     /// A modelled operation whose semantics the emulator does not have yet. 501 is not
     /// retried by the SDKs, so clients fail fast with a message that names the operation.
     pub fn not_implemented(operation: &str) -> Self {
-        Self::common(
-            "NotImplemented",
-            501,
-            format!("ElastiCache Local does not implement {operation} yet"),
-        )
+        Self::common("NotImplemented", 501, format!("ElastiCache Local does not implement {operation} yet"))
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

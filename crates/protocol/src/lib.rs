@@ -12,6 +12,7 @@
 //! Semantics live elsewhere (the `operations` crate): this crate only knows the model.
 
 pub mod error;
+#[rustfmt::skip]
 pub mod generated;
 pub mod query;
 pub mod xml;

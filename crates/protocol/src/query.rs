@@ -48,8 +48,7 @@ impl QueryParams {
         // `prefix0`, because '.' sorts before every digit and letter.
         match self.params.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).next() {
             Some((key, _)) => {
-                key == prefix
-                    || (key.starts_with(prefix) && key.as_bytes().get(prefix.len()) == Some(&b'.'))
+                key == prefix || (key.starts_with(prefix) && key.as_bytes().get(prefix.len()) == Some(&b'.'))
             }
             None => false,
         }
@@ -76,9 +75,7 @@ pub trait FromQuery: Sized {
 }
 
 fn invalid(path: &str, value: &str, expected: &str) -> ApiError {
-    ApiError::invalid_parameter_value(format!(
-        "Value ({value}) for parameter {path} is invalid. Expected {expected}."
-    ))
+    ApiError::invalid_parameter_value(format!("Value ({value}) for parameter {path} is invalid. Expected {expected}."))
 }
 
 impl FromQuery for String {
@@ -153,7 +150,12 @@ pub fn list<T: FromQuery>(q: &QueryParams, path: &str, member: &str) -> Result<O
 }
 
 /// Checks the model's length bounds on a list.
-pub fn check_list_len<T>(path: &str, items: &Option<Vec<T>>, min: Option<usize>, max: Option<usize>) -> Result<(), ApiError> {
+pub fn check_list_len<T>(
+    path: &str,
+    items: &Option<Vec<T>>,
+    min: Option<usize>,
+    max: Option<usize>,
+) -> Result<(), ApiError> {
     let Some(items) = items else { return Ok(()) };
     if min.is_some_and(|min| items.len() < min) || max.is_some_and(|max| items.len() > max) {
         let bounds = match (min, max) {
@@ -171,13 +173,16 @@ pub fn check_list_len<T>(path: &str, items: &Option<Vec<T>>, min: Option<usize>,
 }
 
 /// Checks the model's length bounds on a string.
-pub fn check_str_len(path: &str, value: &Option<String>, min: Option<usize>, max: Option<usize>) -> Result<(), ApiError> {
+pub fn check_str_len(
+    path: &str,
+    value: &Option<String>,
+    min: Option<usize>,
+    max: Option<usize>,
+) -> Result<(), ApiError> {
     let Some(value) = value else { return Ok(()) };
     let len = value.chars().count();
     if min.is_some_and(|min| len < min) || max.is_some_and(|max| len > max) {
-        return Err(ApiError::invalid_parameter_value(format!(
-            "The length of parameter {path} is out of range."
-        )));
+        return Err(ApiError::invalid_parameter_value(format!("The length of parameter {path} is out of range.")));
     }
     Ok(())
 }
@@ -188,7 +193,12 @@ pub fn required<T>(path: &str, value: Option<T>) -> Result<T, ApiError> {
 }
 
 /// Decodes an enum member from its wire value.
-pub fn enum_value<T>(q: &QueryParams, path: &str, parse: fn(&str) -> Option<T>, allowed: &[&str]) -> Result<Option<T>, ApiError> {
+pub fn enum_value<T>(
+    q: &QueryParams,
+    path: &str,
+    parse: fn(&str) -> Option<T>,
+    allowed: &[&str],
+) -> Result<Option<T>, ApiError> {
     match q.get(path) {
         None => Ok(None),
         Some(v) => parse(v).map(Some).ok_or_else(|| {

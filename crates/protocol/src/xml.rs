@@ -100,9 +100,8 @@ impl ToXml for DateTime {
 /// AWS's timestamp form, always with milliseconds: `2016-12-21T21:59:43.794Z`.
 pub fn format_timestamp(t: &DateTime) -> String {
     let whole = DateTime::from_secs(t.secs());
-    let base = whole
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string());
+    let base =
+        whole.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string());
     let millis = t.subsec_nanos() / 1_000_000;
     format!("{}.{millis:03}Z", base.trim_end_matches('Z'))
 }

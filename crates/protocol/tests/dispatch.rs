@@ -1,8 +1,8 @@
 //! The generated dispatcher and the XML envelopes, over every operation of the model.
 
+use proptest::prelude::*;
 use protocol::shapes::*;
 use protocol::{ApiError, ElastiCache, OPERATIONS, QueryParams, RequestContext, dispatch};
-use proptest::prelude::*;
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
@@ -34,10 +34,12 @@ fn ctx() -> RequestContext {
 fn run(form: &str) -> Result<String, ApiError> {
     let q = QueryParams::parse(form.as_bytes());
     let action = q.get("Action").unwrap_or("").to_string();
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(dispatch(&OneOperation, &ctx(), &action, &q))
+    tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(dispatch(
+        &OneOperation,
+        &ctx(),
+        &action,
+        &q,
+    ))
 }
 
 /// Element names along the path to each text node, as `A/B/C=text`.
@@ -134,11 +136,38 @@ fn every_operation_decodes_and_unwritten_ones_name_themselves() {
 /// the decoders rather than being ignored.
 fn key() -> impl Strategy<Value = String> {
     let words = prop::sample::select(vec![
-        "Tags", "Tag", "Key", "Value", "member", "CacheClusterId", "NumCacheNodes", "AZMode", "Filters",
-        "Name", "Values", "NodeGroupConfiguration", "NodeGroupConfiguration", "Slots", "ReplicaCount",
-        "LogDeliveryConfigurations", "LogDeliveryConfigurationRequest", "DestinationDetails", "StartTime",
-        "SecurityGroupIds", "SecurityGroupId", "ApplyImmediately", "MaxRecords", "1", "2", "0", "-1",
-        "ParameterNameValues", "ParameterNameValue", "ParameterName", "ParameterValue", "CacheUsageLimits",
+        "Tags",
+        "Tag",
+        "Key",
+        "Value",
+        "member",
+        "CacheClusterId",
+        "NumCacheNodes",
+        "AZMode",
+        "Filters",
+        "Name",
+        "Values",
+        "NodeGroupConfiguration",
+        "NodeGroupConfiguration",
+        "Slots",
+        "ReplicaCount",
+        "LogDeliveryConfigurations",
+        "LogDeliveryConfigurationRequest",
+        "DestinationDetails",
+        "StartTime",
+        "SecurityGroupIds",
+        "SecurityGroupId",
+        "ApplyImmediately",
+        "MaxRecords",
+        "1",
+        "2",
+        "0",
+        "-1",
+        "ParameterNameValues",
+        "ParameterNameValue",
+        "ParameterName",
+        "ParameterValue",
+        "CacheUsageLimits",
     ]);
     prop::collection::vec(words, 1..6).prop_map(|parts| parts.join("."))
 }

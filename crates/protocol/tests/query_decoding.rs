@@ -51,7 +51,11 @@ fn nested_structures_inside_lists() {
     assert_eq!(configs[0].log_type, Some(LogType::SlowLog));
     assert_eq!(configs[0].destination_type, Some(DestinationType::CloudwatchLogs));
     assert_eq!(
-        configs[0].destination_details.as_ref().and_then(|d| d.cloud_watch_logs_details.as_ref()).and_then(|c| c.log_group.as_deref()),
+        configs[0]
+            .destination_details
+            .as_ref()
+            .and_then(|d| d.cloud_watch_logs_details.as_ref())
+            .and_then(|c| c.log_group.as_deref()),
         Some("my-logs")
     );
 }
@@ -80,14 +84,16 @@ fn an_empty_list_is_sent_as_the_bare_key() {
 #[test]
 fn percent_encoding_and_plus_signs() {
     let input: CreateCacheParameterGroupMessage =
-        decode("CacheParameterGroupName=g&CacheParameterGroupFamily=redis7&Description=a+b%26c%3Dd%20%E2%9C%93").expect("valid");
+        decode("CacheParameterGroupName=g&CacheParameterGroupFamily=redis7&Description=a+b%26c%3Dd%20%E2%9C%93")
+            .expect("valid");
     assert_eq!(input.description, "a b&c=d ✓");
 }
 
 #[test]
 fn timestamps_in_iso_8601_and_epoch_seconds() {
     let input: DescribeEventsMessage =
-        decode("StartTime=2024-01-02T03:04:05.678Z&EndTime=1704164645&Duration=60&SourceType=cache-cluster").expect("valid");
+        decode("StartTime=2024-01-02T03:04:05.678Z&EndTime=1704164645&Duration=60&SourceType=cache-cluster")
+            .expect("valid");
     assert_eq!(input.start_time.map(|t| t.secs()), Some(1_704_164_645));
     assert_eq!(input.start_time.map(|t| t.subsec_nanos() / 1_000_000), Some(678));
     assert_eq!(input.end_time.map(|t| t.secs()), Some(1_704_164_645));
@@ -103,7 +109,8 @@ fn first_occurrence_of_a_key_wins() {
 
 #[test]
 fn bad_input_is_the_aws_error() {
-    let missing = decode::<CreateCacheParameterGroupMessage>("CacheParameterGroupFamily=redis7&Description=d").unwrap_err();
+    let missing =
+        decode::<CreateCacheParameterGroupMessage>("CacheParameterGroupFamily=redis7&Description=d").unwrap_err();
     assert_eq!((missing.code, missing.status), ("MissingParameter", 400));
     assert!(missing.message.contains("CacheParameterGroupName"));
 

@@ -10,9 +10,7 @@ use serde_json::json;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/_emulator/health", get(health))
-        .route("/_emulator/reset", post(reset))
+    Router::new().route("/_emulator/health", get(health)).route("/_emulator/reset", post(reset))
 }
 
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {

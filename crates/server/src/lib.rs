@@ -80,18 +80,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
-    let store = store::Store::open(&config.state_dir.join("elasticache-local.sqlite"))
-        .await
-        .context("opening the store")?;
+    let store =
+        store::Store::open(&config.state_dir.join("elasticache-local.sqlite")).await.context("opening the store")?;
     let operations = operations::Operations::new(
         store,
         operations::Settings { account: config.account.clone(), zones: config.zones.clone() },
     );
-    let state = AppState {
-        operations: Arc::new(operations),
-        engines: Arc::new(Engines::detect()),
-        config: Arc::new(config),
-    };
+    let state =
+        AppState { operations: Arc::new(operations), engines: Arc::new(Engines::detect()), config: Arc::new(config) };
     tracing::info!(address = %listener.local_addr()?, "listening");
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
     Ok(())

@@ -42,9 +42,9 @@ struct ServeArgs {
 }
 
 fn default_state_dir() -> PathBuf {
-    let data_home = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
-    });
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")));
     data_home.unwrap_or_else(std::env::temp_dir).join("elasticache-local")
 }
 
@@ -91,9 +91,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let state_dir = ephemeral_dir.clone().or(args.state_dir).unwrap_or_else(default_state_dir);
     let config = server::Config { state_dir, region: args.region, account: args.account_id, zones };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     if !args.listen.ip().is_loopback() {
         tracing::warn!(address = %args.listen, "listening beyond loopback: API requests are not authenticated");
     }

@@ -25,10 +25,8 @@ impl Store {
         let _guard = self.writer().await;
         let mut tx = self.pool.begin().await?;
         insert_tags(&mut tx, arn, tags).await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tags WHERE arn = ?")
-            .bind(arn)
-            .fetch_one(&mut *tx)
-            .await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tags WHERE arn = ?").bind(arn).fetch_one(&mut *tx).await?;
         if count as usize > limit {
             // Dropping the transaction rolls it back: nothing changes.
             return Err(StoreError::QuotaExceeded(limit));

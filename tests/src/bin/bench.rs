@@ -1,1 +1,210 @@
-fn main() {}
+//! Benchmarks that print figures (never asserted in tests).
+//!
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench`):
+//! - start-up: process start → first answered API request, median of 10 runs;
+//! - throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
+//!   under 16 concurrent connections, through the Rust SDK.
+//!
+//! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
+//! from `ELASTICACHE_LOCAL_BIN`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_sdk_elasticache::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const STARTUP_RUNS: usize = 10;
+const CONNECTIONS: usize = 16;
+const LOAD_DURATION: Duration = Duration::from_secs(5);
+
+fn server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ELASTICACHE_LOCAL_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let beside = std::env::current_exe()?.with_file_name("elasticache-local");
+    if beside.is_file() {
+        Ok(beside)
+    } else {
+        bail!("{} not found: build it with `cargo build --release -p server`", beside.display())
+    }
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A server process, killed on drop.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Server {
+    fn spawn(binary: &PathBuf) -> anyhow::Result<Self> {
+        let address = free_port()?;
+        let child = Command::new(binary)
+            .args(["serve", "--ephemeral", "--listen", &address.to_string()])
+            .env("ELASTICACHE_LOCAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning the server")?;
+        Ok(Self { child, address })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One raw Query request; true when the server answered 200.
+async fn answered(address: SocketAddr) -> bool {
+    let body = "Action=DescribeCacheEngineVersions&Version=2015-02-02";
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let Ok(mut stream) = TcpStream::connect(address).await else { return false };
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.is_ok() && head.ends_with(b"200")
+}
+
+async fn startup(binary: &PathBuf) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::new();
+    for _ in 0..STARTUP_RUNS {
+        let started = Instant::now();
+        let server = Server::spawn(binary)?;
+        let deadline = started + Duration::from_secs(30);
+        while !answered(server.address).await {
+            if Instant::now() > deadline {
+                bail!("server did not answer within 30 s");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        times.push(started.elapsed());
+    }
+    Ok(times)
+}
+
+async fn client(address: SocketAddr) -> Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://{address}"))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_elasticache::config::Credentials::new("bench", "bench", None, None, "bench"))
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+struct Load {
+    requests: usize,
+    errors: usize,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+/// Runs `call` from CONNECTIONS concurrent tasks for LOAD_DURATION.
+async fn load<F, Fut>(client: Client, call: F) -> Load
+where
+    F: Fn(Client) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, call) = (client.clone(), call.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                while started.elapsed() < LOAD_DURATION {
+                    let t = Instant::now();
+                    if !call(client.clone()).await {
+                        errors += 1;
+                    }
+                    latencies.push(t.elapsed());
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Load { requests: 0, errors: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+    for task in tasks {
+        if let Ok((latencies, errors)) = task.await {
+            all.requests += latencies.len();
+            all.errors += errors;
+            all.latencies.extend(latencies);
+        }
+    }
+    all.elapsed = started.elapsed();
+    all.latencies.sort();
+    all
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn report(name: &str, load: &Load) {
+    println!(
+        "{name}: {:.0} req/s over {CONNECTIONS} connections ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms",
+        load.requests as f64 / load.elapsed.as_secs_f64(),
+        load.requests,
+        load.errors,
+        ms(percentile(&load.latencies, 0.50)),
+        ms(percentile(&load.latencies, 0.99)),
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let binary = server_binary()?;
+    println!("server binary: {}", binary.display());
+
+    let mut times = startup(&binary).await?;
+    times.sort();
+    println!(
+        "start-up (process start -> first answered API request): median {:.1} ms, min {:.1} ms, max {:.1} ms over {STARTUP_RUNS} runs",
+        ms(times[times.len() / 2]),
+        ms(times[0]),
+        ms(times[times.len() - 1]),
+    );
+
+    let server = Server::spawn(&binary)?;
+    while !answered(server.address).await {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let client = client(server.address).await;
+    // Warm up the region's defaults and the connection pool.
+    client.describe_cache_parameter_groups().send().await.context("warm-up request")?;
+
+    let parameters = load(client.clone(), |c: Client| async move {
+        c.describe_cache_parameters().cache_parameter_group_name("default.redis7").send().await.is_ok()
+    })
+    .await;
+    report("DescribeCacheParameters(default.redis7, 100 records)", &parameters);
+
+    let groups =
+        load(client, |c: Client| async move { c.describe_cache_parameter_groups().send().await.is_ok() }).await;
+    report("DescribeCacheParameterGroups", &groups);
+    Ok(())
+}
