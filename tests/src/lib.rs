@@ -122,7 +122,7 @@ pub fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
 }
 
 /// Minimal HTTP/1.1 GET, so that readiness needs no HTTP client dependency.
-async fn raw_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+pub async fn raw_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_elasticache::Client;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const STARTUP_RUNS: usize = 10;
 const CONNECTIONS: usize = 16;
@@ -66,19 +64,9 @@ impl Drop for Server {
     }
 }
 
-/// One raw Query request; true when the server answered 200.
+/// One Query request (GET form); true when the server answered 200.
 async fn answered(address: SocketAddr) -> bool {
-    let body = "Action=DescribeCacheEngineVersions&Version=2015-02-02";
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let Ok(mut stream) = TcpStream::connect(address).await else { return false };
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.is_ok() && head.ends_with(b"200")
+    matches!(e2e::raw_get(address, "/?Action=DescribeCacheEngineVersions&Version=2015-02-02").await, Ok((200, _)))
 }
 
 async fn startup(binary: &PathBuf) -> anyhow::Result<Vec<Duration>> {
