@@ -1,0 +1,473 @@
+//! AWS cache parameter values → engine configuration: a `redis.conf` for redis/valkey,
+//! command-line arguments for memcached. Pure functions; what a binary supports comes in
+//! from [`capabilities`](crate::capabilities).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::NodeSpec;
+use crate::capabilities::{MemcachedOptions, RedisSettings};
+
+pub const REDIS_CONFIG_FILE: &str = "redis.conf";
+pub const REDIS_LOG_FILE: &str = "redis.log";
+/// Where a node's stdout and stderr go (memcached logs there; redis before its log opens).
+pub const CONSOLE_LOG_FILE: &str = "console.log";
+
+/// Redis settings the emulator owns: a parameter group may not move the node's address,
+/// files or cluster mode. (`cluster-enabled` is decided by the replication group, and
+/// arrives through [`NodeSpec::directives`]; AWS's `cluster-preferred-endpoint-type`
+/// default, `tls-dynamic`, is a value only ElastiCache's own engine build accepts.)
+const REDIS_RESERVED: &[&str] = &[
+    "bind",
+    "cluster-config-file",
+    "cluster-enabled",
+    "cluster-preferred-endpoint-type",
+    "daemonize",
+    "dbfilename",
+    "dir",
+    "include",
+    "logfile",
+    "loadmodule",
+    "masterauth",
+    "masteruser",
+    "maxmemory",
+    "pidfile",
+    "port",
+    "protected-mode",
+    "rename-command",
+    "replicaof",
+    "requirepass",
+    "slaveof",
+    "supervised",
+    "syslog-enabled",
+    "unixsocket",
+    "unixsocketperm",
+];
+
+/// Whether a parameter may reach redis at all (also used for `CONFIG SET`).
+pub fn redis_parameter_allowed(name: &str, settings: &RedisSettings) -> bool {
+    let name = name.to_ascii_lowercase();
+    !REDIS_RESERVED.contains(&name.as_str()) && !name.starts_with("tls-") && settings.supports(&name)
+}
+
+/// The `redis.conf` for `spec`, listening on `port`.
+pub fn render_redis(spec: &NodeSpec, port: u16, settings: &RedisSettings) -> String {
+    let mut out = String::from("# Rendered by elasticache-local at every start; edits are lost.\n");
+    let dir = spec.dir.display().to_string();
+    let log = spec.dir.join(REDIS_LOG_FILE).display().to_string();
+    let _ = writeln!(out, "port {port}");
+    let _ = writeln!(out, "bind {}", spec.address);
+    out.push_str("protected-mode no\ndaemonize no\n");
+    let _ = writeln!(out, "dir {}", quote_always(&dir));
+    let _ = writeln!(out, "logfile {}", quote_always(&log));
+    // ElastiCache nodes do not persist unless asked to; parameters below may override.
+    out.push_str("save \"\"\nappendonly no\n");
+    let _ = writeln!(out, "maxmemory {}", spec.max_memory_bytes);
+
+    out.push_str("# cache parameter group\n");
+    let mut buffer_limits = BufferLimits::default();
+    for (name, value) in &spec.parameters {
+        if buffer_limits.set_from_aws(name, value) {
+            continue;
+        }
+        if redis_parameter_allowed(name, settings) {
+            let _ = writeln!(out, "{} {}", name.to_ascii_lowercase(), quote(value));
+        } else {
+            tracing::debug!(node = %spec.key, parameter = %name, "not a setting of this redis binary; skipped");
+        }
+    }
+    if let Some(value) = buffer_limits.render_changed()
+        && settings.supports("client-output-buffer-limit")
+    {
+        let _ = writeln!(out, "client-output-buffer-limit {value}");
+    }
+
+    if !spec.directives.is_empty() {
+        out.push_str("# emulator directives\n");
+        for (name, value) in &spec.directives {
+            let _ = writeln!(out, "{name} {}", quote(value));
+        }
+    }
+    out
+}
+
+/// Quotes a value for `redis.conf`. Plain words (spaces included, so that multi-argument
+/// values such as `save 900 1` stay several arguments) go as they are; anything else is
+/// double-quoted with escapes, so no value can inject a second directive.
+pub fn quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || " -_.:/,+@*%=<>".contains(c))
+        && !value.starts_with(' ');
+    if plain { value.to_owned() } else { quote_always(value) }
+}
+
+/// Double-quotes a single-argument value (a path may hold spaces) with escapes.
+pub fn quote_always(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// AWS splits redis's `client-output-buffer-limit <class> <hard> <soft> <seconds>` into
+/// nine parameters (`client-output-buffer-limit-normal-hard-limit`, ...); this puts them
+/// back together.
+#[derive(Clone, Debug)]
+pub struct BufferLimits {
+    /// class → [hard, soft, seconds], as redis prints them.
+    classes: BTreeMap<&'static str, [String; 3]>,
+    changed: Vec<&'static str>,
+}
+
+impl Default for BufferLimits {
+    /// Redis's own defaults.
+    fn default() -> Self {
+        Self::parse("normal 0 0 0 replica 268435456 67108864 60 pubsub 33554432 8388608 60")
+    }
+}
+
+impl BufferLimits {
+    /// Parses redis's value (`normal 0 0 0 slave 268435456 67108864 60 pubsub ...`).
+    pub fn parse(value: &str) -> Self {
+        let mut classes = BTreeMap::new();
+        let words: Vec<&str> = value.split_whitespace().collect();
+        for chunk in words.chunks(4) {
+            if let [class, hard, soft, secs] = chunk
+                && let Some(class) = canonical_class(class)
+            {
+                classes.insert(class, [hard.to_string(), soft.to_string(), secs.to_string()]);
+            }
+        }
+        Self { classes, changed: Vec::new() }
+    }
+
+    /// Whether `name` is one of the split AWS parameters (then it was recorded).
+    pub fn set_from_aws(&mut self, name: &str, value: &str) -> bool {
+        let Some(rest) = name.to_ascii_lowercase().strip_prefix("client-output-buffer-limit-").map(str::to_owned)
+        else {
+            return false;
+        };
+        let Some((class, field)) = rest.split_once('-') else { return false };
+        let Some(class) = canonical_class(class) else { return false };
+        let index = match field {
+            "hard-limit" => 0,
+            "soft-limit" => 1,
+            "soft-seconds" => 2,
+            _ => return false,
+        };
+        let entry = self.classes.entry(class).or_insert_with(|| ["0".into(), "0".into(), "0".into()]);
+        entry[index] = value.trim().to_owned();
+        if !self.changed.contains(&class) {
+            self.changed.push(class);
+        }
+        true
+    }
+
+    /// The value for only the classes that were set, or `None` when none was.
+    pub fn render_changed(&self) -> Option<String> {
+        if self.changed.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = self
+            .changed
+            .iter()
+            .filter_map(|class| self.classes.get(class).map(|[h, s, t]| format!("{class} {h} {s} {t}")))
+            .collect();
+        Some(parts.join(" "))
+    }
+}
+
+fn canonical_class(class: &str) -> Option<&'static str> {
+    match class.to_ascii_lowercase().as_str() {
+        "normal" => Some("normal"),
+        "replica" | "slave" => Some("replica"),
+        "pubsub" => Some("pubsub"),
+        _ => None,
+    }
+}
+
+/// The `memcached` command line for `spec`, listening on `port`.
+///
+/// `run_as_root` adds `-u root`: memcached refuses to start as root without `-u`, and
+/// containers and CI commonly run as root.
+pub fn memcached_args(spec: &NodeSpec, port: u16, options: &MemcachedOptions, run_as_root: bool) -> Vec<String> {
+    let memory_mib = spec.max_memory_bytes.div_ceil(1024 * 1024).max(1);
+    let mut args: Vec<String> = vec![
+        "-l".into(),
+        spec.address.to_string(),
+        "-p".into(),
+        port.to_string(),
+        "-U".into(),
+        "0".into(),
+        "-m".into(),
+        memory_mib.to_string(),
+    ];
+    if run_as_root {
+        args.extend(["-u".into(), "root".into()]);
+    }
+    let mut extended: Vec<String> = Vec::new();
+    for (name, value) in &spec.parameters {
+        let value = value.trim();
+        let mapped = memcached_parameter(name, value, memory_mib, options);
+        match mapped {
+            Mapped::Flag(flag) => args.push(flag.into()),
+            Mapped::FlagValue(flag, v) => args.extend([flag.into(), v]),
+            Mapped::Extended(option) => extended.push(option),
+            Mapped::Nothing => {}
+            Mapped::Skip(why) => {
+                tracing::debug!(node = %spec.key, parameter = %name, value, why, "memcached parameter skipped")
+            }
+        }
+    }
+    if !extended.is_empty() {
+        args.extend(["-o".into(), extended.join(",")]);
+    }
+    for (flag, value) in &spec.directives {
+        args.push(flag.clone());
+        if !value.is_empty() {
+            args.push(value.clone());
+        }
+    }
+    args
+}
+
+enum Mapped {
+    Flag(&'static str),
+    FlagValue(&'static str, String),
+    Extended(String),
+    /// Understood, and nothing to pass (a boolean at its default).
+    Nothing,
+    Skip(&'static str),
+}
+
+fn memcached_parameter(name: &str, value: &str, memory_mib: u64, options: &MemcachedOptions) -> Mapped {
+    let int = |flag: &'static str| match value.parse::<u64>() {
+        Ok(n) => Mapped::FlagValue(flag, n.to_string()),
+        Err(_) => Mapped::Skip("not an integer"),
+    };
+    let switch = |flag: &'static str| match parse_bool(value) {
+        Some(true) => Mapped::Flag(flag),
+        Some(false) => Mapped::Nothing,
+        None => Mapped::Skip("not a boolean"),
+    };
+    let ext = |option: String| {
+        let base = option.split('=').next().unwrap_or_default();
+        if options.supports_suboption(base) {
+            Mapped::Extended(option)
+        } else {
+            Mapped::Skip("not supported by this memcached")
+        }
+    };
+    let ext_int = |option: &str| match value.parse::<u64>() {
+        Ok(n) => ext(format!("{option}={n}")),
+        Err(_) => Mapped::Skip("not an integer"),
+    };
+    let ext_float = |option: &str| match value.parse::<f64>() {
+        Ok(f) if f.is_finite() => ext(format!("{option}={value}")),
+        _ => Mapped::Skip("not a number"),
+    };
+    let ext_bool = |option: &str| match parse_bool(value) {
+        Some(true) => ext(option.to_owned()),
+        Some(false) => ext(format!("no_{option}")),
+        None => Mapped::Skip("not a boolean"),
+    };
+    match name.to_ascii_lowercase().as_str() {
+        // AWS's default (65000) is above what this machine may allow a process; memcached
+        // refuses to start rather than lower it, so it is capped at the open-files limit.
+        "max_simultaneous_connections" => match value.parse::<u64>() {
+            Ok(n) => Mapped::FlagValue("-c", n.min(connection_limit()).to_string()),
+            Err(_) => Mapped::Skip("not an integer"),
+        },
+        "max_item_size" => match value.parse::<u64>() {
+            // memcached refuses items over half its memory, and outside 1 KiB..1 GiB.
+            Ok(n) if (1024..=1024 * 1024 * 1024).contains(&n) && n <= memory_mib * 1024 * 1024 / 2 => {
+                Mapped::FlagValue("-I", n.to_string())
+            }
+            Ok(_) => Mapped::Skip("outside what memcached accepts for this memory size"),
+            Err(_) => Mapped::Skip("not an integer"),
+        },
+        "chunk_size" => int("-n"),
+        "chunk_size_growth_factor" => match value.parse::<f64>() {
+            Ok(f) if f > 1.0 && f.is_finite() => Mapped::FlagValue("-f", value.to_owned()),
+            _ => Mapped::Skip("not a factor above 1"),
+        },
+        "cas_disabled" => switch("-C"),
+        "error_on_memory_exhausted" => switch("-M"),
+        "large_memory_pages" => switch("-L"),
+        "lock_down_paged_memory" => switch("-k"),
+        "disable_flush_all" => switch("-F"),
+        "binding_protocol" => match value.to_ascii_lowercase().as_str() {
+            p @ ("ascii" | "binary" | "auto") => Mapped::FlagValue("-B", p.to_owned()),
+            _ => Mapped::Skip("not ascii, binary or auto"),
+        },
+        "backlog_queue_limit" => int("-b"),
+        "requests_per_event" => int("-R"),
+        "num_threads" => int("-t"),
+        "maxconns_fast" => ext_bool("maxconns_fast"),
+        "slab_reassign" => ext_bool("slab_reassign"),
+        "lru_crawler" => ext_bool("lru_crawler"),
+        "lru_maintainer" => ext_bool("lru_maintainer"),
+        "track_sizes" => match parse_bool(value) {
+            Some(true) => ext("track_sizes".into()),
+            Some(false) => Mapped::Nothing,
+            None => Mapped::Skip("not a boolean"),
+        },
+        "hashpower_init" => ext_int("hashpower"),
+        "slab_automove" => ext_int("slab_automove"),
+        "idle_timeout" => ext_int("idle_timeout"),
+        "tail_repair_time" => ext_int("tail_repair_time"),
+        "hot_lru_pct" => ext_int("hot_lru_pct"),
+        "warm_lru_pct" => ext_int("warm_lru_pct"),
+        "temporary_ttl" => ext_int("temporary_ttl"),
+        "watcher_logbuf_size" => ext_int("watcher_logbuf_size"),
+        "worker_logbuf_size" => ext_int("worker_logbuf_size"),
+        "hot_max_factor" => ext_float("hot_max_factor"),
+        "warm_max_factor" => ext_float("warm_max_factor"),
+        // AWS gives bytes; memcached takes kilobytes.
+        "slab_chunk_max" => match value.parse::<u64>() {
+            Ok(bytes) if bytes >= 1024 => ext(format!("slab_chunk_max={}", bytes / 1024)),
+            _ => Mapped::Skip("not a byte count of at least 1 KiB"),
+        },
+        "hash_algorithm" => match value.to_ascii_lowercase().as_str() {
+            a @ ("jenkins" | "murmur3" | "xxh3") => ext(format!("hash_algorithm={a}")),
+            _ => Mapped::Skip("unknown hash algorithm"),
+        },
+        _ => Mapped::Skip("not a memcached setting"),
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The last `max_bytes` of a text file, for error reports; empty if unreadable.
+pub fn tail(path: &Path, max_bytes: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return String::new() };
+    let start = bytes.len().saturating_sub(max_bytes);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
+}
+
+/// The most connections a memcached started by this process can be given: the hard limit
+/// on open files, less what memcached itself needs.
+fn connection_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if ok { (limit.rlim_max as u64).saturating_sub(64).max(64) } else { 1024 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EngineKind, NodeKey};
+
+    fn spec(parameters: &[(&str, &str)]) -> NodeSpec {
+        NodeSpec {
+            key: NodeKey::new("us-east-1/000000000000", "c", "0001"),
+            engine: EngineKind::Redis,
+            dir: "/tmp/node".into(),
+            max_memory_bytes: 3 * 1024 * 1024 + 1,
+            parameters: parameters.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            ..NodeSpec::default()
+        }
+    }
+
+    #[test]
+    fn redis_config_keeps_only_supported_parameters() {
+        let settings = RedisSettings::from_names([
+            "maxmemory-policy",
+            "notify-keyspace-events",
+            "cluster-enabled",
+            "client-output-buffer-limit",
+            "port",
+        ]);
+        let text = render_redis(
+            &spec(&[
+                ("maxmemory-policy", "allkeys-lru"),
+                ("notify-keyspace-events", ""),
+                ("reserved-memory-percent", "25"),
+                ("cluster-enabled", "yes"),
+                ("port", "1"),
+                ("client-output-buffer-limit-pubsub-hard-limit", "100"),
+            ]),
+            7000,
+            &settings,
+        );
+        assert!(text.contains("\nport 7000\n"));
+        assert!(text.contains("\nmaxmemory-policy allkeys-lru\n"));
+        assert!(text.contains("\nnotify-keyspace-events \"\"\n"));
+        assert!(!text.contains("reserved-memory"));
+        assert!(!text.contains("cluster-enabled"));
+        assert!(!text.contains("port 1\n"));
+        assert!(text.contains("\nclient-output-buffer-limit pubsub 100 8388608 60\n"));
+    }
+
+    #[test]
+    fn quoting_prevents_injection() {
+        assert_eq!(quote("900 1"), "900 1");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("a\nport 1"), "\"a\\nport 1\"");
+        assert_eq!(quote("x\"y"), "\"x\\\"y\"");
+        assert_eq!(quote_always("/tmp/my dir"), "\"/tmp/my dir\"");
+    }
+
+    #[test]
+    fn buffer_limits_merge_into_current_value() {
+        let mut limits = BufferLimits::parse("normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60");
+        assert!(limits.set_from_aws("client-output-buffer-limit-replica-soft-seconds", "30"));
+        assert!(!limits.set_from_aws("timeout", "1"));
+        assert_eq!(limits.render_changed().as_deref(), Some("replica 268435456 67108864 30"));
+    }
+
+    #[test]
+    fn memcached_flags_from_aws_names() {
+        let options = MemcachedOptions::from_help("   - maxconns_fast: x\n   - hashpower: x\n");
+        let mut s = spec(&[
+            ("max_simultaneous_connections", "100"),
+            ("max_item_size", "1048576"),
+            ("cas_disabled", "1"),
+            ("error_on_memory_exhausted", "0"),
+            ("chunk_size", "96"),
+            ("chunk_size_growth_factor", "1.5"),
+            ("maxconns_fast", "0"),
+            ("hashpower_init", "16"),
+            ("memcached_connections_overhead", "100"),
+            ("lru_segmented", "1"),
+        ]);
+        s.engine = EngineKind::Memcached;
+        s.max_memory_bytes = 64 * 1024 * 1024;
+        let args = memcached_args(&s, 11211, &options, true).join(" ");
+        assert_eq!(
+            args,
+            "-l 127.0.0.1 -p 11211 -U 0 -m 64 -u root -c 100 -I 1048576 -C -n 96 -f 1.5 -o no_maxconns_fast,hashpower=16"
+        );
+    }
+
+    #[test]
+    fn memcached_memory_rounds_up_to_a_mebibyte() {
+        let mut s = spec(&[("max_item_size", "1048576")]);
+        s.max_memory_bytes = 1;
+        let args = memcached_args(&s, 1, &MemcachedOptions::default(), false);
+        assert_eq!(args[7], "1");
+        // 1 MiB items need at least 2 MiB of memory.
+        assert!(!args.contains(&"-I".to_string()));
+    }
+}

@@ -1,0 +1,188 @@
+//! The node runtime: spawns, supervises and probes the real engine processes
+//! (`redis-server`, `valkey-server`, `memcached`) behind every emulated cache node.
+//!
+//! The reconciler decides *what* should run; this crate only knows *how* to run it: render
+//! the engine's configuration from AWS parameter values, start the process on a free (or
+//! the requested) port, wait until it answers, and later stop, crash, freeze or probe it.
+//! It never touches the store.
+//!
+//! # Layout
+//! - [`engines`]: which engine binaries exist on this machine and their versions.
+//! - [`capabilities`]: which settings a given binary accepts (asked once, cached).
+//! - [`config`]: AWS parameter values → `redis.conf` lines / `memcached` arguments.
+//! - [`spawner`]: the long-lived thread every engine process is forked from.
+//! - [`supervisor`]: [`Runtime`], the table of supervised nodes and their life cycle.
+//! - [`probe`]: readiness and health checks over the engines' own protocols.
+//! - [`resp`]: the few bytes of RESP the probes and `CONFIG SET` need.
+//! - [`orphans`]: pidfiles and [`reap_orphans`], for nodes left over by a killed emulator.
+//! - [`discovery`]: the Memcached Auto Discovery configuration endpoint.
+
+pub mod capabilities;
+pub mod config;
+pub mod discovery;
+pub mod engines;
+pub mod orphans;
+pub mod probe;
+pub mod resp;
+pub mod spawner;
+pub mod supervisor;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+pub use discovery::{ClusterConfig, ConfigEndpoint};
+pub use engines::{Binary, EngineKind, Engines};
+pub use orphans::reap_orphans;
+pub use supervisor::Runtime;
+
+/// Identifies one node across the whole emulator.
+///
+/// `scope` comes first so that two regions (or accounts) may each have a cluster with the
+/// same id without their nodes colliding.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeKey {
+    /// An opaque "region/account" string chosen by the caller.
+    pub scope: String,
+    pub cluster_id: String,
+    pub node_id: String,
+}
+
+impl NodeKey {
+    pub fn new(scope: impl Into<String>, cluster_id: impl Into<String>, node_id: impl Into<String>) -> Self {
+        Self { scope: scope.into(), cluster_id: cluster_id.into(), node_id: node_id.into() }
+    }
+}
+
+impl std::fmt::Display for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.scope, self.cluster_id, self.node_id)
+    }
+}
+
+/// Everything needed to (re)start one node.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub key: NodeKey,
+    pub engine: EngineKind,
+    /// Where the node listens; `127.0.0.1` unless the node has an address of its own.
+    pub address: Ipv4Addr,
+    /// `0` picks a free port; anything else must be used as is (a restart in place keeps
+    /// the endpoint the user already knows).
+    pub port: u16,
+    /// The node's own directory (created if missing): config, logs, pidfile and RDB live here.
+    pub dir: PathBuf,
+    /// Redis `maxmemory`; memcached `-m` in MiB (rounded up, at least 1).
+    pub max_memory_bytes: u64,
+    /// Effective cache parameter group values, named as AWS names them. Names the engine
+    /// binary does not know (AWS-only ones included) are skipped, never passed on.
+    pub parameters: Vec<(String, String)>,
+    /// Settings owned by the emulator rather than the user (`cluster-enabled`, `requirepass`,
+    /// `replicaof`, TLS files, ...), written verbatim: redis config directives, or for
+    /// memcached extra command-line arguments (`("-S", "")` passes the flag alone). Not
+    /// filtered, so a bad one makes the start fail with [`NodeError::Exited`].
+    pub directives: Vec<(String, String)>,
+}
+
+impl Default for NodeSpec {
+    fn default() -> Self {
+        Self {
+            key: NodeKey::default(),
+            engine: EngineKind::Redis,
+            address: Ipv4Addr::LOCALHOST,
+            port: 0,
+            dir: PathBuf::new(),
+            max_memory_bytes: 0,
+            parameters: Vec::new(),
+            directives: Vec::new(),
+        }
+    }
+}
+
+/// A node the runtime supervises.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningNode {
+    pub key: NodeKey,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub pid: u32,
+    pub engine_version: String,
+}
+
+/// The outcome of one health check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Health {
+    Healthy,
+    /// The process exists but did not answer (connect or probe failed or timed out).
+    Unreachable,
+    /// The process is gone (crashed, killed, or never supervised).
+    Exited,
+    /// Frozen by [`Runtime::pause`].
+    Paused,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Unreachable => "unreachable",
+            Health::Exited => "exited",
+            Health::Paused => "paused",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors of the node runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("no binary for engine {engine} on this machine")]
+    BinaryMissing { engine: EngineKind },
+    #[error("engine process exited during start-up ({status}): {stderr}")]
+    Exited {
+        status: ExitStatus,
+        /// The tail of what the process wrote to stderr and its log file.
+        stderr: String,
+    },
+    #[error("engine process did not become ready within {after:?}")]
+    TimedOut { after: Duration },
+    #[error("port {port} on {address} is already in use")]
+    PortInUse { address: Ipv4Addr, port: u16 },
+    #[error("node {key} is not supervised")]
+    NotFound { key: NodeKey },
+    #[error("node {key} cannot do that while {health}")]
+    NotRunning { key: NodeKey, health: Health },
+    #[error("unexpected reply from the engine: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: T) {}
+
+    /// The runtime is shared behind `Arc` and driven from `tokio::spawn`ed tasks.
+    #[allow(dead_code)]
+    fn runtime_and_its_futures_are_shareable(runtime: &'static Runtime, key: &'static NodeKey) {
+        send_sync::<Runtime>();
+        send_sync::<ConfigEndpoint>();
+        send(runtime.start(NodeSpec::default()));
+        send(runtime.stop(key));
+        send(runtime.kill(key));
+        send(runtime.pause(key));
+        send(runtime.resume(key));
+        send(runtime.probe(key, Duration::ZERO));
+        send(runtime.apply_parameters(key, &[]));
+        send(runtime.stop_all());
+    }
+}

@@ -1,0 +1,525 @@
+//! [`Runtime`]: the table of supervised engine processes and their life cycle — start
+//! (with readiness polling and typed failures), stop, crash, freeze, thaw, probe, and live
+//! parameter changes.
+//!
+//! Operations on one node are serialised by a per-key lock, so a reconciler restarting a
+//! node and an admin call stopping it cannot interleave; different nodes never wait for
+//! each other. Probes take no lock: they must stay cheap and answer even mid-operation.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use crate::capabilities;
+use crate::config::{self, BufferLimits};
+use crate::orphans;
+use crate::probe;
+use crate::resp::{self, Reply};
+use crate::spawner::Spawner;
+use crate::{Binary, EngineKind, Engines, Health, NodeError, NodeKey, NodeSpec, RunningNode};
+
+/// How long a node may take to answer its first probe.
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a node gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Readiness polling interval: nodes come up in a few milliseconds.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
+/// Attempts for a node on a free port whose port was taken between choosing and binding.
+const PORT_ATTEMPTS: usize = 5;
+/// Bound on one live-reconfiguration session, so a wedged node cannot hang the caller.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Spawns and supervises engine processes. `Send + Sync`; share it behind an `Arc`.
+///
+/// Dropping it kills every node it still supervises (`kill_on_drop`, and the spawner
+/// thread's exit fires `PDEATHSIG`); call [`Runtime::stop_all`] first for a clean stop.
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engines: Engines,
+    spawner: Spawner,
+    nodes: Mutex<HashMap<NodeKey, Arc<Node>>>,
+    key_locks: Mutex<HashMap<NodeKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Ports chosen for nodes that are still starting, so two concurrent starts on port 0
+    /// are never handed the same one.
+    reserved_ports: Mutex<HashSet<(Ipv4Addr, u16)>>,
+    start_timeout: Duration,
+}
+
+struct Node {
+    info: RunningNode,
+    engine: EngineKind,
+    binary: Binary,
+    dir: PathBuf,
+    password: Option<String>,
+    paused: AtomicBool,
+    process: Mutex<Process>,
+}
+
+/// `child` is `None` once the process has been reaped (then `exit` says how it ended) or
+/// while a stop/kill owns it.
+struct Process {
+    child: Option<Child>,
+    exit: Option<ExitStatus>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these short, non-awaiting locks leaves consistent data.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Runtime {
+    pub fn new(engines: Engines) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engines,
+                spawner: Spawner::new(),
+                nodes: Mutex::default(),
+                key_locks: Mutex::default(),
+                reserved_ports: Mutex::default(),
+                start_timeout: DEFAULT_START_TIMEOUT,
+            }),
+        }
+    }
+
+    /// How long [`Runtime::start`] waits for a node to answer (default 20 s).
+    pub fn with_start_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.start_timeout = timeout;
+        }
+        self
+    }
+
+    pub fn engines(&self) -> &Engines {
+        &self.inner.engines
+    }
+
+    /// Starts the node described by `spec` and returns once it answers its engine's probe.
+    /// A node already running under the same key is stopped first (restart in place: keep
+    /// `spec.port` to keep the endpoint).
+    pub async fn start(&self, spec: NodeSpec) -> Result<RunningNode, NodeError> {
+        let _guard = self.inner.key_lock(&spec.key).lock_owned().await;
+        if let Some(old) = self.inner.remove(&spec.key) {
+            tracing::info!(node = %spec.key, pid = old.info.pid, "replacing running node");
+            old.terminate().await;
+        }
+        let binary =
+            self.inner.engines.binary(spec.engine).cloned().ok_or(NodeError::BinaryMissing { engine: spec.engine })?;
+        tokio::fs::create_dir_all(&spec.dir).await?;
+        // Absolute, so the config, the pidfile check and the process's cwd all agree.
+        let dir = tokio::fs::canonicalize(&spec.dir).await?;
+        let spec = NodeSpec { dir, ..spec };
+
+        let attempts = if spec.port == 0 { PORT_ATTEMPTS } else { 1 };
+        for attempt in 1..=attempts {
+            let port = if spec.port == 0 { self.inner.reserve_port(spec.address)? } else { spec.port };
+            let launched = self.inner.launch(&spec, &binary, port).await;
+            if spec.port == 0 {
+                lock(&self.inner.reserved_ports).remove(&(spec.address, port));
+            }
+            match launched {
+                Ok(node) => {
+                    let info = node.info.clone();
+                    tracing::info!(node = %spec.key, engine = %spec.engine, pid = info.pid,
+                        address = %info.address, port, from = "stopped", to = "running", "node started");
+                    lock(&self.inner.nodes).insert(spec.key.clone(), node);
+                    return Ok(info);
+                }
+                Err(Launch::PortTaken) if attempt < attempts => {
+                    tracing::debug!(node = %spec.key, port, "free port was taken before the node bound it; retrying");
+                }
+                Err(Launch::PortTaken) => {
+                    return Err(NodeError::PortInUse { address: spec.address, port });
+                }
+                Err(Launch::Failed(error)) => {
+                    tracing::warn!(node = %spec.key, %error, "node failed to start");
+                    return Err(error);
+                }
+            }
+        }
+        Err(NodeError::PortInUse { address: spec.address, port: spec.port })
+    }
+
+    /// Stops a node gracefully: SIGTERM, up to 2 s to exit, then SIGKILL; returns once the
+    /// process is reaped and its port free. An unknown key is already stopped.
+    pub async fn stop(&self, key: &NodeKey) -> Result<(), NodeError> {
+        let _guard = self.inner.key_lock(key).lock_owned().await;
+        if let Some(node) = self.inner.remove(key) {
+            node.terminate().await;
+            tracing::info!(node = %key, from = "running", to = "stopped", "node stopped");
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs a node as a crash would: no shutdown, and it stays supervised so probes
+    /// report [`Health::Exited`] until it is started again or stopped.
+    pub async fn kill(&self, key: &NodeKey) -> Result<(), NodeError> {
+        let _guard = self.inner.key_lock(key).lock_owned().await;
+        let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
+        let child = lock(&node.process).child.take();
+        if let Some(mut child) = child {
+            let _ = child.start_kill();
+            let status = child.wait().await?;
+            lock(&node.process).exit = Some(status);
+            tracing::info!(node = %key, pid = node.info.pid, from = "running", to = "exited", "node killed");
+        }
+        node.paused.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Freezes a node with SIGSTOP: alive, holding its port, answering nothing.
+    pub async fn pause(&self, key: &NodeKey) -> Result<(), NodeError> {
+        let _guard = self.inner.key_lock(key).lock_owned().await;
+        let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
+        node.paused.store(true, Ordering::SeqCst);
+        if !node.signal(libc::SIGSTOP) {
+            node.paused.store(false, Ordering::SeqCst);
+            return Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited });
+        }
+        tracing::info!(node = %key, from = "running", to = "paused", "node paused");
+        Ok(())
+    }
+
+    /// Thaws a node frozen by [`Runtime::pause`] (SIGCONT).
+    pub async fn resume(&self, key: &NodeKey) -> Result<(), NodeError> {
+        let _guard = self.inner.key_lock(key).lock_owned().await;
+        let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
+        if !node.signal(libc::SIGCONT) {
+            return Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited });
+        }
+        node.paused.store(false, Ordering::SeqCst);
+        tracing::info!(node = %key, from = "paused", to = "running", "node resumed");
+        Ok(())
+    }
+
+    /// One health check, bounded by `timeout`. An unknown key reports [`Health::Exited`].
+    pub async fn probe(&self, key: &NodeKey, timeout: Duration) -> Health {
+        let Some(node) = self.inner.node(key) else { return Health::Exited };
+        if node.has_exited() {
+            return Health::Exited;
+        }
+        if node.paused.load(Ordering::SeqCst) {
+            return Health::Paused;
+        }
+        let checked = tokio::time::timeout(timeout, probe::check(node.engine, node.info.address, node.info.port)).await;
+        match checked {
+            Ok(Ok(())) => Health::Healthy,
+            // The probe may have failed because the process died meanwhile.
+            _ if node.has_exited() => Health::Exited,
+            _ => Health::Unreachable,
+        }
+    }
+
+    /// Applies changed parameter values to a running node without a restart. Returns the
+    /// names that could not be applied live and need a restart: for redis, those the node
+    /// refused with `CONFIG SET` (immutable ones such as `databases`); for memcached, all
+    /// of them. Names that are no setting of the engine binary at all (AWS-only ones such
+    /// as `reserved-memory-percent`) are neither applied nor returned: a restart would not
+    /// apply them either.
+    pub async fn apply_parameters(
+        &self,
+        key: &NodeKey,
+        changes: &[(String, String)],
+    ) -> Result<Vec<String>, NodeError> {
+        let _guard = self.inner.key_lock(key).lock_owned().await;
+        let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
+        if node.engine == EngineKind::Memcached {
+            return Ok(changes.iter().map(|(name, _)| name.clone()).collect());
+        }
+        if node.has_exited() {
+            return Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited });
+        }
+        if node.paused.load(Ordering::SeqCst) {
+            return Err(NodeError::NotRunning { key: key.clone(), health: Health::Paused });
+        }
+        let settings = capabilities::redis_settings(&self.inner.spawner, &node.binary).await;
+        tokio::time::timeout(APPLY_TIMEOUT, apply_redis(&node, &settings, changes))
+            .await
+            .map_err(|_| NodeError::TimedOut { after: APPLY_TIMEOUT })?
+    }
+
+    /// Every supervised node (crashed ones included, until stopped or restarted).
+    pub fn running(&self) -> Vec<RunningNode> {
+        let mut nodes: Vec<RunningNode> = lock(&self.inner.nodes).values().map(|n| n.info.clone()).collect();
+        nodes.sort_by(|a, b| a.key.cmp(&b.key));
+        nodes
+    }
+
+    pub fn get(&self, key: &NodeKey) -> Option<RunningNode> {
+        self.inner.node(key).map(|n| n.info.clone())
+    }
+
+    /// Stops every node, concurrently; returns when all are gone.
+    pub async fn stop_all(&self) {
+        let keys: Vec<NodeKey> = lock(&self.inner.nodes).keys().cloned().collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for key in keys {
+            let inner = self.inner.clone();
+            tasks.spawn(async move {
+                let _guard = inner.key_lock(&key).lock_owned().await;
+                if let Some(node) = inner.remove(&key) {
+                    node.terminate().await;
+                    tracing::info!(node = %key, from = "running", to = "stopped", "node stopped");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn apply_redis(
+    node: &Node,
+    settings: &capabilities::RedisSettings,
+    changes: &[(String, String)],
+) -> Result<Vec<String>, NodeError> {
+    let mut session = probe::redis_session(node.info.address, node.info.port, node.password.as_deref()).await?;
+    let mut not_applied = Vec::new();
+    let mut limits: Option<(BufferLimits, Vec<String>)> = None;
+    for (name, value) in changes {
+        if name.to_ascii_lowercase().starts_with("client-output-buffer-limit-") {
+            if limits.is_none() {
+                let current =
+                    match resp::command(&mut session, &["CONFIG", "GET", "client-output-buffer-limit"]).await? {
+                        Reply::Array(Some(items)) => items.get(1).and_then(Reply::as_text).unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                limits = Some((BufferLimits::parse(&current), Vec::new()));
+            }
+            if let Some((limits, names)) = limits.as_mut()
+                && limits.set_from_aws(name, value)
+            {
+                names.push(name.clone());
+            }
+            continue;
+        }
+        if !config::redis_parameter_allowed(name, settings) {
+            tracing::debug!(node = %node.info.key, parameter = %name, "not a setting of this redis binary; skipped");
+            continue;
+        }
+        match resp::command(&mut session, &["CONFIG", "SET", name.as_str(), value.as_str()]).await? {
+            Reply::Simple(_) => {
+                tracing::info!(node = %node.info.key, parameter = %name, value = %value, "parameter applied live")
+            }
+            other => {
+                tracing::info!(node = %node.info.key, parameter = %name, reply = ?other, "parameter needs a restart");
+                not_applied.push(name.clone());
+            }
+        }
+    }
+    if let Some((limits, names)) = limits
+        && let Some(value) = limits.render_changed()
+    {
+        match resp::command(&mut session, &["CONFIG", "SET", "client-output-buffer-limit", value.as_str()]).await? {
+            Reply::Simple(_) => {}
+            _ => not_applied.extend(names),
+        }
+    }
+    Ok(not_applied)
+}
+
+enum Launch {
+    /// The chosen port was bound by someone else first.
+    PortTaken,
+    Failed(NodeError),
+}
+
+impl From<std::io::Error> for Launch {
+    fn from(error: std::io::Error) -> Self {
+        Launch::Failed(NodeError::Io(error))
+    }
+}
+
+impl Inner {
+    fn key_lock(&self, key: &NodeKey) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.key_locks).entry(key.clone()).or_default().clone()
+    }
+
+    fn node(&self, key: &NodeKey) -> Option<Arc<Node>> {
+        lock(&self.nodes).get(key).cloned()
+    }
+
+    fn remove(&self, key: &NodeKey) -> Option<Arc<Node>> {
+        lock(&self.nodes).remove(key)
+    }
+
+    /// A port that is free on `address` right now and not promised to another node.
+    /// Binding port 0 lets the kernel pick one nothing on the machine listens on.
+    fn reserve_port(&self, address: Ipv4Addr) -> Result<u16, NodeError> {
+        for _ in 0..64 {
+            let listener = std::net::TcpListener::bind(SocketAddr::from((address, 0)))?;
+            let port = listener.local_addr()?.port();
+            drop(listener);
+            let in_use_by_node = lock(&self.nodes).values().any(|n| n.info.address == address && n.info.port == port);
+            if !in_use_by_node && lock(&self.reserved_ports).insert((address, port)) {
+                return Ok(port);
+            }
+        }
+        Err(NodeError::Io(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port found")))
+    }
+
+    async fn launch(&self, spec: &NodeSpec, binary: &Binary, port: u16) -> Result<Arc<Node>, Launch> {
+        let console_path = spec.dir.join(config::CONSOLE_LOG_FILE);
+        let console = std::fs::File::create(&console_path)?;
+        let redis_log = spec.dir.join(config::REDIS_LOG_FILE);
+        // Only what this start writes to the (appended) redis log explains its failure.
+        let log_offset = std::fs::metadata(&redis_log).map(|m| m.len()).unwrap_or(0);
+
+        let mut command = Command::new(&binary.path);
+        if spec.engine.is_redis_like() {
+            let settings = capabilities::redis_settings(&self.spawner, binary).await;
+            let conf = spec.dir.join(config::REDIS_CONFIG_FILE);
+            tokio::fs::write(&conf, config::render_redis(spec, port, &settings)).await?;
+            command.arg(&conf);
+        } else {
+            let options = capabilities::memcached_options(binary).await;
+            // SAFETY: geteuid(2) cannot fail and has no preconditions.
+            let root = unsafe { libc::geteuid() } == 0;
+            command.args(config::memcached_args(spec, port, &options, root));
+        }
+        command.current_dir(&spec.dir).stdout(Stdio::from(console.try_clone()?)).stderr(Stdio::from(console));
+
+        let mut child = self.spawner.spawn(command).await?;
+        let Some(pid) = child.id() else {
+            return Err(Launch::Failed(NodeError::Io(std::io::Error::other("engine process vanished at spawn"))));
+        };
+        orphans::write_pidfile(&spec.dir, pid)?;
+
+        let deadline = Instant::now() + self.start_timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                orphans::remove_pidfile(&spec.dir);
+                let mut output = config::tail(&console_path, 2048);
+                let log = tail_from(&redis_log, log_offset, 2048);
+                if !log.is_empty() {
+                    output = if output.is_empty() { log } else { format!("{output}\n{log}") };
+                }
+                if output.contains("Address already in use") {
+                    return Err(Launch::PortTaken);
+                }
+                return Err(Launch::Failed(NodeError::Exited { status, stderr: output }));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                orphans::remove_pidfile(&spec.dir);
+                return Err(Launch::Failed(NodeError::TimedOut { after: self.start_timeout }));
+            }
+            let budget = (deadline - now).min(Duration::from_millis(250));
+            if let Ok(Ok(())) = tokio::time::timeout(budget, probe::check(spec.engine, spec.address, port)).await {
+                break;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+
+        let password = spec
+            .directives
+            .iter()
+            .rev()
+            .find(|(name, _)| name.eq_ignore_ascii_case("requirepass"))
+            .map(|(_, value)| value.clone());
+        Ok(Arc::new(Node {
+            info: RunningNode {
+                key: spec.key.clone(),
+                address: spec.address,
+                port,
+                pid,
+                engine_version: binary.version.clone(),
+            },
+            engine: spec.engine,
+            binary: binary.clone(),
+            dir: spec.dir.clone(),
+            password,
+            paused: AtomicBool::new(false),
+            process: Mutex::new(Process { child: Some(child), exit: None }),
+        }))
+    }
+}
+
+fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return String::new() };
+    let from = usize::try_from(offset).unwrap_or(0).min(bytes.len());
+    let bytes = &bytes[from..];
+    let start = bytes.len().saturating_sub(max_bytes);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
+}
+
+impl Node {
+    /// Whether the process is gone; reaps it if it just exited.
+    fn has_exited(&self) -> bool {
+        let mut process = lock(&self.process);
+        let Some(child) = process.child.as_mut() else { return true };
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                tracing::warn!(node = %self.info.key, pid = self.info.pid, %status, from = "running", to = "exited", "node process exited");
+                process.exit = Some(status);
+                process.child = None;
+                true
+            }
+            Ok(None) => false,
+            Err(_) => false,
+        }
+    }
+
+    /// Sends `signal` if the process is still ours and alive. Holding the lock while
+    /// signalling means it cannot be reaped meanwhile, so the pid cannot have been reused.
+    fn signal(&self, signal: libc::c_int) -> bool {
+        let mut process = lock(&self.process);
+        let Some(child) = process.child.as_mut() else { return false };
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        let Ok(pid) = libc::pid_t::try_from(self.info.pid) else { return false };
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our unreaped child.
+        unsafe { libc::kill(pid, signal) == 0 }
+    }
+
+    /// SIGTERM (and SIGCONT, in case it is paused), a grace period, then SIGKILL; reaps.
+    /// Memcached gets SIGKILL at once: it has nothing to flush, and its SIGTERM path
+    /// waits up to a second for background threads, which would slow every stop and reset.
+    async fn terminate(&self) {
+        let child = lock(&self.process).child.take();
+        if let Some(mut child) = child {
+            let status = if self.engine == EngineKind::Memcached {
+                let _ = child.start_kill();
+                child.wait().await.ok()
+            } else {
+                if let Ok(pid) = libc::pid_t::try_from(self.info.pid) {
+                    // SAFETY: as in `signal`; the child is unreaped because we own it.
+                    unsafe {
+                        libc::kill(pid, libc::SIGTERM);
+                        libc::kill(pid, libc::SIGCONT);
+                    }
+                }
+                match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+                    Ok(status) => status.ok(),
+                    Err(_) => {
+                        tracing::warn!(node = %self.info.key, pid = self.info.pid, "node ignored SIGTERM; killing it");
+                        let _ = child.start_kill();
+                        child.wait().await.ok()
+                    }
+                }
+            };
+            lock(&self.process).exit = status;
+        }
+        self.paused.store(false, Ordering::SeqCst);
+        orphans::remove_pidfile(&self.dir);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The child (if any) dies with it through kill_on_drop; its pidfile is stale then.
+        if lock(&self.process).child.is_some() {
+            orphans::remove_pidfile(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Supervision of real processes: crash, restart in place, freeze, stop, ports, drop.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::*;
+use nodes::{EngineKind, Engines, Health, NodeError, Runtime};
+
+const PROBE: Duration = Duration::from_millis(500);
+
+#[tokio::test]
+async fn kill_is_seen_as_exited_and_restart_keeps_the_port() {
+    for engine in [EngineKind::Redis, EngineKind::Memcached] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = Runtime::new(Engines::detect());
+        let mut spec = spec(dir.path(), engine, "crash");
+        let first = runtime.start(spec.clone()).await.expect("start");
+        assert_eq!(runtime.probe(&spec.key, PROBE).await, Health::Healthy);
+
+        runtime.kill(&spec.key).await.expect("kill");
+        assert_eq!(runtime.probe(&spec.key, PROBE).await, Health::Exited, "{engine}");
+        assert!(!process_alive(first.pid));
+        // Still supervised, so the reconciler can see the crash and restart it.
+        assert_eq!(runtime.get(&spec.key).map(|n| n.pid), Some(first.pid));
+
+        spec.port = first.port;
+        let second = runtime.start(spec.clone()).await.expect("restart in place");
+        assert_eq!(second.port, first.port);
+        assert_ne!(second.pid, first.pid);
+        assert_eq!(runtime.probe(&spec.key, PROBE).await, Health::Healthy);
+        runtime.stop(&spec.key).await.expect("stop");
+    }
+}
+
+#[tokio::test]
+async fn pause_freezes_and_resume_thaws() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let spec = spec(dir.path(), EngineKind::Redis, "freeze");
+    let node = runtime.start(spec.clone()).await.expect("start");
+
+    runtime.pause(&spec.key).await.expect("pause");
+    assert_eq!(runtime.probe(&spec.key, PROBE).await, Health::Paused);
+    // Really frozen: the kernel accepts the connection but nobody answers.
+    let ping = tokio::time::timeout(Duration::from_millis(200), redis(node.port, &["PING"])).await;
+    assert!(ping.is_err(), "a paused node answered: {ping:?}");
+    assert!(process_alive(node.pid));
+
+    runtime.resume(&spec.key).await.expect("resume");
+    eventually("resumed node is healthy", || runtime.probe_is(&spec.key, Health::Healthy)).await;
+    assert_eq!(redis(node.port, &["PING"]).await, "PONG");
+
+    // Stopping a paused node still works (SIGTERM alone would stay pending).
+    runtime.pause(&spec.key).await.expect("pause again");
+    runtime.stop(&spec.key).await.expect("stop paused");
+    assert!(!process_alive(node.pid));
+}
+
+#[tokio::test]
+async fn stop_frees_the_port_and_forgets_the_node() {
+    for engine in [EngineKind::Redis, EngineKind::Memcached] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = Runtime::new(Engines::detect());
+        let spec = spec(dir.path(), engine, "stopme");
+        let node = runtime.start(spec.clone()).await.expect("start");
+        runtime.stop(&spec.key).await.expect("stop");
+        assert!(!process_alive(node.pid));
+        assert!(runtime.get(&spec.key).is_none());
+        assert_eq!(runtime.probe(&spec.key, PROBE).await, Health::Exited);
+        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, node.port)).expect("port is free after stop");
+        // Stopping again, or something never started, is fine.
+        runtime.stop(&spec.key).await.expect("stop twice");
+    }
+}
+
+#[tokio::test]
+async fn starting_a_running_key_replaces_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let mut spec = spec(dir.path(), EngineKind::Redis, "replace");
+    let first = runtime.start(spec.clone()).await.expect("start");
+    spec.port = first.port;
+    spec.parameters = params(&[("maxmemory-policy", "noeviction")]);
+    let second = runtime.start(spec.clone()).await.expect("replace");
+    assert!(!process_alive(first.pid));
+    assert_eq!(second.port, first.port);
+    assert_eq!(redis(second.port, &["CONFIG", "GET", "maxmemory-policy"]).await, "maxmemory-policy\nnoeviction");
+    assert_eq!(runtime.running().len(), 1);
+    runtime.stop_all().await;
+}
+
+#[tokio::test]
+async fn concurrent_starts_get_distinct_free_ports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = std::sync::Arc::new(Runtime::new(Engines::detect()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let engine = if i % 2 == 0 { EngineKind::Redis } else { EngineKind::Memcached };
+        let spec = spec(dir.path(), engine, &format!("many{i}"));
+        let runtime = runtime.clone();
+        tasks.spawn(async move { runtime.start(spec).await });
+    }
+    let mut ports = std::collections::HashSet::new();
+    while let Some(started) = tasks.join_next().await {
+        let node = started.expect("task").expect("start");
+        assert!(ports.insert(node.port));
+    }
+    assert_eq!(runtime.running().len(), 4);
+    runtime.stop_all().await;
+    assert!(runtime.running().is_empty());
+    for port in ports {
+        assert!(!accepts(port).await);
+    }
+}
+
+#[tokio::test]
+async fn a_taken_fixed_port_is_a_typed_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let squatter = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let mut spec = spec(dir.path(), EngineKind::Memcached, "taken");
+    spec.port = squatter.local_addr().expect("addr").port();
+    match runtime.start(spec.clone()).await {
+        Err(NodeError::PortInUse { port, .. }) => assert_eq!(port, spec.port),
+        other => panic!("expected PortInUse, got {other:?}"),
+    }
+    spec.engine = EngineKind::Redis;
+    assert!(matches!(runtime.start(spec).await, Err(NodeError::PortInUse { .. })));
+}
+
+#[tokio::test]
+async fn a_missing_binary_is_a_typed_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::default());
+    let spec = spec(dir.path(), EngineKind::Redis, "nobinary");
+    assert!(matches!(runtime.start(spec).await, Err(NodeError::BinaryMissing { engine: EngineKind::Redis })));
+}
+
+#[tokio::test]
+async fn dropping_the_runtime_kills_its_nodes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let node = runtime.start(spec(dir.path(), EngineKind::Redis, "dropped")).await.expect("start");
+    drop(runtime);
+    eventually("node process is gone", || async { !process_alive(node.pid) }).await;
+    assert!(!accepts(node.port).await);
+}
+
+trait ProbeIs {
+    async fn probe_is(&self, key: &nodes::NodeKey, health: Health) -> bool;
+}
+
+impl ProbeIs for Runtime {
+    async fn probe_is(&self, key: &nodes::NodeKey, health: Health) -> bool {
+        self.probe(key, PROBE).await == health
+    }
+}

@@ -1,0 +1,108 @@
+//! Real redis-server nodes: data path, parameters at start and live.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use nodes::{EngineKind, Engines, Health, NodeError, Runtime};
+
+#[tokio::test]
+async fn redis_node_serves_data_and_takes_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let mut spec = spec(dir.path(), EngineKind::Redis, "params");
+    spec.parameters = params(&[
+        ("maxmemory-policy", "allkeys-lru"),
+        ("timeout", "300"),
+        ("notify-keyspace-events", "Ex"),
+        ("client-output-buffer-limit-pubsub-soft-seconds", "30"),
+        // AWS-only or emulator-owned: must be skipped, not make redis refuse to start.
+        ("reserved-memory-percent", "25"),
+        ("close-on-replica-write", "yes"),
+        ("cluster-enabled", "yes"),
+        ("rename-commands", "FLUSHALL blah"),
+        ("port", "1"),
+    ]);
+    let node = runtime.start(spec.clone()).await.expect("start redis");
+    assert_ne!(node.port, 0);
+    assert!(!node.engine_version.is_empty());
+    assert_eq!(runtime.get(&spec.key), Some(node.clone()));
+
+    assert_eq!(redis(node.port, &["SET", "greeting", "hello"]).await, "OK");
+    assert_eq!(redis(node.port, &["GET", "greeting"]).await, "hello");
+    assert_eq!(redis(node.port, &["CONFIG", "GET", "maxmemory-policy"]).await, "maxmemory-policy\nallkeys-lru");
+    assert_eq!(redis(node.port, &["CONFIG", "GET", "maxmemory"]).await, format!("maxmemory\n{}", 64 * 1024 * 1024));
+    assert_eq!(redis(node.port, &["CONFIG", "GET", "timeout"]).await, "timeout\n300");
+    assert_eq!(redis(node.port, &["CONFIG", "GET", "cluster-enabled"]).await, "cluster-enabled\nno");
+    let limits = redis(node.port, &["CONFIG", "GET", "client-output-buffer-limit"]).await;
+    assert!(limits.contains("pubsub 33554432 8388608 30"), "{limits}");
+    assert!(spec.dir.join("node.pid").is_file());
+    assert!(spec.dir.join("redis.log").is_file());
+
+    // Live changes: mutable settings apply, immutable ones are reported, unknown ones ignored.
+    let pending = runtime
+        .apply_parameters(
+            &spec.key,
+            &params(&[
+                ("maxmemory-policy", "volatile-ttl"),
+                ("databases", "32"),
+                ("reserved-memory-percent", "10"),
+                ("client-output-buffer-limit-normal-hard-limit", "1048576"),
+            ]),
+        )
+        .await
+        .expect("apply");
+    assert_eq!(pending, vec!["databases".to_string()]);
+    assert_eq!(redis(node.port, &["CONFIG", "GET", "maxmemory-policy"]).await, "maxmemory-policy\nvolatile-ttl");
+    let limits = redis(node.port, &["CONFIG", "GET", "client-output-buffer-limit"]).await;
+    assert!(limits.starts_with("client-output-buffer-limit\nnormal 1048576 0 0"), "{limits}");
+    assert!(limits.contains("pubsub 33554432 8388608 30"), "{limits}");
+
+    assert_eq!(runtime.probe(&spec.key, Duration::from_secs(1)).await, Health::Healthy);
+    runtime.stop(&spec.key).await.expect("stop");
+    assert!(!spec.dir.join("node.pid").exists());
+}
+
+#[tokio::test]
+async fn bad_parameter_value_reports_exit_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let mut spec = spec(dir.path(), EngineKind::Redis, "badvalue");
+    spec.parameters = params(&[("maxmemory-policy", "sometimes")]);
+    match runtime.start(spec.clone()).await {
+        Err(NodeError::Exited { status, stderr }) => {
+            assert!(!status.success());
+            assert!(stderr.contains("maxmemory-policy"), "stderr tail: {stderr}");
+        }
+        other => panic!("expected Exited, got {other:?}"),
+    }
+    assert!(runtime.get(&spec.key).is_none());
+}
+
+#[tokio::test]
+async fn password_protected_node_is_healthy_and_reconfigurable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let mut spec = spec(dir.path(), EngineKind::Redis, "auth");
+    spec.directives = params(&[("requirepass", "s3cret-token-of-16+chars")]);
+    let node = runtime.start(spec.clone()).await.expect("start");
+    assert!(redis(node.port, &["GET", "x"]).await.starts_with("-NOAUTH"));
+    assert_eq!(runtime.probe(&spec.key, Duration::from_secs(1)).await, Health::Healthy);
+    let pending = runtime.apply_parameters(&spec.key, &params(&[("timeout", "42")])).await.expect("apply");
+    assert!(pending.is_empty());
+    runtime.stop_all().await;
+    assert!(runtime.running().is_empty());
+}
+
+#[tokio::test]
+async fn valkey_engine_runs_on_the_available_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engines = Engines::detect();
+    let runtime = Runtime::new(engines.clone());
+    let spec = spec(dir.path(), EngineKind::Valkey, "valkey");
+    let node = runtime.start(spec.clone()).await.expect("start valkey");
+    assert_eq!(node.engine_version, engines.binary(EngineKind::Valkey).expect("valkey binary").version);
+    assert_eq!(redis(node.port, &["PING"]).await, "PONG");
+    runtime.stop(&spec.key).await.expect("stop");
+}
