@@ -7,9 +7,10 @@ run:
 	scripts/install-engines.sh
 	cargo run --release -p server --bin elasticache-local -- serve
 
-# Run the whole test suite: unit, protocol, end-to-end (real server, real SDK) and the
-# aws-cli smoke script.
+# Run the whole test suite (installs the cache engines first): unit, protocol, node runtime
+# with real engines, end-to-end (real server, real SDK, real nodes) and the aws-cli smoke script.
 test:
+	scripts/install-engines.sh
 	cargo build --workspace --all-targets
 	cargo test --workspace
 	tests/smoke/aws-cli.sh

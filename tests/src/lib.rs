@@ -43,6 +43,7 @@ impl TestServer {
             region: REGION.to_string(),
             account: ACCOUNT.to_string(),
             zones: ZONES.iter().map(|z| z.to_string()).collect(),
+            health: Default::default(),
         };
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(listener, config, async move {

@@ -61,9 +61,16 @@ pub struct EngineVersion {
     pub cache_engine_version_description: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeType {
+    pub redis_maxmemory_bytes: Option<u64>,
+    pub memcached_max_cache_memory_mib: Option<u64>,
+}
+
 pub struct Catalog {
     families: Vec<Family>,
     engine_versions: Vec<EngineVersion>,
+    node_types: BTreeMap<String, NodeType>,
 }
 
 const FAMILY_FILES: [&str; 4] = [
@@ -73,6 +80,7 @@ const FAMILY_FILES: [&str; 4] = [
     include_str!("../data/parameters/valkey8.json"),
 ];
 const ENGINE_VERSIONS: &str = include_str!("../data/engine-versions.json");
+const NODE_TYPES: &str = include_str!("../data/node-types.json");
 
 impl Catalog {
     /// Parses the compiled-in data. It is checked by this crate's tests, so a failure here
@@ -86,7 +94,21 @@ impl Catalog {
             family.parameters.sort_by(|a, b| a.name.cmp(&b.name));
         }
         let engine_versions = serde_json::from_str(ENGINE_VERSIONS).expect("compiled-in engine versions are valid");
-        Self { families, engine_versions }
+        let node_types = serde_json::from_str(NODE_TYPES).expect("compiled-in node types are valid");
+        Self { families, engine_versions, node_types }
+    }
+
+    pub fn node_type(&self, name: &str) -> Option<&NodeType> {
+        self.node_types.get(name)
+    }
+
+    pub fn node_types(&self) -> impl Iterator<Item = (&String, &NodeType)> {
+        self.node_types.iter()
+    }
+
+    /// The versions offered for an engine, oldest first.
+    pub fn versions_of<'a>(&'a self, engine: &'a str) -> impl Iterator<Item = &'a EngineVersion> + 'a {
+        self.engine_versions.iter().filter(move |v| v.engine == engine)
     }
 
     pub fn family(&self, name: &str) -> Option<&Family> {

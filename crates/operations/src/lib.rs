@@ -13,17 +13,19 @@
 //! transaction. They never spawn processes or sleep.
 
 mod arn;
+pub mod cache_clusters;
 mod catalog;
 mod engine_versions;
+mod events;
 mod pagination;
-mod parameter_groups;
+pub mod parameter_groups;
 mod security_groups;
 mod subnet_groups;
 mod tags;
 mod validate;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use protocol::shapes::*;
 use protocol::{ApiError, ElastiCache, RequestContext};
@@ -38,6 +40,8 @@ pub struct Settings {
     /// The simulated availability zones of every region: `a`, `b`, … suffixes are taken
     /// from these names and applied to the request's region.
     pub zones: Vec<String>,
+    /// Woken after every change of desired state, so the reconciler acts at once.
+    pub reconcile: Arc<tokio::sync::Notify>,
 }
 
 pub struct Operations {
@@ -51,6 +55,29 @@ pub struct Operations {
 impl Operations {
     pub fn new(store: Store, settings: Settings) -> Self {
         Self { store, settings, catalog: Catalog::load(), seeded: Mutex::new(HashSet::new()) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub(crate) fn wake_reconciler(&self) {
+        self.settings.reconcile.notify_one();
+    }
+
+    /// Applies every change waiting for a maintenance window, in every region, now.
+    pub async fn run_maintenance(&self) -> Result<usize, ApiError> {
+        let clusters = self.store.all_cache_clusters().await.map_err(internal)?;
+        let scopes: HashSet<Scope> = clusters.into_iter().map(|c| c.scope).collect();
+        let mut applied = 0;
+        for scope in scopes {
+            applied += cache_clusters::apply_pending(self, &scope).await?;
+        }
+        Ok(applied)
     }
 
     /// Deletes every resource of every region; default resources come back on next use.
@@ -76,7 +103,7 @@ impl Operations {
 
     /// The simulated zones of `region`: the configured zones when they belong to it,
     /// otherwise the same letters under the region's name.
-    fn zones(&self, region: &str) -> Vec<String> {
+    pub fn zones(&self, region: &str) -> Vec<String> {
         self.settings
             .zones
             .iter()
@@ -99,6 +126,62 @@ fn internal(error: StoreError) -> ApiError {
 }
 
 impl ElastiCache for Operations {
+    async fn create_cache_cluster(
+        &self,
+        ctx: &RequestContext,
+        input: CreateCacheClusterMessage,
+    ) -> Result<CreateCacheClusterResult, ApiError> {
+        cache_clusters::create(self, ctx, input).await
+    }
+
+    async fn describe_cache_clusters(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeCacheClustersMessage,
+    ) -> Result<CacheClusterMessage, ApiError> {
+        cache_clusters::describe(self, ctx, input).await
+    }
+
+    async fn modify_cache_cluster(
+        &self,
+        ctx: &RequestContext,
+        input: ModifyCacheClusterMessage,
+    ) -> Result<ModifyCacheClusterResult, ApiError> {
+        cache_clusters::modify(self, ctx, input).await
+    }
+
+    async fn reboot_cache_cluster(
+        &self,
+        ctx: &RequestContext,
+        input: RebootCacheClusterMessage,
+    ) -> Result<RebootCacheClusterResult, ApiError> {
+        cache_clusters::reboot(self, ctx, input).await
+    }
+
+    async fn delete_cache_cluster(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteCacheClusterMessage,
+    ) -> Result<DeleteCacheClusterResult, ApiError> {
+        cache_clusters::delete(self, ctx, input).await
+    }
+
+    async fn list_allowed_node_type_modifications(
+        &self,
+        ctx: &RequestContext,
+        input: ListAllowedNodeTypeModificationsMessage,
+    ) -> Result<AllowedNodeTypeModificationsMessage, ApiError> {
+        cache_clusters::allowed_node_type_modifications(self, ctx, input).await
+    }
+
+    async fn describe_events(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeEventsMessage,
+    ) -> Result<EventsMessage, ApiError> {
+        events::describe(self, ctx, input).await
+    }
+
     async fn create_cache_parameter_group(
         &self,
         ctx: &RequestContext,

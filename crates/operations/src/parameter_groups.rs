@@ -328,6 +328,8 @@ pub async fn modify(
         e => internal(e),
     })?;
     tracing::info!(parameter_group = group.name, parameters = values.len(), "modified cache parameter group");
+    // Clusters using the group pick the change up from the reconciler.
+    ops.wake_reconciler();
     Ok(CacheParameterGroupNameMessage { cache_parameter_group_name: Some(group.name) })
 }
 
@@ -402,6 +404,7 @@ pub async fn reset(
     };
     ops.store.reset_parameter_values(&scope, &group.name, names.as_deref()).await.map_err(internal)?;
     tracing::info!(parameter_group = group.name, "reset cache parameter group");
+    ops.wake_reconciler();
     Ok(CacheParameterGroupNameMessage { cache_parameter_group_name: Some(group.name) })
 }
 
@@ -418,6 +421,15 @@ pub async fn delete(
             format!("Default CacheParameterGroup cannot be deleted: {}", group.name),
         ));
     }
+    if ops.store.parameter_group_in_use(&scope, &group.name).await.map_err(internal)? {
+        return Err(ApiError::new(
+            ErrorCode::InvalidCacheParameterGroupStateFault,
+            format!(
+                "One or more cache clusters are still members of parameter group {}, so the group cannot be deleted.",
+                group.name
+            ),
+        ));
+    }
     let arn = arn::build(&scope, Kind::ParameterGroup, &group.name);
     ops.store.delete_parameter_group(&scope, &group.name, &arn).await.map_err(|e| match e {
         StoreError::NotFound => not_found(&group.name),
@@ -425,6 +437,25 @@ pub async fn delete(
     })?;
     tracing::info!(parameter_group = group.name, "deleted cache parameter group");
     Ok(())
+}
+
+/// The values a node of a group runs with: the family's defaults, the default group's
+/// built-in values, then what users set. Parameters without a value are left out.
+pub async fn effective_values(ops: &Operations, scope: &Scope, name: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let group = existing(ops, scope, name).await?;
+    let family = family_of(ops, &group)?;
+    let mut values: Vec<(String, String)> =
+        family.parameters.iter().filter_map(|p| p.value.clone().map(|v| (p.name.clone(), v))).collect();
+    let overrides = built_in_values(&group)
+        .into_iter()
+        .chain(ops.store.parameter_values(scope, &group.name).await.map_err(internal)?);
+    for (name, value) in overrides {
+        match values.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = value,
+            None => values.push((name, value)),
+        }
+    }
+    Ok(values)
 }
 
 /// Whether a parameter group of this name exists in the scope (for tagging).

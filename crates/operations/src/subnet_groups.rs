@@ -203,6 +203,14 @@ pub async fn delete(
             "The default cache subnet group cannot be deleted.",
         ));
     }
+    let in_use =
+        ops.store.cache_clusters(&scope).await.map_err(internal)?.iter().any(|c| c.cluster.subnet_group == name);
+    if in_use {
+        return Err(ApiError::new(
+            ErrorCode::CacheSubnetGroupInUse,
+            format!("Cache subnet group {name} is in use by one or more cache clusters."),
+        ));
+    }
     let arn = arn::build(&scope, Kind::SubnetGroup, &name);
     ops.store.delete_subnet_group(&scope, &name, &arn).await.map_err(|e| match e {
         StoreError::NotFound => not_found(&input.cache_subnet_group_name),

@@ -65,6 +65,7 @@ async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, 
             Kind::ParameterGroup => parameter_groups::exists(ops, scope, &name).await?,
             Kind::SubnetGroup => subnet_groups::exists(ops, scope, &name).await?,
             Kind::SecurityGroup => security_groups::exists(ops, scope, &name).await?,
+            Kind::Cluster => ops.store.cache_cluster(scope, &name).await.map_err(internal)?.is_some(),
             // No other kind of resource exists in the emulator yet.
             _ => false,
         };

@@ -1,36 +1,117 @@
 //! The emulator-only admin API under `/_emulator/` (JSON).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use nodes::NodeKey;
+use serde_json::{Value, json};
 
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/_emulator/health", get(health)).route("/_emulator/reset", post(reset))
+    Router::new()
+        .route("/_emulator/health", get(health))
+        .route("/_emulator/reset", post(reset))
+        .route("/_emulator/maintenance", post(maintenance))
+        .route("/_emulator/nodes", get(list_nodes))
+        .route("/_emulator/nodes/{cluster}/{node}/{action}", post(node_action))
 }
 
-async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"status": "error", "message": message.to_string()}))).into_response()
+}
+
+async fn health(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "region": state.config.region,
         "zones": state.config.zones,
-        "engines": state.engines.to_json(),
+        "engines": *state.engines,
     }))
 }
 
-/// Deletes every resource of every region; returns when done.
+/// Deletes every resource of every region and stops every node; returns when done.
 async fn reset(State(state): State<AppState>) -> Response {
-    match state.operations.reset().await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "reset failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"status": "error", "message": e.to_string()})))
+    if let Err(e) = state.operations.reset().await {
+        tracing::error!(error = %e, "reset failed");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    state.reconciler.reset().await;
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Applies every change waiting for a maintenance window now.
+async fn maintenance(State(state): State<AppState>) -> Response {
+    match state.operations.run_maintenance().await {
+        Ok(clusters) => Json(json!({"status": "ok", "clusters": clusters})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn list_nodes(State(state): State<AppState>) -> Response {
+    let clusters = match state.operations.store().all_cache_clusters().await {
+        Ok(clusters) => clusters,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let mut out = Vec::new();
+    for c in clusters {
+        for node in &c.nodes {
+            let key = NodeKey::new(reconciler::scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
+            let running = state.reconciler.runtime().get(&key);
+            let role = if c.cluster.engine == "memcached" { Value::Null } else { json!("primary") };
+            out.push(json!({
+                "region": c.scope.region,
+                "cache_cluster_id": c.cluster.id,
+                "cache_node_id": node.node_id,
+                "replication_group_id": c.cluster.replication_group_id,
+                "node_group_id": Value::Null,
+                "role": role,
+                "engine": c.cluster.engine,
+                "availability_zone": node.zone,
+                "address": node.address,
+                "port": node.port,
+                "pid": running.as_ref().map(|r| r.pid),
+                "status": node.status,
+                "health": state.reconciler.health(&key).map_or("unknown", |h| h.as_str()),
+            }));
+        }
+    }
+    Json(Value::Array(out)).into_response()
+}
+
+/// `kill` (SIGKILL, as a crash), `stop` (frozen, not dead) or `resume` one node.
+async fn node_action(
+    State(state): State<AppState>,
+    Path((cluster, node, action)): Path<(String, String, String)>,
+) -> Response {
+    let clusters = match state.operations.store().all_cache_clusters().await {
+        Ok(clusters) => clusters,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    // Cluster ids are per region: prefer the default region's when several match.
+    let found = clusters
+        .iter()
+        .filter(|c| c.cluster.id == cluster.to_ascii_lowercase() && c.nodes.iter().any(|n| n.node_id == node))
+        .min_by_key(|c| c.scope.region != state.config.region);
+    let Some(c) = found else {
+        return error(StatusCode::NOT_FOUND, format!("no node {node} in cache cluster {cluster}"));
+    };
+    let key = NodeKey::new(reconciler::scope_key(&c.scope), c.cluster.id.clone(), node.clone());
+    let runtime = state.reconciler.runtime();
+    let result = match action.as_str() {
+        "kill" => runtime.kill(&key).await,
+        "stop" => runtime.pause(&key).await,
+        "resume" => runtime.resume(&key).await,
+        other => return error(StatusCode::BAD_REQUEST, format!("unknown action {other}: use kill, stop or resume")),
+    };
+    match result {
+        Ok(()) => {
+            Json(json!({"status": "ok", "cache_cluster_id": c.cluster.id, "cache_node_id": node, "action": action}))
                 .into_response()
         }
+        Err(e) => error(StatusCode::CONFLICT, e),
     }
 }

@@ -5,10 +5,10 @@
 //! - [`app`]: the router, testable without a socket.
 //! - `query_api`: the AWS Query endpoint (`POST /`, `GET /?Action=…`, any path).
 //! - `admin`: the emulator-only JSON API under `/_emulator/`.
-//! - `engines`: which engine binaries this machine has.
+//!
+//! The reconciler runs beside the HTTP server and stops every node when the server stops.
 
 mod admin;
-mod engines;
 mod query_api;
 
 use std::future::Future;
@@ -24,7 +24,9 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use engines::Engines;
+use nodes::{Engines, Runtime};
+use reconciler::{HealthSettings, Reconciler};
+use tokio::sync::{Notify, watch};
 
 /// Everything `serve` is configured with.
 #[derive(Debug, Clone)]
@@ -35,13 +37,15 @@ pub struct Config {
     pub region: String,
     pub account: String,
     pub zones: Vec<String>,
+    pub health: HealthSettings,
 }
 
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub operations: Arc<operations::Operations>,
-    pub engines: Arc<Engines>,
+    pub reconciler: Arc<Reconciler>,
+    pub engines: Arc<serde_json::Value>,
     pub config: Arc<Config>,
 }
 
@@ -71,8 +75,8 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, UuidRequestId))
 }
 
-/// Opens the store in `config.state_dir` and serves the API on `listener` until `shutdown`
-/// completes.
+/// Opens the store in `config.state_dir`, brings back every node it records, and serves the
+/// API on `listener` until `shutdown` completes; then stops every node.
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: Config,
@@ -82,13 +86,41 @@ pub async fn run(
         .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
     let store =
         store::Store::open(&config.state_dir.join("elasticache-local.sqlite")).await.context("opening the store")?;
-    let operations = operations::Operations::new(
+    let wake = Arc::new(Notify::new());
+    let operations = Arc::new(operations::Operations::new(
         store,
-        operations::Settings { account: config.account.clone(), zones: config.zones.clone() },
-    );
-    let state =
-        AppState { operations: Arc::new(operations), engines: Arc::new(Engines::detect()), config: Arc::new(config) };
+        operations::Settings { account: config.account.clone(), zones: config.zones.clone(), reconcile: wake.clone() },
+    ));
+    let engines = Engines::detect();
+    let engines_json = engines.to_json();
+    let reconciler =
+        Reconciler::new(operations.clone(), Arc::new(Runtime::new(engines)), wake, &config.state_dir, config.health);
+
+    // One shutdown signal, seen by both the HTTP server and the reconciler.
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let reconciling = AbortOnDrop(tokio::spawn(reconciler.clone().run(until_stopped(stopped.clone()))));
+
+    let state = AppState { operations, reconciler, engines: Arc::new(engines_json), config: Arc::new(config) };
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app(state)).with_graceful_shutdown(until_stopped(stopped)).await?;
+    // The reconciler stops every node before it returns.
+    let mut reconciling = reconciling;
+    let _ = (&mut reconciling.0).await;
     Ok(())
+}
+
+/// Aborts the task when dropped, so that a caller dropping `run` also stops reconciling.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

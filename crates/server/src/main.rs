@@ -36,6 +36,12 @@ struct ServeArgs {
     /// Keep nothing: state lives in a temporary directory removed at exit.
     #[arg(long, env = "ELASTICACHE_LOCAL_EPHEMERAL")]
     ephemeral: bool,
+    /// Milliseconds between two health probes of a node.
+    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_INTERVAL_MS", default_value_t = 100)]
+    health_check_interval_ms: u64,
+    /// Milliseconds a health probe may take before it counts as failed.
+    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_TIMEOUT_MS", default_value_t = 250)]
+    health_check_timeout_ms: u64,
     /// Account id in every ARN.
     #[arg(long, env = "ELASTICACHE_LOCAL_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
@@ -90,7 +96,11 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     let state_dir = ephemeral_dir.clone().or(args.state_dir).unwrap_or_else(default_state_dir);
-    let config = server::Config { state_dir, region: args.region, account: args.account_id, zones };
+    let health = reconciler::HealthSettings {
+        interval: std::time::Duration::from_millis(args.health_check_interval_ms),
+        timeout: std::time::Duration::from_millis(args.health_check_timeout_ms),
+    };
+    let config = server::Config { state_dir, region: args.region, account: args.account_id, zones, health };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     if !args.listen.ip().is_loopback() {

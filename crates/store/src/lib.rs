@@ -2,13 +2,16 @@
 //!
 //! # Layout
 //! - [`Store`]: opening (WAL, migrations from `migrations/`), the write lock, reset.
-//! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`: one module per
-//!   resource family, each a set of `impl Store` methods over plain records.
+//! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`, `cache_clusters`,
+//!   `events`: one module per resource family, each a set of `impl Store` methods over
+//!   plain records.
 //!
 //! Every state change is one transaction. Writers are serialised by one lock, so a
 //! transaction never has to upgrade from read to write against another writer, and "create
 //! the same name concurrently" has exactly one winner.
 
+mod cache_clusters;
+mod events;
 mod parameter_groups;
 mod security_groups;
 mod subnet_groups;
@@ -21,6 +24,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use cache_clusters::{CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, UpdateError};
+pub use events::{EventFilter, EventRecord, now_millis};
 pub use parameter_groups::ParameterGroupRecord;
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
@@ -43,6 +48,8 @@ pub enum StoreError {
     QuotaExceeded(usize),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("stored document is corrupt: {0}")]
+    Corrupt(String),
     #[error("migration error: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
@@ -89,6 +96,9 @@ impl Store {
         let _guard = self.writer().await;
         let mut tx = self.pool.begin().await?;
         for table in [
+            "events",
+            "cache_nodes",
+            "cache_clusters",
             "tags",
             "cache_parameter_values",
             "cache_parameter_groups",

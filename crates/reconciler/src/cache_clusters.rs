@@ -1,0 +1,292 @@
+//! One reconcile of one cache cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use nodes::{ClusterConfig, ConfigEndpoint, EngineKind, NodeKey, NodeSpec, RunningNode};
+use operations::cache_clusters::{SOURCE_TYPE, status};
+use store::{CacheCluster, CacheNodeRecord, EventRecord, UpdateError};
+
+use crate::{Reconciler, lock, scope_key};
+
+#[derive(Debug)]
+pub enum Error {
+    Store(store::StoreError),
+    Api(protocol::ApiError),
+    Node(nodes::NodeError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Store(e) => write!(f, "store: {e}"),
+            Error::Api(e) => write!(f, "{e}"),
+            Error::Node(e) => write!(f, "node: {e}"),
+        }
+    }
+}
+
+fn engine_kind(engine: &str) -> EngineKind {
+    match engine {
+        "memcached" => EngineKind::Memcached,
+        "valkey" => EngineKind::Valkey,
+        _ => EngineKind::Redis,
+    }
+}
+
+/// What a reconcile did to one node, written back in one transaction.
+enum Outcome {
+    Started(RunningNode),
+    Applied { pending_reboot: bool },
+    Removed,
+    Failed,
+}
+
+/// Brings one cluster to its desired state. Returns whether something failed and needs a
+/// retry.
+pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<bool, Error> {
+    let scope = c.scope.clone();
+    let id = c.cluster.id.clone();
+    let key = |node_id: &str| NodeKey::new(scope_key(&scope), id.clone(), node_id);
+    if c.cluster.status == status::DELETING {
+        return delete(r, &c).await.map(|()| false);
+    }
+    let engine = engine_kind(&c.cluster.engine);
+    let memcached = engine == EngineKind::Memcached;
+    let parameters = operations::parameter_groups::effective_values(&r.ops, &scope, &c.cluster.parameter_group)
+        .await
+        .map_err(Error::Api)?;
+    let node_type = r.ops.catalog().node_type(&c.cluster.node_type);
+    let max_memory_bytes = if memcached {
+        node_type.and_then(|t| t.memcached_max_cache_memory_mib).map_or(64 << 20, |mib| mib << 20)
+    } else {
+        node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(64 << 20)
+    };
+    let recovering: Vec<String> = {
+        let mut to_recover = lock(&r.to_recover);
+        c.nodes.iter().filter(|n| to_recover.remove(&key(&n.node_id))).map(|n| n.node_id.clone()).collect()
+    };
+
+    let mut starts = Vec::new();
+    let mut outcomes: HashMap<String, Outcome> = HashMap::new();
+    for node in &c.nodes {
+        let k = key(&node.node_id);
+        if node.remove_requested {
+            r.runtime.stop(&k).await.map_err(Error::Node)?;
+            let _ = std::fs::remove_dir_all(r.node_dir(&scope, &id, &node.node_id));
+            outcomes.insert(node.node_id.clone(), Outcome::Removed);
+            continue;
+        }
+        let running = r.runtime.get(&k);
+        if running.is_none() || node.reboot_requested || recovering.contains(&node.node_id) {
+            let spec = NodeSpec {
+                key: k,
+                engine,
+                address: node.address.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+                port: node.port,
+                dir: r.node_dir(&scope, &id, &node.node_id),
+                max_memory_bytes,
+                parameters: parameters.clone(),
+                directives: Vec::new(),
+            };
+            let runtime = r.runtime.clone();
+            let node_id = node.node_id.clone();
+            starts.push(async move { (node_id, runtime.start(spec).await) });
+        } else if node.applied_parameters != parameters {
+            let changes: Vec<(String, String)> =
+                parameters.iter().filter(|p| !node.applied_parameters.contains(p)).cloned().collect();
+            let outcome = match r.runtime.apply_parameters(&k, &changes).await {
+                Ok(not_live) => Outcome::Applied { pending_reboot: !not_live.is_empty() },
+                Err(error) => {
+                    tracing::warn!(cache_cluster = id, node = node.node_id, %error, "applying parameters failed");
+                    Outcome::Failed
+                }
+            };
+            outcomes.insert(node.node_id.clone(), outcome);
+        }
+    }
+    // Nodes start concurrently: a 20-node cluster takes as long as its slowest node.
+    for (node_id, result) in futures::future::join_all(starts).await {
+        let outcome = match result {
+            Ok(running) => Outcome::Started(running),
+            Err(error) => {
+                tracing::warn!(cache_cluster = id, node = node_id, %error, "starting node failed");
+                Outcome::Failed
+            }
+        };
+        outcomes.insert(node_id, outcome);
+    }
+    let endpoint_port = if memcached { Some(config_endpoint(r, &c).await?) } else { None };
+    let engine_version =
+        c.nodes.iter().find_map(|n| r.runtime.get(&key(&n.node_id))).map(|running| running.engine_version);
+
+    let failed = outcomes.values().any(|o| matches!(o, Outcome::Failed));
+    let result = r
+        .ops
+        .store()
+        .update_cache_cluster(&scope, &id, |cluster, nodes| {
+            let mut events = Vec::new();
+            let mut node_set_changed = false;
+            let removed: Vec<String> = nodes
+                .iter()
+                .filter(|n| n.remove_requested && matches!(outcomes.get(&n.node_id), Some(Outcome::Removed)))
+                .map(|n| n.node_id.clone())
+                .collect();
+            if !removed.is_empty() {
+                nodes.retain(|n| !removed.contains(&n.node_id));
+                events.push(EventRecord::new(
+                    SOURCE_TYPE,
+                    &cluster.id,
+                    format!("Removed cache nodes {}", removed.join(", ")),
+                ));
+                node_set_changed = true;
+            }
+            for node in nodes.iter_mut() {
+                match outcomes.get(&node.node_id) {
+                    Some(Outcome::Started(running)) => {
+                        node_set_changed |= node.port != running.port || node.status == status::CREATING;
+                        started_event(cluster.id.as_str(), node, recovering.contains(&node.node_id), &mut events);
+                        node.port = running.port;
+                        node.status = status::AVAILABLE.to_string();
+                        node.reboot_requested = false;
+                        node.parameter_status = status::IN_SYNC.to_string();
+                        node.applied_parameters = parameters.clone();
+                    }
+                    Some(Outcome::Applied { pending_reboot }) => {
+                        node.applied_parameters = parameters.clone();
+                        node.parameter_status =
+                            if *pending_reboot { status::PENDING_REBOOT } else { status::IN_SYNC }.to_string();
+                    }
+                    _ => {}
+                }
+            }
+            if node_set_changed && memcached {
+                cluster.config_version += 1;
+            }
+            if let Some(port) = endpoint_port {
+                cluster.config_endpoint_port = Some(port);
+            }
+            if let Some(version) = &engine_version {
+                cluster.running_engine_version = Some(version.clone());
+            }
+            let settled = nodes.iter().all(|n| {
+                n.status == status::AVAILABLE
+                    && !n.reboot_requested
+                    && !n.remove_requested
+                    && n.parameter_status != status::APPLYING
+            });
+            let transitional = [status::CREATING, status::MODIFYING, status::REBOOTING];
+            if settled && transitional.contains(&cluster.status.as_str()) {
+                tracing::info!(
+                    cache_cluster = cluster.id,
+                    from = cluster.status,
+                    to = status::AVAILABLE,
+                    "cache cluster status"
+                );
+                if cluster.status == status::CREATING {
+                    events.push(EventRecord::new(SOURCE_TYPE, &cluster.id, "Cache cluster created"));
+                }
+                cluster.status = status::AVAILABLE.to_string();
+            }
+            Ok::<_, ()>(events)
+        })
+        .await;
+    let updated = match result {
+        Ok(Some(updated)) => updated,
+        Ok(None) | Err(UpdateError::Rejected(())) => return Ok(false),
+        Err(UpdateError::Store(e)) => return Err(Error::Store(e)),
+    };
+    if memcached {
+        publish_config(r, &updated).await;
+    }
+    Ok(failed)
+}
+
+/// The events AWS emits when a node (re)starts.
+fn started_event(cluster_id: &str, node: &CacheNodeRecord, recovered: bool, events: &mut Vec<EventRecord>) {
+    let message = if recovered {
+        format!("Finished recovery for cache nodes {}", node.node_id)
+    } else if node.status == status::CREATING {
+        format!("Added cache node {} in availability zone {}", node.node_id, node.zone)
+    } else if node.reboot_requested {
+        events.push(EventRecord::new(SOURCE_TYPE, cluster_id, format!("Cache node {} shutdown", node.node_id)));
+        format!("Cache node {} restarted", node.node_id)
+    } else {
+        // Brought back after an emulator restart.
+        format!("Cache node {} restarted", node.node_id)
+    };
+    events.push(EventRecord::new(SOURCE_TYPE, cluster_id, message));
+}
+
+async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<(), Error> {
+    for node in &c.nodes {
+        let key = NodeKey::new(scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
+        r.runtime.stop(&key).await.map_err(Error::Node)?;
+    }
+    r.config_endpoints.lock().await.remove(&(c.scope.clone(), c.cluster.id.clone()));
+    let _ = std::fs::remove_dir_all(r.cluster_dir(&c.scope, &c.cluster.id));
+    let arn = format!("arn:aws:elasticache:{}:{}:cluster:{}", c.scope.region, c.scope.account, c.cluster.id);
+    let events = [EventRecord::new(SOURCE_TYPE, &c.cluster.id, "Cache cluster deleted")];
+    match r.ops.store().delete_cache_cluster(&c.scope, &c.cluster.id, &arn, &events).await {
+        Ok(()) | Err(store::StoreError::NotFound) => {
+            tracing::info!(
+                cache_cluster = c.cluster.id,
+                from = status::DELETING,
+                to = "deleted",
+                "cache cluster status"
+            );
+            Ok(())
+        }
+        Err(e) => Err(Error::Store(e)),
+    }
+}
+
+/// The cluster's Memcached configuration endpoint, started on its recorded port (or a free
+/// one the first time).
+async fn config_endpoint(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<u16, Error> {
+    let key = (c.scope.clone(), c.cluster.id.clone());
+    let mut endpoints = r.config_endpoints.lock().await;
+    if let Some((endpoint, _)) = endpoints.get(&key) {
+        return Ok(endpoint.port());
+    }
+    let (sender, receiver) = tokio::sync::watch::channel(cluster_config(c));
+    let port = c.cluster.config_endpoint_port.unwrap_or(0);
+    let endpoint = match ConfigEndpoint::start(std::net::Ipv4Addr::LOCALHOST, port, receiver.clone()).await {
+        Ok(endpoint) => endpoint,
+        // The recorded port was taken while the emulator was down: take a new one.
+        Err(_) if port != 0 => {
+            ConfigEndpoint::start(std::net::Ipv4Addr::LOCALHOST, 0, receiver).await.map_err(Error::Node)?
+        }
+        Err(e) => return Err(Error::Node(e)),
+    };
+    let port = endpoint.port();
+    endpoints.insert(key, (endpoint, sender));
+    Ok(port)
+}
+
+fn cluster_config(c: &CacheCluster) -> ClusterConfig {
+    ClusterConfig {
+        version: c.cluster.config_version,
+        nodes: c
+            .nodes
+            .iter()
+            .filter(|n| n.port != 0 && !n.remove_requested)
+            .map(|n| {
+                let ip = n.address.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+                (n.address.clone(), ip, n.port)
+            })
+            .collect(),
+    }
+}
+
+async fn publish_config(r: &Arc<Reconciler>, c: &CacheCluster) {
+    let endpoints = r.config_endpoints.lock().await;
+    if let Some((_, sender)) = endpoints.get(&(c.scope.clone(), c.cluster.id.clone())) {
+        sender.send_if_modified(|current| {
+            let next = cluster_config(c);
+            let changed = *current != next;
+            *current = next;
+            changed
+        });
+    }
+}

@@ -1,0 +1,288 @@
+//! Cache clusters and their nodes: the desired spec written by the API and the observed
+//! state written by the reconciler, one JSON document per row.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::events::insert_events;
+use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, delete_tags, insert_tags};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheClusterRecord {
+    pub id: String,
+    /// AWS's CacheClusterStatus: creating, available, modifying, deleting,
+    /// rebooting cache cluster nodes, ...
+    pub status: String,
+    pub engine: String,
+    /// The version the user asked for (or the default); Describe reports the running one.
+    pub engine_version: String,
+    pub node_type: String,
+    /// Desired number of nodes.
+    pub num_nodes: u32,
+    pub az_mode: String,
+    pub preferred_zones: Vec<String>,
+    pub parameter_group: String,
+    pub subnet_group: String,
+    pub security_group_ids: Vec<String>,
+    pub cache_security_groups: Vec<String>,
+    pub port: u16,
+    pub created_millis: i64,
+    pub maintenance_window: String,
+    pub snapshot_window: Option<String>,
+    pub snapshot_retention_limit: i32,
+    pub auto_minor_version_upgrade: bool,
+    pub network_type: String,
+    pub ip_discovery: String,
+    pub notification_topic_arn: Option<String>,
+    pub replication_group_id: Option<String>,
+    /// Changes waiting for the maintenance window (ApplyImmediately=false).
+    pub pending: PendingChanges,
+    /// Memcached Auto Discovery: bumped whenever the node list changes.
+    pub config_version: u64,
+    /// Observed by the reconciler: the version of the engine binary the nodes run.
+    pub running_engine_version: Option<String>,
+    /// Observed by the reconciler: the Memcached configuration endpoint's port.
+    pub config_endpoint_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingChanges {
+    pub num_nodes: Option<u32>,
+    pub node_ids_to_remove: Vec<String>,
+    pub node_type: Option<String>,
+    pub engine_version: Option<String>,
+}
+
+impl PendingChanges {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheNodeRecord {
+    pub node_id: String,
+    /// creating, available, rebooting, deleting, ...
+    pub status: String,
+    pub zone: String,
+    pub address: String,
+    /// 0 until the node first starts; kept across restarts so the endpoint never changes.
+    pub port: u16,
+    pub created_millis: i64,
+    /// in-sync, or pending-reboot when a static parameter changed.
+    pub parameter_status: String,
+    /// A reboot was requested and has not happened yet.
+    pub reboot_requested: bool,
+    /// The node goes away (scale-in) once the reconciler has stopped it.
+    pub remove_requested: bool,
+    /// The parameter values the running process was given or has applied since.
+    pub applied_parameters: Vec<(String, String)>,
+}
+
+/// Why a read-modify-write did not happen.
+#[derive(Debug)]
+pub enum UpdateError<E> {
+    /// The change itself refused (nothing was written).
+    Rejected(E),
+    Store(StoreError),
+}
+
+/// A cluster with its nodes, as read in one go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheCluster {
+    pub scope: Scope,
+    pub cluster: CacheClusterRecord,
+    pub nodes: Vec<CacheNodeRecord>,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+async fn write_cluster(
+    tx: &mut sqlx::SqliteConnection,
+    scope: &Scope,
+    cluster: &CacheClusterRecord,
+    nodes: &[CacheNodeRecord],
+) -> Result<()> {
+    sqlx::query("INSERT INTO cache_clusters (region, account, id, data) VALUES (?, ?, ?, ?) ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data")
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(&cluster.id)
+        .bind(encode(cluster)?)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM cache_nodes WHERE region = ? AND account = ? AND cluster_id = ?")
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(&cluster.id)
+        .execute(&mut *tx)
+        .await?;
+    for node in nodes {
+        sqlx::query("INSERT INTO cache_nodes (region, account, cluster_id, node_id, data) VALUES (?, ?, ?, ?, ?)")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(&cluster.id)
+            .bind(&node.node_id)
+            .bind(encode(node)?)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn read_clusters(
+    conn: &mut sqlx::SqliteConnection,
+    scope: Option<&Scope>,
+    id: Option<&str>,
+) -> Result<Vec<CacheCluster>> {
+    let region = scope.map(|s| s.region.as_str());
+    let account = scope.map(|s| s.account.as_str());
+    let rows = sqlx::query(
+        "SELECT region, account, id, data FROM cache_clusters
+         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR id = ?)
+         ORDER BY region, account, id",
+    )
+    .bind(region)
+    .bind(region)
+    .bind(account)
+    .bind(account)
+    .bind(id)
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let node_rows = sqlx::query(
+        "SELECT region, account, cluster_id, data FROM cache_nodes
+         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR cluster_id = ?)
+         ORDER BY region, account, cluster_id, node_id",
+    )
+    .bind(region)
+    .bind(region)
+    .bind(account)
+    .bind(account)
+    .bind(id)
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut clusters = Vec::with_capacity(rows.len());
+    for row in rows {
+        let scope = Scope { region: row.get("region"), account: row.get("account") };
+        let cluster: CacheClusterRecord = decode(row.get("data"))?;
+        let mut nodes = Vec::new();
+        for n in &node_rows {
+            if n.get::<&str, _>("region") == scope.region
+                && n.get::<&str, _>("account") == scope.account
+                && n.get::<&str, _>("cluster_id") == cluster.id
+            {
+                nodes.push(decode(n.get("data"))?);
+            }
+        }
+        clusters.push(CacheCluster { scope, cluster, nodes });
+    }
+    Ok(clusters)
+}
+
+impl Store {
+    /// Creates a cluster with its nodes and tags; fails when the id is taken or `quota`
+    /// clusters exist already in the scope.
+    pub async fn create_cache_cluster(
+        &self,
+        scope: &Scope,
+        cluster: &CacheClusterRecord,
+        nodes: &[CacheNodeRecord],
+        arn: &str,
+        tags: &[TagRecord],
+        quota: usize,
+    ) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_clusters WHERE region = ? AND account = ?")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .fetch_one(&mut *tx)
+            .await?;
+        if count as usize >= quota {
+            return Err(StoreError::QuotaExceeded(quota));
+        }
+        sqlx::query("INSERT INTO cache_clusters (region, account, id, data) VALUES (?, ?, ?, '{}')")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(&cluster.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_insert)?;
+        write_cluster(&mut tx, scope, cluster, nodes).await?;
+        insert_tags(&mut tx, arn, tags).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn cache_cluster(&self, scope: &Scope, id: &str) -> Result<Option<CacheCluster>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(read_clusters(&mut conn, Some(scope), Some(id)).await?.into_iter().next())
+    }
+
+    /// The clusters of a scope, by id.
+    pub async fn cache_clusters(&self, scope: &Scope) -> Result<Vec<CacheCluster>> {
+        let mut conn = self.pool.acquire().await?;
+        read_clusters(&mut conn, Some(scope), None).await
+    }
+
+    /// Every cluster of every scope (for the reconciler).
+    pub async fn all_cache_clusters(&self) -> Result<Vec<CacheCluster>> {
+        let mut conn = self.pool.acquire().await?;
+        read_clusters(&mut conn, None, None).await
+    }
+
+    /// Read-modify-write of one cluster under the write lock, so that the API and the
+    /// reconciler never overwrite each other's changes. `change` returns the events to
+    /// record with the change, or an error to change nothing. `Ok(None)`: no such cluster.
+    pub async fn update_cache_cluster<E>(
+        &self,
+        scope: &Scope,
+        id: &str,
+        change: impl FnOnce(&mut CacheClusterRecord, &mut Vec<CacheNodeRecord>) -> std::result::Result<Vec<EventRecord>, E>,
+    ) -> std::result::Result<Option<CacheCluster>, UpdateError<E>> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await.map_err(|e| UpdateError::Store(e.into()))?;
+        let Some(mut current) =
+            read_clusters(&mut tx, Some(scope), Some(id)).await.map_err(UpdateError::Store)?.into_iter().next()
+        else {
+            return Ok(None);
+        };
+        let events = change(&mut current.cluster, &mut current.nodes).map_err(UpdateError::Rejected)?;
+        write_cluster(&mut tx, scope, &current.cluster, &current.nodes).await.map_err(UpdateError::Store)?;
+        insert_events(&mut tx, scope, &events).await.map_err(UpdateError::Store)?;
+        tx.commit().await.map_err(|e| UpdateError::Store(e.into()))?;
+        Ok(Some(current))
+    }
+
+    /// Removes a cluster, its nodes and its tags, recording `events`.
+    pub async fn delete_cache_cluster(&self, scope: &Scope, id: &str, arn: &str, events: &[EventRecord]) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("DELETE FROM cache_clusters WHERE region = ? AND account = ? AND id = ?")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        delete_tags(&mut tx, arn).await?;
+        insert_events(&mut tx, scope, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether any cluster of the scope uses this parameter group.
+    pub async fn parameter_group_in_use(&self, scope: &Scope, group: &str) -> Result<bool> {
+        Ok(self.cache_clusters(scope).await?.iter().any(|c| c.cluster.parameter_group == group))
+    }
+}

@@ -1,0 +1,109 @@
+//! Events, as DescribeEvents answers them.
+
+use sqlx::Row;
+
+use crate::{Result, Scope, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub source_type: String,
+    pub source_identifier: String,
+    pub message: String,
+    pub date_millis: i64,
+}
+
+impl EventRecord {
+    pub fn new(source_type: &str, source_identifier: &str, message: impl Into<String>) -> Self {
+        Self {
+            source_type: source_type.to_string(),
+            source_identifier: source_identifier.to_string(),
+            message: message.into(),
+            date_millis: now_millis(),
+        }
+    }
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which events to list; every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub source_type: Option<String>,
+    pub source_identifier: Option<String>,
+    pub start_millis: Option<i64>,
+    pub end_millis: Option<i64>,
+}
+
+pub(crate) async fn insert_events(
+    tx: &mut sqlx::SqliteConnection,
+    scope: &Scope,
+    events: &[EventRecord],
+) -> Result<()> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO events (region, account, source_type, source_identifier, message, date_millis) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(&event.source_type)
+        .bind(&event.source_identifier)
+        .bind(&event.message)
+        .bind(event.date_millis)
+        .execute(&mut *tx)
+        .await?;
+        tracing::info!(source = event.source_identifier, message = event.message, "event");
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Events of the scope, oldest first, with their ids (stable pagination keys).
+    pub async fn events(&self, scope: &Scope, filter: &EventFilter) -> Result<Vec<(i64, EventRecord)>> {
+        let rows = sqlx::query(
+            "SELECT id, source_type, source_identifier, message, date_millis FROM events
+             WHERE region = ? AND account = ?
+               AND (? IS NULL OR source_type = ?)
+               AND (? IS NULL OR source_identifier = ?)
+               AND (? IS NULL OR date_millis >= ?)
+               AND (? IS NULL OR date_millis <= ?)
+             ORDER BY id",
+        )
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(&filter.source_type)
+        .bind(&filter.source_type)
+        .bind(&filter.source_identifier)
+        .bind(&filter.source_identifier)
+        .bind(filter.start_millis)
+        .bind(filter.start_millis)
+        .bind(filter.end_millis)
+        .bind(filter.end_millis)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("id"),
+                    EventRecord {
+                        source_type: r.get("source_type"),
+                        source_identifier: r.get("source_identifier"),
+                        message: r.get("message"),
+                        date_millis: r.get("date_millis"),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Records events outside any other change (e.g. a node seen dead by the monitor).
+    pub async fn record_events(&self, scope: &Scope, events: &[EventRecord]) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        insert_events(&mut tx, scope, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
