@@ -14,6 +14,7 @@ test:
 	cargo build --workspace --all-targets
 	cargo test --workspace
 	tests/smoke/aws-cli.sh
+	tests/smoke/emulator-kill9.sh
 
 # Print the benchmark figures (release build).
 bench:

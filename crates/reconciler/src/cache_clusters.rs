@@ -91,7 +91,18 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<bool, Err
             };
             let runtime = r.runtime.clone();
             let node_id = node.node_id.clone();
-            starts.push(async move { (node_id, runtime.start(spec).await) });
+            starts.push(async move {
+                let result = match runtime.start(spec.clone()).await {
+                    // The node's port was taken while it was down (an emulator restart): a
+                    // new endpoint beats a node that can never come back.
+                    Err(nodes::NodeError::PortInUse { .. }) if spec.port != 0 => {
+                        tracing::warn!(node = %spec.key, port = spec.port, "port taken; moving the node to a new port");
+                        runtime.start(NodeSpec { port: 0, ..spec }).await
+                    }
+                    other => other,
+                };
+                (node_id, result)
+            });
         } else if node.applied_parameters != parameters {
             let changes: Vec<(String, String)> =
                 parameters.iter().filter(|p| !node.applied_parameters.contains(p)).cloned().collect();

@@ -1,9 +1,10 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench`):
-//! - start-up: process start → first answered API request, median of 10 runs;
-//! - throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
-//!   under 16 concurrent connections, through the Rust SDK.
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters]`):
+//! - api: start-up (process start → first answered API request, median of 10 runs), and
+//!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
+//!   under 16 concurrent connections, through the Rust SDK;
+//! - clusters: see `clusters.rs`.
 //!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_elasticache::Client;
+
+mod clusters;
 
 const STARTUP_RUNS: usize = 10;
 const CONNECTIONS: usize = 16;
@@ -148,6 +151,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
 }
 
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -165,10 +173,24 @@ fn report(name: &str, load: &Load) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let which = std::env::args().nth(1);
     let binary = server_binary()?;
     println!("server binary: {}", binary.display());
+    if which.as_deref().is_none_or(|w| w == "api") {
+        api(&binary).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "clusters") {
+        let server = Server::spawn(&binary)?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        clusters::run(&client(server.address).await, server.address).await?;
+    }
+    Ok(())
+}
 
-    let mut times = startup(&binary).await?;
+async fn api(binary: &PathBuf) -> anyhow::Result<()> {
+    let mut times = startup(binary).await?;
     times.sort();
     println!(
         "start-up (process start -> first answered API request): median {:.1} ms, min {:.1} ms, max {:.1} ms over {STARTUP_RUNS} runs",
@@ -177,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
         ms(times[times.len() - 1]),
     );
 
-    let server = Server::spawn(&binary)?;
+    let server = Server::spawn(binary)?;
     while !answered(server.address).await {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Crash test of the emulator itself: kill -9 it while it runs a Redis node, check that the
+# node process dies with it (no orphan), then start it again on the same state dir and
+# check the cluster comes back available on the same endpoint.
+#   cargo build -p server && tests/smoke/emulator-kill9.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${ELASTICACHE_LOCAL_BIN:-$ROOT/target/debug/elasticache-local}
+[[ -x $BIN ]] || { echo "$BIN not built: run cargo build -p server" >&2; exit 2; }
+
+export AWS_ACCESS_KEY_ID=AKIDSMOKETEST AWS_SECRET_ACCESS_KEY=smoke-test-secret
+export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+export AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" AWS_MAX_ATTEMPTS=1
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_ELASTICACHE
+
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ENDPOINT=http://127.0.0.1:$PORT
+STATE=$(mktemp -d)
+LOG=$STATE/server.log
+SERVER_PID=""
+start() {
+    "$BIN" serve --listen "127.0.0.1:$PORT" --state-dir "$STATE" >>"$LOG" 2>&1 &
+    SERVER_PID=$!
+}
+cleanup() {
+    local status=$?
+    [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+    [[ $status -ne 0 ]] && tail -n 40 "$LOG" >&2
+    rm -rf "$STATE"
+    exit "$status"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+ec() { aws --endpoint-url "$ENDPOINT" elasticache "$@"; }
+
+# Polls `check` (a shell command) every 50 ms for up to 30 s.
+until_true() {
+    local what=$1; shift
+    for _ in $(seq 1 600); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    fail "timed out waiting for: $what"
+}
+healthy() { python3 -c "import urllib.request,sys; urllib.request.urlopen('$ENDPOINT/_emulator/health', timeout=1)"; }
+available() { [[ $(ec describe-cache-clusters --cache-cluster-id crash --query 'CacheClusters[0].CacheClusterStatus' --output text) == available ]]; }
+node_field() {
+    python3 - "$ENDPOINT/_emulator/nodes" "$1" <<'PY'
+import json, sys, urllib.request
+nodes = json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
+print(next(n[sys.argv[2]] for n in nodes if n["cache_cluster_id"] == "crash"))
+PY
+}
+answers() { python3 - "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+s.sendall(b"PING\r\n")
+sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+PY
+}
+alive() { kill -0 "$1" 2>/dev/null; }
+dead() { ! kill -0 "$1" 2>/dev/null; }
+
+start
+until_true "emulator ready" healthy
+ec create-cache-cluster --cache-cluster-id crash --engine redis --cache-node-type cache.t3.micro >/dev/null
+until_true "cluster available" available
+NODE_PID=$(node_field pid)
+NODE_PORT=$(node_field port)
+alive "$NODE_PID" || fail "node process $NODE_PID not running"
+pass "node $NODE_PID answers on port $NODE_PORT"
+
+kill -9 "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=""
+until_true "node process $NODE_PID to die with the emulator" dead "$NODE_PID"
+pass "no orphan after kill -9 of the emulator"
+
+start
+until_true "emulator ready again" healthy
+until_true "cluster available again" available
+until_true "node answering on port $NODE_PORT again" answers "$NODE_PORT"
+[[ $(node_field port) == "$NODE_PORT" ]] || fail "node moved from port $NODE_PORT"
+pass "after restart the node is back on port $NODE_PORT"
