@@ -233,6 +233,7 @@ async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<(), Error> {
     for node in &c.nodes {
         let key = NodeKey::new(scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
         r.runtime.stop(&key).await.map_err(Error::Node)?;
+        lock(&r.observed).remove(&key);
     }
     r.config_endpoints.lock().await.remove(&(c.scope.clone(), c.cluster.id.clone()));
     let _ = std::fs::remove_dir_all(r.cluster_dir(&c.scope, &c.cluster.id));

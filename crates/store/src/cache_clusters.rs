@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::events::insert_events;
-use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, delete_tags, insert_tags};
+use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, insert_tags};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheClusterRecord {
@@ -263,22 +263,7 @@ impl Store {
 
     /// Removes a cluster, its nodes and its tags, recording `events`.
     pub async fn delete_cache_cluster(&self, scope: &Scope, id: &str, arn: &str, events: &[EventRecord]) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM cache_clusters WHERE region = ? AND account = ? AND id = ?")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::NotFound);
-        }
-        delete_tags(&mut tx, arn).await?;
-        insert_events(&mut tx, scope, events).await?;
-        tx.commit().await?;
-        Ok(())
+        self.delete_resource("cache_clusters", "id", scope, id, arn, events).await
     }
 
     /// Whether any cluster of the scope uses this parameter group.

@@ -127,6 +127,38 @@ async fn insert_tags(tx: &mut sqlx::SqliteConnection, arn: &str, tags: &[TagReco
     Ok(())
 }
 
+impl Store {
+    /// Deletes the resource `key` of a scoped table (`key_column` names it) with its tags
+    /// and records `events`, in one transaction; [`StoreError::NotFound`] when absent.
+    /// Rows that belong to it go with it (`ON DELETE CASCADE`).
+    async fn delete_resource(
+        &self,
+        table: &str,
+        key_column: &str,
+        scope: &Scope,
+        key: &str,
+        arn: &str,
+        events: &[EventRecord],
+    ) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE region = ? AND account = ? AND {key_column} = ?"))
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        delete_tags(&mut tx, arn).await?;
+        events::insert_events(&mut tx, scope, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 async fn delete_tags(tx: &mut sqlx::SqliteConnection, arn: &str) -> Result<()> {
     sqlx::query("DELETE FROM tags WHERE arn = ?").bind(arn).execute(&mut *tx).await?;
     Ok(())

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{Result, Scope, Store, StoreError, TagRecord, delete_tags, insert_tags};
+use crate::{Result, Scope, Store, StoreError, TagRecord, insert_tags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubnetGroupRecord {
@@ -159,20 +159,6 @@ impl Store {
     }
 
     pub async fn delete_subnet_group(&self, scope: &Scope, name: &str, arn: &str) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM cache_subnet_groups WHERE region = ? AND account = ? AND name = ?")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::NotFound);
-        }
-        delete_tags(&mut tx, arn).await?;
-        tx.commit().await?;
-        Ok(())
+        self.delete_resource("cache_subnet_groups", "name", scope, name, arn, &[]).await
     }
 }
