@@ -371,7 +371,9 @@ fn connection_limit() -> u64 {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes into the struct we pass.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    if ok { u64::from(limit.rlim_max).saturating_sub(64).max(64) } else { 1024 }
+    // rlim_t is u64 on Linux.
+    let hard: u64 = limit.rlim_max;
+    if ok { hard.saturating_sub(64).max(64) } else { 1024 }
 }
 
 #[cfg(test)]
