@@ -13,9 +13,11 @@
 //! - [`spawner`]: the long-lived thread every engine process is forked from.
 //! - [`supervisor`]: [`Runtime`], the table of supervised nodes and their life cycle.
 //! - [`probe`]: readiness and health checks over the engines' own protocols.
-//! - [`resp`]: the few bytes of RESP the probes and `CONFIG SET` need.
+//! - [`resp`]: the few bytes of RESP the probes, `CONFIG SET` and [`Runtime::command`] need.
 //! - [`orphans`]: pidfiles and [`reap_orphans`], for nodes left over by a killed emulator.
 //! - [`discovery`]: the Memcached Auto Discovery configuration endpoint.
+//! - [`replication`]: [`ReplicationInfo`], a redis node's parsed `INFO replication`.
+//! - [`proxy`]: [`EndpointProxy`], the stable primary/reader endpoints of a replication group.
 
 pub mod capabilities;
 pub mod config;
@@ -23,6 +25,8 @@ pub mod discovery;
 pub mod engines;
 pub mod orphans;
 pub mod probe;
+pub mod proxy;
+pub mod replication;
 pub mod resp;
 pub mod spawner;
 pub mod supervisor;
@@ -35,6 +39,8 @@ use std::time::Duration;
 pub use discovery::{ClusterConfig, ConfigEndpoint};
 pub use engines::{Binary, EngineKind, Engines};
 pub use orphans::reap_orphans;
+pub use proxy::{Balance, EndpointProxy};
+pub use replication::{ReplicationInfo, Role};
 pub use supervisor::Runtime;
 
 /// Identifies one node across the whole emulator.
@@ -150,7 +156,7 @@ pub enum NodeError {
         /// The tail of what the process wrote to stderr and its log file.
         stderr: String,
     },
-    #[error("engine process did not become ready within {after:?}")]
+    #[error("engine process did not answer within {after:?}")]
     TimedOut { after: Duration },
     #[error("port {port} on {address} is already in use")]
     PortInUse { address: Ipv4Addr, port: u16 },
@@ -176,6 +182,7 @@ mod tests {
     fn runtime_and_its_futures_are_shareable(runtime: &'static Runtime, key: &'static NodeKey) {
         send_sync::<Runtime>();
         send_sync::<ConfigEndpoint>();
+        send_sync::<EndpointProxy>();
         send(runtime.start(NodeSpec::default()));
         send(runtime.stop(key));
         send(runtime.kill(key));
@@ -183,6 +190,8 @@ mod tests {
         send(runtime.resume(key));
         send(runtime.probe(key, Duration::ZERO));
         send(runtime.apply_parameters(key, &[]));
+        send(runtime.command(key, &[]));
+        send(runtime.replication(key));
         send(runtime.stop_all());
     }
 }

@@ -1,5 +1,7 @@
 //! The few bytes of RESP (the Redis protocol) the runtime speaks itself: PING, AUTH,
-//! CONFIG GET/SET. Deliberately tiny — a full client would be a dependency for four commands.
+//! CONFIG GET/SET, and the replication commands sent through `Runtime::command` (INFO,
+//! REPLICAOF). Deliberately tiny — a full client would be a dependency for a handful of
+//! commands.
 
 use std::future::Future;
 use std::pin::Pin;

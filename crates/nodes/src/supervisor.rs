@@ -4,7 +4,8 @@
 //!
 //! Operations on one node are serialised by a per-key lock, so a reconciler restarting a
 //! node and an admin call stopping it cannot interleave; different nodes never wait for
-//! each other. Probes take no lock: they must stay cheap and answer even mid-operation.
+//! each other. Probes and [`Runtime::command`] take no lock: they must stay cheap and
+//! answer even mid-operation.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,6 +21,7 @@ use crate::capabilities;
 use crate::config::{self, BufferLimits};
 use crate::orphans;
 use crate::probe;
+use crate::replication::ReplicationInfo;
 use crate::resp::{self, Reply};
 use crate::spawner::Spawner;
 use crate::{Binary, EngineKind, Engines, Health, NodeError, NodeKey, NodeSpec, RunningNode};
@@ -34,6 +36,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(2);
 const PORT_ATTEMPTS: usize = 5;
 /// Bound on one live-reconfiguration session, so a wedged node cannot hang the caller.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on one [`Runtime::command`]: connect, AUTH, command and reply. Failover detection
+/// asks every node of a group in turn, so a frozen node must cost little; the commands
+/// sent (INFO, REPLICAOF, SET, ...) answer in microseconds on a live node.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Spawns and supervises engine processes. `Send + Sync`; share it behind an `Arc`.
 ///
@@ -244,6 +250,44 @@ impl Runtime {
         tokio::time::timeout(APPLY_TIMEOUT, apply_redis(&node, &settings, changes))
             .await
             .map_err(|_| NodeError::TimedOut { after: APPLY_TIMEOUT })?
+    }
+
+    /// Runs one command on a redis/valkey node (authenticating with the node's
+    /// `requirepass` directive if it has one) and returns the reply; an error reply is
+    /// `Ok(Reply::Error(..))`, for the caller to judge. A fresh connection per call, bounded
+    /// by 500 ms so a frozen node yields [`NodeError::TimedOut`] rather than a hang. Like
+    /// probes it takes no per-node lock: failover detection must get its quick answer even
+    /// while a slow operation on the same node (a start waiting for readiness) holds it.
+    pub async fn command(&self, key: &NodeKey, args: &[&str]) -> Result<Reply, NodeError> {
+        let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
+        if !node.engine.is_redis_like() {
+            return Err(NodeError::Protocol(format!("node {key} is {}, which does not speak RESP", node.engine)));
+        }
+        if node.has_exited() {
+            return Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited });
+        }
+        if node.paused.load(Ordering::SeqCst) {
+            return Err(NodeError::NotRunning { key: key.clone(), health: Health::Paused });
+        }
+        let exchange = async {
+            let mut session = probe::redis_session(node.info.address, node.info.port, node.password.as_deref()).await?;
+            resp::command(&mut session, args).await
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
+            Ok(Ok(reply)) => Ok(reply),
+            // The failure may be the process dying meanwhile; say so rather than "refused".
+            _ if node.has_exited() => Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited }),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(NodeError::TimedOut { after: COMMAND_TIMEOUT }),
+        }
+    }
+
+    /// The node's `INFO replication`, parsed; bounded like [`Runtime::command`].
+    pub async fn replication(&self, key: &NodeKey) -> Result<ReplicationInfo, NodeError> {
+        match self.command(key, &["INFO", "replication"]).await? {
+            Reply::Bulk(Some(text)) => ReplicationInfo::parse(&String::from_utf8_lossy(&text)),
+            other => Err(NodeError::Protocol(format!("INFO replication answered {other:?}"))),
+        }
     }
 
     /// Every supervised node (crashed ones included, until stopped or restarted).
