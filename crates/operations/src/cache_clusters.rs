@@ -20,8 +20,8 @@ const CLUSTER_QUOTA: usize = 300;
 const NODES_PER_REGION: usize = 300;
 const MEMCACHED_NODES_PER_CLUSTER: u32 = 40;
 const MAX_ID_LEN: usize = 50;
-const DEFAULT_MAINTENANCE_WINDOW: &str = "sun:05:00-sun:06:00";
-const DEFAULT_SNAPSHOT_WINDOW: &str = "05:00-06:00";
+pub(crate) const DEFAULT_MAINTENANCE_WINDOW: &str = "sun:05:00-sun:06:00";
+pub(crate) const DEFAULT_SNAPSHOT_WINDOW: &str = "05:00-06:00";
 pub const SOURCE_TYPE: &str = "cache-cluster";
 
 /// Statuses, as AWS spells them.
@@ -60,10 +60,10 @@ fn invalid_state(id: &str, status: &str) -> ApiError {
     )
 }
 
-/// AWS's rule for cluster ids: 1–50 letters, digits or hyphens, starting with a letter,
-/// no trailing hyphen, no `--`.
-fn validate_id(id: &str) -> Result<String, ApiError> {
-    let ok = (1..=MAX_ID_LEN).contains(&id.len())
+/// AWS's rule for cluster and replication group ids: 1–`max_len` letters, digits or
+/// hyphens, starting with a letter, no trailing hyphen, no `--`. Stored lowercase.
+pub(crate) fn validate_id(parameter: &str, id: &str, max_len: usize) -> Result<String, ApiError> {
+    let ok = (1..=max_len).contains(&id.len())
         && id.starts_with(|c: char| c.is_ascii_alphabetic())
         && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !id.ends_with('-')
@@ -72,13 +72,13 @@ fn validate_id(id: &str) -> Result<String, ApiError> {
         Ok(id.to_ascii_lowercase())
     } else {
         Err(ApiError::invalid_parameter_value(format!(
-            "Invalid CacheClusterId: {id}. It must contain 1 to {MAX_ID_LEN} alphanumeric characters or hyphens, begin with a letter, and must not end with a hyphen or contain two consecutive hyphens."
+            "Invalid {parameter}: {id}. It must contain 1 to {max_len} alphanumeric characters or hyphens, begin with a letter, and must not end with a hyphen or contain two consecutive hyphens."
         )))
     }
 }
 
 /// `ddd:hh24:mi-ddd:hh24:mi`, lowercased as AWS stores it.
-fn validate_maintenance_window(window: &str) -> Result<String, ApiError> {
+pub(crate) fn validate_maintenance_window(window: &str) -> Result<String, ApiError> {
     let window = window.to_ascii_lowercase();
     let part_ok = |p: &str| {
         let mut it = p.split(':');
@@ -98,7 +98,7 @@ fn validate_maintenance_window(window: &str) -> Result<String, ApiError> {
 }
 
 /// `hh24:mi-hh24:mi`.
-fn validate_snapshot_window(window: &str) -> Result<String, ApiError> {
+pub(crate) fn validate_snapshot_window(window: &str) -> Result<String, ApiError> {
     let time_ok = |t: &str| {
         t.split_once(':').is_some_and(|(h, m)| {
             h.len() == 2
@@ -118,7 +118,11 @@ fn validate_snapshot_window(window: &str) -> Result<String, ApiError> {
 impl Operations {
     /// The offered version an engine version request names: exact, or a prefix
     /// (`7` → newest 7.x); none means the newest.
-    fn engine_version<'a>(&'a self, engine: &'a str, requested: Option<&str>) -> Result<&'a EngineVersion, ApiError> {
+    pub(crate) fn engine_version<'a>(
+        &'a self,
+        engine: &'a str,
+        requested: Option<&str>,
+    ) -> Result<&'a EngineVersion, ApiError> {
         let mut versions = self.catalog.versions_of(engine).collect::<Vec<_>>();
         versions.reverse();
         let found = match requested {
@@ -138,7 +142,7 @@ impl Operations {
         })
     }
 
-    fn check_node_type(&self, node_type: &str) -> Result<(), ApiError> {
+    pub(crate) fn check_node_type(&self, node_type: &str) -> Result<(), ApiError> {
         match self.catalog.node_type(node_type) {
             Some(_) => Ok(()),
             None => Err(ApiError::invalid_parameter_value(format!("Invalid Cache Node Type: {node_type}"))),
@@ -146,7 +150,12 @@ impl Operations {
     }
 
     /// A parameter group that exists and belongs to `family`.
-    async fn parameter_group_for(&self, scope: &Scope, name: Option<&str>, family: &str) -> Result<String, ApiError> {
+    pub(crate) async fn parameter_group_for(
+        &self,
+        scope: &Scope,
+        name: Option<&str>,
+        family: &str,
+    ) -> Result<String, ApiError> {
         let name = name.map_or_else(|| format!("default.{family}"), str::to_ascii_lowercase);
         let group = self
             .store
@@ -164,7 +173,7 @@ impl Operations {
     }
 
     /// The zones a subnet group spans, in order.
-    async fn subnet_group_zones(&self, scope: &Scope, name: &str) -> Result<Vec<String>, ApiError> {
+    pub(crate) async fn subnet_group_zones(&self, scope: &Scope, name: &str) -> Result<Vec<String>, ApiError> {
         let group = self
             .store
             .subnet_group(scope, name)
@@ -183,7 +192,7 @@ impl Operations {
 
 /// Zones for `count` new nodes: the requested ones, else spread (cross-az) or packed
 /// (single-az) over the subnet group's zones, starting after the nodes already placed.
-fn place(
+pub(crate) fn place(
     count: usize,
     requested: &[String],
     az_mode: &str,
@@ -209,7 +218,7 @@ fn place(
         .collect()
 }
 
-fn new_node(index: usize, zone: String) -> CacheNodeRecord {
+pub(crate) fn new_node(index: usize, zone: String) -> CacheNodeRecord {
     CacheNodeRecord {
         node_id: node_id(index),
         status: status::CREATING.to_string(),
@@ -224,7 +233,12 @@ fn new_node(index: usize, zone: String) -> CacheNodeRecord {
     }
 }
 
-fn check_zones(ops: &Operations, scope: &Scope, zones: &[String], allowed: &[String]) -> Result<(), ApiError> {
+pub(crate) fn check_zones(
+    ops: &Operations,
+    scope: &Scope,
+    zones: &[String],
+    allowed: &[String],
+) -> Result<(), ApiError> {
     let region_zones = ops.zones(&scope.region);
     for zone in zones {
         if !region_zones.contains(zone) || !allowed.contains(zone) {
@@ -243,9 +257,14 @@ pub async fn create(
     input: CreateCacheClusterMessage,
 ) -> Result<CreateCacheClusterResult, ApiError> {
     let scope = ops.scope(ctx).await?;
-    let id = validate_id(&input.cache_cluster_id)?;
+    let id = validate_id("CacheClusterId", &input.cache_cluster_id, MAX_ID_LEN)?;
     if let Some(group) = &input.replication_group_id {
-        return Err(Kind::ReplicationGroup.not_found(group));
+        return Err(
+            match ops.store.replication_group(&scope, &group.to_ascii_lowercase()).await.map_err(internal)? {
+                Some(_) => ApiError::not_implemented("CreateCacheCluster with ReplicationGroupId"),
+                None => Kind::ReplicationGroup.not_found(group),
+            },
+        );
     }
     let engine = input
         .engine
@@ -543,7 +562,7 @@ fn node_output(node: &CacheNodeRecord) -> CacheNode {
     }
 }
 
-async fn existing(ops: &Operations, scope: &Scope, id: &str) -> Result<StoredCluster, ApiError> {
+pub(crate) async fn existing(ops: &Operations, scope: &Scope, id: &str) -> Result<StoredCluster, ApiError> {
     ops.store.cache_cluster(scope, &id.to_ascii_lowercase()).await.map_err(internal)?.ok_or_else(|| not_found(id))
 }
 
@@ -938,7 +957,15 @@ pub async fn allowed_node_type_modifications(
     let scope = ops.scope(ctx).await?;
     let cluster = match (&input.cache_cluster_id, &input.replication_group_id) {
         (Some(id), _) => existing(ops, &scope, id).await?,
-        (None, Some(group)) => return Err(Kind::ReplicationGroup.not_found(group)),
+        (None, Some(group)) => {
+            let group = ops
+                .store
+                .replication_group(&scope, &group.to_ascii_lowercase())
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| Kind::ReplicationGroup.not_found(group))?;
+            group.members.into_iter().next().ok_or_else(|| ApiError::internal("replication group without members"))?
+        }
         (None, None) => {
             return Err(ApiError::invalid_parameter_combination(
                 "Either CacheClusterId or ReplicationGroupId must be provided.",

@@ -19,6 +19,7 @@ mod engine_versions;
 mod events;
 mod pagination;
 pub mod parameter_groups;
+pub mod replication_groups;
 mod security_groups;
 mod subnet_groups;
 mod tags;
@@ -172,6 +173,62 @@ impl ElastiCache for Operations {
         input: ListAllowedNodeTypeModificationsMessage,
     ) -> Result<AllowedNodeTypeModificationsMessage, ApiError> {
         cache_clusters::allowed_node_type_modifications(self, ctx, input).await
+    }
+
+    async fn create_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: CreateReplicationGroupMessage,
+    ) -> Result<CreateReplicationGroupResult, ApiError> {
+        replication_groups::create(self, ctx, input).await
+    }
+
+    async fn describe_replication_groups(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeReplicationGroupsMessage,
+    ) -> Result<ReplicationGroupMessage, ApiError> {
+        replication_groups::describe(self, ctx, input).await
+    }
+
+    async fn modify_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: ModifyReplicationGroupMessage,
+    ) -> Result<ModifyReplicationGroupResult, ApiError> {
+        replication_groups::modify(self, ctx, input).await
+    }
+
+    async fn delete_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteReplicationGroupMessage,
+    ) -> Result<DeleteReplicationGroupResult, ApiError> {
+        replication_groups::delete(self, ctx, input).await
+    }
+
+    async fn test_failover(
+        &self,
+        ctx: &RequestContext,
+        input: TestFailoverMessage,
+    ) -> Result<TestFailoverResult, ApiError> {
+        replication_groups::test_failover(self, ctx, input).await
+    }
+
+    async fn increase_replica_count(
+        &self,
+        ctx: &RequestContext,
+        input: IncreaseReplicaCountMessage,
+    ) -> Result<IncreaseReplicaCountResult, ApiError> {
+        replication_groups::increase_replicas(self, ctx, input).await
+    }
+
+    async fn decrease_replica_count(
+        &self,
+        ctx: &RequestContext,
+        input: DecreaseReplicaCountMessage,
+    ) -> Result<DecreaseReplicaCountResult, ApiError> {
+        replication_groups::decrease_replicas(self, ctx, input).await
     }
 
     async fn describe_events(

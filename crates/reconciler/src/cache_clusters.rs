@@ -62,6 +62,12 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<bool, Err
     } else {
         node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(64 << 20)
     };
+    let mut directives: Vec<(String, String)> =
+        crate::replication_groups::replica_directive(r, &c).await.into_iter().collect();
+    if !memcached {
+        // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
+        directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));
+    }
     let recovering: Vec<String> = {
         let mut to_recover = lock(&r.to_recover);
         c.nodes.iter().filter(|n| to_recover.remove(&key(&n.node_id))).map(|n| n.node_id.clone()).collect()
@@ -87,7 +93,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<bool, Err
                 dir: r.node_dir(&scope, &id, &node.node_id),
                 max_memory_bytes,
                 parameters: parameters.clone(),
-                directives: Vec::new(),
+                directives: directives.clone(),
             };
             let runtime = r.runtime.clone();
             let node_id = node.node_id.clone();

@@ -1,15 +1,21 @@
-//! The health monitor: probes every supervised node continuously. A node whose process is
-//! gone is reported (with AWS's recovery event) and handed to the reconciler, which
-//! restarts it in place; a crash from outside and an admin `kill` take this same path.
+//! The health monitor: probes every supervised node continuously.
+//!
+//! - A node whose process is gone is reported with AWS's recovery event and handed to the
+//!   reconciler, which restarts it in place.
+//! - The primary of a replication group with automatic failover that is gone, or has not
+//!   answered `failure_threshold` probes in a row (frozen, zone outage), is failed over
+//!   first; the old primary comes back as a replica.
+//!
+//! A crash from outside, an admin `kill`/`stop` and a zone outage all take these paths.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use nodes::Health;
+use nodes::{Health, NodeKey};
 use operations::cache_clusters::SOURCE_TYPE;
 use store::{EventRecord, Scope};
 
-use crate::{Reconciler, lock};
+use crate::{Reconciler, lock, replication_groups};
 
 #[derive(Debug, Clone, Copy)]
 pub struct HealthSettings {
@@ -17,15 +23,19 @@ pub struct HealthSettings {
     pub interval: Duration,
     /// How long one probe may take before it counts as failed.
     pub timeout: Duration,
+    /// Failed probes in a row after which an unreachable primary is failed over.
+    pub failure_threshold: u32,
 }
 
 impl Default for HealthSettings {
+    /// A dead primary is detected within one interval and a frozen one within
+    /// threshold × (interval + timeout): both well under a second.
     fn default() -> Self {
-        Self { interval: Duration::from_millis(100), timeout: Duration::from_millis(250) }
+        Self { interval: Duration::from_millis(100), timeout: Duration::from_millis(150), failure_threshold: 3 }
     }
 }
 
-fn scope_of(key: &nodes::NodeKey) -> Option<Scope> {
+fn scope_of(key: &NodeKey) -> Option<Scope> {
     let (region, account) = key.scope.split_once('/')?;
     Some(Scope { region: region.to_string(), account: account.to_string() })
 }
@@ -42,19 +52,53 @@ pub async fn monitor(r: Arc<Reconciler>) {
         });
         for (key, health) in futures::future::join_all(probes).await {
             let previous = lock(&r.observed).insert(key.clone(), health);
-            if health != Health::Exited || previous == Some(Health::Exited) {
+            let failures = {
+                let mut failures = lock(&r.failures);
+                let count = failures.entry(key.clone()).or_insert(0);
+                *count = if health == Health::Healthy { 0 } else { *count + 1 };
+                *count
+            };
+            let newly_exited = health == Health::Exited && previous != Some(Health::Exited);
+            let newly_unreachable = health != Health::Healthy && failures == r.health.failure_threshold;
+            if !newly_exited && !newly_unreachable {
                 continue;
             }
-            tracing::warn!(node = %key, "node process is gone; recovering");
-            if let Some(scope) = scope_of(&key) {
-                let event =
-                    EventRecord::new(SOURCE_TYPE, &key.cluster_id, format!("Recovering cache nodes {}", key.node_id));
-                if let Err(error) = r.ops.store().record_events(&scope, &[event]).await {
-                    tracing::error!(%error, "recording a recovery event failed");
-                }
+            let Some(scope) = scope_of(&key) else { continue };
+            if primary_with_failover(&r, &scope, &key).await.is_some_and(|group| {
+                tracing::warn!(node = %key, %health, replication_group = group, "primary failed; failing over");
+                let r = r.clone();
+                let scope = scope.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = replication_groups::failover(&r, &scope, &group, None).await {
+                        tracing::error!(%error, replication_group = group, "failover failed");
+                    }
+                });
+                true
+            }) {
+                continue;
             }
-            lock(&r.to_recover).insert(key);
-            r.wake.notify_one();
+            if newly_exited {
+                recover(&r, &scope, key).await;
+            }
         }
     }
+}
+
+/// The replication group whose primary `key` is, when the group fails over automatically.
+async fn primary_with_failover(r: &Reconciler, scope: &Scope, key: &NodeKey) -> Option<String> {
+    let cluster = r.ops.store().cache_cluster(scope, &key.cluster_id).await.ok()??;
+    let group_id = cluster.cluster.replication_group_id?;
+    let group = r.ops.store().replication_group(scope, &group_id).await.ok()??;
+    (group.group.automatic_failover && group.group.primary_cluster_id == key.cluster_id).then_some(group_id)
+}
+
+/// Hands a dead node to the reconciler, which restarts it in place.
+async fn recover(r: &Reconciler, scope: &Scope, key: NodeKey) {
+    tracing::warn!(node = %key, "node process is gone; recovering");
+    let event = EventRecord::new(SOURCE_TYPE, &key.cluster_id, format!("Recovering cache nodes {}", key.node_id));
+    if let Err(error) = r.ops.store().record_events(scope, &[event]).await {
+        tracing::error!(%error, "recording a recovery event failed");
+    }
+    lock(&r.to_recover).insert(key);
+    r.wake.notify_one();
 }

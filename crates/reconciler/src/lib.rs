@@ -7,13 +7,15 @@
 //!   time, start-up recovery and reset.
 //! - `cache_clusters`: one cluster's reconcile: creation, scaling, reboots, parameter
 //!   changes, deletion, self-healing — all one code path.
-//! - `health`: the monitor that probes every node and asks for repairs.
+//! - `replication_groups`: replication links, primary/reader endpoints and failover.
+//! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //!
 //! An activation takes no input and reads current state, so creation, repair after a crash
 //! and recovery after an emulator restart are the same code.
 
 mod cache_clusters;
 mod health;
+mod replication_groups;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -44,10 +46,16 @@ pub struct Reconciler {
     in_flight: Mutex<HashSet<ClusterKey>>,
     /// Memcached configuration endpoints, with the sender that publishes node lists.
     config_endpoints: tokio::sync::Mutex<HashMap<ClusterKey, (ConfigEndpoint, watch::Sender<nodes::ClusterConfig>)>>,
+    /// Primary and reader endpoints of every replication group.
+    group_endpoints: tokio::sync::Mutex<HashMap<ClusterKey, replication_groups::GroupEndpoints>>,
     /// The last health of every node, as the monitor saw it.
     observed: Mutex<HashMap<NodeKey, Health>>,
+    /// Consecutive failed probes of every node.
+    failures: Mutex<HashMap<NodeKey, u32>>,
     /// Nodes the monitor found dead: restarted in place by the next reconcile.
     to_recover: Mutex<HashSet<NodeKey>>,
+    /// Zones in a simulated outage.
+    zones_down: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,8 +83,11 @@ impl Reconciler {
             health,
             in_flight: Mutex::new(HashSet::new()),
             config_endpoints: tokio::sync::Mutex::new(HashMap::new()),
+            group_endpoints: tokio::sync::Mutex::new(HashMap::new()),
             observed: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
             to_recover: Mutex::new(HashSet::new()),
+            zones_down: Mutex::new(HashSet::new()),
         })
     }
 
@@ -109,42 +120,59 @@ impl Reconciler {
         monitor.abort();
         self.runtime.stop_all().await;
         self.config_endpoints.lock().await.clear();
+        self.group_endpoints.lock().await.clear();
     }
 
-    /// Starts a reconcile for every cluster not being reconciled already.
+    /// Starts a reconcile for every cluster and replication group not being reconciled
+    /// already.
     fn activate(self: &Arc<Self>) {
         let this = self.clone();
         tokio::spawn(async move {
-            let clusters = match this.ops.store().all_cache_clusters().await {
-                Ok(clusters) => clusters,
-                Err(error) => {
-                    tracing::error!(%error, "reading clusters failed");
+            let store = this.ops.store();
+            let (clusters, groups) = match (store.all_cache_clusters().await, store.all_replication_groups().await) {
+                (Ok(clusters), Ok(groups)) => (clusters, groups),
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::error!(%error, "reading desired state failed");
                     return;
                 }
             };
             for cluster in clusters {
                 let key = (cluster.scope.clone(), cluster.cluster.id.clone());
-                if !lock(&this.in_flight).insert(key.clone()) {
-                    continue;
+                this.spawn_once(key, move |r| async move { cache_clusters::reconcile(&r, cluster).await });
+            }
+            for group in groups {
+                // Group ids and cluster ids share a namespace in the in-flight set.
+                let key = (group.scope.clone(), format!("replication-group/{}", group.group.id));
+                this.spawn_once(key, move |r| async move { replication_groups::reconcile(&r, group).await });
+            }
+        });
+    }
+
+    /// Runs `reconcile` unless one for `key` is running; retries after a failure.
+    fn spawn_once<F, Fut>(self: &Arc<Self>, key: ClusterKey, reconcile: F)
+    where
+        F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<bool, cache_clusters::Error>> + Send,
+    {
+        if !lock(&self.in_flight).insert(key.clone()) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let retry = match reconcile(this.clone()).await {
+                Ok(retry) => retry,
+                Err(error) => {
+                    tracing::warn!(resource = key.1, %error, "reconcile failed; will retry");
+                    true
                 }
-                let this = this.clone();
-                tokio::spawn(async move {
-                    let retry = match cache_clusters::reconcile(&this, cluster).await {
-                        Ok(retry) => retry,
-                        Err(error) => {
-                            tracing::warn!(cache_cluster = key.1, %error, "reconcile failed; will retry");
-                            true
-                        }
-                    };
-                    if retry {
-                        // Back off, so a node that cannot start does not spin the machine.
-                        tokio::time::sleep(RETRY_DELAY).await;
-                    }
-                    lock(&this.in_flight).remove(&key);
-                    if retry {
-                        this.wake.notify_one();
-                    }
-                });
+            };
+            if retry {
+                // Back off, so a node that cannot start does not spin the machine.
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+            lock(&this.in_flight).remove(&key);
+            if retry {
+                this.wake.notify_one();
             }
         });
     }
@@ -153,7 +181,9 @@ impl Reconciler {
     pub async fn reset(&self) {
         self.runtime.stop_all().await;
         self.config_endpoints.lock().await.clear();
+        self.group_endpoints.lock().await.clear();
         lock(&self.observed).clear();
+        lock(&self.failures).clear();
         lock(&self.to_recover).clear();
         let _ = std::fs::remove_dir_all(self.state_dir.join("nodes"));
     }
@@ -165,5 +195,34 @@ impl Reconciler {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Starts or ends a simulated outage of a zone: every node placed there is frozen
+    /// (unreachable, not dead) until it ends, and the monitor reacts as to a real outage.
+    /// Returns the nodes affected.
+    pub async fn zone_outage(&self, zone: &str, down: bool) -> Result<Vec<NodeKey>, store::StoreError> {
+        let mut affected = Vec::new();
+        for c in self.ops.store().all_cache_clusters().await? {
+            for node in c.nodes.iter().filter(|n| n.zone == zone) {
+                let key = NodeKey::new(scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
+                let result = if down { self.runtime.pause(&key).await } else { self.runtime.resume(&key).await };
+                match result {
+                    Ok(()) => affected.push(key),
+                    Err(error) => tracing::warn!(node = %key, %error, "zone outage: node not changed"),
+                }
+            }
+        }
+        if down {
+            lock(&self.zones_down).insert(zone.to_string());
+        } else {
+            lock(&self.zones_down).remove(zone);
+        }
+        self.wake.notify_one();
+        Ok(affected)
+    }
+
+    /// Whether a zone is in a simulated outage (nodes started there start frozen too).
+    pub fn zone_is_down(&self, zone: &str) -> bool {
+        lock(&self.zones_down).contains(zone)
     }
 }

@@ -17,6 +17,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/maintenance", post(maintenance))
         .route("/_emulator/nodes", get(list_nodes))
         .route("/_emulator/nodes/{cluster}/{node}/{action}", post(node_action))
+        .route("/_emulator/zones/{zone}/outage", post(start_outage).delete(end_outage))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -52,22 +53,33 @@ async fn maintenance(State(state): State<AppState>) -> Response {
 }
 
 async fn list_nodes(State(state): State<AppState>) -> Response {
-    let clusters = match state.operations.store().all_cache_clusters().await {
-        Ok(clusters) => clusters,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    let store = state.operations.store();
+    let (clusters, groups) = match (store.all_cache_clusters().await, store.all_replication_groups().await) {
+        (Ok(clusters), Ok(groups)) => (clusters, groups),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let mut out = Vec::new();
     for c in clusters {
+        let group = c
+            .cluster
+            .replication_group_id
+            .as_ref()
+            .and_then(|id| groups.iter().find(|g| g.scope == c.scope && &g.group.id == id).map(|g| &g.group));
+        let role = match group {
+            _ if c.cluster.engine == "memcached" => Value::Null,
+            Some(g) if g.primary_cluster_id != c.cluster.id => json!("replica"),
+            _ => json!("primary"),
+        };
+        let node_group_id = group.map(|_| operations::replication_groups::NODE_GROUP_ID);
         for node in &c.nodes {
             let key = NodeKey::new(reconciler::scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
             let running = state.reconciler.runtime().get(&key);
-            let role = if c.cluster.engine == "memcached" { Value::Null } else { json!("primary") };
             out.push(json!({
                 "region": c.scope.region,
                 "cache_cluster_id": c.cluster.id,
                 "cache_node_id": node.node_id,
                 "replication_group_id": c.cluster.replication_group_id,
-                "node_group_id": Value::Null,
+                "node_group_id": node_group_id,
                 "role": role,
                 "engine": c.cluster.engine,
                 "availability_zone": node.zone,
@@ -113,5 +125,30 @@ async fn node_action(
                 .into_response()
         }
         Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+async fn start_outage(State(state): State<AppState>, Path(zone): Path<String>) -> Response {
+    outage(state, zone, true).await
+}
+
+async fn end_outage(State(state): State<AppState>, Path(zone): Path<String>) -> Response {
+    outage(state, zone, false).await
+}
+
+/// Every node in `zone` becomes unreachable (frozen) until the outage ends.
+async fn outage(state: AppState, zone: String, down: bool) -> Response {
+    if !state.config.zones.contains(&zone) {
+        return error(StatusCode::NOT_FOUND, format!("unknown zone {zone}; zones: {}", state.config.zones.join(", ")));
+    }
+    match state.reconciler.zone_outage(&zone, down).await {
+        Ok(nodes) => Json(json!({
+            "status": "ok",
+            "zone": zone,
+            "outage": down,
+            "nodes": nodes.iter().map(|k| json!({"cache_cluster_id": k.cluster_id, "cache_node_id": k.node_id})).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -40,8 +40,11 @@ struct ServeArgs {
     #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_INTERVAL_MS", default_value_t = 100)]
     health_check_interval_ms: u64,
     /// Milliseconds a health probe may take before it counts as failed.
-    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_TIMEOUT_MS", default_value_t = 250)]
+    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_TIMEOUT_MS", default_value_t = 150)]
     health_check_timeout_ms: u64,
+    /// Failed probes in a row after which an unreachable primary is failed over.
+    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_FAILURE_THRESHOLD", default_value_t = 3)]
+    health_check_failure_threshold: u32,
     /// Account id in every ARN.
     #[arg(long, env = "ELASTICACHE_LOCAL_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
@@ -99,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let health = reconciler::HealthSettings {
         interval: std::time::Duration::from_millis(args.health_check_interval_ms),
         timeout: std::time::Duration::from_millis(args.health_check_timeout_ms),
+        failure_threshold: args.health_check_failure_threshold,
     };
     let config = server::Config { state_dir, region: args.region, account: args.account_id, zones, health };
     let listener =

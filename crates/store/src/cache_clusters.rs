@@ -95,15 +95,15 @@ pub struct CacheCluster {
     pub nodes: Vec<CacheNodeRecord>,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<String> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-async fn write_cluster(
+pub(crate) async fn write_cluster(
     tx: &mut sqlx::SqliteConnection,
     scope: &Scope,
     cluster: &CacheClusterRecord,
@@ -135,7 +135,7 @@ async fn write_cluster(
     Ok(())
 }
 
-async fn read_clusters(
+pub(crate) async fn read_clusters(
     conn: &mut sqlx::SqliteConnection,
     scope: Option<&Scope>,
     id: Option<&str>,

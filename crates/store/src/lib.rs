@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`Store`]: opening (WAL, migrations from `migrations/`), the write lock, reset.
 //! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`, `cache_clusters`,
-//!   `events`: one module per resource family, each a set of `impl Store` methods over
+//!   `replication_groups`, `events`: one module per resource family, each a set of `impl Store` methods over
 //!   plain records.
 //!
 //! Every state change is one transaction. Writers are serialised by one lock, so a
@@ -13,6 +13,7 @@
 mod cache_clusters;
 mod events;
 mod parameter_groups;
+mod replication_groups;
 mod security_groups;
 mod subnet_groups;
 mod tags;
@@ -27,6 +28,7 @@ use tokio::sync::{Mutex, MutexGuard};
 pub use cache_clusters::{CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, UpdateError};
 pub use events::{EventFilter, EventRecord, now_millis};
 pub use parameter_groups::ParameterGroupRecord;
+pub use replication_groups::{ReplicationGroup, ReplicationGroupRecord};
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
 pub use tags::TagRecord;
@@ -44,6 +46,8 @@ pub enum StoreError {
     AlreadyExists,
     #[error("not found")]
     NotFound,
+    #[error("cache cluster {0} already exists")]
+    MemberExists(String),
     #[error("quota of {0} exceeded")]
     QuotaExceeded(usize),
     #[error("database error: {0}")]
@@ -97,6 +101,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for table in [
             "events",
+            "replication_groups",
             "cache_nodes",
             "cache_clusters",
             "tags",
@@ -142,13 +147,14 @@ impl Store {
     ) -> Result<()> {
         let _guard = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE region = ? AND account = ? AND {key_column} = ?"))
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query(&format!("DELETE FROM {table} WHERE region = ? AND account = ? AND {key_column} = ?"))
+                .bind(&scope.region)
+                .bind(&scope.account)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if deleted == 0 {
             return Err(StoreError::NotFound);
         }

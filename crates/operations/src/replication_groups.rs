@@ -1,0 +1,778 @@
+//! Replication groups with cluster mode disabled: one shard, a primary and up to five
+//! replicas, each member an ordinary cache cluster (`<group>-001`, …) that names the group.
+//! As for clusters, handlers write desired state and the reconciler does the rest:
+//! replication links, the emulator-served primary and reader endpoints, and failover.
+
+use aws_smithy_types::DateTime;
+use protocol::shapes::*;
+use protocol::{ApiError, ErrorCode, RequestContext};
+use store::{
+    CacheCluster as StoredCluster, CacheClusterRecord, EventRecord, PendingChanges, ReplicationGroup as StoredGroup,
+    ReplicationGroupRecord, Scope, StoreError, UpdateError, now_millis,
+};
+
+use crate::arn::{self, Kind};
+use crate::cache_clusters::{self as clusters, status};
+use crate::pagination::paginate;
+use crate::{Operations, internal, tags};
+
+const MAX_ID_LEN: usize = 40;
+const QUOTA: usize = 300;
+const MAX_REPLICAS: i32 = 5;
+pub const SOURCE_TYPE: &str = "replication-group";
+/// The one node group of a group with cluster mode disabled.
+pub const NODE_GROUP_ID: &str = "0001";
+/// TestFailover may run at most this often per day.
+const TEST_FAILOVERS_PER_DAY: usize = 15;
+
+fn not_found(id: &str) -> ApiError {
+    Kind::ReplicationGroup.not_found(id)
+}
+
+fn invalid_state(id: &str, status: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidReplicationGroupStateFault,
+        format!("Replication group {id} is not in available state (current state: {status})."),
+    )
+}
+
+pub fn member_id(group: &str, index: usize) -> String {
+    format!("{group}-{index:03}")
+}
+
+/// The outcome of a read-modify-write as the API answers it.
+fn updated(result: Result<Option<StoredGroup>, UpdateError<ApiError>>, id: &str) -> Result<StoredGroup, ApiError> {
+    match result {
+        Ok(Some(group)) => Ok(group),
+        Ok(None) => Err(not_found(id)),
+        Err(UpdateError::Rejected(e)) => Err(e),
+        Err(UpdateError::Store(e)) => Err(internal(e)),
+    }
+}
+
+/// A new member cluster of `group`, one node, modelled on the group's settings.
+fn member(template: &CacheClusterRecord, id: String, group: &str, zone: String) -> StoredClusterParts {
+    let mut cluster = template.clone();
+    cluster.id = id;
+    cluster.status = status::CREATING.to_string();
+    cluster.num_nodes = 1;
+    cluster.preferred_zones = vec![zone.clone()];
+    cluster.replication_group_id = Some(group.to_string());
+    cluster.created_millis = now_millis();
+    cluster.pending = PendingChanges::default();
+    cluster.running_engine_version = None;
+    (cluster, vec![clusters::new_node(1, zone)])
+}
+
+type StoredClusterParts = (CacheClusterRecord, Vec<store::CacheNodeRecord>);
+
+/// Zones for `count` new members: requested ones, else spread so that members (the primary
+/// first) land in different zones where possible.
+fn member_zones(count: usize, requested: &[String], zones: &[String], existing: &[StoredCluster]) -> Vec<String> {
+    let placed: Vec<store::CacheNodeRecord> = existing.iter().flat_map(|c| c.nodes.clone()).collect();
+    clusters::place(count, requested, "cross-az", zones, &placed)
+}
+
+pub async fn create(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: CreateReplicationGroupMessage,
+) -> Result<CreateReplicationGroupResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let id = clusters::validate_id("ReplicationGroupId", &input.replication_group_id, MAX_ID_LEN)?;
+    if input.replication_group_description.trim().is_empty() {
+        return Err(ApiError::invalid_parameter_value("ReplicationGroupDescription must not be blank."));
+    }
+    if let Some(global) = &input.global_replication_group_id {
+        return Err(ApiError::new(
+            ErrorCode::GlobalReplicationGroupNotFoundFault,
+            format!("GlobalReplicationGroup not found: {global}"),
+        ));
+    }
+    let cluster_mode = input.cluster_mode == Some(ClusterMode::Enabled)
+        || input.num_node_groups.is_some_and(|n| n > 1)
+        || input.node_group_configuration.as_ref().is_some_and(|c| c.len() > 1)
+        || input.cache_parameter_group_name.as_deref().is_some_and(|g| g.ends_with(".cluster.on"));
+    if cluster_mode {
+        return Err(ApiError::not_implemented("CreateReplicationGroup with cluster mode enabled"));
+    }
+    if input.transit_encryption_enabled == Some(true) || input.auth_token.is_some() {
+        return Err(ApiError::not_implemented("CreateReplicationGroup with TransitEncryptionEnabled or AuthToken"));
+    }
+    if input.at_rest_encryption_enabled == Some(true) {
+        return Err(ApiError::not_implemented("CreateReplicationGroup with AtRestEncryptionEnabled"));
+    }
+    if input.user_group_ids.as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(ApiError::not_implemented("CreateReplicationGroup with UserGroupIds"));
+    }
+    if let Some(name) = &input.snapshot_name {
+        return Err(Kind::Snapshot.not_found(name));
+    }
+    if input.snapshot_arns.as_ref().is_some_and(|a| !a.is_empty()) {
+        return Err(ApiError::not_implemented("CreateReplicationGroup with SnapshotArns"));
+    }
+    if input.data_tiering_enabled == Some(true) {
+        return Err(ApiError::invalid_parameter_combination(
+            "Data tiering is only supported on cache.r6gd node types.",
+        ));
+    }
+
+    // An existing cluster can be adopted as the primary.
+    let adopted = match &input.primary_cluster_id {
+        Some(primary) => {
+            let c = clusters::existing(ops, &scope, primary).await?;
+            if c.cluster.engine == "memcached" {
+                return Err(ApiError::invalid_parameter_value(
+                    "A Memcached cluster cannot be part of a replication group.",
+                ));
+            }
+            if c.cluster.replication_group_id.is_some() {
+                return Err(ApiError::invalid_parameter_value(format!(
+                    "Cache cluster {primary} is already a member of a replication group."
+                )));
+            }
+            if c.cluster.status != status::AVAILABLE {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidCacheClusterStateFault,
+                    format!("Cache cluster {primary} is not in available state."),
+                ));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let engine = match (&adopted, &input.engine) {
+        (Some(c), _) => c.cluster.engine.clone(),
+        (None, Some(e)) => e.to_ascii_lowercase(),
+        (None, None) => "redis".to_string(),
+    };
+    if !["redis", "valkey"].contains(&engine.as_str()) {
+        return Err(ApiError::invalid_parameter_value(format!(
+            "Invalid value for Engine: {engine}. Replication groups support redis and valkey."
+        )));
+    }
+    let replicas = match (input.num_cache_clusters, input.replicas_per_node_group) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_parameter_combination(
+                "NumCacheClusters and ReplicasPerNodeGroup cannot both be specified.",
+            ));
+        }
+        (Some(n), None) => {
+            if !(1..=MAX_REPLICAS + 1).contains(&n) {
+                return Err(ApiError::invalid_parameter_value(format!(
+                    "NumCacheClusters must be between 1 and {}.",
+                    MAX_REPLICAS + 1
+                )));
+            }
+            n - 1
+        }
+        (None, Some(r)) => {
+            if !(0..=MAX_REPLICAS).contains(&r) {
+                return Err(ApiError::invalid_parameter_value(format!(
+                    "ReplicasPerNodeGroup must be between 0 and {MAX_REPLICAS}."
+                )));
+            }
+            r
+        }
+        (None, None) => 0,
+    };
+    let automatic_failover = input.automatic_failover_enabled.unwrap_or(false);
+    let multi_az = input.multi_az_enabled.unwrap_or(false);
+    if automatic_failover && replicas < 1 {
+        return Err(ApiError::invalid_parameter_value(
+            "Automatic failover requires at least one read replica (NumCacheClusters of 2 or more).",
+        ));
+    }
+    if multi_az && (!automatic_failover || replicas < 1) {
+        return Err(ApiError::invalid_parameter_combination(
+            "Multi-AZ requires automatic failover to be enabled and at least one read replica.",
+        ));
+    }
+    let template = match &adopted {
+        Some(c) => c.cluster.clone(),
+        None => {
+            let node_type = input
+                .cache_node_type
+                .clone()
+                .ok_or_else(|| ApiError::invalid_parameter_value("The parameter CacheNodeType must be provided."))?;
+            ops.check_node_type(&node_type)?;
+            let version = ops.engine_version(&engine, input.engine_version.as_deref())?;
+            let parameter_group = ops
+                .parameter_group_for(
+                    &scope,
+                    input.cache_parameter_group_name.as_deref(),
+                    &version.cache_parameter_group_family,
+                )
+                .await?;
+            let port = match input.port {
+                None => 6379,
+                Some(p) if (1..=65535).contains(&p) => p as u16,
+                Some(p) => return Err(ApiError::invalid_parameter_value(format!("Invalid Port: {p}."))),
+            };
+            CacheClusterRecord {
+                id: String::new(),
+                status: status::CREATING.to_string(),
+                engine: engine.clone(),
+                engine_version: version.engine_version.clone(),
+                node_type,
+                num_nodes: 1,
+                az_mode: "single-az".to_string(),
+                preferred_zones: Vec::new(),
+                parameter_group,
+                subnet_group: input
+                    .cache_subnet_group_name
+                    .as_deref()
+                    .unwrap_or(crate::subnet_groups::DEFAULT_GROUP)
+                    .to_ascii_lowercase(),
+                security_group_ids: input.security_group_ids.clone().unwrap_or_default(),
+                cache_security_groups: input.cache_security_group_names.clone().unwrap_or_default(),
+                port,
+                created_millis: now_millis(),
+                maintenance_window: input.preferred_maintenance_window.as_deref().map_or_else(
+                    || Ok(clusters::DEFAULT_MAINTENANCE_WINDOW.to_string()),
+                    clusters::validate_maintenance_window,
+                )?,
+                snapshot_window: Some(input.snapshot_window.as_deref().map_or_else(
+                    || Ok(clusters::DEFAULT_SNAPSHOT_WINDOW.to_string()),
+                    clusters::validate_snapshot_window,
+                )?),
+                snapshot_retention_limit: input.snapshot_retention_limit.unwrap_or(0),
+                auto_minor_version_upgrade: input.auto_minor_version_upgrade.unwrap_or(true),
+                network_type: "ipv4".to_string(),
+                ip_discovery: "ipv4".to_string(),
+                notification_topic_arn: input.notification_topic_arn.clone(),
+                replication_group_id: None,
+                pending: PendingChanges::default(),
+                config_version: 1,
+                running_engine_version: None,
+                config_endpoint_port: None,
+            }
+        }
+    };
+    if !(0..=35).contains(&template.snapshot_retention_limit) {
+        return Err(ApiError::invalid_parameter_value("SnapshotRetentionLimit must be between 0 and 35."));
+    }
+    let zones = ops.subnet_group_zones(&scope, &template.subnet_group).await?;
+    let requested = input.preferred_cache_cluster_azs.clone().unwrap_or_default();
+    let total = replicas as usize + 1;
+    if !requested.is_empty() && requested.len() != total {
+        return Err(ApiError::invalid_parameter_value(
+            "The number of PreferredCacheClusterAZs must equal the number of cache clusters in the group.",
+        ));
+    }
+    clusters::check_zones(ops, &scope, &requested, &zones)?;
+    let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
+
+    let mut members: Vec<StoredCluster> = Vec::new();
+    match &adopted {
+        Some(primary) => {
+            let mut primary = primary.clone();
+            primary.cluster.replication_group_id = Some(id.clone());
+            members.push(primary);
+        }
+        None => {}
+    }
+    let new_count = total - members.len();
+    let zones_for_new = member_zones(new_count, &requested[requested.len().min(members.len())..], &zones, &members);
+    let first_new = members.len() + 1;
+    for (i, zone) in zones_for_new.into_iter().enumerate() {
+        let (cluster, nodes) = member(&template, member_id(&id, first_new + i), &id, zone);
+        members.push(StoredCluster { scope: scope.clone(), cluster, nodes });
+    }
+    let group = ReplicationGroupRecord {
+        id: id.clone(),
+        description: input.replication_group_description.clone(),
+        status: status::CREATING.to_string(),
+        engine: engine.clone(),
+        node_type: template.node_type.clone(),
+        automatic_failover,
+        multi_az,
+        primary_cluster_id: members[0].cluster.id.clone(),
+        members: members.iter().map(|m| m.cluster.id.clone()).collect(),
+        snapshot_retention_limit: template.snapshot_retention_limit,
+        snapshot_window: template.snapshot_window.clone().unwrap_or_default(),
+        snapshotting_cluster_id: None,
+        created_millis: now_millis(),
+        port: template.port,
+        primary_endpoint_port: None,
+        reader_endpoint_port: None,
+        retain_primary_on_delete: false,
+        failover_to: None,
+        test_failovers: Vec::new(),
+    };
+    let stored = StoredGroup { scope: scope.clone(), group, members };
+    let arn = arn::build(&scope, Kind::ReplicationGroup, &id);
+    ops.store.create_replication_group(&stored, &arn, &tags, QUOTA).await.map_err(|e| match e {
+        StoreError::AlreadyExists => ApiError::new(
+            ErrorCode::ReplicationGroupAlreadyExistsFault,
+            format!("Replication group {id} already exists."),
+        ),
+        StoreError::MemberExists(member) => {
+            ApiError::new(ErrorCode::CacheClusterAlreadyExistsFault, format!("Cache cluster {member} already exists."))
+        }
+        StoreError::QuotaExceeded(quota) => ApiError::new(
+            ErrorCode::ClusterQuotaForCustomerExceededFault,
+            format!("The maximum number of replication groups ({quota}) has been reached."),
+        ),
+        e => internal(e),
+    })?;
+    tracing::info!(replication_group = id, members = stored.members.len(), "replication group: (none) -> creating");
+    ops.wake_reconciler();
+    Ok(CreateReplicationGroupResult { replication_group: Some(output(&stored)) })
+}
+
+fn endpoint(port: Option<u16>) -> Option<Endpoint> {
+    port.map(|p| Endpoint { address: Some("127.0.0.1".to_string()), port: Some(i32::from(p)) })
+}
+
+/// The Describe form of a group.
+pub fn output(g: &StoredGroup) -> ReplicationGroup {
+    let group = &g.group;
+    // The primary first: clients (Terraform among them) take the first member as primary.
+    let mut members: Vec<&StoredCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
+    members.sort_by_key(|m| (m.cluster.id != group.primary_cluster_id, m.cluster.id.clone()));
+    let node_group_members = members
+        .iter()
+        .map(|m| {
+            let node = m.nodes.first();
+            NodeGroupMember {
+                cache_cluster_id: Some(m.cluster.id.clone()),
+                cache_node_id: node.map(|n| n.node_id.clone()),
+                current_role: Some(
+                    if m.cluster.id == group.primary_cluster_id { "primary" } else { "replica" }.to_string(),
+                ),
+                preferred_availability_zone: node.map(|n| n.zone.clone()),
+                preferred_outpost_arn: None,
+                read_endpoint: node
+                    .filter(|n| n.port != 0)
+                    .map(|n| Endpoint { address: Some(n.address.clone()), port: Some(i32::from(n.port)) }),
+            }
+        })
+        .collect();
+    let snapshotting = (group.snapshot_retention_limit > 0)
+        .then(|| members.iter().rev().next().map(|m| m.cluster.id.clone()))
+        .flatten();
+    ReplicationGroup {
+        arn: Some(arn::build(&g.scope, Kind::ReplicationGroup, &group.id)),
+        at_rest_encryption_enabled: Some(false),
+        auth_token_enabled: Some(false),
+        auth_token_last_modified_date: None,
+        auto_minor_version_upgrade: g.members.first().map(|m| m.cluster.auto_minor_version_upgrade),
+        automatic_failover: Some(if group.automatic_failover {
+            AutomaticFailoverStatus::Enabled
+        } else {
+            AutomaticFailoverStatus::Disabled
+        }),
+        cache_node_type: Some(group.node_type.clone()),
+        cluster_enabled: Some(false),
+        cluster_mode: Some(ClusterMode::Disabled),
+        configuration_endpoint: None,
+        data_tiering: Some(DataTieringStatus::Disabled),
+        description: Some(group.description.clone()),
+        durability: None,
+        effective_durability: None,
+        engine: Some(group.engine.clone()),
+        global_replication_group_info: None,
+        ip_discovery: Some(IpDiscovery::Ipv4),
+        kms_key_id: None,
+        log_delivery_configurations: Some(Vec::new()),
+        member_clusters: Some(members.iter().map(|m| m.cluster.id.clone()).collect()),
+        member_clusters_outpost_arns: None,
+        multi_az: Some(if group.multi_az { MultiAZStatus::Enabled } else { MultiAZStatus::Disabled }),
+        network_type: Some(NetworkType::Ipv4),
+        node_groups: Some(vec![NodeGroup {
+            node_group_id: Some(NODE_GROUP_ID.to_string()),
+            node_group_members: Some(node_group_members),
+            primary_endpoint: endpoint(group.primary_endpoint_port),
+            reader_endpoint: endpoint(group.reader_endpoint_port),
+            slots: None,
+            status: Some(group.status.clone()),
+        }]),
+        pending_modified_values: Some(ReplicationGroupPendingModifiedValues::default()),
+        replication_group_create_time: Some(DateTime::from_millis(group.created_millis)),
+        replication_group_id: Some(group.id.clone()),
+        snapshot_retention_limit: Some(group.snapshot_retention_limit),
+        snapshot_window: Some(group.snapshot_window.clone()),
+        snapshotting_cluster_id: snapshotting,
+        status: Some(group.status.clone()),
+        storage_encryption_type: None,
+        transit_encryption_enabled: Some(false),
+        transit_encryption_mode: None,
+        user_group_ids: Some(Vec::new()),
+    }
+}
+
+async fn existing(ops: &Operations, scope: &Scope, id: &str) -> Result<StoredGroup, ApiError> {
+    ops.store.replication_group(scope, &id.to_ascii_lowercase()).await.map_err(internal)?.ok_or_else(|| not_found(id))
+}
+
+pub async fn describe(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DescribeReplicationGroupsMessage,
+) -> Result<ReplicationGroupMessage, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let groups = match &input.replication_group_id {
+        Some(id) => vec![existing(ops, &scope, id).await?],
+        None => ops.store.replication_groups(&scope).await.map_err(internal)?,
+    };
+    let page = paginate(groups, |g| g.group.id.clone(), input.marker.as_deref(), input.max_records)?;
+    Ok(ReplicationGroupMessage {
+        marker: page.marker,
+        replication_groups: Some(page.items.iter().map(output).collect()),
+    })
+}
+
+/// Runs `change` on an available group in one transaction, then wakes the reconciler.
+async fn change_available(
+    ops: &Operations,
+    scope: &Scope,
+    id: &str,
+    change: impl FnOnce(&mut ReplicationGroupRecord, &mut Vec<StoredCluster>) -> Result<Vec<EventRecord>, ApiError>,
+) -> Result<StoredGroup, ApiError> {
+    let id = id.to_ascii_lowercase();
+    let result = ops
+        .store
+        .update_replication_group(scope, &id, |group, members| {
+            if group.status != status::AVAILABLE {
+                return Err(invalid_state(&group.id, &group.status));
+            }
+            change(group, members)
+        })
+        .await;
+    let group = updated(result, &id)?;
+    ops.wake_reconciler();
+    Ok(group)
+}
+
+pub async fn delete(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DeleteReplicationGroupMessage,
+) -> Result<DeleteReplicationGroupResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    if input.final_snapshot_identifier.is_some() {
+        return Err(ApiError::not_implemented("DeleteReplicationGroup with FinalSnapshotIdentifier"));
+    }
+    let retain = input.retain_primary_cluster.unwrap_or(false);
+    let group = change_available(ops, &scope, &input.replication_group_id, |group, members| {
+        group.status = status::DELETING.to_string();
+        group.retain_primary_on_delete = retain;
+        for member in members.iter_mut() {
+            if retain && member.cluster.id == group.primary_cluster_id {
+                member.cluster.replication_group_id = None;
+                continue;
+            }
+            member.cluster.status = status::DELETING.to_string();
+            member.nodes.iter_mut().for_each(|n| n.status = status::DELETING.to_string());
+        }
+        Ok(Vec::new())
+    })
+    .await?;
+    tracing::info!(replication_group = group.group.id, retain, "replication group: available -> deleting");
+    Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group)) })
+}
+
+pub async fn test_failover(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: TestFailoverMessage,
+) -> Result<TestFailoverResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    if input.node_group_id != NODE_GROUP_ID {
+        return Err(ApiError::new(
+            ErrorCode::NodeGroupNotFoundFault,
+            format!(
+                "Node group {} not found in replication group {}.",
+                input.node_group_id, input.replication_group_id
+            ),
+        ));
+    }
+    let group = change_available(ops, &scope, &input.replication_group_id, |group, members| {
+        if !group.automatic_failover || members.len() < 2 {
+            return Err(ApiError::new(
+                ErrorCode::TestFailoverNotAvailableFault,
+                "TestFailover requires automatic failover to be enabled and at least one replica.",
+            ));
+        }
+        let now = now_millis();
+        group.test_failovers.retain(|t| now - t < 24 * 3600 * 1000);
+        if group.test_failovers.len() >= TEST_FAILOVERS_PER_DAY {
+            return Err(ApiError::new(
+                ErrorCode::APICallRateForCustomerExceededFault,
+                format!("TestFailover can be called at most {TEST_FAILOVERS_PER_DAY} times in 24 hours."),
+            ));
+        }
+        group.test_failovers.push(now);
+        group.status = status::MODIFYING.to_string();
+        group.failover_to = Some(String::new());
+        Ok(vec![EventRecord::new(
+            SOURCE_TYPE,
+            &group.id,
+            format!("Test Failover API called for node group {NODE_GROUP_ID}"),
+        )])
+    })
+    .await?;
+    Ok(TestFailoverResult { replication_group: Some(output(&group)) })
+}
+
+/// Adds or removes replicas. `remove` names the members to remove when decreasing.
+async fn change_replicas(
+    ops: &Operations,
+    scope: &Scope,
+    id: &str,
+    target: Option<i32>,
+    remove: Vec<String>,
+    increase: bool,
+) -> Result<StoredGroup, ApiError> {
+    let current = existing(ops, scope, id).await?;
+    let zones = ops
+        .subnet_group_zones(scope, &current.members.first().map(|m| m.cluster.subnet_group.clone()).unwrap_or_default())
+        .await?;
+    change_available(ops, scope, id, |group, members| {
+        let replicas = members.iter().filter(|m| m.cluster.id != group.primary_cluster_id).count() as i32;
+        let target = match (target, remove.is_empty()) {
+            (Some(t), _) => t,
+            (None, false) if !increase => replicas - remove.len() as i32,
+            _ => return Err(ApiError::invalid_parameter_value("NewReplicaCount must be provided.")),
+        };
+        if !(0..=MAX_REPLICAS).contains(&target) {
+            return Err(ApiError::invalid_parameter_value(format!(
+                "NewReplicaCount must be between 0 and {MAX_REPLICAS}."
+            )));
+        }
+        if increase && target <= replicas {
+            return Err(ApiError::invalid_parameter_value(format!(
+                "NewReplicaCount ({target}) must be greater than the current number of replicas ({replicas})."
+            )));
+        }
+        if !increase && target >= replicas {
+            return Err(ApiError::invalid_parameter_value(format!(
+                "NewReplicaCount ({target}) must be less than the current number of replicas ({replicas})."
+            )));
+        }
+        if !increase && target < 1 && group.automatic_failover {
+            return Err(ApiError::invalid_parameter_combination(
+                "A replication group with automatic failover enabled needs at least one replica.",
+            ));
+        }
+        if increase {
+            let next = members
+                .iter()
+                .filter_map(|m| m.cluster.id.rsplit('-').next()?.parse::<usize>().ok())
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let new_zones = member_zones((target - replicas) as usize, &[], &zones, members);
+            let template =
+                members.first().map(|m| m.cluster.clone()).ok_or_else(|| ApiError::internal("group has no members"))?;
+            for (i, zone) in new_zones.into_iter().enumerate() {
+                let (cluster, nodes) = member(&template, member_id(&group.id, next + i), &group.id, zone);
+                group.members.push(cluster.id.clone());
+                members.push(StoredCluster { scope: scope.clone(), cluster, nodes });
+            }
+        } else {
+            let mut to_remove = remove.clone();
+            for name in &to_remove {
+                if *name == group.primary_cluster_id {
+                    return Err(ApiError::invalid_parameter_value(format!(
+                        "Cannot remove the primary cluster {name}."
+                    )));
+                }
+                if !members.iter().any(|m| &m.cluster.id == name) {
+                    return Err(Kind::Cluster.not_found(name));
+                }
+            }
+            if to_remove.is_empty() {
+                // The newest replicas go first.
+                let mut candidates: Vec<String> =
+                    members.iter().map(|m| m.cluster.id.clone()).filter(|m| *m != group.primary_cluster_id).collect();
+                candidates.sort();
+                to_remove = candidates.into_iter().rev().take((replicas - target) as usize).collect();
+            } else if to_remove.len() as i32 != replicas - target {
+                return Err(ApiError::invalid_parameter_value(
+                    "ReplicasToRemove must list exactly as many replicas as NewReplicaCount removes.",
+                ));
+            }
+            for member in members.iter_mut().filter(|m| to_remove.contains(&m.cluster.id)) {
+                member.cluster.status = status::DELETING.to_string();
+                member.nodes.iter_mut().for_each(|n| n.status = status::DELETING.to_string());
+            }
+            group.members.retain(|m| !to_remove.contains(m));
+        }
+        group.status = status::MODIFYING.to_string();
+        Ok(Vec::new())
+    })
+    .await
+}
+
+pub async fn increase_replicas(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: IncreaseReplicaCountMessage,
+) -> Result<IncreaseReplicaCountResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
+    let group = change_replicas(ops, &scope, &input.replication_group_id, target, Vec::new(), true).await?;
+    Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group)) })
+}
+
+pub async fn decrease_replicas(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DecreaseReplicaCountMessage,
+) -> Result<DecreaseReplicaCountResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
+    let remove: Vec<String> =
+        input.replicas_to_remove.unwrap_or_default().iter().map(|r| r.to_ascii_lowercase()).collect();
+    if target.is_none() && remove.is_empty() {
+        return Err(ApiError::invalid_parameter_combination(
+            "Either NewReplicaCount, ReplicaConfiguration or ReplicasToRemove must be provided.",
+        ));
+    }
+    let group = change_replicas(ops, &scope, &input.replication_group_id, target, remove, false).await?;
+    Ok(DecreaseReplicaCountResult { replication_group: Some(output(&group)) })
+}
+
+/// The replica count asked for, by NewReplicaCount or the one node group's configuration.
+fn replica_target(count: Option<i32>, configuration: Option<&[ConfigureShard]>) -> Result<Option<i32>, ApiError> {
+    match (count, configuration) {
+        (Some(_), Some(c)) if !c.is_empty() => Err(ApiError::invalid_parameter_combination(
+            "NewReplicaCount and ReplicaConfiguration cannot both be specified.",
+        )),
+        (Some(n), _) => Ok(Some(n)),
+        (None, Some([shard])) if shard.node_group_id == NODE_GROUP_ID => Ok(Some(shard.new_replica_count)),
+        (None, Some([shard])) => Err(ApiError::new(
+            ErrorCode::NodeGroupNotFoundFault,
+            format!("Node group {} not found.", shard.node_group_id),
+        )),
+        (None, Some([])) | (None, None) => Ok(None),
+        (None, Some(_)) => {
+            Err(ApiError::invalid_parameter_value("Only node group 0001 exists when cluster mode is disabled."))
+        }
+    }
+}
+
+pub async fn modify(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: ModifyReplicationGroupMessage,
+) -> Result<ModifyReplicationGroupResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let current = existing(ops, &scope, &input.replication_group_id).await?;
+    if input.auth_token.is_some() || input.transit_encryption_enabled == Some(true) {
+        return Err(ApiError::not_implemented("ModifyReplicationGroup with AuthToken or TransitEncryptionEnabled"));
+    }
+    if input.user_group_ids_to_add.as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(ApiError::not_implemented("ModifyReplicationGroup with UserGroupIdsToAdd"));
+    }
+    if input.cluster_mode.is_some_and(|m| m != ClusterMode::Disabled) {
+        return Err(ApiError::not_implemented("ModifyReplicationGroup with ClusterMode"));
+    }
+    let family = current
+        .members
+        .first()
+        .map(|m| {
+            ops.engine_version(&m.cluster.engine, Some(&m.cluster.engine_version))
+                .map(|v| v.cache_parameter_group_family.clone())
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let parameter_group = match &input.cache_parameter_group_name {
+        Some(name) => Some(ops.parameter_group_for(&scope, Some(name), &family).await?),
+        None => None,
+    };
+    if let Some(node_type) = &input.cache_node_type {
+        ops.check_node_type(node_type)?;
+    }
+    let snapshot_window = input.snapshot_window.as_deref().map(clusters::validate_snapshot_window).transpose()?;
+    let maintenance_window =
+        input.preferred_maintenance_window.as_deref().map(clusters::validate_maintenance_window).transpose()?;
+    let group = change_available(ops, &scope, &input.replication_group_id, |group, members| {
+        let mut changed = false;
+        let replicas = members.len().saturating_sub(1);
+        let automatic_failover = input.automatic_failover_enabled.unwrap_or(group.automatic_failover);
+        let multi_az = input.multi_az_enabled.unwrap_or(if automatic_failover { group.multi_az } else { false });
+        if automatic_failover && replicas < 1 {
+            return Err(ApiError::invalid_parameter_value("Automatic failover requires at least one read replica."));
+        }
+        if multi_az && !automatic_failover {
+            return Err(ApiError::invalid_parameter_combination("Multi-AZ requires automatic failover to be enabled."));
+        }
+        if input.automatic_failover_enabled.is_some() || input.multi_az_enabled.is_some() {
+            changed |= automatic_failover != group.automatic_failover || multi_az != group.multi_az;
+            group.automatic_failover = automatic_failover;
+            group.multi_az = multi_az;
+        }
+        if let Some(description) = &input.replication_group_description {
+            changed |= *description != group.description;
+            group.description = description.clone();
+        }
+        if let Some(limit) = input.snapshot_retention_limit {
+            if !(0..=35).contains(&limit) {
+                return Err(ApiError::invalid_parameter_value("SnapshotRetentionLimit must be between 0 and 35."));
+            }
+            changed |= limit != group.snapshot_retention_limit;
+            group.snapshot_retention_limit = limit;
+        }
+        if let Some(window) = &snapshot_window {
+            changed |= *window != group.snapshot_window;
+            group.snapshot_window = window.clone();
+        }
+        let mut touches_nodes = false;
+        for member in members.iter_mut() {
+            let cluster = &mut member.cluster;
+            if let Some(window) = &maintenance_window {
+                changed |= *window != cluster.maintenance_window;
+                cluster.maintenance_window = window.clone();
+            }
+            if let Some(flag) = input.auto_minor_version_upgrade {
+                changed |= flag != cluster.auto_minor_version_upgrade;
+                cluster.auto_minor_version_upgrade = flag;
+            }
+            if let Some(group_name) = &parameter_group
+                && *group_name != cluster.parameter_group
+            {
+                changed = true;
+                touches_nodes = true;
+                cluster.parameter_group = group_name.clone();
+                member.nodes.iter_mut().for_each(|n| n.parameter_status = status::APPLYING.to_string());
+            }
+            if let Some(node_type) = &input.cache_node_type
+                && *node_type != cluster.node_type
+            {
+                changed = true;
+                touches_nodes = true;
+                cluster.node_type = node_type.clone();
+                member.nodes.iter_mut().for_each(|n| n.reboot_requested = true);
+            }
+            if touches_nodes {
+                cluster.status = status::MODIFYING.to_string();
+            }
+        }
+        if let Some(node_type) = &input.cache_node_type {
+            group.node_type = node_type.clone();
+        }
+        if let Some(primary) = &input.primary_cluster_id {
+            let primary = primary.to_ascii_lowercase();
+            if !members.iter().any(|m| m.cluster.id == primary) {
+                return Err(Kind::Cluster.not_found(&primary));
+            }
+            if primary != group.primary_cluster_id {
+                changed = true;
+                touches_nodes = true;
+                group.failover_to = Some(primary);
+            }
+        }
+        if !changed {
+            return Err(ApiError::invalid_parameter_combination("No modifications were requested."));
+        }
+        if touches_nodes {
+            group.status = status::MODIFYING.to_string();
+        }
+        Ok(Vec::new())
+    })
+    .await?;
+    Ok(ModifyReplicationGroupResult { replication_group: Some(output(&group)) })
+}

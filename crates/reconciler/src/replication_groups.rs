@@ -1,0 +1,267 @@
+//! One reconcile of one replication group (cluster mode disabled): replication links from
+//! every replica to the primary, the emulator-served primary and reader endpoints, the
+//! group's status, failovers (automatic, TestFailover, PrimaryClusterId switch-over) and
+//! deletion. Member nodes themselves are started, healed and stopped by the cluster
+//! reconcile, which makes replicas start as replicas of the current primary.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use nodes::replication::Role;
+use nodes::{Balance, EndpointProxy, Health, NodeKey};
+use operations::cache_clusters::status;
+use operations::replication_groups::SOURCE_TYPE;
+use store::{CacheCluster, EventRecord, ReplicationGroup, Scope, UpdateError};
+use tokio::sync::watch;
+
+use crate::cache_clusters::Error;
+use crate::{Reconciler, lock, scope_key};
+
+/// The endpoints of one group: the proxies, and the senders that point them at nodes.
+pub struct GroupEndpoints {
+    primary: EndpointProxy,
+    reader: EndpointProxy,
+    primary_targets: watch::Sender<Vec<SocketAddr>>,
+    reader_targets: watch::Sender<Vec<SocketAddr>>,
+}
+
+fn node_key(scope: &Scope, member: &CacheCluster) -> Option<NodeKey> {
+    member.nodes.first().map(|n| NodeKey::new(scope_key(scope), member.cluster.id.clone(), n.node_id.clone()))
+}
+
+fn address(member: &CacheCluster) -> Option<SocketAddr> {
+    let node = member.nodes.first().filter(|n| n.port != 0)?;
+    Some(SocketAddr::new(node.address.parse().unwrap_or(Ipv4Addr::LOCALHOST).into(), node.port))
+}
+
+/// A member whose node is supervised and answered its last probe.
+fn serving(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> bool {
+    node_key(scope, member)
+        .is_some_and(|key| r.runtime.get(&key).is_some() && r.health(&key).is_none_or(|h| h == Health::Healthy))
+}
+
+/// The `replicaof` directive a member starts with: none for the primary.
+pub async fn replica_directive(r: &Reconciler, c: &CacheCluster) -> Option<(String, String)> {
+    let group_id = c.cluster.replication_group_id.as_ref()?;
+    let group = r.ops.store().replication_group(&c.scope, group_id).await.ok()??;
+    if group.group.primary_cluster_id == c.cluster.id {
+        return None;
+    }
+    let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id)?;
+    let address = address(primary)?;
+    Some(("replicaof".to_string(), format!("{} {}", address.ip(), address.port())))
+}
+
+async fn endpoints<'a>(
+    g: &ReplicationGroup,
+    endpoints: &'a mut std::collections::HashMap<(Scope, String), GroupEndpoints>,
+) -> Result<&'a GroupEndpoints, Error> {
+    let key = (g.scope.clone(), g.group.id.clone());
+    if !endpoints.contains_key(&key) {
+        let (primary_targets, primary_rx) = watch::channel(Vec::new());
+        let (reader_targets, reader_rx) = watch::channel(Vec::new());
+        let start = |port: Option<u16>, rx: watch::Receiver<Vec<SocketAddr>>, balance: Balance| async move {
+            match EndpointProxy::start(Ipv4Addr::LOCALHOST, port.unwrap_or(0), rx.clone(), balance).await {
+                Ok(proxy) => Ok(proxy),
+                // The recorded port was taken while the emulator was down.
+                Err(_) if port.is_some() => EndpointProxy::start(Ipv4Addr::LOCALHOST, 0, rx, balance).await,
+                Err(e) => Err(e),
+            }
+        };
+        let primary = start(g.group.primary_endpoint_port, primary_rx, Balance::First).await.map_err(Error::Node)?;
+        let reader = start(g.group.reader_endpoint_port, reader_rx, Balance::RoundRobin).await.map_err(Error::Node)?;
+        endpoints.insert(key.clone(), GroupEndpoints { primary, reader, primary_targets, reader_targets });
+    }
+    endpoints.get(&key).ok_or_else(|| Error::Store(store::StoreError::NotFound))
+}
+
+/// Brings one group to its desired state. Returns whether something failed and needs a retry.
+pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<bool, Error> {
+    let scope = g.scope.clone();
+    let id = g.group.id.clone();
+    if g.group.status == status::DELETING {
+        if g.members.is_empty() {
+            r.group_endpoints.lock().await.remove(&(scope.clone(), id.clone()));
+            let arn = format!("arn:aws:elasticache:{}:{}:replicationgroup:{id}", scope.region, scope.account);
+            match r.ops.store().delete_replication_group(&scope, &id, &arn, &[]).await {
+                Ok(()) | Err(store::StoreError::NotFound) => {
+                    tracing::info!(
+                        replication_group = id,
+                        from = status::DELETING,
+                        to = "deleted",
+                        "replication group status"
+                    )
+                }
+                Err(e) => return Err(Error::Store(e)),
+            }
+        }
+        return Ok(false);
+    }
+    if let Some(target) = g.group.failover_to.clone() {
+        return failover(r, &scope, &id, (!target.is_empty()).then_some(target)).await;
+    }
+    let live: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
+    let primary = live.iter().find(|m| m.cluster.id == g.group.primary_cluster_id).copied();
+    let primary_address = primary.and_then(address);
+
+    // Replication links: the primary replicates from nobody, every replica from it.
+    let mut linked = Vec::new();
+    let mut failed = false;
+    for member in &live {
+        let (Some(key), true) = (node_key(&scope, member), serving(r, &scope, member)) else { continue };
+        let Ok(info) = r.runtime.replication(&key).await else { continue };
+        let is_primary = member.cluster.id == g.group.primary_cluster_id;
+        let result = match (is_primary, info.role, primary_address) {
+            (true, Role::Replica, _) => r.runtime.command(&key, &["REPLICAOF", "NO", "ONE"]).await.map(|_| ()),
+            (false, _, Some(target)) if info.primary != Some((ip(&target), target.port())) => {
+                let port = target.port().to_string();
+                r.runtime.command(&key, &["REPLICAOF", &ip(&target).to_string(), &port]).await.map(|_| ())
+            }
+            (false, Role::Replica, Some(_)) if info.link_up => {
+                linked.push(member.cluster.id.clone());
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(replication_group = id, member = member.cluster.id, %error, "wiring replication failed");
+            failed = true;
+        }
+    }
+
+    // Endpoints follow the primary; the reader spreads over linked replicas.
+    let mut all = r.group_endpoints.lock().await;
+    let endpoints = endpoints(&g, &mut all).await?;
+    let primary_targets: Vec<SocketAddr> =
+        primary.filter(|p| serving(r, &scope, p)).and_then(|p| address(p)).into_iter().collect();
+    let reader_targets: Vec<SocketAddr> = {
+        let replicas: Vec<SocketAddr> = live
+            .iter()
+            .filter(|m| linked.contains(&m.cluster.id) && serving(r, &scope, m))
+            .filter_map(|m| address(m))
+            .collect();
+        if replicas.is_empty() { primary_targets.clone() } else { replicas }
+    };
+    endpoints.primary_targets.send_if_modified(|t| replace(t, primary_targets));
+    endpoints.reader_targets.send_if_modified(|t| replace(t, reader_targets));
+    let (primary_port, reader_port) = (endpoints.primary.port(), endpoints.reader.port());
+    drop(all);
+
+    let replicas = live.len().saturating_sub(1);
+    let settled = live.iter().all(|m| m.cluster.status == status::AVAILABLE) && linked.len() == replicas;
+    let result = r
+        .ops
+        .store()
+        .update_replication_group(&scope, &id, |group, _| {
+            group.primary_endpoint_port = Some(primary_port);
+            group.reader_endpoint_port = Some(reader_port);
+            let transitional = [status::CREATING, status::MODIFYING];
+            if settled && group.failover_to.is_none() && transitional.contains(&group.status.as_str()) {
+                tracing::info!(
+                    replication_group = group.id,
+                    from = group.status,
+                    to = status::AVAILABLE,
+                    "replication group status"
+                );
+                group.status = status::AVAILABLE.to_string();
+            }
+            Ok::<_, ()>(Vec::new())
+        })
+        .await;
+    match result {
+        Ok(_) | Err(UpdateError::Rejected(())) => Ok(failed || !settled),
+        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
+    }
+}
+
+fn ip(address: &SocketAddr) -> Ipv4Addr {
+    match address.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+    }
+}
+
+fn replace(current: &mut Vec<SocketAddr>, next: Vec<SocketAddr>) -> bool {
+    let changed = *current != next;
+    *current = next;
+    changed
+}
+
+/// Promotes a replica: `target`, or the healthiest, most up-to-date one (highest
+/// replication offset, preferring another zone than the old primary's). Repoints the other
+/// replicas and the primary endpoint, records AWS's events; the old primary, once back, is
+/// made a replica by the next reconcile.
+pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Option<String>) -> Result<bool, Error> {
+    let Some(g) = r.ops.store().replication_group(scope, id).await.map_err(Error::Store)? else { return Ok(false) };
+    let old = g.group.primary_cluster_id.clone();
+    let old_zone = g.members.iter().find(|m| m.cluster.id == old).and_then(|m| m.nodes.first()).map(|n| n.zone.clone());
+    let mut best: Option<(&CacheCluster, u64)> = None;
+    for member in g.members.iter().filter(|m| m.cluster.id != old && m.cluster.status != status::DELETING) {
+        if target.as_ref().is_some_and(|t| *t != member.cluster.id) {
+            continue;
+        }
+        let Some(key) = node_key(scope, member) else { continue };
+        if r.runtime.probe(&key, r.health.timeout).await != Health::Healthy {
+            continue;
+        }
+        let Ok(info) = r.runtime.replication(&key).await else { continue };
+        let other_zone = member.nodes.first().map(|n| Some(n.zone.clone()) != old_zone).unwrap_or(false);
+        let better = match best {
+            None => true,
+            Some((current, offset)) => {
+                let current_other = current.nodes.first().map(|n| Some(n.zone.clone()) != old_zone).unwrap_or(false);
+                (info.offset, other_zone) > (offset, current_other)
+            }
+        };
+        if better {
+            best = Some((member, info.offset));
+        }
+    }
+    let Some((new, _)) = best else {
+        tracing::warn!(replication_group = id, "no healthy replica to promote; retrying");
+        return Ok(true);
+    };
+    let new_id = new.cluster.id.clone();
+    let (Some(new_key), Some(new_address)) = (node_key(scope, new), address(new)) else { return Ok(true) };
+    r.runtime.command(&new_key, &["REPLICAOF", "NO", "ONE"]).await.map_err(Error::Node)?;
+    let port = new_address.port().to_string();
+    let new_ip = ip(&new_address).to_string();
+    for member in g.members.iter().filter(|m| m.cluster.id != new_id && m.cluster.id != old) {
+        if let Some(key) = node_key(scope, member)
+            && let Err(error) = r.runtime.command(&key, &["REPLICAOF", &new_ip, &port]).await
+        {
+            tracing::warn!(replication_group = id, member = member.cluster.id, %error, "repointing replica failed");
+        }
+    }
+    if let Some(endpoints) = r.group_endpoints.lock().await.get(&(scope.clone(), id.to_string())) {
+        endpoints.primary_targets.send_if_modified(|t| replace(t, vec![new_address]));
+    }
+    // A primary that is alive but unreachable (frozen, zone outage) must not keep taking
+    // writes through old connections when it comes back: the next reconcile demotes it.
+    let message = format!("Failover from primary node {old} to replica node {new_id} completed");
+    let result = r
+        .ops
+        .store()
+        .update_replication_group(scope, id, |group, _| {
+            group.primary_cluster_id = new_id.clone();
+            group.failover_to = None;
+            Ok::<_, ()>(vec![
+                EventRecord::new(SOURCE_TYPE, &group.id, message.clone()),
+                EventRecord::new(operations::cache_clusters::SOURCE_TYPE, &new_id, message.clone()),
+            ])
+        })
+        .await;
+    if let Err(UpdateError::Store(e)) = result {
+        return Err(Error::Store(e));
+    }
+    tracing::info!(replication_group = id, from = old, to = new_id, "failover completed");
+    // If the old primary's process is gone, the cluster reconcile restarts it as a replica.
+    if let Some(old_member) = g.members.iter().find(|m| m.cluster.id == old)
+        && let Some(key) = node_key(scope, old_member)
+        && r.runtime.probe(&key, r.health.timeout).await == Health::Exited
+    {
+        lock(&r.to_recover).insert(key);
+    }
+    r.wake.notify_one();
+    Ok(false)
+}

@@ -1,0 +1,203 @@
+//! Replication groups: the group's document, and its member clusters (ordinary cache
+//! clusters that name the group) read and written together.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::cache_clusters::{decode, encode, read_clusters, write_cluster};
+use crate::events::insert_events;
+use crate::{CacheCluster, EventRecord, Result, Scope, Store, StoreError, TagRecord, UpdateError, insert_tags};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationGroupRecord {
+    pub id: String,
+    pub description: String,
+    /// creating, available, modifying, deleting, ...
+    pub status: String,
+    pub engine: String,
+    pub node_type: String,
+    pub automatic_failover: bool,
+    pub multi_az: bool,
+    /// The member cluster that is primary now.
+    pub primary_cluster_id: String,
+    /// Member cluster ids in creation order.
+    pub members: Vec<String>,
+    pub snapshot_retention_limit: i32,
+    pub snapshot_window: String,
+    pub snapshotting_cluster_id: Option<String>,
+    pub created_millis: i64,
+    pub port: u16,
+    /// Observed by the reconciler: the ports of the emulator-served endpoints.
+    pub primary_endpoint_port: Option<u16>,
+    pub reader_endpoint_port: Option<u16>,
+    /// On delete: the primary stays as a standalone cluster.
+    pub retain_primary_on_delete: bool,
+    /// A failover the reconciler must carry out: to this member, or (empty) to the best
+    /// replica (TestFailover).
+    #[serde(default)]
+    pub failover_to: Option<String>,
+    /// When TestFailover was called (AWS limits how often).
+    #[serde(default)]
+    pub test_failovers: Vec<i64>,
+}
+
+/// A group with its member clusters, as read in one go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicationGroup {
+    pub scope: Scope,
+    pub group: ReplicationGroupRecord,
+    pub members: Vec<CacheCluster>,
+}
+
+async fn read_groups(
+    conn: &mut sqlx::SqliteConnection,
+    scope: Option<&Scope>,
+    id: Option<&str>,
+) -> Result<Vec<ReplicationGroup>> {
+    let region = scope.map(|s| s.region.as_str());
+    let account = scope.map(|s| s.account.as_str());
+    let rows = sqlx::query(
+        "SELECT region, account, data FROM replication_groups
+         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR id = ?)
+         ORDER BY region, account, id",
+    )
+    .bind(region)
+    .bind(region)
+    .bind(account)
+    .bind(account)
+    .bind(id)
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let clusters = read_clusters(&mut *conn, scope, None).await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for row in rows {
+        let scope = Scope { region: row.get("region"), account: row.get("account") };
+        let group: ReplicationGroupRecord = decode(row.get("data"))?;
+        let members = clusters
+            .iter()
+            .filter(|c| c.scope == scope && c.cluster.replication_group_id.as_deref() == Some(group.id.as_str()))
+            .cloned()
+            .collect();
+        groups.push(ReplicationGroup { scope, group, members });
+    }
+    Ok(groups)
+}
+
+async fn write_group(tx: &mut sqlx::SqliteConnection, scope: &Scope, group: &ReplicationGroupRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO replication_groups (region, account, id, data) VALUES (?, ?, ?, ?)
+         ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data",
+    )
+    .bind(&scope.region)
+    .bind(&scope.account)
+    .bind(&group.id)
+    .bind(encode(group)?)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a group and its member clusters in one transaction. Fails with
+    /// [`StoreError::AlreadyExists`] when the group exists, [`StoreError::MemberExists`] when
+    /// a member's cluster id is taken, [`StoreError::QuotaExceeded`] past `quota` groups.
+    pub async fn create_replication_group(
+        &self,
+        group: &ReplicationGroup,
+        arn: &str,
+        tags: &[TagRecord],
+        quota: usize,
+    ) -> Result<()> {
+        let scope = &group.scope;
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM replication_groups WHERE region = ? AND account = ?")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .fetch_one(&mut *tx)
+            .await?;
+        if count as usize >= quota {
+            return Err(StoreError::QuotaExceeded(quota));
+        }
+        sqlx::query("INSERT INTO replication_groups (region, account, id, data) VALUES (?, ?, ?, '{}')")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(&group.group.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_insert)?;
+        write_group(&mut tx, scope, &group.group).await?;
+        for member in &group.members {
+            let taken: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM cache_clusters WHERE region = ? AND account = ? AND id = ?")
+                    .bind(&scope.region)
+                    .bind(&scope.account)
+                    .bind(&member.cluster.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            // A member may be an existing cluster the group adopts (PrimaryClusterId).
+            if taken.is_some() && member.cluster.id != group.group.primary_cluster_id {
+                return Err(StoreError::MemberExists(member.cluster.id.clone()));
+            }
+            write_cluster(&mut tx, scope, &member.cluster, &member.nodes).await?;
+        }
+        insert_tags(&mut tx, arn, tags).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn replication_group(&self, scope: &Scope, id: &str) -> Result<Option<ReplicationGroup>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(read_groups(&mut conn, Some(scope), Some(id)).await?.into_iter().next())
+    }
+
+    /// The groups of a scope, by id.
+    pub async fn replication_groups(&self, scope: &Scope) -> Result<Vec<ReplicationGroup>> {
+        let mut conn = self.pool.acquire().await?;
+        read_groups(&mut conn, Some(scope), None).await
+    }
+
+    /// Every group of every scope (for the reconciler).
+    pub async fn all_replication_groups(&self) -> Result<Vec<ReplicationGroup>> {
+        let mut conn = self.pool.acquire().await?;
+        read_groups(&mut conn, None, None).await
+    }
+
+    /// Read-modify-write of a group and its members under the write lock. Members the
+    /// change adds are created; members it drops from the list are left as they are (the
+    /// reconciler deletes members through their own status). `Ok(None)`: no such group.
+    pub async fn update_replication_group<E>(
+        &self,
+        scope: &Scope,
+        id: &str,
+        change: impl FnOnce(&mut ReplicationGroupRecord, &mut Vec<CacheCluster>) -> std::result::Result<Vec<EventRecord>, E>,
+    ) -> std::result::Result<Option<ReplicationGroup>, UpdateError<E>> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await.map_err(|e| UpdateError::Store(e.into()))?;
+        let Some(mut current) =
+            read_groups(&mut tx, Some(scope), Some(id)).await.map_err(UpdateError::Store)?.into_iter().next()
+        else {
+            return Ok(None);
+        };
+        let events = change(&mut current.group, &mut current.members).map_err(UpdateError::Rejected)?;
+        write_group(&mut tx, scope, &current.group).await.map_err(UpdateError::Store)?;
+        for member in &current.members {
+            write_cluster(&mut tx, scope, &member.cluster, &member.nodes).await.map_err(UpdateError::Store)?;
+        }
+        insert_events(&mut tx, scope, &events).await.map_err(UpdateError::Store)?;
+        tx.commit().await.map_err(|e| UpdateError::Store(e.into()))?;
+        Ok(Some(current))
+    }
+
+    /// Removes a group (its members must be gone or released already) and its tags.
+    pub async fn delete_replication_group(
+        &self,
+        scope: &Scope,
+        id: &str,
+        arn: &str,
+        events: &[EventRecord],
+    ) -> Result<()> {
+        self.delete_resource("replication_groups", "id", scope, id, arn, events).await
+    }
+}
