@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nodes::{ClusterConfig, ConfigEndpoint, EngineKind, NodeKey, NodeSpec, RunningNode};
 use operations::cache_clusters::{SOURCE_TYPE, status};
@@ -42,14 +43,14 @@ enum Outcome {
     Failed,
 }
 
-/// Brings one cluster to its desired state. Returns whether something failed and needs a
-/// retry.
-pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<bool, Error> {
+/// Brings one cluster to its desired state. Returns when to look again: after a failure,
+/// or at once when the cluster changed state (a replication group may be waiting for it).
+pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Duration>, Error> {
     let scope = c.scope.clone();
     let id = c.cluster.id.clone();
     let key = |node_id: &str| NodeKey::new(scope_key(&scope), id.clone(), node_id);
     if c.cluster.status == status::DELETING {
-        return delete(r, &c).await.map(|()| false);
+        return delete(r, &c).await.map(|()| Some(Duration::ZERO));
     }
     let engine = engine_kind(&c.cluster.engine);
     let memcached = engine == EngineKind::Memcached;
@@ -210,13 +211,19 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<bool, Err
         .await;
     let updated = match result {
         Ok(Some(updated)) => updated,
-        Ok(None) | Err(UpdateError::Rejected(())) => return Ok(false),
+        Ok(None) | Err(UpdateError::Rejected(())) => return Ok(None),
         Err(UpdateError::Store(e)) => return Err(Error::Store(e)),
     };
     if memcached {
         publish_config(r, &updated).await;
     }
-    Ok(failed)
+    Ok(if failed {
+        Some(crate::RETRY_DELAY)
+    } else if updated.cluster.status != c.cluster.status {
+        Some(Duration::ZERO)
+    } else {
+        None
+    })
 }
 
 /// The events AWS emits when a node (re)starts.

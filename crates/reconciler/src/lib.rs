@@ -33,6 +33,9 @@ pub use health::HealthSettings;
 const PERIOD: Duration = Duration::from_secs(2);
 /// Wait before retrying a reconcile that failed.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Wait before looking again at something that is progressing (a replication link coming
+/// up, a member becoming available).
+const SOON: Duration = Duration::from_millis(10);
 
 type ClusterKey = (Scope, String);
 
@@ -148,30 +151,31 @@ impl Reconciler {
         });
     }
 
-    /// Runs `reconcile` unless one for `key` is running; retries after a failure.
+    /// Runs `reconcile` unless one for `key` is running. A reconcile answers when to look
+    /// again (`None`: when something changes); a failed one is retried after RETRY_DELAY.
     fn spawn_once<F, Fut>(self: &Arc<Self>, key: ClusterKey, reconcile: F)
     where
         F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<bool, cache_clusters::Error>> + Send,
+        Fut: std::future::Future<Output = Result<Option<Duration>, cache_clusters::Error>> + Send,
     {
         if !lock(&self.in_flight).insert(key.clone()) {
             return;
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let retry = match reconcile(this.clone()).await {
-                Ok(retry) => retry,
+            let again = match reconcile(this.clone()).await {
+                Ok(again) => again,
                 Err(error) => {
                     tracing::warn!(resource = key.1, %error, "reconcile failed; will retry");
-                    true
+                    Some(RETRY_DELAY)
                 }
             };
-            if retry {
+            if let Some(delay) = again {
                 // Back off, so a node that cannot start does not spin the machine.
-                tokio::time::sleep(RETRY_DELAY).await;
+                tokio::time::sleep(delay).await;
             }
             lock(&this.in_flight).remove(&key);
-            if retry {
+            if again.is_some() {
                 this.wake.notify_one();
             }
         });

@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use nodes::replication::Role;
 use nodes::{Balance, EndpointProxy, Health, NodeKey};
@@ -75,8 +76,9 @@ async fn endpoints<'a>(
     endpoints.get(&key).ok_or_else(|| Error::Store(store::StoreError::NotFound))
 }
 
-/// Brings one group to its desired state. Returns whether something failed and needs a retry.
-pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<bool, Error> {
+/// Brings one group to its desired state. Returns when to look again: soon while links
+/// come up, later after a failure.
+pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Option<Duration>, Error> {
     let scope = g.scope.clone();
     let id = g.group.id.clone();
     if g.group.status == status::DELETING {
@@ -95,10 +97,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<bool,
                 Err(e) => return Err(Error::Store(e)),
             }
         }
-        return Ok(false);
+        return Ok(None);
     }
     if let Some(target) = g.group.failover_to.clone() {
-        return failover(r, &scope, &id, (!target.is_empty()).then_some(target)).await;
+        let retry = failover(r, &scope, &id, (!target.is_empty()).then_some(target)).await?;
+        return Ok(retry.then_some(crate::RETRY_DELAY));
     }
     let live: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
     let primary = live.iter().find(|m| m.cluster.id == g.group.primary_cluster_id).copied();
@@ -169,7 +172,12 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<bool,
         })
         .await;
     match result {
-        Ok(_) | Err(UpdateError::Rejected(())) => Ok(failed || !settled),
+        Ok(_) | Err(UpdateError::Rejected(())) if failed => Ok(Some(crate::RETRY_DELAY)),
+        // Only a group on its way to available is worth watching closely.
+        Ok(_) | Err(UpdateError::Rejected(())) => {
+            let transitional = [status::CREATING, status::MODIFYING].contains(&g.group.status.as_str());
+            Ok((!settled && transitional).then_some(crate::SOON))
+        }
         Err(UpdateError::Store(e)) => Err(Error::Store(e)),
     }
 }

@@ -203,7 +203,7 @@ async fn kill_to_answering(client: &Client, admin: SocketAddr) -> anyhow::Result
 }
 
 /// POST to the admin API; fails unless it answers 200.
-async fn admin_post(admin: SocketAddr, path: &str) -> anyhow::Result<()> {
+pub async fn admin_post(admin: SocketAddr, path: &str) -> anyhow::Result<()> {
     let mut stream = TcpStream::connect(admin).await?;
     let request = format!("POST {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;

@@ -4,7 +4,8 @@
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
-//! - clusters: see `clusters.rs`.
+//! - clusters: see `clusters.rs`;
+//! - replication: see `replication.rs`.
 //!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
@@ -19,6 +20,7 @@ use anyhow::{Context, bail};
 use aws_sdk_elasticache::Client;
 
 mod clusters;
+mod replication;
 
 const STARTUP_RUNS: usize = 10;
 const CONNECTIONS: usize = 16;
@@ -185,6 +187,13 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         clusters::run(&client(server.address).await, server.address).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "replication") {
+        let server = Server::spawn(&binary)?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        replication::run(&client(server.address).await, server.address).await?;
     }
     Ok(())
 }

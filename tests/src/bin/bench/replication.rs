@@ -1,0 +1,215 @@
+//! Replication-group figures: create (1 primary + 2 replicas) → available, failover time
+//! (kill -9 of the primary → first successful write through the primary endpoint), and
+//! acknowledged writes lost across a failover under a steady write load, with and without
+//! `WAIT 1`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_sdk_elasticache::Client;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::clusters::admin_post;
+use crate::{median, ms};
+
+const RUNS: usize = 10;
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A connection speaking just enough RESP for SET, GET and WAIT.
+struct Redis(BufReader<TcpStream>);
+
+impl Redis {
+    async fn connect(address: SocketAddr) -> anyhow::Result<Self> {
+        let stream = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(address)).await??;
+        stream.set_nodelay(true)?;
+        Ok(Self(BufReader::new(stream)))
+    }
+
+    /// Sends one command and returns its reply line (bulk replies: the payload line).
+    async fn call(&mut self, args: &[&str]) -> anyhow::Result<String> {
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        self.0.get_mut().write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_millis(500), self.0.read_line(&mut line)).await??;
+        if read == 0 {
+            bail!("connection closed");
+        }
+        if line.starts_with('$') && !line.starts_with("$-1") {
+            line.clear();
+            self.0.read_line(&mut line).await?;
+        }
+        Ok(line.trim_end().to_string())
+    }
+}
+
+async fn describe_endpoints(client: &Client, id: &str) -> anyhow::Result<Option<(SocketAddr, String)>> {
+    let described = client.describe_replication_groups().replication_group_id(id).send().await?;
+    let group = described.replication_groups().first().context("described")?;
+    if group.status() != Some("available") {
+        return Ok(None);
+    }
+    let node_group = group.node_groups().first().context("node group")?;
+    let endpoint = node_group.primary_endpoint().context("primary endpoint")?;
+    let address =
+        format!("{}:{}", endpoint.address().unwrap_or_default(), endpoint.port().unwrap_or_default()).parse()?;
+    let primary = node_group
+        .node_group_members()
+        .iter()
+        .find(|m| m.current_role() == Some("primary"))
+        .and_then(|m| m.cache_cluster_id())
+        .context("primary member")?;
+    Ok(Some((address, primary.to_string())))
+}
+
+async fn wait_available(client: &Client, id: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = describe_endpoints(client, id).await? {
+            return Ok(found);
+        }
+        if Instant::now() > deadline {
+            bail!("{id} not available in time");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn create(client: &Client, id: &str) -> anyhow::Result<()> {
+    client
+        .create_replication_group()
+        .replication_group_id(id)
+        .replication_group_description("bench")
+        .num_cache_clusters(3)
+        .cache_node_type("cache.t3.micro")
+        .automatic_failover_enabled(true)
+        .multi_az_enabled(true)
+        .send()
+        .await
+        .context("create replication group")?;
+    Ok(())
+}
+
+async fn delete(client: &Client, id: &str) -> anyhow::Result<()> {
+    client.delete_replication_group().replication_group_id(id).send().await?;
+    let deadline = Instant::now() + DEADLINE;
+    while client.describe_replication_groups().replication_group_id(id).send().await.is_ok() {
+        if Instant::now() > deadline {
+            bail!("{id} not deleted in time");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Kills the primary and returns the time to the first successful write through `endpoint`.
+async fn fail_over(admin: SocketAddr, endpoint: SocketAddr, primary: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    admin_post(admin, &format!("/_emulator/nodes/{primary}/0001/kill")).await?;
+    loop {
+        if let Ok(mut redis) = Redis::connect(endpoint).await
+            && redis.call(&["SET", "failover-probe", "1"]).await.is_ok_and(|r| r == "+OK")
+        {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > DEADLINE {
+            bail!("no write succeeded after the failover");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Writes keys through `endpoint` until `stop`, reconnecting on errors; returns the keys
+/// whose write was acknowledged (by a replica too, with `wait`).
+async fn write_load(endpoint: SocketAddr, wait: bool, stop: tokio::sync::watch::Receiver<bool>) -> Vec<u64> {
+    let mut acknowledged = Vec::new();
+    let mut connection: Option<Redis> = None;
+    let mut i = 0u64;
+    while !*stop.borrow() {
+        if connection.is_none() {
+            connection = Redis::connect(endpoint).await.ok();
+            if connection.is_none() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        }
+        let Some(redis) = connection.as_mut() else { continue };
+        i += 1;
+        let key = format!("load:{i}");
+        let ok = match redis.call(&["SET", &key, "x"]).await {
+            Ok(reply) if reply == "+OK" => {
+                !wait
+                    || redis
+                        .call(&["WAIT", "1", "100"])
+                        .await
+                        .is_ok_and(|r| r.trim_start_matches(':').parse::<u64>().is_ok_and(|n| n >= 1))
+            }
+            _ => {
+                connection = None;
+                false
+            }
+        };
+        if ok {
+            acknowledged.push(i);
+        }
+    }
+    acknowledged
+}
+
+async fn lost_writes(client: &Client, admin: SocketAddr, id: &str, wait: bool) -> anyhow::Result<(usize, usize)> {
+    create(client, id).await?;
+    let (endpoint, primary) = wait_available(client, id).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_load(endpoint, wait, stopped));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fail_over(admin, endpoint, &primary).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop.send(true);
+    let acknowledged = writer.await?;
+    let mut redis = Redis::connect(endpoint).await?;
+    let mut lost = 0;
+    for i in &acknowledged {
+        if redis.call(&["GET", &format!("load:{i}")]).await? != "x" {
+            lost += 1;
+        }
+    }
+    delete(client, id).await?;
+    Ok((lost, acknowledged.len()))
+}
+
+pub async fn run(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
+    let mut creates = Vec::new();
+    let mut failovers = Vec::new();
+    for run in 0..RUNS {
+        let id = format!("bench-rg-{run}");
+        let started = Instant::now();
+        create(client, &id).await?;
+        let (endpoint, primary) = wait_available(client, &id).await?;
+        creates.push(started.elapsed());
+        failovers.push(fail_over(admin, endpoint, &primary).await?);
+        delete(client, &id).await?;
+    }
+    println!(
+        "CreateReplicationGroup (1 primary + 2 replicas) -> available: median {:.1} ms ({RUNS} runs)",
+        ms(median(&mut creates))
+    );
+    let max = failovers.iter().max().copied().unwrap_or_default();
+    println!(
+        "failover (kill -9 of the primary -> first successful write through the primary endpoint): median {:.1} ms, max {:.1} ms ({RUNS} runs)",
+        ms(median(&mut failovers)),
+        ms(max)
+    );
+    for wait in [false, true] {
+        let (lost, acknowledged) =
+            lost_writes(client, admin, if wait { "bench-lost-wait" } else { "bench-lost" }, wait).await?;
+        println!(
+            "acknowledged writes lost across a failover under steady load{}: {lost} of {acknowledged}",
+            if wait { " (each write followed by WAIT 1)" } else { "" }
+        );
+    }
+    Ok(())
+}
