@@ -139,6 +139,7 @@ impl Reconciler {
                     return;
                 }
             };
+            this.stop_unknown_nodes(&clusters).await;
             for cluster in clusters {
                 let key = (cluster.scope.clone(), cluster.cluster.id.clone());
                 this.spawn_once(key, move |r| async move { cache_clusters::reconcile(&r, cluster).await });
@@ -149,6 +150,36 @@ impl Reconciler {
                 this.spawn_once(key, move |r| async move { replication_groups::reconcile(&r, group).await });
             }
         });
+    }
+
+    /// Stops nodes the store no longer knows (a reconcile that raced with a reset or a
+    /// delete); a cluster being reconciled right now is left alone.
+    async fn stop_unknown_nodes(&self, clusters: &[store::CacheCluster]) {
+        for node in self.runtime.running() {
+            let known = clusters.iter().any(|c| {
+                scope_key(&c.scope) == node.key.scope
+                    && c.cluster.id == node.key.cluster_id
+                    && c.nodes.iter().any(|n| n.node_id == node.key.node_id)
+            });
+            let busy = lock(&self.in_flight)
+                .iter()
+                .any(|(s, id)| scope_key(s) == node.key.scope && *id == node.key.cluster_id);
+            if known || busy {
+                continue;
+            }
+            // Read again: the snapshot may predate the cluster's creation.
+            let Some((region, account)) = node.key.scope.split_once('/') else { continue };
+            let scope = Scope { region: region.to_string(), account: account.to_string() };
+            if let Ok(Some(c)) = self.ops.store().cache_cluster(&scope, &node.key.cluster_id).await
+                && c.nodes.iter().any(|n| n.node_id == node.key.node_id)
+            {
+                continue;
+            }
+            tracing::warn!(node = %node.key, "stopping a node the store does not know");
+            if let Err(error) = self.runtime.stop(&node.key).await {
+                tracing::warn!(node = %node.key, %error, "stopping an unknown node failed");
+            }
+        }
     }
 
     /// Runs `reconcile` unless one for `key` is running. A reconcile answers when to look
