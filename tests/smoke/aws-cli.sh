@@ -152,4 +152,87 @@ ec delete-cache-parameter-group --cache-parameter-group-name smoke-pg
 pass "delete-cache-parameter-group"
 expect_error CacheParameterGroupNotFound describe-cache-parameter-groups --cache-parameter-group-name smoke-pg
 
+# --- cache clusters: real nodes, waited for with the CLI's own waiters ---
+ec create-cache-cluster --cache-cluster-id smoke-redis --engine redis --cache-node-type cache.t3.micro \
+    --num-cache-nodes 1 \
+    | check 'd["CacheCluster"]["CacheClusterId"] == "smoke-redis" and d["CacheCluster"]["CacheClusterStatus"] == "creating"' \
+        "create-cache-cluster (redis)"
+ec create-cache-cluster --cache-cluster-id smoke-mc --engine memcached --cache-node-type cache.t3.micro \
+    --num-cache-nodes 2 --az-mode cross-az \
+    | check 'd["CacheCluster"]["CacheClusterId"] == "smoke-mc" and d["CacheCluster"]["NumCacheNodes"] == 2' \
+        "create-cache-cluster (memcached, cross-az)"
+expect_error CacheClusterAlreadyExists create-cache-cluster --cache-cluster-id smoke-mc --engine memcached \
+    --cache-node-type cache.t3.micro --num-cache-nodes 1
+# The waiters poll every 15 s: one extra poll at most, since nodes start in milliseconds.
+aws --endpoint-url "$ENDPOINT" elasticache wait cache-cluster-available --cache-cluster-id smoke-redis \
+    || fail "wait cache-cluster-available smoke-redis"
+pass "wait cache-cluster-available smoke-redis"
+aws --endpoint-url "$ENDPOINT" elasticache wait cache-cluster-available --cache-cluster-id smoke-mc \
+    || fail "wait cache-cluster-available smoke-mc"
+pass "wait cache-cluster-available smoke-mc"
+
+REDIS_PORT=$(ec describe-cache-clusters --cache-cluster-id smoke-redis --show-cache-node-info \
+    --query 'CacheClusters[0].CacheNodes[0].Endpoint.Port')
+python3 - "$REDIS_PORT" <<'PY' || fail "redis node answers PING/SET/GET"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"PING\r\nSET smoke yes\r\nGET smoke\r\n")
+want = b"+PONG\r\n+OK\r\n$3\r\nyes\r\n"
+got = b""
+while len(got) < len(want):
+    chunk = s.recv(1024)
+    if not chunk:
+        break
+    got += chunk
+sys.exit(0 if got == want else 1)
+PY
+pass "redis node answers PING/SET/GET on port $REDIS_PORT"
+
+ec describe-cache-clusters --cache-cluster-id smoke-mc --show-cache-node-info \
+    | check 'sorted(n["CacheNodeId"] for n in d["CacheClusters"][0]["CacheNodes"]) == ["0001", "0002"] and d["CacheClusters"][0]["PreferredAvailabilityZone"] == "Multiple" and d["CacheClusters"][0]["ConfigurationEndpoint"]["Port"] > 0' \
+        "describe-cache-clusters --show-cache-node-info (memcached)"
+MC_JSON=$(ec describe-cache-clusters --cache-cluster-id smoke-mc --show-cache-node-info)
+python3 - "$MC_JSON" <<'PY' || fail "memcached auto discovery lists both nodes"
+import json, socket, sys
+c = json.loads(sys.argv[1])["CacheClusters"][0]
+nodes = sorted(c["CacheNodes"], key=lambda n: n["CacheNodeId"])
+def ask(port, request, end):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(request)
+    got = b""
+    while not got.endswith(end):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+reply = ask(c["ConfigurationEndpoint"]["Port"], b"config get cluster\r\n", b"END\r\n")
+header, rest = reply.split(b"\r\n", 1)
+body = rest[: int(header.split()[-1])]
+version, listing = body.decode().split("\n")[:2]
+expected = " ".join(f'{n["Endpoint"]["Address"]}|{n["Endpoint"]["Address"]}|{n["Endpoint"]["Port"]}' for n in nodes)
+ok = header.startswith(b"CONFIG cluster 0 ") and listing == expected and rest.endswith(b"\n\r\nEND\r\n") and int(version) >= 1
+ok = ok and ask(nodes[1]["Endpoint"]["Port"], b"set smoke 0 0 3\r\nyes\r\n", b"\r\n") == b"STORED\r\n"
+sys.exit(0 if ok else 1)
+PY
+pass "memcached configuration endpoint answers config get cluster"
+
+ec delete-cache-cluster --cache-cluster-id smoke-redis \
+    | check 'd["CacheCluster"]["CacheClusterStatus"] == "deleting"' "delete-cache-cluster smoke-redis"
+ec delete-cache-cluster --cache-cluster-id smoke-mc >/dev/null
+pass "delete-cache-cluster smoke-mc"
+aws --endpoint-url "$ENDPOINT" elasticache wait cache-cluster-deleted --cache-cluster-id smoke-redis \
+    || fail "wait cache-cluster-deleted smoke-redis"
+aws --endpoint-url "$ENDPOINT" elasticache wait cache-cluster-deleted --cache-cluster-id smoke-mc \
+    || fail "wait cache-cluster-deleted smoke-mc"
+pass "wait cache-cluster-deleted"
+expect_error CacheClusterNotFound describe-cache-clusters --cache-cluster-id smoke-mc
+python3 -c 'import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+except ConnectionRefusedError:
+    sys.exit(0)
+sys.exit(1)' "$REDIS_PORT" || fail "redis port $REDIS_PORT still open after delete"
+pass "deleted node's port refuses connections"
+
 echo "aws-cli smoke test passed"

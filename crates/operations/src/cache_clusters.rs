@@ -726,6 +726,11 @@ pub async fn modify(
                     pending.num_nodes = Some(num as u32);
                     pending.node_ids_to_remove = to_remove;
                 }
+            } else if pending.num_nodes.is_some() {
+                // AWS: the current count cancels a pending add or remove.
+                changed = true;
+                pending.num_nodes = None;
+                pending.node_ids_to_remove.clear();
             }
         }
         if let Some(node_type) = &input.cache_node_type
@@ -801,6 +806,28 @@ pub async fn modify(
             }
             changed = true;
             cluster.az_mode = mode.as_str().to_string();
+        }
+        // AWS: ApplyImmediately applies this request and whatever was pending.
+        if apply_now && !pending.is_empty() {
+            changed = true;
+            let waiting = std::mem::take(&mut pending);
+            if input.num_cache_nodes.is_none()
+                && let Some(num) = waiting.num_nodes
+            {
+                resize(cluster, nodes, num, &waiting.node_ids_to_remove, &[], &zones);
+            }
+            if input.cache_node_type.is_none()
+                && let Some(node_type) = waiting.node_type
+            {
+                cluster.node_type = node_type;
+                nodes.iter_mut().for_each(|n| n.reboot_requested = true);
+            }
+            if new_version.is_none()
+                && let Some(version) = waiting.engine_version
+            {
+                cluster.engine_version = version;
+                nodes.iter_mut().for_each(|n| n.reboot_requested = true);
+            }
         }
         if !changed {
             return Err(ApiError::invalid_parameter_combination("No modifications were requested."));

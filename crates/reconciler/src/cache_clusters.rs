@@ -126,7 +126,12 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     // Nodes start concurrently: a 20-node cluster takes as long as its slowest node.
     for (node_id, result) in futures::future::join_all(starts).await {
         let outcome = match result {
-            Ok(running) => Outcome::Started(running),
+            Ok(running) => {
+                // A new process: its health history (a death already reported) is gone.
+                lock(&r.observed).remove(&running.key);
+                lock(&r.failures).remove(&running.key);
+                Outcome::Started(running)
+            }
             Err(error) => {
                 tracing::warn!(cache_cluster = id, node = node_id, %error, "starting node failed");
                 Outcome::Failed
