@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_elasticache::Client;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use crate::{free_port, median, ms};
 
@@ -33,20 +31,17 @@ impl Engine {
 
 /// One request/response on the engine's own protocol: true when it answered as expected.
 pub async fn answers(engine: Engine, address: SocketAddr) -> bool {
-    let (request, expected) = match engine {
-        Engine::Redis => ("PING\r\n", "+PONG"),
-        Engine::Memcached => ("version\r\n", "VERSION"),
-    };
-    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(address)).await else {
-        return false;
-    };
-    let mut stream = BufReader::new(stream);
-    if stream.get_mut().write_all(request.as_bytes()).await.is_err() {
-        return false;
+    let host = address.ip().to_string();
+    match engine {
+        Engine::Redis => match e2e::RedisClient::connect(&host, address.port()).await {
+            Ok(mut redis) => redis.ping().await.is_ok(),
+            Err(_) => false,
+        },
+        Engine::Memcached => match e2e::MemcachedClient::connect(&host, address.port()).await {
+            Ok(mut memcached) => memcached.version().await.is_ok(),
+            Err(_) => false,
+        },
     }
-    let mut line = String::new();
-    matches!(tokio::time::timeout(Duration::from_millis(200), stream.read_line(&mut line)).await, Ok(Ok(_)))
-        && line.starts_with(expected)
 }
 
 async fn wait_answering(engine: Engine, address: SocketAddr) -> anyhow::Result<()> {
@@ -204,13 +199,9 @@ async fn kill_to_answering(client: &Client, admin: SocketAddr) -> anyhow::Result
 
 /// POST to the admin API; fails unless it answers 200.
 pub async fn admin_post(admin: SocketAddr, path: &str) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect(admin).await?;
-    let request = format!("POST {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut status = String::new();
-    BufReader::new(stream).read_line(&mut status).await?;
-    if !status.contains(" 200 ") {
-        bail!("POST {path}: {status}");
+    let (status, body) = e2e::raw_post(admin, path).await?;
+    if status != 200 {
+        bail!("POST {path}: {status} {body}");
     }
     Ok(())
 }

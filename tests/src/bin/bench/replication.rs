@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aws_sdk_elasticache::Client;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use e2e::{RedisClient, Resp};
 
 use crate::clusters::admin_post;
 use crate::{median, ms};
@@ -17,34 +16,8 @@ use crate::{median, ms};
 const RUNS: usize = 10;
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A connection speaking just enough RESP for SET, GET and WAIT.
-struct Redis(BufReader<TcpStream>);
-
-impl Redis {
-    async fn connect(address: SocketAddr) -> anyhow::Result<Self> {
-        let stream = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(address)).await??;
-        stream.set_nodelay(true)?;
-        Ok(Self(BufReader::new(stream)))
-    }
-
-    /// Sends one command and returns its reply line (bulk replies: the payload line).
-    async fn call(&mut self, args: &[&str]) -> anyhow::Result<String> {
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        self.0.get_mut().write_all(request.as_bytes()).await?;
-        let mut line = String::new();
-        let read = tokio::time::timeout(Duration::from_millis(500), self.0.read_line(&mut line)).await??;
-        if read == 0 {
-            bail!("connection closed");
-        }
-        if line.starts_with('$') && !line.starts_with("$-1") {
-            line.clear();
-            self.0.read_line(&mut line).await?;
-        }
-        Ok(line.trim_end().to_string())
-    }
+async fn connect(address: SocketAddr) -> anyhow::Result<RedisClient> {
+    RedisClient::connect(&address.ip().to_string(), address.port()).await
 }
 
 async fn describe_endpoints(client: &Client, id: &str) -> anyhow::Result<Option<(SocketAddr, String)>> {
@@ -111,8 +84,8 @@ async fn fail_over(admin: SocketAddr, endpoint: SocketAddr, primary: &str) -> an
     let started = Instant::now();
     admin_post(admin, &format!("/_emulator/nodes/{primary}/0001/kill")).await?;
     loop {
-        if let Ok(mut redis) = Redis::connect(endpoint).await
-            && redis.call(&["SET", "failover-probe", "1"]).await.is_ok_and(|r| r == "+OK")
+        if let Ok(mut redis) = connect(endpoint).await
+            && redis.set("failover-probe", "1").await.is_ok()
         {
             return Ok(started.elapsed());
         }
@@ -127,11 +100,11 @@ async fn fail_over(admin: SocketAddr, endpoint: SocketAddr, primary: &str) -> an
 /// whose write was acknowledged (by a replica too, with `wait`).
 async fn write_load(endpoint: SocketAddr, wait: bool, stop: tokio::sync::watch::Receiver<bool>) -> Vec<u64> {
     let mut acknowledged = Vec::new();
-    let mut connection: Option<Redis> = None;
+    let mut connection: Option<RedisClient> = None;
     let mut i = 0u64;
     while !*stop.borrow() {
         if connection.is_none() {
-            connection = Redis::connect(endpoint).await.ok();
+            connection = connect(endpoint).await.ok();
             if connection.is_none() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
@@ -140,15 +113,9 @@ async fn write_load(endpoint: SocketAddr, wait: bool, stop: tokio::sync::watch::
         let Some(redis) = connection.as_mut() else { continue };
         i += 1;
         let key = format!("load:{i}");
-        let ok = match redis.call(&["SET", &key, "x"]).await {
-            Ok(reply) if reply == "+OK" => {
-                !wait
-                    || redis
-                        .call(&["WAIT", "1", "100"])
-                        .await
-                        .is_ok_and(|r| r.trim_start_matches(':').parse::<u64>().is_ok_and(|n| n >= 1))
-            }
-            _ => {
+        let ok = match redis.set(&key, "x").await {
+            Ok(()) => !wait || matches!(redis.command(&["WAIT", "1", "100"]).await, Ok(Resp::Integer(n)) if n >= 1),
+            Err(_) => {
                 connection = None;
                 false
             }
@@ -170,10 +137,10 @@ async fn lost_writes(client: &Client, admin: SocketAddr, id: &str, wait: bool) -
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop.send(true);
     let acknowledged = writer.await?;
-    let mut redis = Redis::connect(endpoint).await?;
+    let mut redis = connect(endpoint).await?;
     let mut lost = 0;
     for i in &acknowledged {
-        if redis.call(&["GET", &format!("load:{i}")]).await? != "x" {
+        if redis.get(&format!("load:{i}")).await?.as_deref() != Some("x") {
             lost += 1;
         }
     }
