@@ -230,6 +230,7 @@ pub(crate) fn new_node(index: usize, zone: String) -> CacheNodeRecord {
         reboot_requested: false,
         remove_requested: false,
         applied_parameters: Vec::new(),
+        applied_max_memory: 0,
     }
 }
 
@@ -738,10 +739,7 @@ pub async fn modify(
         {
             changed = true;
             if apply_now {
-                cluster.node_type = node_type.clone();
-                for node in nodes.iter_mut() {
-                    node.reboot_requested = true;
-                }
+                set_node_type(cluster, nodes, node_type);
             } else {
                 pending.node_type = Some(node_type.clone());
             }
@@ -752,9 +750,6 @@ pub async fn modify(
             changed = true;
             if apply_now {
                 cluster.engine_version = version.engine_version.clone();
-                for node in nodes.iter_mut() {
-                    node.reboot_requested = true;
-                }
             } else {
                 pending.engine_version = Some(version.engine_version.clone());
             }
@@ -819,14 +814,12 @@ pub async fn modify(
             if input.cache_node_type.is_none()
                 && let Some(node_type) = waiting.node_type
             {
-                cluster.node_type = node_type;
-                nodes.iter_mut().for_each(|n| n.reboot_requested = true);
+                set_node_type(cluster, nodes, &node_type);
             }
             if new_version.is_none()
                 && let Some(version) = waiting.engine_version
             {
                 cluster.engine_version = version;
-                nodes.iter_mut().for_each(|n| n.reboot_requested = true);
             }
         }
         if !changed {
@@ -847,6 +840,14 @@ pub async fn modify(
     .await?;
     tracing::info!(cache_cluster = updated.cluster.id, to = updated.cluster.status, "cache cluster modified");
     Ok(ModifyCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
+}
+
+/// A new node type: the reconciler gives running nodes its memory without a restart. (An
+/// engine version change needs nothing of the nodes: this machine has one binary per
+/// engine, so the version that runs cannot change.)
+pub fn set_node_type(cluster: &mut CacheClusterRecord, nodes: &mut [CacheNodeRecord], node_type: &str) {
+    cluster.node_type = node_type.to_string();
+    nodes.iter_mut().for_each(|n| n.parameter_status = status::APPLYING.to_string());
 }
 
 /// Grows or shrinks the node list to `target` nodes: new nodes get the next ids, removed
@@ -958,12 +959,10 @@ pub async fn apply_pending(ops: &Operations, scope: &Scope) -> Result<usize, Api
                     resize(cluster, nodes, num, &pending.node_ids_to_remove, &[], &zones);
                 }
                 if let Some(node_type) = pending.node_type {
-                    cluster.node_type = node_type;
-                    nodes.iter_mut().for_each(|n| n.reboot_requested = true);
+                    set_node_type(cluster, nodes, &node_type);
                 }
                 if let Some(version) = pending.engine_version {
                     cluster.engine_version = version;
-                    nodes.iter_mut().for_each(|n| n.reboot_requested = true);
                 }
                 cluster.status = status::MODIFYING.to_string();
                 Ok::<_, ApiError>(Vec::new())

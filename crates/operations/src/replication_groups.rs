@@ -679,8 +679,23 @@ pub async fn modify(
         })
         .transpose()?
         .unwrap_or_default();
+    let engine = current.group.engine.clone();
+    let new_version = match &input.engine_version {
+        Some(v) => {
+            let version = ops.engine_version(&engine, Some(v))?.clone();
+            if version.cache_parameter_group_family != family && input.cache_parameter_group_name.is_none() {
+                return Err(ApiError::invalid_parameter_combination(format!(
+                    "Upgrading to family {} requires a CacheParameterGroupName of that family.",
+                    version.cache_parameter_group_family
+                )));
+            }
+            Some(version)
+        }
+        None => None,
+    };
+    let target_family = new_version.as_ref().map_or(family.clone(), |v| v.cache_parameter_group_family.clone());
     let parameter_group = match &input.cache_parameter_group_name {
-        Some(name) => Some(ops.parameter_group_for(&scope, Some(name), &family).await?),
+        Some(name) => Some(ops.parameter_group_for(&scope, Some(name), &target_family).await?),
         None => None,
     };
     if let Some(node_type) = &input.cache_node_type {
@@ -739,13 +754,24 @@ pub async fn modify(
                 cluster.parameter_group = group_name.clone();
                 member.nodes.iter_mut().for_each(|n| n.parameter_status = status::APPLYING.to_string());
             }
+            if let Some(version) = &new_version
+                && version.engine_version != cluster.engine_version
+            {
+                if version.engine_version.as_str() < cluster.engine_version.as_str() {
+                    return Err(ApiError::invalid_parameter_combination(format!(
+                        "Cannot downgrade {} from {} to {}.",
+                        cluster.engine, cluster.engine_version, version.engine_version
+                    )));
+                }
+                changed = true;
+                cluster.engine_version = version.engine_version.clone();
+            }
             if let Some(node_type) = &input.cache_node_type
                 && *node_type != cluster.node_type
             {
                 changed = true;
                 touches_nodes = true;
-                cluster.node_type = node_type.clone();
-                member.nodes.iter_mut().for_each(|n| n.reboot_requested = true);
+                clusters::set_node_type(cluster, &mut member.nodes, node_type);
             }
             if touches_nodes {
                 cluster.status = status::MODIFYING.to_string();

@@ -38,7 +38,10 @@ fn engine_kind(engine: &str) -> EngineKind {
 /// What a reconcile did to one node, written back in one transaction.
 enum Outcome {
     Started(RunningNode),
-    Applied { pending_reboot: bool },
+    /// Parameters (and, for a new node type, memory) applied to the running process.
+    Applied {
+        pending_reboot: bool,
+    },
     Removed,
     Failed,
 }
@@ -110,17 +113,12 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 };
                 (node_id, result)
             });
-        } else if node.applied_parameters != parameters {
-            let changes: Vec<(String, String)> =
-                parameters.iter().filter(|p| !node.applied_parameters.contains(p)).cloned().collect();
-            let outcome = match r.runtime.apply_parameters(&k, &changes).await {
-                Ok(not_live) => Outcome::Applied { pending_reboot: !not_live.is_empty() },
-                Err(error) => {
-                    tracing::warn!(cache_cluster = id, node = node.node_id, %error, "applying parameters failed");
-                    Outcome::Failed
-                }
-            };
-            outcomes.insert(node.node_id.clone(), outcome);
+        } else if node.applied_parameters != parameters
+            || node.parameter_status == status::APPLYING
+            || (!memcached && node.applied_max_memory != max_memory_bytes)
+        {
+            outcomes
+                .insert(node.node_id.clone(), apply_live(r, &k, node, &parameters, max_memory_bytes, memcached).await);
         }
     }
     // Nodes start concurrently: a 20-node cluster takes as long as its slowest node.
@@ -174,9 +172,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                         node.reboot_requested = false;
                         node.parameter_status = status::IN_SYNC.to_string();
                         node.applied_parameters = parameters.clone();
+                        node.applied_max_memory = max_memory_bytes;
                     }
                     Some(Outcome::Applied { pending_reboot }) => {
                         node.applied_parameters = parameters.clone();
+                        node.applied_max_memory = max_memory_bytes;
                         node.parameter_status =
                             if *pending_reboot { status::PENDING_REBOOT } else { status::IN_SYNC }.to_string();
                     }
@@ -229,6 +229,35 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     } else {
         None
     })
+}
+
+/// Applies changed parameters, and a new node type's memory, to a running node without a
+/// restart (which would lose its data, as a scaling on AWS does not).
+async fn apply_live(
+    r: &Reconciler,
+    key: &NodeKey,
+    node: &CacheNodeRecord,
+    parameters: &[(String, String)],
+    max_memory_bytes: u64,
+    memcached: bool,
+) -> Outcome {
+    let changes: Vec<(String, String)> =
+        parameters.iter().filter(|p| !node.applied_parameters.contains(p)).cloned().collect();
+    let not_live = match r.runtime.apply_parameters(key, &changes).await {
+        Ok(not_live) => not_live,
+        Err(error) => {
+            tracing::warn!(node = %key, %error, "applying parameters failed");
+            return Outcome::Failed;
+        }
+    };
+    if !memcached && node.applied_max_memory != max_memory_bytes {
+        let bytes = max_memory_bytes.to_string();
+        if let Err(error) = r.runtime.command(key, &["CONFIG", "SET", "maxmemory", &bytes]).await {
+            tracing::warn!(node = %key, %error, "applying the node type's memory failed");
+            return Outcome::Failed;
+        }
+    }
+    Outcome::Applied { pending_reboot: !not_live.is_empty() }
 }
 
 /// The events AWS emits when a node (re)starts.

@@ -77,6 +77,9 @@ pub struct CacheNodeRecord {
     pub remove_requested: bool,
     /// The parameter values the running process was given or has applied since.
     pub applied_parameters: Vec<(String, String)>,
+    /// The memory limit the running process has (it follows the node type).
+    #[serde(default)]
+    pub applied_max_memory: u64,
 }
 
 /// Why a read-modify-write did not happen.
