@@ -35,6 +35,10 @@ fn engine_kind(engine: &str) -> EngineKind {
     }
 }
 
+fn major_version(version: &str) -> u32 {
+    version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0)
+}
+
 /// What a reconcile did to one node, written back in one transaction.
 enum Outcome {
     Started(RunningNode),
@@ -71,6 +75,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     if !memcached {
         // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
         directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));
+        // A clean stop (emulator shutdown, reboot) writes the data to the node's directory,
+        // and the next start loads it: nodes keep their keys across emulator restarts.
+        if r.runtime.engines().binary(engine).is_some_and(|b| major_version(&b.version) >= 7) {
+            directives.push(("shutdown-on-sigterm".to_string(), "save".to_string()));
+        }
     }
     let recovering: Vec<String> = {
         let mut to_recover = lock(&r.to_recover);
