@@ -346,9 +346,10 @@ pub async fn create(
     {
         return Err(ApiError::invalid_parameter_combination("Snapshots are not supported for Memcached clusters."));
     }
-    if let Some(name) = &input.snapshot_name {
-        return Err(Kind::Snapshot.not_found(name));
-    }
+    let restore_from = match &input.snapshot_name {
+        Some(name) => Some(crate::snapshots::restorable(ops, &scope, name, &engine).await?.name),
+        None => None,
+    };
     if input.snapshot_arns.as_ref().is_some_and(|a| !a.is_empty()) {
         return Err(ApiError::not_implemented("CreateCacheCluster with SnapshotArns"));
     }
@@ -427,6 +428,7 @@ pub async fn create(
         config_version: 1,
         running_engine_version: None,
         config_endpoint_port: None,
+        restore_from,
     };
     let arn = arn::build(&scope, Kind::Cluster, &id);
     ops.store.create_cache_cluster(&scope, &cluster, &nodes, &arn, &tags, CLUSTER_QUOTA).await.map_err(
@@ -915,13 +917,18 @@ pub async fn delete(
             format!("Cache cluster {} is a member of replication group {group}.", current.cluster.id),
         ));
     }
-    if input.final_snapshot_identifier.is_some() {
-        if is_memcached(&current.cluster.engine) {
-            return Err(ApiError::invalid_parameter_combination(
-                "FinalSnapshotIdentifier is not supported for Memcached clusters.",
-            ));
-        }
-        return Err(ApiError::not_implemented("DeleteCacheCluster with FinalSnapshotIdentifier"));
+    if input.final_snapshot_identifier.is_some() && is_memcached(&current.cluster.engine) {
+        return Err(ApiError::invalid_parameter_combination(
+            "FinalSnapshotIdentifier is not supported for Memcached clusters.",
+        ));
+    }
+    if current.cluster.status != status::AVAILABLE {
+        return Err(invalid_state(&current.cluster.id, &current.cluster.status));
+    }
+    // The final snapshot is taken before the nodes go: the reconciler deletes the cluster
+    // once it is written.
+    if let Some(name) = &input.final_snapshot_identifier {
+        crate::snapshots::start(ops, &scope, name, Some(&current.cluster.id), None, &[], true).await?;
     }
     let result = ops
         .store

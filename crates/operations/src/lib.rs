@@ -21,6 +21,7 @@ mod pagination;
 pub mod parameter_groups;
 pub mod replication_groups;
 mod security_groups;
+pub mod snapshots;
 mod subnet_groups;
 mod tags;
 mod validate;
@@ -229,6 +230,38 @@ impl ElastiCache for Operations {
         input: DecreaseReplicaCountMessage,
     ) -> Result<DecreaseReplicaCountResult, ApiError> {
         replication_groups::decrease_replicas(self, ctx, input).await
+    }
+
+    async fn create_snapshot(
+        &self,
+        ctx: &RequestContext,
+        input: CreateSnapshotMessage,
+    ) -> Result<CreateSnapshotResult, ApiError> {
+        snapshots::create(self, ctx, input).await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeSnapshotsMessage,
+    ) -> Result<DescribeSnapshotsListMessage, ApiError> {
+        snapshots::describe(self, ctx, input).await
+    }
+
+    async fn delete_snapshot(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteSnapshotMessage,
+    ) -> Result<DeleteSnapshotResult, ApiError> {
+        snapshots::delete(self, ctx, input).await
+    }
+
+    async fn copy_snapshot(
+        &self,
+        ctx: &RequestContext,
+        input: CopySnapshotMessage,
+    ) -> Result<CopySnapshotResult, ApiError> {
+        snapshots::copy(self, ctx, input).await
     }
 
     async fn describe_events(

@@ -105,9 +105,12 @@ pub async fn create(
     if input.user_group_ids.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(ApiError::not_implemented("CreateReplicationGroup with UserGroupIds"));
     }
-    if let Some(name) = &input.snapshot_name {
-        return Err(Kind::Snapshot.not_found(name));
-    }
+    let restore_from = match &input.snapshot_name {
+        Some(name) => Some(
+            crate::snapshots::restorable(ops, &scope, name, input.engine.as_deref().unwrap_or("redis")).await?.name,
+        ),
+        None => None,
+    };
     if input.snapshot_arns.as_ref().is_some_and(|a| !a.is_empty()) {
         return Err(ApiError::not_implemented("CreateReplicationGroup with SnapshotArns"));
     }
@@ -246,6 +249,7 @@ pub async fn create(
                 config_version: 1,
                 running_engine_version: None,
                 config_endpoint_port: None,
+                restore_from: restore_from.clone(),
             }
         }
     };
@@ -451,10 +455,14 @@ pub async fn delete(
     input: DeleteReplicationGroupMessage,
 ) -> Result<DeleteReplicationGroupResult, ApiError> {
     let scope = ops.scope(ctx).await?;
-    if input.final_snapshot_identifier.is_some() {
-        return Err(ApiError::not_implemented("DeleteReplicationGroup with FinalSnapshotIdentifier"));
-    }
     let retain = input.retain_primary_cluster.unwrap_or(false);
+    if let Some(name) = &input.final_snapshot_identifier {
+        let current = existing(ops, &scope, &input.replication_group_id).await?;
+        if current.group.status != status::AVAILABLE {
+            return Err(invalid_state(&current.group.id, &current.group.status));
+        }
+        crate::snapshots::start(ops, &scope, name, None, Some(&current.group.id), &[], true).await?;
+    }
     let group = change_available(ops, &scope, &input.replication_group_id, |group, members| {
         group.status = status::DELETING.to_string();
         group.retain_primary_on_delete = retain;

@@ -67,6 +67,7 @@ async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, 
             Kind::SecurityGroup => security_groups::exists(ops, scope, &name).await?,
             Kind::Cluster => ops.store.cache_cluster(scope, &name).await.map_err(internal)?.is_some(),
             Kind::ReplicationGroup => ops.store.replication_group(scope, &name).await.map_err(internal)?.is_some(),
+            Kind::Snapshot => ops.store.snapshot(scope, &arn.name).await.map_err(internal)?.is_some(),
             // No other kind of resource exists in the emulator yet.
             _ => false,
         };

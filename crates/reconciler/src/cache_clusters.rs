@@ -57,7 +57,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     let id = c.cluster.id.clone();
     let key = |node_id: &str| NodeKey::new(scope_key(&scope), id.clone(), node_id);
     if c.cluster.status == status::DELETING {
-        return delete(r, &c).await.map(|()| Some(Duration::ZERO));
+        return delete(r, &c).await;
     }
     let engine = engine_kind(&c.cluster.engine);
     let memcached = engine == EngineKind::Memcached;
@@ -98,6 +98,16 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         }
         let running = r.runtime.get(&k);
         if running.is_none() || node.reboot_requested || recovering.contains(&node.node_id) {
+            if node.status == status::CREATING
+                && let Some(snapshot) = &c.cluster.restore_from
+            {
+                let dir = r.node_dir(&scope, &id, &node.node_id);
+                if let Err(error) = crate::snapshots::seed_node(r, &scope, snapshot, &dir) {
+                    tracing::warn!(cache_cluster = id, snapshot, %error, "seeding the node from its snapshot failed");
+                    outcomes.insert(node.node_id.clone(), Outcome::Failed);
+                    continue;
+                }
+            }
             let spec = NodeSpec {
                 key: k,
                 engine,
@@ -285,7 +295,10 @@ fn started_event(cluster_id: &str, node: &CacheNodeRecord, recovered: bool, even
     events.push(EventRecord::new(SOURCE_TYPE, cluster_id, message));
 }
 
-async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<(), Error> {
+async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<Option<Duration>, Error> {
+    if crate::snapshots::final_snapshot_pending(r, &c.scope, &c.cluster.id).await {
+        return Ok(Some(crate::SOON));
+    }
     for node in &c.nodes {
         let key = NodeKey::new(scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
         r.runtime.stop(&key).await.map_err(Error::Node)?;
@@ -303,7 +316,7 @@ async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<(), Error> {
                 to = "deleted",
                 "cache cluster status"
             );
-            Ok(())
+            Ok(Some(Duration::ZERO))
         }
         Err(e) => Err(Error::Store(e)),
     }

@@ -8,6 +8,7 @@
 //! - `cache_clusters`: one cluster's reconcile: creation, scaling, reboots, parameter
 //!   changes, deletion, self-healing — all one code path.
 //! - `replication_groups`: replication links, primary/reader endpoints and failover.
+//! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //!
 //! An activation takes no input and reads current state, so creation, repair after a crash
@@ -16,6 +17,7 @@
 mod cache_clusters;
 mod health;
 mod replication_groups;
+mod snapshots;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -143,6 +145,15 @@ impl Reconciler {
             for cluster in clusters {
                 let key = (cluster.scope.clone(), cluster.cluster.id.clone());
                 this.spawn_once(key, move |r| async move { cache_clusters::reconcile(&r, cluster).await });
+            }
+            match store.all_snapshots().await {
+                Ok(snapshots) => {
+                    for (scope, snapshot) in snapshots.into_iter().filter(|(_, s)| s.status != "available") {
+                        let key = (scope.clone(), format!("snapshot/{}", snapshot.name));
+                        this.spawn_once(key, move |r| async move { snapshots::reconcile(&r, scope, snapshot).await });
+                    }
+                }
+                Err(error) => tracing::error!(%error, "reading snapshots failed"),
             }
             for group in groups {
                 // Group ids and cluster ids share a namespace in the in-flight set.

@@ -43,6 +43,9 @@ pub struct CacheClusterRecord {
     pub running_engine_version: Option<String>,
     /// Observed by the reconciler: the Memcached configuration endpoint's port.
     pub config_endpoint_port: Option<u16>,
+    /// The snapshot whose data new nodes start with.
+    #[serde(default)]
+    pub restore_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

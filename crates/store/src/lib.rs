@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`Store`]: opening (WAL, migrations from `migrations/`), the write lock, reset.
 //! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`, `cache_clusters`,
-//!   `replication_groups`, `events`: one module per resource family, each a set of `impl Store` methods over
+//!   `replication_groups`, `snapshots`, `events`: one module per resource family, each a set of `impl Store` methods over
 //!   plain records.
 //!
 //! Every state change is one transaction. Writers are serialised by one lock, so a
@@ -15,6 +15,7 @@ mod events;
 mod parameter_groups;
 mod replication_groups;
 mod security_groups;
+mod snapshots;
 mod subnet_groups;
 mod tags;
 
@@ -30,6 +31,7 @@ pub use events::{EventFilter, EventRecord, now_millis};
 pub use parameter_groups::ParameterGroupRecord;
 pub use replication_groups::{ReplicationGroup, ReplicationGroupRecord};
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
+pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
 pub use tags::TagRecord;
 
@@ -101,6 +103,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for table in [
             "events",
+            "snapshots",
             "replication_groups",
             "cache_nodes",
             "cache_clusters",

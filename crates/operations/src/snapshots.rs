@@ -1,0 +1,439 @@
+//! Snapshots of Redis/Valkey clusters and replication groups: the API half. The reconciler
+//! takes the RDB file from a serving node (a replica when there is one, as AWS prefers),
+//! copies and exports files, and deletes them.
+
+use aws_smithy_types::DateTime;
+use protocol::shapes::*;
+use protocol::{ApiError, ErrorCode, RequestContext};
+use store::{NodeSnapshotRecord, Scope, SnapshotRecord, StoreError, UpdateError, now_millis};
+
+use crate::arn::{self, Kind};
+use crate::cache_clusters::{self as clusters, status};
+use crate::pagination::paginate;
+use crate::replication_groups::NODE_GROUP_ID;
+use crate::{Operations, internal, tags, validate};
+
+pub mod snapshot_status {
+    pub const CREATING: &str = "creating";
+    pub const AVAILABLE: &str = "available";
+    pub const EXPORTING: &str = "exporting";
+    pub const DELETING: &str = "deleting";
+}
+
+fn not_found(name: &str) -> ApiError {
+    Kind::Snapshot.not_found(name)
+}
+
+fn already_exists(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::SnapshotAlreadyExistsFault, format!("Snapshot {name} already exists."))
+}
+
+fn invalid_state(name: &str, status: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidSnapshotStateFault,
+        format!("Snapshot {name} is not in available state (current state: {status})."),
+    )
+}
+
+/// A snapshot of a cluster or of a replication group, taken from `nodes`.
+pub(crate) fn record_for(
+    name: &str,
+    source: &str,
+    cluster: &store::CacheClusterRecord,
+    group: Option<&store::ReplicationGroupRecord>,
+    node_cluster: &store::CacheCluster,
+) -> SnapshotRecord {
+    SnapshotRecord {
+        name: name.to_string(),
+        status: snapshot_status::CREATING.to_string(),
+        source: source.to_string(),
+        cache_cluster_id: group.is_none().then(|| cluster.id.clone()),
+        replication_group_id: group.map(|g| g.id.clone()),
+        replication_group_description: group.map(|g| g.description.clone()),
+        automatic_failover: group.is_some_and(|g| g.automatic_failover),
+        engine: cluster.engine.clone(),
+        engine_version: cluster.running_engine_version.clone().unwrap_or_else(|| cluster.engine_version.clone()),
+        node_type: cluster.node_type.clone(),
+        parameter_group: cluster.parameter_group.clone(),
+        subnet_group: cluster.subnet_group.clone(),
+        port: cluster.port,
+        num_cache_nodes: cluster.num_nodes,
+        preferred_zone: node_cluster.nodes.first().map(|n| n.zone.clone()),
+        maintenance_window: cluster.maintenance_window.clone(),
+        snapshot_window: cluster.snapshot_window.clone(),
+        snapshot_retention_limit: group.map_or(cluster.snapshot_retention_limit, |g| g.snapshot_retention_limit),
+        auto_minor_version_upgrade: cluster.auto_minor_version_upgrade,
+        source_created_millis: group.map_or(cluster.created_millis, |g| g.created_millis),
+        created_millis: now_millis(),
+        nodes: node_cluster
+            .nodes
+            .iter()
+            .take(1)
+            .map(|n| NodeSnapshotRecord {
+                cache_cluster_id: node_cluster.cluster.id.clone(),
+                node_id: n.node_id.clone(),
+                node_group_id: NODE_GROUP_ID.to_string(),
+                size_bytes: None,
+                node_created_millis: n.created_millis,
+                snapshot_millis: None,
+            })
+            .collect(),
+        copy_of: None,
+        export_to: None,
+        delete_source_after: false,
+    }
+}
+
+pub fn output(scope: &Scope, s: &SnapshotRecord, show_node_groups: bool) -> Snapshot {
+    Snapshot {
+        arn: Some(arn::build(scope, Kind::Snapshot, &s.name)),
+        auto_minor_version_upgrade: Some(s.auto_minor_version_upgrade),
+        automatic_failover: s.replication_group_id.as_ref().map(|_| {
+            if s.automatic_failover { AutomaticFailoverStatus::Enabled } else { AutomaticFailoverStatus::Disabled }
+        }),
+        cache_cluster_create_time: Some(DateTime::from_millis(s.source_created_millis)),
+        cache_cluster_id: s.cache_cluster_id.clone(),
+        cache_node_type: Some(s.node_type.clone()),
+        cache_parameter_group_name: Some(s.parameter_group.clone()),
+        cache_subnet_group_name: Some(s.subnet_group.clone()),
+        data_tiering: Some(DataTieringStatus::Disabled),
+        durability: None,
+        engine: Some(s.engine.clone()),
+        engine_version: Some(s.engine_version.clone()),
+        kms_key_id: None,
+        node_snapshots: Some(
+            s.nodes
+                .iter()
+                .map(|n| NodeSnapshot {
+                    cache_cluster_id: Some(n.cache_cluster_id.clone()),
+                    cache_node_create_time: Some(DateTime::from_millis(n.node_created_millis)),
+                    cache_node_id: Some(n.node_id.clone()),
+                    cache_size: n.size_bytes.map(|b| format!("{:.1} MB", b as f64 / 1_048_576.0)),
+                    node_group_configuration: show_node_groups.then(|| NodeGroupConfiguration {
+                        node_group_id: Some(n.node_group_id.clone()),
+                        primary_availability_zone: s.preferred_zone.clone(),
+                        ..Default::default()
+                    }),
+                    node_group_id: s.replication_group_id.as_ref().map(|_| n.node_group_id.clone()),
+                    snapshot_create_time: n.snapshot_millis.map(DateTime::from_millis),
+                })
+                .collect(),
+        ),
+        num_cache_nodes: s.cache_cluster_id.as_ref().map(|_| s.num_cache_nodes as i32),
+        num_node_groups: s.replication_group_id.as_ref().map(|_| 1),
+        port: Some(i32::from(s.port)),
+        preferred_availability_zone: s.preferred_zone.clone(),
+        preferred_maintenance_window: Some(s.maintenance_window.clone()),
+        preferred_outpost_arn: None,
+        replication_group_description: s.replication_group_description.clone(),
+        replication_group_id: s.replication_group_id.clone(),
+        snapshot_name: Some(s.name.clone()),
+        snapshot_retention_limit: Some(s.snapshot_retention_limit),
+        snapshot_source: Some(s.source.clone()),
+        snapshot_status: Some(s.status.clone()),
+        snapshot_window: s.snapshot_window.clone(),
+        topic_arn: None,
+        vpc_id: None,
+    }
+}
+
+/// Records a new snapshot of a cluster or group in `creating` and marks the source
+/// `snapshotting` (unless it is being deleted, for a final snapshot).
+pub(crate) async fn start(
+    ops: &Operations,
+    scope: &Scope,
+    name: &str,
+    cluster_id: Option<&str>,
+    group_id: Option<&str>,
+    tags: &[store::TagRecord],
+    final_snapshot: bool,
+) -> Result<SnapshotRecord, ApiError> {
+    validate::group_name("SnapshotName", name)?;
+    if ops.store.snapshot(scope, name).await.map_err(internal)?.is_some() {
+        return Err(already_exists(name));
+    }
+    let snapshot = match (cluster_id, group_id) {
+        (Some(id), None) => {
+            let c = clusters::existing(ops, scope, id).await?;
+            check_engine(&c.cluster.engine)?;
+            if !final_snapshot && c.cluster.status != status::AVAILABLE {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidCacheClusterStateFault,
+                    format!("Cache cluster {} is not in available state.", c.cluster.id),
+                ));
+            }
+            record_for(name, "manual", &c.cluster, None, &c)
+        }
+        (None, Some(id)) => {
+            let g = ops
+                .store
+                .replication_group(scope, &id.to_ascii_lowercase())
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| Kind::ReplicationGroup.not_found(id))?;
+            if !final_snapshot && g.group.status != status::AVAILABLE {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidReplicationGroupStateFault,
+                    format!("Replication group {} is not in available state.", g.group.id),
+                ));
+            }
+            // A replica when there is one, as AWS prefers; the primary otherwise.
+            let node_cluster = g
+                .members
+                .iter()
+                .find(|m| m.cluster.id != g.group.primary_cluster_id)
+                .or_else(|| g.members.first())
+                .ok_or_else(|| ApiError::internal("replication group without members"))?;
+            record_for(name, "manual", &node_cluster.cluster, Some(&g.group), node_cluster)
+        }
+        _ => {
+            return Err(ApiError::invalid_parameter_combination(
+                "Exactly one of CacheClusterId and ReplicationGroupId must be provided.",
+            ));
+        }
+    };
+    let snapshot = SnapshotRecord { delete_source_after: final_snapshot, ..snapshot };
+    let arn = arn::build(scope, Kind::Snapshot, name);
+    ops.store.create_snapshot(scope, &snapshot, &arn, tags, &[]).await.map_err(|e| match e {
+        StoreError::AlreadyExists => already_exists(name),
+        e => internal(e),
+    })?;
+    if !final_snapshot {
+        mark_source(ops, scope, &snapshot, status::AVAILABLE, "snapshotting").await?;
+    }
+    ops.wake_reconciler();
+    Ok(snapshot)
+}
+
+/// Moves the snapshot's source cluster or group from `from` to `to` (no-op otherwise).
+pub async fn mark_source(
+    ops: &Operations,
+    scope: &Scope,
+    s: &SnapshotRecord,
+    from: &str,
+    to: &str,
+) -> Result<(), ApiError> {
+    if let Some(group) = &s.replication_group_id {
+        let result = ops
+            .store
+            .update_replication_group(scope, group, |g, _| {
+                if g.status == from {
+                    g.status = to.to_string();
+                }
+                Ok::<_, ()>(Vec::new())
+            })
+            .await;
+        if let Err(UpdateError::Store(e)) = result {
+            return Err(internal(e));
+        }
+    } else if let Some(cluster) = &s.cache_cluster_id {
+        let result = ops
+            .store
+            .update_cache_cluster(scope, cluster, |c, _| {
+                if c.status == from {
+                    c.status = to.to_string();
+                }
+                Ok::<_, ()>(Vec::new())
+            })
+            .await;
+        if let Err(UpdateError::Store(e)) = result {
+            return Err(internal(e));
+        }
+    }
+    Ok(())
+}
+
+fn check_engine(engine: &str) -> Result<(), ApiError> {
+    if engine == "memcached" {
+        return Err(ApiError::new(
+            ErrorCode::SnapshotFeatureNotSupportedFault,
+            "Snapshots are not supported for Memcached clusters.",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: CreateSnapshotMessage,
+) -> Result<CreateSnapshotResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    if input.kms_key_id.is_some() {
+        return Err(ApiError::not_implemented("CreateSnapshot with KmsKeyId"));
+    }
+    let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
+    let snapshot = start(
+        ops,
+        &scope,
+        &input.snapshot_name,
+        input.cache_cluster_id.as_deref(),
+        input.replication_group_id.as_deref(),
+        &tags,
+        false,
+    )
+    .await?;
+    tracing::info!(snapshot = snapshot.name, "snapshot: (none) -> creating");
+    Ok(CreateSnapshotResult { snapshot: Some(output(&scope, &snapshot, false)) })
+}
+
+pub async fn describe(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DescribeSnapshotsMessage,
+) -> Result<DescribeSnapshotsListMessage, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    if let Some(source) = input.snapshot_source.as_deref()
+        && !["manual", "automated", "system"].contains(&source)
+    {
+        return Err(ApiError::invalid_parameter_value(format!(
+            "Invalid value {source} for SnapshotSource. Valid values: manual, automated, system."
+        )));
+    }
+    let snapshots = match &input.snapshot_name {
+        Some(name) => vec![ops.store.snapshot(&scope, name).await.map_err(internal)?.ok_or_else(|| not_found(name))?],
+        None => ops.store.snapshots(&scope).await.map_err(internal)?,
+    };
+    if let Some(id) = &input.cache_cluster_id
+        && ops.store.cache_cluster(&scope, &id.to_ascii_lowercase()).await.map_err(internal)?.is_none()
+        && !snapshots.iter().any(|s| s.cache_cluster_id.as_deref() == Some(id.as_str()))
+    {
+        return Err(Kind::Cluster.not_found(id));
+    }
+    let matching: Vec<SnapshotRecord> = snapshots
+        .into_iter()
+        .filter(|s| input.cache_cluster_id.as_ref().is_none_or(|id| s.cache_cluster_id.as_ref() == Some(id)))
+        .filter(|s| input.replication_group_id.as_ref().is_none_or(|id| s.replication_group_id.as_ref() == Some(id)))
+        .filter(|s| input.snapshot_source.as_ref().is_none_or(|source| s.source == *source))
+        .collect();
+    let page = paginate(matching, |s| s.name.clone(), input.marker.as_deref(), input.max_records)?;
+    let show = input.show_node_group_config.unwrap_or(false);
+    Ok(DescribeSnapshotsListMessage {
+        marker: page.marker,
+        snapshots: Some(page.items.iter().map(|s| output(&scope, s, show)).collect()),
+    })
+}
+
+pub async fn delete(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DeleteSnapshotMessage,
+) -> Result<DeleteSnapshotResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let name = input.snapshot_name;
+    let result = ops
+        .store
+        .update_snapshot(&scope, &name, |s| {
+            if s.status != snapshot_status::AVAILABLE {
+                return Err(invalid_state(&s.name, &s.status));
+            }
+            s.status = snapshot_status::DELETING.to_string();
+            Ok(Vec::new())
+        })
+        .await;
+    let snapshot = match result {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(not_found(&name)),
+        Err(UpdateError::Rejected(e)) => return Err(e),
+        Err(UpdateError::Store(e)) => return Err(internal(e)),
+    };
+    ops.wake_reconciler();
+    Ok(DeleteSnapshotResult { snapshot: Some(output(&scope, &snapshot, false)) })
+}
+
+pub async fn copy(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: CopySnapshotMessage,
+) -> Result<CopySnapshotResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    if input.kms_key_id.is_some() {
+        return Err(ApiError::not_implemented("CopySnapshot with KmsKeyId"));
+    }
+    let source = ops
+        .store
+        .snapshot(&scope, &input.source_snapshot_name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&input.source_snapshot_name))?;
+    if source.status != snapshot_status::AVAILABLE {
+        return Err(invalid_state(&source.name, &source.status));
+    }
+    let target = input.target_snapshot_name.clone();
+    if let Some(bucket) = &input.target_bucket {
+        // An export: the files go to the bucket (a local export directory); no snapshot is
+        // created. The source is `exporting` until they are written.
+        validate_bucket(bucket)?;
+        let result = ops
+            .store
+            .update_snapshot(&scope, &source.name, |s| {
+                if s.status != snapshot_status::AVAILABLE {
+                    return Err(invalid_state(&s.name, &s.status));
+                }
+                s.status = snapshot_status::EXPORTING.to_string();
+                s.export_to = Some(format!("{bucket}/{target}"));
+                Ok(Vec::new())
+            })
+            .await;
+        let exported = match result {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(not_found(&source.name)),
+            Err(UpdateError::Rejected(e)) => return Err(e),
+            Err(UpdateError::Store(e)) => return Err(internal(e)),
+        };
+        ops.wake_reconciler();
+        let mut shown = output(&scope, &exported, false);
+        shown.snapshot_name = Some(target);
+        return Ok(CopySnapshotResult { snapshot: Some(shown) });
+    }
+    validate::group_name("TargetSnapshotName", &target)?;
+    let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
+    let copy = SnapshotRecord {
+        name: target.clone(),
+        status: snapshot_status::CREATING.to_string(),
+        source: "manual".to_string(),
+        created_millis: now_millis(),
+        copy_of: Some(source.name.clone()),
+        export_to: None,
+        delete_source_after: false,
+        ..source
+    };
+    let arn = arn::build(&scope, Kind::Snapshot, &target);
+    ops.store.create_snapshot(&scope, &copy, &arn, &tags, &[]).await.map_err(|e| match e {
+        StoreError::AlreadyExists => already_exists(&target),
+        e => internal(e),
+    })?;
+    ops.wake_reconciler();
+    Ok(CopySnapshotResult { snapshot: Some(output(&scope, &copy, false)) })
+}
+
+/// S3's bucket naming rule, which the local export directory also relies on.
+fn validate_bucket(bucket: &str) -> Result<(), ApiError> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.contains("..");
+    if ok { Ok(()) } else { Err(ApiError::invalid_parameter_value(format!("Invalid TargetBucket: {bucket}."))) }
+}
+
+/// The snapshot a new cluster or group restores: it must exist, be available and hold
+/// data of `engine`.
+pub(crate) async fn restorable(
+    ops: &Operations,
+    scope: &Scope,
+    name: &str,
+    engine: &str,
+) -> Result<SnapshotRecord, ApiError> {
+    let snapshot = ops.store.snapshot(scope, name).await.map_err(internal)?.ok_or_else(|| not_found(name))?;
+    if snapshot.status != snapshot_status::AVAILABLE {
+        return Err(invalid_state(name, &snapshot.status));
+    }
+    if snapshot.engine != engine && !(["redis", "valkey"].contains(&snapshot.engine.as_str()) && engine != "memcached")
+    {
+        return Err(ApiError::invalid_parameter_combination(format!(
+            "Snapshot {name} holds {} data and cannot be restored into {engine}.",
+            snapshot.engine
+        )));
+    }
+    Ok(snapshot)
+}

@@ -1,0 +1,200 @@
+//! Snapshots: taking the RDB file from a serving node (BGSAVE, so the node keeps serving),
+//! copying and exporting files, deleting them, and seeding new nodes from a snapshot.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nodes::NodeKey;
+use operations::cache_clusters::status;
+use operations::snapshots::{mark_source, snapshot_status};
+use store::{EventRecord, Scope, SnapshotRecord, UpdateError, now_millis};
+
+use crate::cache_clusters::Error;
+use crate::{Reconciler, scope_key};
+
+/// How long a BGSAVE may take before the snapshot is retried.
+const SAVE_DEADLINE: Duration = Duration::from_secs(300);
+const SAVE_POLL: Duration = Duration::from_millis(10);
+
+impl Reconciler {
+    fn snapshot_dir(&self, scope: &Scope, name: &str) -> PathBuf {
+        self.state_dir.join("snapshots").join(&scope.region).join(&scope.account).join(name)
+    }
+
+    /// Where exports go when no S3 endpoint is configured: `<state dir>/exports/<bucket>/`.
+    fn export_dir(&self, bucket: &str) -> PathBuf {
+        self.state_dir.join("exports").join(bucket)
+    }
+
+    /// The RDB file of one node group of a snapshot.
+    pub(crate) fn snapshot_file(&self, scope: &Scope, name: &str, node_group_id: &str) -> PathBuf {
+        self.snapshot_dir(scope, name).join(format!("{node_group_id}.rdb"))
+    }
+}
+
+fn event_source(s: &SnapshotRecord) -> (&'static str, String, &'static str) {
+    match (&s.replication_group_id, &s.cache_cluster_id) {
+        (Some(group), _) => (operations::replication_groups::SOURCE_TYPE, group.clone(), "replication group"),
+        (None, Some(cluster)) => (operations::cache_clusters::SOURCE_TYPE, cluster.clone(), "cache cluster"),
+        (None, None) => (operations::cache_clusters::SOURCE_TYPE, String::new(), "cache cluster"),
+    }
+}
+
+/// Brings one snapshot to its desired state. Returns when to look again.
+pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, s: SnapshotRecord) -> Result<Option<Duration>, Error> {
+    match s.status.as_str() {
+        snapshot_status::CREATING if s.copy_of.is_some() => copy(r, &scope, &s).await,
+        snapshot_status::CREATING => take(r, &scope, &s).await,
+        snapshot_status::EXPORTING => export(r, &scope, &s).await,
+        snapshot_status::DELETING => {
+            let _ = std::fs::remove_dir_all(r.snapshot_dir(&scope, &s.name));
+            let arn = format!("arn:aws:elasticache:{}:{}:snapshot:{}", scope.region, scope.account, s.name);
+            match r.ops.store().delete_snapshot(&scope, &s.name, &arn, &[]).await {
+                Ok(()) | Err(store::StoreError::NotFound) => Ok(None),
+                Err(e) => Err(Error::Store(e)),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn persistence(r: &Reconciler, key: &NodeKey) -> Result<(u64, bool, bool), Error> {
+    let reply = r.runtime.command(key, &["INFO", "persistence"]).await.map_err(Error::Node)?;
+    let text = reply.as_text().unwrap_or_default();
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).map(|v| v.trim().to_string()).unwrap_or_default()
+    };
+    Ok((
+        field("rdb_saves").parse().unwrap_or(0),
+        field("rdb_bgsave_in_progress") == "1",
+        field("rdb_last_bgsave_status") == "ok",
+    ))
+}
+
+/// BGSAVE on the snapshot's node, then the node's RDB file copied into the snapshot.
+async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<Option<Duration>, Error> {
+    let Some(node) = s.nodes.first() else { return Ok(None) };
+    let key = NodeKey::new(scope_key(scope), node.cache_cluster_id.clone(), node.node_id.clone());
+    if r.runtime.get(&key).is_none() {
+        return Ok(Some(crate::RETRY_DELAY));
+    }
+    let (before, _, _) = persistence(r, &key).await?;
+    // An error reply means a save is already running; the wait below covers it.
+    let _ = r.runtime.command(&key, &["BGSAVE"]).await.map_err(Error::Node)?;
+    let started = Instant::now();
+    loop {
+        let (saves, running, ok) = persistence(r, &key).await?;
+        if saves > before && !running {
+            if !ok {
+                tracing::warn!(snapshot = s.name, "BGSAVE failed; retrying");
+                return Ok(Some(crate::RETRY_DELAY));
+            }
+            break;
+        }
+        if started.elapsed() > SAVE_DEADLINE {
+            return Ok(Some(crate::RETRY_DELAY));
+        }
+        tokio::time::sleep(SAVE_POLL).await;
+    }
+    let source = r.node_dir(scope, &node.cache_cluster_id, &node.node_id).join("dump.rdb");
+    let target = r.snapshot_file(scope, &s.name, &node.node_group_id);
+    let size = copy_file(&source, &target).map_err(|e| Error::Node(e.into()))?;
+    let (source_type, source_id, what) = event_source(s);
+    let message = format!("Snapshot succeeded for snapshot with ID '{}' of {what} with ID '{source_id}'", s.name);
+    let result = r
+        .ops
+        .store()
+        .update_snapshot(scope, &s.name, |s| {
+            s.status = snapshot_status::AVAILABLE.to_string();
+            for n in &mut s.nodes {
+                n.size_bytes = Some(size);
+                n.snapshot_millis = Some(now_millis());
+            }
+            Ok::<_, ()>(vec![EventRecord::new(source_type, &source_id, message.clone())])
+        })
+        .await;
+    if let Err(UpdateError::Store(e)) = result {
+        return Err(Error::Store(e));
+    }
+    tracing::info!(snapshot = s.name, bytes = size, "snapshot: creating -> available");
+    mark_source(&r.ops, scope, s, "snapshotting", status::AVAILABLE).await.map_err(Error::Api)?;
+    // A final snapshot lets its cluster or group be deleted now.
+    Ok(Some(Duration::ZERO))
+}
+
+async fn copy(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<Option<Duration>, Error> {
+    let Some(source) = &s.copy_of else { return Ok(None) };
+    for node in &s.nodes {
+        let from = r.snapshot_file(scope, source, &node.node_group_id);
+        let to = r.snapshot_file(scope, &s.name, &node.node_group_id);
+        copy_file(&from, &to).map_err(|e| Error::Node(e.into()))?;
+    }
+    let result = r
+        .ops
+        .store()
+        .update_snapshot(scope, &s.name, |s| {
+            s.status = snapshot_status::AVAILABLE.to_string();
+            Ok::<_, ()>(Vec::new())
+        })
+        .await;
+    if let Err(UpdateError::Store(e)) = result {
+        return Err(Error::Store(e));
+    }
+    Ok(None)
+}
+
+/// Writes the snapshot's files to `<state dir>/exports/<bucket>/<name>-<node group>.rdb` and
+/// says where in an event.
+async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<Option<Duration>, Error> {
+    let Some((bucket, name)) = s.export_to.as_deref().and_then(|t| t.split_once('/')) else { return Ok(None) };
+    let mut written = Vec::new();
+    for node in &s.nodes {
+        let to = r.export_dir(bucket).join(format!("{name}-{}.rdb", node.node_group_id));
+        copy_file(&r.snapshot_file(scope, &s.name, &node.node_group_id), &to).map_err(|e| Error::Node(e.into()))?;
+        written.push(to.display().to_string());
+    }
+    let (source_type, source_id, _) = event_source(s);
+    let message = format!("Snapshot {} exported to bucket {bucket} as {}", s.name, written.join(", "));
+    let result = r
+        .ops
+        .store()
+        .update_snapshot(scope, &s.name, |s| {
+            s.status = snapshot_status::AVAILABLE.to_string();
+            s.export_to = None;
+            Ok::<_, ()>(vec![EventRecord::new(source_type, &source_id, message.clone())])
+        })
+        .await;
+    if let Err(UpdateError::Store(e)) = result {
+        return Err(Error::Store(e));
+    }
+    Ok(None)
+}
+
+/// Copies a file, creating the target's directory; returns its size.
+fn copy_file(from: &Path, to: &Path) -> std::io::Result<u64> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::copy(from, to)
+}
+
+/// Seeds a new node's directory with the snapshot it restores, so the engine loads it.
+pub(crate) fn seed_node(r: &Reconciler, scope: &Scope, snapshot: &str, node_dir: &Path) -> std::io::Result<()> {
+    let target = node_dir.join("dump.rdb");
+    if target.exists() {
+        return Ok(());
+    }
+    copy_file(&r.snapshot_file(scope, snapshot, operations::replication_groups::NODE_GROUP_ID), &target).map(|_| ())
+}
+
+/// Whether a final snapshot of this cluster is still being taken (its deletion waits).
+pub(crate) async fn final_snapshot_pending(r: &Reconciler, scope: &Scope, cluster_id: &str) -> bool {
+    r.ops.store().snapshots(scope).await.is_ok_and(|snapshots| {
+        snapshots.iter().any(|s| {
+            s.status == snapshot_status::CREATING
+                && s.delete_source_after
+                && s.nodes.iter().any(|n| n.cache_cluster_id == cluster_id)
+        })
+    })
+}

@@ -1,0 +1,153 @@
+//! Snapshots: one document per snapshot; the RDB files themselves live in the state dir.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::cache_clusters::{decode, encode};
+use crate::events::insert_events;
+use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, UpdateError, insert_tags};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub name: String,
+    /// creating, available, copying, exporting, deleting.
+    pub status: String,
+    /// manual or automated.
+    pub source: String,
+    pub cache_cluster_id: Option<String>,
+    pub replication_group_id: Option<String>,
+    pub replication_group_description: Option<String>,
+    pub automatic_failover: bool,
+    pub engine: String,
+    pub engine_version: String,
+    pub node_type: String,
+    pub parameter_group: String,
+    pub subnet_group: String,
+    pub port: u16,
+    pub num_cache_nodes: u32,
+    pub preferred_zone: Option<String>,
+    pub maintenance_window: String,
+    pub snapshot_window: Option<String>,
+    pub snapshot_retention_limit: i32,
+    pub auto_minor_version_upgrade: bool,
+    pub source_created_millis: i64,
+    pub created_millis: i64,
+    pub nodes: Vec<NodeSnapshotRecord>,
+    /// For a copy: the snapshot whose files it copies.
+    pub copy_of: Option<String>,
+    /// For an export in progress: the bucket the files go to.
+    pub export_to: Option<String>,
+    /// The cluster or group is deleted once this (final) snapshot is taken.
+    pub delete_source_after: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSnapshotRecord {
+    pub cache_cluster_id: String,
+    pub node_id: String,
+    pub node_group_id: String,
+    pub size_bytes: Option<u64>,
+    pub node_created_millis: i64,
+    pub snapshot_millis: Option<i64>,
+}
+
+async fn read_snapshots(
+    conn: &mut sqlx::SqliteConnection,
+    scope: Option<&Scope>,
+    name: Option<&str>,
+) -> Result<Vec<(Scope, SnapshotRecord)>> {
+    let region = scope.map(|s| s.region.as_str());
+    let account = scope.map(|s| s.account.as_str());
+    let rows = sqlx::query(
+        "SELECT region, account, data FROM snapshots
+         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR name = ?)
+         ORDER BY region, account, name",
+    )
+    .bind(region)
+    .bind(region)
+    .bind(account)
+    .bind(account)
+    .bind(name)
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((Scope { region: row.get("region"), account: row.get("account") }, decode(row.get("data"))?)))
+        .collect()
+}
+
+impl Store {
+    /// Creates a snapshot record (and its tags), recording `events`.
+    pub async fn create_snapshot(
+        &self,
+        scope: &Scope,
+        snapshot: &SnapshotRecord,
+        arn: &str,
+        tags: &[TagRecord],
+        events: &[EventRecord],
+    ) -> Result<()> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO snapshots (region, account, name, data) VALUES (?, ?, ?, ?)")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(&snapshot.name)
+            .bind(encode(snapshot)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_insert)?;
+        insert_tags(&mut tx, arn, tags).await?;
+        insert_events(&mut tx, scope, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn snapshot(&self, scope: &Scope, name: &str) -> Result<Option<SnapshotRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(read_snapshots(&mut conn, Some(scope), Some(name)).await?.into_iter().next().map(|(_, s)| s))
+    }
+
+    /// The snapshots of a scope, by name.
+    pub async fn snapshots(&self, scope: &Scope) -> Result<Vec<SnapshotRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(read_snapshots(&mut conn, Some(scope), None).await?.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// Every snapshot of every scope (for the reconciler).
+    pub async fn all_snapshots(&self) -> Result<Vec<(Scope, SnapshotRecord)>> {
+        let mut conn = self.pool.acquire().await?;
+        read_snapshots(&mut conn, None, None).await
+    }
+
+    /// Read-modify-write of one snapshot under the write lock. `Ok(None)`: no such snapshot.
+    pub async fn update_snapshot<E>(
+        &self,
+        scope: &Scope,
+        name: &str,
+        change: impl FnOnce(&mut SnapshotRecord) -> std::result::Result<Vec<EventRecord>, E>,
+    ) -> std::result::Result<Option<SnapshotRecord>, UpdateError<E>> {
+        let _guard = self.writer().await;
+        let mut tx = self.pool.begin().await.map_err(|e| UpdateError::Store(e.into()))?;
+        let Some((_, mut snapshot)) =
+            read_snapshots(&mut tx, Some(scope), Some(name)).await.map_err(UpdateError::Store)?.into_iter().next()
+        else {
+            return Ok(None);
+        };
+        let events = change(&mut snapshot).map_err(UpdateError::Rejected)?;
+        sqlx::query("UPDATE snapshots SET data = ? WHERE region = ? AND account = ? AND name = ?")
+            .bind(encode(&snapshot).map_err(UpdateError::Store)?)
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| UpdateError::Store(e.into()))?;
+        insert_events(&mut tx, scope, &events).await.map_err(UpdateError::Store)?;
+        tx.commit().await.map_err(|e| UpdateError::Store(e.into()))?;
+        Ok(Some(snapshot))
+    }
+
+    pub async fn delete_snapshot(&self, scope: &Scope, name: &str, arn: &str, events: &[EventRecord]) -> Result<()> {
+        self.delete_resource("snapshots", "name", scope, name, arn, events).await
+    }
+}
