@@ -380,7 +380,10 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         ip_discovery: Some(IpDiscovery::Ipv4),
         kms_key_id: None,
         log_delivery_configurations: Some(Vec::new()),
-        member_clusters: Some(members.iter().map(|m| m.cluster.id.clone()).collect()),
+        // In creation order: only NodeGroupMembers puts the primary first.
+        member_clusters: Some(
+            group.members.iter().filter(|id| members.iter().any(|m| &m.cluster.id == *id)).cloned().collect(),
+        ),
         member_clusters_outpost_arns: None,
         multi_az: Some(if group.multi_az { MultiAZStatus::Enabled } else { MultiAZStatus::Disabled }),
         network_type: Some(NetworkType::Ipv4),

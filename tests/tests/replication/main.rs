@@ -1,0 +1,12 @@
+//! Replication groups (cluster mode disabled) on real redis-server processes: placement over
+//! zones, primary and reader endpoints, automatic failover on a crash, a freeze or a zone
+//! outage, TestFailover, replica scaling, deletion and validation. Each test starts its own
+//! server and drives it through `aws-sdk-elasticache`, RESP over TCP and the admin API.
+
+mod failover;
+mod lifecycle;
+mod placement;
+mod resilience;
+mod support;
+mod test_failover;
+mod validation;
