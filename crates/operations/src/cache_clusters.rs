@@ -928,7 +928,16 @@ pub async fn delete(
     // The final snapshot is taken before the nodes go: the reconciler deletes the cluster
     // once it is written.
     if let Some(name) = &input.final_snapshot_identifier {
-        crate::snapshots::start(ops, &scope, name, Some(&current.cluster.id), None, &[], true).await?;
+        crate::snapshots::start(
+            ops,
+            &scope,
+            name,
+            Some(&current.cluster.id),
+            None,
+            &[],
+            crate::snapshots::Taken::Final,
+        )
+        .await?;
     }
     let result = ops
         .store

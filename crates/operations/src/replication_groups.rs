@@ -464,7 +464,8 @@ pub async fn delete(
         if current.group.status != status::AVAILABLE {
             return Err(invalid_state(&current.group.id, &current.group.status));
         }
-        crate::snapshots::start(ops, &scope, name, None, Some(&current.group.id), &[], true).await?;
+        crate::snapshots::start(ops, &scope, name, None, Some(&current.group.id), &[], crate::snapshots::Taken::Final)
+            .await?;
     }
     let group = change_available(ops, &scope, &input.replication_group_id, |group, members| {
         group.status = status::DELETING.to_string();

@@ -137,8 +137,19 @@ pub fn output(scope: &Scope, s: &SnapshotRecord, show_node_groups: bool) -> Snap
     }
 }
 
+/// Why a snapshot is taken: it decides its source label and the checks it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// CreateSnapshot: the source must be available and goes `snapshotting`.
+    Manual,
+    /// FinalSnapshotIdentifier: the source is being deleted; the caller checked it.
+    Final,
+    /// The daily backup of SnapshotRetentionLimit: like manual, under AWS's own name.
+    Automated,
+}
+
 /// Records a new snapshot of a cluster or group in `creating` and marks the source
-/// `snapshotting` (unless it is being deleted, for a final snapshot).
+/// `snapshotting` (not for a final snapshot: its source is being deleted).
 pub(crate) async fn start(
     ops: &Operations,
     scope: &Scope,
@@ -146,12 +157,16 @@ pub(crate) async fn start(
     cluster_id: Option<&str>,
     group_id: Option<&str>,
     tags: &[store::TagRecord],
-    final_snapshot: bool,
+    taken: Taken,
 ) -> Result<SnapshotRecord, ApiError> {
-    validate::group_name("SnapshotName", name)?;
+    if taken != Taken::Automated {
+        validate::group_name("SnapshotName", name)?;
+    }
     if ops.store.snapshot(scope, name).await.map_err(internal)?.is_some() {
         return Err(already_exists(name));
     }
+    let final_snapshot = taken == Taken::Final;
+    let source = if taken == Taken::Automated { "automated" } else { "manual" };
     let snapshot = match (cluster_id, group_id) {
         (Some(id), None) => {
             let c = clusters::existing(ops, scope, id).await?;
@@ -162,7 +177,7 @@ pub(crate) async fn start(
                     format!("Cache cluster {} is not in available state.", c.cluster.id),
                 ));
             }
-            record_for(name, "manual", &c.cluster, None, &c)
+            record_for(name, source, &c.cluster, None, &c)
         }
         (None, Some(id)) => {
             let g = ops
@@ -184,7 +199,7 @@ pub(crate) async fn start(
                 .find(|m| m.cluster.id != g.group.primary_cluster_id)
                 .or_else(|| g.members.first())
                 .ok_or_else(|| ApiError::internal("replication group without members"))?;
-            record_for(name, "manual", &node_cluster.cluster, Some(&g.group), node_cluster)
+            record_for(name, source, &node_cluster.cluster, Some(&g.group), node_cluster)
         }
         _ => {
             return Err(ApiError::invalid_parameter_combination(
@@ -270,7 +285,7 @@ pub async fn create(
         input.cache_cluster_id.as_deref(),
         input.replication_group_id.as_deref(),
         &tags,
-        false,
+        Taken::Manual,
     )
     .await?;
     tracing::info!(snapshot = snapshot.name, "snapshot: (none) -> creating");
@@ -436,4 +451,93 @@ pub(crate) async fn restorable(
         )));
     }
     Ok(snapshot)
+}
+
+/// One "day" of automated backups, on demand: every available cluster or group with a
+/// SnapshotRetentionLimit gets an automated snapshot, and automated snapshots beyond the
+/// limit are deleted, oldest first. Returns the snapshots started.
+pub async fn run_automated(ops: &Operations) -> Result<Vec<String>, ApiError> {
+    let stamp = aws_smithy_types::DateTime::from_millis(now_millis())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default();
+    // AWS names automated snapshots automatic.<id>-YYYY-MM-DD-HH-MM.
+    let minute: String = stamp.chars().take(16).map(|c| if c == 'T' || c == ':' { '-' } else { c }).collect();
+    let mut started = Vec::new();
+    for c in ops.store.all_cache_clusters().await.map_err(internal)? {
+        if c.cluster.replication_group_id.is_none()
+            && c.cluster.engine != "memcached"
+            && c.cluster.snapshot_retention_limit > 0
+            && c.cluster.status == status::AVAILABLE
+        {
+            let name = automated_name(ops, &c.scope, &c.cluster.id, &minute).await?;
+            start(ops, &c.scope, &name, Some(&c.cluster.id), None, &[], Taken::Automated).await?;
+            prune(
+                ops,
+                &c.scope,
+                |s| s.cache_cluster_id.as_deref() == Some(&c.cluster.id),
+                c.cluster.snapshot_retention_limit,
+            )
+            .await?;
+            started.push(name);
+        }
+    }
+    for g in ops.store.all_replication_groups().await.map_err(internal)? {
+        if g.group.snapshot_retention_limit > 0 && g.group.status == status::AVAILABLE {
+            let name = automated_name(ops, &g.scope, &g.group.id, &minute).await?;
+            start(ops, &g.scope, &name, None, Some(&g.group.id), &[], Taken::Automated).await?;
+            prune(
+                ops,
+                &g.scope,
+                |s| s.replication_group_id.as_deref() == Some(&g.group.id),
+                g.group.snapshot_retention_limit,
+            )
+            .await?;
+            started.push(name);
+        }
+    }
+    Ok(started)
+}
+
+/// AWS's name, made unique when the clock runs faster than a minute per backup.
+async fn automated_name(ops: &Operations, scope: &Scope, id: &str, minute: &str) -> Result<String, ApiError> {
+    let base = format!("automatic.{id}-{minute}");
+    let mut name = base.clone();
+    let mut n = 1;
+    while ops.store.snapshot(scope, &name).await.map_err(internal)?.is_some() {
+        n += 1;
+        name = format!("{base}-{n}");
+    }
+    Ok(name)
+}
+
+/// Deletes the automated snapshots of one source beyond `keep`, oldest first.
+async fn prune(
+    ops: &Operations,
+    scope: &Scope,
+    of: impl Fn(&SnapshotRecord) -> bool,
+    keep: i32,
+) -> Result<(), ApiError> {
+    let mut automated: Vec<SnapshotRecord> = ops
+        .store
+        .snapshots(scope)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|s| s.source == "automated" && s.status != snapshot_status::DELETING && of(s))
+        .collect();
+    automated.sort_by_key(|s| std::cmp::Reverse(s.created_millis));
+    for old in automated.iter().skip(keep.max(0) as usize) {
+        let result = ops
+            .store
+            .update_snapshot(scope, &old.name, |s| {
+                s.status = snapshot_status::DELETING.to_string();
+                Ok::<_, ()>(Vec::new())
+            })
+            .await;
+        if let Err(UpdateError::Store(e)) = result {
+            return Err(internal(e));
+        }
+    }
+    ops.wake_reconciler();
+    Ok(())
 }

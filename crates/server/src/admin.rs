@@ -15,6 +15,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/health", get(health))
         .route("/_emulator/reset", post(reset))
         .route("/_emulator/maintenance", post(maintenance))
+        .route("/_emulator/snapshots/automated", post(automated_snapshots))
         .route("/_emulator/nodes", get(list_nodes))
         .route("/_emulator/nodes/{cluster}/{node}/{action}", post(node_action))
         .route("/_emulator/zones/{zone}/outage", post(start_outage).delete(end_outage))
@@ -48,6 +49,15 @@ async fn reset(State(state): State<AppState>) -> Response {
 async fn maintenance(State(state): State<AppState>) -> Response {
     match state.operations.run_maintenance().await {
         Ok(clusters) => Json(json!({"status": "ok", "clusters": clusters})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// One day of automated backups now: a snapshot of every cluster and group with a
+/// retention limit, and the oldest beyond the limit deleted.
+async fn automated_snapshots(State(state): State<AppState>) -> Response {
+    match operations::snapshots::run_automated(&state.operations).await {
+        Ok(started) => Json(json!({"status": "ok", "snapshots": started})).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
