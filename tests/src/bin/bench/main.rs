@@ -5,7 +5,8 @@
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
 //! - clusters: see `clusters.rs`;
-//! - replication: see `replication.rs`.
+//! - replication: see `replication.rs`;
+//! - snapshots: see `snapshots.rs`.
 //!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
@@ -21,6 +22,7 @@ use aws_sdk_elasticache::Client;
 
 mod clusters;
 mod replication;
+mod snapshots;
 
 const STARTUP_RUNS: usize = 10;
 const CONNECTIONS: usize = 16;
@@ -50,15 +52,34 @@ struct Server {
 
 impl Server {
     fn spawn(binary: &PathBuf) -> anyhow::Result<Self> {
-        let address = free_port()?;
-        let child = Command::new(binary)
-            .args(["serve", "--ephemeral", "--listen", &address.to_string()])
+        Self::spawn_on(binary, free_port()?, None)
+    }
+
+    /// A server on `address`, keeping its state in `state_dir` (ephemeral without one).
+    fn spawn_on(binary: &PathBuf, address: SocketAddr, state_dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        command.args(["serve", "--listen", &address.to_string()]);
+        match state_dir {
+            Some(dir) => command.arg("--state-dir").arg(dir),
+            None => command.arg("--ephemeral"),
+        };
+        let child = command
             .env("ELASTICACHE_LOCAL_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("spawning the server")?;
         Ok(Self { child, address })
+    }
+
+    /// SIGTERM, then wait: the emulator stops its nodes cleanly.
+    fn terminate(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        self.child.wait()?;
+        Ok(())
     }
 }
 
@@ -194,6 +215,9 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         replication::run(&client(server.address).await, server.address).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "snapshots") {
+        snapshots::run(&binary).await?;
     }
     Ok(())
 }
