@@ -268,13 +268,10 @@ pub async fn create(
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
 
     let mut members: Vec<StoredCluster> = Vec::new();
-    match &adopted {
-        Some(primary) => {
-            let mut primary = primary.clone();
-            primary.cluster.replication_group_id = Some(id.clone());
-            members.push(primary);
-        }
-        None => {}
+    if let Some(primary) = &adopted {
+        let mut primary = primary.clone();
+        primary.cluster.replication_group_id = Some(id.clone());
+        members.push(primary);
     }
     let new_count = total - members.len();
     let zones_for_new = member_zones(new_count, &requested[requested.len().min(members.len())..], &zones, &members);
@@ -354,7 +351,7 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         })
         .collect();
     let snapshotting = (group.snapshot_retention_limit > 0)
-        .then(|| members.iter().rev().next().map(|m| m.cluster.id.clone()))
+        .then(|| members.iter().next_back().map(|m| m.cluster.id.clone()))
         .flatten();
     ReplicationGroup {
         arn: Some(arn::build(&g.scope, Kind::ReplicationGroup, &group.id)),

@@ -136,7 +136,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     let mut all = r.group_endpoints.lock().await;
     let endpoints = endpoints(&g, &mut all).await?;
     let primary_targets: Vec<SocketAddr> =
-        primary.filter(|p| serving(r, &scope, p)).and_then(|p| address(p)).into_iter().collect();
+        primary.filter(|p| serving(r, &scope, p)).and_then(address).into_iter().collect();
     let reader_targets: Vec<SocketAddr> = {
         let replicas: Vec<SocketAddr> = live
             .iter()
