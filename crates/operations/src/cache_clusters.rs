@@ -346,13 +346,15 @@ pub async fn create(
     {
         return Err(ApiError::invalid_parameter_combination("Snapshots are not supported for Memcached clusters."));
     }
-    let restore_from = match &input.snapshot_name {
-        Some(name) => Some(crate::snapshots::restorable(ops, &scope, name, &engine).await?.name),
-        None => None,
+    let restore_from = match (&input.snapshot_name, input.snapshot_arns.as_deref()) {
+        (Some(_), Some([_, ..])) => {
+            return Err(ApiError::invalid_parameter_combination(
+                "SnapshotName and SnapshotArns cannot both be specified.",
+            ));
+        }
+        (Some(name), _) => Some(crate::snapshots::restorable(ops, &scope, name, &engine).await?.name),
+        (None, arns) => crate::snapshots::rdb_from_arns(ops, arns)?,
     };
-    if input.snapshot_arns.as_ref().is_some_and(|a| !a.is_empty()) {
-        return Err(ApiError::not_implemented("CreateCacheCluster with SnapshotArns"));
-    }
     if input.auth_token.is_some() && input.transit_encryption_enabled != Some(true) {
         return Err(ApiError::invalid_parameter_combination(
             "The AUTH token is only supported when encryption-in-transit is enabled.",

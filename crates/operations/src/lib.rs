@@ -44,6 +44,8 @@ pub struct Settings {
     pub zones: Vec<String>,
     /// Woken after every change of desired state, so the reconciler acts at once.
     pub reconcile: Arc<tokio::sync::Notify>,
+    /// The local stand-in for S3: `<dir>/<bucket>/<key>` is `arn:aws:s3:::<bucket>/<key>`.
+    pub exports_dir: std::path::PathBuf,
 }
 
 pub struct Operations {

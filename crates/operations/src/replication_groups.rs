@@ -105,15 +105,18 @@ pub async fn create(
     if input.user_group_ids.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(ApiError::not_implemented("CreateReplicationGroup with UserGroupIds"));
     }
-    let restore_from = match &input.snapshot_name {
-        Some(name) => Some(
-            crate::snapshots::restorable(ops, &scope, name, input.engine.as_deref().unwrap_or("redis")).await?.name,
-        ),
-        None => None,
+    let restore_from = match (&input.snapshot_name, input.snapshot_arns.as_deref()) {
+        (Some(_), Some([_, ..])) => {
+            return Err(ApiError::invalid_parameter_combination(
+                "SnapshotName and SnapshotArns cannot both be specified.",
+            ));
+        }
+        (Some(name), _) => {
+            let engine = input.engine.as_deref().unwrap_or("redis");
+            Some(crate::snapshots::restorable(ops, &scope, name, engine).await?.name)
+        }
+        (None, arns) => crate::snapshots::rdb_from_arns(ops, arns)?,
     };
-    if input.snapshot_arns.as_ref().is_some_and(|a| !a.is_empty()) {
-        return Err(ApiError::not_implemented("CreateReplicationGroup with SnapshotArns"));
-    }
     if input.data_tiering_enabled == Some(true) {
         return Err(ApiError::invalid_parameter_combination(
             "Data tiering is only supported on cache.r6gd node types.",
@@ -364,7 +367,7 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         } else {
             AutomaticFailoverStatus::Disabled
         }),
-        cache_node_type: Some(group.node_type.clone()),
+        cache_node_type: Some(members.first().map_or_else(|| group.node_type.clone(), |m| m.cluster.node_type.clone())),
         cluster_enabled: Some(false),
         cluster_mode: Some(ClusterMode::Disabled),
         configuration_endpoint: None,
@@ -713,6 +716,7 @@ pub async fn modify(
     let snapshot_window = input.snapshot_window.as_deref().map(clusters::validate_snapshot_window).transpose()?;
     let maintenance_window =
         input.preferred_maintenance_window.as_deref().map(clusters::validate_maintenance_window).transpose()?;
+    let apply_now = input.apply_immediately.unwrap_or(false);
     let group = change_available(ops, &scope, &input.replication_group_id, |group, members| {
         let mut changed = false;
         let replicas = members.len().saturating_sub(1);
@@ -765,6 +769,12 @@ pub async fn modify(
             }
             if let Some(version) = &new_version
                 && version.engine_version != cluster.engine_version
+                && !apply_now
+            {
+                changed = true;
+                cluster.pending.engine_version = Some(version.engine_version.clone());
+            } else if let Some(version) = &new_version
+                && version.engine_version != cluster.engine_version
             {
                 if version.engine_version.as_str() < cluster.engine_version.as_str() {
                     return Err(ApiError::invalid_parameter_combination(format!(
@@ -779,15 +789,17 @@ pub async fn modify(
                 && *node_type != cluster.node_type
             {
                 changed = true;
-                touches_nodes = true;
-                clusters::set_node_type(cluster, &mut member.nodes, node_type);
+                if apply_now {
+                    touches_nodes = true;
+                    clusters::set_node_type(cluster, &mut member.nodes, node_type);
+                } else {
+                    // Applied in the maintenance window, as on AWS.
+                    cluster.pending.node_type = Some(node_type.clone());
+                }
             }
             if touches_nodes {
                 cluster.status = status::MODIFYING.to_string();
             }
-        }
-        if let Some(node_type) = &input.cache_node_type {
-            group.node_type = node_type.clone();
         }
         if let Some(primary) = &input.primary_cluster_id {
             let primary = primary.to_ascii_lowercase();

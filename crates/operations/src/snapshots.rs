@@ -541,3 +541,31 @@ async fn prune(
     ops.wake_reconciler();
     Ok(())
 }
+
+/// Prefix of the S3 object ARNs SnapshotArns names.
+pub const S3_ARN_PREFIX: &str = "arn:aws:s3:::";
+
+/// The RDB file a new cluster or group seeds from, given as SnapshotArns. With one node
+/// group, one file; it must exist in the local stand-in for S3 (where exports go).
+pub(crate) fn rdb_from_arns(ops: &Operations, arns: Option<&[String]>) -> Result<Option<String>, ApiError> {
+    let arns = arns.unwrap_or_default();
+    let [arn] = arns else {
+        return if arns.is_empty() {
+            Ok(None)
+        } else {
+            Err(ApiError::invalid_parameter_value("SnapshotArns must name exactly one RDB file for one node group."))
+        };
+    };
+    let object = arn
+        .strip_prefix(S3_ARN_PREFIX)
+        .filter(|o| o.contains('/') && !o.split('/').any(|part| part == ".." || part.is_empty()))
+        .ok_or_else(|| ApiError::invalid_parameter_value(format!("Invalid S3 object ARN in SnapshotArns: {arn}")))?;
+    let path = ops.settings.exports_dir.join(object);
+    if !path.is_file() {
+        return Err(ApiError::invalid_parameter_value(format!(
+            "The S3 object {arn} does not exist (looked for {}).",
+            path.display()
+        )));
+    }
+    Ok(Some(arn.clone()))
+}

@@ -22,7 +22,8 @@ impl Reconciler {
         self.state_dir.join("snapshots").join(&scope.region).join(&scope.account).join(name)
     }
 
-    /// Where exports go when no S3 endpoint is configured: `<state dir>/exports/<bucket>/`.
+    /// The local stand-in for S3, where exports go and SnapshotArns are read:
+    /// `<state dir>/exports/<bucket>/`.
     fn export_dir(&self, bucket: &str) -> PathBuf {
         self.state_dir.join("exports").join(bucket)
     }
@@ -179,13 +180,18 @@ fn copy_file(from: &Path, to: &Path) -> std::io::Result<u64> {
     std::fs::copy(from, to)
 }
 
-/// Seeds a new node's directory with the snapshot it restores, so the engine loads it.
+/// Seeds a new node's directory with the snapshot (or the SnapshotArns file) it restores,
+/// so the engine loads it.
 pub(crate) fn seed_node(r: &Reconciler, scope: &Scope, snapshot: &str, node_dir: &Path) -> std::io::Result<()> {
     let target = node_dir.join("dump.rdb");
     if target.exists() {
         return Ok(());
     }
-    copy_file(&r.snapshot_file(scope, snapshot, operations::replication_groups::NODE_GROUP_ID), &target).map(|_| ())
+    let source = match snapshot.strip_prefix(operations::snapshots::S3_ARN_PREFIX) {
+        Some(object) => r.state_dir.join("exports").join(object),
+        None => r.snapshot_file(scope, snapshot, operations::replication_groups::NODE_GROUP_ID),
+    };
+    copy_file(&source, &target).map(|_| ())
 }
 
 /// Whether a final snapshot of this cluster is still being taken (its deletion waits).

@@ -89,7 +89,12 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let operations = Arc::new(operations::Operations::new(
         store,
-        operations::Settings { account: config.account.clone(), zones: config.zones.clone(), reconcile: wake.clone() },
+        operations::Settings {
+            account: config.account.clone(),
+            zones: config.zones.clone(),
+            reconcile: wake.clone(),
+            exports_dir: config.state_dir.join("exports"),
+        },
     ));
     let engines = Engines::detect();
     let engines_json = engines.to_json();
