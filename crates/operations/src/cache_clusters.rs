@@ -956,6 +956,8 @@ pub async fn delete(
         })
         .await;
     let updated = updated(result, &current.cluster.id)?;
+    let id = updated.cluster.id.clone();
+    crate::snapshots::prune(ops, &scope, |s| s.cache_cluster_id.as_deref() == Some(id.as_str()), 0).await?;
     tracing::info!(cache_cluster = updated.cluster.id, "cache cluster: available -> deleting");
     ops.wake_reconciler();
     Ok(DeleteCacheClusterResult { cache_cluster: Some(output(&updated, false)) })

@@ -481,6 +481,8 @@ pub async fn delete(
         Ok(Vec::new())
     })
     .await?;
+    let id = group.group.id.clone();
+    crate::snapshots::prune(ops, &scope, |s| s.replication_group_id.as_deref() == Some(id.as_str()), 0).await?;
     tracing::info!(replication_group = group.group.id, retain, "replication group: available -> deleting");
     Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group)) })
 }

@@ -375,6 +375,8 @@ pub async fn copy(
         return Err(invalid_state(&source.name, &source.status));
     }
     let target = input.target_snapshot_name.clone();
+    // The name becomes a file name in the bucket too: the rule keeps it inside.
+    validate::group_name("TargetSnapshotName", &target)?;
     if let Some(bucket) = &input.target_bucket {
         // An export: the files go to the bucket (a local export directory); no snapshot is
         // created. The source is `exporting` until they are written.
@@ -397,11 +399,10 @@ pub async fn copy(
             Err(UpdateError::Store(e)) => return Err(internal(e)),
         };
         ops.wake_reconciler();
-        let mut shown = output(&scope, &exported, false);
-        shown.snapshot_name = Some(target);
-        return Ok(CopySnapshotResult { snapshot: Some(shown) });
+        // Described under the exported name, as the copy AWS writes to the bucket.
+        let shown = SnapshotRecord { name: target, ..exported };
+        return Ok(CopySnapshotResult { snapshot: Some(output(&scope, &shown, false)) });
     }
-    validate::group_name("TargetSnapshotName", &target)?;
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
     let copy = SnapshotRecord {
         name: target.clone(),
@@ -422,12 +423,17 @@ pub async fn copy(
     Ok(CopySnapshotResult { snapshot: Some(output(&scope, &copy, false)) })
 }
 
-/// S3's bucket naming rule, which the local export directory also relies on.
+/// S3's bucket naming rule, which the local export directory also relies on: 3–63
+/// lowercase letters, digits, dots and hyphens, starting and ending with a letter or
+/// digit, no `..`, and not an IP address.
 fn validate_bucket(bucket: &str) -> Result<(), ApiError> {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let ok = (3..=63).contains(&bucket.len())
         && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && !bucket.starts_with(['-', '.'])
-        && !bucket.contains("..");
+        && edge(bucket.chars().next())
+        && edge(bucket.chars().last())
+        && !bucket.contains("..")
+        && bucket.parse::<std::net::Ipv4Addr>().is_err();
     if ok { Ok(()) } else { Err(ApiError::invalid_parameter_value(format!("Invalid TargetBucket: {bucket}."))) }
 }
 
@@ -510,8 +516,9 @@ async fn automated_name(ops: &Operations, scope: &Scope, id: &str, minute: &str)
     Ok(name)
 }
 
-/// Deletes the automated snapshots of one source beyond `keep`, oldest first.
-async fn prune(
+/// Deletes the automated snapshots of one source beyond `keep`, oldest first (all of
+/// them with `keep` 0: they go with their cluster or group, as on AWS).
+pub(crate) async fn prune(
     ops: &Operations,
     scope: &Scope,
     of: impl Fn(&SnapshotRecord) -> bool,

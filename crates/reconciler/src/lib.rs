@@ -61,6 +61,8 @@ pub struct Reconciler {
     to_recover: Mutex<HashSet<NodeKey>>,
     /// Zones in a simulated outage.
     zones_down: Mutex<HashSet<String>>,
+    /// Set when the emulator shuts down: nothing new is reconciled.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -93,6 +95,7 @@ impl Reconciler {
             failures: Mutex::new(HashMap::new()),
             to_recover: Mutex::new(HashSet::new()),
             zones_down: Mutex::new(HashSet::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -123,6 +126,13 @@ impl Reconciler {
             }
         }
         monitor.abort();
+        // No reconcile may start a node once the nodes are being stopped: stop new ones,
+        // let the running ones finish, then stop everything.
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !lock(&self.in_flight).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.runtime.stop_all().await;
         self.config_endpoints.lock().await.clear();
         self.group_endpoints.lock().await.clear();
@@ -200,7 +210,7 @@ impl Reconciler {
         F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Option<Duration>, cache_clusters::Error>> + Send,
     {
-        if !lock(&self.in_flight).insert(key.clone()) {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) || !lock(&self.in_flight).insert(key.clone()) {
             return;
         }
         let this = self.clone();
