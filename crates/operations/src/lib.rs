@@ -126,7 +126,7 @@ impl Operations {
 /// Store failures that are not a user's doing.
 fn internal(error: StoreError) -> ApiError {
     tracing::error!(%error, "store failure");
-    ApiError::internal("An internal error occurred in the store.")
+    ApiError::internal(format!("An internal error occurred in the store: {error}"))
 }
 
 impl ElastiCache for Operations {

@@ -205,7 +205,7 @@ impl Store {
         quota: usize,
     ) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_clusters WHERE region = ? AND account = ?")
             .bind(&scope.region)
             .bind(&scope.account)
@@ -254,7 +254,7 @@ impl Store {
         change: impl FnOnce(&mut CacheClusterRecord, &mut Vec<CacheNodeRecord>) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<CacheCluster>, UpdateError<E>> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await.map_err(|e| UpdateError::Store(e.into()))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| UpdateError::Store(e.into()))?;
         let Some(mut current) =
             read_clusters(&mut tx, Some(scope), Some(id)).await.map_err(UpdateError::Store)?.into_iter().next()
         else {

@@ -101,7 +101,7 @@ impl Store {
     /// Records events outside any other change (e.g. a node seen dead by the monitor).
     pub async fn record_events(&self, scope: &Scope, events: &[EventRecord]) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_events(&mut tx, scope, events).await?;
         tx.commit().await?;
         Ok(())

@@ -6,9 +6,11 @@
 //!   `replication_groups`, `snapshots`, `events`: one module per resource family, each a set of `impl Store` methods over
 //!   plain records.
 //!
-//! Every state change is one transaction. Writers are serialised by one lock, so a
-//! transaction never has to upgrade from read to write against another writer, and "create
-//! the same name concurrently" has exactly one winner.
+//! Every state change is one transaction. Writers are serialised by one lock and begin
+//! `IMMEDIATE`: a deferred transaction that read first could not upgrade to write while the
+//! previous writer's connection is still rolling back, and SQLite answers that with "database
+//! is locked" at once instead of waiting. "Create the same name concurrently" has exactly
+//! one winner.
 
 mod cache_clusters;
 mod events;
@@ -72,6 +74,9 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Connections in the pool: readers run in parallel (WAL), writers one at a time.
+const CONNECTIONS: u32 = 8;
+
 pub struct Store {
     pool: SqlitePool,
     write_lock: Mutex<()>,
@@ -87,8 +92,20 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        // Every connection is opened here, one after another, and kept: opening one sets
+        // the journal mode, which needs a lock that a concurrent writer could hold.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(CONNECTIONS)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("../../migrations").run(&pool).await?;
+        let mut warm = Vec::new();
+        for _ in 0..CONNECTIONS {
+            warm.push(pool.acquire().await?);
+        }
+        drop(warm);
         Ok(Self { pool, write_lock: Mutex::new(()) })
     }
 
@@ -100,7 +117,7 @@ impl Store {
     /// Deletes every resource of every scope.
     pub async fn reset(&self) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for table in [
             "events",
             "snapshots",
@@ -149,7 +166,7 @@ impl Store {
         events: &[EventRecord],
     ) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let deleted =
             sqlx::query(&format!("DELETE FROM {table} WHERE region = ? AND account = ? AND {key_column} = ?"))
                 .bind(&scope.region)

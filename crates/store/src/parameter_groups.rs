@@ -27,7 +27,7 @@ impl Store {
     /// Creates the default groups of a scope that do not exist yet.
     pub async fn ensure_default_parameter_groups(&self, scope: &Scope, groups: &[ParameterGroupRecord]) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for group in groups {
             sqlx::query(
                 "INSERT OR IGNORE INTO cache_parameter_groups (region, account, name, family, description, is_default) VALUES (?, ?, ?, ?, ?, 1)",
@@ -55,7 +55,7 @@ impl Store {
         quota: usize,
     ) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM cache_parameter_groups WHERE region = ? AND account = ? AND is_default = 0",
         )
@@ -122,7 +122,7 @@ impl Store {
     /// Sets `values` in one transaction.
     pub async fn set_parameter_values(&self, scope: &Scope, group: &str, values: &[(String, String)]) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for (name, value) in values {
             sqlx::query(
                 "INSERT INTO cache_parameter_values (region, account, group_name, name, value) VALUES (?, ?, ?, ?, ?)
@@ -148,7 +148,7 @@ impl Store {
     /// `None`.
     pub async fn reset_parameter_values(&self, scope: &Scope, group: &str, names: Option<&[String]>) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         match names {
             None => {
                 sqlx::query("DELETE FROM cache_parameter_values WHERE region = ? AND account = ? AND group_name = ?")

@@ -111,7 +111,7 @@ impl Store {
     ) -> Result<()> {
         let scope = &group.scope;
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM replication_groups WHERE region = ? AND account = ?")
             .bind(&scope.region)
             .bind(&scope.account)
@@ -174,7 +174,7 @@ impl Store {
         change: impl FnOnce(&mut ReplicationGroupRecord, &mut Vec<CacheCluster>) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<ReplicationGroup>, UpdateError<E>> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await.map_err(|e| UpdateError::Store(e.into()))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| UpdateError::Store(e.into()))?;
         let Some(mut current) =
             read_groups(&mut tx, Some(scope), Some(id)).await.map_err(UpdateError::Store)?.into_iter().next()
         else {

@@ -30,7 +30,7 @@ impl Store {
         quota: Option<usize>,
     ) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(quota) = quota {
             let count: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM cache_security_groups WHERE region = ? AND account = ?")

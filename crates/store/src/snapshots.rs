@@ -87,7 +87,7 @@ impl Store {
         events: &[EventRecord],
     ) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("INSERT INTO snapshots (region, account, name, data) VALUES (?, ?, ?, ?)")
             .bind(&scope.region)
             .bind(&scope.account)
@@ -127,7 +127,7 @@ impl Store {
         change: impl FnOnce(&mut SnapshotRecord) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<SnapshotRecord>, UpdateError<E>> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await.map_err(|e| UpdateError::Store(e.into()))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| UpdateError::Store(e.into()))?;
         let Some((_, mut snapshot)) =
             read_snapshots(&mut tx, Some(scope), Some(name)).await.map_err(UpdateError::Store)?.into_iter().next()
         else {

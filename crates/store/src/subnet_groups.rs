@@ -55,7 +55,7 @@ impl Store {
         mode: Upsert,
     ) -> Result<()> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM cache_subnet_groups WHERE region = ? AND account = ? AND name = ?")
                 .bind(&scope.region)

@@ -23,7 +23,7 @@ impl Store {
     /// would end up with more than `limit` tags.
     pub async fn add_tags(&self, arn: &str, tags: &[TagRecord], limit: usize) -> Result<Vec<TagRecord>> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_tags(&mut tx, arn, tags).await?;
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM tags WHERE arn = ?").bind(arn).fetch_one(&mut *tx).await?;
@@ -39,7 +39,7 @@ impl Store {
     /// of them is not set.
     pub async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<Vec<TagRecord>> {
         let _guard = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut seen = std::collections::HashSet::new();
         for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
             let removed = sqlx::query("DELETE FROM tags WHERE arn = ? AND key = ?")
