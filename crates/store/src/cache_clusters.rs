@@ -174,19 +174,19 @@ pub(crate) async fn read_clusters(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
+    // Nodes by cluster, decoded once (Describe of many clusters reads them all).
+    let mut nodes_of: std::collections::HashMap<(String, String, String), Vec<CacheNodeRecord>> =
+        std::collections::HashMap::new();
+    for n in &node_rows {
+        let key = (n.get("region"), n.get("account"), n.get("cluster_id"));
+        nodes_of.entry(key).or_default().push(decode(n.get("data"))?);
+    }
     let mut clusters = Vec::with_capacity(rows.len());
     for row in rows {
         let scope = Scope { region: row.get("region"), account: row.get("account") };
         let cluster: CacheClusterRecord = decode(row.get("data"))?;
-        let mut nodes = Vec::new();
-        for n in &node_rows {
-            if n.get::<&str, _>("region") == scope.region
-                && n.get::<&str, _>("account") == scope.account
-                && n.get::<&str, _>("cluster_id") == cluster.id
-            {
-                nodes.push(decode(n.get("data"))?);
-            }
-        }
+        let key = (scope.region.clone(), scope.account.clone(), cluster.id.clone());
+        let nodes = nodes_of.remove(&key).unwrap_or_default();
         clusters.push(CacheCluster { scope, cluster, nodes });
     }
     Ok(clusters)
