@@ -4,13 +4,16 @@
 //! # Layout
 //! - [`Operations`]: implements the generated [`protocol::ElastiCache`] trait; each method
 //!   hands over to the module of its resource family.
-//! - `parameter_groups`, `engine_versions`, `subnet_groups`, `security_groups`, `tags`: one
-//!   module per resource family.
+//! - `parameter_groups`, `engine_versions`, `subnet_groups`, `security_groups`, `tags`,
+//!   `cache_clusters`, `replication_groups`, `snapshots`, `events`: one module per resource
+//!   family. The ones whose resources have nodes are public: the reconciler shares their
+//!   status names and parameter resolution.
 //! - `catalog`: engine versions, parameter families and node types, from `data/`.
 //! - `arn`, `pagination`, `validate`: rules shared by every family.
 //!
 //! Handlers validate first and change nothing when they fail; each change is one store
-//! transaction. They never spawn processes or sleep.
+//! transaction (with its events). They never spawn processes or sleep: they record desired
+//! state and wake the reconciler, which does the rest.
 
 mod arn;
 pub mod cache_clusters;
