@@ -459,45 +459,86 @@ pub(crate) async fn restorable(
     Ok(snapshot)
 }
 
-/// One "day" of automated backups, on demand: every available cluster or group with a
-/// SnapshotRetentionLimit gets an automated snapshot, and automated snapshots beyond the
-/// limit are deleted, oldest first. Returns the snapshots started.
-pub async fn run_automated(ops: &Operations) -> Result<Vec<String>, ApiError> {
+/// When automated backups run.
+#[derive(Debug, Clone, Copy)]
+pub enum Schedule {
+    /// Now, for every source: one "day" of a sped-up clock (the admin API's trigger).
+    Now,
+    /// Daily, in each source's SnapshotWindow (UTC), as AWS does.
+    Daily { now_millis: i64 },
+}
+
+const DAY_MILLIS: i64 = 24 * 3600 * 1000;
+
+impl Schedule {
+    fn due(self, window: Option<&str>, last_automated: Option<i64>) -> bool {
+        match self {
+            Schedule::Now => true,
+            Schedule::Daily { now_millis } => {
+                // Not twice in one window: the last one must be most of a day old.
+                let recent = last_automated.is_some_and(|t| now_millis - t < DAY_MILLIS - 3600 * 1000);
+                !recent && window.is_some_and(|w| in_window(w, now_millis))
+            }
+        }
+    }
+}
+
+/// Whether `hh:mm-hh:mm` (UTC, possibly across midnight) contains the time of day.
+fn in_window(window: &str, millis: i64) -> bool {
+    let minutes = |t: &str| -> Option<i64> {
+        let (h, m) = t.split_once(':')?;
+        Some(h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
+    };
+    let Some((start, end)) = window.split_once('-').and_then(|(a, b)| Some((minutes(a)?, minutes(b)?))) else {
+        return false;
+    };
+    let now = millis.rem_euclid(DAY_MILLIS) / 60_000;
+    if start <= end { (start..end).contains(&now) } else { now >= start || now < end }
+}
+
+/// Automated backups: every available cluster or group with a SnapshotRetentionLimit whose
+/// backup is due gets an automated snapshot, and automated snapshots beyond the limit are
+/// deleted, oldest first. Returns the snapshots started.
+pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<String>, ApiError> {
     let stamp = aws_smithy_types::DateTime::from_millis(now_millis())
         .fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_default();
     // AWS names automated snapshots automatic.<id>-YYYY-MM-DD-HH-MM.
     let minute: String = stamp.chars().take(16).map(|c| if c == 'T' || c == ':' { '-' } else { c }).collect();
+    let snapshots = ops.store.all_snapshots().await.map_err(internal)?;
+    let last_automated = |scope: &Scope, of: &dyn Fn(&SnapshotRecord) -> bool| {
+        snapshots
+            .iter()
+            .filter(|(s, r)| s == scope && r.source == "automated" && of(r))
+            .map(|(_, r)| r.created_millis)
+            .max()
+    };
     let mut started = Vec::new();
     for c in ops.store.all_cache_clusters().await.map_err(internal)? {
+        let id = c.cluster.id.as_str();
+        let of = |s: &SnapshotRecord| s.cache_cluster_id.as_deref() == Some(id);
         if c.cluster.replication_group_id.is_none()
             && c.cluster.engine != "memcached"
             && c.cluster.snapshot_retention_limit > 0
             && c.cluster.status == status::AVAILABLE
+            && schedule.due(c.cluster.snapshot_window.as_deref(), last_automated(&c.scope, &of))
         {
-            let name = automated_name(ops, &c.scope, &c.cluster.id, &minute).await?;
-            start(ops, &c.scope, &name, Some(&c.cluster.id), None, &[], Taken::Automated).await?;
-            prune(
-                ops,
-                &c.scope,
-                |s| s.cache_cluster_id.as_deref() == Some(&c.cluster.id),
-                c.cluster.snapshot_retention_limit,
-            )
-            .await?;
+            let name = automated_name(ops, &c.scope, id, &minute).await?;
+            start(ops, &c.scope, &name, Some(id), None, &[], Taken::Automated).await?;
+            prune(ops, &c.scope, of, c.cluster.snapshot_retention_limit).await?;
             started.push(name);
         }
     }
     for g in ops.store.all_replication_groups().await.map_err(internal)? {
-        if g.group.snapshot_retention_limit > 0 && g.group.status == status::AVAILABLE {
-            let name = automated_name(ops, &g.scope, &g.group.id, &minute).await?;
-            start(ops, &g.scope, &name, None, Some(&g.group.id), &[], Taken::Automated).await?;
-            prune(
-                ops,
-                &g.scope,
-                |s| s.replication_group_id.as_deref() == Some(&g.group.id),
-                g.group.snapshot_retention_limit,
-            )
-            .await?;
+        let id = g.group.id.as_str();
+        let of = |s: &SnapshotRecord| s.replication_group_id.as_deref() == Some(id);
+        if g.group.snapshot_retention_limit > 0
+            && g.group.status == status::AVAILABLE
+            && schedule.due(Some(&g.group.snapshot_window), last_automated(&g.scope, &of))
+        {
+            let name = automated_name(ops, &g.scope, id, &minute).await?;
+            start(ops, &g.scope, &name, None, Some(id), &[], Taken::Automated).await?;
+            prune(ops, &g.scope, of, g.group.snapshot_retention_limit).await?;
             started.push(name);
         }
     }
@@ -575,4 +616,24 @@ pub(crate) fn rdb_from_arns(ops: &Operations, arns: Option<&[String]>) -> Result
         )));
     }
     Ok(Some(arn.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_windows_are_utc_times_of_day() {
+        let at = |h: i64, m: i64| 3 * DAY_MILLIS + (h * 60 + m) * 60_000;
+        assert!(in_window("05:00-06:00", at(5, 30)));
+        assert!(!in_window("05:00-06:00", at(6, 0)));
+        assert!(in_window("23:00-01:00", at(0, 30)));
+        assert!(!in_window("23:00-01:00", at(12, 0)));
+        assert!(!in_window("nonsense", at(5, 30)));
+        let daily = Schedule::Daily { now_millis: at(5, 30) };
+        assert!(daily.due(Some("05:00-06:00"), None));
+        assert!(!daily.due(Some("05:00-06:00"), Some(at(5, 10))));
+        assert!(daily.due(Some("05:00-06:00"), Some(at(5, 10) - DAY_MILLIS)));
+        assert!(Schedule::Now.due(None, Some(at(5, 29))));
+    }
 }

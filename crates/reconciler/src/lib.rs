@@ -33,6 +33,8 @@ pub use health::HealthSettings;
 
 /// How often every cluster is looked at even when nothing asked for it.
 const PERIOD: Duration = Duration::from_secs(2);
+/// How often the daily automated backups are looked at.
+const BACKUP_CHECK: Duration = Duration::from_secs(60);
 /// Wait before retrying a reconcile that failed.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// Wait before looking again at something that is progressing (a replication link coming
@@ -117,8 +119,16 @@ impl Reconciler {
         }
         let monitor = tokio::spawn(health::monitor(self.clone()));
         tokio::pin!(shutdown);
+        let mut backups_checked: Option<tokio::time::Instant> = None;
         loop {
             self.activate();
+            if backups_checked.is_none_or(|t| t.elapsed() >= BACKUP_CHECK) {
+                backups_checked = Some(tokio::time::Instant::now());
+                let schedule = operations::snapshots::Schedule::Daily { now_millis: store::now_millis() };
+                if let Err(error) = operations::snapshots::run_automated(&self.ops, schedule).await {
+                    tracing::warn!(%error, "automated backups failed");
+                }
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}

@@ -56,7 +56,7 @@ async fn maintenance(State(state): State<AppState>) -> Response {
 /// One day of automated backups now: a snapshot of every cluster and group with a
 /// retention limit, and the oldest beyond the limit deleted.
 async fn automated_snapshots(State(state): State<AppState>) -> Response {
-    match operations::snapshots::run_automated(&state.operations).await {
+    match operations::snapshots::run_automated(&state.operations, operations::snapshots::Schedule::Now).await {
         Ok(started) => Json(json!({"status": "ok", "snapshots": started})).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
