@@ -169,9 +169,9 @@ async fn create_refuses_invalid_requests() {
     assert_eq!(e.status, 400);
     expect_code(redis(&client, "DUP").send().await, "CacheClusterAlreadyExists");
     assert_eq!(cluster_ids(&client).await, BTreeSet::from([fifty.clone(), "dup".to_string()]));
-    let dup = wait_available(&client, "dup").await;
+    let dup = wait_cluster_available(&client, "dup").await;
     assert_eq!(dup.engine(), Some("memcached"), "the duplicate did not replace the first");
-    wait_available(&client, &fifty).await;
+    wait_cluster_available(&client, &fifty).await;
 
     for id in ["nope", "dup-x"] {
         let e = expect_code(client.describe_cache_clusters().cache_cluster_id(id).send().await, "CacheClusterNotFound");
@@ -198,8 +198,8 @@ async fn modify_refuses_invalid_requests() {
     let client = server.client();
     create_memcached(&client, "mod-mc", 2, false).await;
     create_redis(&client, "mod-redis", "cache.t3.micro", None).await;
-    let mc = wait_available(&client, "mod-mc").await;
-    let rd = wait_available(&client, "mod-redis").await;
+    let mc = wait_cluster_available(&client, "mod-mc").await;
+    let rd = wait_cluster_available(&client, "mod-redis").await;
 
     let modify = |id: &str| client.modify_cache_cluster().cache_cluster_id(id).apply_immediately(true);
     expect_code(modify("mod-mc").send().await, "InvalidParameterCombination");
@@ -240,8 +240,8 @@ async fn modify_refuses_invalid_requests() {
         "InvalidParameterCombination",
     );
 
-    let mc_after = describe(&client, "mod-mc").await;
-    let rd_after = describe(&client, "mod-redis").await;
+    let mc_after = describe_cluster(&client, "mod-mc").await;
+    let rd_after = describe_cluster(&client, "mod-redis").await;
     for (before, after) in [(&mc, &mc_after), (&rd, &rd_after)] {
         assert_eq!(after.cache_cluster_status(), Some("available"));
         assert_eq!(nodes(after), nodes(before));
@@ -276,7 +276,7 @@ async fn a_cluster_that_is_not_available_refuses_changes() {
     );
     expect_code(client.delete_cache_cluster().cache_cluster_id("busy").send().await, "InvalidCacheClusterState");
 
-    let c = wait_available(&client, "busy").await;
+    let c = wait_cluster_available(&client, "busy").await;
     assert_eq!(c.num_cache_nodes(), Some(20), "the refused modify changed nothing");
     assert_eq!(ids(&c), (1..=20).map(|i| format!("{i:04}")).collect::<Vec<_>>());
     assert!(c.pending_modified_values().and_then(|p| p.num_cache_nodes()).is_none());
@@ -295,7 +295,7 @@ async fn a_cluster_that_is_not_available_refuses_changes() {
             );
         }
     }
-    wait_gone(&client, "busy").await;
+    wait_cluster_gone(&client, "busy").await;
     assert!(admin_nodes(&server).await.is_empty());
     server.stop().await;
 }
@@ -322,7 +322,7 @@ async fn concurrent_creates_of_one_id_make_one_cluster() {
         }
     }
     assert_eq!((created, refused), (1, 15));
-    let c = wait_available(&client, "race").await;
+    let c = wait_cluster_available(&client, "race").await;
     assert_eq!(ids(&c), ["0001"]);
     let running = admin_nodes(&server).await;
     assert_eq!(running.len(), 1, "one node for one cluster: {running:?}");

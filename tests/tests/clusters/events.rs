@@ -65,18 +65,18 @@ async fn describe_events_filters_and_pages() {
     let t0 = SystemTime::now() - Duration::from_secs(1);
     create_redis(&client, "ev-redis", "cache.t3.micro", None).await;
     create_memcached(&client, "ev-mc", 20, true).await;
-    let redis = wait_available(&client, "ev-redis").await;
-    let mc = wait_available(&client, "ev-mc").await;
+    let redis = wait_cluster_available(&client, "ev-redis").await;
+    let mc = wait_cluster_available(&client, "ev-mc").await;
     let t1 = SystemTime::now() + Duration::from_secs(1);
 
     // One SourceIdentifier: only its events, the ones AWS emits for a new cluster.
     let redis_zone = &nodes(&redis)[0].zone;
-    let redis_events = wait_events(&client, "ev-redis", &["Cache cluster created"]).await;
+    let redis_events = wait_events(&client, SourceType::CacheCluster, "ev-redis", &["Cache cluster created"]).await;
     assert_eq!(
         redis_events,
         [format!("Added cache node 0001 in availability zone {redis_zone}"), "Cache cluster created".to_string()],
     );
-    let mc_events = wait_events(&client, "ev-mc", &["Cache cluster created"]).await;
+    let mc_events = wait_events(&client, SourceType::CacheCluster, "ev-mc", &["Cache cluster created"]).await;
     let expected: BTreeSet<String> = nodes(&mc)
         .iter()
         .map(|n| format!("Added cache node {} in availability zone {}", n.id, n.zone))

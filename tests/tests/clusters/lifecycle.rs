@@ -18,7 +18,7 @@ async fn memcached_cross_az_cluster_lifecycle() {
     assert_eq!(created.engine(), Some("memcached"));
     assert_eq!(created.num_cache_nodes(), Some(3));
 
-    let c = wait_available(&client, "mc-life").await;
+    let c = wait_cluster_available(&client, "mc-life").await;
     assert_eq!(c.num_cache_nodes(), Some(3));
     assert_eq!(c.preferred_availability_zone(), Some("Multiple"), "cross-az nodes");
     let view = nodes(&c);
@@ -86,7 +86,7 @@ async fn memcached_cross_az_cluster_lifecycle() {
         .cache_cluster
         .unwrap();
     assert_eq!(out.cache_cluster_status(), Some("modifying"));
-    let c = wait_available(&client, "mc-life").await;
+    let c = wait_cluster_available(&client, "mc-life").await;
     assert_eq!(c.num_cache_nodes(), Some(4));
     let view4 = nodes(&c);
     assert_eq!(view4.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["0001", "0002", "0003", "0004"]);
@@ -112,7 +112,7 @@ async fn memcached_cross_az_cluster_lifecycle() {
         .send()
         .await
         .expect("ModifyCacheCluster NumCacheNodes=3 removing 0002");
-    let c = wait_available(&client, "mc-life").await;
+    let c = wait_cluster_available(&client, "mc-life").await;
     assert_eq!(c.num_cache_nodes(), Some(3));
     let view3 = nodes(&c);
     assert_eq!(view3.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["0001", "0003", "0004"]);
@@ -120,7 +120,13 @@ async fn memcached_cross_az_cluster_lifecycle() {
     let v3 = wait_config(cfg_port, &view3).await;
     assert!(v3 > v2, "config version grows when a node is removed: {v2} -> {v3}");
 
-    let events = wait_events(&client, "mc-life", &["Cache cluster created", "Removed cache nodes 0002"]).await;
+    let events = wait_events(
+        &client,
+        SourceType::CacheCluster,
+        "mc-life",
+        &["Cache cluster created", "Removed cache nodes 0002"],
+    )
+    .await;
     for n in &view4 {
         let added = format!("Added cache node {} in availability zone {}", n.id, n.zone);
         assert!(events.contains(&added), "{added:?} in {events:?}");
@@ -139,7 +145,7 @@ async fn memcached_cross_az_cluster_lifecycle() {
     );
     let left = paths_named(&server.state_path().join("nodes"), "mc-life");
     assert!(left.is_empty(), "node directories of a deleted cluster remain: {left:?}");
-    let events = wait_events(&client, "mc-life", &["Cache cluster deleted"]).await;
+    let events = wait_events(&client, SourceType::CacheCluster, "mc-life", &["Cache cluster deleted"]).await;
     assert_eq!(events.last().map(String::as_str), Some("Cache cluster deleted"), "{events:?}");
     e2e::expect_code(client.describe_cache_clusters().cache_cluster_id("mc-life").send().await, "CacheClusterNotFound");
     server.stop().await;

@@ -11,17 +11,14 @@ mod pending;
 mod restart;
 mod self_healing;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use aws_sdk_elasticache::Client;
-use aws_sdk_elasticache::types::{AzMode, CacheCluster, SourceType};
-use e2e::{MemcachedClient, RedisClient, TestServer, poll_until};
-use serde_json::Value;
-
-/// How long a cluster may take to settle; node starts take milliseconds, so this only bounds
-/// a broken run.
-pub const SETTLE: Duration = Duration::from_secs(30);
+pub use aws_sdk_elasticache::types::SourceType;
+use aws_sdk_elasticache::types::{AzMode, CacheCluster};
+use e2e::MemcachedClient;
+pub use e2e::{
+    SETTLE, admin_node, admin_nodes, admin_post, describe_cluster, kill_9, poll_until, process_alive,
+    wait_cluster_available, wait_cluster_gone, wait_events, wait_redis,
+};
 
 /// A node as Describe shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,59 +85,6 @@ pub async fn create_redis(client: &Client, id: &str, node_type: &str, group: Opt
         .expect("CreateCacheCluster returned no CacheCluster")
 }
 
-/// DescribeCacheClusters(id, ShowCacheNodeInfo) → the one cluster.
-pub async fn describe(client: &Client, id: &str) -> CacheCluster {
-    let out = client
-        .describe_cache_clusters()
-        .cache_cluster_id(id)
-        .show_cache_node_info(true)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("DescribeCacheClusters {id}: {e:?}"));
-    assert_eq!(out.cache_clusters().len(), 1, "one cluster for {id}: {out:?}");
-    out.cache_clusters()[0].clone()
-}
-
-/// Polls until the cluster is `available` (and every node too).
-pub async fn wait_available(client: &Client, id: &str) -> CacheCluster {
-    poll_until(&format!("{id} available"), SETTLE, || async {
-        let c = describe(client, id).await;
-        let nodes_ok = !c.cache_nodes().is_empty()
-            && c.cache_nodes().iter().all(|n| n.cache_node_status() == Some("available") && n.endpoint().is_some());
-        if c.cache_cluster_status() == Some("available") && nodes_ok {
-            Ok(c)
-        } else {
-            Err(format!("{:?} nodes {:?}", c.cache_cluster_status(), c.cache_nodes()))
-        }
-    })
-    .await
-}
-
-/// Polls until DescribeCacheClusters(id) answers CacheClusterNotFound.
-pub async fn wait_gone(client: &Client, id: &str) {
-    poll_until(&format!("{id} deleted"), SETTLE, || async {
-        match client.describe_cache_clusters().cache_cluster_id(id).send().await {
-            Ok(out) => Err(format!("{:?}", out.cache_clusters().first().and_then(|c| c.cache_cluster_status()))),
-            Err(e) => {
-                let error = e_code(e);
-                if error.0 == "CacheClusterNotFound" && error.1 == 404 {
-                    Ok(())
-                } else {
-                    panic!("describing a deleted cluster: {error:?}")
-                }
-            }
-        }
-    })
-    .await
-}
-
-fn e_code<E: aws_sdk_elasticache::error::ProvideErrorMetadata>(
-    e: aws_sdk_elasticache::error::SdkError<E, aws_sdk_elasticache::config::http::HttpResponse>,
-) -> (String, u16) {
-    use aws_sdk_elasticache::error::ProvideErrorMetadata;
-    (e.code().unwrap_or_default().to_string(), e.raw_response().map_or(0, |r| r.status().as_u16()))
-}
-
 /// Deletes an available cluster and waits until it is gone.
 pub async fn delete(client: &Client, id: &str) {
     let out = client
@@ -150,78 +94,7 @@ pub async fn delete(client: &Client, id: &str) {
         .await
         .unwrap_or_else(|e| panic!("DeleteCacheCluster {id}: {e:?}"));
     assert_eq!(out.cache_cluster().and_then(|c| c.cache_cluster_status()), Some("deleting"));
-    wait_gone(client, id).await;
-}
-
-/// Every cache-cluster event of `id` in the last hour (all pages), oldest first.
-pub async fn events_of(client: &Client, id: &str) -> Vec<String> {
-    let mut all = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = client
-            .describe_events()
-            .source_type(SourceType::CacheCluster)
-            .source_identifier(id)
-            .duration(60)
-            .set_marker(marker)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("DescribeEvents {id}: {e:?}"));
-        all.extend(out.events().iter().cloned());
-        marker = out.marker;
-        if marker.is_none() {
-            break;
-        }
-    }
-    all.sort_by_key(|e| e.date().map(|d| (d.secs(), d.subsec_nanos())));
-    all.into_iter().map(|e| e.message().unwrap_or_default().to_string()).collect()
-}
-
-/// Polls until the events of `id` include every message of `expected` (at least as often).
-pub async fn wait_events(client: &Client, id: &str, expected: &[&str]) -> Vec<String> {
-    poll_until(&format!("events {expected:?} of {id}"), SETTLE, || async {
-        let events = events_of(client, id).await;
-        let mut wanted: BTreeMap<&str, usize> = BTreeMap::new();
-        for e in expected {
-            *wanted.entry(e).or_default() += 1;
-        }
-        let missing = wanted.iter().any(|(m, n)| events.iter().filter(|e| e == m).count() < *n);
-        if missing { Err(format!("{events:?}")) } else { Ok(events) }
-    })
-    .await
-}
-
-/// `GET /_emulator/nodes`.
-pub async fn admin_nodes(server: &TestServer) -> Vec<Value> {
-    let (status, body) = e2e::raw_get(server.addr(), "/_emulator/nodes").await.expect("GET /_emulator/nodes");
-    assert_eq!(status, 200, "{body}");
-    let value: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("JSON ({e}): {body}"));
-    value.as_array().unwrap_or_else(|| panic!("array expected: {body}")).clone()
-}
-
-/// The admin view of one node.
-pub async fn admin_node(server: &TestServer, cluster: &str, node: &str) -> Value {
-    admin_nodes(server)
-        .await
-        .into_iter()
-        .find(|n| n["cache_cluster_id"] == cluster && n["cache_node_id"] == node)
-        .unwrap_or_else(|| panic!("no admin entry for {cluster}/{node}"))
-}
-
-pub async fn admin_post(server: &TestServer, path: &str) -> (u16, Value) {
-    let (status, body) = e2e::raw_post(server.addr(), path).await.unwrap_or_else(|e| panic!("POST {path}: {e:?}"));
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    (status, value)
-}
-
-/// Polls until a redis node on `port` answers PING.
-pub async fn wait_redis(port: u16) -> RedisClient {
-    poll_until(&format!("redis on port {port} answering PING"), SETTLE, || async {
-        let mut client = RedisClient::connect("127.0.0.1", port).await.map_err(|e| e.to_string())?;
-        client.ping().await.map_err(|e| e.to_string())?;
-        Ok(client)
-    })
-    .await
+    wait_cluster_gone(client, id).await;
 }
 
 /// Polls until a memcached node on `port` answers `version`.
@@ -270,14 +143,6 @@ pub async fn wait_config(port: u16, nodes: &[NodeView]) -> u64 {
         }
     })
     .await
-}
-
-/// The pid of a process, if it is alive (not a zombie).
-pub fn process_alive(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 /// Every path under `dir` (recursively) whose file name is `name`.

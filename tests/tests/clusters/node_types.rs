@@ -39,7 +39,7 @@ async fn allowed_node_type_modifications_and_scaling_up() {
         "ReplicationGroupNotFoundFault",
     );
 
-    let c = wait_available(&client, "sized").await;
+    let c = wait_cluster_available(&client, "sized").await;
     let node = nodes(&c).remove(0);
     let mut redis = wait_redis(node.port).await;
     assert_eq!(
@@ -60,7 +60,7 @@ async fn allowed_node_type_modifications_and_scaling_up() {
         .cache_cluster
         .unwrap();
     assert_eq!(out.cache_cluster_status(), Some("modifying"));
-    let c = wait_available(&client, "sized").await;
+    let c = wait_cluster_available(&client, "sized").await;
     assert_eq!(c.cache_node_type(), Some("cache.t3.medium"));
     let after = nodes(&c).remove(0);
     assert_eq!(after.port, node.port, "the node keeps its endpoint");

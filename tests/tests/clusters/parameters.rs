@@ -42,7 +42,7 @@ async fn redis_node_follows_its_parameter_group() {
 
     let created = create_redis(&client, "params", "cache.t3.micro", Some("lfu")).await;
     assert_eq!(created.cache_cluster_status(), Some("creating"));
-    let c = wait_available(&client, "params").await;
+    let c = wait_cluster_available(&client, "params").await;
     assert_eq!(c.cache_parameter_group().and_then(|g| g.cache_parameter_group_name()), Some("lfu"));
     assert_eq!(c.cache_parameter_group().and_then(|g| g.parameter_apply_status()), Some("in-sync"));
     assert_eq!(c.preferred_availability_zone(), nodes(&c).first().map(|n| n.zone.as_str()));
@@ -80,7 +80,7 @@ async fn redis_node_follows_its_parameter_group() {
         "a dynamic parameter is applied without restarting the node"
     );
     poll_until("parameter apply status in-sync", SETTLE, || async {
-        let c = describe(&client, "params").await;
+        let c = describe_cluster(&client, "params").await;
         let status = c.cache_parameter_group().and_then(|g| g.parameter_apply_status()).map(str::to_string);
         if status.as_deref() == Some("in-sync") { Ok(()) } else { Err(format!("{status:?}")) }
     })
@@ -95,7 +95,7 @@ async fn redis_node_follows_its_parameter_group() {
         .send()
         .await
         .expect("ModifyCacheCluster CacheParameterGroupName");
-    let c = wait_available(&client, "params").await;
+    let c = wait_cluster_available(&client, "params").await;
     assert_eq!(c.cache_parameter_group().and_then(|g| g.cache_parameter_group_name()), Some("default.redis7"));
     wait_config_value(node.port, "maxmemory-policy", "volatile-lru").await;
     client
@@ -106,7 +106,7 @@ async fn redis_node_follows_its_parameter_group() {
         .send()
         .await
         .expect("ModifyCacheCluster back to lfu");
-    wait_available(&client, "params").await;
+    wait_cluster_available(&client, "params").await;
     wait_config_value(node.port, "maxmemory-policy", "volatile-ttl").await;
 
     // Reboot: same port, a new process, the group still applied.
@@ -120,7 +120,7 @@ async fn redis_node_follows_its_parameter_group() {
         .cache_cluster
         .unwrap();
     assert_eq!(out.cache_cluster_status(), Some("rebooting cache cluster nodes"));
-    let c = wait_available(&client, "params").await;
+    let c = wait_cluster_available(&client, "params").await;
     let after = nodes(&c).remove(0);
     assert_eq!(after.port, node.port, "same port after reboot");
     let mut redis = wait_redis(after.port).await;
@@ -131,7 +131,13 @@ async fn redis_node_follows_its_parameter_group() {
     assert_eq!(redis.config_get("maxmemory").await.unwrap().as_deref(), Some("536870912"));
     // Whether the key survived depends on persistence; only that GET works is required.
     redis.get("before-reboot").await.expect("GET after reboot");
-    wait_events(&client, "params", &["Cache node 0001 shutdown", "Cache node 0001 restarted"]).await;
+    wait_events(
+        &client,
+        SourceType::CacheCluster,
+        "params",
+        &["Cache node 0001 shutdown", "Cache node 0001 restarted"],
+    )
+    .await;
 
     delete(&client, "params").await;
     assert!(e2e::port_refuses(node.port).await);

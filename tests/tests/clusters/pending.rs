@@ -21,7 +21,7 @@ async fn assert_unchanged_for_a_while(server: &TestServer, id: &str, expected: &
     let client = server.client();
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
-        let c = describe(&client, id).await;
+        let c = describe_cluster(&client, id).await;
         assert_eq!(c.cache_cluster_status(), Some("available"));
         assert_eq!(c.num_cache_nodes(), expected.num_cache_nodes());
         assert_eq!(nodes(&c), nodes(expected), "nodes changed before maintenance");
@@ -37,7 +37,7 @@ async fn changes_wait_for_the_maintenance_window() {
     let server = TestServer::start().await;
     let client = server.client();
     create_memcached(&client, "pend", 1, false).await;
-    let before = wait_available(&client, "pend").await;
+    let before = wait_cluster_available(&client, "pend").await;
     assert_eq!(pending_nodes(&before), None);
 
     let out = client
@@ -53,7 +53,7 @@ async fn changes_wait_for_the_maintenance_window() {
     assert_eq!(out.num_cache_nodes(), Some(1), "{out:?}");
     assert_eq!(pending_nodes(&out), Some(2), "{out:?}");
     assert_eq!(out.cache_cluster_status(), Some("available"));
-    let described = describe(&client, "pend").await;
+    let described = describe_cluster(&client, "pend").await;
     assert_eq!(pending_nodes(&described), Some(2));
     assert_unchanged_for_a_while(&server, "pend", &described).await;
 
@@ -77,7 +77,7 @@ async fn changes_wait_for_the_maintenance_window() {
         .unwrap();
     assert_eq!(pending_nodes(&out), Some(1));
     assert_eq!(pending_removals(&out), ["0002"]);
-    let described = describe(&client, "pend").await;
+    let described = describe_cluster(&client, "pend").await;
     assert_eq!(ids(&described), ["0001", "0002"]);
     assert_eq!(pending_removals(&described), ["0002"]);
     assert_unchanged_for_a_while(&server, "pend", &described).await;
@@ -97,7 +97,7 @@ async fn changes_wait_for_the_maintenance_window() {
 /// Polls until the cluster is available with `count` nodes.
 async fn poll_grown(client: &aws_sdk_elasticache::Client, id: &str, count: usize) -> CacheCluster {
     e2e::poll_until(&format!("{id} available with {count} nodes"), SETTLE, || async {
-        let c = describe(client, id).await;
+        let c = describe_cluster(client, id).await;
         let ok = c.cache_cluster_status() == Some("available")
             && c.cache_nodes().len() == count
             && c.num_cache_nodes() == Some(count as i32)
@@ -114,9 +114,9 @@ async fn apply_immediately_also_applies_pending_changes() {
     let server = TestServer::start().await;
     let client = server.client();
     create_memcached(&client, "pend-now", 1, false).await;
-    wait_available(&client, "pend-now").await;
+    wait_cluster_available(&client, "pend-now").await;
     client.modify_cache_cluster().cache_cluster_id("pend-now").num_cache_nodes(2).send().await.unwrap();
-    assert_eq!(pending_nodes(&describe(&client, "pend-now").await), Some(2));
+    assert_eq!(pending_nodes(&describe_cluster(&client, "pend-now").await), Some(2));
 
     client
         .modify_cache_cluster()
@@ -141,9 +141,9 @@ async fn equal_num_cache_nodes_cancels_the_pending_change() {
     let server = TestServer::start().await;
     let client = server.client();
     create_memcached(&client, "pend-cancel", 1, false).await;
-    wait_available(&client, "pend-cancel").await;
+    wait_cluster_available(&client, "pend-cancel").await;
     client.modify_cache_cluster().cache_cluster_id("pend-cancel").num_cache_nodes(3).send().await.unwrap();
-    assert_eq!(pending_nodes(&describe(&client, "pend-cancel").await), Some(3));
+    assert_eq!(pending_nodes(&describe_cluster(&client, "pend-cancel").await), Some(3));
 
     let out = client
         .modify_cache_cluster()
@@ -155,7 +155,7 @@ async fn equal_num_cache_nodes_cancels_the_pending_change() {
     assert_eq!(out.cache_cluster().and_then(pending_nodes), None, "{out:?}");
     let (status, _) = admin_post(&server, "/_emulator/maintenance").await;
     assert_eq!(status, 200);
-    let c = describe(&client, "pend-cancel").await;
+    let c = describe_cluster(&client, "pend-cancel").await;
     assert_eq!(pending_nodes(&c), None);
     assert_unchanged_for_a_while(&server, "pend-cancel", &c).await;
     assert_eq!(ids(&c), ["0001"]);

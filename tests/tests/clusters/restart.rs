@@ -11,8 +11,8 @@ async fn clusters_come_back_after_an_emulator_restart() {
     let client = server.client();
     create_redis(&client, "keep-redis", "cache.t3.micro", None).await;
     create_memcached(&client, "keep-mc", 2, true).await;
-    let redis_before = wait_available(&client, "keep-redis").await;
-    let mc_before = wait_available(&client, "keep-mc").await;
+    let redis_before = wait_cluster_available(&client, "keep-redis").await;
+    let mc_before = wait_cluster_available(&client, "keep-mc").await;
     let redis_node = nodes(&redis_before).remove(0);
     let mc_nodes = nodes(&mc_before);
     let cfg_port = u16::try_from(mc_before.configuration_endpoint().and_then(|e| e.port()).unwrap()).unwrap();
@@ -48,8 +48,8 @@ async fn clusters_come_back_after_an_emulator_restart() {
     all.sort();
     assert_eq!(all, ["keep-mc", "keep-redis"]);
 
-    let redis_after = wait_available(&client, "keep-redis").await;
-    let mc_after = wait_available(&client, "keep-mc").await;
+    let redis_after = wait_cluster_available(&client, "keep-redis").await;
+    let mc_after = wait_cluster_available(&client, "keep-mc").await;
     for (before, after) in [(&redis_before, &redis_after), (&mc_before, &mc_after)] {
         assert_eq!(nodes(after), nodes(before), "same nodes on the same ports");
         assert_eq!(after.arn(), before.arn());

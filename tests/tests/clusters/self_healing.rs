@@ -22,7 +22,7 @@ async fn killed_redis_node_recovers_on_the_same_port() {
     let server = TestServer::start().await;
     let client = server.client();
     create_redis(&client, "heal", "cache.t3.micro", None).await;
-    let c = wait_available(&client, "heal").await;
+    let c = wait_cluster_available(&client, "heal").await;
     let node = nodes(&c).remove(0);
     wait_redis(node.port).await;
 
@@ -42,21 +42,27 @@ async fn killed_redis_node_recovers_on_the_same_port() {
     assert!(!process_alive(pid1), "killed process {pid1} still alive");
     let mut redis = wait_redis(node.port).await;
     redis.set("after-kill", "ok").await.unwrap();
-    wait_events(&client, "heal", &["Recovering cache nodes 0001", "Finished recovery for cache nodes 0001"]).await;
-    let c = wait_available(&client, "heal").await;
+    wait_events(
+        &client,
+        SourceType::CacheCluster,
+        "heal",
+        &["Recovering cache nodes 0001", "Finished recovery for cache nodes 0001"],
+    )
+    .await;
+    let c = wait_cluster_available(&client, "heal").await;
     assert_eq!(nodes(&c)[0].port, node.port, "Describe shows the same port");
     // A second crash right after the recovery (before anything else looked at the node)
     // must be recovered just the same.
 
     // A real SIGKILL from outside.
-    let killed = std::process::Command::new("kill").args(["-9", &pid2.to_string()]).status().expect("kill");
-    assert!(killed.success());
+    kill_9(pid2);
     let pid3 = wait_new_pid(&server, "heal", "0001", pid2).await;
     assert_ne!(pid3, pid1);
     let mut redis = wait_redis(node.port).await;
     redis.set("after-sigkill", "ok").await.unwrap();
     let events = wait_events(
         &client,
+        SourceType::CacheCluster,
         "heal",
         &[
             "Recovering cache nodes 0001",
@@ -70,7 +76,7 @@ async fn killed_redis_node_recovers_on_the_same_port() {
     let first_finished = events.iter().position(|e| e == "Finished recovery for cache nodes 0001").unwrap();
     assert!(first_recovering < first_finished, "recovery starts before it finishes: {events:?}");
     assert_eq!(events.iter().filter(|e| e.starts_with("Added cache node")).count(), 1, "no new node: {events:?}");
-    let c = wait_available(&client, "heal").await;
+    let c = wait_cluster_available(&client, "heal").await;
     assert_eq!(nodes(&c)[0].port, node.port);
     // The health monitor watches the new process, not the dead one.
     poll_until("admin API reporting the restarted node healthy", SETTLE, || async {
@@ -99,19 +105,24 @@ async fn killed_memcached_node_keeps_its_place_in_discovery() {
     let server = TestServer::start().await;
     let client = server.client();
     create_memcached(&client, "heal-mc", 2, false).await;
-    let c = wait_available(&client, "heal-mc").await;
+    let c = wait_cluster_available(&client, "heal-mc").await;
     let view = nodes(&c);
     let cfg_port = u16::try_from(c.configuration_endpoint().and_then(|e| e.port()).unwrap()).unwrap();
     let version = wait_config(cfg_port, &view).await;
 
     let pid = admin_node(&server, "heal-mc", "0002").await["pid"].as_u64().expect("pid");
-    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
-    assert!(killed.success());
+    kill_9(pid);
     wait_new_pid(&server, "heal-mc", "0002", pid).await;
     let mut mc: MemcachedClient = wait_memcached(view[1].port).await;
     mc.set("k", "v").await.unwrap();
-    wait_events(&client, "heal-mc", &["Recovering cache nodes 0002", "Finished recovery for cache nodes 0002"]).await;
-    let c = wait_available(&client, "heal-mc").await;
+    wait_events(
+        &client,
+        SourceType::CacheCluster,
+        "heal-mc",
+        &["Recovering cache nodes 0002", "Finished recovery for cache nodes 0002"],
+    )
+    .await;
+    let c = wait_cluster_available(&client, "heal-mc").await;
     assert_eq!(nodes(&c), view, "same nodes, same ports");
     let after = wait_config(cfg_port, &view).await;
     assert_eq!(after, version, "a node restarted on its port is no membership change");

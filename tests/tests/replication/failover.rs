@@ -11,13 +11,13 @@ async fn sigkilled_primary_fails_over_behind_the_same_endpoint_without_losing_ac
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "crash", 3, true, true).await;
-    let g = wait_available(&client, "crash").await;
+    let g = wait_group_available(&client, "crash").await;
     let old = primary_id(&g);
     let old_port = member_port(member(&g, &old));
     let old_zone = member(&g, &old).preferred_availability_zone().unwrap().to_string();
     let (wport, rport) = (primary_port(&g), reader_port(&g));
 
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     for i in 0..50 {
         w.set(&format!("before-{i}"), &i.to_string()).await.unwrap();
     }
@@ -29,7 +29,7 @@ async fn sigkilled_primary_fails_over_behind_the_same_endpoint_without_losing_ac
 
     // Writes through the same endpoint work again, on a promoted replica.
     wait_write(wport, "after", "1").await;
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.role().await.unwrap(), "master");
     for i in 0..50 {
         assert_eq!(w.get(&format!("before-{i}")).await.unwrap(), Some(i.to_string()), "acknowledged write lost");
@@ -47,8 +47,8 @@ async fn sigkilled_primary_fails_over_behind_the_same_endpoint_without_losing_ac
     assert_eq!(listed, ["crash-001", "crash-002", "crash-003"], "membership unchanged");
 
     let message = failover_event(&old, &new);
-    wait_event(&client, SourceType::ReplicationGroup, "crash", &message, 1).await;
-    wait_event(&client, SourceType::CacheCluster, &new, &message, 1).await;
+    wait_event(&client, SourceType::ReplicationGroup, "crash", &message).await;
+    wait_event(&client, SourceType::CacheCluster, &new, &message).await;
 
     // The old primary is restarted in place, as a replica of the new one.
     let entry = wait_admin(&server, &old, "replica").await;
@@ -58,11 +58,11 @@ async fn sigkilled_primary_fails_over_behind_the_same_endpoint_without_losing_ac
     wait_role(old_port, "slave").await;
     wait_link_up(old_port).await;
     wait_read(old_port, "after", "1").await;
-    let mut r = Redis::connect(old_port).await.unwrap();
+    let mut r = RedisClient::connect("127.0.0.1", old_port).await.unwrap();
     assert_eq!(r.get("before-49").await.unwrap().as_deref(), Some("49"));
     let info = r.info("replication").await.unwrap();
     assert_eq!(info.get("master_port").map(String::as_str), Some(member_port(member(&g, &new)).to_string().as_str()));
-    let g = wait_available(&client, "crash").await;
+    let g = wait_group_available(&client, "crash").await;
     assert_eq!(primary_id(&g), new, "no second failover");
 }
 
@@ -71,11 +71,11 @@ async fn frozen_primary_is_failed_over_and_demoted_once_resumed() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "frozen", 3, true, true).await;
-    let g = wait_available(&client, "frozen").await;
+    let g = wait_group_available(&client, "frozen").await;
     let old = primary_id(&g);
     let old_port = member_port(member(&g, &old));
     let wport = primary_port(&g);
-    let mut stale = Redis::connect(wport).await.unwrap();
+    let mut stale = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     stale.set("k", "v").await.unwrap();
     assert_eq!(stale.wait(2, 1000).await.unwrap(), 2);
 
@@ -84,12 +84,12 @@ async fn frozen_primary_is_failed_over_and_demoted_once_resumed() {
     let new = primary_id(&g);
     assert_eq!(member(&g, &old).current_role(), Some("replica"), "{g:?}");
     wait_write(wport, "during", "x").await;
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.server_port().await.unwrap(), member_port(member(&g, &new)));
     assert_eq!(w.get("k").await.unwrap().as_deref(), Some("v"));
-    let entry = admin_node(&server, &old).await;
+    let entry = admin_node(&server, &old, "0001").await;
     assert_ne!(entry["health"], "healthy", "a frozen node is not healthy: {entry}");
-    wait_event(&client, SourceType::ReplicationGroup, "frozen", &failover_event(&old, &new), 1).await;
+    wait_event(&client, SourceType::ReplicationGroup, "frozen", &failover_event(&old, &new)).await;
 
     admin_action(&server, &old, "resume").await;
     wait_role(old_port, "slave").await;
@@ -98,15 +98,15 @@ async fn frozen_primary_is_failed_over_and_demoted_once_resumed() {
     wait_read(old_port, "during", "x").await;
 
     // A connection opened to the old primary before the failover must not write to it.
-    match stale.cmd(&["SET", "stale", "1"]).await {
+    match stale.command(&["SET", "stale", "1"]).await {
         Ok(Resp::Simple(ok)) if ok == "OK" => {
             panic!("a write through a pre-failover connection reached the old primary ({old}) after it was replaced")
         }
         _ => {}
     }
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.get("stale").await.unwrap(), None, "split brain: stale write visible on the new primary");
-    let g = wait_available(&client, "frozen").await;
+    let g = wait_group_available(&client, "frozen").await;
     assert_eq!(primary_id(&g), new);
 }
 
@@ -115,12 +115,12 @@ async fn zone_outage_moves_the_primary_to_another_zone_and_nodes_rejoin_after() 
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "zonal", 3, true, true).await;
-    let g = wait_available(&client, "zonal").await;
+    let g = wait_group_available(&client, "zonal").await;
     let old = primary_id(&g);
     let old_port = member_port(member(&g, &old));
     let zone = member(&g, &old).preferred_availability_zone().unwrap().to_string();
     let wport = primary_port(&g);
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     w.set("pre", "1").await.unwrap();
     assert_eq!(w.wait(2, 1000).await.unwrap(), 2);
 
@@ -132,14 +132,14 @@ async fn zone_outage_moves_the_primary_to_another_zone_and_nodes_rejoin_after() 
     let new = primary_id(&g);
     assert_ne!(member(&g, &new).preferred_availability_zone(), Some(zone.as_str()), "new primary outside {zone}");
     wait_write(wport, "during-outage", "2").await;
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.get("pre").await.unwrap().as_deref(), Some("1"));
     let down: Vec<_> =
         admin_nodes(&server).await.into_iter().filter(|n| n["availability_zone"] == zone.as_str()).collect();
     assert!(!down.is_empty() && down.iter().all(|n| n["health"] != "healthy"), "nodes in {zone} are down: {down:?}");
 
     outage(&server, &zone, false).await;
-    poll("every node healthy after the outage", SETTLE, || async {
+    poll_until("every node healthy after the outage", SETTLE, || async {
         let nodes = admin_nodes(&server).await;
         if nodes.len() == 3 && nodes.iter().all(|n| n["health"] == "healthy") {
             Ok(())
@@ -152,7 +152,7 @@ async fn zone_outage_moves_the_primary_to_another_zone_and_nodes_rejoin_after() 
     wait_admin(&server, &old, "replica").await;
     wait_link_up(old_port).await;
     wait_read(old_port, "during-outage", "2").await;
-    let g = wait_available(&client, "zonal").await;
+    let g = wait_group_available(&client, "zonal").await;
     assert_eq!(primary_id(&g), new);
     assert_eq!(members(&g).iter().filter(|m| m.current_role() == Some("replica")).count(), 2, "{g:?}");
 }
@@ -162,7 +162,7 @@ async fn without_automatic_failover_a_dead_primary_restarts_in_place() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "noaf", 2, false, false).await;
-    let g = wait_available(&client, "noaf").await;
+    let g = wait_group_available(&client, "noaf").await;
     assert_eq!(primary_id(&g), "noaf-001");
     let port = member_port(member(&g, "noaf-001"));
     let replica_port = member_port(member(&g, "noaf-002"));
@@ -170,8 +170,8 @@ async fn without_automatic_failover_a_dead_primary_restarts_in_place() {
     let pid = pid_of(&wait_admin(&server, "noaf-001", "primary").await);
 
     kill_9(pid);
-    let entry = poll("noaf-001 restarted with a new pid", SETTLE, || async {
-        let entry = admin_node(&server, "noaf-001").await;
+    let entry = poll_until("noaf-001 restarted with a new pid", SETTLE, || async {
+        let entry = admin_node(&server, "noaf-001", "0001").await;
         match entry["pid"].as_u64() {
             Some(p) if p != pid && process_alive(p) => Ok(entry),
             _ => Err(entry.to_string()),
@@ -182,15 +182,15 @@ async fn without_automatic_failover_a_dead_primary_restarts_in_place() {
     assert_eq!(entry["role"], "primary", "{entry}");
 
     wait_write(wport, "after", "1").await;
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.server_port().await.unwrap(), port, "primary endpoint still reaches noaf-001");
     assert_eq!(w.role().await.unwrap(), "master");
-    wait_event(&client, SourceType::CacheCluster, "noaf-001", "Recovering cache nodes 0001", 1).await;
-    wait_event(&client, SourceType::CacheCluster, "noaf-001", "Finished recovery for cache nodes 0001", 1).await;
+    wait_event(&client, SourceType::CacheCluster, "noaf-001", "Recovering cache nodes 0001").await;
+    wait_event(&client, SourceType::CacheCluster, "noaf-001", "Finished recovery for cache nodes 0001").await;
     wait_link_up(replica_port).await;
     wait_read(replica_port, "after", "1").await;
 
-    let g = wait_available(&client, "noaf").await;
+    let g = wait_group_available(&client, "noaf").await;
     assert_eq!(primary_id(&g), "noaf-001", "no failover without AutomaticFailoverEnabled");
     assert_eq!(member_port(member(&g, "noaf-001")), port);
     let events = events_of(&client, SourceType::ReplicationGroup, "noaf").await;

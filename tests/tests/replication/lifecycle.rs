@@ -12,9 +12,9 @@ async fn replicas_are_added_and_removed() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "scale", 2, true, false).await;
-    let g = wait_available(&client, "scale").await;
+    let g = wait_group_available(&client, "scale").await;
     let wport = primary_port(&g);
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     w.set("seed", "1").await.unwrap();
 
     let out = client
@@ -26,7 +26,7 @@ async fn replicas_are_added_and_removed() {
         .await
         .unwrap();
     assert_eq!(out.replication_group().and_then(|g| g.status()), Some("modifying"));
-    let g = wait_available(&client, "scale").await;
+    let g = wait_group_available(&client, "scale").await;
     assert_eq!(g.member_clusters(), ["scale-001", "scale-002", "scale-003", "scale-004"]);
     assert_eq!(members(&g).len(), 4);
     assert_eq!(primary_id(&g), "scale-001");
@@ -52,7 +52,7 @@ async fn replicas_are_added_and_removed() {
         .send()
         .await
         .unwrap();
-    let g = wait_available(&client, "scale").await;
+    let g = wait_group_available(&client, "scale").await;
     assert_eq!(members(&g).len(), 5);
     expect_code(
         client
@@ -77,7 +77,7 @@ async fn replicas_are_added_and_removed() {
         .await
         .unwrap();
     assert_eq!(out.replication_group().and_then(|g| g.status()), Some("modifying"));
-    let g = wait_available(&client, "scale").await;
+    let g = wait_group_available(&client, "scale").await;
     assert_eq!(g.member_clusters().len(), 2, "{g:?}");
     assert_eq!(members(&g).len(), 2);
     assert_eq!(primary_id(&g), "scale-001", "the primary is never removed");
@@ -92,7 +92,7 @@ async fn replicas_are_added_and_removed() {
 
     // Named removal, and the errors around it.
     create(&client, "named", 3, false, false).await;
-    wait_available(&client, "named").await;
+    wait_group_available(&client, "named").await;
     client
         .decrease_replica_count()
         .replication_group_id("named")
@@ -101,7 +101,7 @@ async fn replicas_are_added_and_removed() {
         .send()
         .await
         .unwrap();
-    let g = wait_available(&client, "named").await;
+    let g = wait_group_available(&client, "named").await;
     assert_eq!(g.member_clusters(), ["named-001", "named-003"]);
     wait_cluster_gone(&client, "named-002").await;
     expect_code(
@@ -131,7 +131,7 @@ async fn delete_removes_every_member_and_endpoint() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "doomed", 3, true, true).await;
-    let g = wait_available(&client, "doomed").await;
+    let g = wait_group_available(&client, "doomed").await;
     let ports: Vec<u16> = members(&g).iter().map(member_port).collect();
     let pids: Vec<u64> = admin_nodes(&server).await.iter().map(pid_of).collect();
     assert_eq!(pids.len(), 3);
@@ -150,7 +150,7 @@ async fn delete_removes_every_member_and_endpoint() {
     for port in ports {
         wait_refuses(port).await;
     }
-    poll("member processes gone", SETTLE, || async {
+    poll_until("member processes gone", SETTLE, || async {
         let alive: Vec<_> = pids.iter().filter(|p| process_alive(**p)).collect();
         if alive.is_empty() { Ok(()) } else { Err(format!("{alive:?}")) }
     })
@@ -164,7 +164,7 @@ async fn delete_removes_every_member_and_endpoint() {
     );
     // The id is free again.
     create(&client, "doomed", 2, false, false).await;
-    wait_available(&client, "doomed").await;
+    wait_group_available(&client, "doomed").await;
 }
 
 #[tokio::test]
@@ -172,7 +172,7 @@ async fn delete_retaining_the_primary_leaves_a_standalone_cluster() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "keep", 3, true, false).await;
-    let g = wait_available(&client, "keep").await;
+    let g = wait_group_available(&client, "keep").await;
     let primary = primary_id(&g);
     let primary_node_port = member_port(member(&g, &primary));
     let others: Vec<(String, u16)> = members(&g)
@@ -180,7 +180,7 @@ async fn delete_retaining_the_primary_leaves_a_standalone_cluster() {
         .filter(|m| m.current_role() == Some("replica"))
         .map(|m| (m.cache_cluster_id().unwrap().to_string(), member_port(m)))
         .collect();
-    let mut w = Redis::connect(primary_port(&g)).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", primary_port(&g)).await.unwrap();
     w.set("kept", "yes").await.unwrap();
 
     client.delete_replication_group().replication_group_id("keep").retain_primary_cluster(true).send().await.unwrap();
@@ -195,14 +195,14 @@ async fn delete_retaining_the_primary_leaves_a_standalone_cluster() {
     assert_eq!(c.replication_group_id(), None, "standalone now: {c:?}");
     assert_eq!(c.cache_cluster_status(), Some("available"), "{c:?}");
     assert_eq!(c.cache_nodes()[0].endpoint().and_then(|e| e.port()), Some(i32::from(primary_node_port)));
-    let mut r = Redis::connect(primary_node_port).await.unwrap();
+    let mut r = RedisClient::connect("127.0.0.1", primary_node_port).await.unwrap();
     r.ping().await.unwrap();
     assert_eq!(r.role().await.unwrap(), "master");
     assert_eq!(r.get("kept").await.unwrap().as_deref(), Some("yes"), "data kept");
     r.set("still-writable", "1").await.unwrap();
     let info = r.info("replication").await.unwrap();
     assert_eq!(info.get("connected_slaves").map(String::as_str), Some("0"), "{info:?}");
-    let entry = admin_node(&server, &primary).await;
+    let entry = admin_node(&server, &primary, "0001").await;
     assert!(entry["replication_group_id"].is_null(), "{entry}");
     assert_eq!(admin_nodes(&server).await.len(), 1);
 
@@ -225,7 +225,7 @@ async fn an_existing_cluster_is_adopted_as_primary() {
         .send()
         .await
         .unwrap();
-    let port = poll("solo available", SETTLE, || async {
+    let port = poll_until("solo available", SETTLE, || async {
         let out = client.describe_cache_clusters().cache_cluster_id("solo").show_cache_node_info(true).send().await;
         let out = out.map_err(|e| format!("{e:?}"))?;
         let c = &out.cache_clusters()[0];
@@ -235,7 +235,7 @@ async fn an_existing_cluster_is_adopted_as_primary() {
         }
     })
     .await;
-    let mut r = Redis::connect(port).await.unwrap();
+    let mut r = RedisClient::connect("127.0.0.1", port).await.unwrap();
     r.set("existing", "data").await.unwrap();
 
     client
@@ -248,7 +248,7 @@ async fn an_existing_cluster_is_adopted_as_primary() {
         .send()
         .await
         .unwrap();
-    let g = wait_available(&client, "adopt").await;
+    let g = wait_group_available(&client, "adopt").await;
     assert_eq!(primary_id(&g), "solo");
     assert_eq!(member_port(member(&g, "solo")), port, "the adopted node keeps its port");
     assert_eq!(g.member_clusters().len(), 3, "{g:?}");
@@ -301,7 +301,7 @@ async fn replica_changes_that_would_break_the_group_are_refused() {
         .send()
         .await
         .unwrap();
-    let g = wait_available(&client, "guard").await;
+    let g = wait_group_available(&client, "guard").await;
     let arn = g.arn().expect("ARN").to_string();
     let tags = client.list_tags_for_resource().resource_name(&arn).send().await.unwrap();
     let tags: Vec<_> =
@@ -349,7 +349,7 @@ async fn replica_changes_that_would_break_the_group_are_refused() {
             .await,
         "NodeGroupNotFoundFault",
     );
-    let g = describe(&client, "guard").await;
+    let g = describe_group(&client, "guard").await;
     assert_eq!(g.member_clusters(), ["guard-001", "guard-002"], "refusals change nothing");
     assert_eq!(g.status(), Some("available"));
 
@@ -376,12 +376,12 @@ async fn replica_changes_that_would_break_the_group_are_refused() {
             .await,
         "InvalidReplicationGroupState",
     );
-    let g = wait_available(&client, "guard").await;
+    let g = wait_group_available(&client, "guard").await;
     assert_eq!(members(&g).len(), 3);
 
     // Without replicas, failover cannot be turned on.
     create(&client, "lonely", 1, false, false).await;
-    wait_available(&client, "lonely").await;
+    wait_group_available(&client, "lonely").await;
     expect_code(
         client.modify_replication_group().replication_group_id("lonely").automatic_failover_enabled(true).send().await,
         "InvalidParameterValue",
@@ -393,7 +393,7 @@ async fn a_group_survives_an_emulator_restart_with_its_primary_and_ports() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "durable", 3, true, true).await;
-    let g = wait_available(&client, "durable").await;
+    let g = wait_group_available(&client, "durable").await;
     client.test_failover().replication_group_id("durable").node_group_id("0001").send().await.unwrap();
     let g = wait_new_primary(&client, "durable", &primary_id(&g)).await;
     let primary = primary_id(&g);
@@ -409,14 +409,14 @@ async fn a_group_survives_an_emulator_restart_with_its_primary_and_ports() {
 
     let server = TestServer::start_in(dir).await;
     let client = server.client();
-    let g = wait_available(&client, "durable").await;
+    let g = wait_group_available(&client, "durable").await;
     assert_eq!(primary_id(&g), primary, "the promoted primary stays primary across a restart");
     assert_eq!((primary_port(&g), reader_port(&g)), (wport, rport), "endpoints keep their ports");
     for (id, port) in &ports {
         assert_eq!(member_port(member(&g, id)), *port, "{id} keeps its port");
     }
     wait_write(wport, "k", "v").await;
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.server_port().await.unwrap(), member_port(member(&g, &primary)));
     for (id, port) in ports.iter().filter(|(id, _)| *id != primary) {
         wait_role(*port, "slave").await;

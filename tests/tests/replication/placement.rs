@@ -17,7 +17,7 @@ async fn three_members_across_zones_with_primary_and_reader_endpoints() {
     assert_eq!(created.status(), Some("creating"));
     assert_eq!(created.member_clusters(), ["trio-001", "trio-002", "trio-003"]);
 
-    let g = wait_available(&client, "trio").await;
+    let g = wait_group_available(&client, "trio").await;
     assert_eq!(g.member_clusters(), ["trio-001", "trio-002", "trio-003"]);
     assert_eq!(g.automatic_failover(), Some(&AutomaticFailoverStatus::Enabled));
     assert_eq!(g.multi_az(), Some(&MultiAzStatus::Enabled));
@@ -64,7 +64,7 @@ async fn three_members_across_zones_with_primary_and_reader_endpoints() {
     assert!(!node_ports.contains(&wport) && !node_ports.contains(&rport) && wport != rport, "endpoints are own ports");
 
     // Writes through the primary endpoint reach the primary.
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.role().await.unwrap(), "master");
     assert_eq!(w.server_port().await.unwrap(), member_port(member(&g, "trio-001")));
     w.set("greeting", "hello").await.unwrap();
@@ -76,11 +76,11 @@ async fn three_members_across_zones_with_primary_and_reader_endpoints() {
         members(&g).iter().filter(|m| m.current_role() == Some("replica")).map(member_port).collect();
     let mut seen = BTreeSet::new();
     for _ in 0..8 {
-        let mut r = Redis::connect(rport).await.unwrap();
+        let mut r = RedisClient::connect("127.0.0.1", rport).await.unwrap();
         assert_eq!(r.role().await.unwrap(), "slave", "reader endpoint reaches a replica");
         seen.insert(r.server_port().await.unwrap());
         // A replica refuses writes.
-        match r.cmd(&["SET", "x", "y"]).await.unwrap() {
+        match r.command(&["SET", "x", "y"]).await.unwrap() {
             Resp::Error(e) => assert!(e.starts_with("READONLY"), "{e}"),
             other => panic!("write through the reader endpoint answered {other:?}"),
         }
@@ -103,7 +103,7 @@ async fn preferred_zones_are_honoured_and_replicas_per_node_group_counts() {
         .send()
         .await
         .unwrap();
-    let g = wait_available(&client, "placed").await;
+    let g = wait_group_available(&client, "placed").await;
     assert_eq!(member(&g, "placed-001").preferred_availability_zone(), Some("us-east-1c"));
     assert_eq!(member(&g, "placed-002").preferred_availability_zone(), Some("us-east-1a"));
     assert_eq!(g.automatic_failover(), Some(&AutomaticFailoverStatus::Disabled));
@@ -117,7 +117,7 @@ async fn preferred_zones_are_honoured_and_replicas_per_node_group_counts() {
         .send()
         .await
         .unwrap();
-    let g = wait_available(&client, "rpng").await;
+    let g = wait_group_available(&client, "rpng").await;
     assert_eq!(g.member_clusters(), ["rpng-001", "rpng-002", "rpng-003"]);
     assert_eq!(members(&g).len(), 3);
 }
@@ -127,27 +127,27 @@ async fn without_a_linked_replica_the_reader_endpoint_reaches_the_primary() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "alone", 1, false, false).await;
-    let g = wait_available(&client, "alone").await;
+    let g = wait_group_available(&client, "alone").await;
     assert_eq!(members(&g).len(), 1);
-    let mut r = Redis::connect(reader_port(&g)).await.unwrap();
+    let mut r = RedisClient::connect("127.0.0.1", reader_port(&g)).await.unwrap();
     assert_eq!(r.role().await.unwrap(), "master");
     assert_eq!(r.server_port().await.unwrap(), member_port(member(&g, "alone-001")));
 
     // A pair whose only replica freezes: reads fall back to the primary.
     create(&client, "pair", 2, false, false).await;
-    let g = wait_available(&client, "pair").await;
+    let g = wait_group_available(&client, "pair").await;
     let (rport, primary) = (reader_port(&g), member_port(member(&g, "pair-001")));
     admin_action(&server, "pair-002", "stop").await;
-    poll("pair reader endpoint on the primary", SETTLE, || async {
-        let mut r = Redis::connect(rport).await.map_err(|e| e.to_string())?;
+    poll_until("pair reader endpoint on the primary", SETTLE, || async {
+        let mut r = RedisClient::connect("127.0.0.1", rport).await.map_err(|e| e.to_string())?;
         let port = r.server_port().await.map_err(|e| e.to_string())?;
         if port == primary { Ok(()) } else { Err(format!("reached {port}")) }
     })
     .await;
     admin_action(&server, "pair-002", "resume").await;
     let replica = member_port(member(&g, "pair-002"));
-    poll("pair reader endpoint back on the replica", SETTLE, || async {
-        let mut r = Redis::connect(rport).await.map_err(|e| e.to_string())?;
+    poll_until("pair reader endpoint back on the replica", SETTLE, || async {
+        let mut r = RedisClient::connect("127.0.0.1", rport).await.map_err(|e| e.to_string())?;
         let port = r.server_port().await.map_err(|e| e.to_string())?;
         if port == replica { Ok(()) } else { Err(format!("reached {port}")) }
     })

@@ -12,7 +12,7 @@ use crate::support::*;
 async fn reader_targets(rport: u16, n: usize) -> Result<BTreeSet<u16>, String> {
     let mut seen = BTreeSet::new();
     for _ in 0..n {
-        let mut r = Redis::connect(rport).await.map_err(|e| e.to_string())?;
+        let mut r = RedisClient::connect("127.0.0.1", rport).await.map_err(|e| e.to_string())?;
         seen.insert(r.server_port().await.map_err(|e| e.to_string())?);
     }
     Ok(seen)
@@ -23,22 +23,22 @@ async fn a_crashed_replica_is_restarted_without_a_failover() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "repl", 3, true, false).await;
-    let g = wait_available(&client, "repl").await;
+    let g = wait_group_available(&client, "repl").await;
     let primary = primary_id(&g);
     let victim = "repl-002";
     let victim_port = member_port(member(&g, victim));
     let pid = pid_of(&wait_admin(&server, victim, "replica").await);
-    let mut w = Redis::connect(primary_port(&g)).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", primary_port(&g)).await.unwrap();
 
     kill_9(pid);
-    wait_event(&client, SourceType::CacheCluster, victim, "Recovering cache nodes 0001", 1).await;
+    wait_event(&client, SourceType::CacheCluster, victim, "Recovering cache nodes 0001").await;
     w.set("while-down", "1").await.unwrap();
     let entry = wait_admin(&server, victim, "replica").await;
     assert_ne!(pid_of(&entry), pid);
-    wait_event(&client, SourceType::CacheCluster, victim, "Finished recovery for cache nodes 0001", 1).await;
+    wait_event(&client, SourceType::CacheCluster, victim, "Finished recovery for cache nodes 0001").await;
     wait_link_up(victim_port).await;
     wait_read(victim_port, "while-down", "1").await;
-    let g = wait_available(&client, "repl").await;
+    let g = wait_group_available(&client, "repl").await;
     assert_eq!(primary_id(&g), primary, "a replica crash is no failover");
     let events = events_of(&client, SourceType::ReplicationGroup, "repl").await;
     assert!(!events.iter().any(|e| e.starts_with("Failover")), "{events:?}");
@@ -49,14 +49,14 @@ async fn a_frozen_replica_leaves_the_reader_endpoint_and_is_not_promoted() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "cold", 3, true, false).await;
-    let g = wait_available(&client, "cold").await;
+    let g = wait_group_available(&client, "cold").await;
     assert_eq!(primary_id(&g), "cold-001");
     let rport = reader_port(&g);
     let (p2, p3) = (member_port(member(&g, "cold-002")), member_port(member(&g, "cold-003")));
     assert_eq!(reader_targets(rport, 6).await.unwrap(), BTreeSet::from([p2, p3]));
 
     admin_action(&server, "cold-002", "stop").await;
-    poll("reader endpoint avoiding the frozen replica", SETTLE, || async {
+    poll_until("reader endpoint avoiding the frozen replica", SETTLE, || async {
         let seen = reader_targets(rport, 6).await?;
         if seen == BTreeSet::from([p3]) { Ok(()) } else { Err(format!("{seen:?}")) }
     })
@@ -64,8 +64,8 @@ async fn a_frozen_replica_leaves_the_reader_endpoint_and_is_not_promoted() {
 
     // A failover while cold-002 is frozen must pick cold-003.
     client.test_failover().replication_group_id("cold").node_group_id("0001").send().await.unwrap();
-    let g = poll("cold failed over to cold-003", SETTLE, || async {
-        let g = describe(&client, "cold").await;
+    let g = poll_until("cold failed over to cold-003", SETTLE, || async {
+        let g = describe_group(&client, "cold").await;
         let first = members(&g)[0].cache_cluster_id().unwrap_or_default().to_string();
         if first != "cold-001" { Ok(g) } else { Err(format!("{:?}", g.status())) }
     })
@@ -77,11 +77,11 @@ async fn a_frozen_replica_leaves_the_reader_endpoint_and_is_not_promoted() {
     wait_admin(&server, "cold-002", "replica").await;
     wait_link_up(p2).await;
     wait_read(p2, "k", "v").await;
-    let info = Redis::connect(p2).await.unwrap().info("replication").await.unwrap();
+    let info = RedisClient::connect("127.0.0.1", p2).await.unwrap().info("replication").await.unwrap();
     assert_eq!(info.get("master_port"), Some(&p3.to_string()), "repointed to the new primary: {info:?}");
-    wait_available(&client, "cold").await;
+    wait_group_available(&client, "cold").await;
     let p1 = member_port(member(&g, "cold-001"));
-    poll("reader endpoint over both replicas again", SETTLE, || async {
+    poll_until("reader endpoint over both replicas again", SETTLE, || async {
         let seen = reader_targets(rport, 6).await?;
         if seen == BTreeSet::from([p1, p2]) { Ok(()) } else { Err(format!("{seen:?}")) }
     })
@@ -93,11 +93,11 @@ async fn two_crashes_in_a_row_fail_over_twice_without_losing_data() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "twice", 3, true, true).await;
-    let mut g = wait_available(&client, "twice").await;
+    let mut g = wait_group_available(&client, "twice").await;
     let wport = primary_port(&g);
     let mut primaries = vec![primary_id(&g)];
     for round in 0..2 {
-        let mut w = Redis::connect(wport).await.unwrap();
+        let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
         w.set(&format!("round-{round}"), "x").await.unwrap();
         assert_eq!(w.wait(2, 2000).await.unwrap(), 2, "round {round}: both replicas acknowledge");
         let old = primaries.last().unwrap().clone();
@@ -108,9 +108,9 @@ async fn two_crashes_in_a_row_fail_over_twice_without_losing_data() {
         // The killed node must be back (and caught up) before the next round.
         wait_admin(&server, &old, "replica").await;
         wait_link_up(member_port(member(&g, &old))).await;
-        wait_available(&client, "twice").await;
+        wait_group_available(&client, "twice").await;
     }
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     for key in ["round-0", "round-1", "after-0", "after-1"] {
         assert!(w.get(key).await.unwrap().is_some(), "{key} lost after two failovers ({primaries:?})");
     }
@@ -135,7 +135,7 @@ async fn an_outage_of_a_zone_holding_the_primary_and_a_replica_promotes_elsewher
         .send()
         .await
         .unwrap();
-    let g = wait_available(&client, "crowd").await;
+    let g = wait_group_available(&client, "crowd").await;
     assert_eq!(primary_id(&g), "crowd-001");
     assert_eq!(member(&g, "crowd-002").preferred_availability_zone(), Some("us-east-1a"));
     let wport = primary_port(&g);
@@ -151,12 +151,12 @@ async fn an_outage_of_a_zone_holding_the_primary_and_a_replica_promotes_elsewher
         wait_link_up(port).await;
         wait_read(port, "k", "v").await;
     }
-    wait_available(&client, "crowd").await;
+    wait_group_available(&client, "crowd").await;
 }
 
 async fn maxmemory(port: u16) -> String {
-    let mut r = Redis::connect(port).await.unwrap();
-    match r.cmd(&["CONFIG", "GET", "maxmemory"]).await.unwrap() {
+    let mut r = RedisClient::connect("127.0.0.1", port).await.unwrap();
+    match r.command(&["CONFIG", "GET", "maxmemory"]).await.unwrap() {
         Resp::Array(Some(items)) if items.len() == 2 => items[1].text().unwrap_or_default(),
         other => panic!("CONFIG GET maxmemory answered {other:?}"),
     }
@@ -168,8 +168,8 @@ async fn node_type_change_keeps_data(id: &str, failover: bool) {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, id, 2, failover, false).await;
-    let g = wait_available(&client, id).await;
-    let mut w = Redis::connect(primary_port(&g)).await.unwrap();
+    let g = wait_group_available(&client, id).await;
+    let mut w = RedisClient::connect("127.0.0.1", primary_port(&g)).await.unwrap();
     w.set("precious", "1").await.unwrap();
     assert_eq!(w.wait(1, 1000).await.unwrap(), 1);
     let pids: Vec<u64> = admin_nodes(&server).await.iter().map(pid_of).collect();
@@ -184,8 +184,8 @@ async fn node_type_change_keeps_data(id: &str, failover: bool) {
         .send()
         .await
         .unwrap();
-    poll(&format!("{id} on cache.m5.large and available"), SETTLE, || async {
-        let g = describe(&client, id).await;
+    poll_until(&format!("{id} on cache.m5.large and available"), SETTLE, || async {
+        let g = describe_group(&client, id).await;
         if g.status() == Some("available") && g.cache_node_type() == Some("cache.m5.large") {
             Ok(())
         } else {
@@ -197,14 +197,14 @@ async fn node_type_change_keeps_data(id: &str, failover: bool) {
     for c in out.cache_clusters() {
         assert_eq!(c.cache_node_type(), Some("cache.m5.large"), "{c:?}");
     }
-    poll("replica maxmemory following the new node type", SETTLE, || async {
+    poll_until("replica maxmemory following the new node type", SETTLE, || async {
         let now = maxmemory(replica_port).await;
         if now != before { Ok(()) } else { Err(format!("maxmemory still {now}")) }
     })
     .await;
     let restarted = admin_nodes(&server).await.iter().filter(|n| !pids.contains(&pid_of(n))).count();
-    let g = describe(&client, id).await;
-    let mut w = Redis::connect(primary_port(&g)).await.unwrap();
+    let g = describe_group(&client, id).await;
+    let mut w = RedisClient::connect("127.0.0.1", primary_port(&g)).await.unwrap();
     let value = w.get("precious").await.unwrap();
     if value.as_deref() != Some("1") {
         let mut events = events_of(&client, SourceType::ReplicationGroup, id).await;

@@ -15,10 +15,10 @@ async fn test_failover_promotes_a_replica_and_records_events() {
         client.test_failover().replication_group_id("drill").node_group_id("0001").send().await,
         "InvalidReplicationGroupState",
     );
-    let g = wait_available(&client, "drill").await;
+    let g = wait_group_available(&client, "drill").await;
     let old = primary_id(&g);
     let wport = primary_port(&g);
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     w.set("k", "v").await.unwrap();
     assert_eq!(w.wait(2, 1000).await.unwrap(), 2);
 
@@ -30,16 +30,16 @@ async fn test_failover_promotes_a_replica_and_records_events() {
     assert_eq!(member(&g, &old).current_role(), Some("replica"));
     assert_eq!(primary_port(&g), wport);
     wait_write(wport, "after-drill", "1").await;
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.server_port().await.unwrap(), member_port(member(&g, &new)));
     assert_eq!(w.get("k").await.unwrap().as_deref(), Some("v"));
     wait_role(member_port(member(&g, &old)), "slave").await;
 
-    let events = wait_event(&client, SourceType::ReplicationGroup, "drill", &failover_event(&old, &new), 1).await;
+    let events = wait_event(&client, SourceType::ReplicationGroup, "drill", &failover_event(&old, &new)).await;
     let called = events.iter().position(|e| e == "Test Failover API called for node group 0001");
     let done = events.iter().position(|e| *e == failover_event(&old, &new));
     assert!(called.is_some() && called < done, "API call event before the failover event: {events:?}");
-    wait_event(&client, SourceType::CacheCluster, &new, &failover_event(&old, &new), 1).await;
+    wait_event(&client, SourceType::CacheCluster, &new, &failover_event(&old, &new)).await;
 
     // Error paths.
     expect_code(
@@ -53,18 +53,18 @@ async fn test_failover_promotes_a_replica_and_records_events() {
     assert_eq!(e.status, 404);
 
     create(&client, "manual", 2, false, false).await;
-    wait_available(&client, "manual").await;
+    wait_group_available(&client, "manual").await;
     expect_code(
         client.test_failover().replication_group_id("manual").node_group_id("0001").send().await,
         "TestFailoverNotAvailableFault",
     );
     create(&client, "single", 1, false, false).await;
-    wait_available(&client, "single").await;
+    wait_group_available(&client, "single").await;
     expect_code(
         client.test_failover().replication_group_id("single").node_group_id("0001").send().await,
         "TestFailoverNotAvailableFault",
     );
-    let g = describe(&client, "manual").await;
+    let g = describe_group(&client, "manual").await;
     assert_eq!(primary_id(&g), "manual-001", "a refused test failover changes nothing");
 }
 
@@ -73,7 +73,7 @@ async fn test_failover_is_limited_to_15_a_day() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "busy", 2, true, false).await;
-    let mut g = wait_available(&client, "busy").await;
+    let mut g = wait_group_available(&client, "busy").await;
     for i in 0..15 {
         let old = primary_id(&g);
         client
@@ -98,7 +98,7 @@ async fn modify_switches_over_to_a_chosen_member_and_toggles_failover() {
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "switch", 3, true, false).await;
-    let g = wait_available(&client, "switch").await;
+    let g = wait_group_available(&client, "switch").await;
     assert_eq!(primary_id(&g), "switch-001");
     let wport = primary_port(&g);
 
@@ -114,7 +114,7 @@ async fn modify_switches_over_to_a_chosen_member_and_toggles_failover() {
     let g = wait_new_primary(&client, "switch", "switch-001").await;
     assert_eq!(primary_id(&g), "switch-003", "the chosen member is promoted");
     wait_write(wport, "k", "v").await;
-    let mut w = Redis::connect(wport).await.unwrap();
+    let mut w = RedisClient::connect("127.0.0.1", wport).await.unwrap();
     assert_eq!(w.server_port().await.unwrap(), member_port(member(&g, "switch-003")));
     wait_role(member_port(member(&g, "switch-001")), "slave").await;
     wait_read(member_port(member(&g, "switch-002")), "k", "v").await;
@@ -135,7 +135,7 @@ async fn modify_switches_over_to_a_chosen_member_and_toggles_failover() {
         .await
         .unwrap();
     assert_eq!(out.replication_group().and_then(|g| g.automatic_failover()), Some(&AutomaticFailoverStatus::Disabled));
-    let g = wait_available(&client, "switch").await;
+    let g = wait_group_available(&client, "switch").await;
     assert_eq!(g.automatic_failover(), Some(&AutomaticFailoverStatus::Disabled));
     expect_code(
         client.modify_replication_group().replication_group_id("switch").multi_az_enabled(true).send().await,
@@ -156,7 +156,7 @@ async fn modify_switches_over_to_a_chosen_member_and_toggles_failover() {
         .send()
         .await
         .unwrap();
-    let g = wait_available(&client, "switch").await;
+    let g = wait_group_available(&client, "switch").await;
     assert_eq!(g.description(), Some("renamed"));
     expect_code(
         client

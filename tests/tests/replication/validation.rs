@@ -123,7 +123,7 @@ async fn duplicate_groups_and_taken_member_ids_are_refused() {
     base(&client, "dup").num_cache_clusters(2).send().await.unwrap();
     expect_code(base(&client, "dup").num_cache_clusters(2).send().await, "ReplicationGroupAlreadyExists");
     expect_code(base(&client, "DUP").num_cache_clusters(3).send().await, "ReplicationGroupAlreadyExists");
-    wait_available(&client, "dup").await;
+    wait_group_available(&client, "dup").await;
     assert_only(&server, &client, &["dup"], &["dup-001", "dup-002"], 2).await;
 
     client
@@ -136,7 +136,7 @@ async fn duplicate_groups_and_taken_member_ids_are_refused() {
         .await
         .unwrap();
     expect_code(base(&client, "taken").num_cache_clusters(3).send().await, "CacheClusterAlreadyExists");
-    poll("taken-002 running", SETTLE, || async {
+    poll_until("taken-002 running", SETTLE, || async {
         let n = admin_nodes(&server).await.len();
         if n == 3 { Ok(()) } else { Err(format!("{n} nodes")) }
     })

@@ -89,14 +89,14 @@ async fn retention_keeps_the_newest_automated_snapshots() {
         .await
         .expect("CreateReplicationGroup with SnapshotRetentionLimit");
     redis_with_keys(&client, "no-auto", "na").await;
-    let port = node_port(&wait_cluster(&client, "auto-c").await);
-    wait_group(&client, "auto-g").await;
+    let port = node_port(&wait_cluster_available(&client, "auto-c").await);
+    wait_group_available(&client, "auto-g").await;
     let mut redis = wait_redis(port).await;
     write_keys(&mut redis, "day").await;
     // A manual snapshot of the same cluster is never pruned.
     snapshot_of_cluster(&client, "manual-one", "auto-c").await;
     wait_snapshot(&client, "manual-one").await;
-    wait_cluster(&client, "auto-c").await;
+    wait_cluster_available(&client, "auto-c").await;
 
     let (c1, g1) = one_day(&server, &client, 1, 1).await;
     let (c2, g2) = one_day(&server, &client, 2, 2).await;
@@ -140,7 +140,7 @@ async fn retention_keeps_the_newest_automated_snapshots() {
 
     // An automated snapshot restores like any other.
     create_redis(&client, "from-auto", Some(&c3[1])).await;
-    let c = wait_cluster(&client, "from-auto").await;
+    let c = wait_cluster_available(&client, "from-auto").await;
     wait_keys(node_port(&c), "day").await;
 }
 
@@ -172,8 +172,8 @@ async fn automated_snapshots_go_with_their_source() {
         .send()
         .await
         .expect("CreateReplicationGroup");
-    wait_cluster(&client, "auto-c").await;
-    wait_group(&client, "auto-g").await;
+    wait_cluster_available(&client, "auto-c").await;
+    wait_group_available(&client, "auto-g").await;
     snapshot_of_cluster(&client, "manual-c", "auto-c").await;
     snapshot_of_group(&client, "manual-g", "auto-g").await;
     wait_snapshot(&client, "manual-c").await;

@@ -48,10 +48,10 @@ async fn a_copy_restores_like_its_source_and_outlives_it() {
     wait_cluster_gone(&client, "src").await;
 
     create_redis(&client, "from-copy", Some("the-copy")).await;
-    let c = wait_cluster(&client, "from-copy").await;
+    let c = wait_cluster_available(&client, "from-copy").await;
     wait_keys(node_port(&c), "cp").await;
     create_group(&client, "from-copy-g", 2, Some("the-copy")).await;
-    let g = wait_group(&client, "from-copy-g").await;
+    let g = wait_group_available(&client, "from-copy-g").await;
     for (_, _, port) in group_members(&g) {
         wait_keys(port, "cp").await;
     }
@@ -105,7 +105,7 @@ async fn export_writes_a_valid_rdb_into_the_bucket() {
     // The exported RDB is real data: seeded into a fresh cluster through a copy-and-restore
     // of the source, the keys match (the file bytes are identical, checked above).
     create_redis(&client, "check", Some("to-export")).await;
-    let c = wait_cluster(&client, "check").await;
+    let c = wait_cluster_available(&client, "check").await;
     wait_keys(node_port(&c), "ex").await;
 }
 

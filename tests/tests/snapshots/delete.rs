@@ -12,7 +12,7 @@ async fn delete_removes_the_snapshot_and_its_files() {
     redis_with_keys(&client, "src", "d").await;
     snapshot_of_cluster(&client, "doomed", "src").await;
     wait_snapshot(&client, "doomed").await;
-    wait_cluster(&client, "src").await;
+    wait_cluster_available(&client, "src").await;
     snapshot_of_cluster(&client, "kept", "src").await;
     wait_snapshot(&client, "kept").await;
     assert!(snapshot_file(&server, "doomed").is_file());
@@ -79,7 +79,7 @@ async fn final_snapshot_of_a_cluster_is_taken_before_it_goes() {
     .await;
 
     create_redis(&client, "back", Some("leaving-final")).await;
-    let c = wait_cluster(&client, "back").await;
+    let c = wait_cluster_available(&client, "back").await;
     wait_keys(node_port(&c), "fin").await;
 }
 
@@ -118,7 +118,7 @@ async fn final_snapshot_of_a_group_is_taken_before_it_goes() {
     .await;
 
     create_group(&client, "back-g", 2, Some("g-final")).await;
-    let g = wait_group(&client, "back-g").await;
+    let g = wait_group_available(&client, "back-g").await;
     for (_, _, port) in group_members(&g) {
         wait_keys(port, "gfin").await;
     }
@@ -129,7 +129,7 @@ async fn final_snapshot_errors_keep_the_source() {
     let server = TestServer::start().await;
     let client = server.client();
     create_memcached(&client, "mc").await;
-    wait_cluster(&client, "mc").await;
+    wait_cluster_available(&client, "mc").await;
     let e = expect_code(
         client.delete_cache_cluster().cache_cluster_id("mc").final_snapshot_identifier("mc-final").send().await,
         "InvalidParameterCombination",
@@ -141,7 +141,7 @@ async fn final_snapshot_errors_keep_the_source() {
     redis_with_keys(&client, "r", "fe").await;
     snapshot_of_cluster(&client, "taken", "r").await;
     wait_snapshot(&client, "taken").await;
-    wait_cluster(&client, "r").await;
+    wait_cluster_available(&client, "r").await;
     expect_code(
         client.delete_cache_cluster().cache_cluster_id("r").final_snapshot_identifier("taken").send().await,
         "SnapshotAlreadyExistsFault",

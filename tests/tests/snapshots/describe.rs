@@ -11,7 +11,7 @@ async fn filters_pages_and_node_group_config() {
     let client = server.client();
     redis_with_keys(&client, "c", "f").await;
     create_group(&client, "g", 2, None).await;
-    wait_group(&client, "g").await;
+    wait_group_available(&client, "g").await;
     snapshot_of_cluster(&client, "of-cluster", "c").await;
     snapshot_of_group(&client, "of-group", "g").await;
     wait_snapshot(&client, "of-cluster").await;

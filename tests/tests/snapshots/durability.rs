@@ -1,6 +1,8 @@
 //! Keys survive a clean emulator restart (stop, then start on the same state directory):
 //! every node of a cluster and of a replication group comes back on its port with its data.
 
+use std::time::Duration;
+
 use e2e::{TestServer, port_refuses};
 
 use crate::*;
@@ -16,7 +18,7 @@ async fn keys_survive_a_clean_restart() {
     // And a snapshot taken before the restart stays usable after it.
     snapshot_of_cluster(&client, "before-restart", "dur-c").await;
     wait_snapshot(&client, "before-restart").await;
-    wait_cluster(&client, "dur-c").await;
+    wait_cluster_available(&client, "dur-c").await;
     let pids: Vec<(String, u64)> = admin_nodes(&server)
         .await
         .iter()
@@ -48,11 +50,11 @@ async fn keys_survive_a_clean_restart() {
 
     let server = TestServer::start_in(state_dir).await;
     let client = server.client();
-    let c = wait_cluster(&client, "dur-c").await;
+    let c = wait_cluster_available(&client, "dur-c").await;
     assert_eq!(node_port(&c), cluster_port, "same port after the restart");
     wait_keys(cluster_port, "dc").await;
 
-    let g = wait_group(&client, "dur-g").await;
+    let g = wait_group_available(&client, "dur-g").await;
     let mut after = group_members(&g);
     let mut before = members.clone();
     after.sort();
@@ -85,6 +87,6 @@ async fn keys_survive_a_clean_restart() {
     let s = wait_snapshot(&client, "before-restart").await;
     assert_eq!(s.cache_cluster_id(), Some("dur-c"));
     create_redis(&client, "from-old", Some("before-restart")).await;
-    let c = wait_cluster(&client, "from-old").await;
+    let c = wait_cluster_available(&client, "from-old").await;
     wait_keys(node_port(&c), "dc").await;
 }

@@ -17,9 +17,9 @@ async fn create_snapshot_errors() {
     let client = server.client();
     redis_with_keys(&client, "r", "e").await;
     create_group(&client, "g", 2, None).await;
-    wait_group(&client, "g").await;
+    wait_group_available(&client, "g").await;
     create_memcached(&client, "mc").await;
-    wait_cluster(&client, "mc").await;
+    wait_cluster_available(&client, "mc").await;
 
     // Neither or both sources.
     let e = expect_code(client.create_snapshot().snapshot_name("s").send().await, "InvalidParameterCombination");
@@ -62,7 +62,7 @@ async fn create_snapshot_errors() {
     // here the rule that matters: a duplicate name is refused whatever the source.
     snapshot_of_cluster(&client, "dup", "r").await;
     wait_snapshot(&client, "dup").await;
-    wait_cluster(&client, "r").await;
+    wait_cluster_available(&client, "r").await;
     let e = expect_code(
         client.create_snapshot().snapshot_name("dup").cache_cluster_id("r").send().await,
         "SnapshotAlreadyExistsFault",
@@ -98,7 +98,7 @@ async fn sources_that_are_not_available_are_refused() {
     assert_no_snapshots(&server, &client).await;
 
     // A deleting cluster.
-    wait_cluster(&client, "young").await;
+    wait_cluster_available(&client, "young").await;
     client.delete_cache_cluster().cache_cluster_id("young").send().await.expect("DeleteCacheCluster");
     expect_code(
         client.create_snapshot().snapshot_name("s3").cache_cluster_id("young").send().await,
@@ -163,9 +163,9 @@ async fn a_snapshot_that_is_not_available_is_refused() {
     let (status, body) = admin_post(&server, "/_emulator/nodes/r/0001/resume").await;
     assert_eq!(status, 200, "{body}");
     wait_snapshot(&client, "stuck").await;
-    wait_cluster(&client, "r").await;
+    wait_cluster_available(&client, "r").await;
     create_redis(&client, "restore", Some("stuck")).await;
-    let c = wait_cluster(&client, "restore").await;
+    let c = wait_cluster_available(&client, "restore").await;
     wait_keys(node_port(&c), "na").await;
 }
 

@@ -13,15 +13,14 @@ mod errors;
 mod restore;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use aws_sdk_elasticache::Client;
-use aws_sdk_elasticache::types::{CacheCluster, ReplicationGroup, Snapshot, SourceType};
-use e2e::{ACCOUNT, REGION, RedisClient, Resp, TestServer, poll_until};
-use serde_json::Value;
-
-/// Bounds a broken run; node starts and BGSAVEs of a few thousand keys take milliseconds.
-pub const SETTLE: Duration = Duration::from_secs(30);
+use aws_sdk_elasticache::types::{CacheCluster, ReplicationGroup, Snapshot};
+use e2e::{ACCOUNT, REGION, RedisClient, Resp, TestServer, wait_not_found};
+pub use e2e::{
+    SETTLE, admin_nodes, admin_post, describe_cluster, describe_group, events_of, poll_until, wait_cluster_available,
+    wait_cluster_gone, wait_event, wait_group_available, wait_group_gone, wait_redis,
+};
 
 /// How many keys the data-carrying tests write.
 pub const KEYS: usize = 1000;
@@ -82,16 +81,6 @@ pub async fn check_keys(redis: &mut RedisClient, tag: &str) -> Result<(), String
     }
 }
 
-/// Polls until the node on `port` answers PING.
-pub async fn wait_redis(port: u16) -> RedisClient {
-    poll_until(&format!("redis on port {port} answering PING"), SETTLE, || async {
-        let mut client = RedisClient::connect("127.0.0.1", port).await.map_err(|e| e.to_string())?;
-        client.ping().await.map_err(|e| e.to_string())?;
-        Ok(client)
-    })
-    .await
-}
-
 /// Polls until the node on `port` holds exactly the keys tagged `tag` (a replica may still be
 /// syncing, a restored node still loading).
 pub async fn wait_keys(port: u16, tag: &str) {
@@ -144,33 +133,6 @@ pub async fn create_memcached(client: &Client, id: &str) -> CacheCluster {
         .expect("CreateCacheCluster returned no CacheCluster")
 }
 
-pub async fn describe_cluster(client: &Client, id: &str) -> CacheCluster {
-    let out = client
-        .describe_cache_clusters()
-        .cache_cluster_id(id)
-        .show_cache_node_info(true)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("DescribeCacheClusters {id}: {e:?}"));
-    assert_eq!(out.cache_clusters().len(), 1, "one cluster for {id}: {out:?}");
-    out.cache_clusters()[0].clone()
-}
-
-/// Polls until the cluster and its nodes are `available`.
-pub async fn wait_cluster(client: &Client, id: &str) -> CacheCluster {
-    poll_until(&format!("cluster {id} available"), SETTLE, || async {
-        let c = describe_cluster(client, id).await;
-        let nodes_ok = !c.cache_nodes().is_empty()
-            && c.cache_nodes().iter().all(|n| n.cache_node_status() == Some("available") && n.endpoint().is_some());
-        if c.cache_cluster_status() == Some("available") && nodes_ok {
-            Ok(c)
-        } else {
-            Err(format!("{:?} nodes {:?}", c.cache_cluster_status(), c.cache_nodes()))
-        }
-    })
-    .await
-}
-
 /// The port of a single-node cluster's node.
 pub fn node_port(c: &CacheCluster) -> u16 {
     let port = c.cache_nodes()[0].endpoint().and_then(|e| e.port()).unwrap_or_else(|| panic!("no node port: {c:?}"));
@@ -181,28 +143,11 @@ pub fn node_port(c: &CacheCluster) -> u16 {
 /// node's port.
 pub async fn redis_with_keys(client: &Client, id: &str, tag: &str) -> u16 {
     create_redis(client, id, None).await;
-    let port = node_port(&wait_cluster(client, id).await);
+    let port = node_port(&wait_cluster_available(client, id).await);
     let mut redis = wait_redis(port).await;
     write_keys(&mut redis, tag).await;
     check_keys(&mut redis, tag).await.expect("keys just written");
     port
-}
-
-pub async fn wait_cluster_gone(client: &Client, id: &str) {
-    poll_until(&format!("cluster {id} gone"), SETTLE, || async {
-        match client.describe_cache_clusters().cache_cluster_id(id).send().await {
-            Ok(out) => Err(format!("{:?}", out.cache_clusters().first().and_then(|c| c.cache_cluster_status()))),
-            Err(e) => {
-                let error = e2e::api_error::<(), _>(Err(e));
-                if error.code == "CacheClusterNotFound" && error.status == 404 {
-                    Ok(())
-                } else {
-                    panic!("describing a deleted cluster: {error:?}")
-                }
-            }
-        }
-    })
-    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,42 +169,6 @@ pub async fn create_group(client: &Client, id: &str, members: i32, snapshot: Opt
         .unwrap_or_else(|e| panic!("CreateReplicationGroup {id}: {e:?}"))
         .replication_group
         .expect("CreateReplicationGroup returned no ReplicationGroup")
-}
-
-pub async fn describe_group(client: &Client, id: &str) -> ReplicationGroup {
-    let out = client
-        .describe_replication_groups()
-        .replication_group_id(id)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("DescribeReplicationGroups {id}: {e:?}"));
-    assert_eq!(out.replication_groups().len(), 1, "one group for {id}: {out:?}");
-    out.replication_groups()[0].clone()
-}
-
-pub async fn wait_group(client: &Client, id: &str) -> ReplicationGroup {
-    poll_until(&format!("replication group {id} available"), SETTLE, || async {
-        let g = describe_group(client, id).await;
-        if g.status() == Some("available") { Ok(g) } else { Err(format!("{:?}", g.status())) }
-    })
-    .await
-}
-
-pub async fn wait_group_gone(client: &Client, id: &str) {
-    poll_until(&format!("replication group {id} gone"), SETTLE, || async {
-        match client.describe_replication_groups().replication_group_id(id).send().await {
-            Ok(out) => Err(format!("{:?}", out.replication_groups().first().and_then(|g| g.status()))),
-            Err(e) => {
-                let error = e2e::api_error::<(), _>(Err(e));
-                if error.code == "ReplicationGroupNotFoundFault" && error.status == 404 {
-                    Ok(())
-                } else {
-                    panic!("describing a deleted group: {error:?}")
-                }
-            }
-        }
-    })
-    .await
 }
 
 /// (cache cluster id, role, read-endpoint port) of every member.
@@ -294,7 +203,7 @@ pub fn primary_endpoint_port(g: &ReplicationGroup) -> u16 {
 /// waits until every replica holds them.
 pub async fn group_with_keys(client: &Client, id: &str, members: i32, tag: &str) -> ReplicationGroup {
     create_group(client, id, members, None).await;
-    let g = wait_group(client, id).await;
+    let g = wait_group_available(client, id).await;
     let (_, port) = primary_of(&g);
     let mut redis = wait_redis(port).await;
     write_keys(&mut redis, tag).await;
@@ -378,18 +287,9 @@ pub async fn wait_snapshot(client: &Client, name: &str) -> Snapshot {
 
 /// Polls until DescribeSnapshots(name) answers SnapshotNotFoundFault (404).
 pub async fn wait_snapshot_gone(client: &Client, name: &str) {
-    poll_until(&format!("snapshot {name} gone"), SETTLE, || async {
-        match client.describe_snapshots().snapshot_name(name).send().await {
-            Ok(out) => Err(format!("{:?}", out.snapshots().first().and_then(|s| s.snapshot_status()))),
-            Err(e) => {
-                let error = e2e::api_error::<(), _>(Err(e));
-                if error.code == "SnapshotNotFoundFault" && error.status == 404 {
-                    Ok(())
-                } else {
-                    panic!("describing a deleted snapshot: {error:?}")
-                }
-            }
-        }
+    wait_not_found(&format!("snapshot {name} gone"), "SnapshotNotFoundFault", || async {
+        let out = client.describe_snapshots().snapshot_name(name).send().await?;
+        Ok(format!("{:?}", out.snapshots().first().and_then(|s| s.snapshot_status())))
     })
     .await
 }
@@ -422,57 +322,10 @@ pub fn assert_rdb(path: &Path) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Events and the admin API
-
-/// Every event of `source` in the last hour (all pages), oldest first.
-pub async fn events_of(client: &Client, kind: SourceType, source: &str) -> Vec<String> {
-    let mut all = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = client
-            .describe_events()
-            .source_type(kind.clone())
-            .source_identifier(source)
-            .duration(60)
-            .set_marker(marker)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("DescribeEvents {source}: {e:?}"));
-        all.extend(out.events().iter().cloned());
-        marker = out.marker;
-        if marker.is_none() {
-            break;
-        }
-    }
-    all.sort_by_key(|e| e.date().map(|d| (d.secs(), d.subsec_nanos())));
-    all.into_iter().map(|e| e.message().unwrap_or_default().to_string()).collect()
-}
-
-/// Polls until the events of `source` include `expected`.
-pub async fn wait_event(client: &Client, kind: SourceType, source: &str, expected: &str) -> Vec<String> {
-    poll_until(&format!("event {expected:?} of {source}"), SETTLE, || async {
-        let events = events_of(client, kind.clone(), source).await;
-        if events.iter().any(|e| e == expected) { Ok(events) } else { Err(format!("{events:?}")) }
-    })
-    .await
-}
+// Events and files
 
 pub fn snapshot_event(name: &str, what: &str, id: &str) -> String {
     format!("Snapshot succeeded for snapshot with ID '{name}' of {what} with ID '{id}'")
-}
-
-pub async fn admin_post(server: &TestServer, path: &str) -> (u16, Value) {
-    let (status, body) = e2e::raw_post(server.addr(), path).await.unwrap_or_else(|e| panic!("POST {path}: {e:?}"));
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    (status, value)
-}
-
-/// `GET /_emulator/nodes`.
-pub async fn admin_nodes(server: &TestServer) -> Vec<Value> {
-    let (status, body) = e2e::raw_get(server.addr(), "/_emulator/nodes").await.expect("GET /_emulator/nodes");
-    assert_eq!(status, 200, "{body}");
-    let value: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("JSON ({e}): {body}"));
-    value.as_array().unwrap_or_else(|| panic!("array expected: {body}")).clone()
 }
 
 /// Every file under `dir` (recursively).

@@ -27,7 +27,7 @@ async fn cluster_snapshot_restores_into_a_cluster_and_a_group() {
     }
 
     let s = wait_snapshot(&client, "snap-c").await;
-    assert_eq!(wait_cluster(&client, "src").await.cache_cluster_status(), Some("available"));
+    assert_eq!(wait_cluster_available(&client, "src").await.cache_cluster_status(), Some("available"));
     assert_eq!(s.engine(), Some("redis"));
     assert!(s.engine_version().is_some_and(|v| v.starts_with("7.")), "{s:?}");
     assert_eq!(s.cache_node_type(), Some("cache.t3.micro"));
@@ -52,13 +52,13 @@ async fn cluster_snapshot_restores_into_a_cluster_and_a_group() {
     write_keys(&mut redis, "later").await;
 
     create_redis(&client, "restored", Some("snap-c")).await;
-    let restored = wait_cluster(&client, "restored").await;
+    let restored = wait_cluster_available(&client, "restored").await;
     assert_ne!(node_port(&restored), port);
     wait_keys(node_port(&restored), "c1").await;
 
     let g = create_group(&client, "restored-g", 2, Some("snap-c")).await;
     assert_eq!(g.status(), Some("creating"));
-    let g = wait_group(&client, "restored-g").await;
+    let g = wait_group_available(&client, "restored-g").await;
     for (id, _, port) in group_members(&g) {
         wait_keys(port, "c1").await;
         assert!(id.starts_with("restored-g-"), "{id}");
@@ -101,7 +101,7 @@ async fn group_snapshot_is_taken_from_a_replica_and_restores() {
     }
 
     let s = wait_snapshot(&client, "snap-g").await;
-    assert_eq!(wait_group(&client, "grp").await.status(), Some("available"));
+    assert_eq!(wait_group_available(&client, "grp").await.status(), Some("available"));
     assert_eq!(s.replication_group_id(), Some("grp"));
     assert_eq!(s.replication_group_description(), Some("group grp"));
     assert_eq!(s.num_node_groups(), Some(1));
@@ -127,11 +127,11 @@ async fn group_snapshot_is_taken_from_a_replica_and_restores() {
     }
 
     create_redis(&client, "from-group", Some("snap-g")).await;
-    let c = wait_cluster(&client, "from-group").await;
+    let c = wait_cluster_available(&client, "from-group").await;
     wait_keys(node_port(&c), "g1").await;
 
     create_group(&client, "grp2", 2, Some("snap-g")).await;
-    let g2 = wait_group(&client, "grp2").await;
+    let g2 = wait_group_available(&client, "grp2").await;
     for (_, _, port) in group_members(&g2) {
         wait_keys(port, "g1").await;
     }
