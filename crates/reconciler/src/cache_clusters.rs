@@ -92,7 +92,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         let k = key(&node.node_id);
         if node.remove_requested {
             r.runtime.stop(&k).await.map_err(Error::Node)?;
-            let _ = std::fs::remove_dir_all(r.node_dir(&scope, &id, &node.node_id));
+            let _ = tokio::fs::remove_dir_all(r.node_dir(&scope, &id, &node.node_id)).await;
             outcomes.insert(node.node_id.clone(), Outcome::Removed);
             continue;
         }
@@ -102,11 +102,16 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 && let Some(snapshot) = &c.cluster.restore_from
             {
                 let dir = r.node_dir(&scope, &id, &node.node_id);
-                if let Err(error) = crate::snapshots::seed_node(r, &scope, snapshot, &dir) {
+                if let Err(error) = crate::snapshots::seed_node(r, &scope, snapshot, &dir).await {
                     tracing::warn!(cache_cluster = id, snapshot, %error, "seeding the node from its snapshot failed");
                     outcomes.insert(node.node_id.clone(), Outcome::Failed);
                     continue;
                 }
+            }
+            // A crashed node comes back empty, as a replaced node does on AWS: not with the
+            // file a clean stop or a snapshot left behind.
+            if recovering.contains(&node.node_id) {
+                let _ = tokio::fs::remove_file(r.node_dir(&scope, &id, &node.node_id).join("dump.rdb")).await;
             }
             let spec = NodeSpec {
                 key: k,
@@ -147,6 +152,13 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 // A new process: its health history (a death already reported) is gone.
                 lock(&r.observed).remove(&running.key);
                 lock(&r.failures).remove(&running.key);
+                // A node placed in a zone that is down comes up as unreachable as its peers.
+                let zone = c.nodes.iter().find(|n| n.node_id == node_id).map(|n| n.zone.as_str());
+                if zone.is_some_and(|z| r.zone_is_down(z))
+                    && let Err(error) = r.runtime.pause(&running.key).await
+                {
+                    tracing::warn!(node = %running.key, %error, "freezing a node in a down zone failed");
+                }
                 Outcome::Started(running)
             }
             Err(error) => {
@@ -156,11 +168,24 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         };
         outcomes.insert(node_id, outcome);
     }
-    let endpoint_port = if memcached { Some(config_endpoint(r, &c).await?) } else { None };
+    // A failing endpoint must not lose what the node starts above did: it is retried.
+    let mut endpoint_failed = false;
+    let endpoint_port = if memcached {
+        match config_endpoint(r, &c).await {
+            Ok(port) => Some(port),
+            Err(error) => {
+                tracing::warn!(cache_cluster = id, %error, "starting the configuration endpoint failed");
+                endpoint_failed = true;
+                None
+            }
+        }
+    } else {
+        None
+    };
     let engine_version =
         c.nodes.iter().find_map(|n| r.runtime.get(&key(&n.node_id))).map(|running| running.engine_version);
 
-    let failed = outcomes.values().any(|o| matches!(o, Outcome::Failed));
+    let failed = endpoint_failed || outcomes.values().any(|o| matches!(o, Outcome::Failed));
     let result = r
         .ops
         .store()
@@ -305,7 +330,7 @@ async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<Option<Duration
         lock(&r.observed).remove(&key);
     }
     r.config_endpoints.lock().await.remove(&(c.scope.clone(), c.cluster.id.clone()));
-    let _ = std::fs::remove_dir_all(r.cluster_dir(&c.scope, &c.cluster.id));
+    let _ = tokio::fs::remove_dir_all(r.cluster_dir(&c.scope, &c.cluster.id)).await;
     let arn = format!("arn:aws:elasticache:{}:{}:cluster:{}", c.scope.region, c.scope.account, c.cluster.id);
     let events = [EventRecord::new(SOURCE_TYPE, &c.cluster.id, "Cache cluster deleted")];
     match r.ops.store().delete_cache_cluster(&c.scope, &c.cluster.id, &arn, &events).await {

@@ -15,7 +15,7 @@ use nodes::{Health, NodeKey};
 use operations::cache_clusters::SOURCE_TYPE;
 use store::{EventRecord, Scope};
 
-use crate::{Reconciler, lock, replication_groups};
+use crate::{Reconciler, lock};
 
 #[derive(Debug, Clone, Copy)]
 pub struct HealthSettings {
@@ -58,23 +58,20 @@ pub async fn monitor(r: Arc<Reconciler>) {
                 *count = if health == Health::Healthy { 0 } else { *count + 1 };
                 *count
             };
+            // A node that answers again (a resumed primary, a zone back) may need demoting
+            // or re-linking at once.
+            if health == Health::Healthy && previous.is_some_and(|p| p != Health::Healthy) {
+                r.wake.notify_one();
+            }
             let newly_exited = health == Health::Exited && previous != Some(Health::Exited);
             let newly_unreachable = health != Health::Healthy && failures == r.health.failure_threshold;
             if !newly_exited && !newly_unreachable {
                 continue;
             }
             let Some(scope) = scope_of(&key) else { continue };
-            if primary_with_failover(&r, &scope, &key).await.is_some_and(|group| {
+            if let Some(group) = primary_with_failover(&r, &scope, &key).await {
                 tracing::warn!(node = %key, %health, replication_group = group, "primary failed; failing over");
-                let r = r.clone();
-                let scope = scope.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = replication_groups::failover(&r, &scope, &group, None).await {
-                        tracing::error!(%error, replication_group = group, "failover failed");
-                    }
-                });
-                true
-            }) {
+                request_failover(&r, &scope, &group, &key.cluster_id).await;
                 continue;
             }
             if newly_exited {
@@ -90,6 +87,25 @@ async fn primary_with_failover(r: &Reconciler, scope: &Scope, key: &NodeKey) -> 
     let group_id = cluster.cluster.replication_group_id?;
     let group = r.ops.store().replication_group(scope, &group_id).await.ok()??;
     (group.group.automatic_failover && group.group.primary_cluster_id == key.cluster_id).then_some(group_id)
+}
+
+/// Asks for a failover of `group` away from `primary`, unless the primary changed or a
+/// failover is already asked for: the group's reconcile carries it out, one at a time.
+async fn request_failover(r: &Reconciler, scope: &Scope, group: &str, primary: &str) {
+    let result = r
+        .ops
+        .store()
+        .update_replication_group(scope, group, |g, _| {
+            if g.primary_cluster_id == primary && g.failover_to.is_none() {
+                g.failover_to = Some(String::new());
+            }
+            Ok::<_, ()>(Vec::new())
+        })
+        .await;
+    if let Err(store::UpdateError::Store(error)) = result {
+        tracing::error!(%error, replication_group = group, "asking for a failover failed");
+    }
+    r.wake.notify_one();
 }
 
 /// Hands a dead node to the reconciler, which restarts it in place.

@@ -71,6 +71,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A resource's place in the in-flight set, given back when its reconcile ends, however
+/// it ends; the reconciler is woken again unless the reconcile said nothing is left to do
+/// (a panic counts as something left).
+struct Slot {
+    reconciler: Arc<Reconciler>,
+    key: ClusterKey,
+    again: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.reconciler.in_flight).remove(&self.key);
+        if self.again {
+            self.reconciler.wake.notify_one();
+        }
+    }
+}
+
 /// The runtime's name for a scope.
 pub fn scope_key(scope: &Scope) -> String {
     format!("{}/{}", scope.region, scope.account)
@@ -136,13 +154,8 @@ impl Reconciler {
             }
         }
         monitor.abort();
-        // No reconcile may start a node once the nodes are being stopped: stop new ones,
-        // let the running ones finish, then stop everything.
-        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !lock(&self.in_flight).is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // No reconcile may start a node once the nodes are being stopped.
+        self.pause().await;
         self.runtime.stop_all().await;
         self.config_endpoints.lock().await.clear();
         self.group_endpoints.lock().await.clear();
@@ -162,23 +175,40 @@ impl Reconciler {
                 }
             };
             this.stop_unknown_nodes(&clusters).await;
+            // Each reconcile reads its resource again once it holds the resource's slot:
+            // the list above may predate the last reconcile's writes.
             for cluster in clusters {
-                let key = (cluster.scope.clone(), cluster.cluster.id.clone());
-                this.spawn_once(key, move |r| async move { cache_clusters::reconcile(&r, cluster).await });
+                let (scope, id) = (cluster.scope.clone(), cluster.cluster.id.clone());
+                this.spawn_once((scope.clone(), id.clone()), move |r| async move {
+                    match r.ops.store().cache_cluster(&scope, &id).await.map_err(cache_clusters::Error::Store)? {
+                        Some(fresh) => cache_clusters::reconcile(&r, fresh).await,
+                        None => Ok(None),
+                    }
+                });
             }
             match store.all_snapshots().await {
                 Ok(snapshots) => {
                     for (scope, snapshot) in snapshots.into_iter().filter(|(_, s)| s.status != "available") {
-                        let key = (scope.clone(), format!("snapshot/{}", snapshot.name));
-                        this.spawn_once(key, move |r| async move { snapshots::reconcile(&r, scope, snapshot).await });
+                        let name = snapshot.name.clone();
+                        this.spawn_once((scope.clone(), format!("snapshot/{name}")), move |r| async move {
+                            match r.ops.store().snapshot(&scope, &name).await.map_err(cache_clusters::Error::Store)? {
+                                Some(fresh) => snapshots::reconcile(&r, scope, fresh).await,
+                                None => Ok(None),
+                            }
+                        });
                     }
                 }
                 Err(error) => tracing::error!(%error, "reading snapshots failed"),
             }
             for group in groups {
+                let (scope, id) = (group.scope.clone(), group.group.id.clone());
                 // Group ids and cluster ids share a namespace in the in-flight set.
-                let key = (group.scope.clone(), format!("replication-group/{}", group.group.id));
-                this.spawn_once(key, move |r| async move { replication_groups::reconcile(&r, group).await });
+                this.spawn_once((scope.clone(), format!("replication-group/{id}")), move |r| async move {
+                    match r.ops.store().replication_group(&scope, &id).await.map_err(cache_clusters::Error::Store)? {
+                        Some(fresh) => replication_groups::reconcile(&r, fresh).await,
+                        None => Ok(None),
+                    }
+                });
             }
         });
     }
@@ -220,11 +250,16 @@ impl Reconciler {
         F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Option<Duration>, cache_clusters::Error>> + Send,
     {
-        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) || !lock(&self.in_flight).insert(key.clone()) {
-            return;
+        {
+            let mut in_flight = lock(&self.in_flight);
+            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) || !in_flight.insert(key.clone()) {
+                return;
+            }
         }
         let this = self.clone();
         tokio::spawn(async move {
+            // Frees the slot even if the reconcile panics, so the resource is not forgotten.
+            let mut slot = Slot { reconciler: this.clone(), key: key.clone(), again: true };
             let again = match reconcile(this.clone()).await {
                 Ok(again) => again,
                 Err(error) => {
@@ -236,14 +271,28 @@ impl Reconciler {
                 // Back off, so a node that cannot start does not spin the machine.
                 tokio::time::sleep(delay).await;
             }
-            lock(&this.in_flight).remove(&key);
-            if again.is_some() {
-                this.wake.notify_one();
-            }
+            slot.again = again.is_some();
         });
     }
 
-    /// Stops every node and endpoint and forgets them (after the store was reset).
+    /// Holds off new reconciles and waits (up to 10 s) for the running ones to finish, so
+    /// that nothing starts a node while everything is being stopped.
+    pub async fn pause(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !lock(&self.in_flight).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Reconciles again after [`Reconciler::pause`].
+    pub fn resume(&self) {
+        self.stopping.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Stops every node and endpoint and forgets them (after the store was reset; call
+    /// [`Reconciler::pause`] first).
     pub async fn reset(&self) {
         self.runtime.stop_all().await;
         self.config_endpoints.lock().await.clear();
@@ -251,7 +300,8 @@ impl Reconciler {
         lock(&self.observed).clear();
         lock(&self.failures).clear();
         lock(&self.to_recover).clear();
-        let _ = std::fs::remove_dir_all(self.state_dir.join("nodes"));
+        lock(&self.zones_down).clear();
+        let _ = tokio::fs::remove_dir_all(self.state_dir.join("nodes")).await;
     }
 
     /// The health the monitor last saw for a node.

@@ -195,6 +195,25 @@ fn replace(current: &mut Vec<SocketAddr>, next: Vec<SocketAddr>) -> bool {
     changed
 }
 
+/// Drops the failover request `target` (None: the automatic one) if it is still the one
+/// asked for.
+async fn clear_failover(r: &Reconciler, scope: &Scope, id: &str, target: &Option<String>) -> Result<(), Error> {
+    let result = r
+        .ops
+        .store()
+        .update_replication_group(scope, id, |group, _| {
+            if group.failover_to.as_deref() == Some(target.as_deref().unwrap_or_default()) {
+                group.failover_to = None;
+            }
+            Ok::<_, ()>(Vec::new())
+        })
+        .await;
+    match result {
+        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
+        _ => Ok(()),
+    }
+}
+
 /// Promotes a replica: `target`, or the healthiest, most up-to-date one (highest
 /// replication offset, preferring another zone than the old primary's). Repoints the other
 /// replicas and the primary endpoint, records AWS's events; the old primary, once back, is
@@ -203,7 +222,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
     let Some(g) = r.ops.store().replication_group(scope, id).await.map_err(Error::Store)? else { return Ok(false) };
     let old = g.group.primary_cluster_id.clone();
     let old_zone = g.members.iter().find(|m| m.cluster.id == old).and_then(|m| m.nodes.first()).map(|n| n.zone.clone());
-    let mut best: Option<(&CacheCluster, u64)> = None;
+    let mut best: Option<(&CacheCluster, (bool, u64, bool))> = None;
     for member in g.members.iter().filter(|m| m.cluster.id != old && m.cluster.status != status::DELETING) {
         if target.as_ref().is_some_and(|t| *t != member.cluster.id) {
             continue;
@@ -213,19 +232,27 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
             continue;
         }
         let Ok(info) = r.runtime.replication(&key).await else { continue };
-        let other_zone = member.nodes.first().map(|n| Some(n.zone.clone()) != old_zone).unwrap_or(false);
-        let better = match best {
-            None => true,
-            Some((current, offset)) => {
-                let current_other = current.nodes.first().map(|n| Some(n.zone.clone()) != old_zone).unwrap_or(false);
-                (info.offset, other_zone) > (offset, current_other)
-            }
-        };
-        if better {
-            best = Some((member, info.offset));
+        let other_zone = member.nodes.first().is_some_and(|n| Some(n.zone.clone()) != old_zone);
+        // A replica with data beats one still in its first sync; then the most up to
+        // date; then one in another zone than the failed primary.
+        let rank = (info.offset > 0, info.offset, other_zone);
+        if best.as_ref().is_none_or(|(_, best_rank)| rank > *best_rank) {
+            best = Some((member, rank));
         }
     }
     let Some((new, _)) = best else {
+        // Nothing to promote. A dead primary of an automatic failover is then restarted in
+        // place rather than left dead; a requested switch-over waits for its target.
+        let old_key = g.members.iter().find(|m| m.cluster.id == old).and_then(|m| node_key(scope, m));
+        if target.is_none()
+            && let Some(key) = old_key
+            && r.runtime.probe(&key, r.health.timeout).await == Health::Exited
+        {
+            tracing::warn!(replication_group = id, "no healthy replica to promote; restarting the primary in place");
+            lock(&r.to_recover).insert(key);
+            clear_failover(r, scope, id, &target).await?;
+            return Ok(false);
+        }
         tracing::warn!(replication_group = id, "no healthy replica to promote; retrying");
         return Ok(true);
     };
@@ -251,8 +278,14 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
         .ops
         .store()
         .update_replication_group(scope, id, |group, _| {
+            // Only the failover asked for, from the primary it started from.
+            if group.primary_cluster_id != old {
+                return Err(());
+            }
             group.primary_cluster_id = new_id.clone();
-            group.failover_to = None;
+            if group.failover_to.as_deref() == Some(target.as_deref().unwrap_or_default()) {
+                group.failover_to = None;
+            }
             Ok::<_, ()>(vec![
                 EventRecord::new(SOURCE_TYPE, &group.id, message.clone()),
                 EventRecord::new(operations::cache_clusters::SOURCE_TYPE, &new_id, message.clone()),

@@ -49,7 +49,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, s: SnapshotRecord) -> 
         snapshot_status::CREATING => take(r, &scope, &s).await,
         snapshot_status::EXPORTING => export(r, &scope, &s).await,
         snapshot_status::DELETING => {
-            let _ = std::fs::remove_dir_all(r.snapshot_dir(&scope, &s.name));
+            let _ = tokio::fs::remove_dir_all(r.snapshot_dir(&scope, &s.name)).await;
             let arn = format!("arn:aws:elasticache:{}:{}:snapshot:{}", scope.region, scope.account, s.name);
             match r.ops.store().delete_snapshot(&scope, &s.name, &arn, &[]).await {
                 Ok(()) | Err(store::StoreError::NotFound) => Ok(None),
@@ -100,7 +100,7 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
     }
     let source = r.node_dir(scope, &node.cache_cluster_id, &node.node_id).join("dump.rdb");
     let target = r.snapshot_file(scope, &s.name, &node.node_group_id);
-    let size = copy_file(&source, &target).map_err(|e| Error::Node(e.into()))?;
+    let size = copy_file(&source, &target).await.map_err(|e| Error::Node(e.into()))?;
     let (source_type, source_id, what) = event_source(s);
     let message = format!("Snapshot succeeded for snapshot with ID '{}' of {what} with ID '{source_id}'", s.name);
     let result = r
@@ -129,7 +129,7 @@ async fn copy(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
     for node in &s.nodes {
         let from = r.snapshot_file(scope, source, &node.node_group_id);
         let to = r.snapshot_file(scope, &s.name, &node.node_group_id);
-        copy_file(&from, &to).map_err(|e| Error::Node(e.into()))?;
+        copy_file(&from, &to).await.map_err(|e| Error::Node(e.into()))?;
     }
     let result = r
         .ops
@@ -152,7 +152,9 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
     let mut written = Vec::new();
     for node in &s.nodes {
         let to = r.export_dir(bucket).join(format!("{name}-{}.rdb", node.node_group_id));
-        copy_file(&r.snapshot_file(scope, &s.name, &node.node_group_id), &to).map_err(|e| Error::Node(e.into()))?;
+        copy_file(&r.snapshot_file(scope, &s.name, &node.node_group_id), &to)
+            .await
+            .map_err(|e| Error::Node(e.into()))?;
         written.push(to.display().to_string());
     }
     let (source_type, source_id, _) = event_source(s);
@@ -172,17 +174,18 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
     Ok(None)
 }
 
-/// Copies a file, creating the target's directory; returns its size.
-fn copy_file(from: &Path, to: &Path) -> std::io::Result<u64> {
+/// Copies a file, creating the target's directory; returns its size. RDB files can be
+/// large: the copy runs off the async workers.
+async fn copy_file(from: &Path, to: &Path) -> std::io::Result<u64> {
     if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir)?;
+        tokio::fs::create_dir_all(dir).await?;
     }
-    std::fs::copy(from, to)
+    tokio::fs::copy(from, to).await
 }
 
 /// Seeds a new node's directory with the snapshot (or the SnapshotArns file) it restores,
 /// so the engine loads it.
-pub(crate) fn seed_node(r: &Reconciler, scope: &Scope, snapshot: &str, node_dir: &Path) -> std::io::Result<()> {
+pub(crate) async fn seed_node(r: &Reconciler, scope: &Scope, snapshot: &str, node_dir: &Path) -> std::io::Result<()> {
     let target = node_dir.join("dump.rdb");
     if target.exists() {
         return Ok(());
@@ -191,7 +194,7 @@ pub(crate) fn seed_node(r: &Reconciler, scope: &Scope, snapshot: &str, node_dir:
         Some(object) => r.state_dir.join("exports").join(object),
         None => r.snapshot_file(scope, snapshot, operations::replication_groups::NODE_GROUP_ID),
     };
-    copy_file(&source, &target).map(|_| ())
+    copy_file(&source, &target).await.map(|_| ())
 }
 
 /// Whether a final snapshot of this cluster is still being taken (its deletion waits).

@@ -37,12 +37,17 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 
 /// Deletes every resource of every region and stops every node; returns when done.
 async fn reset(State(state): State<AppState>) -> Response {
-    if let Err(e) = state.operations.reset().await {
-        tracing::error!(error = %e, "reset failed");
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
-    }
+    state.reconciler.pause().await;
+    let result = state.operations.reset().await;
     state.reconciler.reset().await;
-    Json(json!({"status": "ok"})).into_response()
+    state.reconciler.resume();
+    match result {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "reset failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e)
+        }
+    }
 }
 
 /// Applies every change waiting for a maintenance window now.
