@@ -642,7 +642,7 @@ pub async fn modify(
     let new_version = match &input.engine_version {
         Some(v) => {
             let version = ops.engine_version(&engine, Some(v))?;
-            if version.engine_version.as_str() < current.cluster.engine_version.as_str() {
+            if crate::catalog::is_downgrade(&current.cluster.engine_version, &version.engine_version) {
                 return Err(ApiError::invalid_parameter_combination(format!(
                     "Cannot downgrade {engine} from {} to {}.",
                     current.cluster.engine_version, version.engine_version
@@ -945,7 +945,7 @@ pub async fn delete(
         .store
         .update_cache_cluster(&scope, &current.cluster.id, |cluster, nodes| {
             // AWS refuses to delete a cluster in the middle of creating or changing it.
-            if ![status::AVAILABLE, "incompatible-parameters", "restore-failed"].contains(&cluster.status.as_str()) {
+            if cluster.status != status::AVAILABLE {
                 return Err(invalid_state(&cluster.id, &cluster.status));
             }
             cluster.status = status::DELETING.to_string();
@@ -955,7 +955,17 @@ pub async fn delete(
             Ok(Vec::new())
         })
         .await;
-    let updated = updated(result, &current.cluster.id)?;
+    let updated = match updated(result, &current.cluster.id) {
+        Ok(updated) => updated,
+        Err(e) => {
+            // Nothing may change when the delete is refused: the final snapshot goes too, so
+            // a retry with the same name can succeed.
+            if let Some(name) = &input.final_snapshot_identifier {
+                crate::snapshots::forget(ops, &scope, name).await;
+            }
+            return Err(e);
+        }
+    };
     let id = updated.cluster.id.clone();
     crate::snapshots::prune(ops, &scope, |s| s.cache_cluster_id.as_deref() == Some(id.as_str()), 0).await?;
     tracing::info!(cache_cluster = updated.cluster.id, "cache cluster: available -> deleting");
@@ -974,6 +984,10 @@ pub async fn apply_pending(ops: &Operations, scope: &Scope) -> Result<usize, Api
         let result = ops
             .store
             .update_cache_cluster(scope, &c.cluster.id, |cluster, nodes| {
+                // Checked again under the lock: the cluster may have changed since.
+                if cluster.pending.is_empty() || cluster.status != status::AVAILABLE {
+                    return Err(());
+                }
                 let pending = std::mem::take(&mut cluster.pending);
                 if let Some(num) = pending.num_nodes {
                     resize(cluster, nodes, num, &pending.node_ids_to_remove, &[], &zones);
@@ -985,11 +999,14 @@ pub async fn apply_pending(ops: &Operations, scope: &Scope) -> Result<usize, Api
                     cluster.engine_version = version;
                 }
                 cluster.status = status::MODIFYING.to_string();
-                Ok::<_, ApiError>(Vec::new())
+                Ok(Vec::new())
             })
             .await;
-        updated(result, &c.cluster.id)?;
-        applied += 1;
+        match result {
+            Ok(Some(_)) => applied += 1,
+            Ok(None) | Err(UpdateError::Rejected(())) => {}
+            Err(UpdateError::Store(e)) => return Err(internal(e)),
+        }
     }
     ops.wake_reconciler();
     Ok(applied)

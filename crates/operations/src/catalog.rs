@@ -52,6 +52,13 @@ impl Family {
     }
 }
 
+/// Whether engine version `to` is older than `from`, comparing the numbers in order
+/// (`1.6.12` is newer than `1.6.6`).
+pub fn is_downgrade(from: &str, to: &str) -> bool {
+    let numbers = |v: &str| v.split('.').map(|part| part.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    numbers(to) < numbers(from)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct EngineVersion {
     pub engine: String,
@@ -151,6 +158,9 @@ mod tests {
                 version.engine_version
             );
         }
+        assert!(is_downgrade("1.6.12", "1.6.6"));
+        assert!(!is_downgrade("1.6.6", "1.6.12"));
+        assert!(!is_downgrade("7.0", "7.1"));
         let redis = catalog.family("redis7").expect("redis7");
         assert!(redis.parameter("maxmemory-policy").is_some_and(|p| p.modifiable));
     }

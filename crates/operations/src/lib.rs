@@ -89,6 +89,9 @@ impl Operations {
 
     /// Deletes every resource of every region; default resources come back on next use.
     pub async fn reset(&self) -> Result<(), StoreError> {
+        // Forget the seeding first: a request in between seeds again rather than finding
+        // no default groups.
+        self.seeded.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.store.reset().await?;
         self.seeded.lock().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(())

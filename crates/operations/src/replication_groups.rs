@@ -3,6 +3,8 @@
 //! As for clusters, handlers write desired state and the reconciler does the rest:
 //! replication links, the emulator-served primary and reader endpoints, and failover.
 
+use std::collections::HashSet;
+
 use aws_smithy_types::DateTime;
 use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
@@ -38,6 +40,17 @@ fn invalid_state(id: &str, status: &str) -> ApiError {
 
 pub fn member_id(group: &str, index: usize) -> String {
     format!("{group}-{index:03}")
+}
+
+/// The next `count` member ids of `group`, `<group>-001` upward, skipping the group's own
+/// `members` (an adopted primary may already hold one).
+fn next_member_ids(group: &str, count: usize, members: &HashSet<String>) -> Vec<String> {
+    (1..).map(|i| member_id(group, i)).filter(|id| !members.contains(id)).take(count).collect()
+}
+
+/// Every cluster id of the scope.
+async fn cluster_ids(ops: &Operations, scope: &Scope) -> Result<HashSet<String>, ApiError> {
+    Ok(ops.store.cache_clusters(scope).await.map_err(internal)?.into_iter().map(|c| c.cluster.id).collect())
 }
 
 /// The outcome of a read-modify-write as the API answers it.
@@ -278,9 +291,12 @@ pub async fn create(
     }
     let new_count = total - members.len();
     let zones_for_new = member_zones(new_count, &requested[requested.len().min(members.len())..], &zones, &members);
-    let first_new = members.len() + 1;
-    for (i, zone) in zones_for_new.into_iter().enumerate() {
-        let (cluster, nodes) = member(&template, member_id(&id, first_new + i), &id, zone);
+    // A new member's id taken by another cluster is refused by the store (AWS's
+    // CacheClusterAlreadyExists), never overwritten.
+    let own: HashSet<String> = members.iter().map(|m| m.cluster.id.clone()).collect();
+    let new_ids = next_member_ids(&id, zones_for_new.len(), &own);
+    for (member_id, zone) in new_ids.into_iter().zip(zones_for_new) {
+        let (cluster, nodes) = member(&template, member_id, &id, zone);
         members.push(StoredCluster { scope: scope.clone(), cluster, nodes });
     }
     let group = ReplicationGroupRecord {
@@ -480,7 +496,17 @@ pub async fn delete(
         }
         Ok(Vec::new())
     })
-    .await?;
+    .await;
+    let group = match group {
+        Ok(group) => group,
+        Err(e) => {
+            // Nothing may change when the delete is refused, the final snapshot included.
+            if let Some(name) = &input.final_snapshot_identifier {
+                crate::snapshots::forget(ops, &scope, name).await;
+            }
+            return Err(e);
+        }
+    };
     let id = group.group.id.clone();
     crate::snapshots::prune(ops, &scope, |s| s.replication_group_id.as_deref() == Some(id.as_str()), 0).await?;
     tracing::info!(replication_group = group.group.id, retain, "replication group: available -> deleting");
@@ -540,11 +566,15 @@ async fn change_replicas(
     increase: bool,
 ) -> Result<StoredGroup, ApiError> {
     let current = existing(ops, scope, id).await?;
+    let existing_ids = cluster_ids(ops, scope).await?;
     let zones = ops
         .subnet_group_zones(scope, &current.members.first().map(|m| m.cluster.subnet_group.clone()).unwrap_or_default())
         .await?;
     change_available(ops, scope, id, |group, members| {
-        let replicas = members.iter().filter(|m| m.cluster.id != group.primary_cluster_id).count() as i32;
+        let replicas = members
+            .iter()
+            .filter(|m| m.cluster.id != group.primary_cluster_id && m.cluster.status != status::DELETING)
+            .count() as i32;
         let target = match (target, remove.is_empty()) {
             (Some(t), _) => t,
             (None, false) if !increase => replicas - remove.len() as i32,
@@ -571,17 +601,20 @@ async fn change_replicas(
             ));
         }
         if increase {
-            let next = members
-                .iter()
-                .filter_map(|m| m.cluster.id.rsplit('-').next()?.parse::<usize>().ok())
-                .max()
-                .unwrap_or(0)
-                + 1;
+            let own: HashSet<String> = members.iter().map(|m| m.cluster.id.clone()).collect();
             let new_zones = member_zones((target - replicas) as usize, &[], &zones, members);
+            let new_ids = next_member_ids(&group.id, new_zones.len(), &own);
+            // Another cluster holding a new member's id is never overwritten.
+            if let Some(taken) = new_ids.iter().find(|id| existing_ids.contains(*id) && !own.contains(*id)) {
+                return Err(ApiError::new(
+                    ErrorCode::CacheClusterAlreadyExistsFault,
+                    format!("Cache cluster {taken} already exists."),
+                ));
+            }
             let template =
                 members.first().map(|m| m.cluster.clone()).ok_or_else(|| ApiError::internal("group has no members"))?;
-            for (i, zone) in new_zones.into_iter().enumerate() {
-                let (cluster, nodes) = member(&template, member_id(&group.id, next + i), &group.id, zone);
+            for (member_id, zone) in new_ids.into_iter().zip(new_zones) {
+                let (cluster, nodes) = member(&template, member_id, &group.id, zone);
                 group.members.push(cluster.id.clone());
                 members.push(StoredCluster { scope: scope.clone(), cluster, nodes });
             }
@@ -593,8 +626,11 @@ async fn change_replicas(
                         "Cannot remove the primary cluster {name}."
                     )));
                 }
-                if !members.iter().any(|m| &m.cluster.id == name) {
-                    return Err(Kind::Cluster.not_found(name));
+                if !members.iter().any(|m| &m.cluster.id == name && m.cluster.status != status::DELETING) {
+                    return Err(ApiError::invalid_parameter_value(format!(
+                        "Cache cluster {name} is not a replica of replication group {}.",
+                        group.id
+                    )));
                 }
             }
             if to_remove.is_empty() {
@@ -778,7 +814,7 @@ pub async fn modify(
             } else if let Some(version) = &new_version
                 && version.engine_version != cluster.engine_version
             {
-                if version.engine_version.as_str() < cluster.engine_version.as_str() {
+                if crate::catalog::is_downgrade(&cluster.engine_version, &version.engine_version) {
                     return Err(ApiError::invalid_parameter_combination(format!(
                         "Cannot downgrade {} from {} to {}.",
                         cluster.engine, cluster.engine_version, version.engine_version

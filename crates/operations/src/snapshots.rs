@@ -315,10 +315,18 @@ pub async fn describe(
     {
         return Err(Kind::Cluster.not_found(id));
     }
+    let cluster_id = input.cache_cluster_id.as_ref().map(|id| id.to_ascii_lowercase());
+    let group_id = input.replication_group_id.as_ref().map(|id| id.to_ascii_lowercase());
+    if let Some(id) = &group_id
+        && ops.store.replication_group(&scope, id).await.map_err(internal)?.is_none()
+        && !snapshots.iter().any(|s| s.replication_group_id.as_deref() == Some(id.as_str()))
+    {
+        return Err(Kind::ReplicationGroup.not_found(id));
+    }
     let matching: Vec<SnapshotRecord> = snapshots
         .into_iter()
-        .filter(|s| input.cache_cluster_id.as_ref().is_none_or(|id| s.cache_cluster_id.as_ref() == Some(id)))
-        .filter(|s| input.replication_group_id.as_ref().is_none_or(|id| s.replication_group_id.as_ref() == Some(id)))
+        .filter(|s| cluster_id.as_ref().is_none_or(|id| s.cache_cluster_id.as_ref() == Some(id)))
+        .filter(|s| group_id.as_ref().is_none_or(|id| s.replication_group_id.as_ref() == Some(id)))
         .filter(|s| input.snapshot_source.as_ref().is_none_or(|source| s.source == *source))
         .collect();
     let page = paginate(matching, |s| s.name.clone(), input.marker.as_deref(), input.max_records)?;
@@ -635,5 +643,14 @@ mod tests {
         assert!(!daily.due(Some("05:00-06:00"), Some(at(5, 10))));
         assert!(daily.due(Some("05:00-06:00"), Some(at(5, 10) - DAY_MILLIS)));
         assert!(Schedule::Now.due(None, Some(at(5, 29))));
+    }
+}
+
+/// Removes a snapshot record that was just started and must not stay (its delete was
+/// refused). Its file was never written: the reconciler takes it later.
+pub(crate) async fn forget(ops: &Operations, scope: &Scope, name: &str) {
+    let arn = arn::build(scope, Kind::Snapshot, name);
+    if let Err(error) = ops.store.delete_snapshot(scope, name, &arn, &[]).await {
+        tracing::warn!(snapshot = name, %error, "removing a refused final snapshot failed");
     }
 }

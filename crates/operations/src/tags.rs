@@ -74,6 +74,8 @@ async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, 
     if !exists {
         return Err(arn.kind.not_found(&arn.name));
     }
+    // Snapshot names keep their case; every other id is stored lowercase.
+    let name = if arn.kind == Kind::Snapshot { arn.name.clone() } else { name };
     Ok(arn::build(scope, arn.kind, &name))
 }
 
