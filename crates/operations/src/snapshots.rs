@@ -626,6 +626,15 @@ pub(crate) fn rdb_from_arns(ops: &Operations, arns: Option<&[String]>) -> Result
     Ok(Some(arn.clone()))
 }
 
+/// Removes a snapshot record that was just started and must not stay (its delete was
+/// refused). Its file was never written: the reconciler takes it later.
+pub(crate) async fn forget(ops: &Operations, scope: &Scope, name: &str) {
+    let arn = arn::build(scope, Kind::Snapshot, name);
+    if let Err(error) = ops.store.delete_snapshot(scope, name, &arn, &[]).await {
+        tracing::warn!(snapshot = name, %error, "removing a refused final snapshot failed");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,14 +652,5 @@ mod tests {
         assert!(!daily.due(Some("05:00-06:00"), Some(at(5, 10))));
         assert!(daily.due(Some("05:00-06:00"), Some(at(5, 10) - DAY_MILLIS)));
         assert!(Schedule::Now.due(None, Some(at(5, 29))));
-    }
-}
-
-/// Removes a snapshot record that was just started and must not stay (its delete was
-/// refused). Its file was never written: the reconciler takes it later.
-pub(crate) async fn forget(ops: &Operations, scope: &Scope, name: &str) {
-    let arn = arn::build(scope, Kind::Snapshot, name);
-    if let Err(error) = ops.store.delete_snapshot(scope, name, &arn, &[]).await {
-        tracing::warn!(snapshot = name, %error, "removing a refused final snapshot failed");
     }
 }
