@@ -70,6 +70,13 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     } else {
         node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(64 << 20)
     };
+    // Which nodes to recover is taken before the group's primary is read: a failover
+    // records the new primary before it asks for the old one's recovery, so a recovered
+    // node always starts as a replica of the new primary, never as an empty primary.
+    let recovering: Vec<String> = {
+        let mut to_recover = lock(&r.to_recover);
+        c.nodes.iter().filter(|n| to_recover.remove(&key(&n.node_id))).map(|n| n.node_id.clone()).collect()
+    };
     let mut directives: Vec<(String, String)> =
         crate::replication_groups::replica_directive(r, &c).await.into_iter().collect();
     if !memcached {
@@ -81,10 +88,6 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
             directives.push(("shutdown-on-sigterm".to_string(), "save".to_string()));
         }
     }
-    let recovering: Vec<String> = {
-        let mut to_recover = lock(&r.to_recover);
-        c.nodes.iter().filter(|n| to_recover.remove(&key(&n.node_id))).map(|n| n.node_id.clone()).collect()
-    };
 
     let mut starts = Vec::new();
     let mut outcomes: HashMap<String, Outcome> = HashMap::new();

@@ -115,8 +115,12 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         let Ok(info) = r.runtime.replication(&key).await else { continue };
         let is_primary = member.cluster.id == g.group.primary_cluster_id;
         let result = match (is_primary, info.role, primary_address) {
-            (true, Role::Replica, _) => r.runtime.command(&key, &["REPLICAOF", "NO", "ONE"]).await.map(|_| ()),
+            (true, Role::Replica, _) => {
+                tracing::info!(replication_group = id, member = member.cluster.id, "replica -> primary");
+                r.runtime.command(&key, &["REPLICAOF", "NO", "ONE"]).await.map(|_| ())
+            }
             (false, _, Some(target)) if info.primary != Some((ip(&target), target.port())) => {
+                tracing::info!(replication_group = id, member = member.cluster.id, from = ?info.primary, to = %target, "replicating from");
                 let port = target.port().to_string();
                 r.runtime.command(&key, &["REPLICAOF", &ip(&target).to_string(), &port]).await.map(|_| ())
             }
