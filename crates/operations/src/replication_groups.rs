@@ -751,6 +751,11 @@ pub async fn modify(
     if let Some(node_type) = &input.cache_node_type {
         ops.check_node_type(node_type)?;
     }
+    for name in input.cache_security_group_names.iter().flatten() {
+        if !crate::security_groups::exists(ops, &scope, &name.to_ascii_lowercase()).await? {
+            return Err(Kind::SecurityGroup.not_found(name));
+        }
+    }
     let snapshot_window = input.snapshot_window.as_deref().map(clusters::validate_snapshot_window).transpose()?;
     let maintenance_window =
         input.preferred_maintenance_window.as_deref().map(clusters::validate_maintenance_window).transpose()?;
@@ -796,6 +801,23 @@ pub async fn modify(
             if let Some(flag) = input.auto_minor_version_upgrade {
                 changed |= flag != cluster.auto_minor_version_upgrade;
                 cluster.auto_minor_version_upgrade = flag;
+            }
+            // Settings AWS keeps per member cluster (Terraform reads them from the first).
+            if let Some(ids) = &input.security_group_ids {
+                changed |= *ids != cluster.security_group_ids;
+                cluster.security_group_ids = ids.clone();
+            }
+            if let Some(names) = &input.cache_security_group_names {
+                changed |= *names != cluster.cache_security_groups;
+                cluster.cache_security_groups = names.clone();
+            }
+            if let Some(topic) = &input.notification_topic_arn {
+                changed |= cluster.notification_topic_arn.as_ref() != Some(topic);
+                cluster.notification_topic_arn = Some(topic.clone());
+            }
+            if input.notification_topic_status.as_deref() == Some("inactive") {
+                changed |= cluster.notification_topic_arn.is_some();
+                cluster.notification_topic_arn = None;
             }
             if let Some(group_name) = &parameter_group
                 && *group_name != cluster.parameter_group

@@ -262,9 +262,30 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
     };
     let new_id = new.cluster.id.clone();
     let (Some(new_key), Some(new_address)) = (node_key(scope, new), address(new)) else { return Ok(true) };
+    // A planned switch-over (the old primary still answers) loses nothing: writes to the
+    // old primary pause until the new one has caught up, and it becomes a replica at once.
+    let old_key = g.members.iter().find(|m| m.cluster.id == old).and_then(|m| node_key(scope, m));
+    let planned = match &old_key {
+        Some(key) => r.runtime.probe(key, r.health.timeout).await == Health::Healthy,
+        None => false,
+    };
+    if planned && let Some(key) = &old_key {
+        let _ = r.runtime.command(key, &["CLIENT", "PAUSE", "2000", "WRITE"]).await;
+        let target = r.runtime.replication(key).await.map(|i| i.offset).unwrap_or(0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline
+            && r.runtime.replication(&new_key).await.map(|i| i.offset).unwrap_or(0) < target
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
     r.runtime.command(&new_key, &["REPLICAOF", "NO", "ONE"]).await.map_err(Error::Node)?;
     let port = new_address.port().to_string();
     let new_ip = ip(&new_address).to_string();
+    if planned && let Some(key) = &old_key {
+        let _ = r.runtime.command(key, &["REPLICAOF", &new_ip, &port]).await;
+        let _ = r.runtime.command(key, &["CLIENT", "UNPAUSE"]).await;
+    }
     for member in g.members.iter().filter(|m| m.cluster.id != new_id && m.cluster.id != old) {
         if let Some(key) = node_key(scope, member)
             && let Err(error) = r.runtime.command(&key, &["REPLICAOF", &new_ip, &port]).await
