@@ -37,6 +37,8 @@ const PERIOD: Duration = Duration::from_secs(2);
 const BACKUP_CHECK: Duration = Duration::from_secs(60);
 /// Wait before retrying a reconcile that failed.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// The longest wait between retries of a resource that keeps failing.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(15);
 /// Wait before looking again at something that is progressing (a replication link coming
 /// up, a member becoming available).
 const SOON: Duration = Duration::from_millis(10);
@@ -65,6 +67,8 @@ pub struct Reconciler {
     zones_down: Mutex<HashSet<String>>,
     /// Set when the emulator shuts down: nothing new is reconciled.
     stopping: std::sync::atomic::AtomicBool,
+    /// Failed reconciles in a row, per resource, for the back-off.
+    retries: Mutex<HashMap<ClusterKey, u32>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -116,6 +120,7 @@ impl Reconciler {
             to_recover: Mutex::new(HashSet::new()),
             zones_down: Mutex::new(HashSet::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            retries: Mutex::new(HashMap::new()),
         })
     }
 
@@ -267,8 +272,21 @@ impl Reconciler {
                     Some(RETRY_DELAY)
                 }
             };
-            if let Some(delay) = again {
-                // Back off, so a node that cannot start does not spin the machine.
+            // Back off, doubling with each failure in a row (up to MAX_RETRY_DELAY), so a node
+            // that cannot start does not spin the machine.
+            let delay = match again {
+                Some(delay) if delay >= RETRY_DELAY => {
+                    let mut failures = lock(&this.retries);
+                    let count = failures.entry(key.clone()).or_insert(0);
+                    *count = (*count + 1).min(16);
+                    Some((delay * 2u32.pow(*count - 1)).min(MAX_RETRY_DELAY))
+                }
+                other => {
+                    lock(&this.retries).remove(&key);
+                    other
+                }
+            };
+            if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
             slot.again = again.is_some();
@@ -301,6 +319,7 @@ impl Reconciler {
         lock(&self.failures).clear();
         lock(&self.to_recover).clear();
         lock(&self.zones_down).clear();
+        lock(&self.retries).clear();
         let _ = tokio::fs::remove_dir_all(self.state_dir.join("nodes")).await;
     }
 
