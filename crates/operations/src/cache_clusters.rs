@@ -610,19 +610,9 @@ async fn change_available(
             change(cluster, nodes)
         })
         .await;
-    let updated = updated(result, &id)?;
+    let updated = crate::updated(result, || not_found(&id))?;
     ops.wake_reconciler();
     Ok(updated)
-}
-
-/// The outcome of a read-modify-write as the API answers it.
-fn updated(result: Result<Option<StoredCluster>, UpdateError<ApiError>>, id: &str) -> Result<StoredCluster, ApiError> {
-    match result {
-        Ok(Some(cluster)) => Ok(cluster),
-        Ok(None) => Err(not_found(id)),
-        Err(UpdateError::Rejected(e)) => Err(e),
-        Err(UpdateError::Store(e)) => Err(internal(e)),
-    }
 }
 
 pub async fn modify(
@@ -955,7 +945,7 @@ pub async fn delete(
             Ok(Vec::new())
         })
         .await;
-    let updated = match updated(result, &current.cluster.id) {
+    let updated = match crate::updated(result, || not_found(&current.cluster.id)) {
         Ok(updated) => updated,
         Err(e) => {
             // Nothing may change when the delete is refused: the final snapshot goes too, so

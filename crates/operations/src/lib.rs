@@ -15,7 +15,7 @@
 //! transaction (with its events). They never spawn processes or sleep: they record desired
 //! state and wake the reconciler, which does the rest.
 
-mod arn;
+pub mod arn;
 pub mod cache_clusters;
 mod catalog;
 mod engine_versions;
@@ -126,6 +126,20 @@ impl Operations {
                 }
             })
             .collect()
+    }
+}
+
+/// The outcome of a store read-modify-write as the API answers it: the resource, or
+/// `not_found` when it is gone, or the change's own refusal, or an internal error.
+fn updated<T>(
+    result: Result<Option<T>, store::UpdateError<ApiError>>,
+    not_found: impl FnOnce() -> ApiError,
+) -> Result<T, ApiError> {
+    match result {
+        Ok(Some(resource)) => Ok(resource),
+        Ok(None) => Err(not_found()),
+        Err(store::UpdateError::Rejected(e)) => Err(e),
+        Err(store::UpdateError::Store(e)) => Err(internal(e)),
     }
 }
 

@@ -10,7 +10,7 @@ use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{
     CacheCluster as StoredCluster, CacheClusterRecord, EventRecord, PendingChanges, ReplicationGroup as StoredGroup,
-    ReplicationGroupRecord, Scope, StoreError, UpdateError, now_millis,
+    ReplicationGroupRecord, Scope, StoreError, now_millis,
 };
 
 use crate::arn::{self, Kind};
@@ -51,16 +51,6 @@ fn next_member_ids(group: &str, count: usize, members: &HashSet<String>) -> Vec<
 /// Every cluster id of the scope.
 async fn cluster_ids(ops: &Operations, scope: &Scope) -> Result<HashSet<String>, ApiError> {
     Ok(ops.store.cache_clusters(scope).await.map_err(internal)?.into_iter().map(|c| c.cluster.id).collect())
-}
-
-/// The outcome of a read-modify-write as the API answers it.
-fn updated(result: Result<Option<StoredGroup>, UpdateError<ApiError>>, id: &str) -> Result<StoredGroup, ApiError> {
-    match result {
-        Ok(Some(group)) => Ok(group),
-        Ok(None) => Err(not_found(id)),
-        Err(UpdateError::Rejected(e)) => Err(e),
-        Err(UpdateError::Store(e)) => Err(internal(e)),
-    }
 }
 
 /// A new member cluster of `group`, one node, modelled on the group's settings.
@@ -463,7 +453,7 @@ async fn change_available(
             change(group, members)
         })
         .await;
-    let group = updated(result, &id)?;
+    let group = crate::updated(result, || not_found(&id))?;
     ops.wake_reconciler();
     Ok(group)
 }

@@ -354,12 +354,7 @@ pub async fn delete(
             Ok(Vec::new())
         })
         .await;
-    let snapshot = match result {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(not_found(&name)),
-        Err(UpdateError::Rejected(e)) => return Err(e),
-        Err(UpdateError::Store(e)) => return Err(internal(e)),
-    };
+    let snapshot = crate::updated(result, || not_found(&name))?;
     ops.wake_reconciler();
     Ok(DeleteSnapshotResult { snapshot: Some(output(&scope, &snapshot, false)) })
 }
@@ -400,12 +395,7 @@ pub async fn copy(
                 Ok(Vec::new())
             })
             .await;
-        let exported = match result {
-            Ok(Some(s)) => s,
-            Ok(None) => return Err(not_found(&source.name)),
-            Err(UpdateError::Rejected(e)) => return Err(e),
-            Err(UpdateError::Store(e)) => return Err(internal(e)),
-        };
+        let exported = crate::updated(result, || not_found(&source.name))?;
         ops.wake_reconciler();
         // Described under the exported name, as the copy AWS writes to the bucket.
         let shown = SnapshotRecord { name: target, ..exported };

@@ -334,7 +334,7 @@ async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<Option<Duration
     }
     r.config_endpoints.lock().await.remove(&(c.scope.clone(), c.cluster.id.clone()));
     let _ = tokio::fs::remove_dir_all(r.cluster_dir(&c.scope, &c.cluster.id)).await;
-    let arn = format!("arn:aws:elasticache:{}:{}:cluster:{}", c.scope.region, c.scope.account, c.cluster.id);
+    let arn = operations::arn::build(&c.scope, operations::arn::Kind::Cluster, &c.cluster.id);
     let events = [EventRecord::new(SOURCE_TYPE, &c.cluster.id, "Cache cluster deleted")];
     match r.ops.store().delete_cache_cluster(&c.scope, &c.cluster.id, &arn, &events).await {
         Ok(()) | Err(store::StoreError::NotFound) => {

@@ -84,7 +84,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     if g.group.status == status::DELETING {
         if g.members.is_empty() {
             r.group_endpoints.lock().await.remove(&(scope.clone(), id.clone()));
-            let arn = format!("arn:aws:elasticache:{}:{}:replicationgroup:{id}", scope.region, scope.account);
+            let arn = operations::arn::build(&scope, operations::arn::Kind::ReplicationGroup, &id);
             match r.ops.store().delete_replication_group(&scope, &id, &arn, &[]).await {
                 Ok(()) | Err(store::StoreError::NotFound) => {
                     tracing::info!(

@@ -50,7 +50,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, s: SnapshotRecord) -> 
         snapshot_status::EXPORTING => export(r, &scope, &s).await,
         snapshot_status::DELETING => {
             let _ = tokio::fs::remove_dir_all(r.snapshot_dir(&scope, &s.name)).await;
-            let arn = format!("arn:aws:elasticache:{}:{}:snapshot:{}", scope.region, scope.account, s.name);
+            let arn = operations::arn::build(&scope, operations::arn::Kind::Snapshot, &s.name);
             match r.ops.store().delete_snapshot(&scope, &s.name, &arn, &[]).await {
                 Ok(()) | Err(store::StoreError::NotFound) => Ok(None),
                 Err(e) => Err(Error::Store(e)),
