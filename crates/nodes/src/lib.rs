@@ -17,9 +17,11 @@
 //! - [`orphans`]: pidfiles and [`reap_orphans`], for nodes left over by a killed emulator.
 //! - [`discovery`]: the Memcached Auto Discovery configuration endpoint.
 //! - [`replication`]: [`ReplicationInfo`], a redis node's parsed `INFO replication`.
+//! - [`cluster`]: hash slots, `CLUSTER NODES`, sessions and slot migration (cluster mode).
 //! - [`proxy`]: [`EndpointProxy`], the stable primary/reader endpoints of a replication group.
 
 pub mod capabilities;
+pub mod cluster;
 pub mod config;
 pub mod discovery;
 pub mod engines;

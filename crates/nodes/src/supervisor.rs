@@ -282,6 +282,28 @@ impl Runtime {
         }
     }
 
+    /// A connection to a redis/valkey node for a run of commands (a slot migration), made
+    /// within the same bound as [`Runtime::command`].
+    pub async fn session(&self, key: &NodeKey) -> Result<crate::cluster::Session, NodeError> {
+        let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
+        if node.has_exited() || node.paused.load(Ordering::SeqCst) {
+            let health = if node.has_exited() { Health::Exited } else { Health::Paused };
+            return Err(NodeError::NotRunning { key: key.clone(), health });
+        }
+        let connect = probe::redis_session(node.info.address, node.info.port, node.password.as_deref());
+        match tokio::time::timeout(COMMAND_TIMEOUT, connect).await {
+            Ok(Ok(stream)) => Ok(crate::cluster::Session::new(stream)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(NodeError::TimedOut { after: COMMAND_TIMEOUT }),
+        }
+    }
+
+    /// The password a node was started with (`requirepass`), for commands that pass it on
+    /// to another node (MIGRATE).
+    pub fn password(&self, key: &NodeKey) -> Option<String> {
+        self.inner.node(key).and_then(|n| n.password.clone())
+    }
+
     /// The node's `INFO replication`, parsed; bounded like [`Runtime::command`].
     pub async fn replication(&self, key: &NodeKey) -> Result<ReplicationInfo, NodeError> {
         match self.command(key, &["INFO", "replication"]).await? {

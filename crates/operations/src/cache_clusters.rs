@@ -426,6 +426,7 @@ pub async fn create(
         ip_discovery: "ipv4".to_string(),
         notification_topic_arn: input.notification_topic_arn,
         replication_group_id: None,
+        node_group_id: None,
         pending: PendingChanges::default(),
         config_version: 1,
         running_engine_version: None,

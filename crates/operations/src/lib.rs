@@ -24,6 +24,7 @@ mod pagination;
 pub mod parameter_groups;
 pub mod replication_groups;
 mod security_groups;
+pub mod shards;
 pub mod snapshots;
 mod subnet_groups;
 mod tags;
@@ -236,6 +237,14 @@ impl ElastiCache for Operations {
         input: TestFailoverMessage,
     ) -> Result<TestFailoverResult, ApiError> {
         replication_groups::test_failover(self, ctx, input).await
+    }
+
+    async fn modify_replication_group_shard_configuration(
+        &self,
+        ctx: &RequestContext,
+        input: ModifyReplicationGroupShardConfigurationMessage,
+    ) -> Result<ModifyReplicationGroupShardConfigurationResult, ApiError> {
+        shards::modify_shard_configuration(self, ctx, input).await
     }
 
     async fn increase_replica_count(

@@ -20,7 +20,7 @@ use crate::{Operations, internal, tags};
 
 const MAX_ID_LEN: usize = 40;
 const QUOTA: usize = 300;
-const MAX_REPLICAS: i32 = 5;
+pub(crate) const MAX_REPLICAS: i32 = 5;
 pub const SOURCE_TYPE: &str = "replication-group";
 /// The one node group of a group with cluster mode disabled.
 pub const NODE_GROUP_ID: &str = "0001";
@@ -54,7 +54,7 @@ async fn cluster_ids(ops: &Operations, scope: &Scope) -> Result<HashSet<String>,
 }
 
 /// A new member cluster of `group`, one node, modelled on the group's settings.
-fn member(template: &CacheClusterRecord, id: String, group: &str, zone: String) -> StoredClusterParts {
+pub(crate) fn member(template: &CacheClusterRecord, id: String, group: &str, zone: String) -> StoredClusterParts {
     let mut cluster = template.clone();
     cluster.id = id;
     cluster.status = status::CREATING.to_string();
@@ -67,7 +67,7 @@ fn member(template: &CacheClusterRecord, id: String, group: &str, zone: String) 
     (cluster, vec![clusters::new_node(1, zone)])
 }
 
-type StoredClusterParts = (CacheClusterRecord, Vec<store::CacheNodeRecord>);
+pub(crate) type StoredClusterParts = (CacheClusterRecord, Vec<store::CacheNodeRecord>);
 
 /// Zones for `count` new members: requested ones, else spread so that members (the primary
 /// first) land in different zones where possible.
@@ -92,13 +92,10 @@ pub async fn create(
             format!("GlobalReplicationGroup not found: {global}"),
         ));
     }
-    let cluster_mode = input.cluster_mode == Some(ClusterMode::Enabled)
+    // Cluster mode is asked for outright, or implied by several shards.
+    let cluster_requested = input.cluster_mode.is_some_and(|m| m != ClusterMode::Disabled)
         || input.num_node_groups.is_some_and(|n| n > 1)
-        || input.node_group_configuration.as_ref().is_some_and(|c| c.len() > 1)
-        || input.cache_parameter_group_name.as_deref().is_some_and(|g| g.ends_with(".cluster.on"));
-    if cluster_mode {
-        return Err(ApiError::not_implemented("CreateReplicationGroup with cluster mode enabled"));
-    }
+        || input.node_group_configuration.as_ref().is_some_and(|c| c.len() > 1);
     if input.transit_encryption_enabled == Some(true) || input.auth_token.is_some() {
         return Err(ApiError::not_implemented("CreateReplicationGroup with TransitEncryptionEnabled or AuthToken"));
     }
@@ -185,18 +182,6 @@ pub async fn create(
         }
         (None, None) => 0,
     };
-    let automatic_failover = input.automatic_failover_enabled.unwrap_or(false);
-    let multi_az = input.multi_az_enabled.unwrap_or(false);
-    if automatic_failover && replicas < 1 {
-        return Err(ApiError::invalid_parameter_value(
-            "Automatic failover requires at least one read replica (NumCacheClusters of 2 or more).",
-        ));
-    }
-    if multi_az && (!automatic_failover || replicas < 1) {
-        return Err(ApiError::invalid_parameter_combination(
-            "Multi-AZ requires automatic failover to be enabled and at least one read replica.",
-        ));
-    }
     let template = match &adopted {
         Some(c) => c.cluster.clone(),
         None => {
@@ -206,11 +191,13 @@ pub async fn create(
                 .ok_or_else(|| ApiError::invalid_parameter_value("The parameter CacheNodeType must be provided."))?;
             ops.check_node_type(&node_type)?;
             let version = ops.engine_version(&engine, input.engine_version.as_deref())?;
+            let family = &version.cache_parameter_group_family;
+            let default_group = cluster_requested.then(|| format!("default.{family}.cluster.on"));
             let parameter_group = ops
                 .parameter_group_for(
                     &scope,
-                    input.cache_parameter_group_name.as_deref(),
-                    &version.cache_parameter_group_family,
+                    input.cache_parameter_group_name.as_deref().or(default_group.as_deref()),
+                    family,
                 )
                 .await?;
             let port = match input.port {
@@ -251,6 +238,7 @@ pub async fn create(
                 ip_discovery: "ipv4".to_string(),
                 notification_topic_arn: input.notification_topic_arn.clone(),
                 replication_group_id: None,
+                node_group_id: None,
                 pending: PendingChanges::default(),
                 config_version: 1,
                 running_engine_version: None,
@@ -262,34 +250,55 @@ pub async fn create(
     if !(0..=35).contains(&template.snapshot_retention_limit) {
         return Err(ApiError::invalid_parameter_value("SnapshotRetentionLimit must be between 0 and 35."));
     }
-    let zones = ops.subnet_group_zones(&scope, &template.subnet_group).await?;
-    let requested = input.preferred_cache_cluster_azs.clone().unwrap_or_default();
-    let total = replicas as usize + 1;
-    if !requested.is_empty() && requested.len() != total {
+    // The parameter group decides, as on AWS: `cluster-enabled yes` is cluster mode.
+    let cluster_parameter = crate::parameter_groups::effective_values(ops, &scope, &template.parameter_group)
+        .await?
+        .iter()
+        .any(|(name, value)| name == "cluster-enabled" && value == "yes");
+    if cluster_requested && !cluster_parameter {
+        return Err(ApiError::invalid_parameter_combination(format!(
+            "Cluster mode needs a parameter group with cluster-enabled set to yes; {} has it set to no.",
+            template.parameter_group
+        )));
+    }
+    if input.cluster_mode == Some(ClusterMode::Disabled) && cluster_parameter {
+        return Err(ApiError::invalid_parameter_combination(format!(
+            "ClusterMode disabled needs a parameter group with cluster-enabled set to no; {} has it set to yes.",
+            template.parameter_group
+        )));
+    }
+    let shards = if cluster_parameter {
+        if adopted.is_some() {
+            return Err(ApiError::invalid_parameter_combination(
+                "PrimaryClusterId cannot be used with cluster mode enabled.",
+            ));
+        }
+        if input.automatic_failover_enabled == Some(false) {
+            return Err(ApiError::invalid_parameter_combination(
+                "Redis with cluster mode enabled cannot be created with automatic failover disabled.",
+            ));
+        }
+        Some(crate::shards::plan_create(&input)?)
+    } else {
+        None
+    };
+    // Cluster mode always fails over automatically; the fewest replicas of any shard count.
+    let automatic_failover = input.automatic_failover_enabled.unwrap_or(shards.is_some());
+    let multi_az = input.multi_az_enabled.unwrap_or(false);
+    let replicas = shards.as_ref().map_or(replicas, |s| s.iter().map(|p| p.replicas as i32).min().unwrap_or(0));
+    if automatic_failover && replicas < 1 && shards.is_none() {
         return Err(ApiError::invalid_parameter_value(
-            "The number of PreferredCacheClusterAZs must equal the number of cache clusters in the group.",
+            "Automatic failover requires at least one read replica (NumCacheClusters of 2 or more).",
         ));
     }
-    clusters::check_zones(ops, &scope, &requested, &zones)?;
+    if multi_az && (!automatic_failover || replicas < 1) {
+        return Err(ApiError::invalid_parameter_combination(
+            "Multi-AZ requires automatic failover to be enabled and at least one read replica.",
+        ));
+    }
+    let zones = ops.subnet_group_zones(&scope, &template.subnet_group).await?;
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
-
-    let mut members: Vec<StoredCluster> = Vec::new();
-    if let Some(primary) = &adopted {
-        let mut primary = primary.clone();
-        primary.cluster.replication_group_id = Some(id.clone());
-        members.push(primary);
-    }
-    let new_count = total - members.len();
-    let zones_for_new = member_zones(new_count, &requested[requested.len().min(members.len())..], &zones, &members);
-    // A new member's id taken by another cluster is refused by the store (AWS's
-    // CacheClusterAlreadyExists), never overwritten.
-    let own: HashSet<String> = members.iter().map(|m| m.cluster.id.clone()).collect();
-    let new_ids = next_member_ids(&id, zones_for_new.len(), &own);
-    for (member_id, zone) in new_ids.into_iter().zip(zones_for_new) {
-        let (cluster, nodes) = member(&template, member_id, &id, zone);
-        members.push(StoredCluster { scope: scope.clone(), cluster, nodes });
-    }
-    let group = ReplicationGroupRecord {
+    let mut group = ReplicationGroupRecord {
         id: id.clone(),
         description: input.replication_group_description.clone(),
         status: status::CREATING.to_string(),
@@ -297,8 +306,8 @@ pub async fn create(
         node_type: template.node_type.clone(),
         automatic_failover,
         multi_az,
-        primary_cluster_id: members[0].cluster.id.clone(),
-        members: members.iter().map(|m| m.cluster.id.clone()).collect(),
+        primary_cluster_id: String::new(),
+        members: Vec::new(),
         snapshot_retention_limit: template.snapshot_retention_limit,
         snapshot_window: template.snapshot_window.clone().unwrap_or_default(),
         snapshotting_cluster_id: None,
@@ -309,7 +318,55 @@ pub async fn create(
         retain_primary_on_delete: false,
         failover_to: None,
         test_failovers: Vec::new(),
+        cluster_mode: String::new(),
+        node_groups: Vec::new(),
+        configuration_endpoint_port: None,
+        resharding: None,
+        restore_from: None,
     };
+    let members = match &shards {
+        Some(plans) => {
+            clusters::check_zones(ops, &scope, &crate::shards::requested_zones(plans), &zones)?;
+            let mode = if input.cluster_mode == Some(ClusterMode::Compatible) { "compatible" } else { "enabled" };
+            group.cluster_mode = mode.to_string();
+            // The snapshot's keys are spread over the shards once the cluster is up.
+            group.restore_from = restore_from.clone();
+            let template = crate::shards::Template { cluster: &template, scope: &scope, zones: &zones };
+            crate::shards::create_members(&template, &mut group, plans)
+        }
+        None => {
+            group.cluster_mode = "disabled".to_string();
+            let requested = input.preferred_cache_cluster_azs.clone().unwrap_or_default();
+            let total = replicas as usize + 1;
+            if !requested.is_empty() && requested.len() != total {
+                return Err(ApiError::invalid_parameter_value(
+                    "The number of PreferredCacheClusterAZs must equal the number of cache clusters in the group.",
+                ));
+            }
+            clusters::check_zones(ops, &scope, &requested, &zones)?;
+            let mut members: Vec<StoredCluster> = Vec::new();
+            if let Some(primary) = &adopted {
+                let mut primary = primary.clone();
+                primary.cluster.replication_group_id = Some(id.clone());
+                members.push(primary);
+            }
+            let new_count = total - members.len();
+            let zones_for_new =
+                member_zones(new_count, &requested[requested.len().min(members.len())..], &zones, &members);
+            // A new member's id taken by another cluster is refused by the store (AWS's
+            // CacheClusterAlreadyExists), never overwritten.
+            let own: HashSet<String> = members.iter().map(|m| m.cluster.id.clone()).collect();
+            let new_ids = next_member_ids(&id, zones_for_new.len(), &own);
+            for (member_id, zone) in new_ids.into_iter().zip(zones_for_new) {
+                let (cluster, nodes) = member(&template, member_id, &id, zone);
+                members.push(StoredCluster { scope: scope.clone(), cluster, nodes });
+            }
+            group.members = members.iter().map(|m| m.cluster.id.clone()).collect();
+            members
+        }
+    };
+    group.primary_cluster_id =
+        group.node_groups.first().map_or_else(|| members[0].cluster.id.clone(), |g| g.primary_cluster_id.clone());
     let stored = StoredGroup { scope: scope.clone(), group, members };
     let arn = arn::build(&scope, Kind::ReplicationGroup, &id);
     ops.store.create_replication_group(&stored, &arn, &tags, QUOTA).await.map_err(|e| match e {
@@ -374,9 +431,17 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
             AutomaticFailoverStatus::Disabled
         }),
         cache_node_type: Some(members.first().map_or_else(|| group.node_type.clone(), |m| m.cluster.node_type.clone())),
-        cluster_enabled: Some(false),
-        cluster_mode: Some(ClusterMode::Disabled),
-        configuration_endpoint: None,
+        cluster_enabled: Some(group.cluster_enabled()),
+        cluster_mode: Some(match group.cluster_mode.as_str() {
+            "enabled" => ClusterMode::Enabled,
+            "compatible" => ClusterMode::Compatible,
+            _ => ClusterMode::Disabled,
+        }),
+        configuration_endpoint: if group.cluster_enabled() {
+            endpoint(group.configuration_endpoint_port)
+        } else {
+            None
+        },
         data_tiering: Some(DataTieringStatus::Disabled),
         description: Some(group.description.clone()),
         durability: None,
@@ -393,15 +458,24 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         member_clusters_outpost_arns: None,
         multi_az: Some(if group.multi_az { MultiAZStatus::Enabled } else { MultiAZStatus::Disabled }),
         network_type: Some(NetworkType::Ipv4),
-        node_groups: Some(vec![NodeGroup {
-            node_group_id: Some(NODE_GROUP_ID.to_string()),
-            node_group_members: Some(node_group_members),
-            primary_endpoint: endpoint(group.primary_endpoint_port),
-            reader_endpoint: endpoint(group.reader_endpoint_port),
-            slots: None,
-            status: Some(group.status.clone()),
-        }]),
-        pending_modified_values: Some(ReplicationGroupPendingModifiedValues::default()),
+        node_groups: Some(if group.cluster_enabled() {
+            crate::shards::node_groups_output(g)
+        } else {
+            vec![NodeGroup {
+                node_group_id: Some(NODE_GROUP_ID.to_string()),
+                node_group_members: Some(node_group_members),
+                primary_endpoint: endpoint(group.primary_endpoint_port),
+                reader_endpoint: endpoint(group.reader_endpoint_port),
+                slots: None,
+                status: Some(group.status.clone()),
+            }]
+        }),
+        pending_modified_values: Some(ReplicationGroupPendingModifiedValues {
+            resharding: group.resharding.as_ref().map(|progress| ReshardingStatus {
+                slot_migration: Some(SlotMigration { progress_percentage: Some(progress.percentage()) }),
+            }),
+            ..Default::default()
+        }),
         replication_group_create_time: Some(DateTime::from_millis(group.created_millis)),
         replication_group_id: Some(group.id.clone()),
         snapshot_retention_limit: Some(group.snapshot_retention_limit),
@@ -415,7 +489,7 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
     }
 }
 
-async fn existing(ops: &Operations, scope: &Scope, id: &str) -> Result<StoredGroup, ApiError> {
+pub(crate) async fn existing(ops: &Operations, scope: &Scope, id: &str) -> Result<StoredGroup, ApiError> {
     ops.store.replication_group(scope, &id.to_ascii_lowercase()).await.map_err(internal)?.ok_or_else(|| not_found(id))
 }
 
@@ -437,7 +511,7 @@ pub async fn describe(
 }
 
 /// Runs `change` on an available group in one transaction, then wakes the reconciler.
-async fn change_available(
+pub(crate) async fn change_available(
     ops: &Operations,
     scope: &Scope,
     id: &str,
@@ -509,17 +583,24 @@ pub async fn test_failover(
     input: TestFailoverMessage,
 ) -> Result<TestFailoverResult, ApiError> {
     let scope = ops.scope(ctx).await?;
-    if input.node_group_id != NODE_GROUP_ID {
-        return Err(ApiError::new(
+    let shard = input.node_group_id.clone();
+    let no_such_shard = || {
+        ApiError::new(
             ErrorCode::NodeGroupNotFoundFault,
-            format!(
-                "Node group {} not found in replication group {}.",
-                input.node_group_id, input.replication_group_id
-            ),
-        ));
-    }
+            format!("Node group {shard} not found in replication group {}.", input.replication_group_id),
+        )
+    };
     let group = change_available(ops, &scope, &input.replication_group_id, |group, members| {
-        if !group.automatic_failover || members.len() < 2 {
+        let (shard_members, primary) = if group.cluster_enabled() {
+            let node_group = group.node_groups.iter().find(|g| g.id == shard).ok_or_else(no_such_shard)?;
+            let count = members.iter().filter(|m| m.cluster.node_group_id.as_deref() == Some(shard.as_str())).count();
+            (count, node_group.primary_cluster_id.clone())
+        } else if shard == NODE_GROUP_ID {
+            (members.len(), group.primary_cluster_id.clone())
+        } else {
+            return Err(no_such_shard());
+        };
+        if !group.automatic_failover || shard_members < 2 {
             return Err(ApiError::new(
                 ErrorCode::TestFailoverNotAvailableFault,
                 "TestFailover requires automatic failover to be enabled and at least one replica.",
@@ -535,12 +616,12 @@ pub async fn test_failover(
         }
         group.test_failovers.push(now);
         group.status = status::MODIFYING.to_string();
-        group.failover_to = Some(String::new());
-        Ok(vec![EventRecord::new(
-            SOURCE_TYPE,
-            &group.id,
-            format!("Test Failover API called for node group {NODE_GROUP_ID}"),
-        )])
+        match group.node_groups.iter_mut().find(|g| g.id == shard) {
+            Some(node_group) => node_group.failover_to = Some(String::new()),
+            None => group.failover_to = Some(String::new()),
+        }
+        tracing::info!(replication_group = group.id, node_group = shard, primary, "test failover requested");
+        Ok(vec![EventRecord::new(SOURCE_TYPE, &group.id, format!("Test Failover API called for node group {shard}"))])
     })
     .await?;
     Ok(TestFailoverResult { replication_group: Some(output(&group)) })
@@ -557,9 +638,7 @@ async fn change_replicas(
 ) -> Result<StoredGroup, ApiError> {
     let current = existing(ops, scope, id).await?;
     let existing_ids = cluster_ids(ops, scope).await?;
-    let zones = ops
-        .subnet_group_zones(scope, &current.members.first().map(|m| m.cluster.subnet_group.clone()).unwrap_or_default())
-        .await?;
+    let zones = ops.subnet_group_zones(scope, &subnet_group_of(&current)).await?;
     change_available(ops, scope, id, |group, members| {
         let replicas = members
             .iter()
@@ -646,12 +725,48 @@ async fn change_replicas(
     .await
 }
 
+/// The subnet group a group's members were placed with.
+pub(crate) fn subnet_group_of(g: &StoredGroup) -> String {
+    g.members.first().map(|m| m.cluster.subnet_group.clone()).unwrap_or_default()
+}
+
+/// Replica counts per shard of a cluster-mode group.
+async fn change_shard_replicas(
+    ops: &Operations,
+    scope: &Scope,
+    id: &str,
+    change: crate::shards::ReplicaChange,
+) -> Result<StoredGroup, ApiError> {
+    let current = existing(ops, scope, id).await?;
+    let zones = ops.subnet_group_zones(scope, &subnet_group_of(&current)).await?;
+    change_available(ops, scope, id, |group, members| {
+        crate::shards::change_shard_replicas(group, members, scope, &zones, &change)?;
+        group.status = status::MODIFYING.to_string();
+        Ok(Vec::new())
+    })
+    .await
+}
+
+async fn is_cluster_mode(ops: &Operations, scope: &Scope, id: &str) -> Result<bool, ApiError> {
+    Ok(existing(ops, scope, id).await?.group.cluster_enabled())
+}
+
 pub async fn increase_replicas(
     ops: &Operations,
     ctx: &RequestContext,
     input: IncreaseReplicaCountMessage,
 ) -> Result<IncreaseReplicaCountResult, ApiError> {
     let scope = ops.scope(ctx).await?;
+    if is_cluster_mode(ops, &scope, &input.replication_group_id).await? {
+        let change = crate::shards::ReplicaChange {
+            new_count: input.new_replica_count,
+            configuration: input.replica_configuration.unwrap_or_default(),
+            remove: Vec::new(),
+            increase: true,
+        };
+        let group = change_shard_replicas(ops, &scope, &input.replication_group_id, change).await?;
+        return Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group)) });
+    }
     let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
     let group = change_replicas(ops, &scope, &input.replication_group_id, target, Vec::new(), true).await?;
     Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group)) })
@@ -663,9 +778,21 @@ pub async fn decrease_replicas(
     input: DecreaseReplicaCountMessage,
 ) -> Result<DecreaseReplicaCountResult, ApiError> {
     let scope = ops.scope(ctx).await?;
-    let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
     let remove: Vec<String> =
         input.replicas_to_remove.unwrap_or_default().iter().map(|r| r.to_ascii_lowercase()).collect();
+    if is_cluster_mode(ops, &scope, &input.replication_group_id).await? {
+        let configuration = input.replica_configuration.unwrap_or_default();
+        if input.new_replica_count.is_none() && configuration.is_empty() && remove.is_empty() {
+            return Err(ApiError::invalid_parameter_combination(
+                "Either NewReplicaCount, ReplicaConfiguration or ReplicasToRemove must be provided.",
+            ));
+        }
+        let change =
+            crate::shards::ReplicaChange { new_count: input.new_replica_count, configuration, remove, increase: false };
+        let group = change_shard_replicas(ops, &scope, &input.replication_group_id, change).await?;
+        return Ok(DecreaseReplicaCountResult { replication_group: Some(output(&group)) });
+    }
+    let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
     if target.is_none() && remove.is_empty() {
         return Err(ApiError::invalid_parameter_combination(
             "Either NewReplicaCount, ReplicaConfiguration or ReplicasToRemove must be provided.",
@@ -707,8 +834,23 @@ pub async fn modify(
     if input.user_group_ids_to_add.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(ApiError::not_implemented("ModifyReplicationGroup with UserGroupIdsToAdd"));
     }
-    if input.cluster_mode.is_some_and(|m| m != ClusterMode::Disabled) {
-        return Err(ApiError::not_implemented("ModifyReplicationGroup with ClusterMode"));
+    if let Some(mode) = input.cluster_mode {
+        let now = if current.group.cluster_mode.is_empty() { "disabled" } else { current.group.cluster_mode.as_str() };
+        if mode.as_str() != now {
+            return Err(ApiError::not_implemented("ModifyReplicationGroup changing ClusterMode"));
+        }
+    }
+    if current.group.cluster_enabled() {
+        if input.primary_cluster_id.is_some() {
+            return Err(ApiError::invalid_parameter_combination(
+                "PrimaryClusterId cannot be used with cluster mode enabled; use TestFailover with a NodeGroupId.",
+            ));
+        }
+        if input.automatic_failover_enabled == Some(false) {
+            return Err(ApiError::invalid_parameter_combination(
+                "Automatic failover cannot be disabled for Redis with cluster mode enabled.",
+            ));
+        }
     }
     let family = current
         .members

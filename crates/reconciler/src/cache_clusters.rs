@@ -77,14 +77,14 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         let mut to_recover = lock(&r.to_recover);
         c.nodes.iter().filter(|n| to_recover.remove(&key(&n.node_id))).map(|n| n.node_id.clone()).collect()
     };
-    let mut directives: Vec<(String, String)> =
-        crate::replication_groups::replica_directive(r, &c).await.into_iter().collect();
+    let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
+    let mut directives = crate::replication_groups::member_directives(r, &c, major).await;
     if !memcached {
         // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
         directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));
         // A clean stop (emulator shutdown, reboot) writes the data to the node's directory,
         // and the next start loads it: nodes keep their keys across emulator restarts.
-        if r.runtime.engines().binary(engine).is_some_and(|b| major_version(&b.version) >= 7) {
+        if major >= 7 {
             directives.push(("shutdown-on-sigterm".to_string(), "save".to_string()));
         }
     }

@@ -81,22 +81,31 @@ pub async fn monitor(r: Arc<Reconciler>) {
     }
 }
 
-/// The replication group whose primary `key` is, when the group fails over automatically.
+/// The replication group whose primary (or, in cluster mode, one of whose shard primaries)
+/// `key` is, when the group fails over automatically.
 async fn primary_with_failover(r: &Reconciler, scope: &Scope, key: &NodeKey) -> Option<String> {
     let cluster = r.ops.store().cache_cluster(scope, &key.cluster_id).await.ok()??;
     let group_id = cluster.cluster.replication_group_id?;
-    let group = r.ops.store().replication_group(scope, &group_id).await.ok()??;
-    (group.group.automatic_failover && group.group.primary_cluster_id == key.cluster_id).then_some(group_id)
+    let group = r.ops.store().replication_group(scope, &group_id).await.ok()??.group;
+    let leads = if group.cluster_enabled() {
+        group.node_group_led_by(&key.cluster_id).is_some()
+    } else {
+        group.primary_cluster_id == key.cluster_id
+    };
+    (group.automatic_failover && leads).then_some(group_id)
 }
 
-/// Asks for a failover of `group` away from `primary`, unless the primary changed or a
-/// failover is already asked for: the group's reconcile carries it out, one at a time.
+/// Asks for a failover away from `primary` (of the group, or of its shard in cluster mode),
+/// unless the primary changed or a failover is already asked for: the group's reconcile
+/// carries it out.
 async fn request_failover(r: &Reconciler, scope: &Scope, group: &str, primary: &str) {
     let result = r
         .ops
         .store()
         .update_replication_group(scope, group, |g, _| {
-            if g.primary_cluster_id == primary && g.failover_to.is_none() {
+            if let Some(shard) = g.node_groups.iter_mut().find(|s| s.primary_cluster_id == primary) {
+                shard.failover_to.get_or_insert_with(String::new);
+            } else if g.primary_cluster_id == primary && g.failover_to.is_none() {
                 g.failover_to = Some(String::new());
             }
             Ok::<_, ()>(Vec::new())

@@ -8,6 +8,8 @@
 //! - `cache_clusters`: one cluster's reconcile: creation, scaling, reboots, parameter
 //!   changes, deletion, self-healing — all one code path.
 //! - `replication_groups`: replication links, primary/reader endpoints and failover.
+//! - `cluster_mode`: cluster-mode groups on Redis Cluster: meeting, slots, resharding,
+//!   per-shard failover and the configuration endpoint.
 //! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //!
@@ -15,6 +17,7 @@
 //! and recovery after an emulator restart are the same code.
 
 mod cache_clusters;
+mod cluster_mode;
 mod health;
 mod replication_groups;
 mod snapshots;

@@ -18,19 +18,49 @@ use tokio::sync::watch;
 use crate::cache_clusters::Error;
 use crate::{Reconciler, lock, scope_key};
 
-/// The endpoints of one group: the proxies, and the senders that point them at nodes.
-pub struct GroupEndpoints {
-    primary: EndpointProxy,
-    reader: EndpointProxy,
-    primary_targets: watch::Sender<Vec<SocketAddr>>,
-    reader_targets: watch::Sender<Vec<SocketAddr>>,
+/// An emulator-served endpoint: the proxy, and the sender that points it at nodes.
+pub struct Endpoint {
+    proxy: EndpointProxy,
+    targets: watch::Sender<Vec<SocketAddr>>,
 }
 
-fn node_key(scope: &Scope, member: &CacheCluster) -> Option<NodeKey> {
+impl Endpoint {
+    /// Starts on the recorded port, or a free one the first time (or when the recorded one
+    /// was taken while the emulator was down).
+    pub async fn start(port: Option<u16>, balance: Balance) -> Result<Self, Error> {
+        let (targets, rx) = watch::channel(Vec::new());
+        let proxy = match EndpointProxy::start(Ipv4Addr::LOCALHOST, port.unwrap_or(0), rx.clone(), balance).await {
+            Ok(proxy) => proxy,
+            Err(_) if port.is_some() => {
+                EndpointProxy::start(Ipv4Addr::LOCALHOST, 0, rx, balance).await.map_err(Error::Node)?
+            }
+            Err(e) => return Err(Error::Node(e)),
+        };
+        Ok(Self { proxy, targets })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.proxy.port()
+    }
+
+    /// Points the endpoint at `next`; connections to nodes no longer listed are closed.
+    pub fn point_at(&self, next: Vec<SocketAddr>) {
+        self.targets.send_if_modified(|t| replace(t, next));
+    }
+}
+
+/// The endpoints of one group: primary and reader (cluster mode disabled), or the
+/// configuration endpoint alone (cluster mode, where `reader` is None).
+pub struct GroupEndpoints {
+    pub primary: Endpoint,
+    pub reader: Option<Endpoint>,
+}
+
+pub(crate) fn node_key(scope: &Scope, member: &CacheCluster) -> Option<NodeKey> {
     member.nodes.first().map(|n| NodeKey::new(scope_key(scope), member.cluster.id.clone(), n.node_id.clone()))
 }
 
-fn address(member: &CacheCluster) -> Option<SocketAddr> {
+pub(crate) fn address(member: &CacheCluster) -> Option<SocketAddr> {
     let node = member.nodes.first().filter(|n| n.port != 0)?;
     Some(SocketAddr::new(node.address.parse().unwrap_or(Ipv4Addr::LOCALHOST).into(), node.port))
 }
@@ -41,16 +71,22 @@ fn serving(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> bool {
         .is_some_and(|key| r.runtime.get(&key).is_some() && r.health(&key).is_none_or(|h| h == Health::Healthy))
 }
 
-/// The `replicaof` directive a member starts with: none for the primary.
-pub async fn replica_directive(r: &Reconciler, c: &CacheCluster) -> Option<(String, String)> {
-    let group_id = c.cluster.replication_group_id.as_ref()?;
-    let group = r.ops.store().replication_group(&c.scope, group_id).await.ok()??;
-    if group.group.primary_cluster_id == c.cluster.id {
-        return None;
+/// What a member's node starts with because of its group: a cluster-mode node's cluster
+/// settings, a replica's `replicaof` its primary; nothing for a primary.
+pub async fn member_directives(r: &Reconciler, c: &CacheCluster, major_version: u32) -> Vec<(String, String)> {
+    let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return Vec::new() };
+    let Ok(Some(group)) = r.ops.store().replication_group(&c.scope, group_id).await else { return Vec::new() };
+    if group.group.cluster_enabled() {
+        return crate::cluster_mode::node_directives(major_version);
     }
-    let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id)?;
-    let address = address(primary)?;
-    Some(("replicaof".to_string(), format!("{} {}", address.ip(), address.port())))
+    if group.group.primary_cluster_id == c.cluster.id {
+        return Vec::new();
+    }
+    let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id);
+    match primary.and_then(address) {
+        Some(address) => vec![("replicaof".to_string(), format!("{} {}", address.ip(), address.port()))],
+        None => Vec::new(),
+    }
 }
 
 async fn endpoints<'a>(
@@ -59,19 +95,9 @@ async fn endpoints<'a>(
 ) -> Result<&'a GroupEndpoints, Error> {
     let key = (g.scope.clone(), g.group.id.clone());
     if !endpoints.contains_key(&key) {
-        let (primary_targets, primary_rx) = watch::channel(Vec::new());
-        let (reader_targets, reader_rx) = watch::channel(Vec::new());
-        let start = |port: Option<u16>, rx: watch::Receiver<Vec<SocketAddr>>, balance: Balance| async move {
-            match EndpointProxy::start(Ipv4Addr::LOCALHOST, port.unwrap_or(0), rx.clone(), balance).await {
-                Ok(proxy) => Ok(proxy),
-                // The recorded port was taken while the emulator was down.
-                Err(_) if port.is_some() => EndpointProxy::start(Ipv4Addr::LOCALHOST, 0, rx, balance).await,
-                Err(e) => Err(e),
-            }
-        };
-        let primary = start(g.group.primary_endpoint_port, primary_rx, Balance::First).await.map_err(Error::Node)?;
-        let reader = start(g.group.reader_endpoint_port, reader_rx, Balance::RoundRobin).await.map_err(Error::Node)?;
-        endpoints.insert(key.clone(), GroupEndpoints { primary, reader, primary_targets, reader_targets });
+        let primary = Endpoint::start(g.group.primary_endpoint_port, Balance::First).await?;
+        let reader = Endpoint::start(g.group.reader_endpoint_port, Balance::RoundRobin).await?;
+        endpoints.insert(key.clone(), GroupEndpoints { primary, reader: Some(reader) });
     }
     endpoints.get(&key).ok_or_else(|| Error::Store(store::StoreError::NotFound))
 }
@@ -98,6 +124,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             }
         }
         return Ok(None);
+    }
+    if g.group.cluster_enabled() {
+        return crate::cluster_mode::reconcile(r, g).await;
     }
     if let Some(target) = g.group.failover_to.clone() {
         let retry = failover(r, &scope, &id, (!target.is_empty()).then_some(target)).await?;
@@ -149,9 +178,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             .collect();
         if replicas.is_empty() { primary_targets.clone() } else { replicas }
     };
-    endpoints.primary_targets.send_if_modified(|t| replace(t, primary_targets));
-    endpoints.reader_targets.send_if_modified(|t| replace(t, reader_targets));
-    let (primary_port, reader_port) = (endpoints.primary.port(), endpoints.reader.port());
+    endpoints.primary.point_at(primary_targets);
+    let reader = endpoints.reader.as_ref().ok_or(Error::Store(store::StoreError::NotFound))?;
+    reader.point_at(reader_targets);
+    let (primary_port, reader_port) = (endpoints.primary.port(), reader.port());
     drop(all);
 
     let replicas = live.len().saturating_sub(1);
@@ -294,7 +324,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
         }
     }
     if let Some(endpoints) = r.group_endpoints.lock().await.get(&(scope.clone(), id.to_string())) {
-        endpoints.primary_targets.send_if_modified(|t| replace(t, vec![new_address]));
+        endpoints.primary.point_at(vec![new_address]);
     }
     // A primary that is alive but unreachable (frozen, zone outage) must not keep taking
     // writes through old connections when it comes back: the next reconcile demotes it.

@@ -207,3 +207,129 @@ pub(crate) async fn final_snapshot_pending(r: &Reconciler, scope: &Scope, cluste
         })
     })
 }
+
+/// Spreads a snapshot's keys over a cluster-mode group whose slots are assigned: each RDB
+/// file (one per shard of the source, or the one SnapshotArns names) is loaded by a
+/// throwaway node, and every key goes to the primary that owns its slot (MIGRATE), so a
+/// snapshot restores into any number of shards. `nodes`: the group's nodes as they see
+/// themselves, with their keys.
+pub(crate) async fn seed_cluster(
+    r: &Reconciler,
+    g: &store::ReplicationGroup,
+    snapshot: &str,
+    nodes: &[(nodes::cluster::ClusterNode, NodeKey)],
+) -> Result<(), Error> {
+    let scope = &g.scope;
+    let files: Vec<PathBuf> = match snapshot.strip_prefix(operations::snapshots::S3_ARN_PREFIX) {
+        Some(object) => vec![r.state_dir.join("exports").join(object)],
+        None => {
+            let record = r.ops.store().snapshot(scope, snapshot).await.map_err(Error::Store)?;
+            let groups: Vec<String> =
+                record.map(|s| s.nodes.into_iter().map(|n| n.node_group_id).collect()).unwrap_or_default();
+            groups.iter().map(|ng| r.snapshot_file(scope, snapshot, ng)).collect()
+        }
+    };
+    let mut owner: Vec<Option<std::net::SocketAddr>> = vec![None; usize::from(nodes::cluster::SLOTS)];
+    for (node, _) in nodes.iter().filter(|(n, _)| n.primary) {
+        for slot in node.slots.iter().flat_map(|&(a, b)| a..=b) {
+            owner[usize::from(slot)] = node.address;
+        }
+    }
+    let password = nodes.first().and_then(|(_, key)| r.runtime.password(key));
+    let started = Instant::now();
+    let mut moved = 0usize;
+    for (index, file) in files.iter().enumerate() {
+        let dir = r
+            .state_dir
+            .join("nodes")
+            .join(&scope.region)
+            .join(&scope.account)
+            .join("_restore")
+            .join(&g.group.id)
+            .join(index.to_string());
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        copy_file(file, &dir.join("dump.rdb")).await.map_err(|e| Error::Node(e.into()))?;
+        // Keyed like the group's reconcile, which is running: never taken for a stray node.
+        let key =
+            NodeKey::new(scope_key(scope), format!("replication-group/{}", g.group.id), format!("restore-{index}"));
+        let spec = nodes::NodeSpec {
+            key: key.clone(),
+            engine: if g.group.engine == "valkey" { nodes::EngineKind::Valkey } else { nodes::EngineKind::Redis },
+            dir: dir.clone(),
+            ..Default::default()
+        };
+        r.runtime.start(spec).await.map_err(Error::Node)?;
+        let result = spread_keys(r, &key, &owner, password.as_deref()).await;
+        let _ = r.runtime.stop(&key).await;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        moved += result?;
+    }
+    tracing::info!(
+        replication_group = g.group.id,
+        snapshot,
+        keys = moved,
+        ms = started.elapsed().as_millis() as u64,
+        "restored into the shards"
+    );
+    Ok(())
+}
+
+/// Moves every key of the node `from` to the address owning its slot.
+async fn spread_keys(
+    r: &Reconciler,
+    from: &NodeKey,
+    owner: &[Option<std::net::SocketAddr>],
+    password: Option<&str>,
+) -> Result<usize, Error> {
+    use nodes::resp::Reply;
+    let mut session = r.runtime.session(from).await.map_err(Error::Node)?;
+    let mut moved = 0;
+    let mut cursor = "0".to_string();
+    loop {
+        let reply = session.command(&["SCAN", &cursor, "COUNT", "1000"]).await.map_err(Error::Node)?;
+        let (next, keys) = match reply {
+            Reply::Array(Some(parts)) if parts.len() == 2 => {
+                let next = parts[0].as_text().unwrap_or_else(|| "0".to_string());
+                let keys: Vec<Vec<u8>> = match &parts[1] {
+                    Reply::Array(Some(keys)) => keys
+                        .iter()
+                        .filter_map(|k| match k {
+                            Reply::Bulk(Some(key)) => Some(key.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                (next, keys)
+            }
+            other => return Err(Error::Node(nodes::NodeError::Protocol(format!("SCAN answered {other:?}")))),
+        };
+        cursor = next;
+        let mut by_target: std::collections::HashMap<std::net::SocketAddr, Vec<Vec<u8>>> = Default::default();
+        for key in keys {
+            let slot = nodes::cluster::key_slot(&key);
+            let target = owner[usize::from(slot)].ok_or_else(|| {
+                Error::Node(nodes::NodeError::Protocol(format!("slot {slot} has no owner to restore into")))
+            })?;
+            by_target.entry(target).or_default().push(key);
+        }
+        for (target, keys) in by_target {
+            let mut args: Vec<Vec<u8>> =
+                ["MIGRATE", &target.ip().to_string(), &target.port().to_string(), "", "0", "5000", "REPLACE"]
+                    .iter()
+                    .map(|a| a.as_bytes().to_vec())
+                    .collect();
+            if let Some(password) = password {
+                args.extend([b"AUTH".to_vec(), password.as_bytes().to_vec()]);
+            }
+            args.push(b"KEYS".to_vec());
+            moved += keys.len();
+            args.extend(keys);
+            session.command(&args).await.map_err(Error::Node)?;
+        }
+        // A full pass is done; keys a rehash hid from it are caught by another pass.
+        if cursor == "0" && session.command(&["DBSIZE"]).await.map_err(Error::Node)? == Reply::Integer(0) {
+            return Ok(moved);
+        }
+    }
+}

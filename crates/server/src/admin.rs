@@ -82,10 +82,15 @@ async fn list_nodes(State(state): State<AppState>) -> Response {
             .and_then(|id| groups.iter().find(|g| g.scope == c.scope && &g.group.id == id).map(|g| &g.group));
         let role = match group {
             _ if c.cluster.engine == "memcached" => Value::Null,
-            Some(g) if g.primary_cluster_id != c.cluster.id => json!("replica"),
+            Some(g) if g.cluster_enabled() && g.node_group_led_by(&c.cluster.id).is_none() => json!("replica"),
+            Some(g) if !g.cluster_enabled() && g.primary_cluster_id != c.cluster.id => json!("replica"),
             _ => json!("primary"),
         };
-        let node_group_id = group.map(|_| operations::replication_groups::NODE_GROUP_ID);
+        let node_group_id = match group {
+            Some(g) if g.cluster_enabled() => c.cluster.node_group_id.clone(),
+            Some(_) => Some(operations::replication_groups::NODE_GROUP_ID.to_string()),
+            None => None,
+        };
         for node in &c.nodes {
             let key = NodeKey::new(reconciler::scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
             let running = state.reconciler.runtime().get(&key);

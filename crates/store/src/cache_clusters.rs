@@ -35,6 +35,9 @@ pub struct CacheClusterRecord {
     pub ip_discovery: String,
     pub notification_topic_arn: Option<String>,
     pub replication_group_id: Option<String>,
+    /// The shard of a cluster-mode group this member belongs to (`0001`, ...).
+    #[serde(default)]
+    pub node_group_id: Option<String>,
     /// Changes waiting for the maintenance window (ApplyImmediately=false).
     pub pending: PendingChanges,
     /// Memcached Auto Discovery: bumped whenever the node list changes.

@@ -31,7 +31,7 @@ use tokio::sync::{Mutex, MutexGuard};
 pub use cache_clusters::{CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, UpdateError};
 pub use events::{EventFilter, EventRecord, now_millis};
 pub use parameter_groups::ParameterGroupRecord;
-pub use replication_groups::{ReplicationGroup, ReplicationGroupRecord};
+pub use replication_groups::{NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord, ReshardingProgress};
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};

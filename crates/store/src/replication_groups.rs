@@ -39,6 +39,63 @@ pub struct ReplicationGroupRecord {
     /// When TestFailover was called (AWS limits how often).
     #[serde(default)]
     pub test_failovers: Vec<i64>,
+    /// `enabled` or `compatible` for a sharded group on Redis Cluster; `disabled` (or
+    /// empty, in groups stored before cluster mode existed) otherwise.
+    #[serde(default)]
+    pub cluster_mode: String,
+    /// Cluster mode: the shards, with the slots each should own.
+    #[serde(default)]
+    pub node_groups: Vec<NodeGroupRecord>,
+    /// Observed by the reconciler: the cluster-mode configuration endpoint's port.
+    #[serde(default)]
+    pub configuration_endpoint_port: Option<u16>,
+    /// Cluster mode: a slot migration under way.
+    #[serde(default)]
+    pub resharding: Option<ReshardingProgress>,
+    /// Cluster mode: the snapshot whose keys are spread over the shards once the cluster
+    /// is up (each shard's members start empty).
+    #[serde(default)]
+    pub restore_from: Option<String>,
+}
+
+impl ReplicationGroupRecord {
+    pub fn cluster_enabled(&self) -> bool {
+        matches!(self.cluster_mode.as_str(), "enabled" | "compatible")
+    }
+
+    /// The node group a cluster-mode member is the primary of.
+    pub fn node_group_led_by(&self, cluster_id: &str) -> Option<&NodeGroupRecord> {
+        self.node_groups.iter().find(|g| g.primary_cluster_id == cluster_id)
+    }
+}
+
+/// One shard of a cluster-mode group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeGroupRecord {
+    /// `0001`, `0002`, ...
+    pub id: String,
+    /// The slot ranges (inclusive) this shard should own; empty for a shard being removed.
+    pub slots: Vec<(u16, u16)>,
+    /// The member cluster that is this shard's primary now.
+    pub primary_cluster_id: String,
+    /// A failover of this shard the reconciler must carry out: to this member, or (empty) to
+    /// the best replica.
+    pub failover_to: Option<String>,
+    /// The shard goes away once its slots have moved to the others.
+    pub removing: bool,
+}
+
+/// How far a slot migration has got, as AWS reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReshardingProgress {
+    pub slots_moved: u32,
+    pub slots_to_move: u32,
+}
+
+impl ReshardingProgress {
+    pub fn percentage(&self) -> f64 {
+        if self.slots_to_move == 0 { 0.0 } else { 100.0 * f64::from(self.slots_moved) / f64::from(self.slots_to_move) }
+    }
 }
 
 /// A group with its member clusters, as read in one go.
