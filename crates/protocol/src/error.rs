@@ -60,6 +60,21 @@ impl ApiError {
         Self::common("NotImplemented", 501, format!("ElastiCache Local does not implement {operation} yet"))
     }
 
+    /// A signature (or its date) missing or malformed: AWS answers 400.
+    pub fn incomplete_signature(message: impl Into<String>) -> Self {
+        Self::common("IncompleteSignature", 400, message)
+    }
+
+    /// An access key id the server does not know.
+    pub fn invalid_client_token_id() -> Self {
+        Self::common("InvalidClientTokenId", 403, "The security token included in the request is invalid.")
+    }
+
+    /// A wrong signature, a wrong credential scope, or a date too far from now.
+    pub fn signature_does_not_match(message: impl Into<String>) -> Self {
+        Self::common("SignatureDoesNotMatch", 403, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::common("InternalFailure", 500, message)
     }

@@ -6,6 +6,7 @@
 //! - [`xml`]: [`XmlWriter`] and [`ToXml`], which encode output shapes, and the response and
 //!   error envelopes.
 //! - [`error`]: [`ApiError`], the one error type an operation answers with.
+//! - [`sigv4`]: the AWS Signature Version 4 check of a request (strict mode) and its signer.
 //! - [`generated`]: shapes, codecs, error codes and the [`ElastiCache`] service trait, all
 //!   generated from `api-specs/` by the `codegen` crate. Never edit by hand.
 //!
@@ -15,6 +16,7 @@ pub mod error;
 #[rustfmt::skip]
 pub mod generated;
 pub mod query;
+pub mod sigv4;
 pub mod xml;
 
 pub use error::{ApiError, ErrorCode};
