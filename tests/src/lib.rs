@@ -66,15 +66,31 @@ impl TestServer {
     }
 
     pub async fn try_start_in(state_dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        Self::try_start_with(state_dir, |_| {}).await
+    }
+
+    /// Starts a server whose configuration `configure` changes first (the in-process twin of
+    /// extra `serve` flags, e.g. `--auth strict --access-key …`).
+    pub async fn start_with(configure: impl FnOnce(&mut server::Config)) -> Self {
+        let state_dir = tempfile::tempdir().expect("creating a temporary state dir");
+        Self::try_start_with(state_dir, configure).await.expect("test server failed to start")
+    }
+
+    pub async fn try_start_with(
+        state_dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut server::Config),
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let config = server::Config {
+        let mut config = server::Config {
             state_dir: state_dir.path().to_path_buf(),
             region: REGION.to_string(),
             account: ACCOUNT.to_string(),
             zones: ZONES.iter().map(|z| z.to_string()).collect(),
             health: Default::default(),
+            auth: Default::default(),
         };
+        configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(listener, config, async move {
             let _ = rx.await;

@@ -4,11 +4,13 @@
 //! - [`Config`] and [`run`]: what `serve` needs, and the entry point tests call on port 0.
 //! - [`app`]: the router, testable without a socket.
 //! - `query_api`: the AWS Query endpoint (`POST /`, `GET /?Action=…`, any path).
+//! - [`auth`]: permissive or strict (SigV4-checked) access to the Query API.
 //! - `admin`: the emulator-only JSON API under `/_emulator/`.
 //!
 //! The reconciler runs beside the HTTP server and stops every node when the server stops.
 
 mod admin;
+pub mod auth;
 mod query_api;
 
 use std::future::Future;
@@ -38,6 +40,8 @@ pub struct Config {
     pub account: String,
     pub zones: Vec<String>,
     pub health: HealthSettings,
+    /// Whether Query API requests must be signed, and by which keys.
+    pub auth: auth::AuthSettings,
 }
 
 /// Shared by every handler.
@@ -82,6 +86,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.auth.validate()?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
     let store =
@@ -113,7 +118,9 @@ pub async fn run(
     let reconciling = AbortOnDrop(tokio::spawn(reconciler.clone().run(until_stopped(stopped.clone()))));
 
     let state = AppState { operations, reconciler, engines: Arc::new(engines_json), config: Arc::new(config) };
-    tracing::info!(address = %listener.local_addr()?, "listening");
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "listening");
+    state.config.auth.log_startup(address);
     axum::serve(listener, app(state)).with_graceful_shutdown(until_stopped(stopped)).await?;
     // The reconciler stops every node before it returns.
     let mut reconciling = reconciling;

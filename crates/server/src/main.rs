@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use server::auth::{AccessKey, AuthMode, AuthSettings};
 
 #[derive(Parser)]
 #[command(name = "elasticache-local", version, about = "A local emulator of the Amazon ElastiCache control plane")]
@@ -48,6 +49,20 @@ struct ServeArgs {
     /// Account id in every ARN.
     #[arg(long, env = "ELASTICACHE_LOCAL_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
+    /// `permissive` serves every request; `strict` requires a SigV4 signature by an --access-key.
+    #[arg(long, env = "ELASTICACHE_LOCAL_AUTH", value_enum, default_value_t = AuthMode::Permissive)]
+    auth: AuthMode,
+    /// An access key strict mode accepts, as ACCESS_KEY_ID:SECRET_ACCESS_KEY; repeatable (the
+    /// environment variable takes a comma-separated list).
+    // Parsed after clap, whose errors would echo the value, secret included.
+    #[arg(
+        long = "access-key",
+        value_name = "ACCESS_KEY_ID:SECRET",
+        env = "ELASTICACHE_LOCAL_ACCESS_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    access_keys: Vec<String>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -104,12 +119,18 @@ async fn main() -> anyhow::Result<()> {
         timeout: std::time::Duration::from_millis(args.health_check_timeout_ms),
         failure_threshold: args.health_check_failure_threshold,
     };
-    let config = server::Config { state_dir, region: args.region, account: args.account_id, zones, health };
+    let access_keys = args
+        .access_keys
+        .iter()
+        .filter(|key| !key.trim().is_empty())
+        .map(|key| key.parse::<AccessKey>().map_err(|e| anyhow::anyhow!("--access-key: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let auth = AuthSettings { mode: args.auth, access_keys };
+    // Fail before binding, so that a typo in the keys does not leave a port half-opened.
+    auth.validate()?;
+    let config = server::Config { state_dir, region: args.region, account: args.account_id, zones, health, auth };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    if !args.listen.ip().is_loopback() {
-        tracing::warn!(address = %args.listen, "listening beyond loopback: API requests are not authenticated");
-    }
     let result = server::run(listener, config, shutdown_signal()).await;
     if let Some(dir) = ephemeral_dir {
         let _ = std::fs::remove_dir_all(dir);

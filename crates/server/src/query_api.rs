@@ -24,19 +24,25 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
         let error = ApiError::invalid_action(parts.method.as_str());
         return xml_response(StatusCode::METHOD_NOT_ALLOWED, protocol::xml::error_response(&error, &request_id));
     }
-    let mut params = QueryParams::parse(parts.uri.query().unwrap_or("").as_bytes());
-    match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
-        Ok(body) => params.extend(QueryParams::parse(&body)),
+    let body = match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
+        Ok(body) => body,
         Err(_) => {
             let error = ApiError::invalid_parameter_value("The request body could not be read or is too large.");
             return error_response(&error, &request_id);
         }
-    }
-    let ctx = RequestContext {
-        request_id: request_id.clone(),
-        region: signed_region(&parts.headers).unwrap_or_else(|| state.config.region.clone()),
-        account: state.config.account.clone(),
     };
+    // Checked before anything in the request is acted on; the body hash is part of the signature.
+    let region = match state.config.auth.check(&parts, &body) {
+        Ok(Some(verified)) => verified.region,
+        Ok(None) => signed_region(&parts.headers).unwrap_or_else(|| state.config.region.clone()),
+        Err(error) => {
+            tracing::info!(request_id, code = error.code, message = %error.message, "request refused by strict auth");
+            return error_response(&error, &request_id);
+        }
+    };
+    let mut params = QueryParams::parse(parts.uri.query().unwrap_or("").as_bytes());
+    params.extend(QueryParams::parse(&body));
+    let ctx = RequestContext { request_id: request_id.clone(), region, account: state.config.account.clone() };
     match call(&state, &ctx, &params).await {
         Ok(body) => xml_response(StatusCode::OK, body),
         Err(error) => {
