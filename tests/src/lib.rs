@@ -5,11 +5,12 @@
 //! dropped.
 //!
 //! What the test binaries share besides the server lives in modules, re-exported here:
-//! [`redis`] and [`memcached`] (tiny wire clients), [`admin`] (raw HTTP and the admin API),
+//! [`redis`] and [`memcached`] (tiny wire clients), [`cluster`] (a cluster-aware client), [`admin`] (raw HTTP and the admin API),
 //! [`wait`] (polling and node-process probes) and [`resources`] (describe / wait / events over
 //! the SDK).
 
 pub mod admin;
+pub mod cluster;
 pub mod memcached;
 pub mod redis;
 pub mod resources;
