@@ -5,16 +5,18 @@
 //! - [`Operations`]: implements the generated [`protocol::ElastiCache`] trait; each method
 //!   hands over to the module of its resource family.
 //! - `parameter_groups`, `engine_versions`, `subnet_groups`, `security_groups`, `tags`,
-//!   `cache_clusters`, `replication_groups`, `snapshots`, `events`: one module per resource
-//!   family. The ones whose resources have nodes are public: the reconciler shares their
+//!   `cache_clusters`, `replication_groups`, `snapshots`, `users`, `user_groups`, `events`:
+//!   one module per resource family. The ones whose resources have nodes are public: the reconciler shares their
 //!   status names and parameter resolution.
 //! - `catalog`: engine versions, parameter families and node types, from `data/`.
-//! - `arn`, `pagination`, `validate`: rules shared by every family.
+//! - `arn`, `pagination`, `validate`: rules shared by every family; `access_string`: the
+//!   Redis ACL rules of RBAC users.
 //!
 //! Handlers validate first and change nothing when they fail; each change is one store
 //! transaction (with its events). They never spawn processes or sleep: they record desired
 //! state and wake the reconciler, which does the rest.
 
+mod access_string;
 pub mod arn;
 pub mod cache_clusters;
 mod catalog;
@@ -28,6 +30,8 @@ pub mod shards;
 pub mod snapshots;
 mod subnet_groups;
 mod tags;
+pub mod user_groups;
+pub mod users;
 mod validate;
 
 use std::collections::HashSet;
@@ -99,7 +103,8 @@ impl Operations {
     }
 
     /// The scope of a request, with AWS's default resources (default parameter groups, the
-    /// `default` subnet and security groups) created on first use of a region.
+    /// `default` subnet and security groups, the `default` user) created on first use of a
+    /// region.
     async fn scope(&self, ctx: &RequestContext) -> Result<Scope, ApiError> {
         let scope = Scope { region: ctx.region.clone(), account: ctx.account.clone() };
         let seeded = self.seeded.lock().unwrap_or_else(|e| e.into_inner()).contains(&scope);
@@ -107,6 +112,7 @@ impl Operations {
             parameter_groups::seed_defaults(self, &scope).await?;
             subnet_groups::seed_default(self, &scope).await?;
             security_groups::seed_default(self, &scope).await?;
+            users::seed_default(self, &scope).await?;
             self.seeded.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.clone());
         }
         Ok(scope)
@@ -461,5 +467,57 @@ impl ElastiCache for Operations {
         input: ListTagsForResourceMessage,
     ) -> Result<TagListMessage, ApiError> {
         tags::list(self, ctx, input).await
+    }
+
+    async fn create_user(&self, ctx: &RequestContext, input: CreateUserMessage) -> Result<User, ApiError> {
+        users::create(self, ctx, input).await
+    }
+
+    async fn describe_users(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeUsersMessage,
+    ) -> Result<DescribeUsersResult, ApiError> {
+        users::describe(self, ctx, input).await
+    }
+
+    async fn modify_user(&self, ctx: &RequestContext, input: ModifyUserMessage) -> Result<User, ApiError> {
+        users::modify(self, ctx, input).await
+    }
+
+    async fn delete_user(&self, ctx: &RequestContext, input: DeleteUserMessage) -> Result<User, ApiError> {
+        users::delete(self, ctx, input).await
+    }
+
+    async fn create_user_group(
+        &self,
+        ctx: &RequestContext,
+        input: CreateUserGroupMessage,
+    ) -> Result<UserGroup, ApiError> {
+        user_groups::create(self, ctx, input).await
+    }
+
+    async fn describe_user_groups(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeUserGroupsMessage,
+    ) -> Result<DescribeUserGroupsResult, ApiError> {
+        user_groups::describe(self, ctx, input).await
+    }
+
+    async fn modify_user_group(
+        &self,
+        ctx: &RequestContext,
+        input: ModifyUserGroupMessage,
+    ) -> Result<UserGroup, ApiError> {
+        user_groups::modify(self, ctx, input).await
+    }
+
+    async fn delete_user_group(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteUserGroupMessage,
+    ) -> Result<UserGroup, ApiError> {
+        user_groups::delete(self, ctx, input).await
     }
 }

@@ -6,7 +6,7 @@ use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{Scope, StoreError, TagRecord};
 
 use crate::arn::{self, Arn, Kind};
-use crate::{Operations, internal, parameter_groups, security_groups, subnet_groups};
+use crate::{Operations, internal, parameter_groups, security_groups, subnet_groups, user_groups, users};
 
 /// AWS's limit of tags per resource.
 pub const MAX_TAGS: usize = 50;
@@ -68,6 +68,8 @@ async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, 
             Kind::Cluster => ops.store.cache_cluster(scope, &name).await.map_err(internal)?.is_some(),
             Kind::ReplicationGroup => ops.store.replication_group(scope, &name).await.map_err(internal)?.is_some(),
             Kind::Snapshot => ops.store.snapshot(scope, &arn.name).await.map_err(internal)?.is_some(),
+            Kind::User => users::exists(ops, scope, &name).await?,
+            Kind::UserGroup => user_groups::exists(ops, scope, &name).await?,
             // No other kind of resource exists in the emulator yet.
             _ => false,
         };

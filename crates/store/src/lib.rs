@@ -3,8 +3,8 @@
 //! # Layout
 //! - [`Store`]: opening (WAL, migrations from `migrations/`), the write lock, reset.
 //! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`, `cache_clusters`,
-//!   `replication_groups`, `snapshots`, `events`: one module per resource family, each a set of `impl Store` methods over
-//!   plain records.
+//!   `replication_groups`, `snapshots`, `users` (users and user groups), `events`: one module per resource family, each a
+//!   set of `impl Store` methods over plain records.
 //!
 //! Every state change is one transaction. Writers are serialised by one lock and begin
 //! `IMMEDIATE`: a deferred transaction that read first could not upgrade to write while the
@@ -20,6 +20,7 @@ mod security_groups;
 mod snapshots;
 mod subnet_groups;
 mod tags;
+mod users;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -36,6 +37,7 @@ pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
 pub use tags::TagRecord;
+pub use users::{User, UserGroup, UserGroupRecord, UserRecord};
 
 /// Region and account: part of every resource's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -120,6 +122,9 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for table in [
             "events",
+            "user_group_members",
+            "user_groups",
+            "users",
             "snapshots",
             "replication_groups",
             "cache_nodes",
