@@ -388,7 +388,7 @@ pub async fn create(
     Ok(CreateReplicationGroupResult { replication_group: Some(output(&stored)) })
 }
 
-fn endpoint(port: Option<u16>) -> Option<Endpoint> {
+pub(crate) fn endpoint(port: Option<u16>) -> Option<Endpoint> {
     port.map(|p| Endpoint { address: Some("127.0.0.1".to_string()), port: Some(i32::from(p)) })
 }
 
@@ -834,11 +834,12 @@ pub async fn modify(
     if input.user_group_ids_to_add.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(ApiError::not_implemented("ModifyReplicationGroup with UserGroupIdsToAdd"));
     }
-    if let Some(mode) = input.cluster_mode {
-        let now = if current.group.cluster_mode.is_empty() { "disabled" } else { current.group.cluster_mode.as_str() };
-        if mode.as_str() != now {
-            return Err(ApiError::not_implemented("ModifyReplicationGroup changing ClusterMode"));
-        }
+    if let Some(mode) = input.cluster_mode
+        && mode.as_str() != current.group.cluster_mode.as_str()
+        && !(mode == ClusterMode::Disabled && current.group.cluster_mode.is_empty())
+    {
+        let group = crate::shards::change_cluster_mode(ops, &scope, &current, mode, &input).await?;
+        return Ok(ModifyReplicationGroupResult { replication_group: Some(output(&group)) });
     }
     if current.group.cluster_enabled() {
         if input.primary_cluster_id.is_some() {

@@ -258,6 +258,7 @@ pub fn shard_members<'a>(g: &'a StoredGroup, shard: &NodeGroupRecord) -> Vec<&'a
 
 /// The Describe form of a cluster-mode group's shards.
 pub fn node_groups_output(g: &StoredGroup) -> Vec<NodeGroup> {
+    let compatible = g.group.cluster_mode == "compatible";
     g.group
         .node_groups
         .iter()
@@ -282,8 +283,9 @@ pub fn node_groups_output(g: &StoredGroup) -> Vec<NodeGroup> {
                     })
                     .collect(),
             ),
-            primary_endpoint: None,
-            reader_endpoint: None,
+            // Compatible mode keeps serving clients that do not speak the cluster protocol.
+            primary_endpoint: compatible.then(|| groups::endpoint(g.group.primary_endpoint_port)).flatten(),
+            reader_endpoint: compatible.then(|| groups::endpoint(g.group.reader_endpoint_port)).flatten(),
             slots: Some(format_slots(&shard.slots)),
             status: Some(
                 if shard.removing || shard_members(g, shard).iter().any(|m| m.cluster.status == status::CREATING) {
@@ -501,6 +503,103 @@ pub async fn modify_shard_configuration(
         "replication group: available -> modifying (resharding)"
     );
     Ok(ModifyReplicationGroupShardConfigurationResult { replication_group: Some(groups::output(&group)) })
+}
+
+/// ModifyReplicationGroup with a new ClusterMode: AWS's two steps from cluster mode
+/// disabled, never back. To `compatible`, every member restarts on Redis Cluster as one
+/// shard holding every slot (the primary keeps its data; replicas resync), and the primary
+/// and reader endpoints keep serving clients that do not speak the cluster protocol; to
+/// `enabled`, only the configuration endpoint remains.
+pub async fn change_cluster_mode(
+    ops: &Operations,
+    scope: &Scope,
+    current: &StoredGroup,
+    mode: ClusterMode,
+    input: &ModifyReplicationGroupMessage,
+) -> Result<StoredGroup, ApiError> {
+    let now = if current.group.cluster_mode.is_empty() { "disabled" } else { current.group.cluster_mode.as_str() };
+    let others_asked = input.engine_version.is_some()
+        || input.cache_node_type.is_some()
+        || input.primary_cluster_id.is_some()
+        || input.automatic_failover_enabled.is_some()
+        || input.multi_az_enabled.is_some()
+        || input.replication_group_description.is_some();
+    if others_asked {
+        return Err(ApiError::invalid_parameter_combination(
+            "ClusterMode cannot be changed together with other modifications.",
+        ));
+    }
+    let parameter_group = match (now, mode) {
+        ("disabled", ClusterMode::Compatible) => {
+            let replicas = current.members.iter().filter(|m| m.cluster.status != status::DELETING).count() - 1;
+            if !current.group.automatic_failover || replicas < 1 {
+                return Err(ApiError::invalid_parameter_combination(
+                    "Changing cluster mode requires automatic failover enabled and at least one replica.",
+                ));
+            }
+            let first = current.members.first().ok_or_else(|| ApiError::internal("group has no members"))?;
+            let version = ops.engine_version(&first.cluster.engine, Some(&first.cluster.engine_version))?;
+            if crate::catalog::is_downgrade("7.0", &version.engine_version) {
+                return Err(ApiError::invalid_parameter_combination(
+                    "Changing cluster mode requires engine version 7.0 or later.",
+                ));
+            }
+            let family = &version.cache_parameter_group_family;
+            // A default group is swapped for its cluster.on twin, as AWS does.
+            let name = match &input.cache_parameter_group_name {
+                Some(name) => name.to_ascii_lowercase(),
+                None if first.cluster.parameter_group == format!("default.{family}") => {
+                    format!("default.{family}.cluster.on")
+                }
+                None => {
+                    return Err(ApiError::invalid_parameter_combination(
+                        "Changing cluster mode needs a CacheParameterGroupName with cluster-enabled set to yes.",
+                    ));
+                }
+            };
+            let name = ops.parameter_group_for(scope, Some(&name), family).await?;
+            let cluster_enabled = crate::parameter_groups::effective_values(ops, scope, &name)
+                .await?
+                .iter()
+                .any(|(k, v)| k == "cluster-enabled" && v == "yes");
+            if !cluster_enabled {
+                return Err(ApiError::invalid_parameter_combination(format!(
+                    "Parameter group {name} must have cluster-enabled set to yes."
+                )));
+            }
+            Some(name)
+        }
+        ("compatible", ClusterMode::Enabled) => None,
+        (now, wanted) => {
+            return Err(ApiError::invalid_parameter_combination(format!(
+                "Cluster mode can only go from disabled to compatible to enabled, not from {now} to {}.",
+                wanted.as_str()
+            )));
+        }
+    };
+    let group = groups::change_available(ops, scope, &current.group.id, |group, members| {
+        group.cluster_mode = mode.as_str().to_string();
+        if let Some(name) = &parameter_group {
+            group.node_groups = vec![NodeGroupRecord {
+                id: groups::NODE_GROUP_ID.to_string(),
+                slots: vec![(0, SLOTS - 1)],
+                primary_cluster_id: group.primary_cluster_id.clone(),
+                failover_to: None,
+                removing: false,
+            }];
+            for member in members.iter_mut().filter(|m| m.cluster.status != status::DELETING) {
+                member.cluster.node_group_id = Some(groups::NODE_GROUP_ID.to_string());
+                member.cluster.parameter_group = name.clone();
+                member.cluster.status = status::MODIFYING.to_string();
+                member.nodes.iter_mut().for_each(|n| n.reboot_requested = true);
+            }
+            group.status = status::MODIFYING.to_string();
+        }
+        tracing::info!(replication_group = group.id, to = group.cluster_mode, "cluster mode changing");
+        Ok(Vec::new())
+    })
+    .await?;
+    Ok(group)
 }
 
 /// An IncreaseReplicaCount / DecreaseReplicaCount on a cluster-mode group.

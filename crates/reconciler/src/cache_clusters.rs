@@ -78,7 +78,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         c.nodes.iter().filter(|n| to_recover.remove(&key(&n.node_id))).map(|n| n.node_id.clone()).collect()
     };
     let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
-    let mut directives = crate::replication_groups::member_directives(r, &c, major).await;
+    let member = crate::replication_groups::member_start(r, &c, major).await;
+    let mut directives = member.directives;
     if !memcached {
         // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
         directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));
@@ -113,8 +114,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
             }
             // A crashed node comes back empty, as a replaced node does on AWS: not with the
             // file a clean stop or a snapshot left behind.
-            if recovering.contains(&node.node_id) {
-                let _ = tokio::fs::remove_file(r.node_dir(&scope, &id, &node.node_id).join("dump.rdb")).await;
+            let dir = r.node_dir(&scope, &id, &node.node_id);
+            if recovering.contains(&node.node_id) || (member.empty_unless_joined && !dir.join("nodes.conf").exists()) {
+                // A running process would write its data again as it stops.
+                r.runtime.stop(&k).await.map_err(Error::Node)?;
+                let _ = tokio::fs::remove_file(dir.join("dump.rdb")).await;
             }
             let spec = NodeSpec {
                 key: k,

@@ -28,7 +28,7 @@ use operations::replication_groups::SOURCE_TYPE;
 use store::{CacheCluster, EventRecord, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope, UpdateError};
 
 use crate::cache_clusters::Error;
-use crate::replication_groups::{Endpoint, GroupEndpoints, address, node_key};
+use crate::replication_groups::{address, ensure, node_key, point_primary_and_reader};
 use crate::{Reconciler, lock};
 
 /// Slots moved between two progress reports in the store.
@@ -255,14 +255,27 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         seen.iter().filter(|s| s.me.primary && !s.me.slots.is_empty()).map(|s| s.address).collect();
     let port = {
         let mut all = r.group_endpoints.lock().await;
-        let key = (scope.clone(), id.clone());
-        if !all.contains_key(&key) {
-            let endpoint = Endpoint::start(g.group.configuration_endpoint_port, Balance::First).await?;
-            all.insert(key.clone(), GroupEndpoints { primary: endpoint, reader: None });
-        }
-        let endpoint = &all.get(&key).ok_or(Error::Store(store::StoreError::NotFound))?.primary;
+        let endpoints = all.entry((scope.clone(), id.clone())).or_default();
+        let endpoint =
+            ensure(&mut endpoints.configuration, g.group.configuration_endpoint_port, Balance::First).await?;
         endpoint.point_at(primaries);
         endpoint.port()
+    };
+    if g.group.cluster_mode == "enabled"
+        && let Some(endpoints) = r.group_endpoints.lock().await.get_mut(&(scope.clone(), id.clone()))
+    {
+        // Past compatible mode, only the configuration endpoint serves.
+        endpoints.primary = None;
+        endpoints.reader = None;
+    }
+    // Compatible mode still serves clients that do not speak the cluster protocol.
+    let compatible_ports = match g.group.node_groups.first().filter(|_| g.group.cluster_mode == "compatible") {
+        Some(shard) => {
+            let primary = seen.iter().find(|s| s.member.cluster.id == shard.primary_cluster_id && s.me.primary);
+            let replicas = seen.iter().filter(|s| !s.me.primary).map(|s| s.address).collect();
+            Some(point_primary_and_reader(r, &g, primary.map(|s| s.address), replicas).await?)
+        }
+        None => None,
     };
     let settled = topology_ready
         && misplaced == 0
@@ -274,6 +287,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         .store()
         .update_replication_group(&scope, &id, |group, _| {
             group.configuration_endpoint_port = Some(port);
+            if let Some((primary, reader)) = compatible_ports {
+                group.primary_endpoint_port = Some(primary);
+                group.reader_endpoint_port = Some(reader);
+            }
             if finished_reshard {
                 group.resharding = None;
             }

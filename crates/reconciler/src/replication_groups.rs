@@ -49,11 +49,41 @@ impl Endpoint {
     }
 }
 
-/// The endpoints of one group: primary and reader (cluster mode disabled), or the
-/// configuration endpoint alone (cluster mode, where `reader` is None).
+/// The endpoints of one group, each started the first time it is needed: primary and
+/// reader (cluster mode disabled and compatible), configuration (cluster mode).
+#[derive(Default)]
 pub struct GroupEndpoints {
-    pub primary: Endpoint,
+    pub primary: Option<Endpoint>,
     pub reader: Option<Endpoint>,
+    pub configuration: Option<Endpoint>,
+}
+
+/// The endpoint in `slot`, started on `port` (or a free one) if it is not running yet.
+pub async fn ensure(slot: &mut Option<Endpoint>, port: Option<u16>, balance: Balance) -> Result<&Endpoint, Error> {
+    if slot.is_none() {
+        *slot = Some(Endpoint::start(port, balance).await?);
+    }
+    slot.as_ref().ok_or(Error::Store(store::StoreError::NotFound))
+}
+
+/// Points a group's primary endpoint at `primary` and its reader endpoint at `replicas`
+/// (at the primary when there are none); returns their ports.
+pub async fn point_primary_and_reader(
+    r: &Reconciler,
+    g: &ReplicationGroup,
+    primary: Option<SocketAddr>,
+    replicas: Vec<SocketAddr>,
+) -> Result<(u16, u16), Error> {
+    let mut all = r.group_endpoints.lock().await;
+    let endpoints = all.entry((g.scope.clone(), g.group.id.clone())).or_default();
+    let primary_targets: Vec<SocketAddr> = primary.into_iter().collect();
+    let reader_targets = if replicas.is_empty() { primary_targets.clone() } else { replicas };
+    let endpoint = ensure(&mut endpoints.primary, g.group.primary_endpoint_port, Balance::First).await?;
+    endpoint.point_at(primary_targets);
+    let primary_port = endpoint.port();
+    let endpoint = ensure(&mut endpoints.reader, g.group.reader_endpoint_port, Balance::RoundRobin).await?;
+    endpoint.point_at(reader_targets);
+    Ok((primary_port, endpoint.port()))
 }
 
 pub(crate) fn node_key(scope: &Scope, member: &CacheCluster) -> Option<NodeKey> {
@@ -71,35 +101,36 @@ fn serving(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> bool {
         .is_some_and(|key| r.runtime.get(&key).is_some() && r.health(&key).is_none_or(|h| h == Health::Healthy))
 }
 
-/// What a member's node starts with because of its group: a cluster-mode node's cluster
-/// settings, a replica's `replicaof` its primary; nothing for a primary.
-pub async fn member_directives(r: &Reconciler, c: &CacheCluster, major_version: u32) -> Vec<(String, String)> {
-    let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return Vec::new() };
-    let Ok(Some(group)) = r.ops.store().replication_group(&c.scope, group_id).await else { return Vec::new() };
-    if group.group.cluster_enabled() {
-        return crate::cluster_mode::node_directives(major_version);
-    }
-    if group.group.primary_cluster_id == c.cluster.id {
-        return Vec::new();
-    }
-    let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id);
-    match primary.and_then(address) {
-        Some(address) => vec![("replicaof".to_string(), format!("{} {}", address.ip(), address.port()))],
-        None => Vec::new(),
-    }
+/// How a member's node starts because of its group.
+#[derive(Default)]
+pub struct MemberStart {
+    /// A cluster-mode node's cluster settings, or a replica's `replicaof` its primary.
+    pub directives: Vec<(String, String)>,
+    /// A cluster-mode replica joining the cluster for the first time must start without
+    /// data: keys it brought would make it claim their slots.
+    pub empty_unless_joined: bool,
 }
 
-async fn endpoints<'a>(
-    g: &ReplicationGroup,
-    endpoints: &'a mut std::collections::HashMap<(Scope, String), GroupEndpoints>,
-) -> Result<&'a GroupEndpoints, Error> {
-    let key = (g.scope.clone(), g.group.id.clone());
-    if !endpoints.contains_key(&key) {
-        let primary = Endpoint::start(g.group.primary_endpoint_port, Balance::First).await?;
-        let reader = Endpoint::start(g.group.reader_endpoint_port, Balance::RoundRobin).await?;
-        endpoints.insert(key.clone(), GroupEndpoints { primary, reader: Some(reader) });
+pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) -> MemberStart {
+    let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return MemberStart::default() };
+    let Ok(Some(group)) = r.ops.store().replication_group(&c.scope, group_id).await else {
+        return MemberStart::default();
+    };
+    if group.group.cluster_enabled() {
+        return MemberStart {
+            directives: crate::cluster_mode::node_directives(major_version),
+            empty_unless_joined: group.group.node_group_led_by(&c.cluster.id).is_none(),
+        };
     }
-    endpoints.get(&key).ok_or_else(|| Error::Store(store::StoreError::NotFound))
+    if group.group.primary_cluster_id == c.cluster.id {
+        return MemberStart::default();
+    }
+    let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id);
+    let directives = match primary.and_then(address) {
+        Some(address) => vec![("replicaof".to_string(), format!("{} {}", address.ip(), address.port()))],
+        None => Vec::new(),
+    };
+    MemberStart { directives, empty_unless_joined: false }
 }
 
 /// Brings one group to its desired state. Returns when to look again: soon while links
@@ -166,23 +197,13 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     }
 
     // Endpoints follow the primary; the reader spreads over linked replicas.
-    let mut all = r.group_endpoints.lock().await;
-    let endpoints = endpoints(&g, &mut all).await?;
-    let primary_targets: Vec<SocketAddr> =
-        primary.filter(|p| serving(r, &scope, p)).and_then(address).into_iter().collect();
-    let reader_targets: Vec<SocketAddr> = {
-        let replicas: Vec<SocketAddr> = live
-            .iter()
-            .filter(|m| linked.contains(&m.cluster.id) && serving(r, &scope, m))
-            .filter_map(|m| address(m))
-            .collect();
-        if replicas.is_empty() { primary_targets.clone() } else { replicas }
-    };
-    endpoints.primary.point_at(primary_targets);
-    let reader = endpoints.reader.as_ref().ok_or(Error::Store(store::StoreError::NotFound))?;
-    reader.point_at(reader_targets);
-    let (primary_port, reader_port) = (endpoints.primary.port(), reader.port());
-    drop(all);
+    let primary_target = primary.filter(|p| serving(r, &scope, p)).and_then(address);
+    let replica_targets: Vec<SocketAddr> = live
+        .iter()
+        .filter(|m| linked.contains(&m.cluster.id) && serving(r, &scope, m))
+        .filter_map(|m| address(m))
+        .collect();
+    let (primary_port, reader_port) = point_primary_and_reader(r, &g, primary_target, replica_targets).await?;
 
     let replicas = live.len().saturating_sub(1);
     let settled = live.iter().all(|m| m.cluster.status == status::AVAILABLE) && linked.len() == replicas;
@@ -323,8 +344,10 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
             tracing::warn!(replication_group = id, member = member.cluster.id, %error, "repointing replica failed");
         }
     }
-    if let Some(endpoints) = r.group_endpoints.lock().await.get(&(scope.clone(), id.to_string())) {
-        endpoints.primary.point_at(vec![new_address]);
+    if let Some(endpoint) =
+        r.group_endpoints.lock().await.get(&(scope.clone(), id.to_string())).and_then(|e| e.primary.as_ref())
+    {
+        endpoint.point_at(vec![new_address]);
     }
     // A primary that is alive but unreachable (frozen, zone outage) must not keep taking
     // writes through old connections when it comes back: the next reconcile demotes it.

@@ -372,3 +372,106 @@ async fn bad_input_gets_aws_errors_and_changes_nothing() {
         "InvalidParameterValue",
     );
 }
+
+#[tokio::test]
+async fn cluster_mode_goes_from_disabled_to_compatible_to_enabled_keeping_the_data() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    client
+        .create_replication_group()
+        .replication_group_id("grow")
+        .replication_group_description("d")
+        .cache_node_type("cache.t3.micro")
+        .num_cache_clusters(2)
+        .automatic_failover_enabled(true)
+        .send()
+        .await
+        .unwrap();
+    let g = wait_group_available(&client, "grow").await;
+    assert_eq!(g.cluster_mode(), Some(&ClusterMode::Disabled));
+    let primary_port = g.node_groups()[0].primary_endpoint().and_then(|e| e.port()).unwrap() as u16;
+    let mut plain = RedisClient::connect("127.0.0.1", primary_port).await.unwrap();
+    for i in 0..200 {
+        plain.set(&format!("old:{i}"), "v").await.unwrap();
+    }
+    let modify = |mode: ClusterMode| {
+        client.modify_replication_group().replication_group_id("grow").cluster_mode(mode).apply_immediately(true)
+    };
+    expect_code(modify(ClusterMode::Enabled).send().await, "InvalidParameterCombination");
+
+    let out = modify(ClusterMode::Compatible).send().await.expect("to compatible");
+    assert_eq!(out.replication_group().and_then(|g| g.status()), Some("modifying"));
+    let g = wait_group_available(&client, "grow").await;
+    assert_eq!(g.cluster_mode(), Some(&ClusterMode::Compatible));
+    assert_eq!(shard(&g, "0001").slots(), Some("0-16383"));
+    // Both kinds of client work: the old endpoint and the configuration endpoint.
+    let port = config_port(&g);
+    assert_eq!(shard(&g, "0001").primary_endpoint().and_then(|e| e.port()), Some(i32::from(primary_port)));
+    let mut plain = RedisClient::connect("127.0.0.1", primary_port).await.unwrap();
+    assert_eq!(plain.get("old:7").await.unwrap().as_deref(), Some("v"));
+    let mut con = cluster_connection(port).await.expect("cluster client");
+    write_keys(&mut con, 0..300).await.expect("cluster writes");
+    expect_code(modify(ClusterMode::Disabled).send().await, "InvalidParameterCombination");
+
+    modify(ClusterMode::Enabled).send().await.expect("to enabled");
+    let g = wait_group_available(&client, "grow").await;
+    assert_eq!(g.cluster_mode(), Some(&ClusterMode::Enabled));
+    assert!(shard(&g, "0001").primary_endpoint().is_none());
+    // Now it can be sharded like any cluster-mode group.
+    let g = reshard(&client, "grow", 2, &[]).await;
+    assert_eq!(g.node_groups().len(), 2);
+    let mut con = cluster_connection(port).await.expect("cluster client");
+    assert_eq!(missing_keys(&mut con, 0..300).await, Vec::<String>::new());
+    let mut redis_con = con.clone();
+    for i in 0..200 {
+        let v: Option<String> = redis::AsyncCommands::get(&mut redis_con, format!("old:{i}")).await.unwrap();
+        assert_eq!(v.as_deref(), Some("v"), "old:{i}");
+    }
+}
+
+#[tokio::test]
+async fn a_zone_outage_fails_over_every_shard_with_its_primary_there() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let g = create(&client, "zones", 3, 1).await;
+    let zone_of = |g: &ReplicationGroup, member: &str| {
+        g.node_groups()
+            .iter()
+            .flat_map(|n| n.node_group_members())
+            .find(|m| m.cache_cluster_id() == Some(member))
+            .and_then(|m| m.preferred_availability_zone())
+            .unwrap()
+            .to_string()
+    };
+    let zone = zone_of(&g, &shard_primary(&g, "0001"));
+    let hit: Vec<String> = ["0001", "0002", "0003"]
+        .into_iter()
+        .filter(|s| zone_of(&g, &shard_primary(&g, s)) == zone)
+        .map(String::from)
+        .collect();
+    let port = config_port(&g);
+    let mut con = cluster_connection(port).await.expect("cluster client");
+    write_keys(&mut con, 0..300).await.expect("writes");
+
+    let (status, _) = admin_post(&server, &format!("/_emulator/zones/{zone}/outage")).await;
+    assert_eq!(status, 200);
+    let g = poll_until("every shard with its primary in the zone failed over", SETTLE, || async {
+        let g = describe_group(&client, "zones").await;
+        let moved = hit.iter().all(|s| zone_of(&g, &shard_primary(&g, s)) != zone);
+        if moved { Ok(g) } else { Err(format!("{:?}", g.node_groups())) }
+    })
+    .await;
+    for s in ["0001", "0002", "0003"].into_iter().filter(|s| !hit.contains(&s.to_string())) {
+        assert_eq!(shard_primary(&g, s), format!("zones-{s}-001"), "shard {s} had no primary in {zone}");
+    }
+    poll_until("writes to every slot during the outage", SETTLE, || async {
+        let mut con = cluster_connection(port).await.map_err(|e| e.to_string())?;
+        write_keys(&mut con, 300..400).await.map_err(|e| e.to_string())
+    })
+    .await;
+    let (status, _) = e2e::admin(&server, "DELETE", &format!("/_emulator/zones/{zone}/outage")).await;
+    assert_eq!(status, 200);
+    wait_group_available(&client, "zones").await;
+    let mut con = cluster_connection(port).await.expect("cluster client");
+    assert_eq!(missing_keys(&mut con, 0..400).await, Vec::<String>::new());
+}

@@ -89,7 +89,6 @@ async fn invalid_creates_are_refused_and_create_nothing() {
 
     // Not implemented yet: a well-formed 501, nothing created.
     let unimplemented: Vec<(&str, CreateReplicationGroupFluentBuilder)> = vec![
-        ("cluster mode", base(&client, "cme").cluster_mode(ClusterMode::Enabled).num_node_groups(2)),
         ("TLS", base(&client, "tls").num_cache_clusters(2).transit_encryption_enabled(true)),
         (
             "auth token",
