@@ -2,7 +2,6 @@
 
 use aws_sdk_elasticache::Client;
 use aws_sdk_elasticache::operation::create_replication_group::builders::CreateReplicationGroupFluentBuilder;
-use aws_sdk_elasticache::types::ClusterMode;
 use e2e::{TestServer, api_error, expect_code};
 
 use crate::support::*;
