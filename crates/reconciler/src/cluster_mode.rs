@@ -4,7 +4,7 @@
 //! pass, reading what the nodes say every time:
 //!
 //! 1. shard failovers asked for (health monitor, TestFailover) are carried out first;
-//! 2. nodes that do not know each other yet are introduced (`CLUSTER MEET`);
+//! 2. nodes that do not know each other yet meet (`CLUSTER MEET`);
 //! 3. replicas follow their shard's primary (`CLUSTER REPLICATE`);
 //! 4. unowned slots go to the shard that should own them (`CLUSTER ADDSLOTSRANGE`);
 //! 5. a reshard moves slots with their keys, then retires removed shards;
@@ -115,12 +115,22 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         }
     };
 
-    // 2. Every node meets one seed (the one that knows most); gossip does the rest.
-    if let Some(seed) = seen.iter().max_by_key(|s| s.view.len()) {
-        for other in seen.iter().filter(|s| s.me.id != seed.me.id && !seed.knows(&s.me.id)) {
-            let (ip, port) = (seed.address.ip().to_string(), seed.address.port().to_string());
-            tracing::info!(replication_group = id, member = other.member.cluster.id, "meeting the cluster");
-            let result = r.runtime.command(&other.key, &["CLUSTER", "MEET", &ip, &port]).await;
+    // 2. Nodes that do not know each other meet directly: gossip alone takes seconds to
+    // spread a new node through a larger cluster.
+    for s in &seen {
+        for other in seen.iter().filter(|o| o.me.id != s.me.id && !s.knows(&o.me.id)) {
+            // One side of a pair is enough, unless the other side already knows this one.
+            if !other.knows(&s.me.id) && s.me.id > other.me.id {
+                continue;
+            }
+            let (ip, port) = (other.address.ip().to_string(), other.address.port().to_string());
+            tracing::info!(
+                replication_group = id,
+                member = s.member.cluster.id,
+                other = other.member.cluster.id,
+                "meeting"
+            );
+            let result = r.runtime.command(&s.key, &["CLUSTER", "MEET", &ip, &port]).await;
             note(result, "CLUSTER MEET", &mut failed);
             progressing = true;
         }

@@ -1,11 +1,12 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|cluster-mode|snapshots]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
 //! - clusters: see `clusters.rs`;
 //! - replication: see `replication.rs`;
+//! - cluster-mode: see `cluster_mode.rs`;
 //! - snapshots: see `snapshots.rs`.
 //!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use aws_sdk_elasticache::Client;
 
+mod cluster_mode;
 mod clusters;
 mod replication;
 mod snapshots;
@@ -215,6 +217,13 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         replication::run(&client(server.address).await, server.address).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "cluster-mode") {
+        let server = Server::spawn(&binary)?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        cluster_mode::run(&client(server.address).await).await?;
     }
     if which.as_deref().is_none_or(|w| w == "snapshots") {
         snapshots::run(&binary).await?;
