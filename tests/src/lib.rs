@@ -167,6 +167,11 @@ impl Drop for TestServer {
         }
         // Open connections (SDK keep-alive) would delay graceful shutdown; don't wait for it.
         self.task.abort();
+        if std::env::var_os("E2E_KEEP_STATE").is_some()
+            && let Some(dir) = self.state_dir.take()
+        {
+            eprintln!("state dir kept: {}", dir.keep().display());
+        }
     }
 }
 

@@ -41,7 +41,8 @@ pub fn node_directives(major_version: u32) -> Vec<(String, String)> {
     let mut directives: Vec<(String, String)> = [
         ("cluster-enabled", "yes"),
         ("cluster-config-file", "nodes.conf"),
-        ("cluster-node-timeout", "5000"),
+        // Short, so clients soon stop being sent to a node that is down.
+        ("cluster-node-timeout", "2000"),
         // Failover is the emulator's (health monitor, TestFailover), as on AWS.
         ("cluster-replica-no-failover", "yes"),
         // A shard without a primary must not take the other shards down with it.
@@ -234,7 +235,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     let all_met = seen.iter().all(|s| seen.iter().all(|o| s.knows(&o.me.id)));
     let members_ready =
         all_met && seen.len() == live.len() && live.iter().all(|m| m.cluster.status == status::AVAILABLE);
-    let topology_ready = members_ready && !progressing && linked == replicas;
+    // Slots may only move once every node knows every owner: a node importing a slot
+    // ignores gossip about it, so one that never learnt its owner would refuse the keys.
+    let converged = views_agree(&seen) && seen.iter().all(|s| s.state_ok);
+    let topology_ready = members_ready && !progressing && linked == replicas && converged;
 
     // 5. Resharding, once every member is up and in place.
     let mut finished_reshard = false;
@@ -289,7 +293,6 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     };
     let settled = topology_ready
         && misplaced == 0
-        && seen.iter().all(|s| s.state_ok)
         && (g.group.resharding.is_none() || finished_reshard)
         && (g.group.restore_from.is_none() || restored);
     let result = r
@@ -309,7 +312,12 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             }
             let transitional = [status::CREATING, status::MODIFYING];
             let failover_pending = group.node_groups.iter().any(|s| s.failover_to.is_some());
-            if settled && !failover_pending && transitional.contains(&group.status.as_str()) {
+            // Judged on what this reconcile read: a change made since (new members, a new
+            // layout) is looked at by the next one.
+            let unchanged = group.status == g.group.status
+                && group.members == g.group.members
+                && group.node_groups.iter().map(|s| &s.slots).eq(g.group.node_groups.iter().map(|s| &s.slots));
+            if settled && unchanged && !failover_pending && transitional.contains(&group.status.as_str()) {
                 tracing::info!(
                     replication_group = group.id,
                     from = group.status,
@@ -332,6 +340,18 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         Some(Duration::from_millis(20))
     } else {
         None
+    })
+}
+
+/// Whether every node sees every other as that node sees itself (role, primary, slots):
+/// until gossip has spread, a client asking one node could be sent to the wrong one.
+fn views_agree(seen: &[Seen<'_>]) -> bool {
+    seen.iter().all(|s| {
+        seen.iter().all(|o| {
+            s.view.iter().any(|n| {
+                n.id == o.me.id && n.primary == o.me.primary && n.primary_id == o.me.primary_id && n.slots == o.me.slots
+            })
+        })
     })
 }
 

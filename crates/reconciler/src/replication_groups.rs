@@ -214,7 +214,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             group.primary_endpoint_port = Some(primary_port);
             group.reader_endpoint_port = Some(reader_port);
             let transitional = [status::CREATING, status::MODIFYING];
-            if settled && group.failover_to.is_none() && transitional.contains(&group.status.as_str()) {
+            // Judged on what this reconcile read: a change made since (a new member, a
+            // failover asked for) is looked at by the next one.
+            let unchanged = group.status == g.group.status && group.members == g.group.members;
+            if settled && unchanged && group.failover_to.is_none() && transitional.contains(&group.status.as_str()) {
                 tracing::info!(
                     replication_group = group.id,
                     from = group.status,

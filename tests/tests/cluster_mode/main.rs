@@ -18,6 +18,10 @@ use e2e::{
 
 const KEYS: usize = 1000;
 
+fn logs() {
+    let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+}
+
 async fn create(client: &Client, id: &str, shards: i32, replicas: i32) -> ReplicationGroup {
     let out = client
         .create_replication_group()
@@ -85,6 +89,7 @@ async fn reshard(client: &Client, id: &str, count: i32, remove: &[&str]) -> Repl
 
 #[tokio::test]
 async fn three_shards_scale_out_and_back_in_without_losing_a_key() {
+    logs();
     let server = TestServer::start().await;
     let client = server.client();
     let g = create(&client, "shop", 3, 1).await;
@@ -159,6 +164,7 @@ async fn three_shards_scale_out_and_back_in_without_losing_a_key() {
 
 #[tokio::test]
 async fn a_dead_shard_primary_fails_over_that_shard_only() {
+    logs();
     let server = TestServer::start().await;
     let client = server.client();
     let g = create(&client, "orders", 3, 1).await;
@@ -214,6 +220,7 @@ async fn a_dead_shard_primary_fails_over_that_shard_only() {
 
 #[tokio::test]
 async fn test_failover_moves_one_node_group() {
+    logs();
     let server = TestServer::start().await;
     let client = server.client();
     let g = create(&client, "drill", 2, 2).await;
@@ -237,6 +244,7 @@ async fn test_failover_moves_one_node_group() {
 
 #[tokio::test]
 async fn replica_counts_change_per_shard() {
+    logs();
     let server = TestServer::start().await;
     let client = server.client();
     create(&client, "tiers", 2, 1).await;
@@ -276,6 +284,7 @@ async fn replica_counts_change_per_shard() {
 
 #[tokio::test]
 async fn bad_input_gets_aws_errors_and_changes_nothing() {
+    logs();
     let server = TestServer::start().await;
     let client = server.client();
     let base = || {
@@ -375,6 +384,7 @@ async fn bad_input_gets_aws_errors_and_changes_nothing() {
 
 #[tokio::test]
 async fn cluster_mode_goes_from_disabled_to_compatible_to_enabled_keeping_the_data() {
+    logs();
     let server = TestServer::start().await;
     let client = server.client();
     client
@@ -431,6 +441,7 @@ async fn cluster_mode_goes_from_disabled_to_compatible_to_enabled_keeping_the_da
 
 #[tokio::test]
 async fn a_zone_outage_fails_over_every_shard_with_its_primary_there() {
+    logs();
     let server = TestServer::start().await;
     let client = server.client();
     let g = create(&client, "zones", 3, 1).await;
