@@ -352,7 +352,15 @@ pub async fn create(
                 "SnapshotName and SnapshotArns cannot both be specified.",
             ));
         }
-        (Some(name), _) => Some(crate::snapshots::restorable(ops, &scope, name, &engine).await?.name),
+        (Some(name), _) => {
+            let snapshot = crate::snapshots::restorable(ops, &scope, name, &engine).await?;
+            if snapshot.nodes.len() > 1 {
+                return Err(ApiError::invalid_parameter_combination(format!(
+                    "Snapshot {name} holds several shards; restore it into a replication group with cluster mode enabled."
+                )));
+            }
+            Some(snapshot.name)
+        }
         (None, arns) => crate::snapshots::rdb_from_arns(ops, arns)?,
     };
     if input.auth_token.is_some() && input.transit_encryption_enabled != Some(true) {

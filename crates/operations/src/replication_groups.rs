@@ -105,7 +105,8 @@ pub async fn create(
     if input.user_group_ids.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(ApiError::not_implemented("CreateReplicationGroup with UserGroupIds"));
     }
-    let restore_from = match (&input.snapshot_name, input.snapshot_arns.as_deref()) {
+    // With the number of shards the snapshot holds.
+    let (restore_from, snapshot_shards) = match (&input.snapshot_name, input.snapshot_arns.as_deref()) {
         (Some(_), Some([_, ..])) => {
             return Err(ApiError::invalid_parameter_combination(
                 "SnapshotName and SnapshotArns cannot both be specified.",
@@ -113,9 +114,10 @@ pub async fn create(
         }
         (Some(name), _) => {
             let engine = input.engine.as_deref().unwrap_or("redis");
-            Some(crate::snapshots::restorable(ops, &scope, name, engine).await?.name)
+            let snapshot = crate::snapshots::restorable(ops, &scope, name, engine).await?;
+            (Some(snapshot.name), snapshot.nodes.len())
         }
-        (None, arns) => crate::snapshots::rdb_from_arns(ops, arns)?,
+        (None, arns) => (crate::snapshots::rdb_from_arns(ops, arns)?, 1),
     };
     if input.data_tiering_enabled == Some(true) {
         return Err(ApiError::invalid_parameter_combination(
@@ -282,6 +284,11 @@ pub async fn create(
     } else {
         None
     };
+    if shards.is_none() && snapshot_shards > 1 {
+        return Err(ApiError::invalid_parameter_combination(
+            "A snapshot of a cluster-mode group with several shards can only be restored with cluster mode enabled.",
+        ));
+    }
     // Cluster mode always fails over automatically; the fewest replicas of any shard count.
     let automatic_failover = input.automatic_failover_enabled.unwrap_or(shards.is_some());
     let multi_az = input.multi_az_enabled.unwrap_or(false);

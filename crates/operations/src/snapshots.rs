@@ -35,14 +35,16 @@ fn invalid_state(name: &str, status: &str) -> ApiError {
     )
 }
 
-/// A snapshot of a cluster or of a replication group, taken from `nodes`.
+/// A snapshot of a cluster or of a replication group, one RDB file per shard, each taken
+/// from the node of `sources` given for that shard (with the shard's slots, in cluster mode).
 pub(crate) fn record_for(
     name: &str,
     source: &str,
     cluster: &store::CacheClusterRecord,
     group: Option<&store::ReplicationGroupRecord>,
-    node_cluster: &store::CacheCluster,
+    sources: &[(&store::CacheCluster, String, Option<String>)],
 ) -> SnapshotRecord {
+    let first = sources.first().map(|(c, _, _)| *c);
     SnapshotRecord {
         name: name.to_string(),
         status: snapshot_status::CREATING.to_string(),
@@ -58,24 +60,25 @@ pub(crate) fn record_for(
         subnet_group: cluster.subnet_group.clone(),
         port: cluster.port,
         num_cache_nodes: cluster.num_nodes,
-        preferred_zone: node_cluster.nodes.first().map(|n| n.zone.clone()),
+        preferred_zone: first.and_then(|c| c.nodes.first()).map(|n| n.zone.clone()),
         maintenance_window: cluster.maintenance_window.clone(),
         snapshot_window: cluster.snapshot_window.clone(),
         snapshot_retention_limit: group.map_or(cluster.snapshot_retention_limit, |g| g.snapshot_retention_limit),
         auto_minor_version_upgrade: cluster.auto_minor_version_upgrade,
         source_created_millis: group.map_or(cluster.created_millis, |g| g.created_millis),
         created_millis: now_millis(),
-        nodes: node_cluster
-            .nodes
+        nodes: sources
             .iter()
-            .take(1)
-            .map(|n| NodeSnapshotRecord {
-                cache_cluster_id: node_cluster.cluster.id.clone(),
-                node_id: n.node_id.clone(),
-                node_group_id: NODE_GROUP_ID.to_string(),
-                size_bytes: None,
-                node_created_millis: n.created_millis,
-                snapshot_millis: None,
+            .filter_map(|(c, node_group_id, slots)| {
+                c.nodes.first().map(|n| NodeSnapshotRecord {
+                    cache_cluster_id: c.cluster.id.clone(),
+                    node_id: n.node_id.clone(),
+                    node_group_id: node_group_id.clone(),
+                    size_bytes: None,
+                    node_created_millis: n.created_millis,
+                    snapshot_millis: None,
+                    slots: slots.clone(),
+                })
             })
             .collect(),
         copy_of: None,
@@ -112,6 +115,7 @@ pub fn output(scope: &Scope, s: &SnapshotRecord, show_node_groups: bool) -> Snap
                     node_group_configuration: show_node_groups.then(|| NodeGroupConfiguration {
                         node_group_id: Some(n.node_group_id.clone()),
                         primary_availability_zone: s.preferred_zone.clone(),
+                        slots: n.slots.clone(),
                         ..Default::default()
                     }),
                     node_group_id: s.replication_group_id.as_ref().map(|_| n.node_group_id.clone()),
@@ -120,7 +124,7 @@ pub fn output(scope: &Scope, s: &SnapshotRecord, show_node_groups: bool) -> Snap
                 .collect(),
         ),
         num_cache_nodes: s.cache_cluster_id.as_ref().map(|_| s.num_cache_nodes as i32),
-        num_node_groups: s.replication_group_id.as_ref().map(|_| 1),
+        num_node_groups: s.replication_group_id.as_ref().map(|_| s.nodes.len() as i32),
         port: Some(i32::from(s.port)),
         preferred_availability_zone: s.preferred_zone.clone(),
         preferred_maintenance_window: Some(s.maintenance_window.clone()),
@@ -177,7 +181,7 @@ pub(crate) async fn start(
                     format!("Cache cluster {} is not in available state.", c.cluster.id),
                 ));
             }
-            record_for(name, source, &c.cluster, None, &c)
+            record_for(name, source, &c.cluster, None, &[(&c, NODE_GROUP_ID.to_string(), None)])
         }
         (None, Some(id)) => {
             let g = ops
@@ -192,14 +196,30 @@ pub(crate) async fn start(
                     format!("Replication group {} is not in available state.", g.group.id),
                 ));
             }
-            // A replica when there is one, as AWS prefers; the primary otherwise.
-            let node_cluster = g
-                .members
-                .iter()
-                .find(|m| m.cluster.id != g.group.primary_cluster_id)
-                .or_else(|| g.members.first())
-                .ok_or_else(|| ApiError::internal("replication group without members"))?;
-            record_for(name, source, &node_cluster.cluster, Some(&g.group), node_cluster)
+            // From each shard, a replica when there is one, as AWS prefers; the primary otherwise.
+            let sources: Vec<(&store::CacheCluster, String, Option<String>)> = if g.group.cluster_enabled() {
+                g.group
+                    .node_groups
+                    .iter()
+                    .filter_map(|shard| {
+                        let members = crate::shards::shard_members(&g, shard);
+                        let from =
+                            members.iter().find(|m| m.cluster.id != shard.primary_cluster_id).or(members.first());
+                        from.map(|m| (*m, shard.id.clone(), Some(crate::shards::format_slots(&shard.slots))))
+                    })
+                    .collect()
+            } else {
+                let from = g
+                    .members
+                    .iter()
+                    .find(|m| m.cluster.id != g.group.primary_cluster_id)
+                    .or_else(|| g.members.first())
+                    .ok_or_else(|| ApiError::internal("replication group without members"))?;
+                vec![(from, NODE_GROUP_ID.to_string(), None)]
+            };
+            let template =
+                sources.first().map(|(c, _, _)| &c.cluster).ok_or_else(|| ApiError::internal("no shards"))?;
+            record_for(name, source, template, Some(&g.group), &sources)
         }
         _ => {
             return Err(ApiError::invalid_parameter_combination(

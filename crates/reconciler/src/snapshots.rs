@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nodes::NodeKey;
 use operations::cache_clusters::status;
 use operations::snapshots::{mark_source, snapshot_status};
-use store::{EventRecord, Scope, SnapshotRecord, UpdateError, now_millis};
+use store::{EventRecord, NodeSnapshotRecord, Scope, SnapshotRecord, UpdateError, now_millis};
 
 use crate::cache_clusters::Error;
 use crate::{Reconciler, scope_key};
@@ -73,12 +73,17 @@ async fn persistence(r: &Reconciler, key: &NodeKey) -> Result<(u64, bool, bool),
     ))
 }
 
-/// BGSAVE on the snapshot's node, then the node's RDB file copied into the snapshot.
-async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<Option<Duration>, Error> {
-    let Some(node) = s.nodes.first() else { return Ok(None) };
+/// BGSAVE on one node, then its RDB file copied into the snapshot as `node_group_id`'s
+/// file; returns the file's size, or None when the save must be retried.
+async fn save_node(
+    r: &Reconciler,
+    scope: &Scope,
+    s: &SnapshotRecord,
+    node: &NodeSnapshotRecord,
+) -> Result<Option<u64>, Error> {
     let key = NodeKey::new(scope_key(scope), node.cache_cluster_id.clone(), node.node_id.clone());
     if r.runtime.get(&key).is_none() {
-        return Ok(Some(crate::RETRY_DELAY));
+        return Ok(None);
     }
     let (before, _, _) = persistence(r, &key).await?;
     // An error reply means a save is already running; the wait below covers it.
@@ -89,18 +94,31 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
         if saves > before && !running {
             if !ok {
                 tracing::warn!(snapshot = s.name, "BGSAVE failed; retrying");
-                return Ok(Some(crate::RETRY_DELAY));
+                return Ok(None);
             }
             break;
         }
         if started.elapsed() > SAVE_DEADLINE {
-            return Ok(Some(crate::RETRY_DELAY));
+            return Ok(None);
         }
         tokio::time::sleep(SAVE_POLL).await;
     }
     let source = r.node_dir(scope, &node.cache_cluster_id, &node.node_id).join("dump.rdb");
     let target = r.snapshot_file(scope, &s.name, &node.node_group_id);
-    let size = copy_file(&source, &target).await.map_err(|e| Error::Node(e.into()))?;
+    copy_file(&source, &target).await.map(Some).map_err(|e| Error::Node(e.into()))
+}
+
+/// Saves every shard of the snapshot (all at once, the nodes keep serving), then marks it
+/// available.
+async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<Option<Duration>, Error> {
+    let saves = futures::future::join_all(s.nodes.iter().map(|node| save_node(r, scope, s, node))).await;
+    let mut sizes = Vec::with_capacity(saves.len());
+    for save in saves {
+        match save? {
+            Some(size) => sizes.push(size),
+            None => return Ok(Some(crate::RETRY_DELAY)),
+        }
+    }
     let (source_type, source_id, what) = event_source(s);
     let message = format!("Snapshot succeeded for snapshot with ID '{}' of {what} with ID '{source_id}'", s.name);
     let result = r
@@ -108,8 +126,8 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
         .store()
         .update_snapshot(scope, &s.name, |s| {
             s.status = snapshot_status::AVAILABLE.to_string();
-            for n in &mut s.nodes {
-                n.size_bytes = Some(size);
+            for (n, size) in s.nodes.iter_mut().zip(&sizes) {
+                n.size_bytes = Some(*size);
                 n.snapshot_millis = Some(now_millis());
             }
             Ok::<_, ()>(vec![EventRecord::new(source_type, &source_id, message.clone())])
@@ -118,7 +136,7 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
     if let Err(UpdateError::Store(e)) = result {
         return Err(Error::Store(e));
     }
-    tracing::info!(snapshot = s.name, bytes = size, "snapshot: creating -> available");
+    tracing::info!(snapshot = s.name, bytes = sizes.iter().sum::<u64>(), "snapshot: creating -> available");
     mark_source(&r.ops, scope, s, "snapshotting", status::AVAILABLE).await.map_err(Error::Api)?;
     // A final snapshot lets its cluster or group be deleted now.
     Ok(Some(Duration::ZERO))

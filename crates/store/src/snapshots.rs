@@ -49,6 +49,9 @@ pub struct NodeSnapshotRecord {
     pub size_bytes: Option<u64>,
     pub node_created_millis: i64,
     pub snapshot_millis: Option<i64>,
+    /// Cluster mode: the slots the shard held, in AWS's notation.
+    #[serde(default)]
+    pub slots: Option<String>,
 }
 
 async fn read_snapshots(

@@ -5,6 +5,7 @@
 //! drives it through `aws-sdk-elasticache`, RESP over TCP and the admin API.
 
 mod automated;
+mod cluster_mode;
 mod copy_export;
 mod delete;
 mod describe;
