@@ -7,14 +7,17 @@ run:
 	scripts/install-engines.sh
 	cargo run --release -p server --bin elasticache-local -- serve
 
-# Run the whole test suite (installs the cache engines first): unit, protocol, node runtime
-# with real engines, end-to-end (real server, real SDK, real nodes) and the aws-cli smoke script.
+# Run the whole test suite (installs the cache engines and the smoke scripts' tools first):
+# unit, protocol, node runtime with real engines, end-to-end (real server, real SDK, real
+# nodes) and the smoke scripts (aws-cli, kill -9 of the emulator, export to an S3 server).
 test:
 	scripts/install-engines.sh
+	scripts/install-test-tools.sh
 	cargo build --workspace --all-targets
 	cargo test --workspace
 	tests/smoke/aws-cli.sh
 	tests/smoke/emulator-kill9.sh
+	tests/smoke/s3-export.sh
 
 # Print the benchmark figures (release build).
 bench:

@@ -90,6 +90,7 @@ impl TestServer {
             zones: ZONES.iter().map(|z| z.to_string()).collect(),
             health: Default::default(),
             auth: Default::default(),
+            s3: None,
         };
         configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();

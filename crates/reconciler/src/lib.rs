@@ -11,6 +11,7 @@
 //! - `cluster_mode`: cluster-mode groups on Redis Cluster: meeting, slots, resharding,
 //!   per-shard failover and the configuration endpoint.
 //! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
+//! - `s3`: uploads of exported snapshots to an S3-compatible endpoint.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //!
 //! An activation takes no input and reads current state, so creation, repair after a crash
@@ -20,6 +21,7 @@ mod cache_clusters;
 mod cluster_mode;
 mod health;
 mod replication_groups;
+mod s3;
 mod snapshots;
 
 use std::collections::{HashMap, HashSet};
@@ -33,6 +35,7 @@ use store::Scope;
 use tokio::sync::{Notify, watch};
 
 pub use health::HealthSettings;
+pub use s3::S3Target;
 
 /// How often every cluster is looked at even when nothing asked for it.
 const PERIOD: Duration = Duration::from_secs(2);
@@ -54,6 +57,8 @@ pub struct Reconciler {
     wake: Arc<Notify>,
     state_dir: PathBuf,
     health: HealthSettings,
+    /// Where snapshot exports go: an S3-compatible endpoint, or (None) `<state dir>/exports`.
+    s3: Option<S3Target>,
     /// Clusters being reconciled right now: never two reconciles of one cluster at once.
     in_flight: Mutex<HashSet<ClusterKey>>,
     /// Memcached configuration endpoints, with the sender that publishes node lists.
@@ -108,6 +113,7 @@ impl Reconciler {
         wake: Arc<Notify>,
         state_dir: &Path,
         health: HealthSettings,
+        s3: Option<S3Target>,
     ) -> Arc<Self> {
         Arc::new(Self {
             ops,
@@ -115,6 +121,7 @@ impl Reconciler {
             wake,
             state_dir: state_dir.to_path_buf(),
             health,
+            s3,
             in_flight: Mutex::new(HashSet::new()),
             config_endpoints: tokio::sync::Mutex::new(HashMap::new()),
             group_endpoints: tokio::sync::Mutex::new(HashMap::new()),

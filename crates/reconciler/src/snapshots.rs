@@ -163,20 +163,39 @@ async fn copy(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
     Ok(None)
 }
 
-/// Writes the snapshot's files to `<state dir>/exports/<bucket>/<name>-<node group>.rdb` and
-/// says where in an event.
+/// Writes the snapshot's files as `<name>-<node group>.rdb` into the bucket — on the
+/// configured S3 endpoint, or under `<state dir>/exports/<bucket>/` — and says where in an
+/// event. An upload the store refuses (no such bucket, no access) ends the export with an
+/// event saying why, as AWS reports a failed export.
 async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<Option<Duration>, Error> {
     let Some((bucket, name)) = s.export_to.as_deref().and_then(|t| t.split_once('/')) else { return Ok(None) };
     let mut written = Vec::new();
+    let mut refused = None;
     for node in &s.nodes {
-        let to = r.export_dir(bucket).join(format!("{name}-{}.rdb", node.node_group_id));
-        copy_file(&r.snapshot_file(scope, &s.name, &node.node_group_id), &to)
-            .await
-            .map_err(|e| Error::Node(e.into()))?;
-        written.push(to.display().to_string());
+        let file = format!("{name}-{}.rdb", node.node_group_id);
+        let from = r.snapshot_file(scope, &s.name, &node.node_group_id);
+        match &r.s3 {
+            Some(s3) => {
+                let body = tokio::fs::read(&from).await.map_err(|e| Error::Node(e.into()))?;
+                if let Err(error) = s3.put(bucket, &file, body).await {
+                    tracing::warn!(snapshot = s.name, bucket, %error, "export failed");
+                    refused = Some(error);
+                    break;
+                }
+                written.push(s3.describe(bucket, &file));
+            }
+            None => {
+                let to = r.export_dir(bucket).join(&file);
+                copy_file(&from, &to).await.map_err(|e| Error::Node(e.into()))?;
+                written.push(to.display().to_string());
+            }
+        }
     }
     let (source_type, source_id, _) = event_source(s);
-    let message = format!("Snapshot {} exported to bucket {bucket} as {}", s.name, written.join(", "));
+    let message = match &refused {
+        None => format!("Snapshot {} exported to bucket {bucket} as {}", s.name, written.join(", ")),
+        Some(error) => format!("Snapshot {} could not be exported to bucket {bucket}: {error}", s.name),
+    };
     let result = r
         .ops
         .store()

@@ -42,6 +42,8 @@ pub struct Config {
     pub health: HealthSettings,
     /// Whether Query API requests must be signed, and by which keys.
     pub auth: auth::AuthSettings,
+    /// Where snapshot exports go when not to `<state dir>/exports`.
+    pub s3: Option<reconciler::S3Target>,
 }
 
 /// Shared by every handler.
@@ -103,8 +105,14 @@ pub async fn run(
     ));
     let engines = Engines::detect();
     let engines_json = engines.to_json();
-    let reconciler =
-        Reconciler::new(operations.clone(), Arc::new(Runtime::new(engines)), wake, &config.state_dir, config.health);
+    let reconciler = Reconciler::new(
+        operations.clone(),
+        Arc::new(Runtime::new(engines)),
+        wake,
+        &config.state_dir,
+        config.health,
+        config.s3.clone(),
+    );
 
     // One shutdown signal, seen by both the HTTP server and the reconciler.
     let (stop, stopped) = watch::channel(false);

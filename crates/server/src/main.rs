@@ -63,6 +63,38 @@ struct ServeArgs {
         hide_env_values = true
     )]
     access_keys: Vec<String>,
+    /// An S3-compatible endpoint (`http://host:port`) that CopySnapshot --target-bucket
+    /// exports upload to; without one they go to <state dir>/exports/<bucket>/. Signed with
+    /// ELASTICACHE_LOCAL_S3_ACCESS_KEY_ID / ELASTICACHE_LOCAL_S3_SECRET_ACCESS_KEY (or the
+    /// usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "ELASTICACHE_LOCAL_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The region exports are signed for; defaults to --region.
+    #[arg(long, env = "ELASTICACHE_LOCAL_S3_REGION")]
+    s3_region: Option<String>,
+}
+
+/// The export target from --s3-endpoint and the credentials in the environment.
+fn s3_target(args: &ServeArgs) -> anyhow::Result<Option<reconciler::S3Target>> {
+    let Some(endpoint) = &args.s3_endpoint else { return Ok(None) };
+    let credential = |ours: &str, usual: &str| std::env::var(ours).or_else(|_| std::env::var(usual)).ok();
+    let (Some(access_key_id), Some(secret_access_key)) = (
+        credential("ELASTICACHE_LOCAL_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        credential("ELASTICACHE_LOCAL_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+    ) else {
+        anyhow::bail!(
+            "--s3-endpoint needs credentials: set ELASTICACHE_LOCAL_S3_ACCESS_KEY_ID and ELASTICACHE_LOCAL_S3_SECRET_ACCESS_KEY"
+        );
+    };
+    if !endpoint.starts_with("http://") {
+        anyhow::bail!("--s3-endpoint must be an http:// URL (TLS endpoints are not supported)");
+    }
+    Ok(Some(reconciler::S3Target {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        region: args.s3_region.clone().unwrap_or_else(|| args.region.clone()),
+        access_key_id,
+        secret_access_key,
+    }))
 }
 
 fn default_state_dir() -> PathBuf {
@@ -102,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let Command::Serve(args) = Cli::parse().command;
+    let s3 = s3_target(&args)?;
     let zones = if args.zones.is_empty() {
         ["a", "b", "c"].iter().map(|s| format!("{}{s}", args.region)).collect()
     } else {
@@ -128,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     let auth = AuthSettings { mode: args.auth, access_keys };
     // Fail before binding, so that a typo in the keys does not leave a port half-opened.
     auth.validate()?;
-    let config = server::Config { state_dir, region: args.region, account: args.account_id, zones, health, auth };
+    let config = server::Config { state_dir, region: args.region, account: args.account_id, zones, health, auth, s3 };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let result = server::run(listener, config, shutdown_signal()).await;
