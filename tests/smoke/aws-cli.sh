@@ -4,22 +4,13 @@
 # Exits non-zero on the first failed check; the server is stopped on every exit path.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BIN=${ELASTICACHE_LOCAL_BIN:-$ROOT/target/debug/elasticache-local}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 READY_TIMEOUT_SECONDS=${READY_TIMEOUT_SECONDS:-30}
 
 command -v aws >/dev/null || { echo "aws-cli not found" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 2; }
-[[ -x $BIN ]] || { echo "$BIN not built: run cargo build -p server" >&2; exit 2; }
 
-# Nothing from the developer's own AWS setup may leak in.
-export AWS_ACCESS_KEY_ID=AKIDSMOKETEST AWS_SECRET_ACCESS_KEY=smoke-test-secret
-export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
-export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-export AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" AWS_MAX_ATTEMPTS=1
-unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_ELASTICACHE
-
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 ENDPOINT=http://127.0.0.1:$PORT
 LOG=$(mktemp)
 "$BIN" serve --listen "127.0.0.1:$PORT" --ephemeral >"$LOG" 2>&1 &
@@ -36,8 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 
 # Readiness: poll health, but give up if the server died or the deadline passed.
 health_ok() {

@@ -8,16 +8,9 @@
 #   cargo build -p server && tests/smoke/emulator-kill9.sh
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BIN=${ELASTICACHE_LOCAL_BIN:-$ROOT/target/debug/elasticache-local}
-[[ -x $BIN ]] || { echo "$BIN not built: run cargo build -p server" >&2; exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-export AWS_ACCESS_KEY_ID=AKIDSMOKETEST AWS_SECRET_ACCESS_KEY=smoke-test-secret
-export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-export AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" AWS_MAX_ATTEMPTS=1
-unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_ELASTICACHE
-
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 ENDPOINT=http://127.0.0.1:$PORT
 STATE=$(mktemp -d)
 LOG=$STATE/server.log
@@ -34,19 +27,7 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 ec() { aws --endpoint-url "$ENDPOINT" elasticache "$@"; }
-
-# Polls `check` (a shell command) every 50 ms for up to 30 s.
-until_true() {
-    local what=$1; shift
-    for _ in $(seq 1 600); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    fail "timed out waiting for: $what"
-}
 healthy() { python3 -c "import urllib.request,sys; urllib.request.urlopen('$ENDPOINT/_emulator/health', timeout=1)"; }
 available() { [[ $(ec describe-cache-clusters --cache-cluster-id crash --query 'CacheClusters[0].CacheClusterStatus' --output text) == available ]]; }
 node_field() {

@@ -5,19 +5,11 @@
 #   cargo build -p server && tests/smoke/s3-export.sh
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BIN=${ELASTICACHE_LOCAL_BIN:-$ROOT/target/debug/elasticache-local}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 for tool in aws moto_server redis-cli python3; do
     command -v "$tool" >/dev/null || { echo "$tool not found (scripts/install-test-tools.sh)" >&2; exit 2; }
 done
-[[ -x $BIN ]] || { echo "$BIN not built: run cargo build -p server" >&2; exit 2; }
 
-export AWS_ACCESS_KEY_ID=AKIDSMOKETEST AWS_SECRET_ACCESS_KEY=smoke-test-secret
-export AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-export AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" AWS_MAX_ATTEMPTS=1
-unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_ELASTICACHE AWS_ENDPOINT_URL_S3
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 S3_PORT=$(free_port)
 PORT=$(free_port)
 S3=http://127.0.0.1:$S3_PORT
@@ -35,18 +27,8 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 ec() { aws --endpoint-url "$ENDPOINT" elasticache "$@"; }
 s3() { aws --endpoint-url "$S3" s3 "$@"; }
-until_true() {
-    local what=$1; shift
-    for _ in $(seq 1 600); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    fail "timed out waiting for: $what"
-}
 status_is() { [[ $(ec describe-snapshots --snapshot-name "$1" --query 'Snapshots[0].SnapshotStatus' --output text) == "$2" ]]; }
 cluster_available() {
     [[ $(ec describe-cache-clusters --cache-cluster-id src --query 'CacheClusters[0].CacheClusterStatus' --output text) == available ]]

@@ -399,30 +399,29 @@ pub(crate) fn endpoint(port: Option<u16>) -> Option<Endpoint> {
     port.map(|p| Endpoint { address: Some("127.0.0.1".to_string()), port: Some(i32::from(p)) })
 }
 
+/// One member of a node group: its role, zone, and (cluster mode disabled) its own endpoint.
+pub(crate) fn member_output(m: &StoredCluster, primary: bool, with_endpoint: bool) -> NodeGroupMember {
+    let node = m.nodes.first();
+    NodeGroupMember {
+        cache_cluster_id: Some(m.cluster.id.clone()),
+        cache_node_id: node.map(|n| n.node_id.clone()),
+        current_role: Some(if primary { "primary" } else { "replica" }.to_string()),
+        preferred_availability_zone: node.map(|n| n.zone.clone()),
+        preferred_outpost_arn: None,
+        read_endpoint: node
+            .filter(|n| with_endpoint && n.port != 0)
+            .map(|n| Endpoint { address: Some(n.address.clone()), port: Some(i32::from(n.port)) }),
+    }
+}
+
 /// The Describe form of a group.
 pub fn output(g: &StoredGroup) -> ReplicationGroup {
     let group = &g.group;
     // The primary first: clients (Terraform among them) take the first member as primary.
     let mut members: Vec<&StoredCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
     members.sort_by_key(|m| (m.cluster.id != group.primary_cluster_id, m.cluster.id.clone()));
-    let node_group_members = members
-        .iter()
-        .map(|m| {
-            let node = m.nodes.first();
-            NodeGroupMember {
-                cache_cluster_id: Some(m.cluster.id.clone()),
-                cache_node_id: node.map(|n| n.node_id.clone()),
-                current_role: Some(
-                    if m.cluster.id == group.primary_cluster_id { "primary" } else { "replica" }.to_string(),
-                ),
-                preferred_availability_zone: node.map(|n| n.zone.clone()),
-                preferred_outpost_arn: None,
-                read_endpoint: node
-                    .filter(|n| n.port != 0)
-                    .map(|n| Endpoint { address: Some(n.address.clone()), port: Some(i32::from(n.port)) }),
-            }
-        })
-        .collect();
+    let node_group_members =
+        members.iter().map(|m| member_output(m, m.cluster.id == group.primary_cluster_id, true)).collect();
     let snapshotting = (group.snapshot_retention_limit > 0)
         .then(|| members.iter().next_back().map(|m| m.cluster.id.clone()))
         .flatten();

@@ -267,20 +267,7 @@ pub fn node_groups_output(g: &StoredGroup) -> Vec<NodeGroup> {
             node_group_members: Some(
                 shard_members(g, shard)
                     .into_iter()
-                    .map(|m| {
-                        let node = m.nodes.first();
-                        NodeGroupMember {
-                            cache_cluster_id: Some(m.cluster.id.clone()),
-                            cache_node_id: node.map(|n| n.node_id.clone()),
-                            current_role: Some(
-                                if m.cluster.id == shard.primary_cluster_id { "primary" } else { "replica" }
-                                    .to_string(),
-                            ),
-                            preferred_availability_zone: node.map(|n| n.zone.clone()),
-                            preferred_outpost_arn: None,
-                            read_endpoint: None,
-                        }
-                    })
+                    .map(|m| groups::member_output(m, m.cluster.id == shard.primary_cluster_id, false))
                     .collect(),
             ),
             // Compatible mode keeps serving clients that do not speak the cluster protocol.

@@ -10,6 +10,7 @@ use aws_sdk_elasticache::Client;
 use aws_sdk_elasticache::types::ReplicationGroup;
 use e2e::cluster::{cluster_connection, missing_keys, write_keys};
 
+use crate::replication::delete;
 use crate::{median, ms};
 
 const RUNS: usize = 5;
@@ -44,18 +45,6 @@ async fn create(client: &Client, id: &str, shards: i32, replicas: i32) -> anyhow
         .send()
         .await
         .context("create replication group")?;
-    Ok(())
-}
-
-async fn delete(client: &Client, id: &str) -> anyhow::Result<()> {
-    client.delete_replication_group().replication_group_id(id).send().await?;
-    let deadline = Instant::now() + DEADLINE;
-    while client.describe_replication_groups().replication_group_id(id).send().await.is_ok() {
-        if Instant::now() > deadline {
-            bail!("{id} not deleted in time");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     Ok(())
 }
 

@@ -67,7 +67,7 @@ async fn create(client: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn delete(client: &Client, id: &str) -> anyhow::Result<()> {
+pub(crate) async fn delete(client: &Client, id: &str) -> anyhow::Result<()> {
     client.delete_replication_group().replication_group_id(id).send().await?;
     let deadline = Instant::now() + DEADLINE;
     while client.describe_replication_groups().replication_group_id(id).send().await.is_ok() {
