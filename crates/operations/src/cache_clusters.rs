@@ -440,6 +440,9 @@ pub async fn create(
         running_engine_version: None,
         config_endpoint_port: None,
         restore_from,
+        // CreateCacheCluster has no AtRestEncryptionEnabled: only groups are encrypted at
+        // rest, so a cluster restored from an encrypted snapshot is not.
+        at_rest_encryption: false,
     };
     let arn = arn::build(&scope, Kind::Cluster, &id);
     ops.store.create_cache_cluster(&scope, &cluster, &nodes, &arn, &tags, CLUSTER_QUOTA).await.map_err(
@@ -483,7 +486,7 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
     let pending = &cluster.pending;
     CacheCluster {
         arn: Some(arn::build(&c.scope, Kind::Cluster, &cluster.id)),
-        at_rest_encryption_enabled: Some(false),
+        at_rest_encryption_enabled: Some(cluster.at_rest_encryption),
         auth_token_enabled: Some(false),
         auth_token_last_modified_date: None,
         auto_minor_version_upgrade: Some(cluster.auto_minor_version_upgrade),

@@ -99,8 +99,23 @@ pub async fn create(
     if input.transit_encryption_enabled == Some(true) || input.auth_token.is_some() {
         return Err(ApiError::not_implemented("CreateReplicationGroup with TransitEncryptionEnabled or AuthToken"));
     }
-    if input.at_rest_encryption_enabled == Some(true) {
-        return Err(ApiError::not_implemented("CreateReplicationGroup with AtRestEncryptionEnabled"));
+    // At-rest encryption is chosen at creation only, and a KMS key only goes with it.
+    let at_rest = input.at_rest_encryption_enabled == Some(true);
+    let kms_key_id = match &input.kms_key_id {
+        Some(_) if !at_rest => {
+            return Err(ApiError::invalid_parameter_combination(
+                "KmsKeyId can be specified only when AtRestEncryptionEnabled is true.",
+            ));
+        }
+        Some(key) => Some(crate::validate::kms_key_id(key)?),
+        None => None,
+    };
+    if at_rest && input.primary_cluster_id.is_some() {
+        // An existing cluster's data was never encrypted at rest; AWS has it enabled only
+        // on a group created with it.
+        return Err(ApiError::invalid_parameter_combination(
+            "AtRestEncryptionEnabled cannot be used with PrimaryClusterId: at-rest encryption can only be enabled when a replication group is created.",
+        ));
     }
     if input.user_group_ids.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(ApiError::not_implemented("CreateReplicationGroup with UserGroupIds"));
@@ -246,6 +261,7 @@ pub async fn create(
                 running_engine_version: None,
                 config_endpoint_port: None,
                 restore_from: restore_from.clone(),
+                at_rest_encryption: at_rest,
             }
         }
     };
@@ -330,6 +346,8 @@ pub async fn create(
         configuration_endpoint_port: None,
         resharding: None,
         restore_from: None,
+        at_rest_encryption: at_rest,
+        kms_key_id,
     };
     let members = match &shards {
         Some(plans) => {
@@ -427,7 +445,7 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         .flatten();
     ReplicationGroup {
         arn: Some(arn::build(&g.scope, Kind::ReplicationGroup, &group.id)),
-        at_rest_encryption_enabled: Some(false),
+        at_rest_encryption_enabled: Some(group.at_rest_encryption),
         auth_token_enabled: Some(false),
         auth_token_last_modified_date: None,
         auto_minor_version_upgrade: g.members.first().map(|m| m.cluster.auto_minor_version_upgrade),
@@ -455,7 +473,7 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         engine: Some(group.engine.clone()),
         global_replication_group_info: None,
         ip_discovery: Some(IpDiscovery::Ipv4),
-        kms_key_id: None,
+        kms_key_id: group.kms_key_id.clone(),
         log_delivery_configurations: Some(Vec::new()),
         // In creation order: only NodeGroupMembers puts the primary first.
         member_clusters: Some(

@@ -84,6 +84,9 @@ pub(crate) fn record_for(
         copy_of: None,
         export_to: None,
         delete_source_after: false,
+        // A group's setting, or a member cluster's when snapshotted on its own.
+        at_rest_encryption: group.map_or(cluster.at_rest_encryption, |g| g.at_rest_encryption),
+        kms_key_id: group.and_then(|g| g.kms_key_id.clone()),
     }
 }
 
@@ -103,7 +106,7 @@ pub fn output(scope: &Scope, s: &SnapshotRecord, show_node_groups: bool) -> Snap
         durability: None,
         engine: Some(s.engine.clone()),
         engine_version: Some(s.engine_version.clone()),
-        kms_key_id: None,
+        kms_key_id: s.kms_key_id.clone(),
         node_snapshots: Some(
             s.nodes
                 .iter()
@@ -163,6 +166,22 @@ pub(crate) async fn start(
     tags: &[store::TagRecord],
     taken: Taken,
 ) -> Result<SnapshotRecord, ApiError> {
+    start_with_key(ops, scope, name, cluster_id, group_id, tags, taken, None).await
+}
+
+/// [`start`], with CreateSnapshot's KmsKeyId: the snapshot is stored encrypted and records
+/// that key, whatever its source's setting.
+#[allow(clippy::too_many_arguments)]
+async fn start_with_key(
+    ops: &Operations,
+    scope: &Scope,
+    name: &str,
+    cluster_id: Option<&str>,
+    group_id: Option<&str>,
+    tags: &[store::TagRecord],
+    taken: Taken,
+    kms_key_id: Option<String>,
+) -> Result<SnapshotRecord, ApiError> {
     if taken != Taken::Automated {
         validate::group_name("SnapshotName", name)?;
     }
@@ -181,7 +200,14 @@ pub(crate) async fn start(
                     format!("Cache cluster {} is not in available state.", c.cluster.id),
                 ));
             }
-            record_for(name, source, &c.cluster, None, &[(&c, NODE_GROUP_ID.to_string(), None)])
+            let mut record = record_for(name, source, &c.cluster, None, &[(&c, NODE_GROUP_ID.to_string(), None)]);
+            // A member snapshotted on its own: the group's key is the one recorded.
+            if let Some(group) = &c.cluster.replication_group_id
+                && let Some(g) = ops.store.replication_group(scope, group).await.map_err(internal)?
+            {
+                record.kms_key_id = g.group.kms_key_id.clone();
+            }
+            record
         }
         (None, Some(id)) => {
             let g = ops
@@ -227,7 +253,11 @@ pub(crate) async fn start(
             ));
         }
     };
-    let snapshot = SnapshotRecord { delete_source_after: final_snapshot, ..snapshot };
+    let mut snapshot = SnapshotRecord { delete_source_after: final_snapshot, ..snapshot };
+    if let Some(key) = kms_key_id {
+        snapshot.at_rest_encryption = true;
+        snapshot.kms_key_id = Some(key);
+    }
     let arn = arn::build(scope, Kind::Snapshot, name);
     ops.store.create_snapshot(scope, &snapshot, &arn, tags, &[]).await.map_err(|e| match e {
         StoreError::AlreadyExists => already_exists(name),
@@ -294,11 +324,9 @@ pub async fn create(
     input: CreateSnapshotMessage,
 ) -> Result<CreateSnapshotResult, ApiError> {
     let scope = ops.scope(ctx).await?;
-    if input.kms_key_id.is_some() {
-        return Err(ApiError::not_implemented("CreateSnapshot with KmsKeyId"));
-    }
+    let kms_key_id = input.kms_key_id.as_deref().map(validate::kms_key_id).transpose()?;
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
-    let snapshot = start(
+    let snapshot = start_with_key(
         ops,
         &scope,
         &input.snapshot_name,
@@ -306,6 +334,7 @@ pub async fn create(
         input.replication_group_id.as_deref(),
         &tags,
         Taken::Manual,
+        kms_key_id,
     )
     .await?;
     tracing::info!(snapshot = snapshot.name, "snapshot: (none) -> creating");
@@ -385,8 +414,11 @@ pub async fn copy(
     input: CopySnapshotMessage,
 ) -> Result<CopySnapshotResult, ApiError> {
     let scope = ops.scope(ctx).await?;
-    if input.kms_key_id.is_some() {
-        return Err(ApiError::not_implemented("CopySnapshot with KmsKeyId"));
+    let kms_key_id = input.kms_key_id.as_deref().map(validate::kms_key_id).transpose()?;
+    if kms_key_id.is_some() && input.target_bucket.is_some() {
+        // An export writes a plain RDB file for use outside; S3's own encryption is the
+        // bucket's business, which the local export directory does not emulate.
+        return Err(ApiError::not_implemented("CopySnapshot with KmsKeyId and TargetBucket"));
     }
     let source = ops
         .store
@@ -430,6 +462,9 @@ pub async fn copy(
         copy_of: Some(source.name.clone()),
         export_to: None,
         delete_source_after: false,
+        // Encrypted when the source is, or under the KmsKeyId asked for.
+        at_rest_encryption: source.at_rest_encryption || kms_key_id.is_some(),
+        kms_key_id: kms_key_id.or(source.kms_key_id.clone()),
         ..source
     };
     let arn = arn::build(&scope, Kind::Snapshot, &target);

@@ -29,6 +29,42 @@ pub fn description(parameter: &str, text: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A KMS key as KMS names one: a key id (a UUID, or `mrk-` and 32 hex digits for a
+/// multi-Region key), an alias (`alias/<name>`), or the ARN of either. Returned as given:
+/// AWS shows it back, and Terraform compares it with what it sent. The key itself is not
+/// looked up (the emulator has no KMS).
+pub fn kms_key_id(value: &str) -> Result<String, ApiError> {
+    let is_key_id = |id: &str| {
+        let uuid = id.len() == 36
+            && id
+                .char_indices()
+                .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() });
+        let mrk = id.strip_prefix("mrk-").is_some_and(|h| h.len() == 32 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        uuid || mrk
+    };
+    let is_alias = |alias: &str| {
+        alias.strip_prefix("alias/").is_some_and(|name| {
+            (1..=250).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c))
+        })
+    };
+    let is_arn = |arn: &str| {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        matches!(parts.as_slice(), ["arn", partition, "kms", region, account, resource]
+            if partition.starts_with("aws")
+                && !region.is_empty()
+                && account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())
+                && (resource.strip_prefix("key/").is_some_and(is_key_id) || is_alias(resource)))
+    };
+    if is_key_id(value) || is_alias(value) || is_arn(value) {
+        Ok(value.to_string())
+    } else {
+        Err(ApiError::new(
+            protocol::ErrorCode::InvalidKMSKeyFault,
+            format!("Invalid KmsKeyId: {value}. Give a KMS key id, key ARN, alias name (alias/...) or alias ARN."),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +76,32 @@ mod tests {
         }
         for bad in ["", "1abc", "a--b", "abc-", "a_b", "default.redis7", &"a".repeat(256)] {
             assert!(group_name("X", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kms_key_ids() {
+        for good in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "mrk-1234abcd12ab34cd56ef1234567890ab",
+            "alias/app-cache",
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:alias/app/cache_1",
+            "arn:aws-cn:kms:cn-north-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        ] {
+            assert_eq!(kms_key_id(good).ok().as_deref(), Some(good), "{good}");
+        }
+        for bad in [
+            "",
+            "my-key",
+            "alias/",
+            "alias/has space",
+            "1234abcd-12ab-34cd-56ef-1234567890a",
+            "arn:aws:kms:us-east-1:1111:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:s3:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:key/nope",
+        ] {
+            assert!(kms_key_id(bad).is_err(), "{bad}");
         }
     }
 }

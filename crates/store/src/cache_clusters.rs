@@ -49,6 +49,9 @@ pub struct CacheClusterRecord {
     /// The snapshot whose data new nodes start with.
     #[serde(default)]
     pub restore_from: Option<String>,
+    /// A member of a group with AtRestEncryptionEnabled (AWS shows it per cluster too).
+    #[serde(default)]
+    pub at_rest_encryption: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -56,6 +56,13 @@ pub struct ReplicationGroupRecord {
     /// is up (each shard's members start empty).
     #[serde(default)]
     pub restore_from: Option<String>,
+    /// AtRestEncryptionEnabled: the group's snapshot files are stored encrypted.
+    #[serde(default)]
+    pub at_rest_encryption: bool,
+    /// The KmsKeyId given at creation, as given (recorded and shown; the files use the
+    /// state dir's own key).
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
 }
 
 impl ReplicationGroupRecord {

@@ -39,6 +39,13 @@ pub struct SnapshotRecord {
     pub export_to: Option<String>,
     /// The cluster or group is deleted once this (final) snapshot is taken.
     pub delete_source_after: bool,
+    /// The files are stored encrypted (the source had AtRestEncryptionEnabled, or a
+    /// KmsKeyId was given).
+    #[serde(default)]
+    pub at_rest_encryption: bool,
+    /// The KMS key id recorded with it, as AWS shows it.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
