@@ -307,6 +307,16 @@ pub fn transfer(keys: &KeyStore, from: &Path, to: &Path, encrypt_output: bool) -
     result
 }
 
+/// The whole RDB data of a file, decrypted when it is encrypted. Blocking.
+pub fn read_plain(keys: &KeyStore, from: &Path) -> io::Result<Vec<u8>> {
+    if !is_encrypted(from)? {
+        return std::fs::read(from);
+    }
+    let mut plain = Vec::new();
+    decrypt(&*keys.get()?, BufReader::with_capacity(CHUNK, File::open(from)?), &mut plain)?;
+    Ok(plain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +433,8 @@ mod tests {
         let copy = dir.path().join("copy").join("0001.rdb");
         assert_eq!(transfer(&keys, &enc, &copy, true).expect("copy"), plain.len() as u64);
         assert!(is_encrypted(&copy).expect("read"));
+        assert_eq!(read_plain(&keys, &copy).expect("read"), plain);
+        assert_eq!(read_plain(&keys, &rdb).expect("read"), plain);
         let out = dir.path().join("export").join("x.rdb");
         transfer(&keys, &copy, &out, false).expect("decrypt");
         assert_eq!(std::fs::read(&out).expect("read"), plain);

@@ -12,11 +12,13 @@
 //!   per-shard failover and the configuration endpoint.
 //! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
 //! - `s3`: uploads of exported snapshots to an S3-compatible endpoint.
+//! - `at_rest`: the encrypted snapshot file format and the state dir's key.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //!
 //! An activation takes no input and reads current state, so creation, repair after a crash
 //! and recovery after an emulator restart are the same code.
 
+mod at_rest;
 mod cache_clusters;
 mod cluster_mode;
 mod health;
@@ -56,6 +58,8 @@ pub struct Reconciler {
     runtime: Arc<Runtime>,
     wake: Arc<Notify>,
     state_dir: PathBuf,
+    /// The at-rest encryption key of the state dir, loaded on first need.
+    keys: Arc<at_rest::KeyStore>,
     health: HealthSettings,
     /// Where snapshot exports go: an S3-compatible endpoint, or (None) `<state dir>/exports`.
     s3: Option<S3Target>,
@@ -120,6 +124,7 @@ impl Reconciler {
             runtime,
             wake,
             state_dir: state_dir.to_path_buf(),
+            keys: Arc::new(at_rest::KeyStore::new(state_dir)),
             health,
             s3,
             in_flight: Mutex::new(HashSet::new()),

@@ -1,5 +1,7 @@
 //! Snapshots: taking the RDB file from a serving node (BGSAVE, so the node keeps serving),
 //! copying and exporting files, deleting them, and seeding new nodes from a snapshot.
+//! The files of a snapshot with at-rest encryption are stored encrypted (`crate::at_rest`);
+//! everything that reads a snapshot file goes through [`transfer`], which decrypts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,7 +107,8 @@ async fn save_node(
     }
     let source = r.node_dir(scope, &node.cache_cluster_id, &node.node_id).join("dump.rdb");
     let target = r.snapshot_file(scope, &s.name, &node.node_group_id);
-    copy_file(&source, &target).await.map(Some).map_err(|e| Error::Node(e.into()))
+    // Encrypted while it is copied: the plaintext never lands in the snapshot directory.
+    transfer(r, &source, &target, s.at_rest_encryption).await.map(Some).map_err(|e| Error::Node(e.into()))
 }
 
 /// Saves every shard of the snapshot (all at once, the nodes keep serving), then marks it
@@ -147,7 +150,8 @@ async fn copy(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
     for node in &s.nodes {
         let from = r.snapshot_file(scope, source, &node.node_group_id);
         let to = r.snapshot_file(scope, &s.name, &node.node_group_id);
-        copy_file(&from, &to).await.map_err(|e| Error::Node(e.into()))?;
+        // The copy is encrypted when the source was (or a KmsKeyId asked for it).
+        transfer(r, &from, &to, s.at_rest_encryption).await.map_err(|e| Error::Node(e.into()))?;
     }
     let result = r
         .ops
@@ -174,9 +178,10 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
     for node in &s.nodes {
         let file = format!("{name}-{}.rdb", node.node_group_id);
         let from = r.snapshot_file(scope, &s.name, &node.node_group_id);
+        // A usable RDB file, as AWS exports: decrypted when the snapshot is encrypted.
         match &r.s3 {
             Some(s3) => {
-                let body = tokio::fs::read(&from).await.map_err(|e| Error::Node(e.into()))?;
+                let body = read_plain(r, &from).await.map_err(|e| Error::Node(e.into()))?;
                 if let Err(error) = s3.put(bucket, &file, body).await {
                     tracing::warn!(snapshot = s.name, bucket, %error, "export failed");
                     refused = Some(error);
@@ -186,7 +191,7 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
             }
             None => {
                 let to = r.export_dir(bucket).join(&file);
-                copy_file(&from, &to).await.map_err(|e| Error::Node(e.into()))?;
+                transfer(r, &from, &to, false).await.map_err(|e| Error::Node(e.into()))?;
                 written.push(to.display().to_string());
             }
         }
@@ -211,13 +216,22 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
     Ok(None)
 }
 
-/// Copies a file, creating the target's directory; returns its size. RDB files can be
-/// large: the copy runs off the async workers.
-async fn copy_file(from: &Path, to: &Path) -> std::io::Result<u64> {
-    if let Some(dir) = to.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    tokio::fs::copy(from, to).await
+/// Copies a snapshot or RDB file, creating the target's directory: decrypted when `from` is
+/// encrypted, encrypted when `encrypt` says so; returns the size of the RDB data. RDB files
+/// can be large: the copy runs off the async workers, a chunk at a time.
+async fn transfer(r: &Reconciler, from: &Path, to: &Path, encrypt: bool) -> std::io::Result<u64> {
+    let (keys, from, to) = (r.keys.clone(), from.to_path_buf(), to.to_path_buf());
+    tokio::task::spawn_blocking(move || crate::at_rest::transfer(&keys, &from, &to, encrypt))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// A snapshot or RDB file's RDB data in memory, decrypted when the file is encrypted.
+async fn read_plain(r: &Reconciler, from: &Path) -> std::io::Result<Vec<u8>> {
+    let (keys, from) = (r.keys.clone(), from.to_path_buf());
+    tokio::task::spawn_blocking(move || crate::at_rest::read_plain(&keys, &from))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Seeds a new node's directory with the snapshot (or the SnapshotArns file) it restores,
@@ -231,7 +245,7 @@ pub(crate) async fn seed_node(r: &Reconciler, scope: &Scope, snapshot: &str, nod
         Some(object) => r.state_dir.join("exports").join(object),
         None => r.snapshot_file(scope, snapshot, operations::replication_groups::NODE_GROUP_ID),
     };
-    copy_file(&source, &target).await.map(|_| ())
+    transfer(r, &source, &target, false).await.map(|_| ())
 }
 
 /// Whether a final snapshot of this cluster is still being taken (its deletion waits).
@@ -285,7 +299,7 @@ pub(crate) async fn seed_cluster(
             .join(&g.group.id)
             .join(index.to_string());
         let _ = tokio::fs::remove_dir_all(&dir).await;
-        copy_file(file, &dir.join("dump.rdb")).await.map_err(|e| Error::Node(e.into()))?;
+        transfer(r, file, &dir.join("dump.rdb"), false).await.map_err(|e| Error::Node(e.into()))?;
         // Keyed like the group's reconcile, which is running: never taken for a stray node.
         let key =
             NodeKey::new(scope_key(scope), format!("replication-group/{}", g.group.id), format!("restore-{index}"));
