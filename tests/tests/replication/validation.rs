@@ -72,6 +72,16 @@ async fn invalid_creates_are_refused_and_create_nothing() {
             base(&client, "nt").cache_node_type("cache.x9.huge").num_cache_clusters(2),
             "InvalidParameterValue",
         ),
+        (
+            "KMS key without at-rest encryption",
+            base(&client, "kms").num_cache_clusters(2).kms_key_id("alias/app"),
+            "InvalidParameterCombination",
+        ),
+        (
+            "malformed KMS key",
+            base(&client, "kms2").num_cache_clusters(2).at_rest_encryption_enabled(true).kms_key_id("not a key"),
+            "InvalidKMSKeyFault",
+        ),
     ];
     for (what, request, code) in cases {
         let e = api_error(request.send().await);
@@ -96,7 +106,6 @@ async fn invalid_creates_are_refused_and_create_nothing() {
                 .transit_encryption_enabled(true)
                 .auth_token("a-long-enough-token-123"),
         ),
-        ("at rest", base(&client, "rest").num_cache_clusters(2).at_rest_encryption_enabled(true)),
         ("user groups", base(&client, "users").num_cache_clusters(2).user_group_ids("ug1")),
     ];
     for (what, request) in unimplemented {

@@ -155,7 +155,7 @@ async fn copy_and_export_errors_change_nothing() {
     let e = api_error(
         client.copy_snapshot().source_snapshot_name("base").target_snapshot_name("k").kms_key_id("key").send().await,
     );
-    assert_eq!((e.code.as_str(), e.status), ("NotImplemented", 501), "{e:?}");
+    assert_eq!((e.code.as_str(), e.status), ("InvalidKMSKeyFault", 400), "{e:?}");
     assert_eq!(snapshot_names(&client).await, names_before);
     assert!(!snapshot_dir(&server, "k").exists());
 }

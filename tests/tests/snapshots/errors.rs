@@ -46,9 +46,9 @@ async fn create_snapshot_errors() {
     );
     assert_eq!(e.status, 400);
     assert_eq!(describe_cluster(&client, "mc").await.cache_cluster_status(), Some("available"));
-    // KMS is not emulated.
+    // A KmsKeyId must look like a KMS key (id, ARN or alias).
     let e = api_error(client.create_snapshot().snapshot_name("s").cache_cluster_id("r").kms_key_id("k").send().await);
-    assert_eq!((e.code.as_str(), e.status), ("NotImplemented", 501), "{e:?}");
+    assert_eq!((e.code.as_str(), e.status), ("InvalidKMSKeyFault", 400), "{e:?}");
     // Invalid names.
     for name in ["1starts-with-digit", "double--dash", "ends-dash-", "has_underscore"] {
         let e = api_error(client.create_snapshot().snapshot_name(name).cache_cluster_id("r").send().await);

@@ -1,9 +1,11 @@
 //! Snapshots on real redis-server nodes: CreateSnapshot from clusters and replication groups
 //! (RDB files under the state directory), restore into new clusters and groups, copy, export
-//! to a local "bucket", delete, final snapshots, automated snapshots with retention, and
-//! durability of keys across a clean emulator restart. Each test starts its own server and
-//! drives it through `aws-sdk-elasticache`, RESP over TCP and the admin API.
+//! to a local "bucket", delete, final snapshots, automated snapshots with retention,
+//! durability of keys across a clean emulator restart, and at-rest encryption of the files.
+//! Each test starts its own server and drives it through `aws-sdk-elasticache`, RESP over TCP
+//! and the admin API.
 
+mod at_rest;
 mod automated;
 mod cluster_mode;
 mod copy_export;
