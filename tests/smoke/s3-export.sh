@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Export to an S3-compatible bucket: a real S3 server (moto_server, from pip) and the real
 # aws-cli. CopySnapshot --target-bucket uploads the snapshot's RDB file through
-# --s3-endpoint, byte for byte, and a missing bucket ends the export with an event saying so.
+# --s3-endpoint, byte for byte (decrypted when the snapshot is encrypted at rest), and a missing
+# bucket ends the export with an event saying so.
 #   cargo build -p server && tests/smoke/s3-export.sh
 set -euo pipefail
 
@@ -55,6 +56,19 @@ cmp -s "$STATE/exported.rdb" "$STATE/emulator/snapshots/us-east-1/000000000000/s
 head -c 5 "$STATE/exported.rdb" | grep -q REDIS || fail "the uploaded file is not an RDB file"
 [[ ! -e $STATE/emulator/exports/backups ]] || fail "with an S3 endpoint nothing goes to the local export directory"
 pass "CopySnapshot --target-bucket uploaded the RDB file to the S3 server"
+
+# An encrypted snapshot (at rest, under the state dir) is uploaded decrypted, as AWS exports.
+ec create-snapshot --cache-cluster-id src --snapshot-name sealed --kms-key-id alias/backups >/dev/null
+until_true "encrypted snapshot available" status_is sealed available
+SEALED=$STATE/emulator/snapshots/us-east-1/000000000000/sealed/0001.rdb
+head -c 5 "$SEALED" | grep -q REDIS && fail "the encrypted snapshot's file is a plain RDB file"
+grep -aq "value-42" "$SEALED" && fail "the encrypted snapshot's file shows the data in clear"
+ec copy-snapshot --source-snapshot-name sealed --target-snapshot-name sealed-out --target-bucket backups >/dev/null
+until_true "encrypted export event" event_says "Snapshot sealed exported to bucket backups"
+s3 cp s3://backups/sealed-out-0001.rdb "$STATE/sealed.rdb" >/dev/null || fail "sealed-out-0001.rdb not in the bucket"
+head -c 5 "$STATE/sealed.rdb" | grep -q REDIS || fail "the encrypted snapshot's export is not an RDB file"
+grep -aq "value-42" "$STATE/sealed.rdb" || fail "the encrypted snapshot's export lacks the data"
+pass "an encrypted snapshot is uploaded as a plain RDB file"
 
 ec copy-snapshot --source-snapshot-name snap --target-snapshot-name lost --target-bucket no-such-bucket >/dev/null
 until_true "failed export event" event_says "could not be exported to bucket no-such-bucket: S3 answered 404 Not Found NoSuchBucket"
