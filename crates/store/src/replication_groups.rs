@@ -56,6 +56,9 @@ pub struct ReplicationGroupRecord {
     /// is up (each shard's members start empty).
     #[serde(default)]
     pub restore_from: Option<String>,
+    /// TLS and AUTH token, for every member.
+    #[serde(default)]
+    pub security: crate::TransitSecurity,
 }
 
 impl ReplicationGroupRecord {
