@@ -260,7 +260,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             let endpoint = Endpoint::start(g.group.configuration_endpoint_port, Balance::First).await?;
             all.insert(key.clone(), GroupEndpoints { primary: endpoint, reader: None });
         }
-        let endpoint = &all.get(&key).ok_or(Error::Store(store::StoreError::NotFound))?.primary;
+        let endpoints = all.get(&key).ok_or(Error::Store(store::StoreError::NotFound))?;
+        endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);
+        let endpoint = &endpoints.primary;
         endpoint.point_at(primaries);
         endpoint.port()
     };
@@ -290,6 +292,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
                     "replication group status"
                 );
                 group.status = status::AVAILABLE.to_string();
+            }
+            if settled && group.status == status::AVAILABLE {
+                // The token change has reached every node.
+                group.security.auth_token_status = None;
             }
             Ok::<_, ()>(Vec::new())
         })

@@ -43,6 +43,11 @@ impl Endpoint {
         self.proxy.port()
     }
 
+    /// What new connections get: plaintext, TLS, or either (transit encryption mode).
+    pub fn set_tls(&self, tls: nodes::ProxyTls) {
+        self.proxy.set_tls(tls);
+    }
+
     /// Points the endpoint at `next`; connections to nodes no longer listed are closed.
     pub fn point_at(&self, next: Vec<SocketAddr>) {
         self.targets.send_if_modified(|t| replace(t, next));
@@ -71,6 +76,16 @@ fn serving(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> bool {
         .is_some_and(|key| r.runtime.get(&key).is_some() && r.health(&key).is_none_or(|h| h == Health::Healthy))
 }
 
+/// The TLS and AUTH settings a cluster's nodes run with: its group's for a member, its
+/// own otherwise.
+pub async fn security(r: &Reconciler, c: &CacheCluster) -> store::TransitSecurity {
+    let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return c.cluster.security.clone() };
+    match r.ops.store().replication_group(&c.scope, group_id).await {
+        Ok(Some(group)) => group.group.security,
+        _ => c.cluster.security.clone(),
+    }
+}
+
 /// What a member's node starts with because of its group: a cluster-mode node's cluster
 /// settings, a replica's `replicaof` its primary; nothing for a primary.
 pub async fn member_directives(r: &Reconciler, c: &CacheCluster, major_version: u32) -> Vec<(String, String)> {
@@ -90,6 +105,7 @@ pub async fn member_directives(r: &Reconciler, c: &CacheCluster, major_version: 
 }
 
 async fn endpoints<'a>(
+    r: &Reconciler,
     g: &ReplicationGroup,
     endpoints: &'a mut std::collections::HashMap<(Scope, String), GroupEndpoints>,
 ) -> Result<&'a GroupEndpoints, Error> {
@@ -99,7 +115,19 @@ async fn endpoints<'a>(
         let reader = Endpoint::start(g.group.reader_endpoint_port, Balance::RoundRobin).await?;
         endpoints.insert(key.clone(), GroupEndpoints { primary, reader: Some(reader) });
     }
-    endpoints.get(&key).ok_or_else(|| Error::Store(store::StoreError::NotFound))
+    let found = endpoints.get(&key).ok_or_else(|| Error::Store(store::StoreError::NotFound))?;
+    found.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);
+    Ok(found)
+}
+
+impl GroupEndpoints {
+    /// Every endpoint of the group speaks what the group's transit encryption says.
+    pub fn set_tls(&self, tls: nodes::ProxyTls) {
+        if let Some(reader) = &self.reader {
+            reader.set_tls(tls.clone());
+        }
+        self.primary.set_tls(tls);
+    }
 }
 
 /// Brings one group to its desired state. Returns when to look again: soon while links
@@ -167,7 +195,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
 
     // Endpoints follow the primary; the reader spreads over linked replicas.
     let mut all = r.group_endpoints.lock().await;
-    let endpoints = endpoints(&g, &mut all).await?;
+    let endpoints = endpoints(r, &g, &mut all).await?;
     let primary_targets: Vec<SocketAddr> =
         primary.filter(|p| serving(r, &scope, p)).and_then(address).into_iter().collect();
     let reader_targets: Vec<SocketAddr> = {
@@ -201,6 +229,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
                     "replication group status"
                 );
                 group.status = status::AVAILABLE.to_string();
+            }
+            if settled && group.status == status::AVAILABLE {
+                // The token change has reached every node.
+                group.security.auth_token_status = None;
             }
             Ok::<_, ()>(Vec::new())
         })
