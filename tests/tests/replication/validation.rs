@@ -2,7 +2,6 @@
 
 use aws_sdk_elasticache::Client;
 use aws_sdk_elasticache::operation::create_replication_group::builders::CreateReplicationGroupFluentBuilder;
-use aws_sdk_elasticache::types::ClusterMode;
 use e2e::{TestServer, api_error, expect_code};
 
 use crate::support::*;
@@ -89,15 +88,7 @@ async fn invalid_creates_are_refused_and_create_nothing() {
 
     // Not implemented yet: a well-formed 501, nothing created.
     let unimplemented: Vec<(&str, CreateReplicationGroupFluentBuilder)> = vec![
-        ("cluster mode", base(&client, "cme").cluster_mode(ClusterMode::Enabled).num_node_groups(2)),
-        ("TLS", base(&client, "tls").num_cache_clusters(2).transit_encryption_enabled(true)),
-        (
-            "auth token",
-            base(&client, "auth")
-                .num_cache_clusters(2)
-                .transit_encryption_enabled(true)
-                .auth_token("a-long-enough-token-123"),
-        ),
+        // (Cluster mode, TLS and AUTH tokens work now: see the cluster_mode and security tests.)
         ("at rest", base(&client, "rest").num_cache_clusters(2).at_rest_encryption_enabled(true)),
         ("user groups", base(&client, "users").num_cache_clusters(2).user_group_ids("ug1")),
     ];
