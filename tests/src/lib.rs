@@ -6,7 +6,7 @@
 //!
 //! What the test binaries share besides the server lives in modules, re-exported here:
 //! [`redis`] and [`memcached`] (tiny wire clients), [`cluster`] (a cluster-aware client), [`admin`] (raw HTTP and the admin API),
-//! [`wait`] (polling and node-process probes) and [`resources`] (describe / wait / events over
+//! [`tls`] (TLS and AUTH connections through the `redis` crate), [`wait`] (polling and node-process probes) and [`resources`] (describe / wait / events over
 //! the SDK).
 
 pub mod admin;
@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod memcached;
 pub mod redis;
 pub mod resources;
+pub mod tls;
 pub mod wait;
 
 use std::net::SocketAddr;

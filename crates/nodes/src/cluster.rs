@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::BufReader;
-use tokio::net::TcpStream;
+use tokio::net::UnixStream;
 
 use crate::NodeError;
 use crate::resp::{self, Reply};
@@ -100,11 +100,11 @@ pub fn parse_nodes(text: &str) -> Vec<ClusterNode> {
 
 /// A connection to one node for a run of commands.
 pub struct Session {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<UnixStream>,
 }
 
 impl Session {
-    pub(crate) fn new(stream: BufReader<TcpStream>) -> Self {
+    pub(crate) fn new(stream: BufReader<UnixStream>) -> Self {
         Self { stream }
     }
 

@@ -8,11 +8,32 @@ use std::path::Path;
 
 use crate::NodeSpec;
 use crate::capabilities::{MemcachedOptions, RedisSettings};
+use crate::tls::NodeTlsFiles;
 
 pub const REDIS_CONFIG_FILE: &str = "redis.conf";
 pub const REDIS_LOG_FILE: &str = "redis.log";
 /// Where a node's stdout and stderr go (memcached logs there; redis before its log opens).
 pub const CONSOLE_LOG_FILE: &str = "console.log";
+/// The unix socket the runtime talks to a redis node through, in the node's directory.
+pub const REDIS_SOCKET_FILE: &str = "redis.sock";
+/// Unix socket paths are limited to 108 bytes (`sun_path`); leave room for the NUL.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// The unix socket of the redis node living in `dir` (absolute): `dir/redis.sock`, or, when
+/// that path is too long for a unix socket, a short one in a private directory under the
+/// system temp dir named after a hash of `dir`.
+pub fn control_socket(dir: &Path) -> std::path::PathBuf {
+    let inside = dir.join(REDIS_SOCKET_FILE);
+    if inside.as_os_str().len() <= MAX_SOCKET_PATH {
+        return inside;
+    }
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    // SAFETY: getuid(2) cannot fail and has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("elasticache-local-{uid}")).join(format!("{:016x}.sock", hasher.finish()))
+}
 
 /// Redis settings the emulator owns: a parameter group may not move the node's address,
 /// files or cluster mode. (`cluster-enabled` is decided by the replication group, and
@@ -51,12 +72,26 @@ pub fn redis_parameter_allowed(name: &str, settings: &RedisSettings) -> bool {
     !REDIS_RESERVED.contains(&name.as_str()) && !name.starts_with("tls-") && settings.supports(&name)
 }
 
-/// The `redis.conf` for `spec`, listening on `port`.
-pub fn render_redis(spec: &NodeSpec, port: u16, settings: &RedisSettings) -> String {
+/// The `redis.conf` for `spec`, listening on `port` (with TLS only on it when `tls` names
+/// the node's certificate files).
+pub fn render_redis(spec: &NodeSpec, port: u16, settings: &RedisSettings, tls: Option<&NodeTlsFiles>) -> String {
     let mut out = String::from("# Rendered by elasticache-local at every start; edits are lost.\n");
     let dir = spec.dir.display().to_string();
     let log = spec.dir.join(REDIS_LOG_FILE).display().to_string();
-    let _ = writeln!(out, "port {port}");
+    match tls {
+        None => {
+            let _ = writeln!(out, "port {port}");
+        }
+        Some(files) => {
+            // The node's one TCP port speaks TLS only; plaintext has no port at all.
+            let _ = writeln!(out, "port 0\ntls-port {port}");
+            let _ = writeln!(out, "tls-cert-file {}", quote_always(&files.cert.display().to_string()));
+            let _ = writeln!(out, "tls-key-file {}", quote_always(&files.key.display().to_string()));
+            let _ = writeln!(out, "tls-ca-cert-file {}", quote_always(&files.ca.display().to_string()));
+            // AWS asks clients for no certificate; nodes trust each other through the CA.
+            out.push_str("tls-auth-clients no\ntls-replication yes\ntls-cluster yes\n");
+        }
+    }
     let _ = writeln!(out, "bind {}", spec.address);
     out.push_str("protected-mode no\ndaemonize no\n");
     let _ = writeln!(out, "dir {}", quote_always(&dir));
@@ -64,6 +99,19 @@ pub fn render_redis(spec: &NodeSpec, port: u16, settings: &RedisSettings) -> Str
     // ElastiCache nodes do not persist unless asked to; parameters below may override.
     out.push_str("save \"\"\nappendonly no\n");
     let _ = writeln!(out, "maxmemory {}", spec.max_memory_bytes);
+    // The runtime's own way in, whatever the TCP port speaks (TLS only, or nothing).
+    let _ = writeln!(out, "unixsocket {}", quote_always(&control_socket(&spec.dir).display().to_string()));
+    out.push_str("unixsocketperm 700\n");
+    if !spec.passwords.is_empty() {
+        // The default user with every valid token: two while a token rotates.
+        let mut rule = String::from("user default on resetpass");
+        for password in &spec.passwords {
+            rule.push(' ');
+            rule.push_str(&quote_always(&format!(">{password}")));
+        }
+        rule.push_str(" ~* &* +@all\n");
+        out.push_str(&rule);
+    }
 
     out.push_str("# cache parameter group\n");
     let mut buffer_limits = BufferLimits::default();
@@ -412,6 +460,7 @@ mod tests {
             ]),
             7000,
             &settings,
+            None,
         );
         assert!(text.contains("\nport 7000\n"));
         assert!(text.contains("\nmaxmemory-policy allkeys-lru\n"));

@@ -19,6 +19,12 @@
 //! - [`replication`]: [`ReplicationInfo`], a redis node's parsed `INFO replication`.
 //! - [`cluster`]: hash slots, `CLUSTER NODES`, sessions and slot migration (cluster mode).
 //! - [`proxy`]: [`EndpointProxy`], the stable primary/reader endpoints of a replication group.
+//! - [`tls`]: the emulator's certificate authority and the certificates of TLS nodes.
+//!
+//! The runtime's own connections to a redis node (probes, `CONFIG SET`, `INFO`, `CLUSTER`
+//! commands, slot migrations) go through a unix socket in the node's directory (mode 700),
+//! authenticated with the node's password: they keep working when the node's TCP port
+//! speaks TLS only, and need no certificate.
 
 pub mod capabilities;
 pub mod cluster;
@@ -32,6 +38,7 @@ pub mod replication;
 pub mod resp;
 pub mod spawner;
 pub mod supervisor;
+pub mod tls;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -41,7 +48,7 @@ use std::time::Duration;
 pub use discovery::{ClusterConfig, ConfigEndpoint};
 pub use engines::{Binary, EngineKind, Engines};
 pub use orphans::reap_orphans;
-pub use proxy::{Balance, EndpointProxy};
+pub use proxy::{Balance, EndpointProxy, ProxyTls};
 pub use replication::{ReplicationInfo, Role};
 pub use supervisor::Runtime;
 
@@ -70,7 +77,7 @@ impl std::fmt::Display for NodeKey {
 }
 
 /// Everything needed to (re)start one node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeSpec {
     pub key: NodeKey,
     pub engine: EngineKind,
@@ -91,6 +98,43 @@ pub struct NodeSpec {
     /// memcached extra command-line arguments (`("-S", "")` passes the flag alone). Not
     /// filtered, so a bad one makes the start fail with [`NodeError::Exited`].
     pub directives: Vec<(String, String)>,
+    /// Redis: the passwords of the `default` user (AWS's AUTH token; two while a token
+    /// rotates). The first is the one the runtime authenticates its own connections with.
+    /// Empty: no password (unless a `requirepass` directive sets one).
+    pub passwords: Vec<String>,
+    /// Redis: TLS only on the node's port (transit encryption mode `required`), with a
+    /// certificate this CA issues at every start. Replication and the cluster bus speak TLS
+    /// too; the runtime itself keeps using the node's unix socket.
+    pub tls: Option<std::sync::Arc<tls::CertificateAuthority>>,
+}
+
+/// Directive names whose values are secrets, never logged.
+pub const SECRET_DIRECTIVES: &[&str] = &["requirepass", "masterauth", "user"];
+
+impl std::fmt::Debug for NodeSpec {
+    // Hand-written so that a logged spec never shows a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let directives: Vec<(&str, &str)> = self
+            .directives
+            .iter()
+            .map(|(name, value)| {
+                let secret = SECRET_DIRECTIVES.iter().any(|s| name.eq_ignore_ascii_case(s));
+                (name.as_str(), if secret { "<redacted>" } else { value.as_str() })
+            })
+            .collect();
+        f.debug_struct("NodeSpec")
+            .field("key", &self.key)
+            .field("engine", &self.engine)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("dir", &self.dir)
+            .field("max_memory_bytes", &self.max_memory_bytes)
+            .field("parameters", &self.parameters)
+            .field("directives", &directives)
+            .field("passwords", &self.passwords.len())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Default for NodeSpec {
@@ -104,6 +148,8 @@ impl Default for NodeSpec {
             max_memory_bytes: 0,
             parameters: Vec::new(),
             directives: Vec::new(),
+            passwords: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Readiness and health checks over the engines' own protocols: redis `PING` → `+PONG`,
-//! memcached `version` → `VERSION ...`. A fresh TCP connection per check: on loopback it
-//! costs tens of microseconds, and it proves the listener itself still accepts.
+//! memcached `version` → `VERSION ...`. A fresh connection per check: on loopback it costs
+//! tens of microseconds, and it proves the listener itself still accepts. Redis-like nodes
+//! are checked through their unix socket (their TCP port may speak TLS only), memcached
+//! over TCP.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::resp::{self, Reply};
 use crate::{EngineKind, NodeError};
@@ -19,12 +22,23 @@ pub enum ProbeFailure {
     BadReply(String),
 }
 
-/// One check of the node at `address:port`. Time limits are the caller's job.
-pub async fn check(engine: EngineKind, address: Ipv4Addr, port: u16) -> Result<(), ProbeFailure> {
+/// One check of the node at `address:port`, or of a redis node through its unix
+/// `socket`. Time limits are the caller's job.
+pub async fn check(engine: EngineKind, address: Ipv4Addr, port: u16, socket: &Path) -> Result<(), ProbeFailure> {
+    if engine.is_redis_like() {
+        let stream = UnixStream::connect(socket).await.map_err(ProbeFailure::Refused)?;
+        return check_stream(engine, BufReader::new(stream)).await;
+    }
     let stream = TcpStream::connect(SocketAddr::from((address, port))).await.map_err(ProbeFailure::Refused)?;
     // Probes are one small request each: don't let Nagle hold it back.
     let _ = stream.set_nodelay(true);
-    let mut stream = BufReader::new(stream);
+    check_stream(engine, BufReader::new(stream)).await
+}
+
+async fn check_stream<S>(engine: EngineKind, mut stream: BufReader<S>) -> Result<(), ProbeFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     if engine.is_redis_like() {
         match resp::command(&mut stream, &["PING"]).await {
             Ok(Reply::Simple(pong)) if pong == "PONG" => Ok(()),
@@ -49,19 +63,16 @@ pub async fn check(engine: EngineKind, address: Ipv4Addr, port: u16) -> Result<(
     }
 }
 
-/// A RESP connection to a redis-like node, authenticated when the node has a password.
-pub(crate) async fn redis_session(
-    address: Ipv4Addr,
-    port: u16,
-    password: Option<&str>,
-) -> Result<BufReader<TcpStream>, NodeError> {
-    let stream = TcpStream::connect(SocketAddr::from((address, port))).await?;
-    let _ = stream.set_nodelay(true);
+/// A RESP connection to a redis-like node through its unix socket, authenticated when the
+/// node has a password.
+pub(crate) async fn redis_session(socket: &Path, password: Option<&str>) -> Result<BufReader<UnixStream>, NodeError> {
+    let stream = UnixStream::connect(socket).await?;
     let mut stream = BufReader::new(stream);
     if let Some(password) = password {
         match resp::command(&mut stream, &["AUTH", password]).await? {
             Reply::Simple(_) => {}
-            other => return Err(NodeError::Protocol(format!("AUTH failed: {other:?}"))),
+            // The reply names no secret, but keep it short: it ends up in logs.
+            other => return Err(NodeError::Protocol(format!("AUTH refused: {other:?}"))),
         }
     }
     Ok(stream)

@@ -8,13 +8,24 @@
 //! every connection forwarded to it is closed at once: clients see the disconnect they
 //! would see on AWS, reconnect, and reach the new node.
 //!
+//! With transit encryption the proxy looks at the first byte of each new connection (a TLS
+//! ClientHello starts with 0x16; RESP never does) before choosing what to do with it, per
+//! [`ProxyTls`]: in mode `required` the nodes speak TLS themselves and a TLS connection is
+//! forwarded untouched (end-to-end TLS, the node's certificate), a plaintext one closed; in
+//! mode `preferred` the nodes still speak plaintext, so the proxy completes a TLS handshake
+//! itself (a certificate from the same CA) and forwards the decrypted bytes, and passes
+//! plaintext through as it is — both on the same port, as on AWS.
+//!
 //! # Layout
 //! - [`Balance`]: how a target is picked for a new connection.
+//! - [`ProxyTls`]: what the endpoint does with TLS and plaintext connections.
 //! - [`EndpointProxy`]: the listener; `serve` accepts, `forward` copies one connection.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -35,11 +46,40 @@ pub enum Balance {
     RoundRobin,
 }
 
+/// The first byte of every TLS connection (a handshake record).
+const TLS_HANDSHAKE: u8 = 0x16;
+/// How long a new connection may stay silent before the proxy gives up on it (clients of
+/// RESP speak first; only the TLS decision needs the wait).
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an endpoint does with TLS and plaintext connections (transit encryption mode).
+#[derive(Clone, Default)]
+pub enum ProxyTls {
+    /// No transit encryption: bytes are forwarded as they come.
+    #[default]
+    Off,
+    /// TLS only: forwarded untouched to nodes that speak TLS; plaintext is closed.
+    Required,
+    /// Both: TLS is terminated here with this configuration, plaintext passes through.
+    Preferred(Arc<rustls::ServerConfig>),
+}
+
+impl std::fmt::Debug for ProxyTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProxyTls::Off => "off",
+            ProxyTls::Required => "required",
+            ProxyTls::Preferred(_) => "preferred",
+        })
+    }
+}
+
 /// A running endpoint proxy. It stops — listener and every forwarded connection — when
 /// dropped (asynchronously; [`EndpointProxy::shutdown`] waits until the port is free).
 pub struct EndpointProxy {
     address: Ipv4Addr,
     port: u16,
+    tls: Arc<RwLock<ProxyTls>>,
     task: JoinHandle<()>,
 }
 
@@ -64,8 +104,18 @@ impl EndpointProxy {
         })?;
         let port = listener.local_addr()?.port();
         tracing::info!(%address, port, ?balance, "endpoint proxy listening");
-        let task = tokio::spawn(serve(listener, targets, balance));
-        Ok(Self { address, port, task })
+        let tls = Arc::new(RwLock::new(ProxyTls::Off));
+        let task = tokio::spawn(serve(listener, targets, balance, tls.clone()));
+        Ok(Self { address, port, tls, task })
+    }
+
+    /// Changes what new connections get; connections already made keep what they have.
+    pub fn set_tls(&self, tls: ProxyTls) {
+        let mut current = self.tls.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if std::mem::discriminant(&*current) != std::mem::discriminant(&tls) {
+            tracing::info!(port = self.port, from = ?*current, to = ?tls, "endpoint transit encryption");
+            *current = tls;
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -91,7 +141,12 @@ impl Drop for EndpointProxy {
     }
 }
 
-async fn serve(listener: TcpListener, targets: watch::Receiver<Vec<SocketAddr>>, balance: Balance) {
+async fn serve(
+    listener: TcpListener,
+    targets: watch::Receiver<Vec<SocketAddr>>,
+    balance: Balance,
+    tls: Arc<RwLock<ProxyTls>>,
+) {
     let mut connections = JoinSet::new();
     let mut next: usize = 0;
     loop {
@@ -112,7 +167,8 @@ async fn serve(listener: TcpListener, targets: watch::Receiver<Vec<SocketAddr>>,
                     };
                     match target {
                         Some(target) => {
-                            connections.spawn(forward(client, target, targets.clone()));
+                            let mode = tls.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+                            connections.spawn(accept(client, target, targets.clone(), mode));
                         }
                         None => {
                             // Nothing to reach: closing is what a client of a node that is
@@ -133,9 +189,42 @@ async fn serve(listener: TcpListener, targets: watch::Receiver<Vec<SocketAddr>>,
     }
 }
 
+/// Decides, per `mode`, what to do with a new connection, then forwards it.
+async fn accept(client: TcpStream, target: SocketAddr, targets: watch::Receiver<Vec<SocketAddr>>, mode: ProxyTls) {
+    let _ = client.set_nodelay(true);
+    if matches!(mode, ProxyTls::Off) {
+        return forward(client, target, targets).await;
+    }
+    let mut first = [0u8; 1];
+    let is_tls = match tokio::time::timeout(FIRST_BYTE_TIMEOUT, client.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == TLS_HANDSHAKE,
+        _ => return,
+    };
+    match mode {
+        ProxyTls::Off => forward(client, target, targets).await,
+        ProxyTls::Required if is_tls => forward(client, target, targets).await,
+        ProxyTls::Required => {
+            // What a TLS-only server does with plaintext: nothing but closing.
+            tracing::debug!(%target, "plaintext connection to a TLS-only endpoint; closing it");
+        }
+        ProxyTls::Preferred(config) if is_tls => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            match tokio::time::timeout(FIRST_BYTE_TIMEOUT, acceptor.accept(client)).await {
+                Ok(Ok(stream)) => forward(stream, target, targets).await,
+                Ok(Err(error)) => tracing::debug!(%target, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%target, "TLS handshake timed out"),
+            }
+        }
+        ProxyTls::Preferred(_) => forward(client, target, targets).await,
+    }
+}
+
 /// Copies bytes both ways between `client` and `target` until either side closes or
 /// `target` leaves the list; then both sockets are dropped, which closes them.
-async fn forward(mut client: TcpStream, target: SocketAddr, mut targets: watch::Receiver<Vec<SocketAddr>>) {
+async fn forward<C>(mut client: C, target: SocketAddr, mut targets: watch::Receiver<Vec<SocketAddr>>)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -147,8 +236,8 @@ async fn forward(mut client: TcpStream, target: SocketAddr, mut targets: watch::
             return;
         }
     };
-    // Requests are small and latency-bound: don't let Nagle batch them on either hop.
-    let _ = client.set_nodelay(true);
+    // Requests are small and latency-bound: don't let Nagle batch them on either hop
+    // (the client's side was set at accept).
     let _ = upstream.set_nodelay(true);
     let removed = async {
         // `wait_for` checks the current list first, so a removal during connect counts.

@@ -65,7 +65,10 @@ struct Node {
     engine: EngineKind,
     binary: Binary,
     dir: PathBuf,
-    password: Option<String>,
+    /// The unix socket the runtime reaches a redis node through.
+    socket: PathBuf,
+    /// What the runtime authenticates with; changes when an AUTH token is rotated.
+    password: Mutex<Option<String>>,
     paused: AtomicBool,
     process: Mutex<Process>,
 }
@@ -215,7 +218,9 @@ impl Runtime {
         if node.paused.load(Ordering::SeqCst) {
             return Health::Paused;
         }
-        let checked = tokio::time::timeout(timeout, probe::check(node.engine, node.info.address, node.info.port)).await;
+        let checked =
+            tokio::time::timeout(timeout, probe::check(node.engine, node.info.address, node.info.port, &node.socket))
+                .await;
         match checked {
             Ok(Ok(())) => Health::Healthy,
             // The probe may have failed because the process died meanwhile.
@@ -270,7 +275,8 @@ impl Runtime {
             return Err(NodeError::NotRunning { key: key.clone(), health: Health::Paused });
         }
         let exchange = async {
-            let mut session = probe::redis_session(node.info.address, node.info.port, node.password.as_deref()).await?;
+            let password = node.password();
+            let mut session = probe::redis_session(&node.socket, password.as_deref()).await?;
             resp::command(&mut session, args).await
         };
         match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
@@ -290,7 +296,8 @@ impl Runtime {
             let health = if node.has_exited() { Health::Exited } else { Health::Paused };
             return Err(NodeError::NotRunning { key: key.clone(), health });
         }
-        let connect = probe::redis_session(node.info.address, node.info.port, node.password.as_deref());
+        let password = node.password();
+        let connect = probe::redis_session(&node.socket, password.as_deref());
         match tokio::time::timeout(COMMAND_TIMEOUT, connect).await {
             Ok(Ok(stream)) => Ok(crate::cluster::Session::new(stream)),
             Ok(Err(error)) => Err(error),
@@ -301,7 +308,40 @@ impl Runtime {
     /// The password a node was started with (`requirepass`), for commands that pass it on
     /// to another node (MIGRATE).
     pub fn password(&self, key: &NodeKey) -> Option<String> {
-        self.inner.node(key).and_then(|n| n.password.clone())
+        self.inner.node(key).and_then(|n| n.password())
+    }
+
+    /// Changes the password the runtime authenticates with, once the node's own has been
+    /// changed live (an AUTH token rotation); the next start takes it from its spec.
+    pub fn set_password(&self, key: &NodeKey, password: Option<String>) {
+        if let Some(node) = self.inner.node(key) {
+            *lock(&node.password) = password;
+        }
+    }
+
+    /// Changes a running redis node's passwords live (an AUTH token rotation): the
+    /// `default` user accepts exactly `passwords` (none: no password), replicas
+    /// authenticate to their primary with the first, and so does the runtime from now on.
+    /// Connections already authenticated stay so, as on AWS. Errors never quote a password.
+    pub async fn set_passwords(&self, key: &NodeKey, passwords: &[String]) -> Result<(), NodeError> {
+        let mut session = self.session(key).await?;
+        let mut rule: Vec<String> = ["ACL", "SETUSER", "default", "on", "resetpass"].map(String::from).to_vec();
+        match passwords {
+            [] => rule.push("nopass".to_string()),
+            _ => rule.extend(passwords.iter().map(|p| format!(">{p}"))),
+        }
+        rule.extend(["~*", "&*", "+@all"].map(String::from));
+        let masterauth = passwords.first().cloned().unwrap_or_default();
+        let commands = [rule, ["CONFIG", "SET", "masterauth", masterauth.as_str()].map(String::from).to_vec()];
+        for command in commands {
+            if session.command(&command).await.is_err() {
+                let what = command[..2].join(" ");
+                return Err(NodeError::Protocol(format!("{what} refused by node {key}")));
+            }
+        }
+        self.set_password(key, passwords.first().cloned());
+        tracing::info!(node = %key, passwords = passwords.len(), "node passwords changed");
+        Ok(())
     }
 
     /// The node's `INFO replication`, parsed; bounded like [`Runtime::command`].
@@ -346,7 +386,8 @@ async fn apply_redis(
     settings: &capabilities::RedisSettings,
     changes: &[(String, String)],
 ) -> Result<Vec<String>, NodeError> {
-    let mut session = probe::redis_session(node.info.address, node.info.port, node.password.as_deref()).await?;
+    let password = node.password();
+    let mut session = probe::redis_session(&node.socket, password.as_deref()).await?;
     let mut not_applied = Vec::new();
     let mut limits: Option<(BufferLimits, Vec<String>)> = None;
     for (name, value) in changes {
@@ -439,10 +480,24 @@ impl Inner {
         let log_offset = std::fs::metadata(&redis_log).map(|m| m.len()).unwrap_or(0);
 
         let mut command = Command::new(&binary.path);
+        let socket = config::control_socket(&spec.dir);
         if spec.engine.is_redis_like() {
+            if let Some(parent) = socket.parent()
+                && !parent.starts_with(&spec.dir)
+            {
+                // The fallback directory for sockets whose path would be too long.
+                use std::os::unix::fs::DirBuilderExt as _;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+            }
             let settings = capabilities::redis_settings(&self.spawner, binary).await;
             let conf = spec.dir.join(config::REDIS_CONFIG_FILE);
-            tokio::fs::write(&conf, config::render_redis(spec, port, &settings)).await?;
+            // The config may hold passwords (masterauth, the default user's).
+            let tls = match &spec.tls {
+                Some(ca) => Some(ca.write_node_files(&spec.dir, spec.address).map_err(Launch::Failed)?),
+                None => None,
+            };
+            let rendered = config::render_redis(spec, port, &settings, tls.as_ref());
+            crate::tls::write_private(&conf, rendered.as_bytes())?;
             command.arg(&conf);
         } else {
             let options = capabilities::memcached_options(binary).await;
@@ -470,6 +525,8 @@ impl Inner {
                 if output.contains("Address already in use") {
                     return Err(Launch::PortTaken);
                 }
+                // Redis quotes a bad config line back; that line may hold a password.
+                let output = redact(&output, spec);
                 return Err(Launch::Failed(NodeError::Exited { status, stderr: output }));
             }
             let now = Instant::now();
@@ -480,18 +537,21 @@ impl Inner {
                 return Err(Launch::Failed(NodeError::TimedOut { after: self.start_timeout }));
             }
             let budget = (deadline - now).min(Duration::from_millis(250));
-            if let Ok(Ok(())) = tokio::time::timeout(budget, probe::check(spec.engine, spec.address, port)).await {
+            if let Ok(Ok(())) =
+                tokio::time::timeout(budget, probe::check(spec.engine, spec.address, port, &socket)).await
+            {
                 break;
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
 
-        let password = spec
-            .directives
-            .iter()
-            .rev()
-            .find(|(name, _)| name.eq_ignore_ascii_case("requirepass"))
-            .map(|(_, value)| value.clone());
+        let password = spec.passwords.first().cloned().or_else(|| {
+            spec.directives
+                .iter()
+                .rev()
+                .find(|(name, _)| name.eq_ignore_ascii_case("requirepass"))
+                .map(|(_, value)| value.clone())
+        });
         Ok(Arc::new(Node {
             info: RunningNode {
                 key: spec.key.clone(),
@@ -503,11 +563,27 @@ impl Inner {
             engine: spec.engine,
             binary: binary.clone(),
             dir: spec.dir.clone(),
-            password,
+            socket,
+            password: Mutex::new(password),
             paused: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
         }))
     }
+}
+
+/// `text` with every secret of `spec` (passwords, secret directive values) blanked out.
+fn redact(text: &str, spec: &NodeSpec) -> String {
+    let secrets = spec.passwords.iter().map(String::as_str).chain(
+        spec.directives
+            .iter()
+            .filter(|(name, _)| ["requirepass", "masterauth"].iter().any(|s| name.eq_ignore_ascii_case(s)))
+            .map(|(_, value)| value.as_str()),
+    );
+    let mut text = text.to_string();
+    for secret in secrets.filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "<redacted>");
+    }
+    text
 }
 
 fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
@@ -519,6 +595,10 @@ fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
 }
 
 impl Node {
+    fn password(&self) -> Option<String> {
+        lock(&self.password).clone()
+    }
+
     /// Whether the process is gone; reaps it if it just exited.
     fn has_exited(&self) -> bool {
         let mut process = lock(&self.process);

@@ -231,6 +231,8 @@ pub(crate) fn new_node(index: usize, zone: String) -> CacheNodeRecord {
         remove_requested: false,
         applied_parameters: Vec::new(),
         applied_max_memory: 0,
+        applied_transit_mode: String::new(),
+        applied_auth: String::new(),
     }
 }
 
@@ -363,14 +365,9 @@ pub async fn create(
         }
         (None, arns) => crate::snapshots::rdb_from_arns(ops, arns)?,
     };
-    if input.auth_token.is_some() && input.transit_encryption_enabled != Some(true) {
-        return Err(ApiError::invalid_parameter_combination(
-            "The AUTH token is only supported when encryption-in-transit is enabled.",
-        ));
-    }
-    if input.transit_encryption_enabled == Some(true) {
-        return Err(ApiError::not_implemented("CreateCacheCluster with TransitEncryptionEnabled"));
-    }
+    // AWS's rules (token only with TLS, its length and characters); Redis only.
+    let security =
+        crate::transit::on_create(&engine, input.transit_encryption_enabled, None, input.auth_token.as_deref())?;
     if input.network_type.is_some_and(|n| n != NetworkType::Ipv4)
         || input.ip_discovery.is_some_and(|d| d != IpDiscovery::Ipv4)
     {
@@ -443,6 +440,7 @@ pub async fn create(
         // CreateCacheCluster has no AtRestEncryptionEnabled: only groups are encrypted at
         // rest, so a cluster restored from an encrypted snapshot is not.
         at_rest_encryption: false,
+        security,
     };
     let arn = arn::build(&scope, Kind::Cluster, &id);
     ops.store.create_cache_cluster(&scope, &cluster, &nodes, &arn, &tags, CLUSTER_QUOTA).await.map_err(
@@ -487,8 +485,8 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
     CacheCluster {
         arn: Some(arn::build(&c.scope, Kind::Cluster, &cluster.id)),
         at_rest_encryption_enabled: Some(cluster.at_rest_encryption),
-        auth_token_enabled: Some(false),
-        auth_token_last_modified_date: None,
+        auth_token_enabled: Some(!cluster.security.auth_tokens.is_empty()),
+        auth_token_last_modified_date: cluster.security.auth_token_last_modified_millis.map(DateTime::from_millis),
         auto_minor_version_upgrade: Some(cluster.auto_minor_version_upgrade),
         cache_cluster_create_time: Some(DateTime::from_millis(cluster.created_millis)),
         cache_cluster_id: Some(cluster.id.clone()),
@@ -532,7 +530,7 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
         }),
         num_cache_nodes: Some(cluster.num_nodes as i32),
         pending_modified_values: Some(PendingModifiedValues {
-            auth_token_status: None,
+            auth_token_status: crate::transit::status_output(&cluster.security),
             cache_node_ids_to_remove: (!pending.node_ids_to_remove.is_empty())
                 .then(|| pending.node_ids_to_remove.clone()),
             cache_node_type: pending.node_type.clone(),
@@ -560,8 +558,8 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
         ),
         snapshot_retention_limit: (!memcached).then_some(cluster.snapshot_retention_limit),
         snapshot_window: cluster.snapshot_window.clone(),
-        transit_encryption_enabled: Some(false),
-        transit_encryption_mode: None,
+        transit_encryption_enabled: Some(cluster.security.transit_encryption),
+        transit_encryption_mode: crate::transit::mode_output(&cluster.security),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod shards;
 pub mod snapshots;
 mod subnet_groups;
 mod tags;
+pub mod transit;
 pub mod user_groups;
 pub mod users;
 mod validate;

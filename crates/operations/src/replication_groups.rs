@@ -96,9 +96,12 @@ pub async fn create(
     let cluster_requested = input.cluster_mode.is_some_and(|m| m != ClusterMode::Disabled)
         || input.num_node_groups.is_some_and(|n| n > 1)
         || input.node_group_configuration.as_ref().is_some_and(|c| c.len() > 1);
-    if input.transit_encryption_enabled == Some(true) || input.auth_token.is_some() {
-        return Err(ApiError::not_implemented("CreateReplicationGroup with TransitEncryptionEnabled or AuthToken"));
-    }
+    let security = crate::transit::on_create(
+        input.engine.as_deref().unwrap_or("redis"),
+        input.transit_encryption_enabled,
+        input.transit_encryption_mode,
+        input.auth_token.as_deref(),
+    )?;
     // At-rest encryption is chosen at creation only, and a KMS key only goes with it.
     let at_rest = input.at_rest_encryption_enabled == Some(true);
     let kms_key_id = match &input.kms_key_id {
@@ -262,6 +265,7 @@ pub async fn create(
                 config_endpoint_port: None,
                 restore_from: restore_from.clone(),
                 at_rest_encryption: at_rest,
+                security: security.clone(),
             }
         }
     };
@@ -348,6 +352,7 @@ pub async fn create(
         restore_from: None,
         at_rest_encryption: at_rest,
         kms_key_id,
+        security: security.clone(),
     };
     let members = match &shards {
         Some(plans) => {
@@ -446,8 +451,8 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
     ReplicationGroup {
         arn: Some(arn::build(&g.scope, Kind::ReplicationGroup, &group.id)),
         at_rest_encryption_enabled: Some(group.at_rest_encryption),
-        auth_token_enabled: Some(false),
-        auth_token_last_modified_date: None,
+        auth_token_enabled: Some(!group.security.auth_tokens.is_empty()),
+        auth_token_last_modified_date: group.security.auth_token_last_modified_millis.map(DateTime::from_millis),
         auto_minor_version_upgrade: g.members.first().map(|m| m.cluster.auto_minor_version_upgrade),
         automatic_failover: Some(if group.automatic_failover {
             AutomaticFailoverStatus::Enabled
@@ -495,6 +500,7 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
             }]
         }),
         pending_modified_values: Some(ReplicationGroupPendingModifiedValues {
+            auth_token_status: crate::transit::status_output(&group.security),
             resharding: group.resharding.as_ref().map(|progress| ReshardingStatus {
                 slot_migration: Some(SlotMigration { progress_percentage: Some(progress.percentage()) }),
             }),
@@ -507,8 +513,8 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         snapshotting_cluster_id: snapshotting,
         status: Some(group.status.clone()),
         storage_encryption_type: None,
-        transit_encryption_enabled: Some(false),
-        transit_encryption_mode: None,
+        transit_encryption_enabled: Some(group.security.transit_encryption),
+        transit_encryption_mode: crate::transit::mode_output(&group.security),
         user_group_ids: Some(Vec::new()),
     }
 }
@@ -852,9 +858,14 @@ pub async fn modify(
 ) -> Result<ModifyReplicationGroupResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let current = existing(ops, &scope, &input.replication_group_id).await?;
-    if input.auth_token.is_some() || input.transit_encryption_enabled == Some(true) {
-        return Err(ApiError::not_implemented("ModifyReplicationGroup with AuthToken or TransitEncryptionEnabled"));
-    }
+    let security_change = crate::transit::Change {
+        transit_encryption_enabled: input.transit_encryption_enabled,
+        mode: input.transit_encryption_mode,
+        auth_token: input.auth_token.as_deref(),
+        strategy: input.auth_token_update_strategy,
+        to_rbac: input.user_group_ids_to_add.as_ref().is_some_and(|u| !u.is_empty()),
+    };
+    crate::transit::check_change(&security_change)?;
     if input.user_group_ids_to_add.as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(ApiError::not_implemented("ModifyReplicationGroup with UserGroupIdsToAdd"));
     }
@@ -1016,6 +1027,27 @@ pub async fn modify(
             }
             if touches_nodes {
                 cluster.status = status::MODIFYING.to_string();
+            }
+        }
+        // TLS and AUTH token changes apply at once (AWS does not wait for a window), to
+        // every member: a TLS mode change restarts the nodes, a token change is applied live.
+        if !security_change.is_empty() {
+            let mut security = group.security.clone();
+            if crate::transit::apply(&mut security, &security_change)? {
+                tracing::info!(
+                    replication_group = group.id,
+                    from = ?group.security.mode(),
+                    to = ?security.mode(),
+                    auth_token_status = ?security.auth_token_status,
+                    "replication group transit encryption / AUTH token change"
+                );
+                changed = true;
+                touches_nodes = true;
+                group.security = security.clone();
+                for member in members.iter_mut() {
+                    member.cluster.security = security.clone();
+                    member.cluster.status = status::MODIFYING.to_string();
+                }
             }
         }
         if let Some(primary) = &input.primary_cluster_id {

@@ -46,6 +46,8 @@ enum Outcome {
     Applied {
         pending_reboot: bool,
     },
+    /// The node's passwords changed live (an AUTH token rotation).
+    AuthApplied,
     Removed,
     Failed,
 }
@@ -80,6 +82,17 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
     let member = crate::replication_groups::member_start(r, &c, major).await;
     let mut directives = member.directives;
+    // TLS and AUTH token: the group's for a member. The nodes themselves speak TLS only in
+    // mode `required`; in `preferred` the group's endpoints accept TLS for them.
+    let security = crate::replication_groups::security(r, &c).await;
+    let node_tls = !memcached && security.mode() == Some(operations::transit::REQUIRED);
+    let node_mode = if node_tls { operations::transit::REQUIRED } else { "" };
+    let auth = security.auth_fingerprint();
+    let ca = if node_tls { Some(r.certificate_authority().map_err(Error::Node)?) } else { None };
+    if !memcached && let Some(token) = security.auth_tokens.first() {
+        // Replicas (and cluster-mode replicas) authenticate to their primary with it.
+        directives.push(("masterauth".to_string(), token.clone()));
+    }
     if !memcached {
         // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
         directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));
@@ -101,7 +114,12 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
             continue;
         }
         let running = r.runtime.get(&k);
-        if running.is_none() || node.reboot_requested || recovering.contains(&node.node_id) {
+        // Between plaintext and TLS the node's port changes what it speaks: a restart.
+        let tls_changed = running.is_some() && node.applied_transit_mode != node_mode;
+        if tls_changed {
+            tracing::info!(node = %k, from = node.applied_transit_mode, to = node_mode, "node transit encryption");
+        }
+        if running.is_none() || node.reboot_requested || recovering.contains(&node.node_id) || tls_changed {
             if node.status == status::CREATING
                 && let Some(snapshot) = &c.cluster.restore_from
             {
@@ -129,6 +147,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 max_memory_bytes,
                 parameters: parameters.clone(),
                 directives: directives.clone(),
+                passwords: if memcached { Vec::new() } else { security.auth_tokens.clone() },
+                tls: ca.clone(),
             };
             let runtime = r.runtime.clone();
             let node_id = node.node_id.clone();
@@ -144,6 +164,15 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 };
                 (node_id, result)
             });
+        } else if !memcached && node.applied_auth != auth {
+            let outcome = match r.runtime.set_passwords(&k, &security.auth_tokens).await {
+                Ok(()) => Outcome::AuthApplied,
+                Err(error) => {
+                    tracing::warn!(cache_cluster = id, node = node.node_id, %error, "changing the AUTH token failed");
+                    Outcome::Failed
+                }
+            };
+            outcomes.insert(node.node_id.clone(), outcome);
         } else if node.applied_parameters != parameters
             || node.parameter_status == status::APPLYING
             || (!memcached && node.applied_max_memory != max_memory_bytes)
@@ -224,7 +253,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                         node.parameter_status = status::IN_SYNC.to_string();
                         node.applied_parameters = parameters.clone();
                         node.applied_max_memory = max_memory_bytes;
+                        node.applied_transit_mode = node_mode.to_string();
+                        node.applied_auth = auth.clone();
                     }
+                    Some(Outcome::AuthApplied) => node.applied_auth = auth.clone(),
                     Some(Outcome::Applied { pending_reboot }) => {
                         node.applied_parameters = parameters.clone();
                         node.applied_max_memory = max_memory_bytes;
@@ -248,6 +280,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                     && !n.reboot_requested
                     && !n.remove_requested
                     && n.parameter_status != status::APPLYING
+                    && (memcached || (n.applied_transit_mode == node_mode && n.applied_auth == auth))
             });
             let transitional = [status::CREATING, status::MODIFYING, status::REBOOTING];
             if settled && transitional.contains(&cluster.status.as_str()) {
@@ -261,6 +294,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                     events.push(EventRecord::new(SOURCE_TYPE, &cluster.id, "Cache cluster created"));
                 }
                 cluster.status = status::AVAILABLE.to_string();
+            }
+            if settled {
+                // A token change has reached every node of this cluster.
+                cluster.security.auth_token_status = None;
             }
             Ok::<_, ()>(events)
         })

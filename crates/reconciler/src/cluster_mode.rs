@@ -273,7 +273,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         let endpoint =
             ensure(&mut endpoints.configuration, g.group.configuration_endpoint_port, Balance::First).await?;
         endpoint.point_at(primaries);
-        endpoint.port()
+        let port = endpoint.port();
+        endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);
+        port
     };
     if g.group.cluster_mode == "enabled"
         && let Some(endpoints) = r.group_endpoints.lock().await.get_mut(&(scope.clone(), id.clone()))
@@ -325,6 +327,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
                     "replication group status"
                 );
                 group.status = status::AVAILABLE.to_string();
+            }
+            if settled && group.status == status::AVAILABLE {
+                // The token change has reached every node.
+                group.security.auth_token_status = None;
             }
             Ok::<_, ()>(Vec::new())
         })

@@ -81,6 +81,10 @@ pub struct Reconciler {
     stopping: std::sync::atomic::AtomicBool,
     /// Failed reconciles in a row, per resource, for the back-off.
     retries: Mutex<HashMap<ClusterKey, u32>>,
+    /// The TLS certificate authority of this state dir, made on first use.
+    ca: Mutex<Option<Arc<nodes::tls::CertificateAuthority>>>,
+    /// The certificate endpoints terminating TLS themselves (mode `preferred`) present.
+    proxy_tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -136,6 +140,41 @@ impl Reconciler {
             zones_down: Mutex::new(HashSet::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             retries: Mutex::new(HashMap::new()),
+            ca: Mutex::new(None),
+            proxy_tls: Mutex::new(None),
+        })
+    }
+
+    /// The certificate authority kept in `<state dir>/tls/`, created the first time it is
+    /// needed and then reused for as long as the state dir lives.
+    pub fn certificate_authority(&self) -> Result<Arc<nodes::tls::CertificateAuthority>, nodes::NodeError> {
+        let mut ca = lock(&self.ca);
+        if let Some(ca) = ca.as_ref() {
+            return Ok(ca.clone());
+        }
+        let loaded = Arc::new(nodes::tls::CertificateAuthority::load_or_create(&self.state_dir.join("tls"))?);
+        *ca = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// What an endpoint of a group in transit encryption mode `mode` does with TLS.
+    pub(crate) fn proxy_tls(&self, mode: Option<&str>) -> Result<nodes::ProxyTls, nodes::NodeError> {
+        Ok(match mode {
+            None => nodes::ProxyTls::Off,
+            Some(operations::transit::PREFERRED) => {
+                // Bound first: a guard in the match scrutinee would live through the arms.
+                let cached = lock(&self.proxy_tls).clone();
+                let config = match cached {
+                    Some(config) => config,
+                    None => {
+                        let config = self.certificate_authority()?.server_config()?;
+                        *lock(&self.proxy_tls) = Some(config.clone());
+                        config
+                    }
+                };
+                nodes::ProxyTls::Preferred(config)
+            }
+            Some(_) => nodes::ProxyTls::Required,
         })
     }
 

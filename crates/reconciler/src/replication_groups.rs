@@ -43,6 +43,11 @@ impl Endpoint {
         self.proxy.port()
     }
 
+    /// What new connections get: plaintext, TLS, or either (transit encryption mode).
+    pub fn set_tls(&self, tls: nodes::ProxyTls) {
+        self.proxy.set_tls(tls);
+    }
+
     /// Points the endpoint at `next`; connections to nodes no longer listed are closed.
     pub fn point_at(&self, next: Vec<SocketAddr>) {
         self.targets.send_if_modified(|t| replace(t, next));
@@ -83,7 +88,9 @@ pub async fn point_primary_and_reader(
     let primary_port = endpoint.port();
     let endpoint = ensure(&mut endpoints.reader, g.group.reader_endpoint_port, Balance::RoundRobin).await?;
     endpoint.point_at(reader_targets);
-    Ok((primary_port, endpoint.port()))
+    let reader_port = endpoint.port();
+    endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);
+    Ok((primary_port, reader_port))
 }
 
 pub(crate) fn node_key(scope: &Scope, member: &CacheCluster) -> Option<NodeKey> {
@@ -99,6 +106,16 @@ pub(crate) fn address(member: &CacheCluster) -> Option<SocketAddr> {
 fn serving(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> bool {
     node_key(scope, member)
         .is_some_and(|key| r.runtime.get(&key).is_some() && r.health(&key).is_none_or(|h| h == Health::Healthy))
+}
+
+/// The TLS and AUTH settings a cluster's nodes run with: its group's for a member, its
+/// own otherwise.
+pub async fn security(r: &Reconciler, c: &CacheCluster) -> store::TransitSecurity {
+    let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return c.cluster.security.clone() };
+    match r.ops.store().replication_group(&c.scope, group_id).await {
+        Ok(Some(group)) => group.group.security,
+        _ => c.cluster.security.clone(),
+    }
 }
 
 /// How a member's node starts because of its group.
@@ -131,6 +148,15 @@ pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) 
         None => Vec::new(),
     };
     MemberStart { directives, empty_unless_joined: false }
+}
+
+impl GroupEndpoints {
+    /// Every endpoint of the group speaks what the group's transit encryption says.
+    pub fn set_tls(&self, tls: nodes::ProxyTls) {
+        for endpoint in [&self.primary, &self.reader, &self.configuration].into_iter().flatten() {
+            endpoint.set_tls(tls.clone());
+        }
+    }
 }
 
 /// Brings one group to its desired state. Returns when to look again: soon while links
@@ -225,6 +251,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
                     "replication group status"
                 );
                 group.status = status::AVAILABLE.to_string();
+            }
+            if settled && group.status == status::AVAILABLE {
+                // The token change has reached every node.
+                group.security.auth_token_status = None;
             }
             Ok::<_, ()>(Vec::new())
         })

@@ -13,6 +13,7 @@ use crate::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/_emulator/health", get(health))
+        .route("/_emulator/ca.pem", get(ca_pem))
         .route("/_emulator/reset", post(reset))
         .route("/_emulator/maintenance", post(maintenance))
         .route("/_emulator/snapshots/automated", post(automated_snapshots))
@@ -23,6 +24,17 @@ pub fn routes() -> Router<AppState> {
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({"status": "error", "message": message.to_string()}))).into_response()
+}
+
+/// The certificate of the CA every TLS node and endpoint certificate is issued by, for
+/// clients to verify against (created on first use, then kept in the state dir).
+async fn ca_pem(State(state): State<AppState>) -> Response {
+    match state.reconciler.certificate_authority() {
+        Ok(ca) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], ca.pem().to_string()).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -105,6 +117,7 @@ async fn list_nodes(State(state): State<AppState>) -> Response {
                 "availability_zone": node.zone,
                 "address": node.address,
                 "port": node.port,
+                "transit_encryption_mode": c.cluster.security.mode(),
                 "pid": running.as_ref().map(|r| r.pid),
                 "status": node.status,
                 "health": state.reconciler.health(&key).map_or("unknown", |h| h.as_str()),

@@ -52,6 +52,59 @@ pub struct CacheClusterRecord {
     /// A member of a group with AtRestEncryptionEnabled (AWS shows it per cluster too).
     #[serde(default)]
     pub at_rest_encryption: bool,
+    /// TLS and AUTH token of a standalone cluster (a member follows its group's).
+    #[serde(default)]
+    pub security: TransitSecurity,
+}
+
+/// Transit encryption and the AUTH token of a cluster or replication group.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransitSecurity {
+    pub transit_encryption: bool,
+    /// `preferred` or `required` while `transit_encryption` is on.
+    pub transit_mode: Option<String>,
+    /// The AUTH tokens the nodes accept, the current one first: one, or two while a
+    /// token rotates (ROTATE adds one, SET leaves only the given one). Kept here because
+    /// the nodes need them at every start; never returned by the API nor logged.
+    pub auth_tokens: Vec<String>,
+    pub auth_token_last_modified_millis: Option<i64>,
+    /// AWS's PendingModifiedValues.AuthTokenStatus (`ROTATING`, `SETTING`) until applied.
+    pub auth_token_status: Option<String>,
+}
+
+impl TransitSecurity {
+    /// The transit encryption mode the nodes run in: `None` (off), `preferred`, `required`.
+    pub fn mode(&self) -> Option<&str> {
+        if self.transit_encryption { Some(self.transit_mode.as_deref().unwrap_or("required")) } else { None }
+    }
+
+    /// A fingerprint of the tokens, to tell whether a node runs with the current ones
+    /// without storing them a second time.
+    pub fn auth_fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        if self.auth_tokens.is_empty() {
+            return String::new();
+        }
+        let mut hash = sha2::Sha256::new();
+        for token in &self.auth_tokens {
+            hash.update(token.as_bytes());
+            hash.update([0u8]);
+        }
+        hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for TransitSecurity {
+    // Hand-written: a logged record must never show a token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransitSecurity")
+            .field("transit_encryption", &self.transit_encryption)
+            .field("transit_mode", &self.transit_mode)
+            .field("auth_tokens", &self.auth_tokens.len())
+            .field("auth_token_last_modified_millis", &self.auth_token_last_modified_millis)
+            .field("auth_token_status", &self.auth_token_status)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -89,6 +142,12 @@ pub struct CacheNodeRecord {
     /// The memory limit the running process has (it follows the node type).
     #[serde(default)]
     pub applied_max_memory: u64,
+    /// The transit encryption mode the running process was started with (empty: none).
+    #[serde(default)]
+    pub applied_transit_mode: String,
+    /// [`TransitSecurity::auth_fingerprint`] of the tokens the running process accepts.
+    #[serde(default)]
+    pub applied_auth: String,
 }
 
 /// Why a read-modify-write did not happen.

@@ -29,7 +29,9 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{Mutex, MutexGuard};
 
-pub use cache_clusters::{CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, UpdateError};
+pub use cache_clusters::{
+    CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, TransitSecurity, UpdateError,
+};
 pub use events::{EventFilter, EventRecord, now_millis};
 pub use parameter_groups::ParameterGroupRecord;
 pub use replication_groups::{NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord, ReshardingProgress};

@@ -63,6 +63,9 @@ pub struct ReplicationGroupRecord {
     /// state dir's own key).
     #[serde(default)]
     pub kms_key_id: Option<String>,
+    /// TLS and AUTH token, for every member.
+    #[serde(default)]
+    pub security: crate::TransitSecurity,
 }
 
 impl ReplicationGroupRecord {

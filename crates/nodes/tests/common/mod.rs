@@ -24,6 +24,7 @@ pub fn spec(dir: &Path, engine: EngineKind, cluster: &str) -> NodeSpec {
         max_memory_bytes: 64 * 1024 * 1024,
         parameters: Vec::new(),
         directives: Vec::new(),
+        ..NodeSpec::default()
     }
 }
 

@@ -1,13 +1,14 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|cluster-mode|snapshots]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|cluster-mode|snapshots|tls]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
 //! - clusters: see `clusters.rs`;
 //! - replication: see `replication.rs`;
 //! - cluster-mode: see `cluster_mode.rs`;
-//! - snapshots: see `snapshots.rs`.
+//! - snapshots: see `snapshots.rs`;
+//! - tls: see `tls.rs`.
 //!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
@@ -25,6 +26,7 @@ mod cluster_mode;
 mod clusters;
 mod replication;
 mod snapshots;
+mod tls;
 
 const STARTUP_RUNS: usize = 10;
 const CONNECTIONS: usize = 16;
@@ -227,6 +229,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if which.as_deref().is_none_or(|w| w == "snapshots") {
         snapshots::run(&binary).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "tls") {
+        let server = Server::spawn(&binary)?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tls::run(&client(server.address).await, server.address).await?;
     }
     Ok(())
 }
