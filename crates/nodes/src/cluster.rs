@@ -140,7 +140,7 @@ pub async fn migrate_slot(
     slot: u16,
     from: Primary<'_>,
     to: Primary<'_>,
-    password: Option<&str>,
+    (user, password): (&str, &str),
 ) -> Result<usize, NodeError> {
     let slot_arg = slot.to_string();
     to.session.command(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", from.id]).await?;
@@ -158,9 +158,7 @@ pub async fn migrate_slot(
         }
         let mut args: Vec<Vec<u8>> =
             ["MIGRATE", &ip, &port, "", "0", "5000", "REPLACE"].iter().map(|a| a.as_bytes().to_vec()).collect();
-        if let Some(password) = password {
-            args.extend([b"AUTH".to_vec(), password.as_bytes().to_vec()]);
-        }
+        args.extend([b"AUTH2".to_vec(), user.as_bytes().to_vec(), password.as_bytes().to_vec()]);
         args.push(b"KEYS".to_vec());
         let count = keys.len();
         args.extend(keys.into_iter().filter_map(|k| match k {

@@ -74,7 +74,13 @@ pub fn redis_parameter_allowed(name: &str, settings: &RedisSettings) -> bool {
 
 /// The `redis.conf` for `spec`, listening on `port` (with TLS only on it when `tls` names
 /// the node's certificate files).
-pub fn render_redis(spec: &NodeSpec, port: u16, settings: &RedisSettings, tls: Option<&NodeTlsFiles>) -> String {
+pub fn render_redis(
+    spec: &NodeSpec,
+    port: u16,
+    settings: &RedisSettings,
+    tls: Option<&NodeTlsFiles>,
+    control_password: &str,
+) -> String {
     let mut out = String::from("# Rendered by elasticache-local at every start; edits are lost.\n");
     let dir = spec.dir.display().to_string();
     let log = spec.dir.join(REDIS_LOG_FILE).display().to_string();
@@ -102,6 +108,12 @@ pub fn render_redis(spec: &NodeSpec, port: u16, settings: &RedisSettings, tls: O
     // The runtime's own way in, whatever the TCP port speaks (TLS only, or nothing).
     let _ = writeln!(out, "unixsocket {}", quote_always(&control_socket(&spec.dir).display().to_string()));
     out.push_str("unixsocketperm 700\n");
+    // The runtime's own user, untouched by AUTH tokens and user groups; replicas reach
+    // their primary with it too.
+    let _ =
+        writeln!(out, "user {} on {} ~* &* +@all", crate::CONTROL_USER, quote_always(&format!(">{control_password}")));
+    let _ = writeln!(out, "masteruser {}", crate::CONTROL_USER);
+    let _ = writeln!(out, "masterauth {}", quote_always(control_password));
     if !spec.passwords.is_empty() {
         // The default user with every valid token: two while a token rotates.
         let mut rule = String::from("user default on resetpass");
@@ -461,8 +473,10 @@ mod tests {
             7000,
             &settings,
             None,
+            "control-secret",
         );
         assert!(text.contains("\nport 7000\n"));
+        assert!(text.contains("\nuser elasticache-local on \">control-secret\" ~* &* +@all\n"), "{text}");
         assert!(text.contains("\nmaxmemory-policy allkeys-lru\n"));
         assert!(text.contains("\nnotify-keyspace-events \"\"\n"));
         assert!(!text.contains("reserved-memory"));

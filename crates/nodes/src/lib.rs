@@ -52,6 +52,10 @@ pub use proxy::{Balance, EndpointProxy, ProxyTls};
 pub use replication::{ReplicationInfo, Role};
 pub use supervisor::Runtime;
 
+/// The ACL user the runtime authenticates as on every redis node (and replicas with, to
+/// their primary), so AUTH tokens and user groups never lock the emulator out.
+pub const CONTROL_USER: &str = "elasticache-local";
+
 /// Identifies one node across the whole emulator.
 ///
 /// `scope` comes first so that two regions (or accounts) may each have a cluster with the

@@ -65,15 +65,16 @@ where
 
 /// A RESP connection to a redis-like node through its unix socket, authenticated when the
 /// node has a password.
-pub(crate) async fn redis_session(socket: &Path, password: Option<&str>) -> Result<BufReader<UnixStream>, NodeError> {
+pub(crate) async fn redis_session(
+    socket: &Path,
+    (user, password): (&str, &str),
+) -> Result<BufReader<UnixStream>, NodeError> {
     let stream = UnixStream::connect(socket).await?;
     let mut stream = BufReader::new(stream);
-    if let Some(password) = password {
-        match resp::command(&mut stream, &["AUTH", password]).await? {
-            Reply::Simple(_) => {}
-            // The reply names no secret, but keep it short: it ends up in logs.
-            other => return Err(NodeError::Protocol(format!("AUTH refused: {other:?}"))),
-        }
+    match resp::command(&mut stream, &["AUTH", user, password]).await? {
+        Reply::Simple(_) => {}
+        // The reply names no secret, but keep it short: it ends up in logs.
+        other => return Err(NodeError::Protocol(format!("AUTH refused: {other:?}"))),
     }
     Ok(stream)
 }

@@ -58,6 +58,9 @@ struct Inner {
     /// are never handed the same one.
     reserved_ports: Mutex<HashSet<(Ipv4Addr, u16)>>,
     start_timeout: Duration,
+    /// The password of the runtime's own ACL user on every redis node (random per
+    /// runtime; nodes never outlive it).
+    control_password: String,
 }
 
 struct Node {
@@ -67,8 +70,6 @@ struct Node {
     dir: PathBuf,
     /// The unix socket the runtime reaches a redis node through.
     socket: PathBuf,
-    /// What the runtime authenticates with; changes when an AUTH token is rotated.
-    password: Mutex<Option<String>>,
     paused: AtomicBool,
     process: Mutex<Process>,
 }
@@ -95,6 +96,7 @@ impl Runtime {
                 key_locks: Mutex::default(),
                 reserved_ports: Mutex::default(),
                 start_timeout: DEFAULT_START_TIMEOUT,
+                control_password: random_secret(),
             }),
         }
     }
@@ -252,7 +254,7 @@ impl Runtime {
             return Err(NodeError::NotRunning { key: key.clone(), health: Health::Paused });
         }
         let settings = capabilities::redis_settings(&self.inner.spawner, &node.binary).await;
-        tokio::time::timeout(APPLY_TIMEOUT, apply_redis(&node, &settings, changes))
+        tokio::time::timeout(APPLY_TIMEOUT, apply_redis(&node, self.control_credentials(), &settings, changes))
             .await
             .map_err(|_| NodeError::TimedOut { after: APPLY_TIMEOUT })?
     }
@@ -275,8 +277,7 @@ impl Runtime {
             return Err(NodeError::NotRunning { key: key.clone(), health: Health::Paused });
         }
         let exchange = async {
-            let password = node.password();
-            let mut session = probe::redis_session(&node.socket, password.as_deref()).await?;
+            let mut session = probe::redis_session(&node.socket, self.control_credentials()).await?;
             resp::command(&mut session, args).await
         };
         match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
@@ -296,8 +297,7 @@ impl Runtime {
             let health = if node.has_exited() { Health::Exited } else { Health::Paused };
             return Err(NodeError::NotRunning { key: key.clone(), health });
         }
-        let password = node.password();
-        let connect = probe::redis_session(&node.socket, password.as_deref());
+        let connect = probe::redis_session(&node.socket, self.control_credentials());
         match tokio::time::timeout(COMMAND_TIMEOUT, connect).await {
             Ok(Ok(stream)) => Ok(crate::cluster::Session::new(stream)),
             Ok(Err(error)) => Err(error),
@@ -305,24 +305,16 @@ impl Runtime {
         }
     }
 
-    /// The password a node was started with (`requirepass`), for commands that pass it on
-    /// to another node (MIGRATE).
-    pub fn password(&self, key: &NodeKey) -> Option<String> {
-        self.inner.node(key).and_then(|n| n.password())
-    }
-
-    /// Changes the password the runtime authenticates with, once the node's own has been
-    /// changed live (an AUTH token rotation); the next start takes it from its spec.
-    pub fn set_password(&self, key: &NodeKey, password: Option<String>) {
-        if let Some(node) = self.inner.node(key) {
-            *lock(&node.password) = password;
-        }
+    /// The runtime's own ACL user and its password on every redis node, whatever the
+    /// node's users (AUTH token, user groups) are: for commands that pass them on to
+    /// another node (MIGRATE), and that replicas use to reach their primary.
+    pub fn control_credentials(&self) -> (&str, &str) {
+        (crate::CONTROL_USER, &self.inner.control_password)
     }
 
     /// Changes a running redis node's passwords live (an AUTH token rotation): the
-    /// `default` user accepts exactly `passwords` (none: no password), replicas
-    /// authenticate to their primary with the first, and so does the runtime from now on.
-    /// Connections already authenticated stay so, as on AWS. Errors never quote a password.
+    /// `default` user accepts exactly `passwords` (none: no password). Connections already
+    /// authenticated stay so, as on AWS. Errors never quote a password.
     pub async fn set_passwords(&self, key: &NodeKey, passwords: &[String]) -> Result<(), NodeError> {
         let mut session = self.session(key).await?;
         let mut rule: Vec<String> = ["ACL", "SETUSER", "default", "on", "resetpass"].map(String::from).to_vec();
@@ -331,15 +323,9 @@ impl Runtime {
             _ => rule.extend(passwords.iter().map(|p| format!(">{p}"))),
         }
         rule.extend(["~*", "&*", "+@all"].map(String::from));
-        let masterauth = passwords.first().cloned().unwrap_or_default();
-        let commands = [rule, ["CONFIG", "SET", "masterauth", masterauth.as_str()].map(String::from).to_vec()];
-        for command in commands {
-            if session.command(&command).await.is_err() {
-                let what = command[..2].join(" ");
-                return Err(NodeError::Protocol(format!("{what} refused by node {key}")));
-            }
+        if session.command(&rule).await.is_err() {
+            return Err(NodeError::Protocol(format!("ACL SETUSER refused by node {key}")));
         }
-        self.set_password(key, passwords.first().cloned());
         tracing::info!(node = %key, passwords = passwords.len(), "node passwords changed");
         Ok(())
     }
@@ -383,11 +369,11 @@ impl Runtime {
 
 async fn apply_redis(
     node: &Node,
+    control: (&str, &str),
     settings: &capabilities::RedisSettings,
     changes: &[(String, String)],
 ) -> Result<Vec<String>, NodeError> {
-    let password = node.password();
-    let mut session = probe::redis_session(&node.socket, password.as_deref()).await?;
+    let mut session = probe::redis_session(&node.socket, control).await?;
     let mut not_applied = Vec::new();
     let mut limits: Option<(BufferLimits, Vec<String>)> = None;
     for (name, value) in changes {
@@ -496,7 +482,7 @@ impl Inner {
                 Some(ca) => Some(ca.write_node_files(&spec.dir, spec.address).map_err(Launch::Failed)?),
                 None => None,
             };
-            let rendered = config::render_redis(spec, port, &settings, tls.as_ref());
+            let rendered = config::render_redis(spec, port, &settings, tls.as_ref(), &self.control_password);
             crate::tls::write_private(&conf, rendered.as_bytes())?;
             command.arg(&conf);
         } else {
@@ -545,13 +531,6 @@ impl Inner {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
 
-        let password = spec.passwords.first().cloned().or_else(|| {
-            spec.directives
-                .iter()
-                .rev()
-                .find(|(name, _)| name.eq_ignore_ascii_case("requirepass"))
-                .map(|(_, value)| value.clone())
-        });
         Ok(Arc::new(Node {
             info: RunningNode {
                 key: spec.key.clone(),
@@ -564,7 +543,6 @@ impl Inner {
             binary: binary.clone(),
             dir: spec.dir.clone(),
             socket,
-            password: Mutex::new(password),
             paused: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
         }))
@@ -595,10 +573,6 @@ fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
 }
 
 impl Node {
-    fn password(&self) -> Option<String> {
-        lock(&self.password).clone()
-    }
-
     /// Whether the process is gone; reaps it if it just exited.
     fn has_exited(&self) -> bool {
         let mut process = lock(&self.process);
@@ -668,4 +642,17 @@ impl Drop for Node {
             orphans::remove_pidfile(&self.dir);
         }
     }
+}
+
+/// 32 random hex characters from the kernel's generator, for the control user's password.
+fn random_secret() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        // Never expected on Linux; still unguessable enough for a loopback-only node.
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        bytes = (seed.as_nanos() ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -89,10 +89,6 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     let node_mode = if node_tls { operations::transit::REQUIRED } else { "" };
     let auth = security.auth_fingerprint();
     let ca = if node_tls { Some(r.certificate_authority().map_err(Error::Node)?) } else { None };
-    if !memcached && let Some(token) = security.auth_tokens.first() {
-        // Replicas (and cluster-mode replicas) authenticate to their primary with it.
-        directives.push(("masterauth".to_string(), token.clone()));
-    }
     if !memcached {
         // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
         directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));

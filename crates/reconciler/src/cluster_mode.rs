@@ -391,10 +391,10 @@ async fn move_slots(
             }
         }
     }
-    let mut sessions: HashMap<String, (Session, SocketAddr, Option<String>)> = HashMap::new();
+    let mut sessions: HashMap<String, (Session, SocketAddr)> = HashMap::new();
     for s in seen.iter().filter(|s| s.me.primary) {
         let session = r.runtime.session(&s.key).await.map_err(Error::Node)?;
-        sessions.insert(s.me.id.clone(), (session, s.address, r.runtime.password(&s.key)));
+        sessions.insert(s.me.id.clone(), (session, s.address));
     }
     let total = misplaced.max(moves.len() as u32);
     let mut moved_slots = 0u32;
@@ -402,7 +402,7 @@ async fn move_slots(
     let started = std::time::Instant::now();
     report(r, g, 0, total).await?;
     for (slot, from, to) in moves {
-        let (Some((mut source, source_address, password)), Some((mut target, target_address, _))) =
+        let (Some((mut source, source_address)), Some((mut target, target_address))) =
             (sessions.remove(&from), sessions.remove(&to))
         else {
             return Err(Error::Node(nodes::NodeError::Protocol(format!("slot {slot}: a primary is not reachable"))));
@@ -411,11 +411,11 @@ async fn move_slots(
             slot,
             Primary { session: &mut source, id: &from, address: source_address },
             Primary { session: &mut target, id: &to, address: target_address },
-            password.as_deref(),
+            r.runtime.control_credentials(),
         )
         .await;
-        sessions.insert(from.clone(), (source, source_address, password));
-        sessions.insert(to.clone(), (target, target_address, None));
+        sessions.insert(from.clone(), (source, source_address));
+        sessions.insert(to.clone(), (target, target_address));
         moved_keys += result.map_err(Error::Node)?;
         moved_slots += 1;
         if moved_slots.is_multiple_of(PROGRESS_EVERY) {

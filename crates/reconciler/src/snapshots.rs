@@ -286,7 +286,6 @@ pub(crate) async fn seed_cluster(
             owner[usize::from(slot)] = node.address;
         }
     }
-    let password = nodes.first().and_then(|(_, key)| r.runtime.password(key));
     let started = Instant::now();
     let mut moved = 0usize;
     for (index, file) in files.iter().enumerate() {
@@ -307,10 +306,15 @@ pub(crate) async fn seed_cluster(
             key: key.clone(),
             engine: if g.group.engine == "valkey" { nodes::EngineKind::Valkey } else { nodes::EngineKind::Redis },
             dir: dir.clone(),
+            // MIGRATE to TLS-only nodes must speak TLS too.
+            tls: match g.group.security.mode() {
+                Some(operations::transit::REQUIRED) => Some(r.certificate_authority().map_err(Error::Node)?),
+                _ => None,
+            },
             ..Default::default()
         };
         r.runtime.start(spec).await.map_err(Error::Node)?;
-        let result = spread_keys(r, &key, &owner, password.as_deref()).await;
+        let result = spread_keys(r, &key, &owner).await;
         let _ = r.runtime.stop(&key).await;
         let _ = tokio::fs::remove_dir_all(&dir).await;
         moved += result?;
@@ -326,12 +330,7 @@ pub(crate) async fn seed_cluster(
 }
 
 /// Moves every key of the node `from` to the address owning its slot.
-async fn spread_keys(
-    r: &Reconciler,
-    from: &NodeKey,
-    owner: &[Option<std::net::SocketAddr>],
-    password: Option<&str>,
-) -> Result<usize, Error> {
+async fn spread_keys(r: &Reconciler, from: &NodeKey, owner: &[Option<std::net::SocketAddr>]) -> Result<usize, Error> {
     use nodes::resp::Reply;
     let mut session = r.runtime.session(from).await.map_err(Error::Node)?;
     let mut moved = 0;
@@ -370,9 +369,8 @@ async fn spread_keys(
                     .iter()
                     .map(|a| a.as_bytes().to_vec())
                     .collect();
-            if let Some(password) = password {
-                args.extend([b"AUTH".to_vec(), password.as_bytes().to_vec()]);
-            }
+            let (user, password) = r.runtime.control_credentials();
+            args.extend([b"AUTH2".to_vec(), user.as_bytes().to_vec(), password.as_bytes().to_vec()]);
             args.push(b"KEYS".to_vec());
             moved += keys.len();
             args.extend(keys);

@@ -77,8 +77,12 @@ async fn a_frozen_replica_leaves_the_reader_endpoint_and_is_not_promoted() {
     wait_admin(&server, "cold-002", "replica").await;
     wait_link_up(p2).await;
     wait_read(p2, "k", "v").await;
-    let info = RedisClient::connect("127.0.0.1", p2).await.unwrap().info("replication").await.unwrap();
-    assert_eq!(info.get("master_port"), Some(&p3.to_string()), "repointed to the new primary: {info:?}");
+    poll_until("cold-002 repointed to the new primary", SETTLE, || async {
+        let mut r = RedisClient::connect("127.0.0.1", p2).await.map_err(|e| e.to_string())?;
+        let info = r.info("replication").await.map_err(|e| e.to_string())?;
+        if info.get("master_port") == Some(&p3.to_string()) { Ok(()) } else { Err(format!("{info:?}")) }
+    })
+    .await;
     wait_group_available(&client, "cold").await;
     let p1 = member_port(member(&g, "cold-001"));
     poll_until("reader endpoint over both replicas again", SETTLE, || async {
