@@ -33,14 +33,19 @@ pub enum Transport<'a> {
     Insecure,
 }
 
-fn info(port: u16, transport: Transport, password: Option<&str>) -> ConnectionInfo {
+fn info(port: u16, transport: Transport, user: Option<&str>, password: Option<&str>) -> ConnectionInfo {
     let host = "127.0.0.1".to_string();
     let addr = match transport {
         Transport::Plain => ConnectionAddr::Tcp(host, port),
         Transport::Verified(_) => ConnectionAddr::TcpTls { host, port, insecure: false, tls_params: None },
         Transport::Insecure => ConnectionAddr::TcpTls { host, port, insecure: true, tls_params: None },
     };
-    ConnectionInfo { addr, redis: RedisConnectionInfo { password: password.map(str::to_string), ..Default::default() } }
+    let redis = RedisConnectionInfo {
+        username: user.map(str::to_string),
+        password: password.map(str::to_string),
+        ..Default::default()
+    };
+    ConnectionInfo { addr, redis }
 }
 
 /// One multiplexed connection to `127.0.0.1:port`, authenticated when `password` is given.
@@ -49,7 +54,17 @@ pub async fn connect(
     transport: Transport<'_>,
     password: Option<&str>,
 ) -> anyhow::Result<MultiplexedConnection> {
-    let info = info(port, transport, password);
+    connect_as(port, transport, None, password).await
+}
+
+/// Like [`connect`], as the ACL user `user` (RBAC) when one is given.
+pub async fn connect_as(
+    port: u16,
+    transport: Transport<'_>,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> anyhow::Result<MultiplexedConnection> {
+    let info = info(port, transport, user, password);
     let client = match transport {
         Transport::Verified(ca) => {
             redis::Client::build_with_tls(info, TlsCertificates { client_tls: None, root_cert: Some(ca.to_vec()) })?
@@ -64,7 +79,7 @@ pub async fn connect(
 /// A cluster client bootstrapped from the configuration endpoint on `port`, over TLS
 /// verified against `ca`, with `password`.
 pub async fn cluster_connection(port: u16, ca: &[u8], password: &str) -> anyhow::Result<ClusterConnection> {
-    let client = ClusterClient::builder(vec![info(port, Transport::Verified(ca), None)])
+    let client = ClusterClient::builder(vec![info(port, Transport::Verified(ca), None, None)])
         .password(password.to_string())
         .tls(redis::TlsMode::Secure)
         .certs(TlsCertificates { client_tls: None, root_cert: Some(ca.to_vec()) })

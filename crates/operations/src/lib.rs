@@ -24,6 +24,7 @@ mod engine_versions;
 mod events;
 mod pagination;
 pub mod parameter_groups;
+pub mod rbac;
 pub mod replication_groups;
 mod security_groups;
 pub mod shards;

@@ -120,8 +120,9 @@ pub async fn create(
             "AtRestEncryptionEnabled cannot be used with PrimaryClusterId: at-rest encryption can only be enabled when a replication group is created.",
         ));
     }
-    if input.user_group_ids.as_ref().is_some_and(|u| !u.is_empty()) {
-        return Err(ApiError::not_implemented("CreateReplicationGroup with UserGroupIds"));
+    let requested_user_groups = input.user_group_ids.clone().unwrap_or_default();
+    if !requested_user_groups.is_empty() && input.auth_token.is_some() {
+        return Err(ApiError::invalid_parameter_combination("AuthToken and UserGroupIds cannot both be specified."));
     }
     // With the number of shards the snapshot holds.
     let (restore_from, snapshot_shards) = match (&input.snapshot_name, input.snapshot_arns.as_deref()) {
@@ -324,6 +325,8 @@ pub async fn create(
         ));
     }
     let zones = ops.subnet_group_zones(&scope, &template.subnet_group).await?;
+    let user_group_ids =
+        crate::rbac::check_attachable(ops, &scope, &requested_user_groups, &engine, security.mode().is_some()).await?;
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
     let mut group = ReplicationGroupRecord {
         id: id.clone(),
@@ -353,6 +356,7 @@ pub async fn create(
         at_rest_encryption: at_rest,
         kms_key_id,
         security: security.clone(),
+        user_group_ids: user_group_ids.clone(),
     };
     let members = match &shards {
         Some(plans) => {
@@ -413,6 +417,7 @@ pub async fn create(
         ),
         e => internal(e),
     })?;
+    crate::rbac::link(ops, &scope, &user_group_ids, &id, true).await;
     tracing::info!(replication_group = id, members = stored.members.len(), "replication group: (none) -> creating");
     ops.wake_reconciler();
     Ok(CreateReplicationGroupResult { replication_group: Some(output(&stored)) })
@@ -515,7 +520,7 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         storage_encryption_type: None,
         transit_encryption_enabled: Some(group.security.transit_encryption),
         transit_encryption_mode: crate::transit::mode_output(&group.security),
-        user_group_ids: Some(Vec::new()),
+        user_group_ids: Some(group.user_group_ids.clone()),
     }
 }
 
@@ -602,6 +607,7 @@ pub async fn delete(
         }
     };
     let id = group.group.id.clone();
+    crate::rbac::link(ops, &scope, &group.group.user_group_ids, &id, false).await;
     crate::snapshots::prune(ops, &scope, |s| s.replication_group_id.as_deref() == Some(id.as_str()), 0).await?;
     tracing::info!(replication_group = group.group.id, retain, "replication group: available -> deleting");
     Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group)) })
@@ -866,8 +872,30 @@ pub async fn modify(
         to_rbac: input.user_group_ids_to_add.as_ref().is_some_and(|u| !u.is_empty()),
     };
     crate::transit::check_change(&security_change)?;
-    if input.user_group_ids_to_add.as_ref().is_some_and(|u| !u.is_empty()) {
-        return Err(ApiError::not_implemented("ModifyReplicationGroup with UserGroupIdsToAdd"));
+    if input.user_group_ids_to_add.as_ref().is_some_and(|u| !u.is_empty())
+        && input.auth_token.is_some()
+        && input.auth_token_update_strategy != Some(AuthTokenUpdateStrategyType::Delete)
+    {
+        return Err(ApiError::invalid_parameter_combination(
+            "UserGroupIdsToAdd cannot be combined with a new AuthToken.",
+        ));
+    }
+    let transit_after = input.transit_encryption_enabled.unwrap_or(current.group.security.mode().is_some());
+    let to_add = crate::rbac::check_attachable(
+        ops,
+        &scope,
+        &input.user_group_ids_to_add.clone().unwrap_or_default(),
+        &current.group.engine,
+        transit_after,
+    )
+    .await?;
+    let to_remove: Vec<String> =
+        input.user_group_ids_to_remove.iter().flatten().map(|id| id.to_ascii_lowercase()).collect();
+    if let Some(unknown) = to_remove.iter().find(|id| !current.group.user_group_ids.contains(id)) {
+        return Err(ApiError::invalid_parameter_value(format!(
+            "User group {unknown} is not associated with replication group {}.",
+            current.group.id
+        )));
     }
     if let Some(mode) = input.cluster_mode
         && mode.as_str() != current.group.cluster_mode.as_str()
@@ -1050,6 +1078,19 @@ pub async fn modify(
                 }
             }
         }
+        if !to_add.is_empty() || !to_remove.is_empty() {
+            let mut ids: Vec<String> =
+                group.user_group_ids.iter().filter(|id| !to_remove.contains(id)).cloned().collect();
+            ids.extend(to_add.iter().filter(|id| !group.user_group_ids.contains(id)).cloned());
+            if ids.len() > 1 {
+                return Err(ApiError::invalid_parameter_value("A replication group can have at most 1 user group."));
+            }
+            if ids != group.user_group_ids {
+                // The nodes' ACL follows at once; the group's nodes stay up.
+                changed = true;
+                group.user_group_ids = ids;
+            }
+        }
         if let Some(primary) = &input.primary_cluster_id {
             let primary = primary.to_ascii_lowercase();
             if !members.iter().any(|m| m.cluster.id == primary) {
@@ -1070,5 +1111,8 @@ pub async fn modify(
         Ok(Vec::new())
     })
     .await?;
+    // The user groups record which replication groups use them.
+    crate::rbac::link(ops, &scope, &to_remove, &group.group.id, false).await;
+    crate::rbac::link(ops, &scope, &group.group.user_group_ids, &group.group.id, true).await;
     Ok(ModifyReplicationGroupResult { replication_group: Some(output(&group)) })
 }

@@ -161,11 +161,16 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 (node_id, result)
             });
         } else if !memcached && node.applied_auth != auth {
-            let outcome = match r.runtime.set_passwords(&k, &security.auth_tokens).await {
-                Ok(()) => Outcome::AuthApplied,
-                Err(error) => {
-                    tracing::warn!(cache_cluster = id, node = node.node_id, %error, "changing the AUTH token failed");
-                    Outcome::Failed
+            let outcome = if member.rbac {
+                // With a user group attached, its users own the default user (see `acl`).
+                Outcome::AuthApplied
+            } else {
+                match r.runtime.set_passwords(&k, &security.auth_tokens).await {
+                    Ok(()) => Outcome::AuthApplied,
+                    Err(error) => {
+                        tracing::warn!(cache_cluster = id, node = node.node_id, %error, "changing the AUTH token failed");
+                        Outcome::Failed
+                    }
                 }
             };
             outcomes.insert(node.node_id.clone(), outcome);

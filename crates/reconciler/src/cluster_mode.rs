@@ -293,6 +293,14 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         }
         None => None,
     };
+    let acl_applied = match crate::acl::sync(r, &g).await {
+        Ok(applied) => applied,
+        Err(error) => {
+            tracing::warn!(replication_group = id, %error, "reading the group's users failed");
+            false
+        }
+    };
+    failed |= !acl_applied;
     let settled = topology_ready
         && misplaced == 0
         && (g.group.resharding.is_none() || finished_reshard)

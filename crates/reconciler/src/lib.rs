@@ -13,11 +13,13 @@
 //! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
 //! - `s3`: uploads of exported snapshots to an S3-compatible endpoint.
 //! - `at_rest`: the encrypted snapshot file format and the state dir's key.
+//! - `acl`: the users of a group's user group as every member node's ACL.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //!
 //! An activation takes no input and reads current state, so creation, repair after a crash
 //! and recovery after an emulator restart are the same code.
 
+mod acl;
 mod at_rest;
 mod cache_clusters;
 mod cluster_mode;
@@ -81,6 +83,8 @@ pub struct Reconciler {
     stopping: std::sync::atomic::AtomicBool,
     /// Failed reconciles in a row, per resource, for the back-off.
     retries: Mutex<HashMap<ClusterKey, u32>>,
+    /// The ACL each node process was given (its pid, and a digest of the users).
+    acl_applied: Mutex<HashMap<NodeKey, (u32, String)>>,
     /// The TLS certificate authority of this state dir, made on first use.
     ca: Mutex<Option<Arc<nodes::tls::CertificateAuthority>>>,
     /// The certificate endpoints terminating TLS themselves (mode `preferred`) present.
@@ -140,6 +144,7 @@ impl Reconciler {
             zones_down: Mutex::new(HashSet::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             retries: Mutex::new(HashMap::new()),
+            acl_applied: Mutex::new(HashMap::new()),
             ca: Mutex::new(None),
             proxy_tls: Mutex::new(None),
         })
@@ -374,6 +379,7 @@ impl Reconciler {
         lock(&self.to_recover).clear();
         lock(&self.zones_down).clear();
         lock(&self.retries).clear();
+        lock(&self.acl_applied).clear();
         let _ = tokio::fs::remove_dir_all(self.state_dir.join("nodes")).await;
     }
 

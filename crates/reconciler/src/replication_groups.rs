@@ -126,6 +126,8 @@ pub struct MemberStart {
     /// A cluster-mode replica joining the cluster for the first time must start without
     /// data: keys it brought would make it claim their slots.
     pub empty_unless_joined: bool,
+    /// A user group is attached: its users, not the AUTH token, define the default user.
+    pub rbac: bool,
 }
 
 pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) -> MemberStart {
@@ -133,21 +135,23 @@ pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) 
     let Ok(Some(group)) = r.ops.store().replication_group(&c.scope, group_id).await else {
         return MemberStart::default();
     };
+    let rbac = !group.group.user_group_ids.is_empty();
     if group.group.cluster_enabled() {
         return MemberStart {
             directives: crate::cluster_mode::node_directives(major_version),
             empty_unless_joined: group.group.node_group_led_by(&c.cluster.id).is_none(),
+            rbac,
         };
     }
     if group.group.primary_cluster_id == c.cluster.id {
-        return MemberStart::default();
+        return MemberStart { rbac, ..MemberStart::default() };
     }
     let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id);
     let directives = match primary.and_then(address) {
         Some(address) => vec![("replicaof".to_string(), format!("{} {}", address.ip(), address.port()))],
         None => Vec::new(),
     };
-    MemberStart { directives, empty_unless_joined: false }
+    MemberStart { directives, empty_unless_joined: false, rbac }
 }
 
 impl GroupEndpoints {
@@ -232,6 +236,14 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     let (primary_port, reader_port) = point_primary_and_reader(r, &g, primary_target, replica_targets).await?;
 
     let replicas = live.len().saturating_sub(1);
+    let acl_applied = match crate::acl::sync(r, &g).await {
+        Ok(applied) => applied,
+        Err(error) => {
+            tracing::warn!(replication_group = id, %error, "reading the group's users failed");
+            false
+        }
+    };
+    failed |= !acl_applied;
     let settled = live.iter().all(|m| m.cluster.status == status::AVAILABLE) && linked.len() == replicas;
     let result = r
         .ops

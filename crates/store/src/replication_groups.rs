@@ -66,6 +66,9 @@ pub struct ReplicationGroupRecord {
     /// TLS and AUTH token, for every member.
     #[serde(default)]
     pub security: crate::TransitSecurity,
+    /// User groups (RBAC) whose users are the ACL of every node.
+    #[serde(default)]
+    pub user_group_ids: Vec<String>,
 }
 
 impl ReplicationGroupRecord {

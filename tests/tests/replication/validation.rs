@@ -96,16 +96,19 @@ async fn invalid_creates_are_refused_and_create_nothing() {
     let e = api_error(base(&client, "both").num_cache_clusters(2).replicas_per_node_group(1).send().await);
     assert!((400..500).contains(&e.status) && e.code.starts_with("InvalidParameter"), "{e:?}");
 
-    // Not implemented yet: a well-formed 501, nothing created.
-    let unimplemented: Vec<(&str, CreateReplicationGroupFluentBuilder)> = vec![
-        // (Cluster mode, TLS, AUTH tokens and at-rest encryption work now: see their own tests.)
-        ("user groups", base(&client, "users").num_cache_clusters(2).user_group_ids("ug1")),
-    ];
-    for (what, request) in unimplemented {
-        let e = api_error(request.send().await);
-        assert_eq!((e.code.as_str(), e.status), ("NotImplemented", 501), "{what}: {e:?}");
-        assert_only(&server, &client, &[], &[], 0).await;
-    }
+    // User groups need TLS, and must exist.
+    let e = api_error(base(&client, "users").num_cache_clusters(2).user_group_ids("ug1").send().await);
+    assert_eq!(e.code, "InvalidParameterCombination", "user groups without TLS: {e:?}");
+    let e = api_error(
+        base(&client, "users")
+            .num_cache_clusters(2)
+            .transit_encryption_enabled(true)
+            .user_group_ids("ug1")
+            .send()
+            .await,
+    );
+    assert_eq!((e.code.as_str(), e.status), ("UserGroupNotFound", 404), "{e:?}");
+    assert_only(&server, &client, &[], &[], 0).await;
 
     // Unknown groups.
     for e in [

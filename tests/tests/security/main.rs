@@ -4,6 +4,8 @@
 //! `preferred`, the migration path between modes, token rotation under load, cluster mode
 //! over TLS, AWS's validation, and no token anywhere in the API's or admin API's answers.
 
+mod rbac;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
