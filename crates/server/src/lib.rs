@@ -94,6 +94,13 @@ pub async fn run(
     config.auth.validate()?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
+    // The store holds AUTH tokens and the dir the CA key: for this user's eyes only.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let private = std::fs::Permissions::from_mode(0o700);
+        std::fs::set_permissions(&config.state_dir, private)
+            .with_context(|| format!("restricting state dir {}", config.state_dir.display()))?;
+    }
     let store =
         store::Store::open(&config.state_dir.join("elasticache-local.sqlite")).await.context("opening the store")?;
     let wake = Arc::new(Notify::new());
