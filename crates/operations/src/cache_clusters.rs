@@ -363,7 +363,7 @@ pub async fn create(
             }
             Some(snapshot.name)
         }
-        (None, arns) => crate::snapshots::rdb_from_arns(ops, arns)?,
+        (None, arns) => crate::snapshots::single_rdb(crate::snapshots::rdb_from_arns(ops, arns)?)?,
     };
     // AWS's rules (token only with TLS, its length and characters); Redis only.
     let security =

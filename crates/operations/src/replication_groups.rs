@@ -124,8 +124,8 @@ pub async fn create(
     if !requested_user_groups.is_empty() && input.auth_token.is_some() {
         return Err(ApiError::invalid_parameter_combination("AuthToken and UserGroupIds cannot both be specified."));
     }
-    // With the number of shards the snapshot holds.
-    let (restore_from, snapshot_shards) = match (&input.snapshot_name, input.snapshot_arns.as_deref()) {
+    // With the number of shards the snapshot holds, and every file SnapshotArns names.
+    let (restore_from, snapshot_shards, restore_arns) = match (&input.snapshot_name, input.snapshot_arns.as_deref()) {
         (Some(_), Some([_, ..])) => {
             return Err(ApiError::invalid_parameter_combination(
                 "SnapshotName and SnapshotArns cannot both be specified.",
@@ -134,9 +134,12 @@ pub async fn create(
         (Some(name), _) => {
             let engine = input.engine.as_deref().unwrap_or("redis");
             let snapshot = crate::snapshots::restorable(ops, &scope, name, engine).await?;
-            (Some(snapshot.name), snapshot.nodes.len())
+            (Some(snapshot.name), snapshot.nodes.len(), Vec::new())
         }
-        (None, arns) => (crate::snapshots::rdb_from_arns(ops, arns)?, 1),
+        (None, arns) => {
+            let files = crate::snapshots::rdb_from_arns(ops, arns)?;
+            (files.first().cloned(), files.len(), files)
+        }
     };
     if input.data_tiering_enabled == Some(true) {
         return Err(ApiError::invalid_parameter_combination(
@@ -307,7 +310,7 @@ pub async fn create(
     };
     if shards.is_none() && snapshot_shards > 1 {
         return Err(ApiError::invalid_parameter_combination(
-            "A snapshot of a cluster-mode group with several shards can only be restored with cluster mode enabled.",
+            "A snapshot with several shards (or several SnapshotArns) can only be restored with cluster mode enabled.",
         ));
     }
     // Cluster mode always fails over automatically; the fewest replicas of any shard count.
@@ -353,6 +356,7 @@ pub async fn create(
         configuration_endpoint_port: None,
         resharding: None,
         restore_from: None,
+        restore_arns: Vec::new(),
         at_rest_encryption: at_rest,
         kms_key_id,
         security: security.clone(),
@@ -365,6 +369,7 @@ pub async fn create(
             group.cluster_mode = mode.to_string();
             // The snapshot's keys are spread over the shards once the cluster is up.
             group.restore_from = restore_from.clone();
+            group.restore_arns = restore_arns.clone();
             let template = crate::shards::Template { cluster: &template, scope: &scope, zones: &zones };
             crate::shards::create_members(&template, &mut group, plans)
         }

@@ -646,29 +646,37 @@ pub(crate) async fn prune(
 /// Prefix of the S3 object ARNs SnapshotArns names.
 pub const S3_ARN_PREFIX: &str = "arn:aws:s3:::";
 
-/// The RDB file a new cluster or group seeds from, given as SnapshotArns. With one node
-/// group, one file; it must exist in the local stand-in for S3 (where exports go).
-pub(crate) fn rdb_from_arns(ops: &Operations, arns: Option<&[String]>) -> Result<Option<String>, ApiError> {
+/// The RDB files a new cluster or group seeds from, given as SnapshotArns; each must exist
+/// in the local stand-in for S3 (where exports go). Several only for cluster mode, whose
+/// shards share out their keys.
+pub(crate) fn rdb_from_arns(ops: &Operations, arns: Option<&[String]>) -> Result<Vec<String>, ApiError> {
     let arns = arns.unwrap_or_default();
-    let [arn] = arns else {
-        return if arns.is_empty() {
-            Ok(None)
-        } else {
-            Err(ApiError::invalid_parameter_value("SnapshotArns must name exactly one RDB file for one node group."))
-        };
-    };
-    let object = arn
-        .strip_prefix(S3_ARN_PREFIX)
-        .filter(|o| o.contains('/') && !o.split('/').any(|part| part == ".." || part.is_empty()))
-        .ok_or_else(|| ApiError::invalid_parameter_value(format!("Invalid S3 object ARN in SnapshotArns: {arn}")))?;
-    let path = ops.settings.exports_dir.join(object);
-    if !path.is_file() {
-        return Err(ApiError::invalid_parameter_value(format!(
-            "The S3 object {arn} does not exist (looked for {}).",
-            path.display()
-        )));
+    for arn in arns {
+        let object = arn
+            .strip_prefix(S3_ARN_PREFIX)
+            .filter(|o| o.contains('/') && !o.split('/').any(|part| part == ".." || part.is_empty()))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter_value(format!("Invalid S3 object ARN in SnapshotArns: {arn}"))
+            })?;
+        let path = ops.settings.exports_dir.join(object);
+        if !path.is_file() {
+            return Err(ApiError::invalid_parameter_value(format!(
+                "The S3 object {arn} does not exist (looked for {}).",
+                path.display()
+            )));
+        }
     }
-    Ok(Some(arn.clone()))
+    Ok(arns.to_vec())
+}
+
+/// The one RDB file of SnapshotArns for a target without shards.
+pub(crate) fn single_rdb(arns: Vec<String>) -> Result<Option<String>, ApiError> {
+    if arns.len() > 1 {
+        return Err(ApiError::invalid_parameter_combination(
+            "Several SnapshotArns can only seed a replication group with cluster mode enabled.",
+        ));
+    }
+    Ok(arns.into_iter().next())
 }
 
 /// Removes a snapshot record that was just started and must not stay (its delete was

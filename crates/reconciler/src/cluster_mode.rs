@@ -320,26 +320,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             if restored {
                 group.restore_from = None;
             }
-            let transitional = [status::CREATING, status::MODIFYING];
-            let failover_pending = group.node_groups.iter().any(|s| s.failover_to.is_some());
-            // Judged on what this reconcile read: a change made since (new members, a new
-            // layout) is looked at by the next one.
-            let unchanged = group.status == g.group.status
-                && group.members == g.group.members
-                && group.node_groups.iter().map(|s| &s.slots).eq(g.group.node_groups.iter().map(|s| &s.slots));
-            if settled && unchanged && !failover_pending && transitional.contains(&group.status.as_str()) {
-                tracing::info!(
-                    replication_group = group.id,
-                    from = group.status,
-                    to = status::AVAILABLE,
-                    "replication group status"
-                );
-                group.status = status::AVAILABLE.to_string();
-            }
-            if settled && group.status == status::AVAILABLE {
-                // The token change has reached every node.
-                group.security.auth_token_status = None;
-            }
+            crate::replication_groups::settle(group, &g.group, settled);
             Ok::<_, ()>(Vec::new())
         })
         .await;

@@ -163,6 +163,30 @@ impl GroupEndpoints {
     }
 }
 
+/// Marks a group available once `settled`, judged on `read`, the group as the reconcile
+/// read it: a change made since (a new member, a new layout, a failover asked for) is
+/// looked at by the next reconcile. A settled, available group's token change has reached
+/// every node.
+pub(crate) fn settle(group: &mut store::ReplicationGroupRecord, read: &store::ReplicationGroupRecord, settled: bool) {
+    let unchanged = group.status == read.status
+        && group.members == read.members
+        && group.node_groups.iter().map(|s| &s.slots).eq(read.node_groups.iter().map(|s| &s.slots));
+    let failover_pending = group.failover_to.is_some() || group.node_groups.iter().any(|s| s.failover_to.is_some());
+    let transitional = [status::CREATING, status::MODIFYING].contains(&group.status.as_str());
+    if settled && unchanged && !failover_pending && transitional {
+        tracing::info!(
+            replication_group = group.id,
+            from = group.status,
+            to = status::AVAILABLE,
+            "replication group status"
+        );
+        group.status = status::AVAILABLE.to_string();
+    }
+    if settled && group.status == status::AVAILABLE {
+        group.security.auth_token_status = None;
+    }
+}
+
 /// Brings one group to its desired state. Returns when to look again: soon while links
 /// come up, later after a failure.
 pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Option<Duration>, Error> {
@@ -251,23 +275,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         .update_replication_group(&scope, &id, |group, _| {
             group.primary_endpoint_port = Some(primary_port);
             group.reader_endpoint_port = Some(reader_port);
-            let transitional = [status::CREATING, status::MODIFYING];
-            // Judged on what this reconcile read: a change made since (a new member, a
-            // failover asked for) is looked at by the next one.
-            let unchanged = group.status == g.group.status && group.members == g.group.members;
-            if settled && unchanged && group.failover_to.is_none() && transitional.contains(&group.status.as_str()) {
-                tracing::info!(
-                    replication_group = group.id,
-                    from = group.status,
-                    to = status::AVAILABLE,
-                    "replication group status"
-                );
-                group.status = status::AVAILABLE.to_string();
-            }
-            if settled && group.status == status::AVAILABLE {
-                // The token change has reached every node.
-                group.security.auth_token_status = None;
-            }
+            settle(group, &g.group, settled);
             Ok::<_, ()>(Vec::new())
         })
         .await;

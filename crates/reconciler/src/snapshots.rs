@@ -272,7 +272,14 @@ pub(crate) async fn seed_cluster(
 ) -> Result<(), Error> {
     let scope = &g.scope;
     let files: Vec<PathBuf> = match snapshot.strip_prefix(operations::snapshots::S3_ARN_PREFIX) {
-        Some(object) => vec![r.state_dir.join("exports").join(object)],
+        Some(_) => {
+            let arns =
+                if g.group.restore_arns.is_empty() { vec![snapshot.to_string()] } else { g.group.restore_arns.clone() };
+            arns.iter()
+                .filter_map(|arn| arn.strip_prefix(operations::snapshots::S3_ARN_PREFIX))
+                .map(|object| r.state_dir.join("exports").join(object))
+                .collect()
+        }
         None => {
             let record = r.ops.store().snapshot(scope, snapshot).await.map_err(Error::Store)?;
             let groups: Vec<String> =

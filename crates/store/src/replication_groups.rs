@@ -56,6 +56,9 @@ pub struct ReplicationGroupRecord {
     /// is up (each shard's members start empty).
     #[serde(default)]
     pub restore_from: Option<String>,
+    /// Cluster mode seeded from SnapshotArns: every file named (restore_from is the first).
+    #[serde(default)]
+    pub restore_arns: Vec<String>,
     /// AtRestEncryptionEnabled: the group's snapshot files are stored encrypted.
     #[serde(default)]
     pub at_rest_encryption: bool,

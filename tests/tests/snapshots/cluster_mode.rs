@@ -67,6 +67,52 @@ async fn a_sharded_snapshot_restores_into_any_number_of_shards() {
     let mut con = cluster_connection(config_port(&two)).await.expect("cluster client");
     assert_eq!(missing_keys(&mut con, 0..KEYS).await, Vec::<String>::new());
 
+    // Its exported files, named in SnapshotArns, seed a sharded group too.
+    client
+        .copy_snapshot()
+        .source_snapshot_name("snap-3")
+        .target_snapshot_name("nightly")
+        .target_bucket("backups")
+        .send()
+        .await
+        .expect("export");
+    let exported: Vec<String> = ["0001", "0002", "0003"].iter().map(|s| format!("nightly-{s}.rdb")).collect();
+    poll_until("the exported files", SETTLE, || async {
+        let dir = server.state_path().join("exports/backups");
+        let missing: Vec<&String> = exported.iter().filter(|f| !dir.join(f).is_file()).collect();
+        if missing.is_empty() && wait_snapshot(&client, "snap-3").await.snapshot_status() == Some("available") {
+            Ok(())
+        } else {
+            Err(format!("{missing:?}"))
+        }
+    })
+    .await;
+    let arns: Vec<String> = exported.iter().map(|f| format!("arn:aws:s3:::backups/{f}")).collect();
+    client
+        .create_replication_group()
+        .replication_group_id("from-files")
+        .replication_group_description("sharded")
+        .cache_node_type("cache.t3.micro")
+        .num_node_groups(2)
+        .set_snapshot_arns(Some(arns.clone()))
+        .send()
+        .await
+        .expect("CreateReplicationGroup with SnapshotArns");
+    let from_files = wait_group_available(&client, "from-files").await;
+    let mut con = cluster_connection(config_port(&from_files)).await.expect("cluster client");
+    assert_eq!(missing_keys(&mut con, 0..KEYS).await, Vec::<String>::new());
+    expect_code(
+        client
+            .create_replication_group()
+            .replication_group_id("flat-files")
+            .replication_group_description("d")
+            .cache_node_type("cache.t3.micro")
+            .set_snapshot_arns(Some(arns))
+            .send()
+            .await,
+        "InvalidParameterCombination",
+    );
+
     // A sharded snapshot needs cluster mode.
     expect_code(
         client
