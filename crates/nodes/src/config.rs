@@ -146,7 +146,13 @@ pub fn render_redis(
     if !spec.directives.is_empty() {
         out.push_str("# emulator directives\n");
         for (name, value) in &spec.directives {
-            let _ = writeln!(out, "{name} {}", quote(value));
+            if name == "user" {
+                // An ACL user's rules (`~app:*`, `#<hash>`, ...) are separate arguments.
+                let rules: Vec<String> = value.split_whitespace().map(quote).collect();
+                let _ = writeln!(out, "user {}", rules.join(" "));
+            } else {
+                let _ = writeln!(out, "{name} {}", quote(value));
+            }
         }
     }
     out

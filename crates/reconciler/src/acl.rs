@@ -29,7 +29,7 @@ fn rules(user: &UserRecord) -> Vec<String> {
 }
 
 /// The ACL users of the group's user groups, or None when no user group is attached.
-async fn desired(r: &Reconciler, g: &ReplicationGroup) -> Result<Option<Vec<AclUser>>, Error> {
+pub(crate) async fn desired(r: &Reconciler, g: &ReplicationGroup) -> Result<Option<Vec<AclUser>>, Error> {
     if g.group.user_group_ids.is_empty() {
         return Ok(None);
     }
@@ -47,6 +47,18 @@ fn fingerprint(desired: &Option<Vec<AclUser>>, auth: &str) -> String {
     let mut hash = sha2::Sha256::new();
     hash.update(format!("{desired:?}|{auth}").as_bytes());
     hash.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Config lines (`user <name> reset <rules>`) that start a member node with the group's
+/// users, so a node (re)started under RBAC never answers with the open default user.
+pub(crate) async fn config_directives(r: &Reconciler, g: &ReplicationGroup) -> Vec<(String, String)> {
+    match desired(r, g).await {
+        Ok(Some(users)) => users
+            .into_iter()
+            .map(|(name, rules)| ("user".to_string(), format!("{name} reset {}", rules.join(" "))))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Brings every running member node's ACL to the group's users. Returns whether every

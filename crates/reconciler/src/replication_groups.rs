@@ -136,21 +136,21 @@ pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) 
         return MemberStart::default();
     };
     let rbac = !group.group.user_group_ids.is_empty();
+    let mut directives = crate::acl::config_directives(r, &group).await;
     if group.group.cluster_enabled() {
+        directives.extend(crate::cluster_mode::node_directives(major_version));
         return MemberStart {
-            directives: crate::cluster_mode::node_directives(major_version),
+            directives,
             empty_unless_joined: group.group.node_group_led_by(&c.cluster.id).is_none(),
             rbac,
         };
     }
-    if group.group.primary_cluster_id == c.cluster.id {
-        return MemberStart { rbac, ..MemberStart::default() };
-    }
     let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id);
-    let directives = match primary.and_then(address) {
-        Some(address) => vec![("replicaof".to_string(), format!("{} {}", address.ip(), address.port()))],
-        None => Vec::new(),
-    };
+    if group.group.primary_cluster_id != c.cluster.id
+        && let Some(address) = primary.and_then(address)
+    {
+        directives.push(("replicaof".to_string(), format!("{} {}", address.ip(), address.port())));
+    }
     MemberStart { directives, empty_unless_joined: false, rbac }
 }
 
