@@ -109,8 +109,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     }
     let mut progressing = false;
     let mut failed = false;
+    // A command that failed, or that the node refused, is retried by the next reconcile.
     let note = |result: Result<nodes::resp::Reply, nodes::NodeError>, what: &str, failed: &mut bool| {
-        if let Err(error) = result {
+        if let Err(error) = result.and_then(error_reply) {
             tracing::warn!(replication_group = id, %error, "{what} failed");
             *failed = true;
         }
@@ -209,7 +210,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         tracing::info!(replication_group = id, shard = shard.id, "assigning slots");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let result = r.runtime.command(&s.key, &args).await;
-        note(result.and_then(error_reply), "CLUSTER ADDSLOTSRANGE", &mut failed);
+        note(result, "CLUSTER ADDSLOTSRANGE", &mut failed);
     }
 
     // Forget nodes that are no member any more (removed replicas, retired shards).
