@@ -395,4 +395,29 @@ async fn cluster_mode_over_tls_with_token() {
     let refused = ping(port, Transport::Verified(&ca), None).await.unwrap_err();
     assert!(refused.contains("NOAUTH"), "{refused}");
     assert_no_token_visible(&server, &client, "cme", &[TOKEN_A]).await;
+
+    // Snapshot and restore into TLS-only shards: the keys are moved over TLS.
+    client.create_snapshot().replication_group_id("cme").snapshot_name("cme-snap").send().await.expect("snapshot");
+    poll_until("the snapshot available", SETTLE, || async {
+        let out = client.describe_snapshots().snapshot_name("cme-snap").send().await.map_err(|e| format!("{e:?}"))?;
+        let status = out.snapshots().first().and_then(|s| s.snapshot_status()).map(str::to_string);
+        if status.as_deref() == Some("available") { Ok(()) } else { Err(format!("{status:?}")) }
+    })
+    .await;
+    client
+        .create_replication_group()
+        .replication_group_id("cme-copy")
+        .replication_group_description("restored over TLS")
+        .cache_node_type("cache.t3.micro")
+        .num_node_groups(3)
+        .transit_encryption_enabled(true)
+        .auth_token(TOKEN_B)
+        .snapshot_name("cme-snap")
+        .send()
+        .await
+        .expect("restore into a TLS cluster");
+    let copy = wait_group_available(&client, "cme-copy").await;
+    let port = copy.configuration_endpoint().and_then(|e| e.port()).expect("configuration endpoint") as u16;
+    let mut con = e2e::tls::cluster_connection(port, &ca, TOKEN_B).await.expect("cluster client over TLS");
+    assert_eq!(e2e::cluster::missing_keys(&mut con, 0..300).await, Vec::<String>::new());
 }
