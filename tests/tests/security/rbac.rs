@@ -137,3 +137,43 @@ async fn a_user_group_is_the_acl_of_every_node() {
     assert!(wait_group_available(&client, "guarded").await.user_group_ids().is_empty());
     client.delete_user_group().user_group_id("team").send().await.expect("deletable once detached");
 }
+
+#[tokio::test]
+async fn a_user_group_guards_every_shard_of_a_cluster_mode_group() {
+    install_crypto();
+    let server = TestServer::start().await;
+    let client = server.client();
+    create_user(&client, "locked-default", "default", "off -@all", Some(OPS_PASSWORD)).await;
+    create_user(&client, "app", "app", "on ~app:* +@all", Some(APP_PASSWORD)).await;
+    client
+        .create_user_group()
+        .user_group_id("shards-team")
+        .engine("redis")
+        .user_ids("locked-default")
+        .user_ids("app")
+        .send()
+        .await
+        .expect("CreateUserGroup");
+    client
+        .create_replication_group()
+        .replication_group_id("sharded-guarded")
+        .replication_group_description("rbac")
+        .cache_node_type("cache.t3.micro")
+        .num_node_groups(2)
+        .replicas_per_node_group(1)
+        .transit_encryption_enabled(true)
+        .user_group_ids("shards-team")
+        .send()
+        .await
+        .expect("CreateReplicationGroup");
+    let g = wait_group_available(&client, "sharded-guarded").await;
+    let port = g.configuration_endpoint().and_then(|e| e.port()).expect("configuration endpoint") as u16;
+    let ca = ca_pem(&server).await.expect("CA");
+    let mut con = e2e::tls::cluster_connection_as(port, &ca, Some("app"), APP_PASSWORD).await.expect("cluster client");
+    // Keys of both shards: `app:` keys are allowed wherever their slot lives.
+    for i in 0..100 {
+        let () = redis::AsyncCommands::set(&mut con, format!("app:{i}"), "v").await.expect("SET app:*");
+    }
+    let refused: Result<(), _> = redis::AsyncCommands::set(&mut con, "other:1", "v").await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("NOPERM")), "other:1 must be refused");
+}
