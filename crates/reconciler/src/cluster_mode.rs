@@ -19,9 +19,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use nodes::cluster::{self, ClusterNode, Primary, Session};
+use nodes::cluster::{self, ClusterNode, Primary};
 use nodes::{Balance, Health, NodeKey};
 use operations::cache_clusters::status;
 use operations::replication_groups::SOURCE_TYPE;
@@ -363,7 +364,8 @@ fn is_primary(g: &ReplicationGroup, member: &CacheCluster) -> bool {
 }
 
 /// Moves every slot whose owner is not its shard's primary, keys included, reporting
-/// progress as it goes.
+/// progress as it goes. Each (source, target) pair of primaries moves its slots on its own
+/// connections, concurrently with the other pairs: the work is round trips, not CPU.
 async fn move_slots(
     r: &Reconciler,
     g: &ReplicationGroup,
@@ -372,54 +374,58 @@ async fn move_slots(
     owner: &HashMap<u16, String>,
     misplaced: u32,
 ) -> Result<(), Error> {
-    let mut moves: Vec<(u16, String, String)> = Vec::new();
+    let mut moves: BTreeMap<(String, String), Vec<u16>> = BTreeMap::new();
     for shard in &g.group.node_groups {
         let Some(Some(to)) = shard_primary.get(&shard.id) else { continue };
         for slot in shard.slots.iter().flat_map(|&(a, b)| a..=b) {
             if let Some(from) = owner.get(&slot).filter(|from| *from != to) {
-                moves.push((slot, from.clone(), to.clone()));
+                moves.entry((from.clone(), to.clone())).or_default().push(slot);
             }
         }
     }
-    let mut sessions: HashMap<String, (Session, SocketAddr)> = HashMap::new();
-    for s in seen.iter().filter(|s| s.me.primary) {
-        let session = r.runtime.session(&s.key).await.map_err(Error::Node)?;
-        sessions.insert(s.me.id.clone(), (session, s.address));
-    }
-    let total = misplaced.max(moves.len() as u32);
-    let mut moved_slots = 0u32;
-    let mut moved_keys = 0usize;
+    let primaries: HashMap<&str, (&NodeKey, SocketAddr)> =
+        seen.iter().filter(|s| s.me.primary).map(|s| (s.me.id.as_str(), (&s.key, s.address))).collect();
+    let total = misplaced.max(moves.values().map(|slots| slots.len() as u32).sum());
+    let moved_slots = AtomicU32::new(0);
+    let moved_keys = AtomicUsize::new(0);
     let started = std::time::Instant::now();
     report(r, g, 0, total).await?;
-    for (slot, from, to) in moves {
-        let (Some((mut source, source_address)), Some((mut target, target_address))) =
-            (sessions.remove(&from), sessions.remove(&to))
-        else {
-            return Err(Error::Node(nodes::NodeError::Protocol(format!("slot {slot}: a primary is not reachable"))));
-        };
-        let result = cluster::migrate_slot(
-            slot,
-            Primary { session: &mut source, id: &from, address: source_address },
-            Primary { session: &mut target, id: &to, address: target_address },
-            r.runtime.control_credentials(),
-        )
-        .await;
-        sessions.insert(from.clone(), (source, source_address));
-        sessions.insert(to.clone(), (target, target_address));
-        moved_keys += result.map_err(Error::Node)?;
-        moved_slots += 1;
-        if moved_slots.is_multiple_of(PROGRESS_EVERY) {
-            report(r, g, moved_slots, total).await?;
+    let pairs = moves.iter().map(|((from, to), slots)| {
+        let (primaries, moved_slots, moved_keys) = (&primaries, &moved_slots, &moved_keys);
+        async move {
+            let unreachable = || Error::Node(nodes::NodeError::Protocol("a primary is not reachable".to_string()));
+            let (from_key, from_address) = primaries.get(from.as_str()).copied().ok_or_else(unreachable)?;
+            let (to_key, to_address) = primaries.get(to.as_str()).copied().ok_or_else(unreachable)?;
+            let mut source = r.runtime.session(from_key).await.map_err(Error::Node)?;
+            let mut target = r.runtime.session(to_key).await.map_err(Error::Node)?;
+            for &slot in slots {
+                let keys = cluster::migrate_slot(
+                    slot,
+                    Primary { session: &mut source, id: from, address: from_address },
+                    Primary { session: &mut target, id: to, address: to_address },
+                    r.runtime.control_credentials(),
+                )
+                .await
+                .map_err(Error::Node)?;
+                moved_keys.fetch_add(keys, Ordering::Relaxed);
+                let done = moved_slots.fetch_add(1, Ordering::Relaxed) + 1;
+                if done.is_multiple_of(PROGRESS_EVERY) {
+                    report(r, g, done, total).await?;
+                }
+            }
+            Ok::<_, Error>(())
         }
-    }
+    });
+    futures::future::try_join_all(pairs).await?;
+    let (slots, keys) = (moved_slots.into_inner(), moved_keys.into_inner());
     tracing::info!(
         replication_group = g.group.id,
-        slots = moved_slots,
-        keys = moved_keys,
+        slots,
+        keys,
         ms = started.elapsed().as_millis() as u64,
         "slots moved"
     );
-    report(r, g, moved_slots, total).await
+    report(r, g, slots, total).await
 }
 
 async fn report(r: &Reconciler, g: &ReplicationGroup, moved: u32, total: u32) -> Result<(), Error> {
