@@ -685,12 +685,34 @@ pub async fn modify(
     if input.snapshot_retention_limit.is_some_and(|l| !(0..=35).contains(&l)) {
         return Err(ApiError::invalid_parameter_value("SnapshotRetentionLimit must be between 0 and 35."));
     }
-    if input.auth_token.is_some() {
-        return Err(ApiError::not_implemented("ModifyCacheCluster with AuthToken"));
+    // AUTH token changes of a standalone Redis cluster, as for a replication group.
+    let token_change = crate::transit::Change {
+        transit_encryption_enabled: None,
+        mode: None,
+        auth_token: input.auth_token.as_deref(),
+        strategy: input.auth_token_update_strategy,
+        to_rbac: false,
+    };
+    crate::transit::check_change(&token_change)?;
+    if memcached && !token_change.is_empty() {
+        return Err(ApiError::invalid_parameter_combination("AUTH tokens are for Redis clusters only."));
     }
 
     let updated = change_available(ops, &scope, &input.cache_cluster_id, |cluster, nodes| {
         let mut changed = false;
+        if !token_change.is_empty() {
+            if let Some(group) = &cluster.replication_group_id {
+                return Err(ApiError::invalid_parameter_combination(format!(
+                    "Cache cluster {} is a member of replication group {group}: change its AUTH token there.",
+                    cluster.id
+                )));
+            }
+            // Applied live by the reconciler; the cluster is modifying until every node has it.
+            if crate::transit::apply(&mut cluster.security, &token_change)? {
+                changed = true;
+                cluster.status = status::MODIFYING.to_string();
+            }
+        }
         let mut pending = cluster.pending.clone();
         if let Some(num) = input.num_cache_nodes {
             let live = nodes.iter().filter(|n| !n.remove_requested).count() as i32;

@@ -364,6 +364,29 @@ async fn single_node_cache_cluster_with_tls_and_token() {
     assert!(ping(port, Transport::Plain, Some(TOKEN_A)).await.is_err());
     let nodes = format!("{:?}", admin_nodes(&server).await);
     assert!(!nodes.contains(TOKEN_A));
+
+    // ModifyCacheCluster rotates, then sets, the token live.
+    let modify = || client.modify_cache_cluster().cache_cluster_id("solo").apply_immediately(true);
+    let out = modify()
+        .auth_token(TOKEN_B)
+        .auth_token_update_strategy(AuthTokenUpdateStrategyType::Rotate)
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(out.cache_cluster().and_then(|c| c.cache_cluster_status()), Some("modifying"));
+    e2e::wait_cluster_available(&client, "solo").await;
+    assert_eq!(ping(port, Transport::Verified(&ca), Some(TOKEN_A)).await.as_deref(), Ok("PONG"));
+    assert_eq!(ping(port, Transport::Verified(&ca), Some(TOKEN_B)).await.as_deref(), Ok("PONG"));
+    modify()
+        .auth_token(TOKEN_B)
+        .auth_token_update_strategy(AuthTokenUpdateStrategyType::Set)
+        .send()
+        .await
+        .expect("set");
+    e2e::wait_cluster_available(&client, "solo").await;
+    assert!(ping(port, Transport::Verified(&ca), Some(TOKEN_A)).await.is_err(), "the old token is refused after SET");
+    assert_eq!(ping(port, Transport::Verified(&ca), Some(TOKEN_B)).await.as_deref(), Ok("PONG"));
+    expect_code(modify().auth_token("short").send().await, "InvalidParameterValue");
 }
 
 #[tokio::test]
