@@ -11,6 +11,7 @@
 
 mod admin;
 pub mod auth;
+mod metrics;
 mod query_api;
 
 use std::future::Future;
@@ -53,6 +54,7 @@ pub struct AppState {
     pub reconciler: Arc<Reconciler>,
     pub engines: Arc<serde_json::Value>,
     pub config: Arc<Config>,
+    pub metrics: Arc<metrics::ApiMetrics>,
 }
 
 /// AWS bodies are small; a large one is a mistake or an attack.
@@ -72,6 +74,7 @@ impl MakeRequestId for UuidRequestId {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(admin::routes())
+        .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(query_api::routes())
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
@@ -135,7 +138,13 @@ pub async fn run(
     };
     let reconciling = AbortOnDrop(tokio::spawn(reconciler.clone().run(until_stopped(stopped.clone()))));
 
-    let state = AppState { operations, reconciler, engines: Arc::new(engines_json), config: Arc::new(config) };
+    let state = AppState {
+        operations,
+        reconciler,
+        engines: Arc::new(engines_json),
+        config: Arc::new(config),
+        metrics: Arc::default(),
+    };
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
     state.config.auth.log_startup(address);

@@ -43,7 +43,17 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let mut params = QueryParams::parse(parts.uri.query().unwrap_or("").as_bytes());
     params.extend(QueryParams::parse(&body));
     let ctx = RequestContext { request_id: request_id.clone(), region, account: state.config.account.clone() };
-    match call(&state, &ctx, &params).await {
+    let result = call(&state, &ctx, &params).await;
+    let action = params.get("Action").unwrap_or_default();
+    match &result {
+        // An action the API does not know is not a label of its own.
+        Err(error) if error.code == "InvalidAction" || action.is_empty() => {
+            state.metrics.record("unknown", &error.code)
+        }
+        Err(error) => state.metrics.record(action, &error.code),
+        Ok(_) => state.metrics.record(action, "ok"),
+    }
+    match result {
         Ok(body) => xml_response(StatusCode::OK, body),
         Err(error) => {
             if error.status >= 500 && error.code != "NotImplemented" {

@@ -85,3 +85,37 @@ async fn reset_removes_user_resources_and_keeps_defaults() {
         client.list_tags_for_resource().resource_name(again.arn().unwrap()).send().await.unwrap().tag_list().is_empty()
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_action_and_outcome() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    client.describe_cache_parameter_groups().send().await.unwrap();
+    client.describe_cache_parameter_groups().send().await.unwrap();
+    expect_code(
+        client.delete_cache_parameter_group().cache_parameter_group_name("ghost").send().await,
+        "CacheParameterGroupNotFound",
+    );
+    let _ = reqwest::get(server.endpoint() + "/?Action=NoSuchAction&Version=2015-02-02").await.unwrap();
+
+    let response = reqwest::get(server.endpoint() + "/metrics").await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    assert!(text.contains("\nelasticache_local_up 1\n"), "{text}");
+    assert!(
+        text.contains(
+            "elasticache_local_api_requests_total{action=\"DescribeCacheParameterGroups\",outcome=\"ok\"} 2\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "elasticache_local_api_requests_total{action=\"DeleteCacheParameterGroup\",outcome=\"CacheParameterGroupNotFound\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("NoSuchAction"), "unknown actions are not labels of their own: {text}");
+    assert!(text.contains("action=\"unknown\""), "{text}");
+    assert!(text.contains("# TYPE elasticache_local_cache_clusters gauge"), "{text}");
+}
