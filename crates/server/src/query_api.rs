@@ -48,9 +48,9 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     match &result {
         // An action the API does not know is not a label of its own.
         Err(error) if error.code == "InvalidAction" || action.is_empty() => {
-            state.metrics.record("unknown", &error.code)
+            state.metrics.record("unknown", error.code)
         }
-        Err(error) => state.metrics.record(action, &error.code),
+        Err(error) => state.metrics.record(action, error.code),
         Ok(_) => state.metrics.record(action, "ok"),
     }
     match result {
