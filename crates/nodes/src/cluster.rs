@@ -64,6 +64,8 @@ pub struct ClusterNode {
     pub failing: bool,
     /// Slot ranges owned, inclusive (migration markers left out).
     pub slots: Vec<(u16, u16)>,
+    /// The configuration epoch: of the node for a primary, of its primary for a replica.
+    pub epoch: u64,
 }
 
 /// Parses a `CLUSTER NODES` reply: `<id> <ip:port@cport> <flags> <primary> <ping> <pong>
@@ -93,6 +95,7 @@ pub fn parse_nodes(text: &str) -> Vec<ClusterNode> {
                 primary_id: (fields[3] != "-").then(|| fields[3].to_string()),
                 failing: flags.iter().any(|f| *f == "fail" || *f == "fail?"),
                 slots,
+                epoch: fields[6].parse().unwrap_or(0),
             })
         })
         .collect()
@@ -220,6 +223,7 @@ mod tests {
         );
         assert!(nodes[1].myself && nodes[1].primary);
         assert_eq!(nodes[1].slots, vec![(0, 5460), (5462, 5462)]);
+        assert_eq!((nodes[0].epoch, nodes[1].epoch), (4, 1));
         assert_eq!(nodes[1].address, Some("127.0.0.1:30001".parse().expect("address")));
         assert!(nodes[2].failing && nodes[2].slots.is_empty());
     }

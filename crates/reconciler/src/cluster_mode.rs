@@ -118,8 +118,14 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         }
     };
 
-    // 2. Nodes that do not know each other meet directly: gossip alone takes seconds to
-    // spread a new node through a larger cluster.
+    // 2. A node that has met nobody yet gets a configuration epoch of its own first, as
+    // `redis-cli --cluster create` does: two primaries with one epoch would later settle the
+    // tie by node id, which can undo a failover of a young cluster. Then nodes that do not
+    // know each other meet directly: gossip alone takes seconds to spread a new node.
+    for s in seen.iter().filter(|s| s.view.len() == 1 && s.me.epoch == 0) {
+        let epoch = g.group.members.iter().position(|m| *m == s.member.cluster.id).unwrap_or(0) + 1;
+        let _ = r.runtime.command(&s.key, &["CLUSTER", "SET-CONFIG-EPOCH", &epoch.to_string()]).await;
+    }
     for s in &seen {
         for other in seen.iter().filter(|o| o.me.id != s.me.id && !s.knows(&o.me.id)) {
             // One side of a pair is enough, unless the other side already knows this one.
@@ -340,16 +346,25 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     })
 }
 
-/// Whether every node sees every other as that node sees itself (role, primary, slots):
-/// until gossip has spread, a client asking one node could be sent to the wrong one.
+/// Whether every node sees every other as that node sees itself (role, primary, slots,
+/// epoch), and no two primaries share an epoch: until gossip has spread and ties are
+/// settled, a client could be sent to the wrong node, or a later tie-break undo a failover.
 fn views_agree(seen: &[Seen<'_>]) -> bool {
-    seen.iter().all(|s| {
-        seen.iter().all(|o| {
-            s.view.iter().any(|n| {
-                n.id == o.me.id && n.primary == o.me.primary && n.primary_id == o.me.primary_id && n.slots == o.me.slots
+    let mut epochs: Vec<u64> = seen.iter().filter(|s| s.me.primary).map(|s| s.me.epoch).collect();
+    epochs.sort_unstable();
+    let distinct = epochs.windows(2).all(|w| w[0] != w[1]);
+    distinct
+        && seen.iter().all(|s| {
+            seen.iter().all(|o| {
+                s.view.iter().any(|n| {
+                    n.id == o.me.id
+                        && n.primary == o.me.primary
+                        && n.primary_id == o.me.primary_id
+                        && n.slots == o.me.slots
+                        && n.epoch == o.me.epoch
+                })
             })
         })
-    })
 }
 
 fn error_reply(reply: nodes::resp::Reply) -> Result<nodes::resp::Reply, nodes::NodeError> {

@@ -47,9 +47,7 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let action = params.get("Action").unwrap_or_default();
     match &result {
         // An action the API does not know is not a label of its own.
-        Err(error) if error.code == "InvalidAction" || action.is_empty() => {
-            state.metrics.record("unknown", error.code)
-        }
+        Err(error) if error.code == "InvalidAction" || action.is_empty() => state.metrics.record("unknown", error.code),
         Err(error) => state.metrics.record(action, error.code),
         Ok(_) => state.metrics.record(action, "ok"),
     }
