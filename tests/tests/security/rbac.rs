@@ -23,6 +23,22 @@ async fn create_user(client: &Client, id: &str, name: &str, access: &str, passwo
     request.send().await.unwrap_or_else(|e| panic!("CreateUser {id}: {e:?}"));
 }
 
+/// A user group `id` with a default user that lets nobody in and an application user
+/// `app` limited to `app:*`.
+async fn create_team(client: &Client, id: &str) {
+    create_user(client, "locked-default", "default", "off -@all", Some(OPS_PASSWORD)).await;
+    create_user(client, "app", "app", "on ~app:* +@all", Some(APP_PASSWORD)).await;
+    client
+        .create_user_group()
+        .user_group_id(id)
+        .engine("redis")
+        .user_ids("locked-default")
+        .user_ids("app")
+        .send()
+        .await
+        .expect("CreateUserGroup");
+}
+
 /// Polls until `SET key` as `user` answers as `expected` says (Ok, or an error containing it).
 async fn wait_set(port: u16, ca: &[u8], user: &str, password: &str, key: &str, expected: Result<(), &str>) {
     poll_until(&format!("SET {key} as {user} -> {expected:?}"), SETTLE, || async {
@@ -47,18 +63,7 @@ async fn a_user_group_is_the_acl_of_every_node() {
     install_crypto();
     let server = TestServer::start().await;
     let client = server.client();
-    // A default user that lets nobody in, and an application user limited to app:*.
-    create_user(&client, "locked-default", "default", "off -@all", Some(OPS_PASSWORD)).await;
-    create_user(&client, "app", "app", "on ~app:* +@all", Some(APP_PASSWORD)).await;
-    client
-        .create_user_group()
-        .user_group_id("team")
-        .engine("redis")
-        .user_ids("locked-default")
-        .user_ids("app")
-        .send()
-        .await
-        .expect("CreateUserGroup");
+    create_team(&client, "team").await;
     expect_code(
         client
             .create_replication_group()
@@ -143,17 +148,7 @@ async fn a_user_group_guards_every_shard_of_a_cluster_mode_group() {
     install_crypto();
     let server = TestServer::start().await;
     let client = server.client();
-    create_user(&client, "locked-default", "default", "off -@all", Some(OPS_PASSWORD)).await;
-    create_user(&client, "app", "app", "on ~app:* +@all", Some(APP_PASSWORD)).await;
-    client
-        .create_user_group()
-        .user_group_id("shards-team")
-        .engine("redis")
-        .user_ids("locked-default")
-        .user_ids("app")
-        .send()
-        .await
-        .expect("CreateUserGroup");
+    create_team(&client, "shards-team").await;
     client
         .create_replication_group()
         .replication_group_id("sharded-guarded")
