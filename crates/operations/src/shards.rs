@@ -325,6 +325,33 @@ fn add_members(
     }
 }
 
+/// A new shard `id` owning `slots`: its `count` members (the first is its primary) and its
+/// record.
+fn add_shard(
+    template: &Template,
+    group: &mut store::ReplicationGroupRecord,
+    members: &mut Vec<StoredCluster>,
+    id: &str,
+    slots: Vec<(u16, u16)>,
+    count: usize,
+    requested: &[String],
+) {
+    add_members(template, group, members, id, count, requested);
+    let primary = members
+        .iter()
+        .filter(|m| m.cluster.node_group_id.as_deref() == Some(id))
+        .map(|m| m.cluster.id.clone())
+        .min()
+        .unwrap_or_default();
+    group.node_groups.push(NodeGroupRecord {
+        id: id.to_string(),
+        slots,
+        primary_cluster_id: primary,
+        failover_to: None,
+        removing: false,
+    });
+}
+
 /// The members of a new cluster-mode group, shard by shard; fills in `group.node_groups`.
 pub fn create_members(
     template: &Template,
@@ -344,20 +371,7 @@ pub fn create_members(
             }
             requested.extend(plan.replica_zones.iter().cloned());
         }
-        add_members(template, group, &mut members, &plan.id, plan.replicas + 1, &requested);
-        let primary = members
-            .iter()
-            .filter(|m| m.cluster.node_group_id.as_deref() == Some(plan.id.as_str()))
-            .map(|m| m.cluster.id.clone())
-            .min()
-            .unwrap_or_default();
-        group.node_groups.push(NodeGroupRecord {
-            id: plan.id.clone(),
-            slots: plan.slots.clone(),
-            primary_cluster_id: primary,
-            failover_to: None,
-            removing: false,
-        });
+        add_shard(template, group, &mut members, &plan.id, plan.slots.clone(), plan.replicas + 1, &requested);
     }
     members
 }
@@ -456,20 +470,8 @@ pub async fn modify_shard_configuration(
         for index in 0..added {
             let id = node_group_id(first_new + index);
             let requested = resharding_zones.get(existing.len() + index).cloned().unwrap_or_default();
-            add_members(&template, group, members, &id, replicas + 1, &requested);
-            let primary = members
-                .iter()
-                .filter(|m| m.cluster.node_group_id.as_deref() == Some(id.as_str()))
-                .map(|m| m.cluster.id.clone())
-                .min()
-                .unwrap_or_default();
-            group.node_groups.push(NodeGroupRecord {
-                id: id.clone(),
-                slots: Vec::new(),
-                primary_cluster_id: primary,
-                failover_to: None,
-                removing: false,
-            });
+            // Slots come to it with the rebalance below.
+            add_shard(&template, group, members, &id, Vec::new(), replicas + 1, &requested);
             keep.push(id);
         }
         let current_slots: Vec<(String, Vec<(u16, u16)>)> =

@@ -62,9 +62,15 @@ pub(crate) async fn config_directives(r: &Reconciler, g: &ReplicationGroup) -> V
 }
 
 /// Brings every running member node's ACL to the group's users. Returns whether every
-/// node has it.
-pub async fn sync(r: &Reconciler, g: &ReplicationGroup) -> Result<bool, Error> {
-    let desired = desired(r, g).await?;
+/// node has it (a failure is logged, and the next reconcile tries again).
+pub async fn sync(r: &Reconciler, g: &ReplicationGroup) -> bool {
+    let desired = match desired(r, g).await {
+        Ok(desired) => desired,
+        Err(error) => {
+            tracing::warn!(replication_group = g.group.id, %error, "reading the group's users failed");
+            return false;
+        }
+    };
     let wanted = fingerprint(&desired, &g.group.security.auth_fingerprint());
     let mut all_applied = true;
     for member in g.members.iter().filter(|m| m.cluster.status != status::DELETING) {
@@ -89,7 +95,7 @@ pub async fn sync(r: &Reconciler, g: &ReplicationGroup) -> Result<bool, Error> {
             }
         }
     }
-    Ok(all_applied)
+    all_applied
 }
 
 async fn apply(r: &Reconciler, key: &NodeKey, desired: &Option<Vec<AclUser>>, tokens: &[String]) -> Result<(), Error> {

@@ -27,6 +27,15 @@ impl std::fmt::Display for Error {
     }
 }
 
+/// The outcome of a store read-modify-write whose change may decline (nothing left to
+/// do, `Rejected`): only a store failure is an error.
+pub(crate) fn stored<T, E>(result: Result<T, UpdateError<E>>) -> Result<(), Error> {
+    match result {
+        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
+        _ => Ok(()),
+    }
+}
+
 fn engine_kind(engine: &str) -> EngineKind {
     match engine {
         "memcached" => EngineKind::Memcached,

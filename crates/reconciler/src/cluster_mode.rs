@@ -26,9 +26,9 @@ use nodes::cluster::{self, ClusterNode, Primary};
 use nodes::{Balance, Health, NodeKey};
 use operations::cache_clusters::status;
 use operations::replication_groups::SOURCE_TYPE;
-use store::{CacheCluster, EventRecord, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope, UpdateError};
+use store::{CacheCluster, EventRecord, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope};
 
-use crate::cache_clusters::Error;
+use crate::cache_clusters::{Error, stored};
 use crate::replication_groups::{address, ensure, node_key, point_primary_and_reader};
 use crate::{Reconciler, lock};
 
@@ -301,14 +301,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         }
         None => None,
     };
-    let acl_applied = match crate::acl::sync(r, &g).await {
-        Ok(applied) => applied,
-        Err(error) => {
-            tracing::warn!(replication_group = id, %error, "reading the group's users failed");
-            false
-        }
-    };
-    failed |= !acl_applied;
+    failed |= !crate::acl::sync(r, &g).await;
     let settled = topology_ready
         && misplaced == 0
         && (g.group.resharding.is_none() || finished_reshard)
@@ -332,9 +325,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             Ok::<_, ()>(Vec::new())
         })
         .await;
-    if let Err(UpdateError::Store(e)) = result {
-        return Err(Error::Store(e));
-    }
+    stored(result)?;
     let transitional = [status::CREATING, status::MODIFYING].contains(&g.group.status.as_str());
     Ok(if failed {
         Some(crate::RETRY_DELAY)
@@ -452,10 +443,7 @@ async fn report(r: &Reconciler, g: &ReplicationGroup, moved: u32, total: u32) ->
             Ok::<_, ()>(Vec::new())
         })
         .await;
-    match result {
-        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
-        _ => Ok(()),
-    }
+    stored(result)
 }
 
 /// Shards whose slots have all moved away leave: every other node forgets their nodes,
@@ -492,13 +480,9 @@ async fn retire_removed_shards(r: &Reconciler, g: &ReplicationGroup, seen: &[See
             )])
         })
         .await;
-    match result {
-        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
-        _ => {
-            r.wake.notify_one();
-            Ok(())
-        }
-    }
+    stored(result)?;
+    r.wake.notify_one();
+    Ok(())
 }
 
 /// Promotes a replica of `shard`: the target asked for, or the healthiest, most up-to-date
@@ -606,8 +590,5 @@ async fn record_failover(
             Ok::<_, ()>(events)
         })
         .await;
-    match result {
-        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
-        _ => Ok(()),
-    }
+    stored(result)
 }

@@ -15,7 +15,7 @@ use operations::replication_groups::SOURCE_TYPE;
 use store::{CacheCluster, EventRecord, ReplicationGroup, Scope, UpdateError};
 use tokio::sync::watch;
 
-use crate::cache_clusters::Error;
+use crate::cache_clusters::{Error, stored};
 use crate::{Reconciler, lock, scope_key};
 
 /// An emulator-served endpoint: the proxy, and the sender that points it at nodes.
@@ -260,14 +260,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     let (primary_port, reader_port) = point_primary_and_reader(r, &g, primary_target, replica_targets).await?;
 
     let replicas = live.len().saturating_sub(1);
-    let acl_applied = match crate::acl::sync(r, &g).await {
-        Ok(applied) => applied,
-        Err(error) => {
-            tracing::warn!(replication_group = id, %error, "reading the group's users failed");
-            false
-        }
-    };
-    failed |= !acl_applied;
+    failed |= !crate::acl::sync(r, &g).await;
     let settled = live.iter().all(|m| m.cluster.status == status::AVAILABLE) && linked.len() == replicas;
     let result = r
         .ops
@@ -316,10 +309,7 @@ async fn clear_failover(r: &Reconciler, scope: &Scope, id: &str, target: &Option
             Ok::<_, ()>(Vec::new())
         })
         .await;
-    match result {
-        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
-        _ => Ok(()),
-    }
+    stored(result)
 }
 
 /// Promotes a replica: `target`, or the healthiest, most up-to-date one (highest
@@ -423,9 +413,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
             ])
         })
         .await;
-    if let Err(UpdateError::Store(e)) = result {
-        return Err(Error::Store(e));
-    }
+    stored(result)?;
     tracing::info!(replication_group = id, from = old, to = new_id, "failover completed");
     // If the old primary's process is gone, the cluster reconcile restarts it as a replica.
     if let Some(old_member) = g.members.iter().find(|m| m.cluster.id == old)

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use nodes::NodeKey;
 use operations::cache_clusters::status;
 use operations::snapshots::{mark_source, snapshot_status};
-use store::{EventRecord, NodeSnapshotRecord, Scope, SnapshotRecord, UpdateError, now_millis};
+use store::{EventRecord, NodeSnapshotRecord, Scope, SnapshotRecord, now_millis};
 
-use crate::cache_clusters::Error;
+use crate::cache_clusters::{Error, stored};
 use crate::{Reconciler, scope_key};
 
 /// How long a BGSAVE may take before the snapshot is retried.
@@ -136,9 +136,7 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
             Ok::<_, ()>(vec![EventRecord::new(source_type, &source_id, message.clone())])
         })
         .await;
-    if let Err(UpdateError::Store(e)) = result {
-        return Err(Error::Store(e));
-    }
+    stored(result)?;
     tracing::info!(snapshot = s.name, bytes = sizes.iter().sum::<u64>(), "snapshot: creating -> available");
     mark_source(&r.ops, scope, s, "snapshotting", status::AVAILABLE).await.map_err(Error::Api)?;
     // A final snapshot lets its cluster or group be deleted now.
@@ -161,9 +159,7 @@ async fn copy(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
             Ok::<_, ()>(Vec::new())
         })
         .await;
-    if let Err(UpdateError::Store(e)) = result {
-        return Err(Error::Store(e));
-    }
+    stored(result)?;
     Ok(None)
 }
 
@@ -210,9 +206,7 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
             Ok::<_, ()>(vec![EventRecord::new(source_type, &source_id, message.clone())])
         })
         .await;
-    if let Err(UpdateError::Store(e)) = result {
-        return Err(Error::Store(e));
-    }
+    stored(result)?;
     Ok(None)
 }
 
