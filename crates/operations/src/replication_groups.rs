@@ -672,12 +672,12 @@ pub async fn test_failover(
 async fn change_replicas(
     ops: &Operations,
     scope: &Scope,
-    id: &str,
+    current: &StoredGroup,
     target: Option<i32>,
     remove: Vec<String>,
     increase: bool,
 ) -> Result<StoredGroup, ApiError> {
-    let current = existing(ops, scope, id).await?;
+    let id = &current.group.id;
     let existing_ids = cluster_ids(ops, scope).await?;
     let zones = ops.subnet_group_zones(scope, &subnet_group_of(&current)).await?;
     change_available(ops, scope, id, |group, members| {
@@ -775,21 +775,16 @@ pub(crate) fn subnet_group_of(g: &StoredGroup) -> String {
 async fn change_shard_replicas(
     ops: &Operations,
     scope: &Scope,
-    id: &str,
+    current: &StoredGroup,
     change: crate::shards::ReplicaChange,
 ) -> Result<StoredGroup, ApiError> {
-    let current = existing(ops, scope, id).await?;
-    let zones = ops.subnet_group_zones(scope, &subnet_group_of(&current)).await?;
-    change_available(ops, scope, id, |group, members| {
+    let zones = ops.subnet_group_zones(scope, &subnet_group_of(current)).await?;
+    change_available(ops, scope, &current.group.id, |group, members| {
         crate::shards::change_shard_replicas(group, members, scope, &zones, &change)?;
         group.status = status::MODIFYING.to_string();
         Ok(Vec::new())
     })
     .await
-}
-
-async fn is_cluster_mode(ops: &Operations, scope: &Scope, id: &str) -> Result<bool, ApiError> {
-    Ok(existing(ops, scope, id).await?.group.cluster_enabled())
 }
 
 pub async fn increase_replicas(
@@ -798,18 +793,19 @@ pub async fn increase_replicas(
     input: IncreaseReplicaCountMessage,
 ) -> Result<IncreaseReplicaCountResult, ApiError> {
     let scope = ops.scope(ctx).await?;
-    if is_cluster_mode(ops, &scope, &input.replication_group_id).await? {
+    let current = existing(ops, &scope, &input.replication_group_id).await?;
+    if current.group.cluster_enabled() {
         let change = crate::shards::ReplicaChange {
             new_count: input.new_replica_count,
             configuration: input.replica_configuration.unwrap_or_default(),
             remove: Vec::new(),
             increase: true,
         };
-        let group = change_shard_replicas(ops, &scope, &input.replication_group_id, change).await?;
+        let group = change_shard_replicas(ops, &scope, &current, change).await?;
         return Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group)) });
     }
     let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
-    let group = change_replicas(ops, &scope, &input.replication_group_id, target, Vec::new(), true).await?;
+    let group = change_replicas(ops, &scope, &current, target, Vec::new(), true).await?;
     Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group)) })
 }
 
@@ -821,7 +817,8 @@ pub async fn decrease_replicas(
     let scope = ops.scope(ctx).await?;
     let remove: Vec<String> =
         input.replicas_to_remove.unwrap_or_default().iter().map(|r| r.to_ascii_lowercase()).collect();
-    if is_cluster_mode(ops, &scope, &input.replication_group_id).await? {
+    let current = existing(ops, &scope, &input.replication_group_id).await?;
+    if current.group.cluster_enabled() {
         let configuration = input.replica_configuration.unwrap_or_default();
         if input.new_replica_count.is_none() && configuration.is_empty() && remove.is_empty() {
             return Err(ApiError::invalid_parameter_combination(
@@ -830,7 +827,7 @@ pub async fn decrease_replicas(
         }
         let change =
             crate::shards::ReplicaChange { new_count: input.new_replica_count, configuration, remove, increase: false };
-        let group = change_shard_replicas(ops, &scope, &input.replication_group_id, change).await?;
+        let group = change_shard_replicas(ops, &scope, &current, change).await?;
         return Ok(DecreaseReplicaCountResult { replication_group: Some(output(&group)) });
     }
     let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
@@ -839,7 +836,7 @@ pub async fn decrease_replicas(
             "Either NewReplicaCount, ReplicaConfiguration or ReplicasToRemove must be provided.",
         ));
     }
-    let group = change_replicas(ops, &scope, &input.replication_group_id, target, remove, false).await?;
+    let group = change_replicas(ops, &scope, &current, target, remove, false).await?;
     Ok(DecreaseReplicaCountResult { replication_group: Some(output(&group)) })
 }
 
