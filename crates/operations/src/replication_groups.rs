@@ -679,7 +679,7 @@ async fn change_replicas(
 ) -> Result<StoredGroup, ApiError> {
     let id = &current.group.id;
     let existing_ids = cluster_ids(ops, scope).await?;
-    let zones = ops.subnet_group_zones(scope, &subnet_group_of(&current)).await?;
+    let zones = ops.subnet_group_zones(scope, &subnet_group_of(current)).await?;
     change_available(ops, scope, id, |group, members| {
         let replicas = members
             .iter()
