@@ -92,6 +92,8 @@ impl TestServer {
             health: Default::default(),
             auth: Default::default(),
             s3: None,
+            settle_timeout: server::DEFAULT_SETTLE_TIMEOUT,
+            engines: None,
         };
         configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();

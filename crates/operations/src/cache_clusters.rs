@@ -31,6 +31,12 @@ pub mod status {
     pub const MODIFYING: &str = "modifying";
     pub const DELETING: &str = "deleting";
     pub const REBOOTING: &str = "rebooting cache cluster nodes";
+    pub const SNAPSHOTTING: &str = "snapshotting";
+    /// A node could not start; nothing is retried, the resource can only be deleted (as on
+    /// AWS, e.g. for lack of capacity).
+    pub const CREATE_FAILED: &str = "create-failed";
+    /// What DeleteCacheCluster and DeleteReplicationGroup accept.
+    pub const DELETABLE: &[&str] = &[AVAILABLE, CREATE_FAILED];
     pub const NODE_REBOOTING: &str = "rebooting";
     pub const IN_SYNC: &str = "in-sync";
     pub const APPLYING: &str = "applying";
@@ -946,7 +952,9 @@ pub async fn delete(
             "FinalSnapshotIdentifier is not supported for Memcached clusters.",
         ));
     }
-    if current.cluster.status != status::AVAILABLE {
+    let deletable = status::DELETABLE.contains(&current.cluster.status.as_str());
+    // A final snapshot needs nodes that serve.
+    if !deletable || (input.final_snapshot_identifier.is_some() && current.cluster.status != status::AVAILABLE) {
         return Err(invalid_state(&current.cluster.id, &current.cluster.status));
     }
     // The final snapshot is taken before the nodes go: the reconciler deletes the cluster
@@ -967,10 +975,11 @@ pub async fn delete(
         .store
         .update_cache_cluster(&scope, &current.cluster.id, |cluster, nodes| {
             // AWS refuses to delete a cluster in the middle of creating or changing it.
-            if cluster.status != status::AVAILABLE {
+            if !status::DELETABLE.contains(&cluster.status.as_str()) {
                 return Err(invalid_state(&cluster.id, &cluster.status));
             }
-            cluster.status = status::DELETING.to_string();
+            let from = std::mem::replace(&mut cluster.status, status::DELETING.to_string());
+            tracing::info!(cache_cluster = cluster.id, from, to = status::DELETING, "cache cluster status");
             for node in nodes.iter_mut() {
                 node.status = status::DELETING.to_string();
             }
@@ -990,7 +999,6 @@ pub async fn delete(
     };
     let id = updated.cluster.id.clone();
     crate::snapshots::prune(ops, &scope, |s| s.cache_cluster_id.as_deref() == Some(id.as_str()), 0).await?;
-    tracing::info!(cache_cluster = updated.cluster.id, "cache cluster: available -> deleting");
     ops.wake_reconciler();
     Ok(DeleteCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
 }

@@ -27,6 +27,7 @@ pub mod parameter_groups;
 pub mod rbac;
 pub mod replication_groups;
 mod security_groups;
+pub mod settle;
 pub mod shards;
 pub mod snapshots;
 mod subnet_groups;
@@ -44,6 +45,7 @@ use protocol::{ApiError, ElastiCache, RequestContext};
 use store::{Scope, Store, StoreError};
 
 pub use catalog::Catalog;
+use settle::Awaited;
 
 /// Emulator-wide settings the semantics depend on.
 #[derive(Debug, Clone)]
@@ -56,6 +58,9 @@ pub struct Settings {
     pub reconcile: Arc<tokio::sync::Notify>,
     /// The local stand-in for S3: `<dir>/<bucket>/<key>` is `arn:aws:s3:::<bucket>/<key>`.
     pub exports_dir: std::path::PathBuf,
+    /// How long a mutation may wait for its change to settle before it answers (zero:
+    /// answer at once). See [`settle`].
+    pub settle_timeout: std::time::Duration,
 }
 
 pub struct Operations {
@@ -64,11 +69,30 @@ pub struct Operations {
     catalog: Catalog,
     /// Scopes whose default resources exist in the store already.
     seeded: Mutex<HashSet<Scope>>,
+    settle_times: settle::SettleTimes,
 }
 
 impl Operations {
     pub fn new(store: Store, settings: Settings) -> Self {
-        Self { store, settings, catalog: Catalog::load(), seeded: Mutex::new(HashSet::new()) }
+        Self {
+            store,
+            settings,
+            catalog: Catalog::load(),
+            seeded: Mutex::new(HashSet::new()),
+            settle_times: settle::SettleTimes::default(),
+        }
+    }
+
+    /// How long mutations waited for their changes to settle, by operation.
+    pub fn settle_times(&self) -> &settle::SettleTimes {
+        &self.settle_times
+    }
+
+    /// Waits (bounded by the settle timeout) until every `awaited` resource of the
+    /// request's scope has settled, so the client's next poll sees the settled state.
+    async fn settle(&self, ctx: &RequestContext, operation: &'static str, awaited: &[Awaited]) {
+        let scope = Scope { region: ctx.region.clone(), account: ctx.account.clone() };
+        settle::timed(&self.settle_times, operation, &self.store, &scope, awaited, self.settings.settle_timeout).await;
     }
 
     pub fn store(&self) -> &Store {
@@ -138,6 +162,25 @@ impl Operations {
     }
 }
 
+/// A cluster an answer names, to settle.
+fn cluster_of(cluster: Option<&CacheCluster>) -> Vec<Awaited> {
+    cluster.and_then(|c| c.cache_cluster_id.clone()).map(Awaited::CacheCluster).into_iter().collect()
+}
+
+/// A replication group an answer names, to settle with its members.
+fn group_of(group: Option<&ReplicationGroup>) -> Vec<Awaited> {
+    group.and_then(|g| g.replication_group_id.clone()).map(Awaited::ReplicationGroup).into_iter().collect()
+}
+
+/// A snapshot an answer names, and the cluster or group it is taken from (`snapshotting`).
+fn snapshot_of(snapshot: Option<&Snapshot>) -> Vec<Awaited> {
+    let Some(snapshot) = snapshot else { return Vec::new() };
+    let mut awaited: Vec<Awaited> = snapshot.snapshot_name.clone().map(Awaited::Snapshot).into_iter().collect();
+    awaited.extend(snapshot.replication_group_id.clone().map(Awaited::ReplicationGroup));
+    awaited.extend(snapshot.cache_cluster_id.clone().map(Awaited::CacheCluster));
+    awaited
+}
+
 /// The outcome of a store read-modify-write as the API answers it: the resource, or
 /// `not_found` when it is gone, or the change's own refusal, or an internal error.
 fn updated<T>(
@@ -164,7 +207,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: CreateCacheClusterMessage,
     ) -> Result<CreateCacheClusterResult, ApiError> {
-        cache_clusters::create(self, ctx, input).await
+        let out = cache_clusters::create(self, ctx, input).await?;
+        self.settle(ctx, "CreateCacheCluster", &cluster_of(out.cache_cluster.as_ref())).await;
+        Ok(out)
     }
 
     async fn describe_cache_clusters(
@@ -180,7 +225,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: ModifyCacheClusterMessage,
     ) -> Result<ModifyCacheClusterResult, ApiError> {
-        cache_clusters::modify(self, ctx, input).await
+        let out = cache_clusters::modify(self, ctx, input).await?;
+        self.settle(ctx, "ModifyCacheCluster", &cluster_of(out.cache_cluster.as_ref())).await;
+        Ok(out)
     }
 
     async fn reboot_cache_cluster(
@@ -188,7 +235,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: RebootCacheClusterMessage,
     ) -> Result<RebootCacheClusterResult, ApiError> {
-        cache_clusters::reboot(self, ctx, input).await
+        let out = cache_clusters::reboot(self, ctx, input).await?;
+        self.settle(ctx, "RebootCacheCluster", &cluster_of(out.cache_cluster.as_ref())).await;
+        Ok(out)
     }
 
     async fn delete_cache_cluster(
@@ -196,7 +245,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: DeleteCacheClusterMessage,
     ) -> Result<DeleteCacheClusterResult, ApiError> {
-        cache_clusters::delete(self, ctx, input).await
+        let out = cache_clusters::delete(self, ctx, input).await?;
+        self.settle(ctx, "DeleteCacheCluster", &cluster_of(out.cache_cluster.as_ref())).await;
+        Ok(out)
     }
 
     async fn list_allowed_node_type_modifications(
@@ -212,7 +263,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: CreateReplicationGroupMessage,
     ) -> Result<CreateReplicationGroupResult, ApiError> {
-        replication_groups::create(self, ctx, input).await
+        let out = replication_groups::create(self, ctx, input).await?;
+        self.settle(ctx, "CreateReplicationGroup", &group_of(out.replication_group.as_ref())).await;
+        Ok(out)
     }
 
     async fn describe_replication_groups(
@@ -228,7 +281,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: ModifyReplicationGroupMessage,
     ) -> Result<ModifyReplicationGroupResult, ApiError> {
-        replication_groups::modify(self, ctx, input).await
+        let out = replication_groups::modify(self, ctx, input).await?;
+        self.settle(ctx, "ModifyReplicationGroup", &group_of(out.replication_group.as_ref())).await;
+        Ok(out)
     }
 
     async fn delete_replication_group(
@@ -236,7 +291,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: DeleteReplicationGroupMessage,
     ) -> Result<DeleteReplicationGroupResult, ApiError> {
-        replication_groups::delete(self, ctx, input).await
+        let out = replication_groups::delete(self, ctx, input).await?;
+        self.settle(ctx, "DeleteReplicationGroup", &group_of(out.replication_group.as_ref())).await;
+        Ok(out)
     }
 
     async fn test_failover(
@@ -244,7 +301,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: TestFailoverMessage,
     ) -> Result<TestFailoverResult, ApiError> {
-        replication_groups::test_failover(self, ctx, input).await
+        let out = replication_groups::test_failover(self, ctx, input).await?;
+        self.settle(ctx, "TestFailover", &group_of(out.replication_group.as_ref())).await;
+        Ok(out)
     }
 
     async fn modify_replication_group_shard_configuration(
@@ -252,7 +311,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: ModifyReplicationGroupShardConfigurationMessage,
     ) -> Result<ModifyReplicationGroupShardConfigurationResult, ApiError> {
-        shards::modify_shard_configuration(self, ctx, input).await
+        let out = shards::modify_shard_configuration(self, ctx, input).await?;
+        self.settle(ctx, "ModifyReplicationGroupShardConfiguration", &group_of(out.replication_group.as_ref())).await;
+        Ok(out)
     }
 
     async fn increase_replica_count(
@@ -260,7 +321,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: IncreaseReplicaCountMessage,
     ) -> Result<IncreaseReplicaCountResult, ApiError> {
-        replication_groups::increase_replicas(self, ctx, input).await
+        let out = replication_groups::increase_replicas(self, ctx, input).await?;
+        self.settle(ctx, "IncreaseReplicaCount", &group_of(out.replication_group.as_ref())).await;
+        Ok(out)
     }
 
     async fn decrease_replica_count(
@@ -268,7 +331,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: DecreaseReplicaCountMessage,
     ) -> Result<DecreaseReplicaCountResult, ApiError> {
-        replication_groups::decrease_replicas(self, ctx, input).await
+        let out = replication_groups::decrease_replicas(self, ctx, input).await?;
+        self.settle(ctx, "DecreaseReplicaCount", &group_of(out.replication_group.as_ref())).await;
+        Ok(out)
     }
 
     async fn create_snapshot(
@@ -276,7 +341,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: CreateSnapshotMessage,
     ) -> Result<CreateSnapshotResult, ApiError> {
-        snapshots::create(self, ctx, input).await
+        let out = snapshots::create(self, ctx, input).await?;
+        self.settle(ctx, "CreateSnapshot", &snapshot_of(out.snapshot.as_ref())).await;
+        Ok(out)
     }
 
     async fn describe_snapshots(
@@ -292,7 +359,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: DeleteSnapshotMessage,
     ) -> Result<DeleteSnapshotResult, ApiError> {
-        snapshots::delete(self, ctx, input).await
+        let out = snapshots::delete(self, ctx, input).await?;
+        self.settle(ctx, "DeleteSnapshot", &snapshot_of(out.snapshot.as_ref())).await;
+        Ok(out)
     }
 
     async fn copy_snapshot(
@@ -300,7 +369,9 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: CopySnapshotMessage,
     ) -> Result<CopySnapshotResult, ApiError> {
-        snapshots::copy(self, ctx, input).await
+        let out = snapshots::copy(self, ctx, input).await?;
+        self.settle(ctx, "CopySnapshot", &snapshot_of(out.snapshot.as_ref())).await;
+        Ok(out)
     }
 
     async fn describe_events(

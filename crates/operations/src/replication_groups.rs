@@ -587,20 +587,35 @@ pub async fn delete(
         crate::snapshots::start(ops, &scope, name, None, Some(&current.group.id), &[], crate::snapshots::Taken::Final)
             .await?;
     }
-    let group = change_available(ops, &scope, &input.replication_group_id, |group, members| {
-        group.status = status::DELETING.to_string();
-        group.retain_primary_on_delete = retain;
-        for member in members.iter_mut() {
-            if retain && member.cluster.id == group.primary_cluster_id {
-                member.cluster.replication_group_id = None;
-                continue;
+    let id = input.replication_group_id.to_ascii_lowercase();
+    let result = ops
+        .store
+        .update_replication_group(&scope, &id, |group, members| {
+            if !status::DELETABLE.contains(&group.status.as_str()) {
+                return Err(invalid_state(&group.id, &group.status));
             }
-            member.cluster.status = status::DELETING.to_string();
-            member.nodes.iter_mut().for_each(|n| n.status = status::DELETING.to_string());
-        }
-        Ok(Vec::new())
-    })
-    .await;
+            tracing::info!(
+                replication_group = group.id,
+                retain,
+                from = group.status,
+                to = status::DELETING,
+                "replication group status"
+            );
+            group.status = status::DELETING.to_string();
+            group.retain_primary_on_delete = retain;
+            for member in members.iter_mut() {
+                if retain && member.cluster.id == group.primary_cluster_id {
+                    member.cluster.replication_group_id = None;
+                    continue;
+                }
+                member.cluster.status = status::DELETING.to_string();
+                member.nodes.iter_mut().for_each(|n| n.status = status::DELETING.to_string());
+            }
+            Ok(Vec::new())
+        })
+        .await;
+    let group = crate::updated(result, || not_found(&id));
+    ops.wake_reconciler();
     let group = match group {
         Ok(group) => group,
         Err(e) => {
@@ -614,7 +629,6 @@ pub async fn delete(
     let id = group.group.id.clone();
     crate::rbac::link(ops, &scope, &group.group.user_group_ids, &id, false).await;
     crate::snapshots::prune(ops, &scope, |s| s.replication_group_id.as_deref() == Some(id.as_str()), 0).await?;
-    tracing::info!(replication_group = group.group.id, retain, "replication group: available -> deleting");
     Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group)) })
 }
 

@@ -264,7 +264,7 @@ async fn start_with_key(
         e => internal(e),
     })?;
     if !final_snapshot {
-        mark_source(ops, scope, &snapshot, status::AVAILABLE, "snapshotting").await?;
+        mark_source(ops, scope, &snapshot, status::AVAILABLE, status::SNAPSHOTTING).await?;
     }
     ops.wake_reconciler();
     Ok(snapshot)

@@ -58,7 +58,11 @@ enum Outcome {
     /// The node's passwords changed live (an AUTH token rotation).
     AuthApplied,
     Removed,
+    /// Worth another try (a probe timed out, a port was taken, a command failed).
     Failed,
+    /// The engine refused to run the node (it exited during start-up, or there is no binary
+    /// for the engine): another try would fail the same way.
+    CannotStart(String),
 }
 
 /// Brings one cluster to its desired state. Returns when to look again: after a failure,
@@ -69,6 +73,13 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     let key = |node_id: &str| NodeKey::new(scope_key(&scope), id.clone(), node_id);
     if c.cluster.status == status::DELETING {
         return delete(r, &c).await;
+    }
+    if c.cluster.status == status::CREATE_FAILED {
+        // Nothing is retried; whatever did start stops, until the cluster is deleted.
+        for node in &c.nodes {
+            r.runtime.stop(&key(&node.node_id)).await.map_err(Error::Node)?;
+        }
+        return Ok(None);
     }
     let engine = engine_kind(&c.cluster.engine);
     let memcached = engine == EngineKind::Memcached;
@@ -207,6 +218,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 }
                 Outcome::Started(running)
             }
+            Err(error @ (nodes::NodeError::Exited { .. } | nodes::NodeError::BinaryMissing { .. })) => {
+                tracing::warn!(cache_cluster = id, node = node_id, %error, "the engine refused to start the node");
+                Outcome::CannotStart(error.to_string())
+            }
             Err(error) => {
                 tracing::warn!(cache_cluster = id, node = node_id, %error, "starting node failed");
                 Outcome::Failed
@@ -231,7 +246,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     let engine_version =
         c.nodes.iter().find_map(|n| r.runtime.get(&key(&n.node_id))).map(|running| running.engine_version);
 
-    let failed = endpoint_failed || outcomes.values().any(|o| matches!(o, Outcome::Failed));
+    let failed = endpoint_failed || outcomes.values().any(|o| matches!(o, Outcome::Failed | Outcome::CannotStart(_)));
+    let cannot_start = outcomes.values().find_map(|o| match o {
+        Outcome::CannotStart(reason) => Some(reason.clone()),
+        _ => None,
+    });
     let result = r
         .ops
         .store()
@@ -308,6 +327,23 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
             if settled {
                 // A token change has reached every node of this cluster.
                 cluster.security.auth_token_status = None;
+            }
+            if let Some(reason) = cannot_start.as_ref().filter(|_| cluster.status == status::CREATING) {
+                tracing::info!(
+                    cache_cluster = cluster.id,
+                    from = cluster.status,
+                    to = status::CREATE_FAILED,
+                    reason,
+                    "cache cluster status"
+                );
+                cluster.status = status::CREATE_FAILED.to_string();
+                // AWS names the cause (e.g. InsufficientCacheClusterCapacity) in an event; the
+                // wording here is the emulator's.
+                events.push(EventRecord::new(
+                    SOURCE_TYPE,
+                    &cluster.id,
+                    format!("Failed to create cache cluster {}: {reason}", cluster.id),
+                ));
             }
             Ok::<_, ()>(events)
         })

@@ -210,6 +210,12 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         }
         return Ok(None);
     }
+    if g.group.status == status::CREATE_FAILED {
+        return Ok(None);
+    }
+    if let Some(failed) = g.members.iter().find(|m| m.cluster.status == status::CREATE_FAILED) {
+        return fail_creation(r, &g, &failed.cluster.id).await;
+    }
     if g.group.cluster_enabled() {
         return crate::cluster_mode::reconcile(r, g).await;
     }
@@ -281,6 +287,33 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         }
         Err(UpdateError::Store(e)) => Err(Error::Store(e)),
     }
+}
+
+/// A group being created whose member could not be created cannot be created either.
+async fn fail_creation(r: &Reconciler, g: &ReplicationGroup, member: &str) -> Result<Option<Duration>, Error> {
+    let result = r
+        .ops
+        .store()
+        .update_replication_group(&g.scope, &g.group.id, |group, _| {
+            if group.status != status::CREATING {
+                return Err(());
+            }
+            tracing::info!(
+                replication_group = group.id,
+                from = group.status,
+                to = status::CREATE_FAILED,
+                member,
+                "replication group status"
+            );
+            group.status = status::CREATE_FAILED.to_string();
+            // The emulator's wording: AWS's event names the member and the cause.
+            let message =
+                format!("Failed to create replication group {}: cache cluster {member} could not be created", group.id);
+            Ok(vec![EventRecord::new(SOURCE_TYPE, &group.id, message)])
+        })
+        .await;
+    stored(result)?;
+    Ok(None)
 }
 
 fn ip(address: &SocketAddr) -> Ipv4Addr {

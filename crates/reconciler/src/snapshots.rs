@@ -138,7 +138,7 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
         .await;
     stored(result)?;
     tracing::info!(snapshot = s.name, bytes = sizes.iter().sum::<u64>(), "snapshot: creating -> available");
-    mark_source(&r.ops, scope, s, "snapshotting", status::AVAILABLE).await.map_err(Error::Api)?;
+    mark_source(&r.ops, scope, s, status::SNAPSHOTTING, status::AVAILABLE).await.map_err(Error::Api)?;
     // A final snapshot lets its cluster or group be deleted now.
     Ok(Some(Duration::ZERO))
 }

@@ -45,7 +45,15 @@ pub struct Config {
     pub auth: auth::AuthSettings,
     /// Where snapshot exports go when not to `<state dir>/exports`.
     pub s3: Option<reconciler::S3Target>,
+    /// How long a mutation waits for its change to settle before answering (zero: at once).
+    pub settle_timeout: Duration,
+    /// The engine binaries nodes run; None looks them up on `PATH`.
+    pub engines: Option<Engines>,
 }
+
+/// Covers every change that takes a few seconds here (a reshard of 100,000 keys takes about
+/// four) and stays well inside the clients' read timeouts (botocore's is 60 s).
+pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -114,9 +122,10 @@ pub async fn run(
             zones: config.zones.clone(),
             reconcile: wake.clone(),
             exports_dir: config.state_dir.join("exports"),
+            settle_timeout: config.settle_timeout,
         },
     ));
-    let engines = Engines::detect();
+    let engines = config.engines.clone().unwrap_or_else(Engines::detect);
     let engines_json = engines.to_json();
     let reconciler = Reconciler::new(
         operations.clone(),

@@ -72,6 +72,11 @@ struct ServeArgs {
     /// The region exports are signed for; defaults to --region.
     #[arg(long, env = "ELASTICACHE_LOCAL_S3_REGION")]
     s3_region: Option<String>,
+    /// Milliseconds a mutation (create, modify, delete, failover, snapshot, ...) waits for its
+    /// change to settle before it answers, so a waiter's first poll sees the result; 0
+    /// answers at once, while the resource is still `creating`.
+    #[arg(long, env = "ELASTICACHE_LOCAL_SETTLE_TIMEOUT_MS", default_value_t = server::DEFAULT_SETTLE_TIMEOUT.as_millis() as u64)]
+    settle_timeout_ms: u64,
 }
 
 /// The export target from --s3-endpoint and the credentials in the environment.
@@ -161,7 +166,17 @@ async fn main() -> anyhow::Result<()> {
     let auth = AuthSettings { mode: args.auth, access_keys };
     // Fail before binding, so that a typo in the keys does not leave a port half-opened.
     auth.validate()?;
-    let config = server::Config { state_dir, region: args.region, account: args.account_id, zones, health, auth, s3 };
+    let config = server::Config {
+        state_dir,
+        region: args.region,
+        account: args.account_id,
+        zones,
+        health,
+        auth,
+        s3,
+        settle_timeout: std::time::Duration::from_millis(args.settle_timeout_ms),
+        engines: None,
+    };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let result = server::run(listener, config, shutdown_signal()).await;

@@ -46,6 +46,31 @@ fn count_by<I: IntoIterator<Item = String>>(values: I) -> BTreeMap<String, u64> 
     counts
 }
 
+/// How long mutations waited for their change to settle before answering, per operation.
+fn settle_histograms(out: &mut String, histograms: &BTreeMap<&'static str, operations::settle::SettleHistogram>) {
+    let name = "elasticache_local_settle_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time a mutation waited for its change to settle before answering.\n# TYPE {name} histogram"
+    );
+    for (operation, h) in histograms {
+        let operation = label(operation);
+        let mut cumulative = 0;
+        for (bound, count) in operations::settle::BUCKETS.iter().zip(h.buckets) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{operation=\"{operation}\",le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{operation=\"{operation}\",le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{name}_sum{{operation=\"{operation}\"}} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{{operation=\"{operation}\"}} {}", h.count);
+    }
+    let name = "elasticache_local_settle_timeouts_total";
+    let _ = writeln!(out, "# HELP {name} Mutations that answered before their change settled.\n# TYPE {name} counter");
+    for (operation, h) in histograms {
+        let _ = writeln!(out, "{name}{{operation=\"{}\"}} {}", label(operation), h.timed_out);
+    }
+}
+
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.operations.store();
     let (clusters, groups, snapshots) =
@@ -65,6 +90,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             let _ = writeln!(out, "{name}{{action=\"{}\",outcome=\"{}\"}} {count}", label(action), label(outcome));
         }
     }
+    settle_histograms(&mut out, &state.operations.settle_times().snapshot());
     let by_status = count_by(clusters.iter().map(|c| c.cluster.status.clone()));
     family(&mut out, "elasticache_local_cache_clusters", "gauge", "Cache clusters, by status.", &by_status, "status");
     let by_status = count_by(groups.iter().map(|g| g.group.status.clone()));

@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, watch};
 
 pub use cache_clusters::{
     CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, TransitSecurity, UpdateError,
@@ -84,6 +84,23 @@ const CONNECTIONS: u32 = 8;
 pub struct Store {
     pool: SqlitePool,
     write_lock: Mutex<()>,
+    /// Bumped at the end of every write transaction: what waits for a change to settle
+    /// reads again when it moves, instead of polling.
+    changes: watch::Sender<u64>,
+}
+
+/// Held for the whole of a write transaction (declared before the transaction, so it is
+/// dropped after the commit); tells [`Store::changes`] watchers when the write is over.
+struct WriteGuard<'a> {
+    _lock: MutexGuard<'a, ()>,
+    changes: &'a watch::Sender<u64>,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        // A rolled-back write wakes watchers too: they read again and find nothing new.
+        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
 }
 
 impl Store {
@@ -110,12 +127,18 @@ impl Store {
             warm.push(pool.acquire().await?);
         }
         drop(warm);
-        Ok(Self { pool, write_lock: Mutex::new(()) })
+        Ok(Self { pool, write_lock: Mutex::new(()), changes: watch::Sender::new(0) })
     }
 
     /// Held for the whole of every write transaction.
-    async fn writer(&self) -> MutexGuard<'_, ()> {
-        self.write_lock.lock().await
+    async fn writer(&self) -> WriteGuard<'_> {
+        WriteGuard { _lock: self.write_lock.lock().await, changes: &self.changes }
+    }
+
+    /// Moves after every write transaction (whatever it wrote): read what you wait for
+    /// again each time it does.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Deletes every resource of every scope.

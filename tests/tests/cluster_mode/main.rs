@@ -285,7 +285,8 @@ async fn replica_counts_change_per_shard() {
 #[tokio::test]
 async fn bad_input_gets_aws_errors_and_changes_nothing() {
     logs();
-    let server = TestServer::start().await;
+    // Creates answer at once, so a group can be caught while it is still `creating`.
+    let server = TestServer::start_with(|c| c.settle_timeout = std::time::Duration::ZERO).await;
     let client = server.client();
     let base = || {
         client

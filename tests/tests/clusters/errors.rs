@@ -261,7 +261,8 @@ async fn modify_refuses_invalid_requests() {
 /// A 20-node cluster is reliably still `creating` right after CreateCacheCluster returns.
 #[tokio::test]
 async fn a_cluster_that_is_not_available_refuses_changes() {
-    let server = TestServer::start().await;
+    // Creates answer at once, so a cluster can be caught while it is still `creating`.
+    let server = TestServer::start_with(|c| c.settle_timeout = std::time::Duration::ZERO).await;
     let client = server.client();
     let created = create_memcached(&client, "busy", 20, true).await;
     assert_eq!(created.cache_cluster_status(), Some("creating"));

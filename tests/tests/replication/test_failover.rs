@@ -7,7 +7,8 @@ use crate::support::*;
 
 #[tokio::test]
 async fn test_failover_promotes_a_replica_and_records_events() {
-    let server = TestServer::start().await;
+    // Creates answer at once, so a group can be caught while it is still `creating`.
+    let server = TestServer::start_with(|c| c.settle_timeout = std::time::Duration::ZERO).await;
     let client = server.client();
     create(&client, "drill", 3, true, true).await;
     // Not yet available: a failover test must wait.

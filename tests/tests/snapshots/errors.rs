@@ -80,7 +80,8 @@ async fn create_snapshot_errors() {
 
 #[tokio::test]
 async fn sources_that_are_not_available_are_refused() {
-    let server = TestServer::start().await;
+    // Creates answer at once, so a source can be caught while it is still `creating`.
+    let server = TestServer::start_with(|c| c.settle_timeout = std::time::Duration::ZERO).await;
     let client = server.client();
     // Right after Create the source is `creating`.
     create_redis(&client, "young", None).await;
