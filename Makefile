@@ -9,7 +9,8 @@ run:
 
 # Run the whole test suite (installs the cache engines and the smoke scripts' tools first):
 # unit, protocol, node runtime with real engines, end-to-end (real server, real SDK, real
-# nodes) and the smoke scripts (aws-cli, kill -9 of the emulator, export to an S3 server).
+# nodes) and the smoke scripts (aws-cli, kill -9 of the emulator, export to an S3 server,
+# boto3's and aws-cli's waiters).
 test:
 	scripts/install-engines.sh
 	scripts/install-test-tools.sh
@@ -18,6 +19,7 @@ test:
 	tests/smoke/aws-cli.sh
 	tests/smoke/emulator-kill9.sh
 	tests/smoke/s3-export.sh
+	tests/smoke/waiters.sh
 
 # Print the benchmark figures (release build).
 bench:

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the smoke scripts drive besides the emulator, when missing: the real
-# aws-cli, and moto_server as an S3-compatible server for snapshot exports (both from pip).
+# aws-cli, boto3 (the waiters smoke test), and moto_server as an S3-compatible server for
+# snapshot exports (all from pip).
 # Safe to run again.
 set -euo pipefail
 
 packages=()
 command -v aws >/dev/null 2>&1 || packages+=(awscli)
 command -v moto_server >/dev/null 2>&1 || packages+=("moto[s3,server]")
+python3 -c 'import boto3' >/dev/null 2>&1 || packages+=(boto3)
 [ ${#packages[@]} -eq 0 ] && exit 0
 echo "installing ${packages[*]}" >&2
 python3 -m pip install --quiet "${packages[@]}"
