@@ -94,6 +94,7 @@ impl TestServer {
             s3: None,
             settle_timeout: server::DEFAULT_SETTLE_TIMEOUT,
             engines: None,
+            warm_nodes: server::DEFAULT_WARM_NODES,
         };
         configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();

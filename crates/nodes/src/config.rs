@@ -83,7 +83,6 @@ pub fn render_redis(
 ) -> String {
     let mut out = String::from("# Rendered by elasticache-local at every start; edits are lost.\n");
     let dir = spec.dir.display().to_string();
-    let log = spec.dir.join(REDIS_LOG_FILE).display().to_string();
     match tls {
         None => {
             let _ = writeln!(out, "port {port}");
@@ -101,7 +100,9 @@ pub fn render_redis(
     let _ = writeln!(out, "bind {}", spec.address);
     out.push_str("protected-mode no\ndaemonize no\n");
     let _ = writeln!(out, "dir {}", quote_always(&dir));
-    let _ = writeln!(out, "logfile {}", quote_always(&log));
+    // Relative to `dir` (redis works in it), so the log follows the directory if it moves
+    // (a warm node handed to its cluster, see `warm`); redis opens it at every line.
+    let _ = writeln!(out, "logfile {}", quote_always(REDIS_LOG_FILE));
     // ElastiCache nodes do not persist unless asked to; parameters below may override.
     out.push_str("save \"\"\nappendonly no\n");
     let _ = writeln!(out, "maxmemory {}", spec.max_memory_bytes);

@@ -20,6 +20,7 @@
 //! - [`cluster`]: hash slots, `CLUSTER NODES`, sessions and slot migration (cluster mode).
 //! - [`proxy`]: [`EndpointProxy`], the stable primary/reader endpoints of a replication group.
 //! - [`tls`]: the emulator's certificate authority and the certificates of TLS nodes.
+//! - [`warm`]: cluster-enabled nodes started ahead of need, past redis's two-second delay.
 //!
 //! The runtime's own connections to a redis node (probes, `CONFIG SET`, `INFO`, `CLUSTER`
 //! commands, slot migrations) go through a unix socket in the node's directory (mode 700),
@@ -39,6 +40,7 @@ pub mod resp;
 pub mod spawner;
 pub mod supervisor;
 pub mod tls;
+pub mod warm;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -51,6 +53,7 @@ pub use orphans::reap_orphans;
 pub use proxy::{Balance, EndpointProxy, ProxyTls};
 pub use replication::{ReplicationInfo, Role};
 pub use supervisor::Runtime;
+pub use warm::WarmSettings;
 
 /// The ACL user the runtime authenticates as on every redis node (and replicas with, to
 /// their primary), so AUTH tokens and user groups never lock the emulator out.
@@ -110,6 +113,8 @@ pub struct NodeSpec {
     /// certificate this CA issues at every start. Replication and the cluster bus speak TLS
     /// too; the runtime itself keeps using the node's unix socket.
     pub tls: Option<std::sync::Arc<tls::CertificateAuthority>>,
+    /// A new cluster-mode primary: may be handed a warm node (see [`warm`]) when one fits.
+    pub warm_start: bool,
 }
 
 /// Directive names whose values are secrets, never logged.
@@ -137,6 +142,7 @@ impl std::fmt::Debug for NodeSpec {
             .field("directives", &directives)
             .field("passwords", &self.passwords.len())
             .field("tls", &self.tls.is_some())
+            .field("warm_start", &self.warm_start)
             .finish()
     }
 }
@@ -154,6 +160,7 @@ impl Default for NodeSpec {
             directives: Vec::new(),
             passwords: Vec::new(),
             tls: None,
+            warm_start: false,
         }
     }
 }

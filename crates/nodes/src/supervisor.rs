@@ -24,6 +24,7 @@ use crate::probe;
 use crate::replication::ReplicationInfo;
 use crate::resp::{self, Reply};
 use crate::spawner::Spawner;
+use crate::warm::{self, WarmSettings};
 use crate::{Binary, EngineKind, Engines, Health, NodeError, NodeKey, NodeSpec, RunningNode};
 
 /// How long a node may take to answer its first probe.
@@ -61,6 +62,8 @@ struct Inner {
     /// The password of the runtime's own ACL user on every redis node (random per
     /// runtime; nodes never outlive it).
     control_password: String,
+    /// Nodes started ahead of need (see [`warm`]); None until [`Runtime::keep_warm`].
+    warm: Mutex<Option<Arc<warm::Pool<Node>>>>,
 }
 
 struct Node {
@@ -97,6 +100,7 @@ impl Runtime {
                 reserved_ports: Mutex::default(),
                 start_timeout: DEFAULT_START_TIMEOUT,
                 control_password: random_secret(),
+                warm: Mutex::default(),
             }),
         }
     }
@@ -122,12 +126,15 @@ impl Runtime {
             tracing::info!(node = %spec.key, pid = old.info.pid, "replacing running node");
             old.terminate().await;
         }
+        if let Some(node) = self.inner.claim_warm(&spec).await {
+            let info = node.info.clone();
+            tracing::info!(node = %spec.key, pid = info.pid, port = info.port, from = "warm", to = "running", "node started");
+            lock(&self.inner.nodes).insert(spec.key.clone(), Arc::new(node));
+            return Ok(info);
+        }
         let binary =
             self.inner.engines.binary(spec.engine).cloned().ok_or(NodeError::BinaryMissing { engine: spec.engine })?;
-        tokio::fs::create_dir_all(&spec.dir).await?;
-        // Absolute, so the config, the pidfile check and the process's cwd all agree.
-        let dir = tokio::fs::canonicalize(&spec.dir).await?;
-        let spec = NodeSpec { dir, ..spec };
+        let spec = with_own_dir(spec).await?;
 
         let attempts = if spec.port == 0 { PORT_ATTEMPTS } else { 1 };
         for attempt in 1..=attempts {
@@ -141,7 +148,7 @@ impl Runtime {
                     let info = node.info.clone();
                     tracing::info!(node = %spec.key, engine = %spec.engine, pid = info.pid,
                         address = %info.address, port, from = "stopped", to = "running", "node started");
-                    lock(&self.inner.nodes).insert(spec.key.clone(), node);
+                    lock(&self.inner.nodes).insert(spec.key.clone(), Arc::new(node));
                     return Ok(info);
                 }
                 Err(Launch::PortTaken) if attempt < attempts => {
@@ -157,6 +164,34 @@ impl Runtime {
             }
         }
         Err(NodeError::PortInUse { address: spec.address, port: spec.port })
+    }
+
+    /// Keeps `settings.size` nodes of `settings.template` idle and warm from now on,
+    /// replacing those handed out (see [`warm`]). Replaces an earlier pool.
+    pub async fn keep_warm(&self, settings: WarmSettings) {
+        self.stop_warm().await;
+        let _ = tokio::fs::remove_dir_all(&settings.root).await;
+        if settings.size == 0 {
+            return;
+        }
+        *lock(&self.inner.warm) = Some(Arc::new(warm::Pool::new(settings)));
+        self.inner.refill();
+    }
+
+    /// Stops every idle warm node and keeps none from now on.
+    pub async fn stop_warm(&self) {
+        let Some(pool) = lock(&self.inner.warm).take() else { return };
+        for node in pool.drain() {
+            node.terminate().await;
+        }
+        let _ = tokio::fs::remove_dir_all(&pool.settings.root).await;
+    }
+
+    /// The idle warm nodes.
+    pub fn warm_nodes(&self) -> Vec<warm::WarmNode> {
+        let pool = lock(&self.inner.warm).clone();
+        let describe = |node: &Node, ready| warm::WarmNode { pid: node.info.pid, port: node.info.port, ready };
+        pool.map(|p| p.list(describe)).unwrap_or_default()
     }
 
     /// Stops a node gracefully: SIGTERM, up to 2 s to exit, then SIGKILL; returns once the
@@ -309,7 +344,7 @@ impl Runtime {
     /// node's users (AUTH token, user groups) are: for commands that pass them on to
     /// another node (MIGRATE), and that replicas use to reach their primary.
     pub fn control_credentials(&self) -> (&str, &str) {
-        (crate::CONTROL_USER, &self.inner.control_password)
+        self.inner.control()
     }
 
     /// Changes a running redis node's passwords live (an AUTH token rotation): the
@@ -458,7 +493,108 @@ impl Inner {
         Err(NodeError::Io(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port found")))
     }
 
-    async fn launch(&self, spec: &NodeSpec, binary: &Binary, port: u16) -> Result<Arc<Node>, Launch> {
+    /// Starts nodes for the warm pool in the background until it is full.
+    fn refill(self: &Arc<Self>) {
+        let Some(pool) = lock(&self.warm).clone() else { return };
+        let Some(binary) = self.engines.binary(pool.settings.template.engine).cloned() else { return };
+        for _ in 0..pool.missing() {
+            pool.starting.fetch_add(1, Ordering::SeqCst);
+            let (inner, pool, binary) = (self.clone(), pool.clone(), binary.clone());
+            tokio::spawn(async move {
+                let started_at = Instant::now();
+                let started = inner.launch_warm(&pool, &binary).await;
+                pool.starting.fetch_sub(1, Ordering::SeqCst);
+                let still_ours = lock(&inner.warm).as_ref().is_some_and(|p| Arc::ptr_eq(p, &pool));
+                match started {
+                    Ok(node) if still_ours => {
+                        tracing::debug!(node = %node.info.key, pid = node.info.pid, "warm node ready");
+                        pool.put(started_at, node);
+                    }
+                    Ok(node) => node.terminate().await,
+                    // Not retried here: the next hand-out tries again.
+                    Err(Launch::Failed(error)) => tracing::warn!(%error, "starting a warm node failed"),
+                    Err(Launch::PortTaken) => {
+                        tracing::debug!("a warm node's port was taken; the next hand-out retries")
+                    }
+                }
+            });
+        }
+    }
+
+    /// Starts one node for the warm pool, on a free port, and runs the pool's `prepare`
+    /// commands on it.
+    async fn launch_warm(&self, pool: &warm::Pool<Node>, binary: &Binary) -> Result<Node, Launch> {
+        let spec = with_own_dir(pool.next_spec()).await?;
+        let port = self.reserve_port(spec.address).map_err(Launch::Failed)?;
+        let launched = self.launch(&spec, binary, port).await;
+        lock(&self.reserved_ports).remove(&(spec.address, port));
+        let node = launched?;
+        for command in &pool.settings.prepare {
+            let args: Vec<&str> = command.iter().map(String::as_str).collect();
+            let run = async {
+                let mut session = probe::redis_session(&node.socket, self.control()).await?;
+                resp::command(&mut session, &args).await
+            };
+            match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+                Ok(Ok(Reply::Simple(_))) => {}
+                outcome => {
+                    node.terminate().await;
+                    let error = NodeError::Protocol(format!("warm node refused {args:?}: {outcome:?}"));
+                    return Err(Launch::Failed(error));
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    /// A warm node for `spec` when the pool has one that fits, moved to the spec's
+    /// directory and key with the spec's memory limit; None to start one as usual.
+    async fn claim_warm(self: &Arc<Self>, spec: &NodeSpec) -> Option<Node> {
+        let pool = lock(&self.warm).clone()?;
+        if !pool.fits(spec) {
+            return None;
+        }
+        while let Some(mut node) = pool.take() {
+            self.refill();
+            if node.has_exited() {
+                continue;
+            }
+            let moved = warm::move_dir(&node.dir, &spec.dir, &node.socket);
+            let (dir, socket) = match moved {
+                Ok(paths) => paths,
+                Err(error) => {
+                    tracing::warn!(node = %spec.key, %error, "handing over a warm node failed");
+                    node.terminate().await;
+                    return None;
+                }
+            };
+            node.info.key = spec.key.clone();
+            node.dir = dir;
+            node.socket = socket;
+            if spec.max_memory_bytes != pool.settings.template.max_memory_bytes {
+                let bytes = spec.max_memory_bytes.to_string();
+                let set = async {
+                    let mut session = probe::redis_session(&node.socket, self.control()).await?;
+                    resp::command(&mut session, &["CONFIG", "SET", "maxmemory", &bytes]).await
+                };
+                let outcome = tokio::time::timeout(COMMAND_TIMEOUT, set).await;
+                if !matches!(outcome, Ok(Ok(Reply::Simple(_)))) {
+                    tracing::warn!(node = %spec.key, ?outcome, "a warm node refused its memory limit; starting one instead");
+                    node.terminate().await;
+                    let _ = tokio::fs::remove_dir_all(&node.dir).await;
+                    return None;
+                }
+            }
+            return Some(node);
+        }
+        None
+    }
+
+    fn control(&self) -> (&str, &str) {
+        (crate::CONTROL_USER, &self.control_password)
+    }
+
+    async fn launch(&self, spec: &NodeSpec, binary: &Binary, port: u16) -> Result<Node, Launch> {
         let console_path = spec.dir.join(config::CONSOLE_LOG_FILE);
         let console = std::fs::File::create(&console_path)?;
         let redis_log = spec.dir.join(config::REDIS_LOG_FILE);
@@ -531,7 +667,7 @@ impl Inner {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
 
-        Ok(Arc::new(Node {
+        Ok(Node {
             info: RunningNode {
                 key: spec.key.clone(),
                 address: spec.address,
@@ -545,8 +681,16 @@ impl Inner {
             socket,
             paused: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
-        }))
+        })
     }
+}
+
+/// `spec` with its directory created and made absolute, so that the config, the pidfile
+/// check and the process's working directory all agree.
+async fn with_own_dir(spec: NodeSpec) -> std::io::Result<NodeSpec> {
+    tokio::fs::create_dir_all(&spec.dir).await?;
+    let dir = tokio::fs::canonicalize(&spec.dir).await?;
+    Ok(NodeSpec { dir, ..spec })
 }
 
 /// `text` with every secret of `spec` (passwords, secret directive values) blanked out.
@@ -632,6 +776,10 @@ impl Node {
         }
         self.paused.store(false, Ordering::SeqCst);
         orphans::remove_pidfile(&self.dir);
+        // A handed-over warm node is reached through a link (see `warm::move_dir`).
+        if std::fs::symlink_metadata(&self.socket).is_ok_and(|m| m.file_type().is_symlink()) {
+            let _ = std::fs::remove_file(&self.socket);
+        }
     }
 }
 

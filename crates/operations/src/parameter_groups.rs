@@ -6,7 +6,7 @@ use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{ParameterGroupRecord, Scope, StoreError};
 
 use crate::arn::{self, Kind};
-use crate::catalog::{Family, NodeTypeParameterDef, ParameterDef};
+use crate::catalog::{Catalog, Family, NodeTypeParameterDef, ParameterDef};
 use crate::pagination::paginate;
 use crate::{Operations, internal, tags, validate};
 
@@ -444,18 +444,36 @@ pub async fn delete(
 pub async fn effective_values(ops: &Operations, scope: &Scope, name: &str) -> Result<Vec<(String, String)>, ApiError> {
     let group = existing(ops, scope, name).await?;
     let family = family_of(ops, &group)?;
-    let mut values: Vec<(String, String)> =
-        family.parameters.iter().filter_map(|p| p.value.clone().map(|v| (p.name.clone(), v))).collect();
     let overrides = built_in_values(&group)
         .into_iter()
         .chain(ops.store.parameter_values(scope, &group.name).await.map_err(internal)?);
+    Ok(with_overrides(family, overrides))
+}
+
+/// The values of the default group `default.<family>` (or `default.<family>.cluster.on`),
+/// in the order [`effective_values`] gives them; None for an unknown family.
+pub fn default_values(catalog: &Catalog, family: &str, cluster_on: bool) -> Option<Vec<(String, String)>> {
+    let suffix = if cluster_on { ".cluster.on" } else { "" };
+    let group = ParameterGroupRecord {
+        name: format!("default.{family}{suffix}"),
+        family: family.to_string(),
+        description: String::new(),
+        is_default: true,
+    };
+    Some(with_overrides(catalog.family(family)?, built_in_values(&group)))
+}
+
+/// A family's default values with `overrides` applied (added at the end when new).
+fn with_overrides(family: &Family, overrides: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut values: Vec<(String, String)> =
+        family.parameters.iter().filter_map(|p| p.value.clone().map(|v| (p.name.clone(), v))).collect();
     for (name, value) in overrides {
         match values.iter_mut().find(|(n, _)| *n == name) {
             Some(entry) => entry.1 = value,
             None => values.push((name, value)),
         }
     }
-    Ok(values)
+    values
 }
 
 /// Whether a parameter group of this name exists in the scope (for tagging).

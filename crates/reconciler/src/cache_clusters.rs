@@ -44,9 +44,12 @@ fn engine_kind(engine: &str) -> EngineKind {
     }
 }
 
-fn major_version(version: &str) -> u32 {
+pub(crate) fn major_version(version: &str) -> u32 {
     version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0)
 }
+
+/// The memory of a node whose node type the catalog does not size.
+pub(crate) const DEFAULT_MAX_MEMORY: u64 = 64 << 20;
 
 /// What a reconcile did to one node, written back in one transaction.
 enum Outcome {
@@ -88,9 +91,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         .map_err(Error::Api)?;
     let node_type = r.ops.catalog().node_type(&c.cluster.node_type);
     let max_memory_bytes = if memcached {
-        node_type.and_then(|t| t.memcached_max_cache_memory_mib).map_or(64 << 20, |mib| mib << 20)
+        node_type.and_then(|t| t.memcached_max_cache_memory_mib).map_or(DEFAULT_MAX_MEMORY, |mib| mib << 20)
     } else {
-        node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(64 << 20)
+        node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(DEFAULT_MAX_MEMORY)
     };
     // Which nodes to recover is taken before the group's primary is read: a failover
     // records the new primary before it asks for the old one's recovery, so a recovered
@@ -101,7 +104,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     };
     let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
     let member = crate::replication_groups::member_start(r, &c, major).await;
-    let mut directives = member.directives;
+    let directives =
+        if memcached { member.directives.clone() } else { redis_directives(member.directives.clone(), major) };
     // TLS and AUTH token: the group's for a member. The nodes themselves speak TLS only in
     // mode `required`; in `preferred` the group's endpoints accept TLS for them.
     let security = crate::replication_groups::security(r, &c).await;
@@ -109,15 +113,6 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     let node_mode = if node_tls { operations::transit::REQUIRED } else { "" };
     let auth = security.auth_fingerprint();
     let ca = if node_tls { Some(r.certificate_authority().map_err(Error::Node)?) } else { None };
-    if !memcached {
-        // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
-        directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));
-        // A clean stop (emulator shutdown, reboot) writes the data to the node's directory,
-        // and the next start loads it: nodes keep their keys across emulator restarts.
-        if major >= 7 {
-            directives.push(("shutdown-on-sigterm".to_string(), "save".to_string()));
-        }
-    }
 
     let mut starts = Vec::new();
     let mut outcomes: HashMap<String, Outcome> = HashMap::new();
@@ -165,6 +160,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 directives: directives.clone(),
                 passwords: if memcached { Vec::new() } else { security.auth_tokens.clone() },
                 tls: ca.clone(),
+                // Only a brand-new primary waits for redis's delay (see `nodes::warm`).
+                warm_start: member.shard_primary
+                    && node.status == status::CREATING
+                    && !recovering.contains(&node.node_id),
             };
             let runtime = r.runtime.clone();
             let node_id = node.node_id.clone();
@@ -363,6 +362,18 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     } else {
         None
     })
+}
+
+/// The emulator's own settings of every redis node, after those its group asks for.
+pub(crate) fn redis_directives(mut directives: Vec<(String, String)>, major: u32) -> Vec<(String, String)> {
+    // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
+    directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));
+    // A clean stop (emulator shutdown, reboot) writes the data to the node's directory,
+    // and the next start loads it: nodes keep their keys across emulator restarts.
+    if major >= 7 {
+        directives.push(("shutdown-on-sigterm".to_string(), "save".to_string()));
+    }
+    directives
 }
 
 /// Applies changed parameters, and a new node type's memory, to a running node without a

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nodes::cluster::{self, ClusterNode, Primary};
-use nodes::{Balance, Health, NodeKey};
+use nodes::{Balance, EngineKind, Health, NodeKey, NodeSpec};
 use operations::cache_clusters::status;
 use operations::replication_groups::SOURCE_TYPE;
 use store::{CacheCluster, EventRecord, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope};
@@ -59,6 +59,30 @@ pub fn node_directives(major_version: u32) -> Vec<(String, String)> {
     directives
 }
 
+/// What a new primary of a cluster-mode group with the default parameter group of the
+/// newest redis version runs: the template of the warm nodes (see `nodes::warm`). The
+/// member's spec must come out equal (`cache_clusters::reconcile` builds it with the same
+/// functions) for a warm node to be handed to it.
+pub(crate) fn warm_template(r: &Reconciler) -> Option<NodeSpec> {
+    let major =
+        r.runtime.engines().binary(EngineKind::Redis).map(|b| crate::cache_clusters::major_version(&b.version))?;
+    let family = r.ops.catalog().versions_of("redis").last()?.cache_parameter_group_family.clone();
+    Some(NodeSpec {
+        engine: EngineKind::Redis,
+        max_memory_bytes: crate::cache_clusters::DEFAULT_MAX_MEMORY,
+        parameters: operations::parameter_groups::default_values(r.ops.catalog(), &family, true)?,
+        directives: crate::cache_clusters::redis_directives(node_directives(major), major),
+        ..NodeSpec::default()
+    })
+}
+
+/// What a warm node does once started: it takes every slot, so that as a shard's new
+/// primary it keeps some (its shard's, see `reconcile`) from the first moment and redis
+/// never holds it back as a master without slots (its rejoin delay).
+pub(crate) fn warm_preparation() -> Vec<Vec<String>> {
+    vec![["CLUSTER", "ADDSLOTSRANGE", "0", "16383"].map(String::from).to_vec()]
+}
+
 /// One member node that answered, with what it says about the cluster.
 struct Seen<'a> {
     member: &'a CacheCluster,
@@ -73,6 +97,119 @@ impl Seen<'_> {
     fn knows(&self, id: &str) -> bool {
         self.view.iter().any(|n| n.id == id)
     }
+
+    /// Whether this node sees `other` as `other` sees itself (role, primary, slots, epoch).
+    fn sees_as_is(&self, other: &Seen<'_>) -> bool {
+        let me = &other.me;
+        self.view.iter().any(|n| {
+            n.id == me.id
+                && n.primary == me.primary
+                && n.primary_id == me.primary_id
+                && n.slots == me.slots
+                && n.epoch == me.epoch
+        })
+    }
+}
+
+/// Readies a node that has met nobody yet, before it meets anyone. It gets a configuration
+/// epoch of its own, as `redis-cli --cluster create` does: two primaries with one epoch
+/// would later settle the tie by node id, which can undo a failover of a young cluster.
+/// A node from the warm pool holds every slot (see `warm_preparation`): a primary of a group
+/// being created keeps only its shard's, which nobody else serves yet; any other gives up
+/// all (slots that others serve, with their keys, move to it by migration). Answers
+/// whether anything changed.
+async fn ready_lone_node(r: &Reconciler, g: &ReplicationGroup, s: &Seen<'_>) -> Result<bool, nodes::NodeError> {
+    let mut changed = false;
+    if s.me.epoch == 0 {
+        let epoch = g.group.members.iter().position(|m| *m == s.member.cluster.id).unwrap_or(0) + 1;
+        // Refused when the node has an epoch already: nothing to do then.
+        let _ = r.runtime.command(&s.key, &["CLUSTER", "SET-CONFIG-EPOCH", &epoch.to_string()]).await;
+        changed = true;
+    }
+    let creating = g.group.status == status::CREATING;
+    let own: HashSet<u16> = g
+        .group
+        .node_groups
+        .iter()
+        .filter(|shard| creating && shard.primary_cluster_id == s.member.cluster.id)
+        .flat_map(|shard| shard.slots.iter().flat_map(|&(a, b)| a..=b))
+        .collect();
+    let foreign = s.me.slots.iter().flat_map(|&(a, b)| a..=b).filter(|slot| !own.contains(slot));
+    let mut args = vec!["CLUSTER".to_string(), "DELSLOTSRANGE".to_string()];
+    for (from, to) in cluster::ranges(foreign) {
+        args.extend([from.to_string(), to.to_string()]);
+    }
+    if args.len() > 2 {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        error_reply(r.runtime.command(&s.key, &args).await?)?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// What a replica did about following its shard's primary.
+enum Follow {
+    /// The shard has no primary that answered: the health monitor's business.
+    NoPrimary,
+    /// It replicates from it, link up.
+    Linked,
+    /// Not yet: its link is coming up, it does not know the primary yet, or it still owns
+    /// slots (a demoted primary that gossip has not told yet).
+    Waiting,
+    /// It was told to (CLUSTER REPLICATE), with the node's answer.
+    Told(Result<nodes::resp::Reply, nodes::NodeError>),
+}
+
+async fn follow(r: &Reconciler, s: &Seen<'_>, primary: Option<&str>) -> Follow {
+    let Some(primary) = primary else { return Follow::NoPrimary };
+    if !s.me.primary && s.me.primary_id.as_deref() == Some(primary) {
+        return if r.runtime.replication(&s.key).await.is_ok_and(|i| i.link_up) {
+            Follow::Linked
+        } else {
+            Follow::Waiting
+        };
+    }
+    if (s.me.primary && !s.me.slots.is_empty()) || !s.knows(primary) {
+        return Follow::Waiting;
+    }
+    tracing::info!(member = s.member.cluster.id, shard = ?s.member.cluster.node_group_id, "replicating from the shard's primary");
+    Follow::Told(r.runtime.command(&s.key, &["CLUSTER", "REPLICATE", primary]).await)
+}
+
+/// Each `(node, other)`: `node` sends `other` a CLUSTER MEET, over one connection per
+/// node, every node at once. Answers whether every node took its meetings.
+async fn meet(r: &Reconciler, meetings: &[(&Seen<'_>, &Seen<'_>)]) -> bool {
+    let mut by_node: BTreeMap<&str, (&NodeKey, Vec<SocketAddr>)> = BTreeMap::new();
+    for (node, other) in meetings {
+        by_node.entry(node.me.id.as_str()).or_insert((&node.key, Vec::new())).1.push(other.address);
+    }
+    let sends = by_node.into_values().map(|(key, addresses)| async move {
+        let mut session = r.runtime.session(key).await?;
+        for address in addresses {
+            let (ip, port) = (address.ip().to_string(), address.port().to_string());
+            error_reply(session.command(&["CLUSTER", "MEET", &ip, &port]).await?)?;
+        }
+        Ok::<_, nodes::NodeError>(())
+    });
+    futures::future::join_all(sends).await.iter().all(Result::is_ok)
+}
+
+/// Tells every member that sees another out of date what that one now is: a node asked to
+/// meet a peer that knows it sends it a MEET, which the peer takes as a ping and learns the
+/// sender's role, primary, slots and epoch from. Gossip alone takes up to half the node
+/// timeout per pair to spread a change (a node met through a handshake is first known
+/// without its slots), and clients could be sent to the wrong node meanwhile. Best effort:
+/// gossip spreads it anyway.
+async fn refresh_stale_views(r: &Reconciler, seen: &[Seen<'_>]) {
+    let mut meetings = Vec::new();
+    for behind in seen {
+        for about in seen {
+            if behind.me.id != about.me.id && behind.knows(&about.me.id) && !behind.sees_as_is(about) {
+                meetings.push((about, behind));
+            }
+        }
+    }
+    meet(r, &meetings).await;
 }
 
 async fn look(
@@ -100,9 +237,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         return Ok(Some(if retry { crate::RETRY_DELAY } else { crate::SOON }));
     }
     let live: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
+    // Every member is asked at once: a pass takes as long as the slowest answer.
+    let looks = futures::future::join_all(live.iter().map(|member| look(r, &scope, member))).await;
     let mut seen: Vec<Seen> = Vec::new();
-    for member in &live {
-        if let Some((key, address, view, state_ok)) = look(r, &scope, member).await
+    for (member, looked) in live.iter().zip(looks) {
+        if let Some((key, address, view, state_ok)) = looked
             && let Some(me) = view.iter().find(|n| n.myself).cloned()
         {
             seen.push(Seen { member, key, address, view, me, state_ok });
@@ -118,30 +257,39 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         }
     };
 
-    // 2. A node that has met nobody yet gets a configuration epoch of its own first, as
-    // `redis-cli --cluster create` does: two primaries with one epoch would later settle the
-    // tie by node id, which can undo a failover of a young cluster. Then nodes that do not
-    // know each other meet directly: gossip alone takes seconds to spread a new node.
-    for s in seen.iter().filter(|s| s.view.len() == 1 && s.me.epoch == 0) {
-        let epoch = g.group.members.iter().position(|m| *m == s.member.cluster.id).unwrap_or(0) + 1;
-        let _ = r.runtime.command(&s.key, &["CLUSTER", "SET-CONFIG-EPOCH", &epoch.to_string()]).await;
+    // 2. Nodes that have met nobody yet are readied (every node at once), then nodes that do
+    // not know each other meet directly: gossip alone takes seconds to spread a new node.
+    let lone = seen.iter().filter(|s| s.view.len() == 1).map(|s| ready_lone_node(r, &g, s));
+    for result in futures::future::join_all(lone).await {
+        match result {
+            Ok(changed) => progressing |= changed,
+            Err(error) => {
+                tracing::warn!(replication_group = id, %error, "readying a new node failed");
+                failed = true;
+            }
+        }
     }
+    let mut meetings = Vec::new();
     for s in &seen {
         for other in seen.iter().filter(|o| o.me.id != s.me.id && !s.knows(&o.me.id)) {
             // One side of a pair is enough, unless the other side already knows this one.
             if !other.knows(&s.me.id) && s.me.id > other.me.id {
                 continue;
             }
-            let (ip, port) = (other.address.ip().to_string(), other.address.port().to_string());
             tracing::info!(
                 replication_group = id,
                 member = s.member.cluster.id,
                 other = other.member.cluster.id,
                 "meeting"
             );
-            let result = r.runtime.command(&s.key, &["CLUSTER", "MEET", &ip, &port]).await;
-            note(result, "CLUSTER MEET", &mut failed);
-            progressing = true;
+            meetings.push((s, other));
+        }
+    }
+    if !meetings.is_empty() {
+        progressing = true;
+        if !meet(r, &meetings).await {
+            tracing::warn!(replication_group = id, "CLUSTER MEET failed");
+            failed = true;
         }
     }
 
@@ -150,50 +298,44 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     let shard_primary: BTreeMap<String, Option<String>> =
         g.group.node_groups.iter().map(|shard| (shard.id.clone(), id_of(&shard.primary_cluster_id))).collect();
 
-    // 3. Replicas follow their shard's primary.
+    // 3. Replicas follow their shard's primary (every replica at once).
     let mut linked = 0;
+    let mut announcements = Vec::new();
     let replicas = live.iter().filter(|m| !is_primary(&g, m)).count();
-    for s in seen.iter().filter(|s| !is_primary(&g, s.member)) {
+    let follows = seen.iter().filter(|s| !is_primary(&g, s.member)).map(|s| {
         let shard = s.member.cluster.node_group_id.clone().unwrap_or_default();
-        let Some(Some(primary)) = shard_primary.get(&shard) else { continue };
-        if !s.me.primary && s.me.primary_id.as_deref() == Some(primary.as_str()) {
-            if r.runtime.replication(&s.key).await.is_ok_and(|i| i.link_up) {
-                linked += 1;
-            } else {
+        let primary = shard_primary.get(&shard).cloned().flatten();
+        async move { (s, follow(r, s, primary.as_deref()).await) }
+    });
+    for (s, followed) in futures::future::join_all(follows).await {
+        match followed {
+            Follow::NoPrimary => {}
+            Follow::Linked => linked += 1,
+            Follow::Waiting => progressing = true,
+            Follow::Told(result) => {
                 progressing = true;
+                note(result, "CLUSTER REPLICATE", &mut failed);
+                // What it has become, to everyone at once (see `refresh_stale_views`).
+                announcements.extend(seen.iter().filter(|o| o.me.id != s.me.id && s.knows(&o.me.id)).map(|o| (s, o)));
             }
-            continue;
-        }
-        progressing = true;
-        // A node still owning slots is a demoted primary not told yet: gossip fixes it.
-        if s.me.primary && !s.me.slots.is_empty() {
-            continue;
-        }
-        if s.knows(primary) {
-            tracing::info!(
-                replication_group = id,
-                member = s.member.cluster.id,
-                shard,
-                "replicating from the shard's primary"
-            );
-            let result = r.runtime.command(&s.key, &["CLUSTER", "REPLICATE", primary]).await;
-            note(result, "CLUSTER REPLICATE", &mut failed);
         }
     }
 
+    meet(r, &announcements).await;
+
     // 4. Slots nobody owns go to the shard that should own them. A node is the authority on
     // its own slots; the widest view covers nodes that are down.
-    let mut owner: HashMap<u16, String> = HashMap::new();
+    let mut owner: Vec<Option<&str>> = vec![None; usize::from(cluster::SLOTS)];
     if let Some(widest) = seen.iter().max_by_key(|s| s.view.len()) {
         for node in &widest.view {
             for slot in node.slots.iter().flat_map(|&(a, b)| a..=b) {
-                owner.insert(slot, node.id.clone());
+                owner[usize::from(slot)] = Some(&node.id);
             }
         }
     }
     for s in &seen {
         for slot in s.me.slots.iter().flat_map(|&(a, b)| a..=b) {
-            owner.insert(slot, s.me.id.clone());
+            owner[usize::from(slot)] = Some(&s.me.id);
         }
     }
     let mut misplaced = 0u32;
@@ -203,8 +345,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             continue;
         };
         let slots: Vec<u16> = shard.slots.iter().flat_map(|&(a, b)| a..=b).collect();
-        misplaced += slots.iter().filter(|slot| owner.get(slot).is_some_and(|o| o != primary)).count() as u32;
-        let free: Vec<u16> = slots.into_iter().filter(|slot| !owner.contains_key(slot)).collect();
+        misplaced +=
+            slots.iter().filter(|&&slot| owner[usize::from(slot)].is_some_and(|o| o != primary)).count() as u32;
+        let free: Vec<u16> = slots.into_iter().filter(|&slot| owner[usize::from(slot)].is_none()).collect();
         if free.is_empty() {
             continue;
         }
@@ -245,7 +388,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         all_met && seen.len() == live.len() && live.iter().all(|m| m.cluster.status == status::AVAILABLE);
     // Slots may only move once every node knows every owner: a node importing a slot
     // ignores gossip about it, so one that never learnt its owner would refuse the keys.
-    let converged = views_agree(&seen) && seen.iter().all(|s| s.state_ok);
+    let agree = views_agree(&seen);
+    if !agree {
+        refresh_stale_views(r, &seen).await;
+    }
+    let converged = agree && seen.iter().all(|s| s.state_ok);
     let topology_ready = members_ready && !progressing && linked == replicas && converged;
 
     // 5. Resharding, once every member is up and in place.
@@ -330,8 +477,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     Ok(if failed {
         Some(crate::RETRY_DELAY)
     } else if !settled && (transitional || progressing) {
-        // Gossip takes a moment to spread what was just done.
-        Some(Duration::from_millis(20))
+        // Redis acts on what was just done in its cluster cron, every 100 ms.
+        Some(Duration::from_millis(5))
     } else {
         None
     })
@@ -344,18 +491,7 @@ fn views_agree(seen: &[Seen<'_>]) -> bool {
     let mut epochs: Vec<u64> = seen.iter().filter(|s| s.me.primary).map(|s| s.me.epoch).collect();
     epochs.sort_unstable();
     let distinct = epochs.windows(2).all(|w| w[0] != w[1]);
-    distinct
-        && seen.iter().all(|s| {
-            seen.iter().all(|o| {
-                s.view.iter().any(|n| {
-                    n.id == o.me.id
-                        && n.primary == o.me.primary
-                        && n.primary_id == o.me.primary_id
-                        && n.slots == o.me.slots
-                        && n.epoch == o.me.epoch
-                })
-            })
-        })
+    distinct && seen.iter().all(|s| seen.iter().all(|o| s.sees_as_is(o)))
 }
 
 fn error_reply(reply: nodes::resp::Reply) -> Result<nodes::resp::Reply, nodes::NodeError> {
@@ -377,15 +513,15 @@ async fn move_slots(
     g: &ReplicationGroup,
     seen: &[Seen<'_>],
     shard_primary: &BTreeMap<String, Option<String>>,
-    owner: &HashMap<u16, String>,
+    owner: &[Option<&str>],
     misplaced: u32,
 ) -> Result<(), Error> {
     let mut moves: BTreeMap<(String, String), Vec<u16>> = BTreeMap::new();
     for shard in &g.group.node_groups {
         let Some(Some(to)) = shard_primary.get(&shard.id) else { continue };
         for slot in shard.slots.iter().flat_map(|&(a, b)| a..=b) {
-            if let Some(from) = owner.get(&slot).filter(|from| *from != to) {
-                moves.entry((from.clone(), to.clone())).or_default().push(slot);
+            if let Some(from) = owner[usize::from(slot)].filter(|from| from != to) {
+                moves.entry((from.to_string(), to.clone())).or_default().push(slot);
             }
         }
     }

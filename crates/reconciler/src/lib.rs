@@ -65,6 +65,8 @@ pub struct Reconciler {
     health: HealthSettings,
     /// Where snapshot exports go: an S3-compatible endpoint, or (None) `<state dir>/exports`.
     s3: Option<S3Target>,
+    /// Cluster-enabled nodes to keep warm for new cluster-mode primaries (see `nodes::warm`).
+    warm_nodes: usize,
     /// Clusters being reconciled right now: never two reconciles of one cluster at once.
     in_flight: Mutex<HashSet<ClusterKey>>,
     /// Memcached configuration endpoints, with the sender that publishes node lists.
@@ -126,6 +128,7 @@ impl Reconciler {
         state_dir: &Path,
         health: HealthSettings,
         s3: Option<S3Target>,
+        warm_nodes: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             ops,
@@ -135,6 +138,7 @@ impl Reconciler {
             keys: Arc::new(at_rest::KeyStore::new(state_dir)),
             health,
             s3,
+            warm_nodes,
             in_flight: Mutex::new(HashSet::new()),
             config_endpoints: tokio::sync::Mutex::new(HashMap::new()),
             group_endpoints: tokio::sync::Mutex::new(HashMap::new()),
@@ -199,6 +203,11 @@ impl Reconciler {
         if !reaped.is_empty() {
             tracing::warn!(count = reaped.len(), "killed node processes left over by a previous run");
         }
+        if let Some(template) = cluster_mode::warm_template(&self) {
+            let root = self.state_dir.join("nodes").join("warm");
+            let prepare = cluster_mode::warm_preparation();
+            self.runtime.keep_warm(nodes::WarmSettings { root, template, size: self.warm_nodes, prepare }).await;
+        }
         let monitor = tokio::spawn(health::monitor(self.clone()));
         tokio::pin!(shutdown);
         let mut backups_checked: Option<tokio::time::Instant> = None;
@@ -220,6 +229,7 @@ impl Reconciler {
         monitor.abort();
         // No reconcile may start a node once the nodes are being stopped.
         self.pause().await;
+        self.runtime.stop_warm().await;
         self.runtime.stop_all().await;
         self.config_endpoints.lock().await.clear();
         self.group_endpoints.lock().await.clear();

@@ -128,6 +128,8 @@ pub struct MemberStart {
     pub empty_unless_joined: bool,
     /// A user group is attached: its users, not the AUTH token, define the default user.
     pub rbac: bool,
+    /// The primary of a cluster-mode shard: a new one may start from a warm node.
+    pub shard_primary: bool,
 }
 
 pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) -> MemberStart {
@@ -139,11 +141,8 @@ pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) 
     let mut directives = crate::acl::config_directives(r, &group).await;
     if group.group.cluster_enabled() {
         directives.extend(crate::cluster_mode::node_directives(major_version));
-        return MemberStart {
-            directives,
-            empty_unless_joined: group.group.node_group_led_by(&c.cluster.id).is_none(),
-            rbac,
-        };
+        let primary = group.group.node_group_led_by(&c.cluster.id).is_some();
+        return MemberStart { directives, empty_unless_joined: !primary, rbac, shard_primary: primary };
     }
     let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id);
     if group.group.primary_cluster_id != c.cluster.id
@@ -151,7 +150,7 @@ pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) 
     {
         directives.push(("replicaof".to_string(), format!("{} {}", address.ip(), address.port())));
     }
-    MemberStart { directives, empty_unless_joined: false, rbac }
+    MemberStart { directives, empty_unless_joined: false, rbac, shard_primary: false }
 }
 
 impl GroupEndpoints {

@@ -44,6 +44,9 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "region": state.config.region,
         "zones": state.config.zones,
         "engines": *state.engines,
+        "warm_nodes": state.reconciler.runtime().warm_nodes().iter()
+            .map(|n| json!({"pid": n.pid, "port": n.port, "ready": n.ready}))
+            .collect::<Vec<_>>(),
     }))
 }
 

@@ -49,7 +49,13 @@ pub struct Config {
     pub settle_timeout: Duration,
     /// The engine binaries nodes run; None looks them up on `PATH`.
     pub engines: Option<Engines>,
+    /// Cluster-enabled redis nodes kept started ahead of need, so that new cluster-mode
+    /// groups skip redis's two-second start-up delay; 0 keeps none.
+    pub warm_nodes: usize,
 }
+
+/// One warm node per shard of a three-shard group.
+pub const DEFAULT_WARM_NODES: usize = 3;
 
 /// Covers every change that takes a few seconds here (a reshard of 100,000 keys takes about
 /// four) and stays well inside the clients' read timeouts (botocore's is 60 s).
@@ -134,6 +140,7 @@ pub async fn run(
         &config.state_dir,
         config.health,
         config.s3.clone(),
+        config.warm_nodes,
     );
 
     // One shutdown signal, seen by both the HTTP server and the reconciler.

@@ -77,6 +77,10 @@ struct ServeArgs {
     /// answers at once, while the resource is still `creating`.
     #[arg(long, env = "ELASTICACHE_LOCAL_SETTLE_TIMEOUT_MS", default_value_t = server::DEFAULT_SETTLE_TIMEOUT.as_millis() as u64)]
     settle_timeout_ms: u64,
+    /// Cluster-enabled redis nodes kept started ahead of need, so a new cluster-mode group
+    /// is available without redis's two-second start-up delay; 0 keeps none (no idle cost).
+    #[arg(long, env = "ELASTICACHE_LOCAL_WARM_NODES", default_value_t = server::DEFAULT_WARM_NODES)]
+    warm_nodes: usize,
 }
 
 /// The export target from --s3-endpoint and the credentials in the environment.
@@ -176,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
         s3,
         settle_timeout: std::time::Duration::from_millis(args.settle_timeout_ms),
         engines: None,
+        warm_nodes: args.warm_nodes,
     };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

@@ -3,6 +3,8 @@
 //! with every key checked, per-shard failover (crash and TestFailover), per-shard replica
 //! counts and AWS's rules for bad input. Each test starts its own server.
 
+mod warm;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

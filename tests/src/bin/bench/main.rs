@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|cluster-mode|snapshots|tls]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|cluster-mode|snapshots|tls|waiters]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
@@ -8,7 +8,8 @@
 //! - replication: see `replication.rs`;
 //! - cluster-mode: see `cluster_mode.rs`;
 //! - snapshots: see `snapshots.rs`;
-//! - tls: see `tls.rs`.
+//! - tls: see `tls.rs`;
+//! - waiters: see `waiters.rs`.
 //!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
@@ -27,6 +28,7 @@ mod clusters;
 mod replication;
 mod snapshots;
 mod tls;
+mod waiters;
 
 const STARTUP_RUNS: usize = 10;
 const CONNECTIONS: usize = 16;
@@ -59,10 +61,24 @@ impl Server {
         Self::spawn_on(binary, free_port()?, None)
     }
 
+    /// An ephemeral server with extra `serve` flags.
+    fn spawn_with(binary: &PathBuf, flags: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_command(binary, free_port()?, None, flags)
+    }
+
     /// A server on `address`, keeping its state in `state_dir` (ephemeral without one).
     fn spawn_on(binary: &PathBuf, address: SocketAddr, state_dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        Self::spawn_command(binary, address, state_dir, &[])
+    }
+
+    fn spawn_command(
+        binary: &PathBuf,
+        address: SocketAddr,
+        state_dir: Option<&std::path::Path>,
+        flags: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary);
-        command.args(["serve", "--listen", &address.to_string()]);
+        command.args(["serve", "--listen", &address.to_string()]).args(flags);
         match state_dir {
             Some(dir) => command.arg("--state-dir").arg(dir),
             None => command.arg("--ephemeral"),
@@ -229,6 +245,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if which.as_deref().is_none_or(|w| w == "snapshots") {
         snapshots::run(&binary).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "waiters") {
+        waiters::run(&binary).await?;
     }
     if which.as_deref().is_none_or(|w| w == "tls") {
         let server = Server::spawn(&binary)?;

@@ -1,0 +1,67 @@
+//! Warm nodes: a new cluster-mode group's primaries are nodes the emulator started ahead of
+//! need; they serve the group's keys, the pool fills up again, and they come back from
+//! their own directories after an emulator restart.
+
+use std::collections::BTreeSet;
+
+use e2e::cluster::{cluster_connection, missing_keys, write_keys};
+use e2e::{SETTLE, TestServer, admin, admin_nodes, poll_until, wait_group_available};
+
+use crate::create;
+
+/// The pids of the idle warm nodes, once there are `count` of them.
+async fn warm_pids(server: &TestServer, count: usize) -> BTreeSet<u64> {
+    poll_until(&format!("{count} warm nodes"), SETTLE, || async {
+        let (_, health) = admin(server, "GET", "/_emulator/health").await;
+        let pids: BTreeSet<u64> =
+            health["warm_nodes"].as_array().into_iter().flatten().filter_map(|n| n["pid"].as_u64()).collect();
+        if pids.len() == count { Ok(pids) } else { Err(format!("{health}")) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn new_primaries_come_from_the_warm_pool_and_keep_their_data_across_a_restart() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let warm = warm_pids(&server, server::DEFAULT_WARM_NODES).await;
+
+    let g = create(&client, "warm", 3, 1).await;
+    let nodes = admin_nodes(&server).await;
+    let primaries: BTreeSet<u64> =
+        nodes.iter().filter(|n| n["role"] == "primary").filter_map(|n| n["pid"].as_u64()).collect();
+    assert_eq!(primaries, warm, "each shard's primary is a warm node: {nodes:?}");
+    let port = g.configuration_endpoint().and_then(|e| e.port()).expect("configuration endpoint") as u16;
+    let mut con = cluster_connection(port).await.expect("cluster client");
+    write_keys(&mut con, 0..300).await.expect("writes");
+    assert_eq!(missing_keys(&mut con, 0..300).await, Vec::<String>::new());
+
+    // Used nodes are replaced.
+    let refilled = warm_pids(&server, server::DEFAULT_WARM_NODES).await;
+    assert!(refilled.is_disjoint(&warm), "the pool holds new nodes");
+
+    // The handed-over nodes live in their own directories: a restart brings them back there.
+    let state = server.stop().await;
+    let server = TestServer::start_in(state).await;
+    let client = server.client();
+    let g = wait_group_available(&client, "warm").await;
+    let port = g.configuration_endpoint().and_then(|e| e.port()).expect("configuration endpoint") as u16;
+    // The store says `available` from the start; the nodes take a moment to come back.
+    poll_until("every key back after the restart", SETTLE, || async {
+        let mut con = cluster_connection(port).await.map_err(|e| e.to_string())?;
+        let missing = missing_keys(&mut con, 0..300).await;
+        if missing.is_empty() { Ok(()) } else { Err(format!("{} keys missing", missing.len())) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_warm_nodes_when_turned_off() {
+    let server = TestServer::start_with(|c| c.warm_nodes = 0).await;
+    let (_, health) = admin(&server, "GET", "/_emulator/health").await;
+    assert_eq!(health["warm_nodes"], serde_json::json!([]));
+    // Groups are still created, on nodes started for them.
+    let client = server.client();
+    create(&client, "cold", 2, 0).await;
+    assert_eq!(admin_nodes(&server).await.len(), 2);
+}
