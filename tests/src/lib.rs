@@ -9,6 +9,9 @@
 //! [`tls`] (TLS and AUTH connections through the `redis` crate), [`wait`] (polling and node-process probes) and [`resources`] (describe / wait / events over
 //! the SDK).
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 pub mod admin;
 pub mod cluster;
 pub mod memcached;

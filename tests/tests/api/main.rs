@@ -1,6 +1,9 @@
 //! Control-plane API tests through `aws-sdk-elasticache` (and raw HTTP for the wire format),
 //! each against its own in-process server. One test binary keeps linking cheap.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 mod admin;
 mod engine_versions;
 mod pagination_regions;

@@ -3,6 +3,9 @@
 //! secret, a clock 20 minutes behind) and with raw ones (unsigned, tampered after signing,
 //! expired), asserting AWS's error codes and HTTP statuses. The default stays permissive.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_elasticache::Client;

@@ -3,6 +3,9 @@
 //! with every key checked, per-shard failover (crash and TestFailover), per-shard replica
 //! counts and AWS's rules for bad input. Each test starts its own server.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 mod warm;
 
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! it through `aws-sdk-elasticache`, and talks to the redis-server / memcached processes it
 //! starts over plain TCP. One test binary keeps linking cheap.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 mod errors;
 mod events;
 mod lifecycle;

@@ -3,6 +3,9 @@
 //! outage, TestFailover, replica scaling, deletion and validation. Each test starts its own
 //! server and drives it through `aws-sdk-elasticache`, RESP over TCP and the admin API.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 mod failover;
 mod lifecycle;
 mod placement;

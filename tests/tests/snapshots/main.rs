@@ -5,6 +5,9 @@
 //! Each test starts its own server and drives it through `aws-sdk-elasticache`, RESP over TCP
 //! and the admin API.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 mod at_rest;
 mod automated;
 mod cluster_mode;

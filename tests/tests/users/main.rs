@@ -1,6 +1,9 @@
 //! RBAC users and user groups through `aws-sdk-elasticache` (and raw HTTP where the test is
 //! about every byte of a response), each test against its own in-process server.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 mod groups;
 mod secrets;
 mod users;

@@ -5,6 +5,9 @@
 //!
 //! Polls are counted, not timed: `/metrics` counts every Describe the server answered.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

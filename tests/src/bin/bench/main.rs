@@ -14,6 +14,9 @@
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
 
+// A failed unwrap is a failed test here.
+#![allow(clippy::unwrap_used)]
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
