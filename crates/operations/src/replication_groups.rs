@@ -672,8 +672,8 @@ pub async fn test_failover(
         group.test_failovers.push(now);
         group.status = status::MODIFYING.to_string();
         match group.node_groups.iter_mut().find(|g| g.id == shard) {
-            Some(node_group) => node_group.failover_to = Some(String::new()),
-            None => group.failover_to = Some(String::new()),
+            Some(node_group) => node_group.failover_to = Some(store::FailoverRequest::BestReplica),
+            None => group.failover_to = Some(store::FailoverRequest::BestReplica),
         }
         tracing::info!(replication_group = group.id, node_group = shard, primary, "test failover requested");
         Ok(vec![EventRecord::new(SOURCE_TYPE, &group.id, format!("Test Failover API called for node group {shard}"))])
@@ -1115,7 +1115,7 @@ pub async fn modify(
             if primary != group.primary_cluster_id {
                 changed = true;
                 touches_nodes = true;
-                group.failover_to = Some(primary);
+                group.failover_to = Some(store::FailoverRequest::To(primary));
             }
         }
         if !changed {

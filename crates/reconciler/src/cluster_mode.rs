@@ -26,10 +26,12 @@ use nodes::cluster::{self, ClusterNode, Primary};
 use nodes::{Balance, EngineKind, Health, NodeKey, NodeSpec};
 use operations::cache_clusters::status;
 use operations::replication_groups::SOURCE_TYPE;
-use store::{CacheCluster, EventRecord, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope};
+use store::{CacheCluster, EventRecord, FailoverRequest, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope};
 
 use crate::cache_clusters::{Error, stored};
-use crate::replication_groups::{address, ensure, node_key, point_primary_and_reader};
+use crate::replication_groups::{
+    address, ensure, node_key, observe_replicas, observed_health, point_primary_and_reader, zone_of,
+};
 use crate::{Reconciler, lock};
 
 /// Slots moved between two progress reports in the store.
@@ -627,34 +629,26 @@ async fn retire_removed_shards(r: &Reconciler, g: &ReplicationGroup, seen: &[See
 async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRecord) -> Result<bool, Error> {
     let scope = &g.scope;
     let old = shard.primary_cluster_id.clone();
-    let target = shard.failover_to.clone().filter(|t| !t.is_empty());
-    let in_shard = |m: &&CacheCluster| m.cluster.node_group_id.as_deref() == Some(shard.id.as_str());
-    let old_key = g.members.iter().find(|m| m.cluster.id == old).and_then(|m| node_key(scope, m));
-    let old_health = match &old_key {
-        Some(key) => r.runtime.probe(key, r.health.timeout).await,
-        None => Health::Exited,
-    };
-    let mut best: Option<(&CacheCluster, NodeKey, (u64, bool))> = None;
-    for member in
-        g.members.iter().filter(in_shard).filter(|m| m.cluster.id != old && m.cluster.status != status::DELETING)
-    {
-        if target.as_ref().is_some_and(|t| *t != member.cluster.id) {
-            continue;
+    let request = shard.failover_to.clone().unwrap_or(FailoverRequest::BestReplica);
+    let old_member = g.members.iter().find(|m| m.cluster.id == old);
+    let old_key = old_member.and_then(|m| node_key(scope, m));
+    let old_health = observed_health(r, old_key.as_ref()).await;
+    let candidates: Vec<&CacheCluster> = g
+        .members
+        .iter()
+        .filter(|m| m.cluster.node_group_id.as_deref() == Some(shard.id.as_str()))
+        .filter(|m| m.cluster.status != status::DELETING)
+        .collect();
+    let replicas = observe_replicas(r, scope, &candidates).await;
+    let primary = crate::failover::Primary { id: &old, zone: zone_of(old_member), health: old_health };
+    let (new, new_key) = match crate::failover::decide(&request, &primary, &replicas) {
+        crate::failover::Decision::Promote { to, .. } => {
+            match candidates.iter().find(|m| m.cluster.id == to).and_then(|m| node_key(scope, m).map(|k| (*m, k))) {
+                Some(found) => found,
+                None => return Ok(true),
+            }
         }
-        let Some(key) = node_key(scope, member) else { continue };
-        if r.runtime.probe(&key, r.health.timeout).await != Health::Healthy {
-            continue;
-        }
-        let Ok(info) = r.runtime.replication(&key).await else { continue };
-        let other_zone = member.nodes.first().map(|n| &n.zone)
-            != g.members.iter().find(|m| m.cluster.id == old).and_then(|m| m.nodes.first()).map(|n| &n.zone);
-        let rank = (info.offset, other_zone);
-        if best.as_ref().is_none_or(|(_, _, b)| rank > *b) {
-            best = Some((member, key, rank));
-        }
-    }
-    let Some((new, new_key, _)) = best else {
-        if target.is_none() && old_health == Health::Exited {
+        crate::failover::Decision::RestartPrimary => {
             tracing::warn!(
                 replication_group = g.group.id,
                 shard = shard.id,
@@ -666,8 +660,10 @@ async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRe
             record_failover(r, g, shard, None).await?;
             return Ok(false);
         }
-        tracing::warn!(replication_group = g.group.id, shard = shard.id, "no healthy replica to promote; retrying");
-        return Ok(true);
+        crate::failover::Decision::Wait => {
+            tracing::warn!(replication_group = g.group.id, shard = shard.id, "no healthy replica to promote; retrying");
+            return Ok(true);
+        }
     };
     let mut session = r.runtime.session(&new_key).await.map_err(Error::Node)?;
     let promoted = |view: &[ClusterNode]| view.iter().any(|n| n.myself && n.primary);

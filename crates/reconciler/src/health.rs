@@ -104,9 +104,9 @@ async fn request_failover(r: &Reconciler, scope: &Scope, group: &str, primary: &
         .store()
         .update_replication_group(scope, group, |g, _| {
             if let Some(shard) = g.node_groups.iter_mut().find(|s| s.primary_cluster_id == primary) {
-                shard.failover_to.get_or_insert_with(String::new);
+                shard.failover_to.get_or_insert(store::FailoverRequest::BestReplica);
             } else if g.primary_cluster_id == primary && g.failover_to.is_none() {
-                g.failover_to = Some(String::new());
+                g.failover_to = Some(store::FailoverRequest::BestReplica);
             }
             Ok::<_, ()>(Vec::new())
         })

@@ -23,6 +23,7 @@ mod acl;
 mod at_rest;
 mod cache_clusters;
 mod cluster_mode;
+mod failover;
 mod health;
 mod replication_groups;
 mod s3;

@@ -12,7 +12,7 @@ use nodes::replication::Role;
 use nodes::{Balance, EndpointProxy, Health, NodeKey};
 use operations::cache_clusters::status;
 use operations::replication_groups::SOURCE_TYPE;
-use store::{CacheCluster, EventRecord, ReplicationGroup, Scope, UpdateError};
+use store::{CacheCluster, EventRecord, FailoverRequest, ReplicationGroup, Scope, UpdateError};
 use tokio::sync::watch;
 
 use crate::cache_clusters::{Error, stored};
@@ -218,8 +218,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     if g.group.cluster_enabled() {
         return crate::cluster_mode::reconcile(r, g).await;
     }
-    if let Some(target) = g.group.failover_to.clone() {
-        let retry = failover(r, &scope, &id, (!target.is_empty()).then_some(target)).await?;
+    if let Some(request) = g.group.failover_to.clone() {
+        let retry = failover(r, &scope, &id, request).await?;
         return Ok(retry.then_some(crate::RETRY_DELAY));
     }
     let live: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
@@ -315,6 +315,38 @@ async fn fail_creation(r: &Reconciler, g: &ReplicationGroup, member: &str) -> Re
     Ok(None)
 }
 
+/// A node's health as a probe sees it now (no node at all: exited).
+pub(crate) async fn observed_health(r: &Reconciler, key: Option<&NodeKey>) -> Health {
+    match key {
+        Some(key) => r.runtime.probe(key, r.health.timeout).await,
+        None => Health::Exited,
+    }
+}
+
+/// The zone of a member's node.
+pub(crate) fn zone_of(member: Option<&CacheCluster>) -> &str {
+    member.and_then(|m| m.nodes.first()).map_or("", |n| n.zone.as_str())
+}
+
+/// What a failover decision needs of each member: health and replication offset, every
+/// member asked at once.
+pub(crate) async fn observe_replicas<'a>(
+    r: &Reconciler,
+    scope: &Scope,
+    members: &[&'a CacheCluster],
+) -> Vec<crate::failover::Replica<'a>> {
+    let observe = members.iter().map(|member| async move {
+        let key = node_key(scope, member);
+        let health = observed_health(r, key.as_ref()).await;
+        let offset = match (&key, health) {
+            (Some(key), Health::Healthy) => r.runtime.replication(key).await.ok().map(|i| i.offset),
+            _ => None,
+        };
+        crate::failover::Replica { id: member.cluster.id.as_str(), zone: zone_of(Some(member)), health, offset }
+    });
+    futures::future::join_all(observe).await
+}
+
 fn ip(address: &SocketAddr) -> Ipv4Addr {
     match address.ip() {
         std::net::IpAddr::V4(ip) => ip,
@@ -328,14 +360,13 @@ fn replace(current: &mut Vec<SocketAddr>, next: Vec<SocketAddr>) -> bool {
     changed
 }
 
-/// Drops the failover request `target` (None: the automatic one) if it is still the one
-/// asked for.
-async fn clear_failover(r: &Reconciler, scope: &Scope, id: &str, target: &Option<String>) -> Result<(), Error> {
+/// Drops the failover `request` if it is still the one asked for.
+async fn clear_failover(r: &Reconciler, scope: &Scope, id: &str, request: &FailoverRequest) -> Result<(), Error> {
     let result = r
         .ops
         .store()
         .update_replication_group(scope, id, |group, _| {
-            if group.failover_to.as_deref() == Some(target.as_deref().unwrap_or_default()) {
+            if group.failover_to.as_ref() == Some(request) {
                 group.failover_to = None;
             }
             Ok::<_, ()>(Vec::new())
@@ -344,57 +375,42 @@ async fn clear_failover(r: &Reconciler, scope: &Scope, id: &str, target: &Option
     stored(result)
 }
 
-/// Promotes a replica: `target`, or the healthiest, most up-to-date one (highest
-/// replication offset, preferring another zone than the old primary's). Repoints the other
+/// Promotes the replica `crate::failover::decide` picks for `request`. Repoints the other
 /// replicas and the primary endpoint, records AWS's events; the old primary, once back, is
-/// made a replica by the next reconcile.
-pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Option<String>) -> Result<bool, Error> {
+/// made a replica by the next reconcile. Answers whether to try again.
+pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: FailoverRequest) -> Result<bool, Error> {
     let Some(g) = r.ops.store().replication_group(scope, id).await.map_err(Error::Store)? else { return Ok(false) };
     let old = g.group.primary_cluster_id.clone();
-    let old_zone = g.members.iter().find(|m| m.cluster.id == old).and_then(|m| m.nodes.first()).map(|n| n.zone.clone());
-    let mut best: Option<(&CacheCluster, (bool, u64, bool))> = None;
-    for member in g.members.iter().filter(|m| m.cluster.id != old && m.cluster.status != status::DELETING) {
-        if target.as_ref().is_some_and(|t| *t != member.cluster.id) {
-            continue;
-        }
-        let Some(key) = node_key(scope, member) else { continue };
-        if r.runtime.probe(&key, r.health.timeout).await != Health::Healthy {
-            continue;
-        }
-        let Ok(info) = r.runtime.replication(&key).await else { continue };
-        let other_zone = member.nodes.first().is_some_and(|n| Some(n.zone.clone()) != old_zone);
-        // A replica with data beats one still in its first sync; then the most up to
-        // date; then one in another zone than the failed primary.
-        let rank = (info.offset > 0, info.offset, other_zone);
-        if best.as_ref().is_none_or(|(_, best_rank)| rank > *best_rank) {
-            best = Some((member, rank));
-        }
-    }
-    let Some((new, _)) = best else {
-        // Nothing to promote. A dead primary of an automatic failover is then restarted in
-        // place rather than left dead; a requested switch-over waits for its target.
-        let old_key = g.members.iter().find(|m| m.cluster.id == old).and_then(|m| node_key(scope, m));
-        if target.is_none()
-            && let Some(key) = old_key
-            && r.runtime.probe(&key, r.health.timeout).await == Health::Exited
-        {
+    let old_member = g.members.iter().find(|m| m.cluster.id == old);
+    let old_key = old_member.and_then(|m| node_key(scope, m));
+    let old_health = observed_health(r, old_key.as_ref()).await;
+    let candidates: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
+    let replicas = observe_replicas(r, scope, &candidates).await;
+    let primary = crate::failover::Primary { id: &old, zone: zone_of(old_member), health: old_health };
+    let new = match crate::failover::decide(&request, &primary, &replicas) {
+        crate::failover::Decision::Promote { to, .. } => g
+            .members
+            .iter()
+            .find(|m| m.cluster.id == to)
+            .ok_or_else(|| Error::Api(protocol::ApiError::internal("promoted member vanished")))?,
+        crate::failover::Decision::RestartPrimary => {
             tracing::warn!(replication_group = id, "no healthy replica to promote; restarting the primary in place");
-            lock(&r.to_recover).insert(key);
-            clear_failover(r, scope, id, &target).await?;
+            if let Some(key) = old_key {
+                lock(&r.to_recover).insert(key);
+            }
+            clear_failover(r, scope, id, &request).await?;
             return Ok(false);
         }
-        tracing::warn!(replication_group = id, "no healthy replica to promote; retrying");
-        return Ok(true);
+        crate::failover::Decision::Wait => {
+            tracing::warn!(replication_group = id, "no healthy replica to promote; retrying");
+            return Ok(true);
+        }
     };
     let new_id = new.cluster.id.clone();
     let (Some(new_key), Some(new_address)) = (node_key(scope, new), address(new)) else { return Ok(true) };
     // A planned switch-over (the old primary still answers) loses nothing: writes to the
     // old primary pause until the new one has caught up, and it becomes a replica at once.
-    let old_key = g.members.iter().find(|m| m.cluster.id == old).and_then(|m| node_key(scope, m));
-    let planned = match &old_key {
-        Some(key) => r.runtime.probe(key, r.health.timeout).await == Health::Healthy,
-        None => false,
-    };
+    let planned = old_health == Health::Healthy;
     if planned && let Some(key) = &old_key {
         let _ = r.runtime.command(key, &["CLIENT", "PAUSE", "2000", "WRITE"]).await;
         let target = r.runtime.replication(key).await.map(|i| i.offset).unwrap_or(0);
@@ -436,7 +452,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
                 return Err(());
             }
             group.primary_cluster_id = new_id.clone();
-            if group.failover_to.as_deref() == Some(target.as_deref().unwrap_or_default()) {
+            if group.failover_to.as_ref() == Some(&request) {
                 group.failover_to = None;
             }
             Ok::<_, ()>(vec![
@@ -448,8 +464,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, target: Opti
     stored(result)?;
     tracing::info!(replication_group = id, from = old, to = new_id, "failover completed");
     // If the old primary's process is gone, the cluster reconcile restarts it as a replica.
-    if let Some(old_member) = g.members.iter().find(|m| m.cluster.id == old)
-        && let Some(key) = node_key(scope, old_member)
+    if let Some(key) = old_key
         && r.runtime.probe(&key, r.health.timeout).await == Health::Exited
     {
         lock(&r.to_recover).insert(key);

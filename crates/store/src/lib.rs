@@ -34,7 +34,9 @@ pub use cache_clusters::{
 };
 pub use events::{EventFilter, EventRecord, now_millis};
 pub use parameter_groups::ParameterGroupRecord;
-pub use replication_groups::{NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord, ReshardingProgress};
+pub use replication_groups::{
+    FailoverRequest, NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord, ReshardingProgress,
+};
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};

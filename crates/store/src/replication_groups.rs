@@ -32,10 +32,9 @@ pub struct ReplicationGroupRecord {
     pub reader_endpoint_port: Option<u16>,
     /// On delete: the primary stays as a standalone cluster.
     pub retain_primary_on_delete: bool,
-    /// A failover the reconciler must carry out: to this member, or (empty) to the best
-    /// replica (TestFailover).
+    /// A failover the reconciler must carry out (cluster mode disabled).
     #[serde(default)]
-    pub failover_to: Option<String>,
+    pub failover_to: Option<FailoverRequest>,
     /// When TestFailover was called (AWS limits how often).
     #[serde(default)]
     pub test_failovers: Vec<i64>,
@@ -94,11 +93,42 @@ pub struct NodeGroupRecord {
     pub slots: Vec<(u16, u16)>,
     /// The member cluster that is this shard's primary now.
     pub primary_cluster_id: String,
-    /// A failover of this shard the reconciler must carry out: to this member, or (empty) to
-    /// the best replica.
-    pub failover_to: Option<String>,
+    /// A failover of this shard the reconciler must carry out.
+    pub failover_to: Option<FailoverRequest>,
     /// The shard goes away once its slots have moved to the others.
     pub removing: bool,
+}
+
+/// A failover asked for: to the best replica (automatic failover, TestFailover), or to a
+/// given member (a switch-over with PrimaryClusterId). Stored as the member's id, and the
+/// empty string for the best one, as rows written before this type existed have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum FailoverRequest {
+    BestReplica,
+    To(String),
+}
+
+impl FailoverRequest {
+    /// The member asked for, if one was.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            FailoverRequest::BestReplica => None,
+            FailoverRequest::To(member) => Some(member),
+        }
+    }
+}
+
+impl From<String> for FailoverRequest {
+    fn from(member: String) -> Self {
+        if member.is_empty() { FailoverRequest::BestReplica } else { FailoverRequest::To(member) }
+    }
+}
+
+impl From<FailoverRequest> for String {
+    fn from(request: FailoverRequest) -> Self {
+        request.target().unwrap_or_default().to_string()
+    }
 }
 
 /// How far a slot migration has got, as AWS reports it.
@@ -272,5 +302,20 @@ impl Store {
         events: &[EventRecord],
     ) -> Result<()> {
         self.delete_resource("replication_groups", "id", scope, id, arn, events).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_requests_are_stored_as_rows_before_they_had_a_type() {
+        let best: Option<FailoverRequest> = serde_json::from_str("\"\"").unwrap();
+        assert_eq!(best, Some(FailoverRequest::BestReplica));
+        let to: FailoverRequest = serde_json::from_str("\"g-002\"").unwrap();
+        assert_eq!(to, FailoverRequest::To("g-002".into()));
+        assert_eq!(serde_json::to_string(&FailoverRequest::BestReplica).unwrap(), "\"\"");
+        assert_eq!(serde_json::to_string(&to).unwrap(), "\"g-002\"");
     }
 }
