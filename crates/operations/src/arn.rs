@@ -1,57 +1,16 @@
-//! ElastiCache ARNs: `arn:aws:elasticache:<region>:<account>:<kind>:<name>`.
+//! ARNs as the API answers about them: the model's ARNs, with AWS's errors.
 
 use protocol::{ApiError, ErrorCode};
-use store::Scope;
 
-/// The resource kinds an ARN can name, as they appear in the ARN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Cluster,
-    ReplicationGroup,
-    ParameterGroup,
-    SubnetGroup,
-    SecurityGroup,
-    Snapshot,
-    User,
-    UserGroup,
-    ServerlessCache,
-    ServerlessCacheSnapshot,
-    ReservedInstance,
+pub use model::arn::{Arn, Kind, build};
+
+/// The error AWS answers when a resource of this kind does not exist.
+pub trait NotFound {
+    fn not_found(self, name: &str) -> ApiError;
 }
 
-impl Kind {
-    const ALL: [Kind; 11] = [
-        Kind::Cluster,
-        Kind::ReplicationGroup,
-        Kind::ParameterGroup,
-        Kind::SubnetGroup,
-        Kind::SecurityGroup,
-        Kind::Snapshot,
-        Kind::User,
-        Kind::UserGroup,
-        Kind::ServerlessCache,
-        Kind::ServerlessCacheSnapshot,
-        Kind::ReservedInstance,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Cluster => "cluster",
-            Kind::ReplicationGroup => "replicationgroup",
-            Kind::ParameterGroup => "parametergroup",
-            Kind::SubnetGroup => "subnetgroup",
-            Kind::SecurityGroup => "securitygroup",
-            Kind::Snapshot => "snapshot",
-            Kind::User => "user",
-            Kind::UserGroup => "usergroup",
-            Kind::ServerlessCache => "serverlesscache",
-            Kind::ServerlessCacheSnapshot => "serverlesscachesnapshot",
-            Kind::ReservedInstance => "reserved-instance",
-        }
-    }
-
-    /// The error AWS answers when a resource of this kind does not exist.
-    pub fn not_found(self, name: &str) -> ApiError {
+impl NotFound for Kind {
+    fn not_found(self, name: &str) -> ApiError {
         let (code, what) = match self {
             Kind::Cluster => (ErrorCode::CacheClusterNotFoundFault, "CacheCluster"),
             Kind::ReplicationGroup => (ErrorCode::ReplicationGroupNotFoundFault, "ReplicationGroup"),
@@ -71,41 +30,9 @@ impl Kind {
     }
 }
 
-pub fn build(scope: &Scope, kind: Kind, name: &str) -> String {
-    format!("arn:aws:elasticache:{}:{}:{}:{name}", scope.region, scope.account, kind.as_str())
-}
-
-/// A parsed ARN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Arn {
-    pub region: String,
-    pub account: String,
-    pub kind: Kind,
-    pub name: String,
-}
-
-impl Arn {
-    pub fn parse(text: &str) -> Result<Self, ApiError> {
-        let invalid = || ApiError::new(ErrorCode::InvalidARNFault, format!("The ARN {text} is not valid."));
-        let parts: Vec<&str> = text.splitn(7, ':').collect();
-        let [prefix, partition, service, region, account, kind, name] = parts[..] else {
-            return Err(invalid());
-        };
-        if prefix != "arn" || !partition.starts_with("aws") || service != "elasticache" {
-            return Err(invalid());
-        }
-        let kind = Kind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(invalid)?;
-        if region.is_empty() || account.is_empty() || name.is_empty() {
-            return Err(invalid());
-        }
-        Ok(Self { region: region.to_string(), account: account.to_string(), kind, name: name.to_string() })
-    }
-
-    /// Whether the ARN names a resource in `scope`; one in another region or account
-    /// cannot exist here.
-    pub fn is_in(&self, scope: &Scope) -> bool {
-        self.region == scope.region && self.account == scope.account
-    }
+/// `text` as an ARN, or AWS's InvalidARN fault.
+pub fn parse(text: &str) -> Result<Arn, ApiError> {
+    Arn::parse(text).map_err(|_| ApiError::new(ErrorCode::InvalidARNFault, format!("The ARN {text} is not valid.")))
 }
 
 #[cfg(test)]
@@ -113,25 +40,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips() {
-        let scope = Scope { region: "us-east-1".into(), account: "000000000000".into() };
-        let text = build(&scope, Kind::ParameterGroup, "my-group");
-        assert_eq!(text, "arn:aws:elasticache:us-east-1:000000000000:parametergroup:my-group");
-        let arn = Arn::parse(&text).expect("valid");
-        assert_eq!(arn.kind, Kind::ParameterGroup);
-        assert_eq!(arn.name, "my-group");
-        assert!(arn.is_in(&scope));
-    }
-
-    #[test]
-    fn rejects_malformed() {
-        for bad in [
-            "",
-            "arn:aws:s3:::bucket",
-            "arn:aws:elasticache:us-east-1:1:nothing:x",
-            "arn:aws:elasticache:us-east-1:1:cluster:",
-        ] {
-            assert_eq!(Arn::parse(bad).unwrap_err().code, "InvalidARN", "{bad}");
-        }
+    fn malformed_arns_are_invalid_arn_faults() {
+        assert_eq!(parse("arn:aws:s3:::bucket").unwrap_err().code, "InvalidARN");
+        assert_eq!(Kind::Snapshot.not_found("s").code, "SnapshotNotFoundFault");
     }
 }

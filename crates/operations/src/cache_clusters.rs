@@ -10,10 +10,10 @@ use store::{
     UpdateError, now_millis,
 };
 
-use crate::arn::{self, Kind};
-use crate::catalog::EngineVersion;
+use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
 use crate::{Operations, internal, tags};
+use model::catalog::EngineVersion;
 
 /// AWS's default quotas.
 const CLUSTER_QUOTA: usize = 300;
@@ -22,26 +22,7 @@ const MEMCACHED_NODES_PER_CLUSTER: u32 = 40;
 const MAX_ID_LEN: usize = 50;
 pub(crate) const DEFAULT_MAINTENANCE_WINDOW: &str = "sun:05:00-sun:06:00";
 pub(crate) const DEFAULT_SNAPSHOT_WINDOW: &str = "05:00-06:00";
-pub const SOURCE_TYPE: &str = "cache-cluster";
-
-/// Statuses, as AWS spells them.
-pub mod status {
-    pub const CREATING: &str = "creating";
-    pub const AVAILABLE: &str = "available";
-    pub const MODIFYING: &str = "modifying";
-    pub const DELETING: &str = "deleting";
-    pub const REBOOTING: &str = "rebooting cache cluster nodes";
-    pub const SNAPSHOTTING: &str = "snapshotting";
-    /// A node could not start; nothing is retried, the resource can only be deleted (as on
-    /// AWS, e.g. for lack of capacity).
-    pub const CREATE_FAILED: &str = "create-failed";
-    /// What DeleteCacheCluster and DeleteReplicationGroup accept.
-    pub const DELETABLE: &[&str] = &[AVAILABLE, CREATE_FAILED];
-    pub const NODE_REBOOTING: &str = "rebooting";
-    pub const IN_SYNC: &str = "in-sync";
-    pub const APPLYING: &str = "applying";
-    pub const PENDING_REBOOT: &str = "pending-reboot";
-}
+pub use model::status::cluster as status;
 
 fn is_memcached(engine: &str) -> bool {
     engine == "memcached"
@@ -648,7 +629,7 @@ pub async fn modify(
     let new_version = match &input.engine_version {
         Some(v) => {
             let version = ops.engine_version(&engine, Some(v))?;
-            if crate::catalog::is_downgrade(&current.cluster.engine_version, &version.engine_version) {
+            if model::catalog::is_downgrade(&current.cluster.engine_version, &version.engine_version) {
                 return Err(ApiError::invalid_parameter_combination(format!(
                     "Cannot downgrade {engine} from {} to {}.",
                     current.cluster.engine_version, version.engine_version

@@ -4,8 +4,8 @@ use protocol::ApiError;
 use protocol::shapes::*;
 
 use crate::Operations;
-use crate::catalog::EngineVersion;
 use crate::pagination::{paginate, position_key};
+use model::catalog::EngineVersion;
 
 pub fn describe(
     ops: &Operations,

@@ -6,9 +6,9 @@
 //!   hands over to the module of its resource family.
 //! - `parameter_groups`, `engine_versions`, `subnet_groups`, `security_groups`, `tags`,
 //!   `cache_clusters`, `replication_groups`, `snapshots`, `users`, `user_groups`, `events`:
-//!   one module per resource family. The ones whose resources have nodes are public: the reconciler shares their
-//!   status names and parameter resolution.
-//! - `catalog`: engine versions, parameter families and node types, from `data/`.
+//!   one module per resource family.
+//! - The vocabulary it shares with the store and the reconciler (statuses, names, ARNs,
+//!   the catalog of engines and parameters) is the `model` crate's.
 //! - `arn`, `pagination`, `validate`: rules shared by every family; `access_string`: the
 //!   Redis ACL rules of RBAC users.
 //!
@@ -17,24 +17,23 @@
 //! state and wake the reconciler, which does the rest.
 
 mod access_string;
-pub mod arn;
-pub mod cache_clusters;
-mod catalog;
+mod arn;
+mod cache_clusters;
 mod engine_versions;
 mod events;
 mod pagination;
-pub mod parameter_groups;
-pub mod rbac;
-pub mod replication_groups;
+mod parameter_groups;
+mod rbac;
+mod replication_groups;
 mod security_groups;
 pub mod settle;
-pub mod shards;
+mod shards;
 pub mod snapshots;
 mod subnet_groups;
 mod tags;
-pub mod transit;
-pub mod user_groups;
-pub mod users;
+mod transit;
+mod user_groups;
+mod users;
 mod validate;
 
 use std::collections::HashSet;
@@ -44,7 +43,7 @@ use protocol::shapes::*;
 use protocol::{ApiError, ElastiCache, RequestContext};
 use store::{Scope, Store, StoreError};
 
-pub use catalog::Catalog;
+pub use model::Catalog;
 use settle::Awaited;
 
 /// Emulator-wide settings the semantics depend on.
@@ -64,20 +63,21 @@ pub struct Settings {
 }
 
 pub struct Operations {
-    store: Store,
+    store: Arc<Store>,
     settings: Settings,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     /// Scopes whose default resources exist in the store already.
     seeded: Mutex<HashSet<Scope>>,
     settle_times: settle::SettleTimes,
 }
 
 impl Operations {
-    pub fn new(store: Store, settings: Settings) -> Self {
+    /// The API over `store`, offering what `catalog` lists (both shared with the reconciler).
+    pub fn new(store: Arc<Store>, catalog: Arc<Catalog>, settings: Settings) -> Self {
         Self {
             store,
             settings,
-            catalog: Catalog::load(),
+            catalog,
             seeded: Mutex::new(HashSet::new()),
             settle_times: settle::SettleTimes::default(),
         }

@@ -5,10 +5,10 @@ use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{ParameterGroupRecord, Scope, StoreError};
 
-use crate::arn::{self, Kind};
-use crate::catalog::{Catalog, Family, NodeTypeParameterDef, ParameterDef};
+use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
 use crate::{Operations, internal, tags, validate};
+use model::catalog::{Family, NodeTypeParameterDef, ParameterDef};
 
 /// AWS's default quota of parameter groups per region.
 const QUOTA: usize = 150;
@@ -35,15 +35,6 @@ pub async fn seed_defaults(ops: &Operations, scope: &Scope) -> Result<(), ApiErr
         }
     }
     ops.store.ensure_default_parameter_groups(scope, &groups).await.map_err(internal)
-}
-
-/// Values a default group has beyond its family's defaults.
-fn built_in_values(group: &ParameterGroupRecord) -> Vec<(String, String)> {
-    if group.is_default && group.name.ends_with(".cluster.on") {
-        vec![("cluster-enabled".to_string(), "yes".to_string())]
-    } else {
-        Vec::new()
-    }
 }
 
 fn output(scope: &Scope, group: &ParameterGroupRecord) -> CacheParameterGroup {
@@ -215,7 +206,7 @@ pub async fn describe_parameters(
             )));
         }
     };
-    let mut overrides = built_in_values(&group);
+    let mut overrides = model::parameters::built_in_values(&group.name, group.is_default);
     overrides.extend(ops.store.parameter_values(&scope, &group.name).await.map_err(internal)?);
     let user_set = |name: &str| overrides.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let mut listed = Vec::new();
@@ -443,37 +434,12 @@ pub async fn delete(
 /// built-in values, then what users set. Parameters without a value are left out.
 pub async fn effective_values(ops: &Operations, scope: &Scope, name: &str) -> Result<Vec<(String, String)>, ApiError> {
     let group = existing(ops, scope, name).await?;
-    let family = family_of(ops, &group)?;
-    let overrides = built_in_values(&group)
-        .into_iter()
-        .chain(ops.store.parameter_values(scope, &group.name).await.map_err(internal)?);
-    Ok(with_overrides(family, overrides))
-}
-
-/// The values of the default group `default.<family>` (or `default.<family>.cluster.on`),
-/// in the order [`effective_values`] gives them; None for an unknown family.
-pub fn default_values(catalog: &Catalog, family: &str, cluster_on: bool) -> Option<Vec<(String, String)>> {
-    let suffix = if cluster_on { ".cluster.on" } else { "" };
-    let group = ParameterGroupRecord {
-        name: format!("default.{family}{suffix}"),
-        family: family.to_string(),
-        description: String::new(),
-        is_default: true,
-    };
-    Some(with_overrides(catalog.family(family)?, built_in_values(&group)))
-}
-
-/// A family's default values with `overrides` applied (added at the end when new).
-fn with_overrides(family: &Family, overrides: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
-    let mut values: Vec<(String, String)> =
-        family.parameters.iter().filter_map(|p| p.value.clone().map(|v| (p.name.clone(), v))).collect();
-    for (name, value) in overrides {
-        match values.iter_mut().find(|(n, _)| *n == name) {
-            Some(entry) => entry.1 = value,
-            None => values.push((name, value)),
-        }
-    }
-    values
+    family_of(ops, &group)?;
+    ops.store
+        .effective_parameters(scope, &group.name, &ops.catalog)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(name))
 }
 
 /// Whether a parameter group of this name exists in the scope (for tagging).

@@ -7,7 +7,7 @@
 use protocol::{ApiError, ErrorCode};
 use store::Scope;
 
-use crate::arn::Kind;
+use crate::arn::{Kind, NotFound as _};
 use crate::{Operations, internal};
 
 /// AWS attaches one user group to a replication group.

@@ -13,7 +13,7 @@ use store::{
     ReplicationGroupRecord, Scope, StoreError, now_millis,
 };
 
-use crate::arn::{self, Kind};
+use crate::arn::{self, Kind, NotFound as _};
 use crate::cache_clusters::{self as clusters, status};
 use crate::pagination::paginate;
 use crate::{Operations, internal, tags};
@@ -21,9 +21,8 @@ use crate::{Operations, internal, tags};
 const MAX_ID_LEN: usize = 40;
 const QUOTA: usize = 300;
 pub(crate) const MAX_REPLICAS: i32 = 5;
-pub const SOURCE_TYPE: &str = "replication-group";
-/// The one node group of a group with cluster mode disabled.
-pub const NODE_GROUP_ID: &str = "0001";
+pub use model::names::NODE_GROUP_ID;
+pub use model::status::source::REPLICATION_GROUP as SOURCE_TYPE;
 /// TestFailover may run at most this often per day.
 const TEST_FAILOVERS_PER_DAY: usize = 15;
 
@@ -1048,7 +1047,7 @@ pub async fn modify(
             } else if let Some(version) = &new_version
                 && version.engine_version != cluster.engine_version
             {
-                if crate::catalog::is_downgrade(&cluster.engine_version, &version.engine_version) {
+                if model::catalog::is_downgrade(&cluster.engine_version, &version.engine_version) {
                     return Err(ApiError::invalid_parameter_combination(format!(
                         "Cannot downgrade {} from {} to {}.",
                         cluster.engine, cluster.engine_version, version.engine_version

@@ -4,7 +4,7 @@ use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{Ec2Authorization, Scope, SecurityGroupRecord, StoreError};
 
-use crate::arn::{self, Kind};
+use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
 use crate::{Operations, internal, tags, validate};
 

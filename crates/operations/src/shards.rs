@@ -18,8 +18,7 @@ use crate::Operations;
 use crate::cache_clusters::{self as clusters, status};
 use crate::replication_groups::{self as groups, MAX_REPLICAS};
 
-/// Redis Cluster's hash slots: 0 to 16383.
-pub const SLOTS: u16 = 16384;
+pub use model::names::SLOTS;
 /// AWS's default quotas: shards per group and nodes per group.
 const MAX_NODE_GROUPS: usize = 90;
 const MAX_NODES: usize = 90;
@@ -528,7 +527,7 @@ pub async fn change_cluster_mode(
             }
             let first = current.members.first().ok_or_else(|| ApiError::internal("group has no members"))?;
             let version = ops.engine_version(&first.cluster.engine, Some(&first.cluster.engine_version))?;
-            if crate::catalog::is_downgrade("7.0", &version.engine_version) {
+            if model::catalog::is_downgrade("7.0", &version.engine_version) {
                 return Err(ApiError::invalid_parameter_combination(
                     "Changing cluster mode requires engine version 7.0 or later.",
                 ));

@@ -7,18 +7,13 @@ use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{NodeSnapshotRecord, Scope, SnapshotRecord, StoreError, UpdateError, now_millis};
 
-use crate::arn::{self, Kind};
+use crate::arn::{self, Kind, NotFound as _};
 use crate::cache_clusters::{self as clusters, status};
 use crate::pagination::paginate;
 use crate::replication_groups::NODE_GROUP_ID;
 use crate::{Operations, internal, tags, validate};
 
-pub mod snapshot_status {
-    pub const CREATING: &str = "creating";
-    pub const AVAILABLE: &str = "available";
-    pub const EXPORTING: &str = "exporting";
-    pub const DELETING: &str = "deleting";
-}
+pub use model::status::snapshot as snapshot_status;
 
 fn not_found(name: &str) -> ApiError {
     Kind::Snapshot.not_found(name)
@@ -264,48 +259,13 @@ async fn start_with_key(
         e => internal(e),
     })?;
     if !final_snapshot {
-        mark_source(ops, scope, &snapshot, status::AVAILABLE, status::SNAPSHOTTING).await?;
+        ops.store
+            .mark_snapshot_source(scope, &snapshot, status::AVAILABLE, status::SNAPSHOTTING)
+            .await
+            .map_err(internal)?;
     }
     ops.wake_reconciler();
     Ok(snapshot)
-}
-
-/// Moves the snapshot's source cluster or group from `from` to `to` (no-op otherwise).
-pub async fn mark_source(
-    ops: &Operations,
-    scope: &Scope,
-    s: &SnapshotRecord,
-    from: &str,
-    to: &str,
-) -> Result<(), ApiError> {
-    if let Some(group) = &s.replication_group_id {
-        let result = ops
-            .store
-            .update_replication_group(scope, group, |g, _| {
-                if g.status == from {
-                    g.status = to.to_string();
-                }
-                Ok::<_, ()>(Vec::new())
-            })
-            .await;
-        if let Err(UpdateError::Store(e)) = result {
-            return Err(internal(e));
-        }
-    } else if let Some(cluster) = &s.cache_cluster_id {
-        let result = ops
-            .store
-            .update_cache_cluster(scope, cluster, |c, _| {
-                if c.status == from {
-                    c.status = to.to_string();
-                }
-                Ok::<_, ()>(Vec::new())
-            })
-            .await;
-        if let Err(UpdateError::Store(e)) = result {
-            return Err(internal(e));
-        }
-    }
-    Ok(())
 }
 
 fn check_engine(engine: &str) -> Result<(), ApiError> {
@@ -644,7 +604,7 @@ pub(crate) async fn prune(
 }
 
 /// Prefix of the S3 object ARNs SnapshotArns names.
-pub const S3_ARN_PREFIX: &str = "arn:aws:s3:::";
+pub use model::names::S3_ARN_PREFIX;
 
 /// The RDB files a new cluster or group seeds from, given as SnapshotArns; each must exist
 /// in the local stand-in for S3 (where exports go). Several only for cluster mode, whose

@@ -5,7 +5,7 @@ use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{Scope, StoreError, SubnetGroupRecord, SubnetRecord};
 
-use crate::arn::{self, Kind};
+use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
 use crate::{Operations, internal, tags, validate};
 

@@ -5,7 +5,7 @@ use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{Scope, StoreError, TagRecord};
 
-use crate::arn::{self, Arn, Kind};
+use crate::arn::{self, Kind, NotFound as _};
 use crate::{Operations, internal, parameter_groups, security_groups, subnet_groups, user_groups, users};
 
 /// AWS's limit of tags per resource.
@@ -58,7 +58,7 @@ fn output(tags: Vec<TagRecord>) -> TagListMessage {
 
 /// The canonical ARN of an existing resource in the request's scope.
 async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, ApiError> {
-    let arn = Arn::parse(text)?;
+    let arn = crate::arn::parse(text)?;
     let name = arn.name.to_ascii_lowercase();
     let exists = arn.is_in(scope)
         && match arn.kind {

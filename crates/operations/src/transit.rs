@@ -8,8 +8,7 @@ use protocol::ApiError;
 use protocol::shapes::{AuthTokenUpdateStatus, AuthTokenUpdateStrategyType, TransitEncryptionMode};
 use store::{TransitSecurity, now_millis};
 
-pub const PREFERRED: &str = "preferred";
-pub const REQUIRED: &str = "required";
+pub use model::status::transit::{PREFERRED, REQUIRED};
 
 /// AWS's rule for an AUTH token (the API reference's): 16–128 printable ASCII characters,
 /// none of `/`, `"`, `@`, `%`, and no spaces. The message never repeats the token.

@@ -17,7 +17,7 @@ use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{EventRecord, Scope, StoreError, UpdateError, UserGroupRecord, now_millis};
 
-use crate::arn::{self, Kind};
+use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
 use crate::users::{self, ACTIVE, DEFAULT_USER};
 use crate::{Operations, internal, tags, updated};

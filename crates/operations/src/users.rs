@@ -14,7 +14,7 @@ use protocol::{ApiError, ErrorCode, RequestContext};
 use sha2::{Digest, Sha256};
 use store::{EventRecord, Scope, StoreError, UserRecord, now_millis};
 
-use crate::arn::{self, Kind};
+use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
 use crate::{Operations, access_string, internal, tags, updated};
 

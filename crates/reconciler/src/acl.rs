@@ -3,13 +3,13 @@
 //! users and groups change; once detached, the nodes go back to the AUTH token (or none).
 //! The emulator's own user is never touched.
 
+use model::status::cluster as status;
 use nodes::NodeKey;
 use nodes::resp::Reply;
-use operations::cache_clusters::status;
 use sha2::Digest as _;
 use store::{ReplicationGroup, UserRecord};
 
-use crate::cache_clusters::Error;
+use crate::error::Error;
 use crate::replication_groups::node_key;
 use crate::{Reconciler, lock};
 
@@ -35,7 +35,7 @@ pub(crate) async fn desired(r: &Reconciler, g: &ReplicationGroup) -> Result<Opti
     }
     let mut users = Vec::new();
     for id in &g.group.user_group_ids {
-        if let Some((_, members)) = r.ops.store().user_group_with_users(&g.scope, id).await.map_err(Error::Store)? {
+        if let Some((_, members)) = r.store.user_group_with_users(&g.scope, id).await.map_err(Error::Store)? {
             users.extend(members.iter().map(|u| (u.name.clone(), rules(u))));
         }
     }

@@ -4,37 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use model::status::cluster as status;
+use model::status::source::CACHE_CLUSTER as SOURCE_TYPE;
 use nodes::{ClusterConfig, ConfigEndpoint, EngineKind, NodeKey, NodeSpec, RunningNode};
-use operations::cache_clusters::{SOURCE_TYPE, status};
 use store::{CacheCluster, CacheNodeRecord, EventRecord, UpdateError};
 
+use crate::error::Error;
+
 use crate::{Reconciler, lock, scope_key};
-
-#[derive(Debug)]
-pub enum Error {
-    Store(store::StoreError),
-    Api(protocol::ApiError),
-    Node(nodes::NodeError),
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::Store(e) => write!(f, "store: {e}"),
-            Error::Api(e) => write!(f, "{e}"),
-            Error::Node(e) => write!(f, "node: {e}"),
-        }
-    }
-}
-
-/// The outcome of a store read-modify-write whose change may decline (nothing left to
-/// do, `Rejected`): only a store failure is an error.
-pub(crate) fn stored<T, E>(result: Result<T, UpdateError<E>>) -> Result<(), Error> {
-    match result {
-        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
-        _ => Ok(()),
-    }
-}
 
 fn engine_kind(engine: &str) -> EngineKind {
     match engine {
@@ -86,10 +63,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     }
     let engine = engine_kind(&c.cluster.engine);
     let memcached = engine == EngineKind::Memcached;
-    let parameters = operations::parameter_groups::effective_values(&r.ops, &scope, &c.cluster.parameter_group)
-        .await
-        .map_err(Error::Api)?;
-    let node_type = r.ops.catalog().node_type(&c.cluster.node_type);
+    let parameters =
+        r.store.effective_parameters(&scope, &c.cluster.parameter_group, &r.catalog).await?.ok_or_else(|| {
+            Error::Inconsistent(format!("parameter group {} of {} is gone", c.cluster.parameter_group, c.cluster.id))
+        })?;
+    let node_type = r.catalog.node_type(&c.cluster.node_type);
     let max_memory_bytes = if memcached {
         node_type.and_then(|t| t.memcached_max_cache_memory_mib).map_or(DEFAULT_MAX_MEMORY, |mib| mib << 20)
     } else {
@@ -109,8 +87,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     // TLS and AUTH token: the group's for a member. The nodes themselves speak TLS only in
     // mode `required`; in `preferred` the group's endpoints accept TLS for them.
     let security = crate::replication_groups::security(r, &c).await;
-    let node_tls = !memcached && security.mode() == Some(operations::transit::REQUIRED);
-    let node_mode = if node_tls { operations::transit::REQUIRED } else { "" };
+    let node_tls = !memcached && security.mode() == Some(model::status::transit::REQUIRED);
+    let node_mode = if node_tls { model::status::transit::REQUIRED } else { "" };
     let auth = security.auth_fingerprint();
     let ca = if node_tls { Some(r.certificate_authority().map_err(Error::Node)?) } else { None };
 
@@ -251,8 +229,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         _ => None,
     });
     let result = r
-        .ops
-        .store()
+        .store
         .update_cache_cluster(&scope, &id, |cluster, nodes| {
             let mut events = Vec::new();
             let mut node_set_changed = false;
@@ -432,9 +409,9 @@ async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<Option<Duration
     }
     r.config_endpoints.lock().await.remove(&(c.scope.clone(), c.cluster.id.clone()));
     let _ = tokio::fs::remove_dir_all(r.cluster_dir(&c.scope, &c.cluster.id)).await;
-    let arn = operations::arn::build(&c.scope, operations::arn::Kind::Cluster, &c.cluster.id);
+    let arn = model::arn::build(&c.scope, model::arn::Kind::Cluster, &c.cluster.id);
     let events = [EventRecord::new(SOURCE_TYPE, &c.cluster.id, "Cache cluster deleted")];
-    match r.ops.store().delete_cache_cluster(&c.scope, &c.cluster.id, &arn, &events).await {
+    match r.store.delete_cache_cluster(&c.scope, &c.cluster.id, &arn, &events).await {
         Ok(()) | Err(store::StoreError::NotFound) => {
             tracing::info!(
                 cache_cluster = c.cluster.id,

@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use model::status::cluster as status;
+use model::status::source::REPLICATION_GROUP as SOURCE_TYPE;
 use nodes::cluster::{self, ClusterNode, Primary};
 use nodes::{Balance, EngineKind, Health, NodeKey, NodeSpec};
-use operations::cache_clusters::status;
-use operations::replication_groups::SOURCE_TYPE;
 use store::{CacheCluster, EventRecord, FailoverRequest, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope};
 
-use crate::cache_clusters::{Error, stored};
+use crate::error::{Error, stored};
 use crate::replication_groups::{
     address, ensure, node_key, observe_replicas, observed_health, point_primary_and_reader, zone_of,
 };
@@ -68,11 +68,11 @@ pub fn node_directives(major_version: u32) -> Vec<(String, String)> {
 pub(crate) fn warm_template(r: &Reconciler) -> Option<NodeSpec> {
     let major =
         r.runtime.engines().binary(EngineKind::Redis).map(|b| crate::cache_clusters::major_version(&b.version))?;
-    let family = r.ops.catalog().versions_of("redis").last()?.cache_parameter_group_family.clone();
+    let family = r.catalog.versions_of("redis").last()?.cache_parameter_group_family.clone();
     Some(NodeSpec {
         engine: EngineKind::Redis,
         max_memory_bytes: crate::cache_clusters::DEFAULT_MAX_MEMORY,
-        parameters: operations::parameter_groups::default_values(r.ops.catalog(), &family, true)?,
+        parameters: model::parameters::default_values(&r.catalog, &family, true)?,
         directives: crate::cache_clusters::redis_directives(node_directives(major), major),
         ..NodeSpec::default()
     })
@@ -456,8 +456,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         && (g.group.resharding.is_none() || finished_reshard)
         && (g.group.restore_from.is_none() || restored);
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(&scope, &id, |group, _| {
             group.configuration_endpoint_port = Some(port);
             if let Some((primary, reader)) = compatible_ports {
@@ -574,8 +573,7 @@ async fn move_slots(
 
 async fn report(r: &Reconciler, g: &ReplicationGroup, moved: u32, total: u32) -> Result<(), Error> {
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(&g.scope, &g.group.id, |group, _| {
             group.resharding = Some(ReshardingProgress { slots_moved: moved, slots_to_move: total });
             Ok::<_, ()>(Vec::new())
@@ -600,8 +598,7 @@ async fn retire_removed_shards(r: &Reconciler, g: &ReplicationGroup, seen: &[See
     }
     let removed_ids: Vec<String> = removed.iter().map(|s| s.id.clone()).collect();
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(&g.scope, &g.group.id, |group, members| {
             group.node_groups.retain(|s| !removed_ids.contains(&s.id));
             for member in members.iter_mut() {
@@ -702,8 +699,7 @@ async fn record_failover(
 ) -> Result<(), Error> {
     let old = shard.primary_cluster_id.clone();
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(&g.scope, &g.group.id, |group, _| {
             let mut events = Vec::new();
             let Some(record) = group.node_groups.iter_mut().find(|s| s.id == shard.id) else { return Err(()) };
@@ -717,7 +713,7 @@ async fn record_failover(
                 }
                 let message = format!("Failover from primary node {old} to replica node {new} completed");
                 events.push(EventRecord::new(SOURCE_TYPE, &group.id, message.clone()));
-                events.push(EventRecord::new(operations::cache_clusters::SOURCE_TYPE, new, message));
+                events.push(EventRecord::new(model::status::source::CACHE_CLUSTER, new, message));
             }
             Ok::<_, ()>(events)
         })

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use model::status::source::CACHE_CLUSTER as SOURCE_TYPE;
 use nodes::{Health, NodeKey};
-use operations::cache_clusters::SOURCE_TYPE;
 use store::{EventRecord, Scope};
 
 use crate::{Reconciler, lock};
@@ -84,9 +84,9 @@ pub async fn monitor(r: Arc<Reconciler>) {
 /// The replication group whose primary (or, in cluster mode, one of whose shard primaries)
 /// `key` is, when the group fails over automatically.
 async fn primary_with_failover(r: &Reconciler, scope: &Scope, key: &NodeKey) -> Option<String> {
-    let cluster = r.ops.store().cache_cluster(scope, &key.cluster_id).await.ok()??;
+    let cluster = r.store.cache_cluster(scope, &key.cluster_id).await.ok()??;
     let group_id = cluster.cluster.replication_group_id?;
-    let group = r.ops.store().replication_group(scope, &group_id).await.ok()??.group;
+    let group = r.store.replication_group(scope, &group_id).await.ok()??.group;
     let leads = if group.cluster_enabled() {
         group.node_group_led_by(&key.cluster_id).is_some()
     } else {
@@ -100,8 +100,7 @@ async fn primary_with_failover(r: &Reconciler, scope: &Scope, key: &NodeKey) -> 
 /// carries it out.
 async fn request_failover(r: &Reconciler, scope: &Scope, group: &str, primary: &str) {
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(scope, group, |g, _| {
             if let Some(shard) = g.node_groups.iter_mut().find(|s| s.primary_cluster_id == primary) {
                 shard.failover_to.get_or_insert(store::FailoverRequest::BestReplica);
@@ -121,7 +120,7 @@ async fn request_failover(r: &Reconciler, scope: &Scope, group: &str, primary: &
 async fn recover(r: &Reconciler, scope: &Scope, key: NodeKey) {
     tracing::warn!(node = %key, "node process is gone; recovering");
     let event = EventRecord::new(SOURCE_TYPE, &key.cluster_id, format!("Recovering cache nodes {}", key.node_id));
-    if let Err(error) = r.ops.store().record_events(scope, &[event]).await {
+    if let Err(error) = r.store.record_events(scope, &[event]).await {
         tracing::error!(%error, "recording a recovery event failed");
     }
     lock(&r.to_recover).insert(key);

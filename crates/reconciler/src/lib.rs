@@ -15,6 +15,11 @@
 //! - `at_rest`: the encrypted snapshot file format and the state dir's key.
 //! - `acl`: the users of a group's user group as every member node's ACL.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
+//! - `failover`: which replica a failover promotes (a pure decision).
+//! - `error`: what can stop one reconcile.
+//!
+//! It reads and writes the store, and takes its vocabulary (statuses, names, ARNs,
+//! parameter values) from `model`; it never calls the API layer.
 //!
 //! An activation takes no input and reads current state, so creation, repair after a crash
 //! and recovery after an emulator restart are the same code.
@@ -23,6 +28,7 @@ mod acl;
 mod at_rest;
 mod cache_clusters;
 mod cluster_mode;
+mod error;
 mod failover;
 mod health;
 mod replication_groups;
@@ -34,9 +40,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use model::Catalog;
 use nodes::{ConfigEndpoint, Health, NodeKey, Runtime};
-use operations::Operations;
-use store::Scope;
+use store::{Scope, Store};
 use tokio::sync::{Notify, watch};
 
 pub use health::HealthSettings;
@@ -44,8 +50,6 @@ pub use s3::S3Target;
 
 /// How often every cluster is looked at even when nothing asked for it.
 const PERIOD: Duration = Duration::from_secs(2);
-/// How often the daily automated backups are looked at.
-const BACKUP_CHECK: Duration = Duration::from_secs(60);
 /// Wait before retrying a reconcile that failed.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// The longest wait between retries of a resource that keeps failing.
@@ -57,7 +61,8 @@ const SOON: Duration = Duration::from_millis(10);
 type ClusterKey = (Scope, String);
 
 pub struct Reconciler {
-    ops: Arc<Operations>,
+    store: Arc<Store>,
+    catalog: Arc<Catalog>,
     runtime: Arc<Runtime>,
     wake: Arc<Notify>,
     state_dir: PathBuf,
@@ -122,8 +127,10 @@ pub fn scope_key(scope: &Scope) -> String {
 }
 
 impl Reconciler {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        ops: Arc<Operations>,
+        store: Arc<Store>,
+        catalog: Arc<Catalog>,
         runtime: Arc<Runtime>,
         wake: Arc<Notify>,
         state_dir: &Path,
@@ -132,7 +139,8 @@ impl Reconciler {
         warm_nodes: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
-            ops,
+            store,
+            catalog,
             runtime,
             wake,
             state_dir: state_dir.to_path_buf(),
@@ -171,7 +179,7 @@ impl Reconciler {
     pub(crate) fn proxy_tls(&self, mode: Option<&str>) -> Result<nodes::ProxyTls, nodes::NodeError> {
         Ok(match mode {
             None => nodes::ProxyTls::Off,
-            Some(operations::transit::PREFERRED) => {
+            Some(model::status::transit::PREFERRED) => {
                 // Bound first: a guard in the match scrutinee would live through the arms.
                 let cached = lock(&self.proxy_tls).clone();
                 let config = match cached {
@@ -211,16 +219,8 @@ impl Reconciler {
         }
         let monitor = tokio::spawn(health::monitor(self.clone()));
         tokio::pin!(shutdown);
-        let mut backups_checked: Option<tokio::time::Instant> = None;
         loop {
             self.activate();
-            if backups_checked.is_none_or(|t| t.elapsed() >= BACKUP_CHECK) {
-                backups_checked = Some(tokio::time::Instant::now());
-                let schedule = operations::snapshots::Schedule::Daily { now_millis: store::now_millis() };
-                if let Err(error) = operations::snapshots::run_automated(&self.ops, schedule).await {
-                    tracing::warn!(%error, "automated backups failed");
-                }
-            }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
@@ -241,7 +241,7 @@ impl Reconciler {
     fn activate(self: &Arc<Self>) {
         let this = self.clone();
         tokio::spawn(async move {
-            let store = this.ops.store();
+            let store = &this.store;
             let (clusters, groups) = match (store.all_cache_clusters().await, store.all_replication_groups().await) {
                 (Ok(clusters), Ok(groups)) => (clusters, groups),
                 (Err(error), _) | (_, Err(error)) => {
@@ -255,7 +255,7 @@ impl Reconciler {
             for cluster in clusters {
                 let (scope, id) = (cluster.scope.clone(), cluster.cluster.id.clone());
                 this.spawn_once((scope.clone(), id.clone()), move |r| async move {
-                    match r.ops.store().cache_cluster(&scope, &id).await.map_err(cache_clusters::Error::Store)? {
+                    match r.store.cache_cluster(&scope, &id).await.map_err(error::Error::Store)? {
                         Some(fresh) => cache_clusters::reconcile(&r, fresh).await,
                         None => Ok(None),
                     }
@@ -266,7 +266,7 @@ impl Reconciler {
                     for (scope, snapshot) in snapshots.into_iter().filter(|(_, s)| s.status != "available") {
                         let name = snapshot.name.clone();
                         this.spawn_once((scope.clone(), format!("snapshot/{name}")), move |r| async move {
-                            match r.ops.store().snapshot(&scope, &name).await.map_err(cache_clusters::Error::Store)? {
+                            match r.store.snapshot(&scope, &name).await.map_err(error::Error::Store)? {
                                 Some(fresh) => snapshots::reconcile(&r, scope, fresh).await,
                                 None => Ok(None),
                             }
@@ -279,7 +279,7 @@ impl Reconciler {
                 let (scope, id) = (group.scope.clone(), group.group.id.clone());
                 // Group ids and cluster ids share a namespace in the in-flight set.
                 this.spawn_once((scope.clone(), format!("replication-group/{id}")), move |r| async move {
-                    match r.ops.store().replication_group(&scope, &id).await.map_err(cache_clusters::Error::Store)? {
+                    match r.store.replication_group(&scope, &id).await.map_err(error::Error::Store)? {
                         Some(fresh) => replication_groups::reconcile(&r, fresh).await,
                         None => Ok(None),
                     }
@@ -306,7 +306,7 @@ impl Reconciler {
             // Read again: the snapshot may predate the cluster's creation.
             let Some((region, account)) = node.key.scope.split_once('/') else { continue };
             let scope = Scope { region: region.to_string(), account: account.to_string() };
-            if let Ok(Some(c)) = self.ops.store().cache_cluster(&scope, &node.key.cluster_id).await
+            if let Ok(Some(c)) = self.store.cache_cluster(&scope, &node.key.cluster_id).await
                 && c.nodes.iter().any(|n| n.node_id == node.key.node_id)
             {
                 continue;
@@ -323,7 +323,7 @@ impl Reconciler {
     fn spawn_once<F, Fut>(self: &Arc<Self>, key: ClusterKey, reconcile: F)
     where
         F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<Option<Duration>, cache_clusters::Error>> + Send,
+        Fut: std::future::Future<Output = Result<Option<Duration>, error::Error>> + Send,
     {
         {
             let mut in_flight = lock(&self.in_flight);
@@ -408,7 +408,7 @@ impl Reconciler {
     /// Returns the nodes affected.
     pub async fn zone_outage(&self, zone: &str, down: bool) -> Result<Vec<NodeKey>, store::StoreError> {
         let mut affected = Vec::new();
-        for c in self.ops.store().all_cache_clusters().await? {
+        for c in self.store.all_cache_clusters().await? {
             for node in c.nodes.iter().filter(|n| n.zone == zone) {
                 let key = NodeKey::new(scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
                 let result = if down { self.runtime.pause(&key).await } else { self.runtime.resume(&key).await };

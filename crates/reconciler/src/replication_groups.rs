@@ -8,14 +8,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use model::status::cluster as status;
+use model::status::source::REPLICATION_GROUP as SOURCE_TYPE;
 use nodes::replication::Role;
 use nodes::{Balance, EndpointProxy, Health, NodeKey};
-use operations::cache_clusters::status;
-use operations::replication_groups::SOURCE_TYPE;
 use store::{CacheCluster, EventRecord, FailoverRequest, ReplicationGroup, Scope, UpdateError};
 use tokio::sync::watch;
 
-use crate::cache_clusters::{Error, stored};
+use crate::error::{Error, stored};
 use crate::{Reconciler, lock, scope_key};
 
 /// An emulator-served endpoint: the proxy, and the sender that points it at nodes.
@@ -112,7 +112,7 @@ fn serving(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> bool {
 /// own otherwise.
 pub async fn security(r: &Reconciler, c: &CacheCluster) -> store::TransitSecurity {
     let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return c.cluster.security.clone() };
-    match r.ops.store().replication_group(&c.scope, group_id).await {
+    match r.store.replication_group(&c.scope, group_id).await {
         Ok(Some(group)) => group.group.security,
         _ => c.cluster.security.clone(),
     }
@@ -134,7 +134,7 @@ pub struct MemberStart {
 
 pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) -> MemberStart {
     let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return MemberStart::default() };
-    let Ok(Some(group)) = r.ops.store().replication_group(&c.scope, group_id).await else {
+    let Ok(Some(group)) = r.store.replication_group(&c.scope, group_id).await else {
         return MemberStart::default();
     };
     let rbac = !group.group.user_group_ids.is_empty();
@@ -194,8 +194,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     if g.group.status == status::DELETING {
         if g.members.is_empty() {
             r.group_endpoints.lock().await.remove(&(scope.clone(), id.clone()));
-            let arn = operations::arn::build(&scope, operations::arn::Kind::ReplicationGroup, &id);
-            match r.ops.store().delete_replication_group(&scope, &id, &arn, &[]).await {
+            let arn = model::arn::build(&scope, model::arn::Kind::ReplicationGroup, &id);
+            match r.store.delete_replication_group(&scope, &id, &arn, &[]).await {
                 Ok(()) | Err(store::StoreError::NotFound) => {
                     tracing::info!(
                         replication_group = id,
@@ -268,8 +268,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     failed |= !crate::acl::sync(r, &g).await;
     let settled = live.iter().all(|m| m.cluster.status == status::AVAILABLE) && linked.len() == replicas;
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(&scope, &id, |group, _| {
             group.primary_endpoint_port = Some(primary_port);
             group.reader_endpoint_port = Some(reader_port);
@@ -291,8 +290,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
 /// A group being created whose member could not be created cannot be created either.
 async fn fail_creation(r: &Reconciler, g: &ReplicationGroup, member: &str) -> Result<Option<Duration>, Error> {
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(&g.scope, &g.group.id, |group, _| {
             if group.status != status::CREATING {
                 return Err(());
@@ -363,8 +361,7 @@ fn replace(current: &mut Vec<SocketAddr>, next: Vec<SocketAddr>) -> bool {
 /// Drops the failover `request` if it is still the one asked for.
 async fn clear_failover(r: &Reconciler, scope: &Scope, id: &str, request: &FailoverRequest) -> Result<(), Error> {
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(scope, id, |group, _| {
             if group.failover_to.as_ref() == Some(request) {
                 group.failover_to = None;
@@ -379,7 +376,7 @@ async fn clear_failover(r: &Reconciler, scope: &Scope, id: &str, request: &Failo
 /// replicas and the primary endpoint, records AWS's events; the old primary, once back, is
 /// made a replica by the next reconcile. Answers whether to try again.
 pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: FailoverRequest) -> Result<bool, Error> {
-    let Some(g) = r.ops.store().replication_group(scope, id).await.map_err(Error::Store)? else { return Ok(false) };
+    let Some(g) = r.store.replication_group(scope, id).await.map_err(Error::Store)? else { return Ok(false) };
     let old = g.group.primary_cluster_id.clone();
     let old_member = g.members.iter().find(|m| m.cluster.id == old);
     let old_key = old_member.and_then(|m| node_key(scope, m));
@@ -392,7 +389,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: Fai
             .members
             .iter()
             .find(|m| m.cluster.id == to)
-            .ok_or_else(|| Error::Api(protocol::ApiError::internal("promoted member vanished")))?,
+            .ok_or_else(|| Error::Inconsistent("promoted member vanished".into()))?,
         crate::failover::Decision::RestartPrimary => {
             tracing::warn!(replication_group = id, "no healthy replica to promote; restarting the primary in place");
             if let Some(key) = old_key {
@@ -444,8 +441,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: Fai
     // writes through old connections when it comes back: the next reconcile demotes it.
     let message = format!("Failover from primary node {old} to replica node {new_id} completed");
     let result = r
-        .ops
-        .store()
+        .store
         .update_replication_group(scope, id, |group, _| {
             // Only the failover asked for, from the primary it started from.
             if group.primary_cluster_id != old {
@@ -457,7 +453,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: Fai
             }
             Ok::<_, ()>(vec![
                 EventRecord::new(SOURCE_TYPE, &group.id, message.clone()),
-                EventRecord::new(operations::cache_clusters::SOURCE_TYPE, &new_id, message.clone()),
+                EventRecord::new(model::status::source::CACHE_CLUSTER, &new_id, message.clone()),
             ])
         })
         .await;

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use model::status::cluster as status;
+use model::status::snapshot as snapshot_status;
 use nodes::NodeKey;
-use operations::cache_clusters::status;
-use operations::snapshots::{mark_source, snapshot_status};
 use store::{EventRecord, NodeSnapshotRecord, Scope, SnapshotRecord, now_millis};
 
-use crate::cache_clusters::{Error, stored};
+use crate::error::{Error, stored};
 use crate::{Reconciler, scope_key};
 
 /// How long a BGSAVE may take before the snapshot is retried.
@@ -38,9 +38,9 @@ impl Reconciler {
 
 fn event_source(s: &SnapshotRecord) -> (&'static str, String, &'static str) {
     match (&s.replication_group_id, &s.cache_cluster_id) {
-        (Some(group), _) => (operations::replication_groups::SOURCE_TYPE, group.clone(), "replication group"),
-        (None, Some(cluster)) => (operations::cache_clusters::SOURCE_TYPE, cluster.clone(), "cache cluster"),
-        (None, None) => (operations::cache_clusters::SOURCE_TYPE, String::new(), "cache cluster"),
+        (Some(group), _) => (model::status::source::REPLICATION_GROUP, group.clone(), "replication group"),
+        (None, Some(cluster)) => (model::status::source::CACHE_CLUSTER, cluster.clone(), "cache cluster"),
+        (None, None) => (model::status::source::CACHE_CLUSTER, String::new(), "cache cluster"),
     }
 }
 
@@ -52,8 +52,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, s: SnapshotRecord) -> 
         snapshot_status::EXPORTING => export(r, &scope, &s).await,
         snapshot_status::DELETING => {
             let _ = tokio::fs::remove_dir_all(r.snapshot_dir(&scope, &s.name)).await;
-            let arn = operations::arn::build(&scope, operations::arn::Kind::Snapshot, &s.name);
-            match r.ops.store().delete_snapshot(&scope, &s.name, &arn, &[]).await {
+            let arn = model::arn::build(&scope, model::arn::Kind::Snapshot, &s.name);
+            match r.store.delete_snapshot(&scope, &s.name, &arn, &[]).await {
                 Ok(()) | Err(store::StoreError::NotFound) => Ok(None),
                 Err(e) => Err(Error::Store(e)),
             }
@@ -125,8 +125,7 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
     let (source_type, source_id, what) = event_source(s);
     let message = format!("Snapshot succeeded for snapshot with ID '{}' of {what} with ID '{source_id}'", s.name);
     let result = r
-        .ops
-        .store()
+        .store
         .update_snapshot(scope, &s.name, |s| {
             s.status = snapshot_status::AVAILABLE.to_string();
             for (n, size) in s.nodes.iter_mut().zip(&sizes) {
@@ -138,7 +137,7 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
         .await;
     stored(result)?;
     tracing::info!(snapshot = s.name, bytes = sizes.iter().sum::<u64>(), "snapshot: creating -> available");
-    mark_source(&r.ops, scope, s, status::SNAPSHOTTING, status::AVAILABLE).await.map_err(Error::Api)?;
+    r.store.mark_snapshot_source(scope, s, status::SNAPSHOTTING, status::AVAILABLE).await?;
     // A final snapshot lets its cluster or group be deleted now.
     Ok(Some(Duration::ZERO))
 }
@@ -152,8 +151,7 @@ async fn copy(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
         transfer(r, &from, &to, s.at_rest_encryption).await.map_err(|e| Error::Node(e.into()))?;
     }
     let result = r
-        .ops
-        .store()
+        .store
         .update_snapshot(scope, &s.name, |s| {
             s.status = snapshot_status::AVAILABLE.to_string();
             Ok::<_, ()>(Vec::new())
@@ -198,8 +196,7 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
         Some(error) => format!("Snapshot {} could not be exported to bucket {bucket}: {error}", s.name),
     };
     let result = r
-        .ops
-        .store()
+        .store
         .update_snapshot(scope, &s.name, |s| {
             s.status = snapshot_status::AVAILABLE.to_string();
             s.export_to = None;
@@ -235,16 +232,16 @@ pub(crate) async fn seed_node(r: &Reconciler, scope: &Scope, snapshot: &str, nod
     if target.exists() {
         return Ok(());
     }
-    let source = match snapshot.strip_prefix(operations::snapshots::S3_ARN_PREFIX) {
+    let source = match snapshot.strip_prefix(model::names::S3_ARN_PREFIX) {
         Some(object) => r.state_dir.join("exports").join(object),
-        None => r.snapshot_file(scope, snapshot, operations::replication_groups::NODE_GROUP_ID),
+        None => r.snapshot_file(scope, snapshot, model::names::NODE_GROUP_ID),
     };
     transfer(r, &source, &target, false).await.map(|_| ())
 }
 
 /// Whether a final snapshot of this cluster is still being taken (its deletion waits).
 pub(crate) async fn final_snapshot_pending(r: &Reconciler, scope: &Scope, cluster_id: &str) -> bool {
-    r.ops.store().snapshots(scope).await.is_ok_and(|snapshots| {
+    r.store.snapshots(scope).await.is_ok_and(|snapshots| {
         snapshots.iter().any(|s| {
             s.status == snapshot_status::CREATING
                 && s.delete_source_after
@@ -265,17 +262,17 @@ pub(crate) async fn seed_cluster(
     nodes: &[(nodes::cluster::ClusterNode, NodeKey)],
 ) -> Result<(), Error> {
     let scope = &g.scope;
-    let files: Vec<PathBuf> = match snapshot.strip_prefix(operations::snapshots::S3_ARN_PREFIX) {
+    let files: Vec<PathBuf> = match snapshot.strip_prefix(model::names::S3_ARN_PREFIX) {
         Some(_) => {
             let arns =
                 if g.group.restore_arns.is_empty() { vec![snapshot.to_string()] } else { g.group.restore_arns.clone() };
             arns.iter()
-                .filter_map(|arn| arn.strip_prefix(operations::snapshots::S3_ARN_PREFIX))
+                .filter_map(|arn| arn.strip_prefix(model::names::S3_ARN_PREFIX))
                 .map(|object| r.state_dir.join("exports").join(object))
                 .collect()
         }
         None => {
-            let record = r.ops.store().snapshot(scope, snapshot).await.map_err(Error::Store)?;
+            let record = r.store.snapshot(scope, snapshot).await.map_err(Error::Store)?;
             let groups: Vec<String> =
                 record.map(|s| s.nodes.into_iter().map(|n| n.node_group_id).collect()).unwrap_or_default();
             groups.iter().map(|ng| r.snapshot_file(scope, snapshot, ng)).collect()
@@ -309,7 +306,7 @@ pub(crate) async fn seed_cluster(
             dir: dir.clone(),
             // MIGRATE to TLS-only nodes must speak TLS too.
             tls: match g.group.security.mode() {
-                Some(operations::transit::REQUIRED) => Some(r.certificate_authority().map_err(Error::Node)?),
+                Some(model::status::transit::REQUIRED) => Some(r.certificate_authority().map_err(Error::Node)?),
                 _ => None,
             },
             ..Default::default()

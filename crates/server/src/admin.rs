@@ -103,7 +103,7 @@ async fn list_nodes(State(state): State<AppState>) -> Response {
         };
         let node_group_id = match group {
             Some(g) if g.cluster_enabled() => c.cluster.node_group_id.clone(),
-            Some(_) => Some(operations::replication_groups::NODE_GROUP_ID.to_string()),
+            Some(_) => Some(model::names::NODE_GROUP_ID.to_string()),
             None => None,
         };
         for node in &c.nodes {

@@ -118,11 +118,14 @@ pub async fn run(
         std::fs::set_permissions(&config.state_dir, private)
             .with_context(|| format!("restricting state dir {}", config.state_dir.display()))?;
     }
-    let store =
-        store::Store::open(&config.state_dir.join("elasticache-local.sqlite")).await.context("opening the store")?;
+    let store = Arc::new(
+        store::Store::open(&config.state_dir.join("elasticache-local.sqlite")).await.context("opening the store")?,
+    );
+    let catalog = Arc::new(model::Catalog::load());
     let wake = Arc::new(Notify::new());
     let operations = Arc::new(operations::Operations::new(
-        store,
+        store.clone(),
+        catalog.clone(),
         operations::Settings {
             account: config.account.clone(),
             zones: config.zones.clone(),
@@ -134,7 +137,8 @@ pub async fn run(
     let engines = config.engines.clone().unwrap_or_else(Engines::detect);
     let engines_json = engines.to_json();
     let reconciler = Reconciler::new(
-        operations.clone(),
+        store,
+        catalog,
         Arc::new(Runtime::new(engines)),
         wake,
         &config.state_dir,
@@ -153,6 +157,7 @@ pub async fn run(
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
     let reconciling = AbortOnDrop(tokio::spawn(reconciler.clone().run(until_stopped(stopped.clone()))));
+    let _backups = AbortOnDrop(tokio::spawn(automated_backups(operations.clone())));
 
     let state = AppState {
         operations,
@@ -169,6 +174,21 @@ pub async fn run(
     let mut reconciling = reconciling;
     let _ = (&mut reconciling.0).await;
     Ok(())
+}
+
+/// How often the daily automated backups are looked at.
+const BACKUP_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts every automated backup that is due, once a minute, until aborted.
+async fn automated_backups(operations: Arc<operations::Operations>) {
+    let mut every = tokio::time::interval(BACKUP_CHECK);
+    loop {
+        every.tick().await;
+        let schedule = operations::snapshots::Schedule::Daily { now_millis: store::now_millis() };
+        if let Err(error) = operations::snapshots::run_automated(&operations, schedule).await {
+            tracing::warn!(%error, "automated backups failed");
+        }
+    }
 }
 
 /// Aborts the task when dropped, so that a caller dropping `run` also stops reconciling.

@@ -43,12 +43,7 @@ pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
 pub use tags::TagRecord;
 pub use users::{User, UserGroup, UserGroupRecord, UserRecord};
 
-/// Region and account: part of every resource's identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Scope {
-    pub region: String,
-    pub account: String,
-}
+pub use model::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -119,6 +119,20 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get("name"), r.get("value"))).collect())
     }
 
+    /// The values nodes of group `name` run with (family defaults, a default group's
+    /// built-in values, then the user's; see [`model::parameters::effective`]); None when
+    /// the group does not exist or its family is unknown to `catalog`.
+    pub async fn effective_parameters(
+        &self,
+        scope: &Scope,
+        name: &str,
+        catalog: &model::Catalog,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        let Some(group) = self.parameter_group(scope, name).await? else { return Ok(None) };
+        let user_values = self.parameter_values(scope, &group.name).await?;
+        Ok(model::parameters::effective(catalog, &group.family, &group.name, group.is_default, user_values))
+    }
+
     /// Sets `values` in one transaction.
     pub async fn set_parameter_values(&self, scope: &Scope, group: &str, values: &[(String, String)]) -> Result<()> {
         let _guard = self.writer().await;

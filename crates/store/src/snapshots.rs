@@ -87,6 +87,37 @@ async fn read_snapshots(
 }
 
 impl Store {
+    /// Moves the snapshot's source (its replication group, else its cache cluster) from
+    /// status `from` to `to`; a source in another status, or gone, is left alone.
+    pub async fn mark_snapshot_source(&self, scope: &Scope, s: &SnapshotRecord, from: &str, to: &str) -> Result<()> {
+        let moved = |status: &mut String| {
+            if status == from {
+                *status = to.to_string();
+            }
+        };
+        let result = if let Some(group) = &s.replication_group_id {
+            self.update_replication_group(scope, group, |g, _| {
+                moved(&mut g.status);
+                Ok::<_, ()>(Vec::new())
+            })
+            .await
+            .map(drop)
+        } else if let Some(cluster) = &s.cache_cluster_id {
+            self.update_cache_cluster(scope, cluster, |c, _| {
+                moved(&mut c.status);
+                Ok::<_, ()>(Vec::new())
+            })
+            .await
+            .map(drop)
+        } else {
+            Ok(())
+        };
+        match result {
+            Err(UpdateError::Store(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Creates a snapshot record (and its tags), recording `events`.
     pub async fn create_snapshot(
         &self,

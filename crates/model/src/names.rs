@@ -1,0 +1,40 @@
+//! How AWS names what a resource is made of.
+
+/// The one node group of a replication group with cluster mode disabled.
+pub const NODE_GROUP_ID: &str = "0001";
+/// The ARN prefix of an S3 object (SnapshotArns, export targets).
+pub const S3_ARN_PREFIX: &str = "arn:aws:s3:::";
+/// Hash slots of a Redis Cluster.
+pub const SLOTS: u16 = 16384;
+
+/// A cache node: `0001`, `0002`, ...
+pub fn node_id(index: usize) -> String {
+    format!("{index:04}")
+}
+
+/// A member of a replication group with cluster mode disabled: `<group>-001`, ...
+pub fn member_id(group: &str, index: usize) -> String {
+    format!("{group}-{index:03}")
+}
+
+/// A node group (shard): `0001`, `0002`, ...
+pub fn node_group_id(index: usize) -> String {
+    format!("{index:04}")
+}
+
+/// A member of a shard of a cluster-mode group: `<group>-<shard>-001`, ...
+pub fn shard_member_id(group: &str, node_group: &str, index: usize) -> String {
+    format!("{group}-{node_group}-{index:03}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_as_aws_gives_them() {
+        assert_eq!(node_id(1), "0001");
+        assert_eq!(member_id("cache", 2), "cache-002");
+        assert_eq!(shard_member_id("cache", &node_group_id(3), 1), "cache-0003-001");
+    }
+}

@@ -1,0 +1,57 @@
+//! Statuses as AWS spells them, the source types events are recorded under, and transit
+//! encryption modes.
+
+/// Cache clusters, their nodes, and replication groups.
+pub mod cluster {
+    pub const CREATING: &str = "creating";
+    pub const AVAILABLE: &str = "available";
+    pub const MODIFYING: &str = "modifying";
+    pub const DELETING: &str = "deleting";
+    pub const REBOOTING: &str = "rebooting cache cluster nodes";
+    pub const SNAPSHOTTING: &str = "snapshotting";
+    /// A node could not start; nothing is retried, the resource can only be deleted (as on
+    /// AWS, e.g. for lack of capacity).
+    pub const CREATE_FAILED: &str = "create-failed";
+    /// What DeleteCacheCluster and DeleteReplicationGroup accept.
+    pub const DELETABLE: &[&str] = &[AVAILABLE, CREATE_FAILED];
+    /// Statuses the emulator moves on from by itself.
+    pub const TRANSITIONAL: &[&str] = &[CREATING, MODIFYING, DELETING, REBOOTING, SNAPSHOTTING];
+    /// A node being rebooted (node status).
+    pub const NODE_REBOOTING: &str = "rebooting";
+    /// Parameter statuses of a node.
+    pub const IN_SYNC: &str = "in-sync";
+    pub const APPLYING: &str = "applying";
+    pub const PENDING_REBOOT: &str = "pending-reboot";
+}
+
+/// Snapshots.
+pub mod snapshot {
+    pub const CREATING: &str = "creating";
+    pub const AVAILABLE: &str = "available";
+    pub const EXPORTING: &str = "exporting";
+    pub const DELETING: &str = "deleting";
+    /// Statuses the emulator moves on from by itself.
+    pub const TRANSITIONAL: &[&str] = &[CREATING, EXPORTING, DELETING];
+}
+
+/// Users and user groups.
+pub mod user {
+    pub const CREATING: &str = "creating";
+    pub const ACTIVE: &str = "active";
+    pub const MODIFYING: &str = "modifying";
+    pub const DELETING: &str = "deleting";
+}
+
+/// The `SourceType` of events, as DescribeEvents names them.
+pub mod source {
+    pub const CACHE_CLUSTER: &str = "cache-cluster";
+    pub const REPLICATION_GROUP: &str = "replication-group";
+}
+
+/// Transit encryption modes.
+pub mod transit {
+    /// TLS and plaintext both accepted (by the endpoints; nodes stay plaintext).
+    pub const PREFERRED: &str = "preferred";
+    /// TLS only, nodes included.
+    pub const REQUIRED: &str = "required";
+}
