@@ -12,7 +12,7 @@ use store::{
 
 use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
-use crate::{Operations, internal, tags};
+use crate::{Operations, Write, answered, groups_still_there, internal, refuse, tags, written};
 use model::catalog::EngineVersion;
 
 /// AWS's default quotas.
@@ -241,6 +241,36 @@ pub(crate) fn check_zones(
     Ok(())
 }
 
+/// Refuses `adding` nodes past AWS's per-region node quota (checked inside the write that
+/// adds them, so concurrent creates cannot overshoot it together).
+pub(crate) async fn within_node_quota(tx: &mut store::Tx, scope: &Scope, adding: usize) -> Write<()> {
+    let existing: usize = tx.cache_clusters(scope).await?.iter().map(|c| c.nodes.len()).sum();
+    if existing + adding > NODES_PER_REGION {
+        return refuse(ApiError::new(
+            ErrorCode::NodeQuotaForCustomerExceededFault,
+            format!("The request would exceed the quota of {NODES_PER_REGION} cache nodes in this region."),
+        ));
+    }
+    Ok(())
+}
+
+/// A cluster, and its nodes, going `deleting`; AWS refuses to delete a cluster in the
+/// middle of creating or changing it.
+fn mark_deleting(
+    cluster: &mut CacheClusterRecord,
+    nodes: &mut [CacheNodeRecord],
+) -> Result<Vec<store::EventRecord>, ApiError> {
+    if !status::DELETABLE.contains(&cluster.status.as_str()) {
+        return Err(invalid_state(&cluster.id, &cluster.status));
+    }
+    let from = std::mem::replace(&mut cluster.status, status::DELETING.to_string());
+    tracing::info!(cache_cluster = cluster.id, from, to = status::DELETING, "cache cluster status");
+    for node in nodes.iter_mut() {
+        node.status = status::DELETING.to_string();
+    }
+    Ok(Vec::new())
+}
+
 pub async fn create(
     ops: &Operations,
     ctx: &RequestContext,
@@ -381,14 +411,6 @@ pub async fn create(
         return Err(ApiError::invalid_parameter_value("SnapshotRetentionLimit must be between 0 and 35."));
     }
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
-    let existing_nodes: usize =
-        ops.store.cache_clusters(&scope).await.map_err(internal)?.iter().map(|c| c.nodes.len()).sum();
-    if existing_nodes + num_nodes as usize > NODES_PER_REGION {
-        return Err(ApiError::new(
-            ErrorCode::NodeQuotaForCustomerExceededFault,
-            format!("The request would exceed the quota of {NODES_PER_REGION} cache nodes in this region."),
-        ));
-    }
 
     let nodes: Vec<CacheNodeRecord> = place(num_nodes as usize, &preferred, &az_mode, &zones, &[])
         .into_iter()
@@ -430,17 +452,26 @@ pub async fn create(
         security,
     };
     let arn = arn::build(&scope, Kind::Cluster, &id);
-    ops.store.create_cache_cluster(&scope, &cluster, &nodes, &arn, &tags, CLUSTER_QUOTA).await.map_err(
-        |e| match e {
-            StoreError::AlreadyExists => {
-                ApiError::new(ErrorCode::CacheClusterAlreadyExistsFault, format!("Cache cluster {id} already exists."))
-            }
-            StoreError::QuotaExceeded(quota) => ApiError::new(
-                ErrorCode::ClusterQuotaForCustomerExceededFault,
-                format!("The maximum number of cache clusters ({quota}) has been reached."),
-            ),
-            e => internal(e),
-        },
+    written(
+        ops.store
+            .write(async |tx| {
+                groups_still_there(tx, &scope, &cluster.parameter_group, &cluster.subnet_group).await?;
+                within_node_quota(tx, &scope, nodes.len()).await?;
+                tx.create_cache_cluster(&scope, &cluster, &nodes, &arn, &tags, CLUSTER_QUOTA).await.map_err(|e| {
+                    answered(e, |e| match e {
+                        StoreError::AlreadyExists => Some(ApiError::new(
+                            ErrorCode::CacheClusterAlreadyExistsFault,
+                            format!("Cache cluster {id} already exists."),
+                        )),
+                        StoreError::QuotaExceeded(quota) => Some(ApiError::new(
+                            ErrorCode::ClusterQuotaForCustomerExceededFault,
+                            format!("The maximum number of cache clusters ({quota}) has been reached."),
+                        )),
+                        _ => None,
+                    })
+                })
+            })
+            .await,
     )?;
     tracing::info!(cache_cluster = id, region = scope.region, engine, "cache cluster: (none) -> creating");
     ops.wake_reconciler();
@@ -940,46 +971,38 @@ pub async fn delete(
     }
     // The final snapshot is taken before the nodes go: the reconciler deletes the cluster
     // once it is written.
-    if let Some(name) = &input.final_snapshot_identifier {
-        crate::snapshots::start(
-            ops,
-            &scope,
-            name,
-            Some(&current.cluster.id),
-            None,
-            &[],
-            crate::snapshots::Taken::Final,
-        )
-        .await?;
-    }
-    let result = ops
-        .store
-        .update_cache_cluster(&scope, &current.cluster.id, |cluster, nodes| {
-            // AWS refuses to delete a cluster in the middle of creating or changing it.
-            if !status::DELETABLE.contains(&cluster.status.as_str()) {
-                return Err(invalid_state(&cluster.id, &cluster.status));
-            }
-            let from = std::mem::replace(&mut cluster.status, status::DELETING.to_string());
-            tracing::info!(cache_cluster = cluster.id, from, to = status::DELETING, "cache cluster status");
-            for node in nodes.iter_mut() {
-                node.status = status::DELETING.to_string();
-            }
-            Ok(Vec::new())
-        })
-        .await;
-    let updated = match crate::updated(result, || not_found(&current.cluster.id)) {
-        Ok(updated) => updated,
-        Err(e) => {
-            // Nothing may change when the delete is refused: the final snapshot goes too, so
-            // a retry with the same name can succeed.
-            if let Some(name) = &input.final_snapshot_identifier {
-                crate::snapshots::forget(ops, &scope, name).await;
-            }
-            return Err(e);
-        }
+    let final_snapshot = match &input.final_snapshot_identifier {
+        Some(name) => Some(
+            crate::snapshots::plan(
+                ops,
+                &scope,
+                name,
+                Some(&current.cluster.id),
+                None,
+                crate::snapshots::Taken::Final,
+                None,
+            )
+            .await?,
+        ),
+        None => None,
     };
-    let id = updated.cluster.id.clone();
-    crate::snapshots::prune(ops, &scope, |s| s.cache_cluster_id.as_deref() == Some(id.as_str()), 0).await?;
+    // One write: refused, nothing changes (the final snapshot included); its automated
+    // snapshots go with it.
+    let id = current.cluster.id.clone();
+    let updated = written(
+        ops.store
+            .write(async |tx| {
+                if let Some(snapshot) = &final_snapshot {
+                    crate::snapshots::record(tx, &scope, snapshot, &[]).await?;
+                }
+                let Some(updated) = tx.update_cache_cluster(&scope, &id, |c, n| mark_deleting(c, n)).await? else {
+                    return refuse(not_found(&id));
+                };
+                crate::snapshots::prune(tx, &scope, |s| s.cache_cluster_id.as_deref() == Some(id.as_str()), 0).await?;
+                Ok(updated)
+            })
+            .await,
+    )?;
     ops.wake_reconciler();
     Ok(DeleteCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
 }

@@ -195,6 +195,43 @@ fn updated<T>(
     }
 }
 
+/// What the work of one write transaction returns: the API's refusals, or a store failure.
+type Write<T> = Result<T, store::UpdateError<ApiError>>;
+
+/// Refuses a write transaction's work: nothing it wrote stays.
+fn refuse<T>(error: ApiError) -> Write<T> {
+    Err(store::UpdateError::Rejected(error))
+}
+
+/// A write transaction's outcome as the API answers it.
+fn written<T>(result: Write<T>) -> Result<T, ApiError> {
+    result.map_err(|e| match e {
+        store::UpdateError::Rejected(e) => e,
+        store::UpdateError::Store(e) => internal(e),
+    })
+}
+
+/// A store error inside a write transaction, with the ones the API answers as itself
+/// (`answer` returns None for the rest).
+fn answered(error: StoreError, answer: impl FnOnce(&StoreError) -> Option<ApiError>) -> store::UpdateError<ApiError> {
+    match answer(&error) {
+        Some(api) => store::UpdateError::Rejected(api),
+        None => store::UpdateError::Store(error),
+    }
+}
+
+/// Checks, inside the write that creates a cluster or group, that the parameter and
+/// subnet groups it was validated against are still there (a concurrent delete loses).
+async fn groups_still_there(tx: &mut store::Tx, scope: &Scope, parameter_group: &str, subnet_group: &str) -> Write<()> {
+    if tx.parameter_group(scope, parameter_group).await?.is_none() {
+        return refuse(arn::NotFound::not_found(arn::Kind::ParameterGroup, parameter_group));
+    }
+    if tx.subnet_group(scope, subnet_group).await?.is_none() {
+        return refuse(arn::NotFound::not_found(arn::Kind::SubnetGroup, subnet_group));
+    }
+    Ok(())
+}
+
 /// Store failures that are not a user's doing.
 fn internal(error: StoreError) -> ApiError {
     tracing::error!(%error, "store failure");

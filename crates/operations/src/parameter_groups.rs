@@ -7,7 +7,7 @@ use store::{ParameterGroupRecord, Scope, StoreError};
 
 use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
-use crate::{Operations, internal, tags, validate};
+use crate::{Operations, answered, internal, refuse, tags, validate, written};
 use model::catalog::{Family, NodeTypeParameterDef, ParameterDef};
 
 /// AWS's default quota of parameter groups per region.
@@ -412,20 +412,27 @@ pub async fn delete(
             format!("Default CacheParameterGroup cannot be deleted: {}", group.name),
         ));
     }
-    if ops.store.parameter_group_in_use(&scope, &group.name).await.map_err(internal)? {
-        return Err(ApiError::new(
-            ErrorCode::InvalidCacheParameterGroupStateFault,
-            format!(
-                "One or more cache clusters are still members of parameter group {}, so the group cannot be deleted.",
-                group.name
-            ),
-        ));
-    }
     let arn = arn::build(&scope, Kind::ParameterGroup, &group.name);
-    ops.store.delete_parameter_group(&scope, &group.name, &arn).await.map_err(|e| match e {
-        StoreError::NotFound => not_found(&group.name),
-        e => internal(e),
-    })?;
+    // The in-use check and the delete are one transaction: a create that uses the group
+    // either comes first (and the delete is refused) or finds the group gone.
+    written(
+        ops.store
+            .write(async |tx| {
+                if tx.cache_clusters(&scope).await?.iter().any(|c| c.cluster.parameter_group == group.name) {
+                    return refuse(ApiError::new(
+                        ErrorCode::InvalidCacheParameterGroupStateFault,
+                        format!(
+                            "One or more cache clusters are still members of parameter group {}, so the group cannot be deleted.",
+                            group.name
+                        ),
+                    ));
+                }
+                tx.delete_parameter_group(&scope, &group.name, &arn)
+                    .await
+                    .map_err(|e| answered(e, |e| matches!(e, StoreError::NotFound).then(|| not_found(&group.name))))
+            })
+            .await,
+    )?;
     tracing::info!(parameter_group = group.name, "deleted cache parameter group");
     Ok(())
 }

@@ -8,7 +8,7 @@ use protocol::{ApiError, ErrorCode};
 use store::Scope;
 
 use crate::arn::{Kind, NotFound as _};
-use crate::{Operations, internal};
+use crate::{Operations, Write, internal};
 
 /// AWS attaches one user group to a replication group.
 const MAX_USER_GROUPS: usize = 1;
@@ -57,21 +57,25 @@ pub async fn check_attachable(
 }
 
 /// Records on each user group of `ids` that `replication_group` uses it (`attach`) or no
-/// longer does.
-pub async fn link(ops: &Operations, scope: &Scope, ids: &[String], replication_group: &str, attach: bool) {
+/// longer does, in the caller's write.
+pub(crate) async fn link(
+    tx: &mut store::Tx,
+    scope: &Scope,
+    ids: &[String],
+    replication_group: &str,
+    attach: bool,
+) -> Write<()> {
     for id in ids {
-        let result = ops
-            .store
-            .update_user_group(scope, id, |group, _, _| {
-                group.replication_groups.retain(|g| g != replication_group);
-                if attach {
-                    group.replication_groups.push(replication_group.to_string());
-                }
-                Ok::<_, ()>(Vec::new())
-            })
-            .await;
-        if let Err(store::UpdateError::Store(error)) = result {
-            tracing::error!(%error, user_group = id, replication_group, "recording the user group's use failed");
+        let linked = tx.update_user_group(scope, id, |group, _, _| {
+            group.replication_groups.retain(|g| g != replication_group);
+            if attach {
+                group.replication_groups.push(replication_group.to_string());
+            }
+            Ok::<_, ()>(Vec::new())
+        });
+        if let Err(store::UpdateError::Store(e)) = linked.await {
+            return Err(e.into());
         }
     }
+    Ok(())
 }

@@ -16,7 +16,8 @@ use store::{
 use crate::arn::{self, Kind, NotFound as _};
 use crate::cache_clusters::{self as clusters, status};
 use crate::pagination::paginate;
-use crate::{Operations, internal, tags};
+use crate::{Operations, internal, refuse, tags, written};
+use store::SnapshotRecord;
 
 const MAX_ID_LEN: usize = 40;
 const QUOTA: usize = 300;
@@ -150,22 +151,7 @@ pub async fn create(
     let adopted = match &input.primary_cluster_id {
         Some(primary) => {
             let c = clusters::existing(ops, &scope, primary).await?;
-            if c.cluster.engine == "memcached" {
-                return Err(ApiError::invalid_parameter_value(
-                    "A Memcached cluster cannot be part of a replication group.",
-                ));
-            }
-            if c.cluster.replication_group_id.is_some() {
-                return Err(ApiError::invalid_parameter_value(format!(
-                    "Cache cluster {primary} is already a member of a replication group."
-                )));
-            }
-            if c.cluster.status != status::AVAILABLE {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidCacheClusterStateFault,
-                    format!("Cache cluster {primary} is not in available state."),
-                ));
-            }
+            adoptable(&c)?;
             Some(c)
         }
         None => None,
@@ -406,22 +392,45 @@ pub async fn create(
     group.primary_cluster_id =
         group.node_groups.first().map_or_else(|| members[0].cluster.id.clone(), |g| g.primary_cluster_id.clone());
     let stored = StoredGroup { scope: scope.clone(), group, members };
+    let adopted_id = adopted.as_ref().map(|c| c.cluster.id.clone());
+    let (template_parameter_group, template_subnet_group) = (&template.parameter_group, &template.subnet_group);
     let arn = arn::build(&scope, Kind::ReplicationGroup, &id);
-    ops.store.create_replication_group(&stored, &arn, &tags, QUOTA).await.map_err(|e| match e {
-        StoreError::AlreadyExists => ApiError::new(
-            ErrorCode::ReplicationGroupAlreadyExistsFault,
-            format!("Replication group {id} already exists."),
-        ),
-        StoreError::MemberExists(member) => {
-            ApiError::new(ErrorCode::CacheClusterAlreadyExistsFault, format!("Cache cluster {member} already exists."))
-        }
-        StoreError::QuotaExceeded(quota) => ApiError::new(
-            ErrorCode::ClusterQuotaForCustomerExceededFault,
-            format!("The maximum number of replication groups ({quota}) has been reached."),
-        ),
-        e => internal(e),
-    })?;
-    crate::rbac::link(ops, &scope, &user_group_ids, &id, true).await;
+    let new_nodes =
+        stored.members.iter().filter(|m| Some(&m.cluster.id) != adopted_id.as_ref()).map(|m| m.nodes.len()).sum();
+    // One write: what was validated above is checked again where it could have changed
+    // since (the groups it uses, the cluster it adopts, the node quota).
+    written(
+        ops.store
+            .write(async |tx| {
+                crate::groups_still_there(tx, &scope, template_parameter_group, template_subnet_group).await?;
+                if let Some(adopted) = &adopted_id {
+                    match tx.cache_cluster(&scope, adopted).await? {
+                        Some(c) => adoptable(&c).or_else(crate::refuse)?,
+                        None => return crate::refuse(Kind::Cluster.not_found(adopted)),
+                    }
+                }
+                clusters::within_node_quota(tx, &scope, new_nodes).await?;
+                tx.create_replication_group(&stored, &arn, &tags, QUOTA).await.map_err(|e| {
+                    crate::answered(e, |e| match e {
+                        StoreError::AlreadyExists => Some(ApiError::new(
+                            ErrorCode::ReplicationGroupAlreadyExistsFault,
+                            format!("Replication group {id} already exists."),
+                        )),
+                        StoreError::MemberExists(member) => Some(ApiError::new(
+                            ErrorCode::CacheClusterAlreadyExistsFault,
+                            format!("Cache cluster {member} already exists."),
+                        )),
+                        StoreError::QuotaExceeded(quota) => Some(ApiError::new(
+                            ErrorCode::ClusterQuotaForCustomerExceededFault,
+                            format!("The maximum number of replication groups ({quota}) has been reached."),
+                        )),
+                        _ => None,
+                    })
+                })?;
+                crate::rbac::link(tx, &scope, &user_group_ids, &id, true).await
+            })
+            .await,
+    )?;
     tracing::info!(replication_group = id, members = stored.members.len(), "replication group: (none) -> creating");
     ops.wake_reconciler();
     Ok(CreateReplicationGroupResult { replication_group: Some(output(&stored)) })
@@ -550,6 +559,28 @@ pub async fn describe(
 }
 
 /// Runs `change` on an available group in one transaction, then wakes the reconciler.
+/// Whether an existing cluster can become the primary of a new group (PrimaryClusterId).
+fn adoptable(c: &StoredCluster) -> Result<(), ApiError> {
+    let id = &c.cluster.id;
+    if c.cluster.engine == "memcached" {
+        return Err(ApiError::invalid_parameter_value("A Memcached cluster cannot be part of a replication group."));
+    }
+    if c.cluster.replication_group_id.is_some() {
+        return Err(ApiError::invalid_parameter_value(format!(
+            "Cache cluster {id} is already a member of a replication group."
+        )));
+    }
+    if c.cluster.status != status::AVAILABLE {
+        return Err(ApiError::new(
+            ErrorCode::InvalidCacheClusterStateFault,
+            format!("Cache cluster {id} is not in available state."),
+        ));
+    }
+    Ok(())
+}
+
+/// Changes a group that is available, in one write; when the change moves the group to
+/// other user groups, they record it in the same write.
 pub(crate) async fn change_available(
     ops: &Operations,
     scope: &Scope,
@@ -557,16 +588,28 @@ pub(crate) async fn change_available(
     change: impl FnOnce(&mut ReplicationGroupRecord, &mut Vec<StoredCluster>) -> Result<Vec<EventRecord>, ApiError>,
 ) -> Result<StoredGroup, ApiError> {
     let id = id.to_ascii_lowercase();
-    let result = ops
-        .store
-        .update_replication_group(scope, &id, |group, members| {
-            if group.status != status::AVAILABLE {
-                return Err(invalid_state(&group.id, &group.status));
-            }
-            change(group, members)
-        })
-        .await;
-    let group = crate::updated(result, || not_found(&id))?;
+    let group = written(
+        ops.store
+            .write(async |tx| {
+                let mut before = Vec::new();
+                let changed = tx.update_replication_group(scope, &id, |group, members| {
+                    if group.status != status::AVAILABLE {
+                        return Err(invalid_state(&group.id, &group.status));
+                    }
+                    before = group.user_group_ids.clone();
+                    change(group, members)
+                });
+                let Some(group) = changed.await? else { return refuse(not_found(&id)) };
+                let now = &group.group.user_group_ids;
+                if *now != before {
+                    let dropped: Vec<String> = before.into_iter().filter(|g| !now.contains(g)).collect();
+                    crate::rbac::link(tx, scope, &dropped, &id, false).await?;
+                    crate::rbac::link(tx, scope, now, &id, true).await?;
+                }
+                Ok(group)
+            })
+            .await,
+    )?;
     ops.wake_reconciler();
     Ok(group)
 }
@@ -578,56 +621,60 @@ pub async fn delete(
 ) -> Result<DeleteReplicationGroupResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let retain = input.retain_primary_cluster.unwrap_or(false);
-    if let Some(name) = &input.final_snapshot_identifier {
-        let current = existing(ops, &scope, &input.replication_group_id).await?;
-        if current.group.status != status::AVAILABLE {
-            return Err(invalid_state(&current.group.id, &current.group.status));
+    let final_snapshot = match &input.final_snapshot_identifier {
+        Some(name) => {
+            let current = existing(ops, &scope, &input.replication_group_id).await?;
+            if current.group.status != status::AVAILABLE {
+                return Err(invalid_state(&current.group.id, &current.group.status));
+            }
+            let taken = crate::snapshots::Taken::Final;
+            Some(crate::snapshots::plan(ops, &scope, name, None, Some(&current.group.id), taken, None).await?)
         }
-        crate::snapshots::start(ops, &scope, name, None, Some(&current.group.id), &[], crate::snapshots::Taken::Final)
-            .await?;
-    }
-    let id = input.replication_group_id.to_ascii_lowercase();
-    let result = ops
-        .store
-        .update_replication_group(&scope, &id, |group, members| {
-            if !status::DELETABLE.contains(&group.status.as_str()) {
-                return Err(invalid_state(&group.id, &group.status));
-            }
-            tracing::info!(
-                replication_group = group.id,
-                retain,
-                from = group.status,
-                to = status::DELETING,
-                "replication group status"
-            );
-            group.status = status::DELETING.to_string();
-            group.retain_primary_on_delete = retain;
-            for member in members.iter_mut() {
-                if retain && member.cluster.id == group.primary_cluster_id {
-                    member.cluster.replication_group_id = None;
-                    continue;
-                }
-                member.cluster.status = status::DELETING.to_string();
-                member.nodes.iter_mut().for_each(|n| n.status = status::DELETING.to_string());
-            }
-            Ok(Vec::new())
-        })
-        .await;
-    let group = crate::updated(result, || not_found(&id));
-    ops.wake_reconciler();
-    let group = match group {
-        Ok(group) => group,
-        Err(e) => {
-            // Nothing may change when the delete is refused, the final snapshot included.
-            if let Some(name) = &input.final_snapshot_identifier {
-                crate::snapshots::forget(ops, &scope, name).await;
-            }
-            return Err(e);
-        }
+        None => None,
     };
-    let id = group.group.id.clone();
-    crate::rbac::link(ops, &scope, &group.group.user_group_ids, &id, false).await;
-    crate::snapshots::prune(ops, &scope, |s| s.replication_group_id.as_deref() == Some(id.as_str()), 0).await?;
+    let id = input.replication_group_id.to_ascii_lowercase();
+    let mark_deleting = |group: &mut ReplicationGroupRecord, members: &mut Vec<StoredCluster>| {
+        if !status::DELETABLE.contains(&group.status.as_str()) {
+            return Err(invalid_state(&group.id, &group.status));
+        }
+        tracing::info!(
+            replication_group = group.id,
+            retain,
+            from = group.status,
+            to = status::DELETING,
+            "replication group status"
+        );
+        group.status = status::DELETING.to_string();
+        group.retain_primary_on_delete = retain;
+        for member in members.iter_mut() {
+            if retain && member.cluster.id == group.primary_cluster_id {
+                member.cluster.replication_group_id = None;
+                continue;
+            }
+            member.cluster.status = status::DELETING.to_string();
+            member.nodes.iter_mut().for_each(|n| n.status = status::DELETING.to_string());
+        }
+        Ok(Vec::new())
+    };
+    // One write: refused, nothing changes (the final snapshot included); its user group
+    // forgets it and its automated snapshots go with it.
+    let group = written(
+        ops.store
+            .write(async |tx| {
+                if let Some(snapshot) = &final_snapshot {
+                    crate::snapshots::record(tx, &scope, snapshot, &[]).await?;
+                }
+                let Some(group) = tx.update_replication_group(&scope, &id, mark_deleting).await? else {
+                    return refuse(not_found(&id));
+                };
+                crate::rbac::link(tx, &scope, &group.group.user_group_ids, &group.group.id, false).await?;
+                let of = |s: &SnapshotRecord| s.replication_group_id.as_deref() == Some(group.group.id.as_str());
+                crate::snapshots::prune(tx, &scope, of, 0).await?;
+                Ok(group)
+            })
+            .await,
+    )?;
+    ops.wake_reconciler();
     Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group)) })
 }
 
@@ -1126,8 +1173,5 @@ pub async fn modify(
         Ok(Vec::new())
     })
     .await?;
-    // The user groups record which replication groups use them.
-    crate::rbac::link(ops, &scope, &to_remove, &group.group.id, false).await;
-    crate::rbac::link(ops, &scope, &group.group.user_group_ids, &group.group.id, true).await;
     Ok(ModifyReplicationGroupResult { replication_group: Some(output(&group)) })
 }

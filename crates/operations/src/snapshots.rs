@@ -11,12 +11,39 @@ use crate::arn::{self, Kind, NotFound as _};
 use crate::cache_clusters::{self as clusters, status};
 use crate::pagination::paginate;
 use crate::replication_groups::NODE_GROUP_ID;
-use crate::{Operations, internal, tags, validate};
+use crate::{Operations, Write, answered, internal, refuse, tags, validate, written};
 
 pub use model::status::snapshot as snapshot_status;
 
 fn not_found(name: &str) -> ApiError {
     Kind::Snapshot.not_found(name)
+}
+
+fn cluster_not_available(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidCacheClusterStateFault, format!("Cache cluster {id} is not in available state."))
+}
+
+fn group_not_available(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidReplicationGroupStateFault,
+        format!("Replication group {id} is not in available state."),
+    )
+}
+
+/// Refuses, inside a write, a snapshot whose source is no longer available.
+async fn source_still_available(tx: &mut store::Tx, scope: &Scope, s: &SnapshotRecord) -> Write<()> {
+    if let Some(id) = &s.replication_group_id {
+        let group = tx.replication_group(scope, id).await?;
+        if group.is_none_or(|g| g.group.status != status::AVAILABLE) {
+            return refuse(group_not_available(id));
+        }
+    } else if let Some(id) = &s.cache_cluster_id {
+        let cluster = tx.cache_cluster(scope, id).await?;
+        if cluster.is_none_or(|c| c.cluster.status != status::AVAILABLE) {
+            return refuse(cluster_not_available(id));
+        }
+    }
+    Ok(())
 }
 
 fn already_exists(name: &str) -> ApiError {
@@ -152,7 +179,8 @@ pub(crate) enum Taken {
 
 /// Records a new snapshot of a cluster or group in `creating` and marks the source
 /// `snapshotting` (not for a final snapshot: its source is being deleted).
-pub(crate) async fn start(
+#[allow(clippy::too_many_arguments)]
+async fn start(
     ops: &Operations,
     scope: &Scope,
     name: &str,
@@ -160,20 +188,23 @@ pub(crate) async fn start(
     group_id: Option<&str>,
     tags: &[store::TagRecord],
     taken: Taken,
+    kms_key_id: Option<String>,
 ) -> Result<SnapshotRecord, ApiError> {
-    start_with_key(ops, scope, name, cluster_id, group_id, tags, taken, None).await
+    let snapshot = plan(ops, scope, name, cluster_id, group_id, taken, kms_key_id).await?;
+    written(ops.store.write(async |tx| record(tx, scope, &snapshot, tags).await).await)?;
+    ops.wake_reconciler();
+    Ok(snapshot)
 }
 
-/// [`start`], with CreateSnapshot's KmsKeyId: the snapshot is stored encrypted and records
-/// that key, whatever its source's setting.
-#[allow(clippy::too_many_arguments)]
-async fn start_with_key(
+/// The snapshot a CreateSnapshot, a final or an automated snapshot would record, after
+/// AWS's checks; nothing is written. With CreateSnapshot's KmsKeyId, the snapshot is
+/// stored encrypted and records that key, whatever its source's setting.
+pub(crate) async fn plan(
     ops: &Operations,
     scope: &Scope,
     name: &str,
     cluster_id: Option<&str>,
     group_id: Option<&str>,
-    tags: &[store::TagRecord],
     taken: Taken,
     kms_key_id: Option<String>,
 ) -> Result<SnapshotRecord, ApiError> {
@@ -190,10 +221,7 @@ async fn start_with_key(
             let c = clusters::existing(ops, scope, id).await?;
             check_engine(&c.cluster.engine)?;
             if !final_snapshot && c.cluster.status != status::AVAILABLE {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidCacheClusterStateFault,
-                    format!("Cache cluster {} is not in available state.", c.cluster.id),
-                ));
+                return Err(cluster_not_available(&c.cluster.id));
             }
             let mut record = record_for(name, source, &c.cluster, None, &[(&c, NODE_GROUP_ID.to_string(), None)]);
             // A member snapshotted on its own: the group's key is the one recorded.
@@ -212,10 +240,7 @@ async fn start_with_key(
                 .map_err(internal)?
                 .ok_or_else(|| Kind::ReplicationGroup.not_found(id))?;
             if !final_snapshot && g.group.status != status::AVAILABLE {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidReplicationGroupStateFault,
-                    format!("Replication group {} is not in available state.", g.group.id),
-                ));
+                return Err(group_not_available(&g.group.id));
             }
             // From each shard, a replica when there is one, as AWS prefers; the primary otherwise.
             let sources: Vec<(&store::CacheCluster, String, Option<String>)> = if g.group.cluster_enabled() {
@@ -253,19 +278,30 @@ async fn start_with_key(
         snapshot.at_rest_encryption = true;
         snapshot.kms_key_id = Some(key);
     }
-    let arn = arn::build(scope, Kind::Snapshot, name);
-    ops.store.create_snapshot(scope, &snapshot, &arn, tags, &[]).await.map_err(|e| match e {
-        StoreError::AlreadyExists => already_exists(name),
-        e => internal(e),
-    })?;
-    if !final_snapshot {
-        ops.store
-            .mark_snapshot_source(scope, &snapshot, status::AVAILABLE, status::SNAPSHOTTING)
-            .await
-            .map_err(internal)?;
-    }
-    ops.wake_reconciler();
     Ok(snapshot)
+}
+
+/// Records a planned snapshot in `creating`, inside a write. The source's status is checked
+/// again and moved to `snapshotting` in the same write (not for a final snapshot: its
+/// source is being deleted), so of two concurrent snapshots of one source, one is refused.
+pub(crate) async fn record(
+    tx: &mut store::Tx,
+    scope: &Scope,
+    snapshot: &SnapshotRecord,
+    tags: &[store::TagRecord],
+) -> Write<()> {
+    let final_snapshot = snapshot.delete_source_after;
+    if !final_snapshot {
+        source_still_available(tx, scope, snapshot).await?;
+    }
+    let arn = arn::build(scope, Kind::Snapshot, &snapshot.name);
+    tx.create_snapshot(scope, snapshot, &arn, tags, &[])
+        .await
+        .map_err(|e| answered(e, |e| matches!(e, StoreError::AlreadyExists).then(|| already_exists(&snapshot.name))))?;
+    if !final_snapshot {
+        tx.mark_snapshot_source(scope, snapshot, status::AVAILABLE, status::SNAPSHOTTING).await?;
+    }
+    Ok(())
 }
 
 fn check_engine(engine: &str) -> Result<(), ApiError> {
@@ -286,7 +322,7 @@ pub async fn create(
     let scope = ops.scope(ctx).await?;
     let kms_key_id = input.kms_key_id.as_deref().map(validate::kms_key_id).transpose()?;
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
-    let snapshot = start_with_key(
+    let snapshot = start(
         ops,
         &scope,
         &input.snapshot_name,
@@ -537,8 +573,16 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
             && schedule.due(c.cluster.snapshot_window.as_deref(), last_automated(&c.scope, &of))
         {
             let name = automated_name(ops, &c.scope, id, &minute).await?;
-            start(ops, &c.scope, &name, Some(id), None, &[], Taken::Automated).await?;
-            prune(ops, &c.scope, of, c.cluster.snapshot_retention_limit).await?;
+            let snapshot = plan(ops, &c.scope, &name, Some(id), None, Taken::Automated, None).await?;
+            let limit = c.cluster.snapshot_retention_limit;
+            written(
+                ops.store
+                    .write(async |tx| {
+                        record(tx, &c.scope, &snapshot, &[]).await?;
+                        prune(tx, &c.scope, of, limit).await
+                    })
+                    .await,
+            )?;
             started.push(name);
         }
     }
@@ -550,10 +594,21 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
             && schedule.due(Some(&g.group.snapshot_window), last_automated(&g.scope, &of))
         {
             let name = automated_name(ops, &g.scope, id, &minute).await?;
-            start(ops, &g.scope, &name, None, Some(id), &[], Taken::Automated).await?;
-            prune(ops, &g.scope, of, g.group.snapshot_retention_limit).await?;
+            let snapshot = plan(ops, &g.scope, &name, None, Some(id), Taken::Automated, None).await?;
+            let limit = g.group.snapshot_retention_limit;
+            written(
+                ops.store
+                    .write(async |tx| {
+                        record(tx, &g.scope, &snapshot, &[]).await?;
+                        prune(tx, &g.scope, of, limit).await
+                    })
+                    .await,
+            )?;
             started.push(name);
         }
+    }
+    if !started.is_empty() {
+        ops.wake_reconciler();
     }
     Ok(started)
 }
@@ -573,33 +628,27 @@ async fn automated_name(ops: &Operations, scope: &Scope, id: &str, minute: &str)
 /// Deletes the automated snapshots of one source beyond `keep`, oldest first (all of
 /// them with `keep` 0: they go with their cluster or group, as on AWS).
 pub(crate) async fn prune(
-    ops: &Operations,
+    tx: &mut store::Tx,
     scope: &Scope,
     of: impl Fn(&SnapshotRecord) -> bool,
     keep: i32,
-) -> Result<(), ApiError> {
-    let mut automated: Vec<SnapshotRecord> = ops
-        .store
+) -> Write<()> {
+    let mut automated: Vec<SnapshotRecord> = tx
         .snapshots(scope)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .filter(|s| s.source == "automated" && s.status != snapshot_status::DELETING && of(s))
         .collect();
     automated.sort_by_key(|s| std::cmp::Reverse(s.created_millis));
     for old in automated.iter().skip(keep.max(0) as usize) {
-        let result = ops
-            .store
-            .update_snapshot(scope, &old.name, |s| {
-                s.status = snapshot_status::DELETING.to_string();
-                Ok::<_, ()>(Vec::new())
-            })
-            .await;
-        if let Err(UpdateError::Store(e)) = result {
-            return Err(internal(e));
+        let deleting = tx.update_snapshot(scope, &old.name, |s| {
+            s.status = snapshot_status::DELETING.to_string();
+            Ok::<_, ()>(Vec::new())
+        });
+        if let Err(UpdateError::Store(e)) = deleting.await {
+            return Err(e.into());
         }
     }
-    ops.wake_reconciler();
     Ok(())
 }
 
@@ -637,15 +686,6 @@ pub(crate) fn single_rdb(arns: Vec<String>) -> Result<Option<String>, ApiError> 
         ));
     }
     Ok(arns.into_iter().next())
-}
-
-/// Removes a snapshot record that was just started and must not stay (its delete was
-/// refused). Its file was never written: the reconciler takes it later.
-pub(crate) async fn forget(ops: &Operations, scope: &Scope, name: &str) {
-    let arn = arn::build(scope, Kind::Snapshot, name);
-    if let Err(error) = ops.store.delete_snapshot(scope, name, &arn, &[]).await {
-        tracing::warn!(snapshot = name, %error, "removing a refused final snapshot failed");
-    }
 }
 
 #[cfg(test)]

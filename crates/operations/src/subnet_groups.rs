@@ -7,7 +7,7 @@ use store::{Scope, StoreError, SubnetGroupRecord, SubnetRecord};
 
 use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
-use crate::{Operations, internal, tags, validate};
+use crate::{Operations, answered, internal, refuse, tags, validate, written};
 
 /// AWS's default quotas.
 const QUOTA: usize = 150;
@@ -174,18 +174,26 @@ pub async fn modify(
 ) -> Result<ModifyCacheSubnetGroupResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let name = input.cache_subnet_group_name.to_ascii_lowercase();
-    let mut group = ops.store.subnet_group(&scope, &name).await.map_err(internal)?.ok_or_else(|| not_found(&name))?;
-    if let Some(description) = input.cache_subnet_group_description {
-        validate::description("CacheSubnetGroupDescription", &description)?;
-        group.description = description;
+    if let Some(description) = &input.cache_subnet_group_description {
+        validate::description("CacheSubnetGroupDescription", description)?;
     }
-    if let Some(ids) = &input.subnet_ids {
-        group.subnets = subnets(ops, &scope, ids)?;
-    }
-    ops.store.update_subnet_group(&scope, &group).await.map_err(|e| match e {
-        StoreError::NotFound => not_found(&name),
-        e => internal(e),
-    })?;
+    let subnets = input.subnet_ids.as_deref().map(|ids| subnets(ops, &scope, ids)).transpose()?;
+    // Read and written in one transaction: concurrent modifies never undo each other.
+    let group = written(
+        ops.store
+            .write(async |tx| {
+                let Some(mut group) = tx.subnet_group(&scope, &name).await? else { return refuse(not_found(&name)) };
+                if let Some(description) = input.cache_subnet_group_description {
+                    group.description = description;
+                }
+                if let Some(subnets) = subnets {
+                    group.subnets = subnets;
+                }
+                tx.update_subnet_group(&scope, &group).await?;
+                Ok(group)
+            })
+            .await,
+    )?;
     tracing::info!(subnet_group = group.name, "modified cache subnet group");
     Ok(ModifyCacheSubnetGroupResult { cache_subnet_group: Some(output(&scope, &group)) })
 }
@@ -203,19 +211,26 @@ pub async fn delete(
             "The default cache subnet group cannot be deleted.",
         ));
     }
-    let in_use =
-        ops.store.cache_clusters(&scope).await.map_err(internal)?.iter().any(|c| c.cluster.subnet_group == name);
-    if in_use {
-        return Err(ApiError::new(
-            ErrorCode::CacheSubnetGroupInUse,
-            format!("Cache subnet group {name} is in use by one or more cache clusters."),
-        ));
-    }
     let arn = arn::build(&scope, Kind::SubnetGroup, &name);
-    ops.store.delete_subnet_group(&scope, &name, &arn).await.map_err(|e| match e {
-        StoreError::NotFound => not_found(&input.cache_subnet_group_name),
-        e => internal(e),
-    })?;
+    // The in-use check and the delete are one transaction: a create that uses the group
+    // either comes first (and the delete is refused) or finds the group gone.
+    written(
+        ops.store
+            .write(async |tx| {
+                if tx.cache_clusters(&scope).await?.iter().any(|c| c.cluster.subnet_group == name) {
+                    return refuse(ApiError::new(
+                        ErrorCode::CacheSubnetGroupInUse,
+                        format!("Cache subnet group {name} is in use by one or more cache clusters."),
+                    ));
+                }
+                tx.delete_subnet_group(&scope, &name, &arn).await.map_err(|e| {
+                    answered(e, |e| {
+                        matches!(e, StoreError::NotFound).then(|| not_found(&input.cache_subnet_group_name))
+                    })
+                })
+            })
+            .await,
+    )?;
     tracing::info!(subnet_group = name, "deleted cache subnet group");
     Ok(())
 }

@@ -4,8 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::events::insert_events;
-use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, insert_tags};
+use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, insert_tags};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheClusterRecord {
@@ -257,9 +256,73 @@ pub(crate) async fn read_clusters(
     Ok(clusters)
 }
 
-impl Store {
+impl Tx {
     /// Creates a cluster with its nodes and tags; fails when the id is taken or `quota`
     /// clusters exist already in the scope.
+    pub async fn create_cache_cluster(
+        &mut self,
+        scope: &Scope,
+        cluster: &CacheClusterRecord,
+        nodes: &[CacheNodeRecord],
+        arn: &str,
+        tags: &[TagRecord],
+        quota: usize,
+    ) -> Result<()> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_clusters WHERE region = ? AND account = ?")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .fetch_one(&mut **self)
+            .await?;
+        if count as usize >= quota {
+            return Err(StoreError::QuotaExceeded(quota));
+        }
+        sqlx::query("INSERT INTO cache_clusters (region, account, id, data) VALUES (?, ?, ?, '{}')")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(&cluster.id)
+            .execute(&mut **self)
+            .await
+            .map_err(StoreError::from_insert)?;
+        write_cluster(self, scope, cluster, nodes).await?;
+        insert_tags(self, arn, tags).await
+    }
+
+    pub async fn cache_cluster(&mut self, scope: &Scope, id: &str) -> Result<Option<CacheCluster>> {
+        Ok(read_clusters(self, Some(scope), Some(id)).await?.into_iter().next())
+    }
+
+    pub async fn cache_clusters(&mut self, scope: &Scope) -> Result<Vec<CacheCluster>> {
+        read_clusters(self, Some(scope), None).await
+    }
+
+    /// Read-modify-write of one cluster: `change` returns the events to record with the
+    /// change, or an error to change nothing. `Ok(None)`: no such cluster.
+    pub async fn update_cache_cluster<E>(
+        &mut self,
+        scope: &Scope,
+        id: &str,
+        change: impl FnOnce(&mut CacheClusterRecord, &mut Vec<CacheNodeRecord>) -> std::result::Result<Vec<EventRecord>, E>,
+    ) -> std::result::Result<Option<CacheCluster>, UpdateError<E>> {
+        let Some(mut current) = self.cache_cluster(scope, id).await? else { return Ok(None) };
+        let events = change(&mut current.cluster, &mut current.nodes).map_err(UpdateError::Rejected)?;
+        self.put_cache_cluster(scope, &current.cluster, &current.nodes).await?;
+        self.record_events(scope, &events).await?;
+        Ok(Some(current))
+    }
+
+    /// Writes a cluster and its nodes as they are now.
+    pub async fn put_cache_cluster(
+        &mut self,
+        scope: &Scope,
+        cluster: &CacheClusterRecord,
+        nodes: &[CacheNodeRecord],
+    ) -> Result<()> {
+        write_cluster(self, scope, cluster, nodes).await
+    }
+}
+
+impl Store {
+    /// [`Tx::create_cache_cluster`] on its own.
     pub async fn create_cache_cluster(
         &self,
         scope: &Scope,
@@ -269,27 +332,9 @@ impl Store {
         tags: &[TagRecord],
         quota: usize,
     ) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_clusters WHERE region = ? AND account = ?")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .fetch_one(&mut *tx)
-            .await?;
-        if count as usize >= quota {
-            return Err(StoreError::QuotaExceeded(quota));
-        }
-        sqlx::query("INSERT INTO cache_clusters (region, account, id, data) VALUES (?, ?, ?, '{}')")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(&cluster.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_insert)?;
-        write_cluster(&mut tx, scope, cluster, nodes).await?;
-        insert_tags(&mut tx, arn, tags).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.create_cache_cluster(scope, cluster, nodes, arn, tags, quota).await?;
+        tx.commit().await
     }
 
     pub async fn cache_cluster(&self, scope: &Scope, id: &str) -> Result<Option<CacheCluster>> {
@@ -309,27 +354,15 @@ impl Store {
         read_clusters(&mut conn, None, None).await
     }
 
-    /// Read-modify-write of one cluster under the write lock, so that the API and the
-    /// reconciler never overwrite each other's changes. `change` returns the events to
-    /// record with the change, or an error to change nothing. `Ok(None)`: no such cluster.
+    /// Read-modify-write of one cluster in a transaction of its own, so that the API and
+    /// the reconciler never overwrite each other's changes. See [`Tx::update_cache_cluster`].
     pub async fn update_cache_cluster<E>(
         &self,
         scope: &Scope,
         id: &str,
         change: impl FnOnce(&mut CacheClusterRecord, &mut Vec<CacheNodeRecord>) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<CacheCluster>, UpdateError<E>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| UpdateError::Store(e.into()))?;
-        let Some(mut current) =
-            read_clusters(&mut tx, Some(scope), Some(id)).await.map_err(UpdateError::Store)?.into_iter().next()
-        else {
-            return Ok(None);
-        };
-        let events = change(&mut current.cluster, &mut current.nodes).map_err(UpdateError::Rejected)?;
-        write_cluster(&mut tx, scope, &current.cluster, &current.nodes).await.map_err(UpdateError::Store)?;
-        insert_events(&mut tx, scope, &events).await.map_err(UpdateError::Store)?;
-        tx.commit().await.map_err(|e| UpdateError::Store(e.into()))?;
-        Ok(Some(current))
+        self.write(async |tx| tx.update_cache_cluster(scope, id, change).await).await
     }
 
     /// Removes a cluster, its nodes and its tags, recording `events`.

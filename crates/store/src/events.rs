@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{Result, Scope, Store};
+use crate::{Result, Scope, Store, Tx};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
@@ -100,10 +100,15 @@ impl Store {
 
     /// Records events outside any other change (e.g. a node seen dead by the monitor).
     pub async fn record_events(&self, scope: &Scope, events: &[EventRecord]) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        insert_events(&mut tx, scope, events).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.record_events(scope, events).await?;
+        tx.commit().await
+    }
+}
+
+impl Tx {
+    /// Records events with the rest of the transaction.
+    pub async fn record_events(&mut self, scope: &Scope, events: &[EventRecord]) -> Result<()> {
+        insert_events(self, scope, events).await
     }
 }

@@ -1,16 +1,17 @@
 //! The SQLite repository: the single source of truth for every resource.
 //!
 //! # Layout
-//! - [`Store`]: opening (WAL, migrations from `migrations/`), the write lock, reset.
+//! - [`Store`]: opening (WAL, migrations from `migrations/`), reset.
+//! - `tx`: [`Tx`], one write transaction under the write lock, and [`Store::write`], which
+//!   runs an API call's reads, checks and writes in one.
 //! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`, `cache_clusters`,
-//!   `replication_groups`, `snapshots`, `users` (users and user groups), `events`: one module per resource family, each a
-//!   set of `impl Store` methods over plain records.
+//!   `replication_groups`, `snapshots`, `users` (users and user groups), `events`: one module
+//!   per resource family, each a set of `impl Tx` methods (reads and writes inside a write)
+//!   and `impl Store` methods (reads, and a write on its own) over plain records.
 //!
-//! Every state change is one transaction. Writers are serialised by one lock and begin
-//! `IMMEDIATE`: a deferred transaction that read first could not upgrade to write while the
-//! previous writer's connection is still rolling back, and SQLite answers that with "database
-//! is locked" at once instead of waiting. "Create the same name concurrently" has exactly
-//! one winner.
+//! Every state change is one transaction, and writers are serialised by one lock: what a
+//! write read is what it changes. "Create the same name concurrently" has exactly one
+//! winner, and a check inside a write cannot be overtaken by another writer.
 
 mod cache_clusters;
 mod events;
@@ -20,14 +21,16 @@ mod security_groups;
 mod snapshots;
 mod subnet_groups;
 mod tags;
+mod tx;
 mod users;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio::sync::{Mutex, watch};
 
 pub use cache_clusters::{
     CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, TransitSecurity, UpdateError,
@@ -41,6 +44,7 @@ pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
 pub use tags::TagRecord;
+pub use tx::Tx;
 pub use users::{User, UserGroup, UserGroupRecord, UserRecord};
 
 pub use model::Scope;
@@ -80,24 +84,11 @@ const CONNECTIONS: u32 = 8;
 
 pub struct Store {
     pool: SqlitePool,
-    write_lock: Mutex<()>,
+    /// Held for the whole of every write transaction (see [`Tx`]).
+    write_lock: Arc<Mutex<()>>,
     /// Bumped at the end of every write transaction: what waits for a change to settle
     /// reads again when it moves, instead of polling.
-    changes: watch::Sender<u64>,
-}
-
-/// Held for the whole of a write transaction (declared before the transaction, so it is
-/// dropped after the commit); tells [`Store::changes`] watchers when the write is over.
-struct WriteGuard<'a> {
-    _lock: MutexGuard<'a, ()>,
-    changes: &'a watch::Sender<u64>,
-}
-
-impl Drop for WriteGuard<'_> {
-    fn drop(&mut self) {
-        // A rolled-back write wakes watchers too: they read again and find nothing new.
-        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
-    }
+    changes: Arc<watch::Sender<u64>>,
 }
 
 impl Store {
@@ -124,12 +115,7 @@ impl Store {
             warm.push(pool.acquire().await?);
         }
         drop(warm);
-        Ok(Self { pool, write_lock: Mutex::new(()), changes: watch::Sender::new(0) })
-    }
-
-    /// Held for the whole of every write transaction.
-    async fn writer(&self) -> WriteGuard<'_> {
-        WriteGuard { _lock: self.write_lock.lock().await, changes: &self.changes }
+        Ok(Self { pool, write_lock: Arc::default(), changes: Arc::new(watch::Sender::new(0)) })
     }
 
     /// Moves after every write transaction (whatever it wrote): read what you wait for
@@ -140,8 +126,7 @@ impl Store {
 
     /// Deletes every resource of every scope.
     pub async fn reset(&self) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         for table in [
             "events",
             "user_group_members",
@@ -180,9 +165,7 @@ async fn insert_tags(tx: &mut sqlx::SqliteConnection, arn: &str, tags: &[TagReco
 }
 
 impl Store {
-    /// Deletes the resource `key` of a scoped table (`key_column` names it) with its tags
-    /// and records `events`, in one transaction; [`StoreError::NotFound`] when absent.
-    /// Rows that belong to it go with it (`ON DELETE CASCADE`).
+    /// [`delete_resource`] in a transaction of its own.
     async fn delete_resource(
         &self,
         table: &str,
@@ -192,24 +175,36 @@ impl Store {
         arn: &str,
         events: &[EventRecord],
     ) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let deleted =
-            sqlx::query(&format!("DELETE FROM {table} WHERE region = ? AND account = ? AND {key_column} = ?"))
-                .bind(&scope.region)
-                .bind(&scope.account)
-                .bind(key)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::NotFound);
-        }
-        delete_tags(&mut tx, arn).await?;
-        events::insert_events(&mut tx, scope, events).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        delete_resource(&mut tx, table, key_column, scope, key, arn, events).await?;
+        tx.commit().await
     }
+}
+
+/// Deletes the resource `key` of a scoped table (`key_column` names it) with its tags and
+/// records `events`; [`StoreError::NotFound`] when absent. Rows that belong to it go with
+/// it (`ON DELETE CASCADE`).
+async fn delete_resource(
+    tx: &mut sqlx::SqliteConnection,
+    table: &str,
+    key_column: &str,
+    scope: &Scope,
+    key: &str,
+    arn: &str,
+    events: &[EventRecord],
+) -> Result<()> {
+    let deleted = sqlx::query(&format!("DELETE FROM {table} WHERE region = ? AND account = ? AND {key_column} = ?"))
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(StoreError::NotFound);
+    }
+    delete_tags(tx, arn).await?;
+    events::insert_events(tx, scope, events).await
 }
 
 async fn delete_tags(tx: &mut sqlx::SqliteConnection, arn: &str) -> Result<()> {

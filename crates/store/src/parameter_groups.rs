@@ -1,9 +1,10 @@
 //! Cache parameter groups and the values users set in them.
 
 use sqlx::Row;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 
-use crate::{Result, Scope, Store, StoreError, TagRecord, insert_tags};
+use crate::{Result, Scope, Store, StoreError, TagRecord, Tx, delete_resource, insert_tags};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParameterGroupRecord {
@@ -12,6 +13,26 @@ pub struct ParameterGroupRecord {
     pub description: String,
     /// AWS's `default.*` groups: present in every region, read-only.
     pub is_default: bool,
+}
+
+async fn read_group(conn: &mut SqliteConnection, scope: &Scope, name: &str) -> Result<Option<ParameterGroupRecord>> {
+    let row = sqlx::query("SELECT * FROM cache_parameter_groups WHERE region = ? AND account = ? AND name = ?")
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.as_ref().map(record))
+}
+
+impl Tx {
+    pub async fn parameter_group(&mut self, scope: &Scope, name: &str) -> Result<Option<ParameterGroupRecord>> {
+        read_group(self, scope, name).await
+    }
+
+    pub async fn delete_parameter_group(&mut self, scope: &Scope, name: &str, arn: &str) -> Result<()> {
+        delete_resource(self, "cache_parameter_groups", "name", scope, name, arn, &[]).await
+    }
 }
 
 fn record(row: &SqliteRow) -> ParameterGroupRecord {
@@ -26,8 +47,7 @@ fn record(row: &SqliteRow) -> ParameterGroupRecord {
 impl Store {
     /// Creates the default groups of a scope that do not exist yet.
     pub async fn ensure_default_parameter_groups(&self, scope: &Scope, groups: &[ParameterGroupRecord]) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         for group in groups {
             sqlx::query(
                 "INSERT OR IGNORE INTO cache_parameter_groups (region, account, name, family, description, is_default) VALUES (?, ?, ?, ?, ?, 1)",
@@ -54,8 +74,7 @@ impl Store {
         tags: &[TagRecord],
         quota: usize,
     ) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM cache_parameter_groups WHERE region = ? AND account = ? AND is_default = 0",
         )
@@ -83,13 +102,7 @@ impl Store {
     }
 
     pub async fn parameter_group(&self, scope: &Scope, name: &str) -> Result<Option<ParameterGroupRecord>> {
-        let row = sqlx::query("SELECT * FROM cache_parameter_groups WHERE region = ? AND account = ? AND name = ?")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(record))
+        read_group(&mut *self.pool.acquire().await?, scope, name).await
     }
 
     /// Every group of the scope, by name.
@@ -135,8 +148,7 @@ impl Store {
 
     /// Sets `values` in one transaction.
     pub async fn set_parameter_values(&self, scope: &Scope, group: &str, values: &[(String, String)]) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         for (name, value) in values {
             sqlx::query(
                 "INSERT INTO cache_parameter_values (region, account, group_name, name, value) VALUES (?, ?, ?, ?, ?)
@@ -161,8 +173,7 @@ impl Store {
     /// Back to the family's defaults: the named parameters, or all of them when `names` is
     /// `None`.
     pub async fn reset_parameter_values(&self, scope: &Scope, group: &str, names: Option<&[String]>) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         match names {
             None => {
                 sqlx::query("DELETE FROM cache_parameter_values WHERE region = ? AND account = ? AND group_name = ?")

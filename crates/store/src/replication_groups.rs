@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::cache_clusters::{decode, encode, read_clusters, write_cluster};
-use crate::events::insert_events;
-use crate::{CacheCluster, EventRecord, Result, Scope, Store, StoreError, TagRecord, UpdateError, insert_tags};
+use crate::{CacheCluster, EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, UpdateError, insert_tags};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicationGroupRecord {
@@ -201,20 +200,20 @@ async fn write_group(tx: &mut sqlx::SqliteConnection, scope: &Scope, group: &Rep
     Ok(())
 }
 
-impl Store {
-    /// Creates a group and its member clusters in one transaction. Fails with
-    /// [`StoreError::AlreadyExists`] when the group exists, [`StoreError::MemberExists`] when
-    /// a member's cluster id is taken, [`StoreError::QuotaExceeded`] past `quota` groups.
+impl Tx {
+    /// Creates a group and its member clusters. Fails with [`StoreError::AlreadyExists`]
+    /// when the group exists, [`StoreError::MemberExists`] when a member's cluster id is
+    /// taken (but by the PrimaryClusterId it adopts), [`StoreError::QuotaExceeded`] past
+    /// `quota` groups.
     pub async fn create_replication_group(
-        &self,
+        &mut self,
         group: &ReplicationGroup,
         arn: &str,
         tags: &[TagRecord],
         quota: usize,
     ) -> Result<()> {
         let scope = &group.scope;
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tx: &mut sqlx::SqliteConnection = self;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM replication_groups WHERE region = ? AND account = ?")
             .bind(&scope.region)
             .bind(&scope.account)
@@ -230,7 +229,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from_insert)?;
-        write_group(&mut tx, scope, &group.group).await?;
+        write_group(tx, scope, &group.group).await?;
         for member in &group.members {
             let taken: Option<i64> =
                 sqlx::query_scalar("SELECT 1 FROM cache_clusters WHERE region = ? AND account = ? AND id = ?")
@@ -243,11 +242,53 @@ impl Store {
             if taken.is_some() && member.cluster.id != group.group.primary_cluster_id {
                 return Err(StoreError::MemberExists(member.cluster.id.clone()));
             }
-            write_cluster(&mut tx, scope, &member.cluster, &member.nodes).await?;
+            write_cluster(tx, scope, &member.cluster, &member.nodes).await?;
         }
-        insert_tags(&mut tx, arn, tags).await?;
-        tx.commit().await?;
+        insert_tags(tx, arn, tags).await
+    }
+
+    pub async fn replication_group(&mut self, scope: &Scope, id: &str) -> Result<Option<ReplicationGroup>> {
+        Ok(read_groups(self, Some(scope), Some(id)).await?.into_iter().next())
+    }
+
+    /// Read-modify-write of a group and its members. Members the change adds are created;
+    /// members it drops from the list are left as they are (the reconciler deletes members
+    /// through their own status). `Ok(None)`: no such group.
+    pub async fn update_replication_group<E>(
+        &mut self,
+        scope: &Scope,
+        id: &str,
+        change: impl FnOnce(&mut ReplicationGroupRecord, &mut Vec<CacheCluster>) -> std::result::Result<Vec<EventRecord>, E>,
+    ) -> std::result::Result<Option<ReplicationGroup>, UpdateError<E>> {
+        let Some(mut current) = self.replication_group(scope, id).await? else { return Ok(None) };
+        let events = change(&mut current.group, &mut current.members).map_err(UpdateError::Rejected)?;
+        self.put_replication_group(&current).await?;
+        self.record_events(scope, &events).await?;
+        Ok(Some(current))
+    }
+
+    /// Writes a group and its members as they are now.
+    pub async fn put_replication_group(&mut self, group: &ReplicationGroup) -> Result<()> {
+        write_group(self, &group.scope, &group.group).await?;
+        for member in &group.members {
+            write_cluster(self, &group.scope, &member.cluster, &member.nodes).await?;
+        }
         Ok(())
+    }
+}
+
+impl Store {
+    /// [`Tx::create_replication_group`] on its own.
+    pub async fn create_replication_group(
+        &self,
+        group: &ReplicationGroup,
+        arn: &str,
+        tags: &[TagRecord],
+        quota: usize,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        tx.create_replication_group(group, arn, tags, quota).await?;
+        tx.commit().await
     }
 
     pub async fn replication_group(&self, scope: &Scope, id: &str) -> Result<Option<ReplicationGroup>> {
@@ -267,30 +308,14 @@ impl Store {
         read_groups(&mut conn, None, None).await
     }
 
-    /// Read-modify-write of a group and its members under the write lock. Members the
-    /// change adds are created; members it drops from the list are left as they are (the
-    /// reconciler deletes members through their own status). `Ok(None)`: no such group.
+    /// [`Tx::update_replication_group`] in a transaction of its own.
     pub async fn update_replication_group<E>(
         &self,
         scope: &Scope,
         id: &str,
         change: impl FnOnce(&mut ReplicationGroupRecord, &mut Vec<CacheCluster>) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<ReplicationGroup>, UpdateError<E>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| UpdateError::Store(e.into()))?;
-        let Some(mut current) =
-            read_groups(&mut tx, Some(scope), Some(id)).await.map_err(UpdateError::Store)?.into_iter().next()
-        else {
-            return Ok(None);
-        };
-        let events = change(&mut current.group, &mut current.members).map_err(UpdateError::Rejected)?;
-        write_group(&mut tx, scope, &current.group).await.map_err(UpdateError::Store)?;
-        for member in &current.members {
-            write_cluster(&mut tx, scope, &member.cluster, &member.nodes).await.map_err(UpdateError::Store)?;
-        }
-        insert_events(&mut tx, scope, &events).await.map_err(UpdateError::Store)?;
-        tx.commit().await.map_err(|e| UpdateError::Store(e.into()))?;
-        Ok(Some(current))
+        self.write(async |tx| tx.update_replication_group(scope, id, change).await).await
     }
 
     /// Removes a group (its members must be gone or released already) and its tags.

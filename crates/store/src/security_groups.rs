@@ -29,8 +29,7 @@ impl Store {
         tags: &[TagRecord],
         quota: Option<usize>,
     ) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         if let Some(quota) = quota {
             let count: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM cache_security_groups WHERE region = ? AND account = ?")
@@ -104,7 +103,7 @@ impl Store {
     /// Adds an authorization; [`StoreError::AlreadyExists`] when it is there already,
     /// [`StoreError::NotFound`] when the group is not.
     pub async fn authorize_ingress(&self, scope: &Scope, group: &str, auth: &Ec2Authorization) -> Result<()> {
-        let _guard = self.writer().await;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO cache_security_group_ingress (region, account, group_name, ec2_group_name, ec2_owner_id) VALUES (?, ?, ?, ?, ?)",
         )
@@ -113,18 +112,18 @@ impl Store {
         .bind(group)
         .bind(&auth.ec2_group_name)
         .bind(&auth.ec2_owner_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
             _ => StoreError::from_insert(e),
         })?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Removes an authorization; [`StoreError::NotFound`] when it is not there.
     pub async fn revoke_ingress(&self, scope: &Scope, group: &str, auth: &Ec2Authorization) -> Result<()> {
-        let _guard = self.writer().await;
+        let mut tx = self.begin().await?;
         let deleted = sqlx::query(
             "DELETE FROM cache_security_group_ingress WHERE region = ? AND account = ? AND group_name = ? AND ec2_group_name = ? AND ec2_owner_id = ?",
         )
@@ -133,9 +132,12 @@ impl Store {
         .bind(group)
         .bind(&auth.ec2_group_name)
         .bind(&auth.ec2_owner_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        if deleted == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await
     }
 }

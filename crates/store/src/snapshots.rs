@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use crate::cache_clusters::{decode, encode};
 use crate::events::insert_events;
-use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, UpdateError, insert_tags};
+use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, UpdateError, insert_tags};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
@@ -86,39 +86,99 @@ async fn read_snapshots(
         .collect()
 }
 
-impl Store {
+impl Tx {
     /// Moves the snapshot's source (its replication group, else its cache cluster) from
     /// status `from` to `to`; a source in another status, or gone, is left alone.
-    pub async fn mark_snapshot_source(&self, scope: &Scope, s: &SnapshotRecord, from: &str, to: &str) -> Result<()> {
-        let moved = |status: &mut String| {
-            if status == from {
-                *status = to.to_string();
+    pub async fn mark_snapshot_source(
+        &mut self,
+        scope: &Scope,
+        s: &SnapshotRecord,
+        from: &str,
+        to: &str,
+    ) -> Result<()> {
+        if let Some(id) = &s.replication_group_id {
+            if let Some(mut group) = self.replication_group(scope, id).await?
+                && group.group.status == from
+            {
+                group.group.status = to.to_string();
+                self.put_replication_group(&group).await?;
             }
-        };
-        let result = if let Some(group) = &s.replication_group_id {
-            self.update_replication_group(scope, group, |g, _| {
-                moved(&mut g.status);
-                Ok::<_, ()>(Vec::new())
-            })
-            .await
-            .map(drop)
-        } else if let Some(cluster) = &s.cache_cluster_id {
-            self.update_cache_cluster(scope, cluster, |c, _| {
-                moved(&mut c.status);
-                Ok::<_, ()>(Vec::new())
-            })
-            .await
-            .map(drop)
-        } else {
-            Ok(())
-        };
-        match result {
-            Err(UpdateError::Store(e)) => Err(e),
-            _ => Ok(()),
+        } else if let Some(id) = &s.cache_cluster_id
+            && let Some(mut cluster) = self.cache_cluster(scope, id).await?
+            && cluster.cluster.status == from
+        {
+            cluster.cluster.status = to.to_string();
+            self.put_cache_cluster(scope, &cluster.cluster, &cluster.nodes).await?;
         }
+        Ok(())
     }
 
     /// Creates a snapshot record (and its tags), recording `events`.
+    pub async fn create_snapshot(
+        &mut self,
+        scope: &Scope,
+        snapshot: &SnapshotRecord,
+        arn: &str,
+        tags: &[TagRecord],
+        events: &[EventRecord],
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO snapshots (region, account, name, data) VALUES (?, ?, ?, ?)")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(&snapshot.name)
+            .bind(encode(snapshot)?)
+            .execute(&mut **self)
+            .await
+            .map_err(StoreError::from_insert)?;
+        insert_tags(self, arn, tags).await?;
+        insert_events(self, scope, events).await
+    }
+
+    pub async fn snapshot(&mut self, scope: &Scope, name: &str) -> Result<Option<SnapshotRecord>> {
+        Ok(read_snapshots(self, Some(scope), Some(name)).await?.into_iter().next().map(|(_, s)| s))
+    }
+
+    /// The snapshots of a scope, by name.
+    pub async fn snapshots(&mut self, scope: &Scope) -> Result<Vec<SnapshotRecord>> {
+        Ok(read_snapshots(self, Some(scope), None).await?.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// Read-modify-write of one snapshot. `Ok(None)`: no such snapshot.
+    pub async fn update_snapshot<E>(
+        &mut self,
+        scope: &Scope,
+        name: &str,
+        change: impl FnOnce(&mut SnapshotRecord) -> std::result::Result<Vec<EventRecord>, E>,
+    ) -> std::result::Result<Option<SnapshotRecord>, UpdateError<E>> {
+        let Some(mut snapshot) = self.snapshot(scope, name).await? else { return Ok(None) };
+        let events = change(&mut snapshot).map_err(UpdateError::Rejected)?;
+        self.put_snapshot(scope, &snapshot).await?;
+        self.record_events(scope, &events).await?;
+        Ok(Some(snapshot))
+    }
+
+    /// Writes an existing snapshot as it is now.
+    pub async fn put_snapshot(&mut self, scope: &Scope, snapshot: &SnapshotRecord) -> Result<()> {
+        sqlx::query("UPDATE snapshots SET data = ? WHERE region = ? AND account = ? AND name = ?")
+            .bind(encode(snapshot)?)
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .bind(&snapshot.name)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// [`Tx::mark_snapshot_source`] on its own.
+    pub async fn mark_snapshot_source(&self, scope: &Scope, s: &SnapshotRecord, from: &str, to: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        tx.mark_snapshot_source(scope, s, from, to).await?;
+        tx.commit().await
+    }
+
+    /// [`Tx::create_snapshot`] on its own.
     pub async fn create_snapshot(
         &self,
         scope: &Scope,
@@ -127,20 +187,9 @@ impl Store {
         tags: &[TagRecord],
         events: &[EventRecord],
     ) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT INTO snapshots (region, account, name, data) VALUES (?, ?, ?, ?)")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(&snapshot.name)
-            .bind(encode(snapshot)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_insert)?;
-        insert_tags(&mut tx, arn, tags).await?;
-        insert_events(&mut tx, scope, events).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        tx.create_snapshot(scope, snapshot, arn, tags, events).await?;
+        tx.commit().await
     }
 
     pub async fn snapshot(&self, scope: &Scope, name: &str) -> Result<Option<SnapshotRecord>> {
@@ -160,32 +209,14 @@ impl Store {
         read_snapshots(&mut conn, None, None).await
     }
 
-    /// Read-modify-write of one snapshot under the write lock. `Ok(None)`: no such snapshot.
+    /// [`Tx::update_snapshot`] in a transaction of its own.
     pub async fn update_snapshot<E>(
         &self,
         scope: &Scope,
         name: &str,
         change: impl FnOnce(&mut SnapshotRecord) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<SnapshotRecord>, UpdateError<E>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| UpdateError::Store(e.into()))?;
-        let Some((_, mut snapshot)) =
-            read_snapshots(&mut tx, Some(scope), Some(name)).await.map_err(UpdateError::Store)?.into_iter().next()
-        else {
-            return Ok(None);
-        };
-        let events = change(&mut snapshot).map_err(UpdateError::Rejected)?;
-        sqlx::query("UPDATE snapshots SET data = ? WHERE region = ? AND account = ? AND name = ?")
-            .bind(encode(&snapshot).map_err(UpdateError::Store)?)
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| UpdateError::Store(e.into()))?;
-        insert_events(&mut tx, scope, &events).await.map_err(UpdateError::Store)?;
-        tx.commit().await.map_err(|e| UpdateError::Store(e.into()))?;
-        Ok(Some(snapshot))
+        self.write(async |tx| tx.update_snapshot(scope, name, change).await).await
     }
 
     pub async fn delete_snapshot(&self, scope: &Scope, name: &str, arn: &str, events: &[EventRecord]) -> Result<()> {

@@ -22,8 +22,7 @@ impl Store {
     /// Adds or overwrites `tags`; fails with [`StoreError::QuotaExceeded`] when the resource
     /// would end up with more than `limit` tags.
     pub async fn add_tags(&self, arn: &str, tags: &[TagRecord], limit: usize) -> Result<Vec<TagRecord>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         insert_tags(&mut tx, arn, tags).await?;
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM tags WHERE arn = ?").bind(arn).fetch_one(&mut *tx).await?;
@@ -38,8 +37,7 @@ impl Store {
     /// Removes `keys`; fails with [`StoreError::NotFound`] (and removes nothing) when one
     /// of them is not set.
     pub async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<Vec<TagRecord>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         let mut seen = std::collections::HashSet::new();
         for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
             let removed = sqlx::query("DELETE FROM tags WHERE arn = ? AND key = ?")

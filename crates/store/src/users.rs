@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use crate::cache_clusters::{decode, encode};
 use crate::events::insert_events;
-use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, UpdateError, delete_tags, insert_tags};
+use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, UpdateError, delete_tags, insert_tags};
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
@@ -217,8 +217,7 @@ impl Store {
         quota: Option<usize>,
         events: &[EventRecord],
     ) -> Result<()> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin().await?;
         if let Some(quota) = quota
             && count(&mut tx, "users", scope).await? >= quota
         {
@@ -261,8 +260,7 @@ impl Store {
         id: &str,
         change: impl FnOnce(&mut UserRecord, &[UserGroup], &[User]) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<User>, UpdateError<E>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store)?;
+        let mut tx = self.begin().await.map_err(store)?;
         let Some(mut current) = read_users(&mut tx, scope, Some(id)).await.map_err(store)?.into_iter().next() else {
             return Ok(None);
         };
@@ -289,8 +287,7 @@ impl Store {
         arn: &str,
         check: impl FnOnce(&User) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<User>, UpdateError<E>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store)?;
+        let mut tx = self.begin().await.map_err(store)?;
         let Some(current) = read_users(&mut tx, scope, Some(id)).await.map_err(store)?.into_iter().next() else {
             return Ok(None);
         };
@@ -321,8 +318,7 @@ impl Store {
         check: impl FnOnce(&[User]) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<(), UpdateError<E>> {
         let group = &new.group;
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store)?;
+        let mut tx = self.begin().await.map_err(store)?;
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM user_groups WHERE region = ? AND account = ? AND id = ?")
                 .bind(&scope.region)
@@ -389,17 +385,7 @@ impl Store {
         id: &str,
         change: impl FnOnce(&mut UserGroupRecord, &mut Vec<String>, &[User]) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<UserGroup>, UpdateError<E>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store)?;
-        let Some(mut current) = read_groups(&mut tx, scope, Some(id)).await.map_err(store)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let users = read_users(&mut tx, scope, None).await.map_err(store)?;
-        let events = change(&mut current.group, &mut current.user_ids, &users).map_err(UpdateError::Rejected)?;
-        write_group(&mut tx, scope, &current.group, &current.user_ids).await.map_err(store)?;
-        insert_events(&mut tx, scope, &events).await.map_err(store)?;
-        tx.commit().await.map_err(store)?;
-        Ok(Some(current))
+        self.write(async |tx| tx.update_user_group(scope, id, change).await).await
     }
 
     /// Deletes a group (its memberships go with it) and its tags once `check` agrees.
@@ -411,8 +397,7 @@ impl Store {
         arn: &str,
         check: impl FnOnce(&UserGroup) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<UserGroup>, UpdateError<E>> {
-        let _guard = self.writer().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(store)?;
+        let mut tx = self.begin().await.map_err(store)?;
         let Some(current) = read_groups(&mut tx, scope, Some(id)).await.map_err(store)?.into_iter().next() else {
             return Ok(None);
         };
@@ -427,6 +412,24 @@ impl Store {
         delete_tags(&mut tx, arn).await.map_err(store)?;
         insert_events(&mut tx, scope, &events).await.map_err(store)?;
         tx.commit().await.map_err(store)?;
+        Ok(Some(current))
+    }
+}
+
+impl Tx {
+    /// Read-modify-write of one user group (the scope's users given for checks).
+    /// `Ok(None)`: no such group.
+    pub async fn update_user_group<E>(
+        &mut self,
+        scope: &Scope,
+        id: &str,
+        change: impl FnOnce(&mut UserGroupRecord, &mut Vec<String>, &[User]) -> std::result::Result<Vec<EventRecord>, E>,
+    ) -> std::result::Result<Option<UserGroup>, UpdateError<E>> {
+        let Some(mut current) = read_groups(self, scope, Some(id)).await?.into_iter().next() else { return Ok(None) };
+        let users = read_users(self, scope, None).await?;
+        let events = change(&mut current.group, &mut current.user_ids, &users).map_err(UpdateError::Rejected)?;
+        write_group(self, scope, &current.group, &current.user_ids).await?;
+        self.record_events(scope, &events).await?;
         Ok(Some(current))
     }
 }

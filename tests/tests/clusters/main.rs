@@ -11,6 +11,7 @@ mod lifecycle;
 mod node_types;
 mod parameters;
 mod pending;
+mod races;
 mod restart;
 mod self_healing;
 
