@@ -464,10 +464,21 @@ pub async fn copy(
         ..source
     };
     let arn = arn::build(&scope, Kind::Snapshot, &target);
-    ops.store.create_snapshot(&scope, &copy, &arn, &tags, &[]).await.map_err(|e| match e {
-        StoreError::AlreadyExists => already_exists(&target),
-        e => internal(e),
-    })?;
+    // The source is checked again in the write: one being deleted meanwhile is not copied.
+    written(
+        ops.store
+            .write(async |tx| {
+                match tx.snapshot(&scope, &source.name).await? {
+                    Some(s) if s.status == snapshot_status::AVAILABLE => {}
+                    Some(s) => return refuse(invalid_state(&s.name, &s.status)),
+                    None => return refuse(not_found(&source.name)),
+                }
+                tx.create_snapshot(&scope, &copy, &arn, &tags, &[]).await.map_err(|e| {
+                    answered(e, |e| matches!(e, StoreError::AlreadyExists).then(|| already_exists(&target)))
+                })
+            })
+            .await,
+    )?;
     ops.wake_reconciler();
     Ok(CopySnapshotResult { snapshot: Some(output(&scope, &copy, false)) })
 }
