@@ -12,8 +12,16 @@ pub mod cluster {
     /// A node could not start; nothing is retried, the resource can only be deleted (as on
     /// AWS, e.g. for lack of capacity).
     pub const CREATE_FAILED: &str = "create-failed";
+    /// The snapshot a new cluster restores could not be loaded; like `create-failed`.
+    pub const RESTORE_FAILED: &str = "restore-failed";
+    /// A node would not start with its parameter group's values. The emulator keeps
+    /// trying (with a back-off): reverting the parameters brings the cluster back, as AWS
+    /// documents.
+    pub const INCOMPATIBLE_PARAMETERS: &str = "incompatible-parameters";
     /// What DeleteCacheCluster and DeleteReplicationGroup accept.
-    pub const DELETABLE: &[&str] = &[AVAILABLE, CREATE_FAILED];
+    pub const DELETABLE: &[&str] = &[AVAILABLE, CREATE_FAILED, RESTORE_FAILED, INCOMPATIBLE_PARAMETERS];
+    /// Creation ended without a cluster: nothing is retried, it can only be deleted.
+    pub const FAILED_CREATION: &[&str] = &[CREATE_FAILED, RESTORE_FAILED];
     /// Statuses the emulator moves on from by itself.
     pub const TRANSITIONAL: &[&str] = &[CREATING, MODIFYING, DELETING, REBOOTING, SNAPSHOTTING];
     /// A node being rebooted (node status).
@@ -30,6 +38,9 @@ pub mod snapshot {
     pub const AVAILABLE: &str = "available";
     pub const EXPORTING: &str = "exporting";
     pub const DELETING: &str = "deleting";
+    /// The source's data could not be saved (its node stayed unreachable); the source is
+    /// available again, and the snapshot can only be deleted.
+    pub const FAILED: &str = "failed";
     /// Statuses the emulator moves on from by itself.
     pub const TRANSITIONAL: &[&str] = &[CREATING, EXPORTING, DELETING];
 }

@@ -392,7 +392,7 @@ pub async fn delete(
     let result = ops
         .store
         .update_snapshot(&scope, &name, |s| {
-            if s.status != snapshot_status::AVAILABLE {
+            if ![snapshot_status::AVAILABLE, snapshot_status::FAILED].contains(&s.status.as_str()) {
                 return Err(invalid_state(&s.name, &s.status));
             }
             s.status = snapshot_status::DELETING.to_string();

@@ -54,7 +54,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     if c.cluster.status == status::DELETING {
         return delete(r, &c).await;
     }
-    if c.cluster.status == status::CREATE_FAILED {
+    if status::FAILED_CREATION.contains(&c.cluster.status.as_str()) {
         // Nothing is retried; whatever did start stops, until the cluster is deleted.
         for node in &c.nodes {
             r.runtime.stop(&key(&node.node_id)).await.map_err(Error::Node)?;
@@ -115,7 +115,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 let dir = r.node_dir(&scope, &id, &node.node_id);
                 if let Err(error) = crate::snapshots::seed_node(r, &scope, snapshot, &dir).await {
                     tracing::warn!(cache_cluster = id, snapshot, %error, "seeding the node from its snapshot failed");
-                    outcomes.insert(node.node_id.clone(), Outcome::Failed);
+                    let reason = format!("snapshot {snapshot} could not be read: {error}");
+                    outcomes.insert(node.node_id.clone(), Outcome::CannotStart(reason));
                     continue;
                 }
             }
@@ -228,6 +229,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         Outcome::CannotStart(reason) => Some(reason.clone()),
         _ => None,
     });
+    // A creation that keeps failing for other reasons ends too, after a few attempts.
+    let gave_up = failed && r.failed_attempts(&(scope.clone(), id.clone())) + 1 >= crate::MAX_ATTEMPTS;
+    let creation_failure = cannot_start.clone().or_else(|| gave_up.then(|| "its nodes did not start".to_string()));
     let result = r
         .store
         .update_cache_cluster(&scope, &id, |cluster, nodes| {
@@ -287,7 +291,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                     && n.parameter_status != status::APPLYING
                     && (memcached || (n.applied_transit_mode == node_mode && n.applied_auth == auth))
             });
-            let transitional = [status::CREATING, status::MODIFYING, status::REBOOTING];
+            let transitional =
+                [status::CREATING, status::MODIFYING, status::REBOOTING, status::INCOMPATIBLE_PARAMETERS];
             if settled && transitional.contains(&cluster.status.as_str()) {
                 tracing::info!(
                     cache_cluster = cluster.id,
@@ -304,21 +309,30 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
                 // A token change has reached every node of this cluster.
                 cluster.security.auth_token_status = None;
             }
-            if let Some(reason) = cannot_start.as_ref().filter(|_| cluster.status == status::CREATING) {
+            if cluster.status == status::CREATING
+                && let Some(reason) = &creation_failure
+            {
+                events.push(fail_creation(cluster, reason));
+            } else if let Some(reason) =
+                cannot_start.as_ref().filter(|_| cluster.status != status::INCOMPATIBLE_PARAMETERS)
+            {
+                // An existing node that would not start again: its parameters, as far as
+                // the engine is concerned (AWS's incompatible-parameters).
                 tracing::info!(
                     cache_cluster = cluster.id,
                     from = cluster.status,
-                    to = status::CREATE_FAILED,
+                    to = status::INCOMPATIBLE_PARAMETERS,
                     reason,
                     "cache cluster status"
                 );
-                cluster.status = status::CREATE_FAILED.to_string();
-                // AWS names the cause (e.g. InsufficientCacheClusterCapacity) in an event; the
-                // wording here is the emulator's.
+                cluster.status = status::INCOMPATIBLE_PARAMETERS.to_string();
                 events.push(EventRecord::new(
                     SOURCE_TYPE,
                     &cluster.id,
-                    format!("Failed to create cache cluster {}: {reason}", cluster.id),
+                    format!(
+                        "Cache cluster {} cannot start its nodes with the parameters of parameter group {}: {reason}",
+                        cluster.id, cluster.parameter_group
+                    ),
                 ));
             }
             Ok::<_, ()>(events)
@@ -380,6 +394,22 @@ async fn apply_live(
         }
     }
     Outcome::Applied { pending_reboot: !not_live.is_empty() }
+}
+
+/// Ends a creation for good: `restore-failed` when the cluster restores a snapshot,
+/// `create-failed` otherwise. Returns the event that says why (AWS names the cause, e.g.
+/// InsufficientCacheClusterCapacity; the wording here is the emulator's).
+fn fail_creation(cluster: &mut store::CacheClusterRecord, reason: &str) -> EventRecord {
+    let (to, message) = match &cluster.restore_from {
+        Some(snapshot) => (
+            status::RESTORE_FAILED,
+            format!("Failed to restore cache cluster {} from snapshot {snapshot}: {reason}", cluster.id),
+        ),
+        None => (status::CREATE_FAILED, format!("Failed to create cache cluster {}: {reason}", cluster.id)),
+    };
+    tracing::info!(cache_cluster = cluster.id, from = cluster.status, to, reason, "cache cluster status");
+    cluster.status = to.to_string();
+    EventRecord::new(SOURCE_TYPE, &cluster.id, message)
 }
 
 /// The events AWS emits when a node (re)starts.

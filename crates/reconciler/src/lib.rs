@@ -54,6 +54,10 @@ const PERIOD: Duration = Duration::from_secs(2);
 const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// The longest wait between retries of a resource that keeps failing.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(15);
+/// Failed reconciles in a row after which a creation or a snapshot ends in its terminal
+/// status (`create-failed`, `restore-failed`, a snapshot's `failed`); with the back-off
+/// about 8 s.
+const MAX_ATTEMPTS: u32 = 5;
 /// Wait before looking again at something that is progressing (a replication link coming
 /// up, a member becoming available).
 const SOON: Duration = Duration::from_millis(10);
@@ -119,6 +123,11 @@ impl Drop for Slot {
             self.reconciler.wake.notify_one();
         }
     }
+}
+
+/// A snapshot's place among the resources being reconciled.
+fn snapshot_key(scope: &Scope, name: &str) -> ClusterKey {
+    (scope.clone(), format!("snapshot/{name}"))
 }
 
 /// The runtime's name for a scope.
@@ -263,9 +272,12 @@ impl Reconciler {
             }
             match store.all_snapshots().await {
                 Ok(snapshots) => {
-                    for (scope, snapshot) in snapshots.into_iter().filter(|(_, s)| s.status != "available") {
+                    for (scope, snapshot) in snapshots
+                        .into_iter()
+                        .filter(|(_, s)| model::status::snapshot::TRANSITIONAL.contains(&s.status.as_str()))
+                    {
                         let name = snapshot.name.clone();
-                        this.spawn_once((scope.clone(), format!("snapshot/{name}")), move |r| async move {
+                        this.spawn_once(snapshot_key(&scope, &name), move |r| async move {
                             match r.store.snapshot(&scope, &name).await.map_err(error::Error::Store)? {
                                 Some(fresh) => snapshots::reconcile(&r, scope, fresh).await,
                                 None => Ok(None),
@@ -361,6 +373,11 @@ impl Reconciler {
             }
             slot.again = again.is_some();
         });
+    }
+
+    /// Failed reconciles of `key` in a row so far (the one running now not counted).
+    fn failed_attempts(&self, key: &ClusterKey) -> u32 {
+        lock(&self.retries).get(key).copied().unwrap_or(0)
     }
 
     /// Holds off new reconciles and waits (up to 10 s) for the running ones to finish, so

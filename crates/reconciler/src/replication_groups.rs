@@ -212,7 +212,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     if g.group.status == status::CREATE_FAILED {
         return Ok(None);
     }
-    if let Some(failed) = g.members.iter().find(|m| m.cluster.status == status::CREATE_FAILED) {
+    if let Some(failed) = g.members.iter().find(|m| status::FAILED_CREATION.contains(&m.cluster.status.as_str())) {
         return fail_creation(r, &g, &failed.cluster.id).await;
     }
     if g.group.cluster_enabled() {

@@ -47,8 +47,18 @@ fn event_source(s: &SnapshotRecord) -> (&'static str, String, &'static str) {
 /// Brings one snapshot to its desired state. Returns when to look again.
 pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, s: SnapshotRecord) -> Result<Option<Duration>, Error> {
     match s.status.as_str() {
-        snapshot_status::CREATING if s.copy_of.is_some() => copy(r, &scope, &s).await,
-        snapshot_status::CREATING => take(r, &scope, &s).await,
+        snapshot_status::CREATING => {
+            let attempt = if s.copy_of.is_some() { copy(r, &scope, &s).await } else { take(r, &scope, &s).await };
+            let failure = match &attempt {
+                Err(error) => error.to_string(),
+                Ok(Some(delay)) if *delay >= crate::RETRY_DELAY => "its node did not save its data".to_string(),
+                Ok(_) => return attempt,
+            };
+            if r.failed_attempts(&crate::snapshot_key(&scope, &s.name)) + 1 < crate::MAX_ATTEMPTS {
+                return attempt;
+            }
+            give_up(r, &scope, &s, &failure).await
+        }
         snapshot_status::EXPORTING => export(r, &scope, &s).await,
         snapshot_status::DELETING => {
             let _ = tokio::fs::remove_dir_all(r.snapshot_dir(&scope, &s.name)).await;
@@ -140,6 +150,25 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
     r.store.mark_snapshot_source(scope, s, status::SNAPSHOTTING, status::AVAILABLE).await?;
     // A final snapshot lets its cluster or group be deleted now.
     Ok(Some(Duration::ZERO))
+}
+
+/// Ends a snapshot that keeps failing as `failed`, with an event saying why; its source
+/// is available again.
+async fn give_up(r: &Reconciler, scope: &Scope, s: &SnapshotRecord, reason: &str) -> Result<Option<Duration>, Error> {
+    let (source_type, source_id, what) = event_source(s);
+    let message =
+        format!("Snapshot failed for snapshot with ID '{}' of {what} with ID '{source_id}': {reason}", s.name);
+    tracing::warn!(snapshot = s.name, reason, "snapshot: creating -> failed");
+    stored(
+        r.store
+            .update_snapshot(scope, &s.name, |s| {
+                s.status = snapshot_status::FAILED.to_string();
+                Ok::<_, ()>(vec![EventRecord::new(source_type, &source_id, message.clone())])
+            })
+            .await,
+    )?;
+    r.store.mark_snapshot_source(scope, s, status::SNAPSHOTTING, status::AVAILABLE).await?;
+    Ok(None)
 }
 
 async fn copy(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<Option<Duration>, Error> {

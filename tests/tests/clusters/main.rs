@@ -7,6 +7,7 @@
 
 mod errors;
 mod events;
+mod incompatible;
 mod lifecycle;
 mod node_types;
 mod parameters;

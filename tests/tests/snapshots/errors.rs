@@ -108,11 +108,12 @@ async fn sources_that_are_not_available_are_refused() {
     assert_no_snapshots(&server, &client).await;
 }
 
-/// A snapshot whose node is frozen stays `creating`: it cannot be deleted, copied, exported or
-/// restored, and its source stays `snapshotting` (no second snapshot, no modify).
+/// A snapshot whose node is frozen stays `creating` (for its first attempts, about 8 s; see
+/// `failures` for what follows): it cannot be deleted, copied, exported or restored, and its
+/// source stays `snapshotting` (no second snapshot, no modify). The create answers at once.
 #[tokio::test]
 async fn a_snapshot_that_is_not_available_is_refused() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.settle_timeout = std::time::Duration::ZERO).await;
     let client = server.client();
     redis_with_keys(&client, "r", "na").await;
     let (status, body) = admin_post(&server, "/_emulator/nodes/r/0001/stop").await;

@@ -16,6 +16,7 @@ mod delete;
 mod describe;
 mod durability;
 mod errors;
+mod failures;
 mod restore;
 
 use std::path::{Path, PathBuf};
