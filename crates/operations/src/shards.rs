@@ -15,7 +15,7 @@ use store::{
 };
 
 use crate::Operations;
-use crate::cache_clusters::{self as clusters, status};
+use crate::cache_clusters::status;
 use crate::replication_groups::{self as groups, MAX_REPLICAS};
 
 pub use model::names::SLOTS;
@@ -312,7 +312,7 @@ fn add_members(
         .collect();
     // Within a shard, members go to different zones first; across shards, load evens out.
     let existing = if shard_zones.is_empty() { placed } else { shard_zones };
-    let new_zones = clusters::place(count, requested, "cross-az", zones, &existing);
+    let new_zones = crate::placement::place(count, requested, "cross-az", zones, &existing);
     let taken: HashSet<String> = members.iter().map(|m| m.cluster.id.clone()).collect();
     let ids = (1..).map(|i| member_id(&group.id, shard, i)).filter(|id| !taken.contains(id)).take(count);
     for (id, zone) in ids.zip(new_zones) {
@@ -366,7 +366,7 @@ pub fn create_members(
                 // The primary's zone is then AWS's choice: the least used one.
                 let placed: Vec<store::CacheNodeRecord> =
                     members.iter().flat_map(|m: &StoredCluster| m.nodes.clone()).collect();
-                requested = clusters::place(1, &[], "cross-az", zones, &placed);
+                requested = crate::placement::place(1, &[], "cross-az", zones, &placed);
             }
             requested.extend(plan.replica_zones.iter().cloned());
         }
@@ -413,7 +413,7 @@ pub async fn modify_shard_configuration(
         .flatten()
         .map(|c| c.preferred_availability_zones.clone().unwrap_or_default())
         .collect();
-    clusters::check_zones(ops, &scope, &resharding_zones.concat(), &zones)?;
+    crate::placement::check_zones(ops, &scope, &resharding_zones.concat(), &zones)?;
     let remove: Vec<String> = input.node_groups_to_remove.clone().unwrap_or_default();
     let retain: Vec<String> = input.node_groups_to_retain.clone().unwrap_or_default();
     let group = groups::change_available(ops, &scope, &input.replication_group_id, |group, members| {

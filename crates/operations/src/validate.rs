@@ -1,21 +1,76 @@
-//! Naming rules shared by several resource families.
+//! Shapes AWS checks in several resource families: identifiers, names, windows, keys.
 
 use protocol::ApiError;
 
 /// AWS's identifier rule for parameter, subnet and security group names: 1–255 ASCII
 /// letters, digits or hyphens; starts with a letter; no trailing hyphen and no `--`.
 pub fn group_name(parameter: &str, name: &str) -> Result<(), ApiError> {
-    let ok = (1..=255).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if ok {
+    if is_identifier(name, 255) {
         Ok(())
     } else {
         Err(ApiError::invalid_parameter_value(format!(
             "Invalid {parameter}: {name}. It must contain 1 to 255 alphanumeric characters or hyphens, begin with a letter, and must not end with a hyphen or contain two consecutive hyphens."
         )))
+    }
+}
+
+/// AWS's identifier shape: 1–`max_len` ASCII letters, digits or hyphens, starting with a
+/// letter, no trailing hyphen and no `--`.
+fn is_identifier(name: &str, max_len: usize) -> bool {
+    (1..=max_len).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+/// AWS's rule for cluster and replication group ids: 1–`max_len` letters, digits or
+/// hyphens, starting with a letter, no trailing hyphen, no `--`. Stored lowercase.
+pub fn resource_id(parameter: &str, id: &str, max_len: usize) -> Result<String, ApiError> {
+    if is_identifier(id, max_len) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(ApiError::invalid_parameter_value(format!(
+            "Invalid {parameter}: {id}. It must contain 1 to {max_len} alphanumeric characters or hyphens, begin with a letter, and must not end with a hyphen or contain two consecutive hyphens."
+        )))
+    }
+}
+
+/// `ddd:hh24:mi-ddd:hh24:mi`, lowercased as AWS stores it.
+pub fn maintenance_window(window: &str) -> Result<String, ApiError> {
+    let window = window.to_ascii_lowercase();
+    let part_ok = |p: &str| {
+        let mut it = p.split(':');
+        let (Some(day), Some(h), Some(m), None) = (it.next(), it.next(), it.next(), it.next()) else { return false };
+        ["sun", "mon", "tue", "wed", "thu", "fri", "sat"].contains(&day)
+            && h.len() == 2
+            && m.len() == 2
+            && h.parse::<u8>().is_ok_and(|h| h < 24)
+            && m.parse::<u8>().is_ok_and(|m| m < 60)
+    };
+    match window.split_once('-') {
+        Some((a, b)) if part_ok(a) && part_ok(b) => Ok(window),
+        _ => Err(ApiError::invalid_parameter_value(format!(
+            "Invalid PreferredMaintenanceWindow: {window}. The format is ddd:hh24:mi-ddd:hh24:mi."
+        ))),
+    }
+}
+
+/// `hh24:mi-hh24:mi`.
+pub fn snapshot_window(window: &str) -> Result<String, ApiError> {
+    let time_ok = |t: &str| {
+        t.split_once(':').is_some_and(|(h, m)| {
+            h.len() == 2
+                && m.len() == 2
+                && h.parse::<u8>().is_ok_and(|h| h < 24)
+                && m.parse::<u8>().is_ok_and(|m| m < 60)
+        })
+    };
+    match window.split_once('-') {
+        Some((a, b)) if time_ok(a) && time_ok(b) => Ok(window.to_string()),
+        _ => Err(ApiError::invalid_parameter_value(format!(
+            "Invalid SnapshotWindow: {window}. The format is hh24:mi-hh24:mi."
+        ))),
     }
 }
 

@@ -1,0 +1,443 @@
+//! Cache clusters: the API half. Handlers validate like AWS, write the desired state (and
+//! its events) in one transaction, answer at once, and wake the reconciler, which starts,
+//! changes and stops the real nodes and writes back what it observes.
+
+use aws_smithy_types::DateTime;
+use protocol::shapes::*;
+use protocol::{ApiError, ErrorCode, RequestContext};
+use store::{CacheCluster as StoredCluster, CacheClusterRecord, CacheNodeRecord, EventRecord, Scope, UpdateError};
+
+use crate::arn::{self, Kind, NotFound as _};
+use crate::pagination::paginate;
+use crate::{Operations, Write, internal, refuse, written};
+
+mod create;
+mod modify;
+pub use create::create;
+pub use modify::modify;
+
+/// AWS's default quotas.
+const CLUSTER_QUOTA: usize = 300;
+const NODES_PER_REGION: usize = 300;
+const MEMCACHED_NODES_PER_CLUSTER: u32 = 40;
+const MAX_ID_LEN: usize = 50;
+pub(crate) const DEFAULT_MAINTENANCE_WINDOW: &str = "sun:05:00-sun:06:00";
+pub(crate) const DEFAULT_SNAPSHOT_WINDOW: &str = "05:00-06:00";
+pub use model::status::cluster as status;
+
+fn is_memcached(engine: &str) -> bool {
+    engine == "memcached"
+}
+
+fn default_port(engine: &str) -> u16 {
+    if is_memcached(engine) { 11211 } else { 6379 }
+}
+
+pub fn node_id(index: usize) -> String {
+    format!("{index:04}")
+}
+
+fn not_found(id: &str) -> ApiError {
+    Kind::Cluster.not_found(id)
+}
+
+fn invalid_state(id: &str, status: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidCacheClusterStateFault,
+        format!("Cache cluster {id} is not in available state (current state: {status})."),
+    )
+}
+
+/// Refuses `adding` nodes past AWS's per-region node quota (checked inside the write that
+/// adds them, so concurrent creates cannot overshoot it together).
+pub(crate) async fn within_node_quota(tx: &mut store::Tx, scope: &Scope, adding: usize) -> Write<()> {
+    let existing: usize = tx.cache_clusters(scope).await?.iter().map(|c| c.nodes.len()).sum();
+    if existing + adding > NODES_PER_REGION {
+        return refuse(ApiError::new(
+            ErrorCode::NodeQuotaForCustomerExceededFault,
+            format!("The request would exceed the quota of {NODES_PER_REGION} cache nodes in this region."),
+        ));
+    }
+    Ok(())
+}
+
+/// A cluster, and its nodes, going `deleting`; AWS refuses to delete a cluster in the
+/// middle of creating or changing it.
+fn mark_deleting(
+    cluster: &mut CacheClusterRecord,
+    nodes: &mut [CacheNodeRecord],
+) -> Result<Vec<store::EventRecord>, ApiError> {
+    if !status::DELETABLE.contains(&cluster.status.as_str()) {
+        return Err(invalid_state(&cluster.id, &cluster.status));
+    }
+    let from = std::mem::replace(&mut cluster.status, status::DELETING.to_string());
+    tracing::info!(cache_cluster = cluster.id, from, to = status::DELETING, "cache cluster status");
+    for node in nodes.iter_mut() {
+        node.status = status::DELETING.to_string();
+    }
+    Ok(Vec::new())
+}
+
+/// The Describe form of a cluster.
+pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
+    let cluster = &c.cluster;
+    let memcached = is_memcached(&cluster.engine);
+    let visible: Vec<&CacheNodeRecord> = c.nodes.iter().collect();
+    let zones: Vec<&str> = visible.iter().map(|n| n.zone.as_str()).collect();
+    let preferred_zone = match zones.first() {
+        Some(first) if zones.iter().all(|z| z == first) => Some(first.to_string()),
+        Some(_) => Some("Multiple".to_string()),
+        None => None,
+    };
+    let to_reboot: Vec<String> =
+        c.nodes.iter().filter(|n| n.parameter_status == status::PENDING_REBOOT).map(|n| n.node_id.clone()).collect();
+    let parameter_status = if !to_reboot.is_empty() {
+        status::PENDING_REBOOT
+    } else if c.nodes.iter().any(|n| n.parameter_status == status::APPLYING) {
+        status::APPLYING
+    } else {
+        status::IN_SYNC
+    };
+    let pending = &cluster.pending;
+    CacheCluster {
+        arn: Some(arn::build(&c.scope, Kind::Cluster, &cluster.id)),
+        at_rest_encryption_enabled: Some(cluster.at_rest_encryption),
+        auth_token_enabled: Some(!cluster.security.auth_tokens.is_empty()),
+        auth_token_last_modified_date: cluster.security.auth_token_last_modified_millis.map(DateTime::from_millis),
+        auto_minor_version_upgrade: Some(cluster.auto_minor_version_upgrade),
+        cache_cluster_create_time: Some(DateTime::from_millis(cluster.created_millis)),
+        cache_cluster_id: Some(cluster.id.clone()),
+        cache_cluster_status: Some(cluster.status.clone()),
+        cache_node_type: Some(cluster.node_type.clone()),
+        cache_nodes: show_nodes.then(|| visible.iter().map(|n| node_output(n)).collect()),
+        cache_parameter_group: Some(CacheParameterGroupStatus {
+            cache_node_ids_to_reboot: Some(to_reboot),
+            cache_parameter_group_name: Some(cluster.parameter_group.clone()),
+            parameter_apply_status: Some(parameter_status.to_string()),
+        }),
+        cache_security_groups: Some(
+            cluster
+                .cache_security_groups
+                .iter()
+                .map(|name| CacheSecurityGroupMembership {
+                    cache_security_group_name: Some(name.clone()),
+                    status: Some("active".to_string()),
+                })
+                .collect(),
+        ),
+        cache_subnet_group_name: Some(cluster.subnet_group.clone()),
+        client_download_landing_page: Some(
+            "https://console.aws.amazon.com/elasticache/home#client-download:".to_string(),
+        ),
+        configuration_endpoint: if memcached {
+            cluster
+                .config_endpoint_port
+                .map(|port| Endpoint { address: Some("127.0.0.1".to_string()), port: Some(i32::from(port)) })
+        } else {
+            None
+        },
+        engine: Some(cluster.engine.clone()),
+        engine_version: Some(cluster.running_engine_version.clone().unwrap_or_else(|| cluster.engine_version.clone())),
+        ip_discovery: IpDiscovery::from_wire(&cluster.ip_discovery),
+        log_delivery_configurations: Some(Vec::new()),
+        network_type: NetworkType::from_wire(&cluster.network_type),
+        notification_configuration: cluster.notification_topic_arn.as_ref().map(|arn| NotificationConfiguration {
+            topic_arn: Some(arn.clone()),
+            topic_status: Some("active".to_string()),
+        }),
+        num_cache_nodes: Some(cluster.num_nodes as i32),
+        pending_modified_values: Some(PendingModifiedValues {
+            auth_token_status: crate::transit::status_output(&cluster.security),
+            cache_node_ids_to_remove: (!pending.node_ids_to_remove.is_empty())
+                .then(|| pending.node_ids_to_remove.clone()),
+            cache_node_type: pending.node_type.clone(),
+            engine_version: pending.engine_version.clone(),
+            log_delivery_configurations: None,
+            num_cache_nodes: pending.num_nodes.map(|n| n as i32),
+            scale_config: None,
+            transit_encryption_enabled: None,
+            transit_encryption_mode: None,
+        }),
+        preferred_availability_zone: preferred_zone,
+        preferred_maintenance_window: Some(cluster.maintenance_window.clone()),
+        preferred_outpost_arn: None,
+        replication_group_id: cluster.replication_group_id.clone(),
+        replication_group_log_delivery_enabled: Some(false),
+        security_groups: Some(
+            cluster
+                .security_group_ids
+                .iter()
+                .map(|id| SecurityGroupMembership {
+                    security_group_id: Some(id.clone()),
+                    status: Some("active".to_string()),
+                })
+                .collect(),
+        ),
+        snapshot_retention_limit: (!memcached).then_some(cluster.snapshot_retention_limit),
+        snapshot_window: cluster.snapshot_window.clone(),
+        transit_encryption_enabled: Some(cluster.security.transit_encryption),
+        transit_encryption_mode: crate::transit::mode_output(&cluster.security),
+    }
+}
+
+fn node_output(node: &CacheNodeRecord) -> CacheNode {
+    CacheNode {
+        cache_node_create_time: Some(DateTime::from_millis(node.created_millis)),
+        cache_node_id: Some(node.node_id.clone()),
+        cache_node_status: Some(node.status.clone()),
+        customer_availability_zone: Some(node.zone.clone()),
+        customer_outpost_arn: None,
+        endpoint: (node.port != 0)
+            .then(|| Endpoint { address: Some(node.address.clone()), port: Some(i32::from(node.port)) }),
+        parameter_group_status: Some(node.parameter_status.clone()),
+        source_cache_node_id: None,
+    }
+}
+
+pub(crate) async fn existing(ops: &Operations, scope: &Scope, id: &str) -> Result<StoredCluster, ApiError> {
+    ops.store.cache_cluster(scope, &id.to_ascii_lowercase()).await.map_err(internal)?.ok_or_else(|| not_found(id))
+}
+
+pub async fn describe(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DescribeCacheClustersMessage,
+) -> Result<CacheClusterMessage, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let clusters = match &input.cache_cluster_id {
+        Some(id) => vec![existing(ops, &scope, id).await?],
+        None => ops.store.cache_clusters(&scope).await.map_err(internal)?,
+    };
+    let standalone_only = input.show_cache_clusters_not_in_replication_groups.unwrap_or(false);
+    let clusters: Vec<StoredCluster> =
+        clusters.into_iter().filter(|c| !standalone_only || c.cluster.replication_group_id.is_none()).collect();
+    let page = paginate(clusters, |c| c.cluster.id.clone(), input.marker.as_deref(), input.max_records)?;
+    let show_nodes = input.show_cache_node_info.unwrap_or(false);
+    Ok(CacheClusterMessage {
+        cache_clusters: Some(page.items.iter().map(|c| output(c, show_nodes)).collect()),
+        marker: page.marker,
+    })
+}
+
+/// Runs `change` on an available cluster in one transaction; `InvalidCacheClusterState`
+/// otherwise.
+async fn change_available(
+    ops: &Operations,
+    scope: &Scope,
+    id: &str,
+    change: impl FnOnce(&mut CacheClusterRecord, &mut Vec<CacheNodeRecord>) -> Result<Vec<EventRecord>, ApiError>,
+) -> Result<StoredCluster, ApiError> {
+    let id = id.to_ascii_lowercase();
+    let result = ops
+        .store
+        .update_cache_cluster(scope, &id, |cluster, nodes| {
+            if cluster.status != status::AVAILABLE {
+                return Err(invalid_state(&cluster.id, &cluster.status));
+            }
+            change(cluster, nodes)
+        })
+        .await;
+    let updated = crate::updated(result, || not_found(&id))?;
+    ops.wake_reconciler();
+    Ok(updated)
+}
+
+/// A new node type: the reconciler gives running nodes its memory without a restart. (An
+/// engine version change needs nothing of the nodes: this machine has one binary per
+/// engine, so the version that runs cannot change.)
+pub fn set_node_type(cluster: &mut CacheClusterRecord, nodes: &mut [CacheNodeRecord], node_type: &str) {
+    cluster.node_type = node_type.to_string();
+    nodes.iter_mut().for_each(|n| n.parameter_status = status::APPLYING.to_string());
+}
+
+/// Grows or shrinks the node list to `target` nodes: new nodes get the next ids, removed
+/// nodes are marked for the reconciler to stop.
+pub fn resize(
+    cluster: &mut CacheClusterRecord,
+    nodes: &mut Vec<CacheNodeRecord>,
+    target: u32,
+    to_remove: &[String],
+    requested_zones: &[String],
+    zones: &[String],
+) {
+    for node in nodes.iter_mut().filter(|n| to_remove.contains(&n.node_id)) {
+        node.remove_requested = true;
+        node.status = status::DELETING.to_string();
+    }
+    let live = nodes.iter().filter(|n| !n.remove_requested).count();
+    if (target as usize) > live {
+        let next = nodes.iter().filter_map(|n| n.node_id.parse::<usize>().ok()).max().unwrap_or(0) + 1;
+        let placed: Vec<CacheNodeRecord> = nodes.iter().filter(|n| !n.remove_requested).cloned().collect();
+        let new_zones =
+            crate::placement::place(target as usize - live, requested_zones, &cluster.az_mode, zones, &placed);
+        for (i, zone) in new_zones.into_iter().enumerate() {
+            nodes.push(crate::placement::new_node(next + i, zone));
+        }
+    }
+    cluster.num_nodes = target;
+}
+
+pub async fn reboot(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: RebootCacheClusterMessage,
+) -> Result<RebootCacheClusterResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    if input.cache_node_ids_to_reboot.is_empty() {
+        return Err(ApiError::invalid_parameter_value("CacheNodeIdsToReboot must list at least one cache node."));
+    }
+    let updated = change_available(ops, &scope, &input.cache_cluster_id, |cluster, nodes| {
+        for node_id in &input.cache_node_ids_to_reboot {
+            let node = nodes
+                .iter_mut()
+                .find(|n| &n.node_id == node_id)
+                .ok_or_else(|| ApiError::invalid_parameter_value(format!("Cache node {node_id} does not exist.")))?;
+            node.reboot_requested = true;
+            node.status = status::NODE_REBOOTING.to_string();
+        }
+        cluster.status = status::REBOOTING.to_string();
+        Ok(Vec::new())
+    })
+    .await?;
+    tracing::info!(cache_cluster = updated.cluster.id, "cache cluster: available -> rebooting cache cluster nodes");
+    Ok(RebootCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
+}
+
+pub async fn delete(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: DeleteCacheClusterMessage,
+) -> Result<DeleteCacheClusterResult, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let current = existing(ops, &scope, &input.cache_cluster_id).await?;
+    if let Some(group) = &current.cluster.replication_group_id {
+        return Err(ApiError::new(
+            ErrorCode::InvalidCacheClusterStateFault,
+            format!("Cache cluster {} is a member of replication group {group}.", current.cluster.id),
+        ));
+    }
+    if input.final_snapshot_identifier.is_some() && is_memcached(&current.cluster.engine) {
+        return Err(ApiError::invalid_parameter_combination(
+            "FinalSnapshotIdentifier is not supported for Memcached clusters.",
+        ));
+    }
+    let deletable = status::DELETABLE.contains(&current.cluster.status.as_str());
+    // A final snapshot needs nodes that serve.
+    if !deletable || (input.final_snapshot_identifier.is_some() && current.cluster.status != status::AVAILABLE) {
+        return Err(invalid_state(&current.cluster.id, &current.cluster.status));
+    }
+    // The final snapshot is taken before the nodes go: the reconciler deletes the cluster
+    // once it is written.
+    let final_snapshot = match &input.final_snapshot_identifier {
+        Some(name) => Some(
+            crate::snapshots::plan(
+                ops,
+                &scope,
+                name,
+                Some(&current.cluster.id),
+                None,
+                crate::snapshots::Taken::Final,
+                None,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    // One write: refused, nothing changes (the final snapshot included); its automated
+    // snapshots go with it.
+    let id = current.cluster.id.clone();
+    let updated = written(
+        ops.store
+            .write(async |tx| {
+                if let Some(snapshot) = &final_snapshot {
+                    crate::snapshots::record(tx, &scope, snapshot, &[]).await?;
+                }
+                let Some(updated) = tx.update_cache_cluster(&scope, &id, |c, n| mark_deleting(c, n)).await? else {
+                    return refuse(not_found(&id));
+                };
+                crate::snapshots::prune(tx, &scope, |s| s.cache_cluster_id.as_deref() == Some(id.as_str()), 0).await?;
+                Ok(updated)
+            })
+            .await,
+    )?;
+    ops.wake_reconciler();
+    Ok(DeleteCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
+}
+
+/// Applies the changes waiting for the maintenance window of every cluster of the scope.
+pub async fn apply_pending(ops: &Operations, scope: &Scope) -> Result<usize, ApiError> {
+    let mut applied = 0;
+    for c in ops.store.cache_clusters(scope).await.map_err(internal)? {
+        if c.cluster.pending.is_empty() || c.cluster.status != status::AVAILABLE {
+            continue;
+        }
+        let zones = ops.subnet_group_zones(scope, &c.cluster.subnet_group).await?;
+        let result = ops
+            .store
+            .update_cache_cluster(scope, &c.cluster.id, |cluster, nodes| {
+                // Checked again under the lock: the cluster may have changed since.
+                if cluster.pending.is_empty() || cluster.status != status::AVAILABLE {
+                    return Err(());
+                }
+                let pending = std::mem::take(&mut cluster.pending);
+                if let Some(num) = pending.num_nodes {
+                    resize(cluster, nodes, num, &pending.node_ids_to_remove, &[], &zones);
+                }
+                if let Some(node_type) = pending.node_type {
+                    set_node_type(cluster, nodes, &node_type);
+                }
+                if let Some(version) = pending.engine_version {
+                    cluster.engine_version = version;
+                }
+                cluster.status = status::MODIFYING.to_string();
+                Ok(Vec::new())
+            })
+            .await;
+        match result {
+            Ok(Some(_)) => applied += 1,
+            Ok(None) | Err(UpdateError::Rejected(())) => {}
+            Err(UpdateError::Store(e)) => return Err(internal(e)),
+        }
+    }
+    ops.wake_reconciler();
+    Ok(applied)
+}
+
+pub async fn allowed_node_type_modifications(
+    ops: &Operations,
+    ctx: &RequestContext,
+    input: ListAllowedNodeTypeModificationsMessage,
+) -> Result<AllowedNodeTypeModificationsMessage, ApiError> {
+    let scope = ops.scope(ctx).await?;
+    let cluster = match (&input.cache_cluster_id, &input.replication_group_id) {
+        (Some(id), _) => existing(ops, &scope, id).await?,
+        (None, Some(group)) => {
+            let group = ops
+                .store
+                .replication_group(&scope, &group.to_ascii_lowercase())
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| Kind::ReplicationGroup.not_found(group))?;
+            group.members.into_iter().next().ok_or_else(|| ApiError::internal("replication group without members"))?
+        }
+        (None, None) => {
+            return Err(ApiError::invalid_parameter_combination(
+                "Either CacheClusterId or ReplicationGroupId must be provided.",
+            ));
+        }
+    };
+    if is_memcached(&cluster.cluster.engine) {
+        return Err(ApiError::invalid_parameter_combination("Memcached clusters cannot change their node type."));
+    }
+    let memory = |name: &str| ops.catalog.node_type(name).and_then(|t| t.redis_maxmemory_bytes).unwrap_or(0);
+    let current = memory(&cluster.cluster.node_type);
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for (name, node_type) in ops.catalog.node_types() {
+        let Some(bytes) = node_type.redis_maxmemory_bytes else { continue };
+        if name == &cluster.cluster.node_type {
+            continue;
+        }
+        if bytes > current { up.push(name.clone()) } else { down.push(name.clone()) }
+    }
+    Ok(AllowedNodeTypeModificationsMessage { scale_down_modifications: Some(down), scale_up_modifications: Some(up) })
+}
