@@ -48,294 +48,56 @@ enum Outcome {
 /// Brings one cluster to its desired state. Returns when to look again: after a failure,
 /// or at once when the cluster changed state (a replication group may be waiting for it).
 pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Duration>, Error> {
-    let scope = c.scope.clone();
-    let id = c.cluster.id.clone();
-    let key = |node_id: &str| NodeKey::new(scope_key(&scope), id.clone(), node_id);
     if c.cluster.status == status::DELETING {
         return delete(r, &c).await;
     }
     if status::FAILED_CREATION.contains(&c.cluster.status.as_str()) {
         // Nothing is retried; whatever did start stops, until the cluster is deleted.
         for node in &c.nodes {
-            r.runtime.stop(&key(&node.node_id)).await.map_err(Error::Node)?;
+            r.runtime.stop(&node_key(&c, &node.node_id)).await.map_err(Error::Node)?;
         }
         return Ok(None);
     }
-    let engine = engine_kind(&c.cluster.engine);
-    let memcached = engine == EngineKind::Memcached;
-    let parameters =
-        r.store.effective_parameters(&scope, &c.cluster.parameter_group, &r.catalog).await?.ok_or_else(|| {
-            Error::Inconsistent(format!("parameter group {} of {} is gone", c.cluster.parameter_group, c.cluster.id))
-        })?;
-    let node_type = r.catalog.node_type(&c.cluster.node_type);
-    let max_memory_bytes = if memcached {
-        node_type.and_then(|t| t.memcached_max_cache_memory_mib).map_or(DEFAULT_MAX_MEMORY, |mib| mib << 20)
-    } else {
-        node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(DEFAULT_MAX_MEMORY)
-    };
     // Which nodes to recover is taken before the group's primary is read: a failover
     // records the new primary before it asks for the old one's recovery, so a recovered
     // node always starts as a replica of the new primary, never as an empty primary.
     let recovering: Vec<String> = {
         let mut to_recover = lock(&r.to_recover);
-        c.nodes.iter().filter(|n| to_recover.remove(&key(&n.node_id))).map(|n| n.node_id.clone()).collect()
+        c.nodes.iter().filter(|n| to_recover.remove(&node_key(&c, &n.node_id))).map(|n| n.node_id.clone()).collect()
     };
-    let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
-    let member = crate::replication_groups::member_start(r, &c, major).await;
-    let directives =
-        if memcached { member.directives.clone() } else { redis_directives(member.directives.clone(), major) };
-    // TLS and AUTH token: the group's for a member. The nodes themselves speak TLS only in
-    // mode `required`; in `preferred` the group's endpoints accept TLS for them.
-    let security = crate::replication_groups::security(r, &c).await;
-    let node_tls = !memcached && security.mode() == Some(model::status::transit::REQUIRED);
-    let node_mode = if node_tls { model::status::transit::REQUIRED } else { "" };
-    let auth = security.auth_fingerprint();
-    let ca = if node_tls { Some(r.certificate_authority().map_err(Error::Node)?) } else { None };
-
-    let mut starts = Vec::new();
-    let mut outcomes: HashMap<String, Outcome> = HashMap::new();
-    for node in &c.nodes {
-        let k = key(&node.node_id);
-        if node.remove_requested {
-            r.runtime.stop(&k).await.map_err(Error::Node)?;
-            let _ = tokio::fs::remove_dir_all(r.node_dir(&scope, &id, &node.node_id)).await;
-            outcomes.insert(node.node_id.clone(), Outcome::Removed);
-            continue;
-        }
-        let running = r.runtime.get(&k);
-        // Between plaintext and TLS the node's port changes what it speaks: a restart.
-        let tls_changed = running.is_some() && node.applied_transit_mode != node_mode;
-        if tls_changed {
-            tracing::info!(node = %k, from = node.applied_transit_mode, to = node_mode, "node transit encryption");
-        }
-        if running.is_none() || node.reboot_requested || recovering.contains(&node.node_id) || tls_changed {
-            if node.status == status::CREATING
-                && let Some(snapshot) = &c.cluster.restore_from
-            {
-                let dir = r.node_dir(&scope, &id, &node.node_id);
-                if let Err(error) = crate::snapshots::seed_node(r, &scope, snapshot, &dir).await {
-                    tracing::warn!(cache_cluster = id, snapshot, %error, "seeding the node from its snapshot failed");
-                    let reason = format!("snapshot {snapshot} could not be read: {error}");
-                    outcomes.insert(node.node_id.clone(), Outcome::CannotStart(reason));
-                    continue;
-                }
-            }
-            // A crashed node comes back empty, as a replaced node does on AWS: not with the
-            // file a clean stop or a snapshot left behind.
-            let dir = r.node_dir(&scope, &id, &node.node_id);
-            if recovering.contains(&node.node_id) || (member.empty_unless_joined && !dir.join("nodes.conf").exists()) {
-                // A running process would write its data again as it stops.
-                r.runtime.stop(&k).await.map_err(Error::Node)?;
-                let _ = tokio::fs::remove_file(dir.join("dump.rdb")).await;
-            }
-            let spec = NodeSpec {
-                key: k,
-                engine,
-                address: node.address.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST),
-                port: node.port,
-                dir: r.node_dir(&scope, &id, &node.node_id),
-                max_memory_bytes,
-                parameters: parameters.clone(),
-                directives: directives.clone(),
-                passwords: if memcached { Vec::new() } else { security.auth_tokens.clone() },
-                tls: ca.clone(),
-                // Only a brand-new primary waits for redis's delay (see `nodes::warm`).
-                warm_start: member.shard_primary
-                    && node.status == status::CREATING
-                    && !recovering.contains(&node.node_id),
-            };
-            let runtime = r.runtime.clone();
-            let node_id = node.node_id.clone();
-            starts.push(async move {
-                let result = match runtime.start(spec.clone()).await {
-                    // The node's port was taken while it was down (an emulator restart): a
-                    // new endpoint beats a node that can never come back.
-                    Err(nodes::NodeError::PortInUse { .. }) if spec.port != 0 => {
-                        tracing::warn!(node = %spec.key, port = spec.port, "port taken; moving the node to a new port");
-                        runtime.start(NodeSpec { port: 0, ..spec }).await
-                    }
-                    other => other,
-                };
-                (node_id, result)
-            });
-        } else if !memcached && node.applied_auth != auth {
-            let outcome = if member.rbac {
-                // With a user group attached, its users own the default user (see `acl`).
-                Outcome::AuthApplied
-            } else {
-                match r.runtime.set_passwords(&k, &security.auth_tokens).await {
-                    Ok(()) => Outcome::AuthApplied,
-                    Err(error) => {
-                        tracing::warn!(cache_cluster = id, node = node.node_id, %error, "changing the AUTH token failed");
-                        Outcome::Failed
-                    }
-                }
-            };
-            outcomes.insert(node.node_id.clone(), outcome);
-        } else if node.applied_parameters != parameters
-            || node.parameter_status == status::APPLYING
-            || (!memcached && node.applied_max_memory != max_memory_bytes)
-        {
-            outcomes
-                .insert(node.node_id.clone(), apply_live(r, &k, node, &parameters, max_memory_bytes, memcached).await);
-        }
-    }
-    // Nodes start concurrently: a 20-node cluster takes as long as its slowest node.
-    for (node_id, result) in futures::future::join_all(starts).await {
-        let outcome = match result {
-            Ok(running) => {
-                // A new process: its health history (a death already reported) is gone.
-                lock(&r.observed).remove(&running.key);
-                lock(&r.failures).remove(&running.key);
-                // A node placed in a zone that is down comes up as unreachable as its peers.
-                let zone = c.nodes.iter().find(|n| n.node_id == node_id).map(|n| n.zone.as_str());
-                if zone.is_some_and(|z| r.zone_is_down(z))
-                    && let Err(error) = r.runtime.pause(&running.key).await
-                {
-                    tracing::warn!(node = %running.key, %error, "freezing a node in a down zone failed");
-                }
-                Outcome::Started(running)
-            }
-            Err(error @ (nodes::NodeError::Exited { .. } | nodes::NodeError::BinaryMissing { .. })) => {
-                tracing::warn!(cache_cluster = id, node = node_id, %error, "the engine refused to start the node");
-                Outcome::CannotStart(error.to_string())
-            }
-            Err(error) => {
-                tracing::warn!(cache_cluster = id, node = node_id, %error, "starting node failed");
-                Outcome::Failed
-            }
-        };
-        outcomes.insert(node_id, outcome);
-    }
+    let desired = Desired::of(r, &c).await?;
+    let outcomes = act_on_nodes(r, &c, &desired, &recovering).await?;
     // A failing endpoint must not lose what the node starts above did: it is retried.
-    let mut endpoint_failed = false;
-    let endpoint_port = if memcached {
+    let (endpoint_port, endpoint_failed) = if desired.memcached {
         match config_endpoint(r, &c).await {
-            Ok(port) => Some(port),
+            Ok(port) => (Some(port), false),
             Err(error) => {
-                tracing::warn!(cache_cluster = id, %error, "starting the configuration endpoint failed");
-                endpoint_failed = true;
-                None
+                tracing::warn!(cache_cluster = c.cluster.id, %error, "starting the configuration endpoint failed");
+                (None, true)
             }
         }
     } else {
-        None
+        (None, false)
     };
-    let engine_version =
-        c.nodes.iter().find_map(|n| r.runtime.get(&key(&n.node_id))).map(|running| running.engine_version);
-
     let failed = endpoint_failed || outcomes.values().any(|o| matches!(o, Outcome::Failed | Outcome::CannotStart(_)));
     let cannot_start = outcomes.values().find_map(|o| match o {
         Outcome::CannotStart(reason) => Some(reason.clone()),
         _ => None,
     });
     // A creation that keeps failing for other reasons ends too, after a few attempts.
-    let gave_up = failed && r.failed_attempts(&(scope.clone(), id.clone())) + 1 >= crate::MAX_ATTEMPTS;
-    let creation_failure = cannot_start.clone().or_else(|| gave_up.then(|| "its nodes did not start".to_string()));
+    let gave_up = failed && r.failed_attempts(&(c.scope.clone(), c.cluster.id.clone())) + 1 >= crate::MAX_ATTEMPTS;
+    let observed = Observed {
+        outcomes,
+        recovering,
+        endpoint_port,
+        engine_version: c.nodes.iter().find_map(|n| r.runtime.get(&node_key(&c, &n.node_id))).map(|n| n.engine_version),
+        creation_failure: cannot_start.clone().or_else(|| gave_up.then(|| "its nodes did not start".to_string())),
+        cannot_start,
+    };
     let result = r
         .store
-        .update_cache_cluster(&scope, &id, |cluster, nodes| {
-            let mut events = Vec::new();
-            let mut node_set_changed = false;
-            let removed: Vec<String> = nodes
-                .iter()
-                .filter(|n| n.remove_requested && matches!(outcomes.get(&n.node_id), Some(Outcome::Removed)))
-                .map(|n| n.node_id.clone())
-                .collect();
-            if !removed.is_empty() {
-                nodes.retain(|n| !removed.contains(&n.node_id));
-                events.push(EventRecord::new(
-                    SOURCE_TYPE,
-                    &cluster.id,
-                    format!("Removed cache nodes {}", removed.join(", ")),
-                ));
-                node_set_changed = true;
-            }
-            for node in nodes.iter_mut() {
-                match outcomes.get(&node.node_id) {
-                    Some(Outcome::Started(running)) => {
-                        node_set_changed |= node.port != running.port || node.status == status::CREATING;
-                        started_event(cluster.id.as_str(), node, recovering.contains(&node.node_id), &mut events);
-                        node.port = running.port;
-                        node.status = status::AVAILABLE.to_string();
-                        node.reboot_requested = false;
-                        node.parameter_status = status::IN_SYNC.to_string();
-                        node.applied_parameters = parameters.clone();
-                        node.applied_max_memory = max_memory_bytes;
-                        node.applied_transit_mode = node_mode.to_string();
-                        node.applied_auth = auth.clone();
-                    }
-                    Some(Outcome::AuthApplied) => node.applied_auth = auth.clone(),
-                    Some(Outcome::Applied { pending_reboot }) => {
-                        node.applied_parameters = parameters.clone();
-                        node.applied_max_memory = max_memory_bytes;
-                        node.parameter_status =
-                            if *pending_reboot { status::PENDING_REBOOT } else { status::IN_SYNC }.to_string();
-                    }
-                    _ => {}
-                }
-            }
-            if node_set_changed && memcached {
-                cluster.config_version += 1;
-            }
-            if let Some(port) = endpoint_port {
-                cluster.config_endpoint_port = Some(port);
-            }
-            if let Some(version) = &engine_version {
-                cluster.running_engine_version = Some(version.clone());
-            }
-            let settled = nodes.iter().all(|n| {
-                n.status == status::AVAILABLE
-                    && !n.reboot_requested
-                    && !n.remove_requested
-                    && n.parameter_status != status::APPLYING
-                    && (memcached || (n.applied_transit_mode == node_mode && n.applied_auth == auth))
-            });
-            let transitional =
-                [status::CREATING, status::MODIFYING, status::REBOOTING, status::INCOMPATIBLE_PARAMETERS];
-            if settled && transitional.contains(&cluster.status.as_str()) {
-                tracing::info!(
-                    cache_cluster = cluster.id,
-                    from = cluster.status,
-                    to = status::AVAILABLE,
-                    "cache cluster status"
-                );
-                if cluster.status == status::CREATING {
-                    events.push(EventRecord::new(SOURCE_TYPE, &cluster.id, "Cache cluster created"));
-                }
-                cluster.status = status::AVAILABLE.to_string();
-            }
-            if settled {
-                // A token change has reached every node of this cluster.
-                cluster.security.auth_token_status = None;
-            }
-            if cluster.status == status::CREATING
-                && let Some(reason) = &creation_failure
-            {
-                events.push(fail_creation(cluster, reason));
-            } else if let Some(reason) =
-                cannot_start.as_ref().filter(|_| cluster.status != status::INCOMPATIBLE_PARAMETERS)
-            {
-                // An existing node that would not start again: its parameters, as far as
-                // the engine is concerned (AWS's incompatible-parameters).
-                tracing::info!(
-                    cache_cluster = cluster.id,
-                    from = cluster.status,
-                    to = status::INCOMPATIBLE_PARAMETERS,
-                    reason,
-                    "cache cluster status"
-                );
-                cluster.status = status::INCOMPATIBLE_PARAMETERS.to_string();
-                events.push(EventRecord::new(
-                    SOURCE_TYPE,
-                    &cluster.id,
-                    format!(
-                        "Cache cluster {} cannot start its nodes with the parameters of parameter group {}: {reason}",
-                        cluster.id, cluster.parameter_group
-                    ),
-                ));
-            }
-            Ok::<_, ()>(events)
+        .update_cache_cluster(&c.scope, &c.cluster.id, |cluster, nodes| {
+            Ok::<_, ()>(write_back(cluster, nodes, &desired, &observed))
         })
         .await;
     let updated = match result {
@@ -343,7 +105,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         Ok(None) | Err(UpdateError::Rejected(())) => return Ok(None),
         Err(UpdateError::Store(e)) => return Err(Error::Store(e)),
     };
-    if memcached {
+    if desired.memcached {
         publish_config(r, &updated).await;
     }
     Ok(if failed {
@@ -353,6 +115,351 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     } else {
         None
     })
+}
+
+fn node_key(c: &CacheCluster, node_id: &str) -> NodeKey {
+    NodeKey::new(scope_key(&c.scope), c.cluster.id.clone(), node_id)
+}
+
+/// How every node of the cluster should run: engine, settings, memory, TLS and passwords.
+struct Desired {
+    engine: EngineKind,
+    memcached: bool,
+    parameters: Vec<(String, String)>,
+    max_memory_bytes: u64,
+    directives: Vec<(String, String)>,
+    member: crate::replication_groups::MemberStart,
+    security: store::TransitSecurity,
+    /// The transit mode the nodes themselves speak: `required`, or "" for plaintext.
+    node_mode: &'static str,
+    auth: String,
+    ca: Option<Arc<nodes::tls::CertificateAuthority>>,
+}
+
+impl Desired {
+    async fn of(r: &Reconciler, c: &CacheCluster) -> Result<Self, Error> {
+        let engine = engine_kind(&c.cluster.engine);
+        let memcached = engine == EngineKind::Memcached;
+        let parameters =
+            r.store.effective_parameters(&c.scope, &c.cluster.parameter_group, &r.catalog).await?.ok_or_else(|| {
+                Error::Inconsistent(format!(
+                    "parameter group {} of {} is gone",
+                    c.cluster.parameter_group, c.cluster.id
+                ))
+            })?;
+        let node_type = r.catalog.node_type(&c.cluster.node_type);
+        let max_memory_bytes = if memcached {
+            node_type.and_then(|t| t.memcached_max_cache_memory_mib).map_or(DEFAULT_MAX_MEMORY, |mib| mib << 20)
+        } else {
+            node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(DEFAULT_MAX_MEMORY)
+        };
+        let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
+        let member = crate::replication_groups::member_start(r, c, major).await;
+        let directives =
+            if memcached { member.directives.clone() } else { redis_directives(member.directives.clone(), major) };
+        // TLS and AUTH token: the group's for a member. The nodes themselves speak TLS only
+        // in mode `required`; in `preferred` the group's endpoints accept TLS for them.
+        let security = crate::replication_groups::security(r, c).await;
+        let node_tls = !memcached && security.mode() == Some(model::status::transit::REQUIRED);
+        let node_mode = if node_tls { model::status::transit::REQUIRED } else { "" };
+        let auth = security.auth_fingerprint();
+        let ca = if node_tls { Some(r.certificate_authority().map_err(Error::Node)?) } else { None };
+        Ok(Self { engine, memcached, parameters, max_memory_bytes, directives, member, security, node_mode, auth, ca })
+    }
+}
+
+/// What the nodes did, to be written back.
+struct Observed {
+    outcomes: HashMap<String, Outcome>,
+    recovering: Vec<String>,
+    endpoint_port: Option<u16>,
+    engine_version: Option<String>,
+    /// Why a node can never start (the engine refused it).
+    cannot_start: Option<String>,
+    /// Why the creation ends now, if it does.
+    creation_failure: Option<String>,
+}
+
+/// Stops removed nodes, starts (or restarts) the nodes that need it, all at once, and
+/// applies changes live to the running ones.
+async fn act_on_nodes(
+    r: &Arc<Reconciler>,
+    c: &CacheCluster,
+    desired: &Desired,
+    recovering: &[String],
+) -> Result<HashMap<String, Outcome>, Error> {
+    let mut starts = Vec::new();
+    let mut outcomes: HashMap<String, Outcome> = HashMap::new();
+    for node in &c.nodes {
+        let key = node_key(c, &node.node_id);
+        let dir = r.node_dir(&c.scope, &c.cluster.id, &node.node_id);
+        if node.remove_requested {
+            r.runtime.stop(&key).await.map_err(Error::Node)?;
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            outcomes.insert(node.node_id.clone(), Outcome::Removed);
+            continue;
+        }
+        let running = r.runtime.get(&key);
+        // Between plaintext and TLS the node's port changes what it speaks: a restart.
+        let tls_changed = running.is_some() && node.applied_transit_mode != desired.node_mode;
+        if tls_changed {
+            tracing::info!(node = %key, from = node.applied_transit_mode, to = desired.node_mode, "node transit encryption");
+        }
+        let recover = recovering.contains(&node.node_id);
+        if running.is_none() || node.reboot_requested || recover || tls_changed {
+            match prepare_start(r, c, desired, node, recover).await? {
+                Ok(spec) => {
+                    let runtime = r.runtime.clone();
+                    let node_id = node.node_id.clone();
+                    starts.push(async move { (node_id, start_node(&runtime, spec).await) });
+                }
+                Err(outcome) => {
+                    outcomes.insert(node.node_id.clone(), outcome);
+                }
+            }
+        } else if !desired.memcached && node.applied_auth != desired.auth {
+            outcomes.insert(node.node_id.clone(), apply_auth(r, &key, desired).await);
+        } else if node.applied_parameters != desired.parameters
+            || node.parameter_status == status::APPLYING
+            || (!desired.memcached && node.applied_max_memory != desired.max_memory_bytes)
+        {
+            let outcome = apply_live(r, &key, node, &desired.parameters, desired.max_memory_bytes, desired.memcached);
+            outcomes.insert(node.node_id.clone(), outcome.await);
+        }
+    }
+    // Nodes start concurrently: a 20-node cluster takes as long as its slowest node.
+    for (node_id, result) in futures::future::join_all(starts).await {
+        outcomes.insert(node_id.clone(), started(r, c, &node_id, result).await);
+    }
+    Ok(outcomes)
+}
+
+/// The spec a node starts with, its directory ready (seeded from the snapshot a new
+/// cluster restores, emptied for a node recovering from a crash); or why it cannot start.
+async fn prepare_start(
+    r: &Reconciler,
+    c: &CacheCluster,
+    desired: &Desired,
+    node: &CacheNodeRecord,
+    recover: bool,
+) -> Result<Result<NodeSpec, Outcome>, Error> {
+    let key = node_key(c, &node.node_id);
+    let dir = r.node_dir(&c.scope, &c.cluster.id, &node.node_id);
+    if node.status == status::CREATING
+        && let Some(snapshot) = &c.cluster.restore_from
+        && let Err(error) = crate::snapshots::seed_node(r, &c.scope, snapshot, &dir).await
+    {
+        tracing::warn!(cache_cluster = c.cluster.id, snapshot, %error, "seeding the node from its snapshot failed");
+        return Ok(Err(Outcome::CannotStart(format!("snapshot {snapshot} could not be read: {error}"))));
+    }
+    // A crashed node comes back empty, as a replaced node does on AWS: not with the file a
+    // clean stop or a snapshot left behind.
+    if recover || (desired.member.empty_unless_joined && !dir.join("nodes.conf").exists()) {
+        // A running process would write its data again as it stops.
+        r.runtime.stop(&key).await.map_err(Error::Node)?;
+        let _ = tokio::fs::remove_file(dir.join("dump.rdb")).await;
+    }
+    Ok(Ok(NodeSpec {
+        key,
+        engine: desired.engine,
+        address: node.address.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+        port: node.port,
+        dir,
+        max_memory_bytes: desired.max_memory_bytes,
+        parameters: desired.parameters.clone(),
+        directives: desired.directives.clone(),
+        passwords: if desired.memcached { Vec::new() } else { desired.security.auth_tokens.clone() },
+        tls: desired.ca.clone(),
+        // Only a brand-new primary waits for redis's delay (see `nodes::warm`).
+        warm_start: desired.member.shard_primary && node.status == status::CREATING && !recover,
+    }))
+}
+
+/// Starts a node on its port; when the port was taken while it was down (an emulator
+/// restart), on a new one: a new endpoint beats a node that can never come back.
+async fn start_node(runtime: &nodes::Runtime, spec: NodeSpec) -> Result<RunningNode, nodes::NodeError> {
+    match runtime.start(spec.clone()).await {
+        Err(nodes::NodeError::PortInUse { .. }) if spec.port != 0 => {
+            tracing::warn!(node = %spec.key, port = spec.port, "port taken; moving the node to a new port");
+            runtime.start(NodeSpec { port: 0, ..spec }).await
+        }
+        other => other,
+    }
+}
+
+/// What a node start came to.
+async fn started(
+    r: &Reconciler,
+    c: &CacheCluster,
+    node_id: &str,
+    result: Result<RunningNode, nodes::NodeError>,
+) -> Outcome {
+    match result {
+        Ok(running) => {
+            // A new process: its health history (a death already reported) is gone.
+            lock(&r.observed).remove(&running.key);
+            lock(&r.failures).remove(&running.key);
+            // A node placed in a zone that is down comes up as unreachable as its peers.
+            let zone = c.nodes.iter().find(|n| n.node_id == node_id).map(|n| n.zone.as_str());
+            if zone.is_some_and(|z| r.zone_is_down(z))
+                && let Err(error) = r.runtime.pause(&running.key).await
+            {
+                tracing::warn!(node = %running.key, %error, "freezing a node in a down zone failed");
+            }
+            Outcome::Started(running)
+        }
+        Err(error @ (nodes::NodeError::Exited { .. } | nodes::NodeError::BinaryMissing { .. })) => {
+            tracing::warn!(cache_cluster = c.cluster.id, node = node_id, %error, "the engine refused to start the node");
+            Outcome::CannotStart(error.to_string())
+        }
+        Err(error) => {
+            tracing::warn!(cache_cluster = c.cluster.id, node = node_id, %error, "starting node failed");
+            Outcome::Failed
+        }
+    }
+}
+
+/// A changed AUTH token, applied to the running node (a user group's users own the
+/// default user instead: see `acl`).
+async fn apply_auth(r: &Reconciler, key: &NodeKey, desired: &Desired) -> Outcome {
+    if desired.member.rbac {
+        return Outcome::AuthApplied;
+    }
+    match r.runtime.set_passwords(key, &desired.security.auth_tokens).await {
+        Ok(()) => Outcome::AuthApplied,
+        Err(error) => {
+            tracing::warn!(node = %key, %error, "changing the AUTH token failed");
+            Outcome::Failed
+        }
+    }
+}
+
+/// The store's side of one reconcile: what the nodes did, the cluster's status that
+/// follows, and AWS's events for both.
+fn write_back(
+    cluster: &mut store::CacheClusterRecord,
+    nodes: &mut Vec<CacheNodeRecord>,
+    desired: &Desired,
+    observed: &Observed,
+) -> Vec<EventRecord> {
+    let mut events = Vec::new();
+    let node_set_changed = record_nodes(cluster, nodes, desired, observed, &mut events);
+    if node_set_changed && desired.memcached {
+        cluster.config_version += 1;
+    }
+    if let Some(port) = observed.endpoint_port {
+        cluster.config_endpoint_port = Some(port);
+    }
+    if let Some(version) = &observed.engine_version {
+        cluster.running_engine_version = Some(version.clone());
+    }
+    let settled = nodes.iter().all(|n| {
+        n.status == status::AVAILABLE
+            && !n.reboot_requested
+            && !n.remove_requested
+            && n.parameter_status != status::APPLYING
+            && (desired.memcached || (n.applied_transit_mode == desired.node_mode && n.applied_auth == desired.auth))
+    });
+    if settled {
+        settle(cluster, &mut events);
+    }
+    if cluster.status == status::CREATING
+        && let Some(reason) = &observed.creation_failure
+    {
+        events.push(fail_creation(cluster, reason));
+    } else if let Some(reason) =
+        observed.cannot_start.as_ref().filter(|_| cluster.status != status::INCOMPATIBLE_PARAMETERS)
+    {
+        events.push(incompatible_parameters(cluster, reason));
+    }
+    events
+}
+
+/// Records what each node's outcome changed; returns whether the set of nodes (or their
+/// ports) changed, which Memcached's configuration endpoint announces.
+fn record_nodes(
+    cluster: &store::CacheClusterRecord,
+    nodes: &mut Vec<CacheNodeRecord>,
+    desired: &Desired,
+    observed: &Observed,
+    events: &mut Vec<EventRecord>,
+) -> bool {
+    let mut changed = false;
+    let removed: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.remove_requested && matches!(observed.outcomes.get(&n.node_id), Some(Outcome::Removed)))
+        .map(|n| n.node_id.clone())
+        .collect();
+    if !removed.is_empty() {
+        nodes.retain(|n| !removed.contains(&n.node_id));
+        events.push(EventRecord::new(SOURCE_TYPE, &cluster.id, format!("Removed cache nodes {}", removed.join(", "))));
+        changed = true;
+    }
+    for node in nodes.iter_mut() {
+        match observed.outcomes.get(&node.node_id) {
+            Some(Outcome::Started(running)) => {
+                changed |= node.port != running.port || node.status == status::CREATING;
+                started_event(&cluster.id, node, observed.recovering.contains(&node.node_id), events);
+                node.port = running.port;
+                node.status = status::AVAILABLE.to_string();
+                node.reboot_requested = false;
+                node.parameter_status = status::IN_SYNC.to_string();
+                node.applied_parameters = desired.parameters.clone();
+                node.applied_max_memory = desired.max_memory_bytes;
+                node.applied_transit_mode = desired.node_mode.to_string();
+                node.applied_auth = desired.auth.clone();
+            }
+            Some(Outcome::AuthApplied) => node.applied_auth = desired.auth.clone(),
+            Some(Outcome::Applied { pending_reboot }) => {
+                node.applied_parameters = desired.parameters.clone();
+                node.applied_max_memory = desired.max_memory_bytes;
+                node.parameter_status =
+                    if *pending_reboot { status::PENDING_REBOOT } else { status::IN_SYNC }.to_string();
+            }
+            _ => {}
+        }
+    }
+    changed
+}
+
+/// Every node runs as desired: a cluster in a passing status is available again.
+fn settle(cluster: &mut store::CacheClusterRecord, events: &mut Vec<EventRecord>) {
+    let passing = [status::CREATING, status::MODIFYING, status::REBOOTING, status::INCOMPATIBLE_PARAMETERS];
+    if passing.contains(&cluster.status.as_str()) {
+        tracing::info!(
+            cache_cluster = cluster.id,
+            from = cluster.status,
+            to = status::AVAILABLE,
+            "cache cluster status"
+        );
+        if cluster.status == status::CREATING {
+            events.push(EventRecord::new(SOURCE_TYPE, &cluster.id, "Cache cluster created"));
+        }
+        cluster.status = status::AVAILABLE.to_string();
+    }
+    // A token change has reached every node of this cluster.
+    cluster.security.auth_token_status = None;
+}
+
+/// An existing node that would not start again: its parameters, as far as the engine is
+/// concerned (AWS's incompatible-parameters).
+fn incompatible_parameters(cluster: &mut store::CacheClusterRecord, reason: &str) -> EventRecord {
+    tracing::info!(
+        cache_cluster = cluster.id,
+        from = cluster.status,
+        to = status::INCOMPATIBLE_PARAMETERS,
+        reason,
+        "cache cluster status"
+    );
+    cluster.status = status::INCOMPATIBLE_PARAMETERS.to_string();
+    EventRecord::new(
+        SOURCE_TYPE,
+        &cluster.id,
+        format!(
+            "Cache cluster {} cannot start its nodes with the parameters of parameter group {}: {reason}",
+            cluster.id, cluster.parameter_group
+        ),
+    )
 }
 
 /// The emulator's own settings of every redis node, after those its group asks for.

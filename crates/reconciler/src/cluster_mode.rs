@@ -232,232 +232,52 @@ async fn look(
 
 /// Brings one cluster-mode group to its desired state. Returns when to look again.
 pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Option<Duration>, Error> {
-    let scope = g.scope.clone();
-    let id = g.group.id.clone();
     if let Some(shard) = g.group.node_groups.iter().find(|s| s.failover_to.is_some()) {
         let retry = failover(r, &g, shard).await?;
         return Ok(Some(if retry { crate::RETRY_DELAY } else { crate::SOON }));
     }
     let live: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
-    // Every member is asked at once: a pass takes as long as the slowest answer.
-    let looks = futures::future::join_all(live.iter().map(|member| look(r, &scope, member))).await;
-    let mut seen: Vec<Seen> = Vec::new();
-    for (member, looked) in live.iter().zip(looks) {
-        if let Some((key, address, view, state_ok)) = looked
-            && let Some(me) = view.iter().find(|n| n.myself).cloned()
-        {
-            seen.push(Seen { member, key, address, view, me, state_ok });
-        }
-    }
-    let mut progressing = false;
-    let mut failed = false;
-    // A command that failed, or that the node refused, is retried by the next reconcile.
-    let note = |result: Result<nodes::resp::Reply, nodes::NodeError>, what: &str, failed: &mut bool| {
-        if let Err(error) = result.and_then(error_reply) {
-            tracing::warn!(replication_group = id, %error, "{what} failed");
-            *failed = true;
-        }
-    };
-
-    // 2. Nodes that have met nobody yet are readied (every node at once), then nodes that do
-    // not know each other meet directly: gossip alone takes seconds to spread a new node.
-    let lone = seen.iter().filter(|s| s.view.len() == 1).map(|s| ready_lone_node(r, &g, s));
-    for result in futures::future::join_all(lone).await {
-        match result {
-            Ok(changed) => progressing |= changed,
-            Err(error) => {
-                tracing::warn!(replication_group = id, %error, "readying a new node failed");
-                failed = true;
-            }
-        }
-    }
-    let mut meetings = Vec::new();
-    for s in &seen {
-        for other in seen.iter().filter(|o| o.me.id != s.me.id && !s.knows(&o.me.id)) {
-            // One side of a pair is enough, unless the other side already knows this one.
-            if !other.knows(&s.me.id) && s.me.id > other.me.id {
-                continue;
-            }
-            tracing::info!(
-                replication_group = id,
-                member = s.member.cluster.id,
-                other = other.member.cluster.id,
-                "meeting"
-            );
-            meetings.push((s, other));
-        }
-    }
-    if !meetings.is_empty() {
-        progressing = true;
-        if !meet(r, &meetings).await {
-            tracing::warn!(replication_group = id, "CLUSTER MEET failed");
-            failed = true;
-        }
-    }
-
+    let seen = observe(r, &g, &live).await;
+    let seen = seen.as_slice();
+    let mut pass = Pass { r, g: &g, progressing: false, failed: false };
+    // 1. New nodes are readied and meet the others.
+    pass.ready_and_meet(seen).await;
     // Who leads each shard, by cluster node id.
-    let id_of = |cluster_id: &str| seen.iter().find(|s| s.member.cluster.id == cluster_id).map(|s| s.me.id.clone());
+    let node_id_of =
+        |cluster_id: &str| seen.iter().find(|s| s.member.cluster.id == cluster_id).map(|s| s.me.id.clone());
     let shard_primary: BTreeMap<String, Option<String>> =
-        g.group.node_groups.iter().map(|shard| (shard.id.clone(), id_of(&shard.primary_cluster_id))).collect();
-
-    // 3. Replicas follow their shard's primary (every replica at once).
-    let mut linked = 0;
-    let mut announcements = Vec::new();
+        g.group.node_groups.iter().map(|shard| (shard.id.clone(), node_id_of(&shard.primary_cluster_id))).collect();
+    // 2. Replicas follow their shard's primary.
+    let linked = pass.link_replicas(seen, &shard_primary).await;
+    // 3. Slots nobody owns go to the shard that should own them.
+    let owner = slot_owners(seen);
+    let misplaced = pass.assign_free_slots(seen, &shard_primary, &owner).await;
+    // 4. Nodes that are no member any more are forgotten.
+    pass.forget_ghosts(seen, &live).await;
     let replicas = live.iter().filter(|m| !is_primary(&g, m)).count();
-    let follows = seen.iter().filter(|s| !is_primary(&g, s.member)).map(|s| {
-        let shard = s.member.cluster.node_group_id.clone().unwrap_or_default();
-        let primary = shard_primary.get(&shard).cloned().flatten();
-        async move { (s, follow(r, s, primary.as_deref()).await) }
-    });
-    for (s, followed) in futures::future::join_all(follows).await {
-        match followed {
-            Follow::NoPrimary => {}
-            Follow::Linked => linked += 1,
-            Follow::Waiting => progressing = true,
-            Follow::Told(result) => {
-                progressing = true;
-                note(result, "CLUSTER REPLICATE", &mut failed);
-                // What it has become, to everyone at once (see `refresh_stale_views`).
-                announcements.extend(seen.iter().filter(|o| o.me.id != s.me.id && s.knows(&o.me.id)).map(|o| (s, o)));
-            }
-        }
-    }
-
-    meet(r, &announcements).await;
-
-    // 4. Slots nobody owns go to the shard that should own them. A node is the authority on
-    // its own slots; the widest view covers nodes that are down.
-    let mut owner: Vec<Option<&str>> = vec![None; usize::from(cluster::SLOTS)];
-    if let Some(widest) = seen.iter().max_by_key(|s| s.view.len()) {
-        for node in &widest.view {
-            for slot in node.slots.iter().flat_map(|&(a, b)| a..=b) {
-                owner[usize::from(slot)] = Some(&node.id);
-            }
-        }
-    }
-    for s in &seen {
-        for slot in s.me.slots.iter().flat_map(|&(a, b)| a..=b) {
-            owner[usize::from(slot)] = Some(&s.me.id);
-        }
-    }
-    let mut misplaced = 0u32;
-    for shard in &g.group.node_groups {
-        let Some(Some(primary)) = shard_primary.get(&shard.id) else {
-            progressing = true;
-            continue;
-        };
-        let slots: Vec<u16> = shard.slots.iter().flat_map(|&(a, b)| a..=b).collect();
-        misplaced +=
-            slots.iter().filter(|&&slot| owner[usize::from(slot)].is_some_and(|o| o != primary)).count() as u32;
-        let free: Vec<u16> = slots.into_iter().filter(|&slot| owner[usize::from(slot)].is_none()).collect();
-        if free.is_empty() {
-            continue;
-        }
-        progressing = true;
-        let Some(s) = seen.iter().find(|s| &s.me.id == primary) else { continue };
-        let mut args = vec!["CLUSTER".to_string(), "ADDSLOTSRANGE".to_string()];
-        for (from, to) in cluster::ranges(free) {
-            args.extend([from.to_string(), to.to_string()]);
-        }
-        tracing::info!(replication_group = id, shard = shard.id, "assigning slots");
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let result = r.runtime.command(&s.key, &args).await;
-        note(result, "CLUSTER ADDSLOTSRANGE", &mut failed);
-    }
-
-    // Forget nodes that are no member any more (removed replicas, retired shards).
-    let live_addresses: HashSet<SocketAddr> = live.iter().filter_map(|m| address(m)).collect();
-    let member_ids: HashSet<&str> = seen.iter().map(|s| s.me.id.as_str()).collect();
-    let ghosts: Vec<String> = seen
-        .iter()
-        .flat_map(|s| s.view.iter())
-        .filter(|n| n.slots.is_empty() && !member_ids.contains(n.id.as_str()))
-        .filter(|n| n.address.is_none_or(|a| !live_addresses.contains(&a)))
-        .map(|n| n.id.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    for ghost in &ghosts {
-        for s in seen.iter().filter(|s| s.knows(ghost)) {
-            tracing::info!(replication_group = id, node = ghost, "forgetting a node that left the group");
-            let _ = r.runtime.command(&s.key, &["CLUSTER", "FORGET", ghost]).await;
-        }
-    }
-
-    // Every node must know every other before slots can move between them.
-    let all_met = seen.iter().all(|s| seen.iter().all(|o| s.knows(&o.me.id)));
-    let members_ready =
-        all_met && seen.len() == live.len() && live.iter().all(|m| m.cluster.status == status::AVAILABLE);
-    // Slots may only move once every node knows every owner: a node importing a slot
-    // ignores gossip about it, so one that never learnt its owner would refuse the keys.
-    let agree = views_agree(&seen);
-    if !agree {
-        refresh_stale_views(r, &seen).await;
-    }
-    let converged = agree && seen.iter().all(|s| s.state_ok);
-    let topology_ready = members_ready && !progressing && linked == replicas && converged;
-
+    let topology_ready = pass.topology_ready(seen, &live).await && linked == replicas;
     // 5. Resharding, once every member is up and in place.
-    let mut finished_reshard = false;
-    if g.group.resharding.is_some() && topology_ready {
-        move_slots(r, &g, &seen, &shard_primary, &owner, misplaced).await?;
-        retire_removed_shards(r, &g, &seen).await?;
-        finished_reshard = true;
+    let finished_reshard = g.group.resharding.is_some() && topology_ready;
+    if finished_reshard {
+        move_slots(r, &g, seen, &shard_primary, &owner, misplaced).await?;
+        retire_removed_shards(r, &g, seen).await?;
     }
-
     // 6. A restore, once the slots are in place.
-    let mut restored = false;
-    if let Some(snapshot) = &g.group.restore_from
-        && topology_ready
-        && misplaced == 0
-    {
-        crate::snapshots::seed_cluster(
-            r,
-            &g,
-            snapshot,
-            &seen.iter().map(|s| (s.me.clone(), s.key.clone())).collect::<Vec<_>>(),
-        )
-        .await?;
-        restored = true;
+    let restoring = g.group.restore_from.as_ref().filter(|_| topology_ready && misplaced == 0);
+    if let Some(snapshot) = restoring {
+        let nodes: Vec<_> = seen.iter().map(|s| (s.me.clone(), s.key.clone())).collect();
+        crate::snapshots::seed_cluster(r, &g, snapshot, &nodes).await?;
     }
-
-    // 7. The configuration endpoint, and the status.
-    let primaries: Vec<SocketAddr> =
-        seen.iter().filter(|s| s.me.primary && !s.me.slots.is_empty()).map(|s| s.address).collect();
-    let port = {
-        let mut all = r.group_endpoints.lock().await;
-        let endpoints = all.entry((scope.clone(), id.clone())).or_default();
-        let endpoint =
-            ensure(&mut endpoints.configuration, g.group.configuration_endpoint_port, Balance::First).await?;
-        endpoint.point_at(primaries);
-        let port = endpoint.port();
-        endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);
-        port
-    };
-    if g.group.cluster_mode == "enabled"
-        && let Some(endpoints) = r.group_endpoints.lock().await.get_mut(&(scope.clone(), id.clone()))
-    {
-        // Past compatible mode, only the configuration endpoint serves.
-        endpoints.primary = None;
-        endpoints.reader = None;
-    }
-    // Compatible mode still serves clients that do not speak the cluster protocol.
-    let compatible_ports = match g.group.node_groups.first().filter(|_| g.group.cluster_mode == "compatible") {
-        Some(shard) => {
-            let primary = seen.iter().find(|s| s.member.cluster.id == shard.primary_cluster_id && s.me.primary);
-            let replicas = seen.iter().filter(|s| !s.me.primary).map(|s| s.address).collect();
-            Some(point_primary_and_reader(r, &g, primary.map(|s| s.address), replicas).await?)
-        }
-        None => None,
-    };
-    failed |= !crate::acl::sync(r, &g).await;
+    // 7. The endpoints, the users, and the status.
+    let (port, compatible_ports) = endpoints(r, &g, seen).await?;
+    pass.failed |= !crate::acl::sync(r, &g).await;
     let settled = topology_ready
         && misplaced == 0
         && (g.group.resharding.is_none() || finished_reshard)
-        && (g.group.restore_from.is_none() || restored);
+        && (g.group.restore_from.is_none() || restoring.is_some());
     let result = r
         .store
-        .update_replication_group(&scope, &id, |group, _| {
+        .update_replication_group(&g.scope, &g.group.id, |group, _| {
             group.configuration_endpoint_port = Some(port);
             if let Some((primary, reader)) = compatible_ports {
                 group.primary_endpoint_port = Some(primary);
@@ -466,7 +286,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             if finished_reshard {
                 group.resharding = None;
             }
-            if restored {
+            if restoring.is_some() {
                 group.restore_from = None;
             }
             crate::replication_groups::settle(group, &g.group, settled);
@@ -475,14 +295,246 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         .await;
     stored(result)?;
     let transitional = [status::CREATING, status::MODIFYING].contains(&g.group.status.as_str());
-    Ok(if failed {
+    Ok(if pass.failed {
         Some(crate::RETRY_DELAY)
-    } else if !settled && (transitional || progressing) {
+    } else if !settled && (transitional || pass.progressing) {
         // Redis acts on what was just done in its cluster cron, every 100 ms.
         Some(Duration::from_millis(5))
     } else {
         None
     })
+}
+
+/// Every live member asked at once (a pass takes as long as the slowest answer): the ones
+/// that answered, with their view of the cluster.
+async fn observe<'a>(r: &Reconciler, g: &ReplicationGroup, live: &[&'a CacheCluster]) -> Vec<Seen<'a>> {
+    let looks = futures::future::join_all(live.iter().map(|member| look(r, &g.scope, member))).await;
+    let mut seen = Vec::new();
+    for (member, looked) in live.iter().zip(looks) {
+        if let Some((key, address, view, state_ok)) = looked
+            && let Some(me) = view.iter().find(|n| n.myself).cloned()
+        {
+            seen.push(Seen { member, key, address, view, me, state_ok });
+        }
+    }
+    seen
+}
+
+/// One reconcile of a cluster-mode group, over what its members said (`seen`): whether it
+/// made progress (look again soon) or something failed (retry later).
+struct Pass<'a> {
+    r: &'a Reconciler,
+    g: &'a ReplicationGroup,
+    progressing: bool,
+    failed: bool,
+}
+
+/// The owner of every slot, by node id. A node is the authority on its own slots; the
+/// widest view covers nodes that are down.
+fn slot_owners<'s>(seen: &'s [Seen<'_>]) -> Vec<Option<&'s str>> {
+    let mut owner: Vec<Option<&str>> = vec![None; usize::from(cluster::SLOTS)];
+    if let Some(widest) = seen.iter().max_by_key(|s| s.view.len()) {
+        for node in &widest.view {
+            for slot in node.slots.iter().flat_map(|&(a, b)| a..=b) {
+                owner[usize::from(slot)] = Some(&node.id);
+            }
+        }
+    }
+    for s in seen {
+        for slot in s.me.slots.iter().flat_map(|&(a, b)| a..=b) {
+            owner[usize::from(slot)] = Some(&s.me.id);
+        }
+    }
+    owner
+}
+
+impl Pass<'_> {
+    /// A command that failed, or that the node refused, is retried by the next reconcile.
+    fn note(&mut self, result: Result<nodes::resp::Reply, nodes::NodeError>, what: &str) {
+        if let Err(error) = result.and_then(error_reply) {
+            tracing::warn!(replication_group = self.g.group.id, %error, "{what} failed");
+            self.failed = true;
+        }
+    }
+
+    /// Nodes that have met nobody yet are readied (every node at once), then nodes that do
+    /// not know each other meet directly: gossip alone takes seconds to spread a new node.
+    async fn ready_and_meet(&mut self, seen: &[Seen<'_>]) {
+        let (r, g, id) = (self.r, self.g, &self.g.group.id);
+        let lone = seen.iter().filter(|s| s.view.len() == 1).map(|s| ready_lone_node(r, g, s));
+        for result in futures::future::join_all(lone).await {
+            match result {
+                Ok(changed) => self.progressing |= changed,
+                Err(error) => {
+                    tracing::warn!(replication_group = id, %error, "readying a new node failed");
+                    self.failed = true;
+                }
+            }
+        }
+        let mut meetings = Vec::new();
+        for s in seen {
+            for other in seen.iter().filter(|o| o.me.id != s.me.id && !s.knows(&o.me.id)) {
+                // One side of a pair is enough, unless the other side already knows this one.
+                if !other.knows(&s.me.id) && s.me.id > other.me.id {
+                    continue;
+                }
+                tracing::info!(
+                    replication_group = id,
+                    member = s.member.cluster.id,
+                    other = other.member.cluster.id,
+                    "meeting"
+                );
+                meetings.push((s, other));
+            }
+        }
+        if !meetings.is_empty() {
+            self.progressing = true;
+            if !meet(r, &meetings).await {
+                tracing::warn!(replication_group = id, "CLUSTER MEET failed");
+                self.failed = true;
+            }
+        }
+    }
+
+    /// Replicas follow their shard's primary (every replica at once); what a replica has
+    /// become is announced to everyone at once (see `refresh_stale_views`). Returns how many
+    /// replicas are linked.
+    async fn link_replicas(&mut self, seen: &[Seen<'_>], shard_primary: &BTreeMap<String, Option<String>>) -> usize {
+        let (r, g) = (self.r, self.g);
+        let follows = seen.iter().filter(|s| !is_primary(g, s.member)).map(|s| {
+            let shard = s.member.cluster.node_group_id.clone().unwrap_or_default();
+            let primary = shard_primary.get(&shard).cloned().flatten();
+            async move { (s, follow(r, s, primary.as_deref()).await) }
+        });
+        let mut linked = 0;
+        let mut told = Vec::new();
+        for (s, followed) in futures::future::join_all(follows).await {
+            match followed {
+                Follow::NoPrimary => {}
+                Follow::Linked => linked += 1,
+                Follow::Waiting => self.progressing = true,
+                Follow::Told(result) => told.push((s, result)),
+            }
+        }
+        let mut announcements = Vec::new();
+        for (s, result) in told {
+            self.progressing = true;
+            self.note(result, "CLUSTER REPLICATE");
+            announcements.extend(seen.iter().filter(|o| o.me.id != s.me.id && s.knows(&o.me.id)).map(|o| (s, o)));
+        }
+        meet(r, &announcements).await;
+        linked
+    }
+
+    /// Gives each shard's primary the shard's slots nobody owns; returns how many slots
+    /// another node owns (a reshard moves those).
+    async fn assign_free_slots(
+        &mut self,
+        seen: &[Seen<'_>],
+        shard_primary: &BTreeMap<String, Option<String>>,
+        owner: &[Option<&str>],
+    ) -> u32 {
+        let mut misplaced = 0u32;
+        for shard in &self.g.group.node_groups {
+            let Some(Some(primary)) = shard_primary.get(&shard.id) else {
+                self.progressing = true;
+                continue;
+            };
+            let slots: Vec<u16> = shard.slots.iter().flat_map(|&(a, b)| a..=b).collect();
+            let owned_by = |slot: u16| owner[usize::from(slot)];
+            misplaced += slots.iter().filter(|&&slot| owned_by(slot).is_some_and(|o| o != primary)).count() as u32;
+            let free: Vec<u16> = slots.into_iter().filter(|&slot| owned_by(slot).is_none()).collect();
+            if free.is_empty() {
+                continue;
+            }
+            self.progressing = true;
+            let Some(key) = seen.iter().find(|s| &s.me.id == primary).map(|s| s.key.clone()) else { continue };
+            let mut args = vec!["CLUSTER".to_string(), "ADDSLOTSRANGE".to_string()];
+            for (from, to) in cluster::ranges(free) {
+                args.extend([from.to_string(), to.to_string()]);
+            }
+            tracing::info!(replication_group = self.g.group.id, shard = shard.id, "assigning slots");
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let result = self.r.runtime.command(&key, &args).await;
+            self.note(result, "CLUSTER ADDSLOTSRANGE");
+        }
+        misplaced
+    }
+
+    /// Forgets nodes that are no member any more (removed replicas, retired shards).
+    async fn forget_ghosts(&self, seen: &[Seen<'_>], live: &[&CacheCluster]) {
+        let live_addresses: HashSet<SocketAddr> = live.iter().filter_map(|m| address(m)).collect();
+        let member_ids: HashSet<&str> = seen.iter().map(|s| s.me.id.as_str()).collect();
+        let ghosts: HashSet<&str> = seen
+            .iter()
+            .flat_map(|s| s.view.iter())
+            .filter(|n| n.slots.is_empty() && !member_ids.contains(n.id.as_str()))
+            .filter(|n| n.address.is_none_or(|a| !live_addresses.contains(&a)))
+            .map(|n| n.id.as_str())
+            .collect();
+        for ghost in ghosts {
+            for s in seen.iter().filter(|s| s.knows(ghost)) {
+                tracing::info!(
+                    replication_group = self.g.group.id,
+                    node = ghost,
+                    "forgetting a node that left the group"
+                );
+                let _ = self.r.runtime.command(&s.key, &["CLUSTER", "FORGET", ghost]).await;
+            }
+        }
+    }
+
+    /// Whether every member is up, every node knows every other and agrees on every owner,
+    /// and nothing is in progress: only then may slots move. A node importing a slot
+    /// ignores gossip about it, so one that never learnt its owner would refuse the keys.
+    async fn topology_ready(&self, seen: &[Seen<'_>], live: &[&CacheCluster]) -> bool {
+        let all_met = seen.iter().all(|s| seen.iter().all(|o| s.knows(&o.me.id)));
+        let members_ready =
+            all_met && seen.len() == live.len() && live.iter().all(|m| m.cluster.status == status::AVAILABLE);
+        let agree = views_agree(seen);
+        if !agree {
+            refresh_stale_views(self.r, seen).await;
+        }
+        let converged = agree && seen.iter().all(|s| s.state_ok);
+        members_ready && !self.progressing && converged
+    }
+}
+
+/// The configuration endpoint, pointed at the primaries that hold slots; in compatible mode
+/// also the primary and reader endpoints (for clients that do not speak the cluster
+/// protocol). Returns their ports.
+async fn endpoints(
+    r: &Reconciler,
+    g: &ReplicationGroup,
+    seen: &[Seen<'_>],
+) -> Result<(u16, Option<(u16, u16)>), Error> {
+    let key = (g.scope.clone(), g.group.id.clone());
+    let primaries: Vec<SocketAddr> =
+        seen.iter().filter(|s| s.me.primary && !s.me.slots.is_empty()).map(|s| s.address).collect();
+    let port = {
+        let mut all = r.group_endpoints.lock().await;
+        let endpoints = all.entry(key.clone()).or_default();
+        let endpoint =
+            ensure(&mut endpoints.configuration, g.group.configuration_endpoint_port, Balance::First).await?;
+        endpoint.point_at(primaries);
+        let port = endpoint.port();
+        endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);
+        if g.group.cluster_mode == "enabled" {
+            // Past compatible mode, only the configuration endpoint serves.
+            endpoints.primary = None;
+            endpoints.reader = None;
+        }
+        port
+    };
+    let compatible_ports = match g.group.node_groups.first().filter(|_| g.group.cluster_mode == "compatible") {
+        Some(shard) => {
+            let primary = seen.iter().find(|s| s.member.cluster.id == shard.primary_cluster_id && s.me.primary);
+            let replicas = seen.iter().filter(|s| !s.me.primary).map(|s| s.address).collect();
+            Some(point_primary_and_reader(r, g, primary.map(|s| s.address), replicas).await?)
+        }
+        None => None,
+    };
+    Ok((port, compatible_ports))
 }
 
 /// Whether every node sees every other as that node sees itself (role, primary, slots,
