@@ -45,6 +45,7 @@ pub(crate) fn new_node(index: usize, zone: String) -> CacheNodeRecord {
         created_millis: now_millis(),
         parameter_status: status::IN_SYNC.to_string(),
         reboot_requested: false,
+        recover_requested: false,
         remove_requested: false,
         applied_parameters: Vec::new(),
         applied_max_memory: 0,

@@ -58,13 +58,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         }
         return Ok(None);
     }
-    // Which nodes to recover is taken before the group's primary is read: a failover
-    // records the new primary before it asks for the old one's recovery, so a recovered
-    // node always starts as a replica of the new primary, never as an empty primary.
-    let recovering: Vec<String> = {
-        let mut to_recover = lock(&r.to_recover);
-        c.nodes.iter().filter(|n| to_recover.remove(&node_key(&c, &n.node_id))).map(|n| n.node_id.clone()).collect()
-    };
+    // Which nodes to recover was read (with the cluster) before the group's primary is: a
+    // failover records the new primary before it asks for the old one's recovery, so a
+    // recovered node always starts as a replica of the new primary, never as an empty
+    // primary.
+    let recovering: Vec<String> = c.nodes.iter().filter(|n| n.recover_requested).map(|n| n.node_id.clone()).collect();
     let desired = Desired::of(r, &c).await?;
     let outcomes = act_on_nodes(r, &c, &desired, &recovering).await?;
     // A failing endpoint must not lose what the node starts above did: it is retried.
@@ -297,8 +295,8 @@ async fn started(
     match result {
         Ok(running) => {
             // A new process: its health history (a death already reported) is gone.
-            lock(&r.observed).remove(&running.key);
-            lock(&r.failures).remove(&running.key);
+            lock(&r.monitor.observed).remove(&running.key);
+            lock(&r.monitor.failures).remove(&running.key);
             // A node placed in a zone that is down comes up as unreachable as its peers.
             let zone = c.nodes.iter().find(|n| n.node_id == node_id).map(|n| n.zone.as_str());
             if zone.is_some_and(|z| r.zone_is_down(z))
@@ -403,6 +401,7 @@ fn record_nodes(
                 node.port = running.port;
                 node.status = status::AVAILABLE.to_string();
                 node.reboot_requested = false;
+                node.recover_requested = false;
                 node.parameter_status = status::IN_SYNC.to_string();
                 node.applied_parameters = desired.parameters.clone();
                 node.applied_max_memory = desired.max_memory_bytes;
@@ -542,9 +541,9 @@ async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<Option<Duration
     for node in &c.nodes {
         let key = NodeKey::new(scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
         r.runtime.stop(&key).await.map_err(Error::Node)?;
-        lock(&r.observed).remove(&key);
+        lock(&r.monitor.observed).remove(&key);
     }
-    r.config_endpoints.lock().await.remove(&(c.scope.clone(), c.cluster.id.clone()));
+    r.endpoints.memcached.lock().await.remove(&(c.scope.clone(), c.cluster.id.clone()));
     let _ = tokio::fs::remove_dir_all(r.cluster_dir(&c.scope, &c.cluster.id)).await;
     let arn = model::arn::build(&c.scope, model::arn::Kind::Cluster, &c.cluster.id);
     let events = [EventRecord::new(SOURCE_TYPE, &c.cluster.id, "Cache cluster deleted")];
@@ -566,7 +565,7 @@ async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<Option<Duration
 /// one the first time).
 async fn config_endpoint(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<u16, Error> {
     let key = (c.scope.clone(), c.cluster.id.clone());
-    let mut endpoints = r.config_endpoints.lock().await;
+    let mut endpoints = r.endpoints.memcached.lock().await;
     if let Some((endpoint, _)) = endpoints.get(&key) {
         return Ok(endpoint.port());
     }
@@ -601,7 +600,7 @@ fn cluster_config(c: &CacheCluster) -> ClusterConfig {
 }
 
 async fn publish_config(r: &Arc<Reconciler>, c: &CacheCluster) {
-    let endpoints = r.config_endpoints.lock().await;
+    let endpoints = r.endpoints.memcached.lock().await;
     if let Some((_, sender)) = endpoints.get(&(c.scope.clone(), c.cluster.id.clone())) {
         sender.send_if_modified(|current| {
             let next = cluster_config(c);

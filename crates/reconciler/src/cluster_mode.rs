@@ -28,11 +28,10 @@ use nodes::cluster::{self, ClusterNode, Primary};
 use nodes::{Balance, EngineKind, Health, NodeKey, NodeSpec};
 use store::{CacheCluster, EventRecord, FailoverRequest, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope};
 
+use crate::Reconciler;
+use crate::endpoints::{ensure, point_primary_and_reader};
 use crate::error::{Error, stored};
-use crate::replication_groups::{
-    address, ensure, node_key, observe_replicas, observed_health, point_primary_and_reader, zone_of,
-};
-use crate::{Reconciler, lock};
+use crate::replication_groups::{address, node_key, observe_replicas, observed_health, zone_of};
 
 /// Slots moved between two progress reports in the store.
 const PROGRESS_EVERY: u32 = 512;
@@ -512,7 +511,7 @@ async fn endpoints(
     let primaries: Vec<SocketAddr> =
         seen.iter().filter(|s| s.me.primary && !s.me.slots.is_empty()).map(|s| s.address).collect();
     let port = {
-        let mut all = r.group_endpoints.lock().await;
+        let mut all = r.endpoints.groups.lock().await;
         let endpoints = all.entry(key.clone()).or_default();
         let endpoint =
             ensure(&mut endpoints.configuration, g.group.configuration_endpoint_port, Balance::First).await?;
@@ -668,7 +667,7 @@ async fn retire_removed_shards(r: &Reconciler, g: &ReplicationGroup, seen: &[See
         })
         .await;
     stored(result)?;
-    r.wake.notify_one();
+    r.schedule.wake.notify_one();
     Ok(())
 }
 
@@ -703,10 +702,10 @@ async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRe
                 shard = shard.id,
                 "no replica to promote; restarting the primary in place"
             );
-            if let Some(key) = old_key {
-                lock(&r.to_recover).insert(key);
-            }
             record_failover(r, g, shard, None).await?;
+            if let Some(key) = old_key {
+                r.request_recovery(&g.scope, &key).await;
+            }
             return Ok(false);
         }
         crate::failover::Decision::Wait => {
@@ -736,9 +735,9 @@ async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRe
     if old_health == Health::Exited
         && let Some(key) = old_key
     {
-        lock(&r.to_recover).insert(key);
+        r.request_recovery(&g.scope, &key).await;
     }
-    r.wake.notify_one();
+    r.schedule.wake.notify_one();
     Ok(false)
 }
 

@@ -8,7 +8,8 @@
 //!
 //! A crash from outside, an admin `kill`/`stop` and a zone outage all take these paths.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::status::source::CACHE_CLUSTER as SOURCE_TYPE;
@@ -16,6 +17,17 @@ use nodes::{Health, NodeKey};
 use store::{EventRecord, Scope};
 
 use crate::{Reconciler, lock};
+
+/// What the monitor has seen of the nodes.
+#[derive(Default)]
+pub(crate) struct Memory {
+    /// The last health of every node.
+    pub(crate) observed: Mutex<HashMap<NodeKey, Health>>,
+    /// Consecutive failed probes of every node.
+    pub(crate) failures: Mutex<HashMap<NodeKey, u32>>,
+    /// Zones in a simulated outage.
+    pub(crate) zones_down: Mutex<HashSet<String>>,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct HealthSettings {
@@ -51,9 +63,9 @@ pub async fn monitor(r: Arc<Reconciler>) {
             }
         });
         for (key, health) in futures::future::join_all(probes).await {
-            let previous = lock(&r.observed).insert(key.clone(), health);
+            let previous = lock(&r.monitor.observed).insert(key.clone(), health);
             let failures = {
-                let mut failures = lock(&r.failures);
+                let mut failures = lock(&r.monitor.failures);
                 let count = failures.entry(key.clone()).or_insert(0);
                 *count = if health == Health::Healthy { 0 } else { *count + 1 };
                 *count
@@ -61,7 +73,7 @@ pub async fn monitor(r: Arc<Reconciler>) {
             // A node that answers again (a resumed primary, a zone back) may need demoting
             // or re-linking at once.
             if health == Health::Healthy && previous.is_some_and(|p| p != Health::Healthy) {
-                r.wake.notify_one();
+                r.schedule.wake.notify_one();
             }
             let newly_exited = health == Health::Exited && previous != Some(Health::Exited);
             let newly_unreachable = health != Health::Healthy && failures == r.health.failure_threshold;
@@ -113,7 +125,7 @@ async fn request_failover(r: &Reconciler, scope: &Scope, group: &str, primary: &
     if let Err(store::UpdateError::Store(error)) = result {
         tracing::error!(%error, replication_group = group, "asking for a failover failed");
     }
-    r.wake.notify_one();
+    r.schedule.wake.notify_one();
 }
 
 /// Hands a dead node to the reconciler, which restarts it in place.
@@ -123,6 +135,5 @@ async fn recover(r: &Reconciler, scope: &Scope, key: NodeKey) {
     if let Err(error) = r.store.record_events(scope, &[event]).await {
         tracing::error!(%error, "recording a recovery event failed");
     }
-    lock(&r.to_recover).insert(key);
-    r.wake.notify_one();
+    r.request_recovery(scope, &key).await;
 }

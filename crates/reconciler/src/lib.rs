@@ -7,7 +7,8 @@
 //!   time, start-up recovery and reset.
 //! - `cache_clusters`: one cluster's reconcile: creation, scaling, reboots, parameter
 //!   changes, deletion, self-healing — all one code path.
-//! - `replication_groups`: replication links, primary/reader endpoints and failover.
+//! - `replication_groups`: replication links, the group's status and failover.
+//! - `endpoints`: the primary, reader and configuration endpoints the emulator serves.
 //! - `cluster_mode`: cluster-mode groups on Redis Cluster: meeting, slots, resharding,
 //!   per-shard failover and the configuration endpoint.
 //! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
@@ -22,12 +23,16 @@
 //! parameter values) from `model`; it never calls the API layer.
 //!
 //! An activation takes no input and reads current state, so creation, repair after a crash
-//! and recovery after an emulator restart are the same code.
+//! and recovery after an emulator restart are the same code: the monitor and failovers ask
+//! for a node's replacement in the store (`recover_requested`), as the API asks for a
+//! reboot. The [`Reconciler`]'s own state is grouped by concern: `Schedule` (what runs
+//! when), `health::Memory` (what the monitor saw), `endpoints::Served`, `Secrets`.
 
 mod acl;
 mod at_rest;
 mod cache_clusters;
 mod cluster_mode;
+mod endpoints;
 mod error;
 mod failover;
 mod health;
@@ -41,9 +46,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::Catalog;
-use nodes::{ConfigEndpoint, Health, NodeKey, Runtime};
+use nodes::{Health, NodeKey, Runtime};
 use store::{Scope, Store};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 pub use health::HealthSettings;
 pub use s3::S3Target;
@@ -68,36 +73,40 @@ pub struct Reconciler {
     store: Arc<Store>,
     catalog: Arc<Catalog>,
     runtime: Arc<Runtime>,
-    wake: Arc<Notify>,
     state_dir: PathBuf,
-    /// The at-rest encryption key of the state dir, loaded on first need.
-    keys: Arc<at_rest::KeyStore>,
     health: HealthSettings,
     /// Where snapshot exports go: an S3-compatible endpoint, or (None) `<state dir>/exports`.
     s3: Option<S3Target>,
     /// Cluster-enabled nodes to keep warm for new cluster-mode primaries (see `nodes::warm`).
     warm_nodes: usize,
-    /// Clusters being reconciled right now: never two reconciles of one cluster at once.
+    /// What runs when: wake-ups, reconciles in flight, back-off.
+    schedule: Schedule,
+    /// What the health monitor has seen of the nodes, and the zones in an outage.
+    monitor: health::Memory,
+    /// The endpoints the emulator serves in front of nodes.
+    endpoints: endpoints::Served,
+    /// The state dir's TLS certificate authority and at-rest key.
+    secrets: Secrets,
+    /// The ACL each node process was given (its pid, and a digest of the users).
+    acl_applied: Mutex<HashMap<NodeKey, (u32, String)>>,
+}
+
+/// What runs when.
+struct Schedule {
+    wake: Arc<Notify>,
+    /// Resources being reconciled right now: never two reconciles of one at once.
     in_flight: Mutex<HashSet<ClusterKey>>,
-    /// Memcached configuration endpoints, with the sender that publishes node lists.
-    config_endpoints: tokio::sync::Mutex<HashMap<ClusterKey, (ConfigEndpoint, watch::Sender<nodes::ClusterConfig>)>>,
-    /// Primary and reader endpoints of every replication group.
-    group_endpoints: tokio::sync::Mutex<HashMap<ClusterKey, replication_groups::GroupEndpoints>>,
-    /// The last health of every node, as the monitor saw it.
-    observed: Mutex<HashMap<NodeKey, Health>>,
-    /// Consecutive failed probes of every node.
-    failures: Mutex<HashMap<NodeKey, u32>>,
-    /// Nodes the monitor found dead: restarted in place by the next reconcile.
-    to_recover: Mutex<HashSet<NodeKey>>,
-    /// Zones in a simulated outage.
-    zones_down: Mutex<HashSet<String>>,
     /// Set when the emulator shuts down: nothing new is reconciled.
     stopping: std::sync::atomic::AtomicBool,
     /// Failed reconciles in a row, per resource, for the back-off.
     retries: Mutex<HashMap<ClusterKey, u32>>,
-    /// The ACL each node process was given (its pid, and a digest of the users).
-    acl_applied: Mutex<HashMap<NodeKey, (u32, String)>>,
-    /// The TLS certificate authority of this state dir, made on first use.
+}
+
+/// Key material of the state dir, each made or loaded on first need.
+struct Secrets {
+    /// The at-rest encryption key of snapshot files.
+    keys: Arc<at_rest::KeyStore>,
+    /// The TLS certificate authority.
     ca: Mutex<Option<Arc<nodes::tls::CertificateAuthority>>>,
     /// The certificate endpoints terminating TLS themselves (mode `preferred`) present.
     proxy_tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
@@ -118,9 +127,9 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        lock(&self.reconciler.in_flight).remove(&self.key);
+        lock(&self.reconciler.schedule.in_flight).remove(&self.key);
         if self.again {
-            self.reconciler.wake.notify_one();
+            self.reconciler.schedule.wake.notify_one();
         }
     }
 }
@@ -151,31 +160,31 @@ impl Reconciler {
             store,
             catalog,
             runtime,
-            wake,
             state_dir: state_dir.to_path_buf(),
-            keys: Arc::new(at_rest::KeyStore::new(state_dir)),
             health,
             s3,
             warm_nodes,
-            in_flight: Mutex::new(HashSet::new()),
-            config_endpoints: tokio::sync::Mutex::new(HashMap::new()),
-            group_endpoints: tokio::sync::Mutex::new(HashMap::new()),
-            observed: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-            to_recover: Mutex::new(HashSet::new()),
-            zones_down: Mutex::new(HashSet::new()),
-            stopping: std::sync::atomic::AtomicBool::new(false),
-            retries: Mutex::new(HashMap::new()),
-            acl_applied: Mutex::new(HashMap::new()),
-            ca: Mutex::new(None),
-            proxy_tls: Mutex::new(None),
+            schedule: Schedule {
+                wake,
+                in_flight: Mutex::default(),
+                stopping: std::sync::atomic::AtomicBool::new(false),
+                retries: Mutex::default(),
+            },
+            monitor: health::Memory::default(),
+            endpoints: endpoints::Served::default(),
+            secrets: Secrets {
+                keys: Arc::new(at_rest::KeyStore::new(state_dir)),
+                ca: Mutex::default(),
+                proxy_tls: Mutex::default(),
+            },
+            acl_applied: Mutex::default(),
         })
     }
 
     /// The certificate authority kept in `<state dir>/tls/`, created the first time it is
     /// needed and then reused for as long as the state dir lives.
     pub fn certificate_authority(&self) -> Result<Arc<nodes::tls::CertificateAuthority>, nodes::NodeError> {
-        let mut ca = lock(&self.ca);
+        let mut ca = lock(&self.secrets.ca);
         if let Some(ca) = ca.as_ref() {
             return Ok(ca.clone());
         }
@@ -190,12 +199,12 @@ impl Reconciler {
             None => nodes::ProxyTls::Off,
             Some(model::status::transit::PREFERRED) => {
                 // Bound first: a guard in the match scrutinee would live through the arms.
-                let cached = lock(&self.proxy_tls).clone();
+                let cached = lock(&self.secrets.proxy_tls).clone();
                 let config = match cached {
                     Some(config) => config,
                     None => {
                         let config = self.certificate_authority()?.server_config()?;
-                        *lock(&self.proxy_tls) = Some(config.clone());
+                        *lock(&self.secrets.proxy_tls) = Some(config.clone());
                         config
                     }
                 };
@@ -232,7 +241,7 @@ impl Reconciler {
             self.activate();
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.wake.notified() => {}
+                _ = self.schedule.wake.notified() => {}
                 _ = tokio::time::sleep(PERIOD) => {}
             }
         }
@@ -241,8 +250,8 @@ impl Reconciler {
         self.pause().await;
         self.runtime.stop_warm().await;
         self.runtime.stop_all().await;
-        self.config_endpoints.lock().await.clear();
-        self.group_endpoints.lock().await.clear();
+        self.endpoints.memcached.lock().await.clear();
+        self.endpoints.groups.lock().await.clear();
     }
 
     /// Starts a reconcile for every cluster and replication group not being reconciled
@@ -309,7 +318,7 @@ impl Reconciler {
                     && c.cluster.id == node.key.cluster_id
                     && c.nodes.iter().any(|n| n.node_id == node.key.node_id)
             });
-            let busy = lock(&self.in_flight)
+            let busy = lock(&self.schedule.in_flight)
                 .iter()
                 .any(|(s, id)| scope_key(s) == node.key.scope && *id == node.key.cluster_id);
             if known || busy {
@@ -338,8 +347,8 @@ impl Reconciler {
         Fut: std::future::Future<Output = Result<Option<Duration>, error::Error>> + Send,
     {
         {
-            let mut in_flight = lock(&self.in_flight);
-            if self.stopping.load(std::sync::atomic::Ordering::SeqCst) || !in_flight.insert(key.clone()) {
+            let mut in_flight = lock(&self.schedule.in_flight);
+            if self.schedule.stopping.load(std::sync::atomic::Ordering::SeqCst) || !in_flight.insert(key.clone()) {
                 return;
             }
         }
@@ -358,13 +367,13 @@ impl Reconciler {
             // that cannot start does not spin the machine.
             let delay = match again {
                 Some(delay) if delay >= RETRY_DELAY => {
-                    let mut failures = lock(&this.retries);
+                    let mut failures = lock(&this.schedule.retries);
                     let count = failures.entry(key.clone()).or_insert(0);
                     *count = (*count + 1).min(16);
                     Some((delay * 2u32.pow(*count - 1)).min(MAX_RETRY_DELAY))
                 }
                 other => {
-                    lock(&this.retries).remove(&key);
+                    lock(&this.schedule.retries).remove(&key);
                     other
                 }
             };
@@ -375,45 +384,62 @@ impl Reconciler {
         });
     }
 
+    /// Asks for the node `key` to be replaced in place (recorded on the node, so the
+    /// cluster's reconcile sees it like any other desired change) and wakes the reconciler.
+    pub(crate) async fn request_recovery(&self, scope: &Scope, key: &NodeKey) {
+        let result = self
+            .store
+            .update_cache_cluster(scope, &key.cluster_id, |_, nodes| {
+                if let Some(node) = nodes.iter_mut().find(|n| n.node_id == key.node_id) {
+                    node.recover_requested = true;
+                }
+                Ok::<_, ()>(Vec::new())
+            })
+            .await;
+        if let Err(store::UpdateError::Store(error)) = result {
+            tracing::error!(node = %key, %error, "asking for a node's recovery failed");
+        }
+        self.schedule.wake.notify_one();
+    }
+
     /// Failed reconciles of `key` in a row so far (the one running now not counted).
     fn failed_attempts(&self, key: &ClusterKey) -> u32 {
-        lock(&self.retries).get(key).copied().unwrap_or(0)
+        lock(&self.schedule.retries).get(key).copied().unwrap_or(0)
     }
 
     /// Holds off new reconciles and waits (up to 10 s) for the running ones to finish, so
     /// that nothing starts a node while everything is being stopped.
     pub async fn pause(&self) {
-        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.schedule.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !lock(&self.in_flight).is_empty() && tokio::time::Instant::now() < deadline {
+        while !lock(&self.schedule.in_flight).is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     /// Reconciles again after [`Reconciler::pause`].
     pub fn resume(&self) {
-        self.stopping.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.wake.notify_one();
+        self.schedule.stopping.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.schedule.wake.notify_one();
     }
 
     /// Stops every node and endpoint and forgets them (after the store was reset; call
     /// [`Reconciler::pause`] first).
     pub async fn reset(&self) {
         self.runtime.stop_all().await;
-        self.config_endpoints.lock().await.clear();
-        self.group_endpoints.lock().await.clear();
-        lock(&self.observed).clear();
-        lock(&self.failures).clear();
-        lock(&self.to_recover).clear();
-        lock(&self.zones_down).clear();
-        lock(&self.retries).clear();
+        self.endpoints.memcached.lock().await.clear();
+        self.endpoints.groups.lock().await.clear();
+        lock(&self.monitor.observed).clear();
+        lock(&self.monitor.failures).clear();
+        lock(&self.monitor.zones_down).clear();
+        lock(&self.schedule.retries).clear();
         lock(&self.acl_applied).clear();
         let _ = tokio::fs::remove_dir_all(self.state_dir.join("nodes")).await;
     }
 
     /// The health the monitor last saw for a node.
     pub fn health(&self, key: &NodeKey) -> Option<Health> {
-        lock(&self.observed).get(key).copied()
+        lock(&self.monitor.observed).get(key).copied()
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -436,16 +462,16 @@ impl Reconciler {
             }
         }
         if down {
-            lock(&self.zones_down).insert(zone.to_string());
+            lock(&self.monitor.zones_down).insert(zone.to_string());
         } else {
-            lock(&self.zones_down).remove(zone);
+            lock(&self.monitor.zones_down).remove(zone);
         }
-        self.wake.notify_one();
+        self.schedule.wake.notify_one();
         Ok(affected)
     }
 
     /// Whether a zone is in a simulated outage (nodes started there start frozen too).
     pub fn zone_is_down(&self, zone: &str) -> bool {
-        lock(&self.zones_down).contains(zone)
+        lock(&self.monitor.zones_down).contains(zone)
     }
 }

@@ -1,7 +1,7 @@
 //! One reconcile of one replication group (cluster mode disabled): replication links from
 //! every replica to the primary, the emulator-served primary and reader endpoints, the
 //! group's status, failovers (automatic, TestFailover, PrimaryClusterId switch-over) and
-//! deletion. Member nodes themselves are started, healed and stopped by the cluster
+//! deletion. The endpoints themselves are `endpoints`'. Member nodes themselves are started, healed and stopped by the cluster
 //! reconcile, which makes replicas start as replicas of the current primary.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,87 +11,12 @@ use std::time::Duration;
 use model::status::cluster as status;
 use model::status::source::REPLICATION_GROUP as SOURCE_TYPE;
 use nodes::replication::Role;
-use nodes::{Balance, EndpointProxy, Health, NodeKey};
+use nodes::{Health, NodeKey};
 use store::{CacheCluster, EventRecord, FailoverRequest, ReplicationGroup, Scope, UpdateError};
-use tokio::sync::watch;
 
+use crate::endpoints::point_primary_and_reader;
 use crate::error::{Error, stored};
-use crate::{Reconciler, lock, scope_key};
-
-/// An emulator-served endpoint: the proxy, and the sender that points it at nodes.
-pub struct Endpoint {
-    proxy: EndpointProxy,
-    targets: watch::Sender<Vec<SocketAddr>>,
-}
-
-impl Endpoint {
-    /// Starts on the recorded port, or a free one the first time (or when the recorded one
-    /// was taken while the emulator was down).
-    pub async fn start(port: Option<u16>, balance: Balance) -> Result<Self, Error> {
-        let (targets, rx) = watch::channel(Vec::new());
-        let proxy = match EndpointProxy::start(Ipv4Addr::LOCALHOST, port.unwrap_or(0), rx.clone(), balance).await {
-            Ok(proxy) => proxy,
-            Err(_) if port.is_some() => {
-                EndpointProxy::start(Ipv4Addr::LOCALHOST, 0, rx, balance).await.map_err(Error::Node)?
-            }
-            Err(e) => return Err(Error::Node(e)),
-        };
-        Ok(Self { proxy, targets })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.proxy.port()
-    }
-
-    /// What new connections get: plaintext, TLS, or either (transit encryption mode).
-    pub fn set_tls(&self, tls: nodes::ProxyTls) {
-        self.proxy.set_tls(tls);
-    }
-
-    /// Points the endpoint at `next`; connections to nodes no longer listed are closed.
-    pub fn point_at(&self, next: Vec<SocketAddr>) {
-        self.targets.send_if_modified(|t| replace(t, next));
-    }
-}
-
-/// The endpoints of one group, each started the first time it is needed: primary and
-/// reader (cluster mode disabled and compatible), configuration (cluster mode).
-#[derive(Default)]
-pub struct GroupEndpoints {
-    pub primary: Option<Endpoint>,
-    pub reader: Option<Endpoint>,
-    pub configuration: Option<Endpoint>,
-}
-
-/// The endpoint in `slot`, started on `port` (or a free one) if it is not running yet.
-pub async fn ensure(slot: &mut Option<Endpoint>, port: Option<u16>, balance: Balance) -> Result<&Endpoint, Error> {
-    if slot.is_none() {
-        *slot = Some(Endpoint::start(port, balance).await?);
-    }
-    slot.as_ref().ok_or(Error::Store(store::StoreError::NotFound))
-}
-
-/// Points a group's primary endpoint at `primary` and its reader endpoint at `replicas`
-/// (at the primary when there are none); returns their ports.
-pub async fn point_primary_and_reader(
-    r: &Reconciler,
-    g: &ReplicationGroup,
-    primary: Option<SocketAddr>,
-    replicas: Vec<SocketAddr>,
-) -> Result<(u16, u16), Error> {
-    let mut all = r.group_endpoints.lock().await;
-    let endpoints = all.entry((g.scope.clone(), g.group.id.clone())).or_default();
-    let primary_targets: Vec<SocketAddr> = primary.into_iter().collect();
-    let reader_targets = if replicas.is_empty() { primary_targets.clone() } else { replicas };
-    let endpoint = ensure(&mut endpoints.primary, g.group.primary_endpoint_port, Balance::First).await?;
-    endpoint.point_at(primary_targets);
-    let primary_port = endpoint.port();
-    let endpoint = ensure(&mut endpoints.reader, g.group.reader_endpoint_port, Balance::RoundRobin).await?;
-    endpoint.point_at(reader_targets);
-    let reader_port = endpoint.port();
-    endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);
-    Ok((primary_port, reader_port))
-}
+use crate::{Reconciler, scope_key};
 
 pub(crate) fn node_key(scope: &Scope, member: &CacheCluster) -> Option<NodeKey> {
     member.nodes.first().map(|n| NodeKey::new(scope_key(scope), member.cluster.id.clone(), n.node_id.clone()))
@@ -153,15 +78,6 @@ pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) 
     MemberStart { directives, empty_unless_joined: false, rbac, shard_primary: false }
 }
 
-impl GroupEndpoints {
-    /// Every endpoint of the group speaks what the group's transit encryption says.
-    pub fn set_tls(&self, tls: nodes::ProxyTls) {
-        for endpoint in [&self.primary, &self.reader, &self.configuration].into_iter().flatten() {
-            endpoint.set_tls(tls.clone());
-        }
-    }
-}
-
 /// Marks a group available once `settled`, judged on `read`, the group as the reconcile
 /// read it: a change made since (a new member, a new layout, a failover asked for) is
 /// looked at by the next reconcile. A settled, available group's token change has reached
@@ -193,7 +109,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     let id = g.group.id.clone();
     if g.group.status == status::DELETING {
         if g.members.is_empty() {
-            r.group_endpoints.lock().await.remove(&(scope.clone(), id.clone()));
+            r.endpoints.groups.lock().await.remove(&(scope.clone(), id.clone()));
             let arn = model::arn::build(&scope, model::arn::Kind::ReplicationGroup, &id);
             match r.store.delete_replication_group(&scope, &id, &arn, &[]).await {
                 Ok(()) | Err(store::StoreError::NotFound) => {
@@ -352,12 +268,6 @@ fn ip(address: &SocketAddr) -> Ipv4Addr {
     }
 }
 
-fn replace(current: &mut Vec<SocketAddr>, next: Vec<SocketAddr>) -> bool {
-    let changed = *current != next;
-    *current = next;
-    changed
-}
-
 /// Drops the failover `request` if it is still the one asked for.
 async fn clear_failover(r: &Reconciler, scope: &Scope, id: &str, request: &FailoverRequest) -> Result<(), Error> {
     let result = r
@@ -392,10 +302,10 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: Fai
             .ok_or_else(|| Error::Inconsistent("promoted member vanished".into()))?,
         crate::failover::Decision::RestartPrimary => {
             tracing::warn!(replication_group = id, "no healthy replica to promote; restarting the primary in place");
-            if let Some(key) = old_key {
-                lock(&r.to_recover).insert(key);
-            }
             clear_failover(r, scope, id, &request).await?;
+            if let Some(key) = old_key {
+                r.request_recovery(scope, &key).await;
+            }
             return Ok(false);
         }
         crate::failover::Decision::Wait => {
@@ -433,7 +343,7 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: Fai
         }
     }
     if let Some(endpoint) =
-        r.group_endpoints.lock().await.get(&(scope.clone(), id.to_string())).and_then(|e| e.primary.as_ref())
+        r.endpoints.groups.lock().await.get(&(scope.clone(), id.to_string())).and_then(|e| e.primary.as_ref())
     {
         endpoint.point_at(vec![new_address]);
     }
@@ -463,8 +373,8 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: Fai
     if let Some(key) = old_key
         && r.runtime.probe(&key, r.health.timeout).await == Health::Exited
     {
-        lock(&r.to_recover).insert(key);
+        r.request_recovery(scope, &key).await;
     }
-    r.wake.notify_one();
+    r.schedule.wake.notify_one();
     Ok(false)
 }

@@ -240,7 +240,7 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
 /// encrypted, encrypted when `encrypt` says so; returns the size of the RDB data. RDB files
 /// can be large: the copy runs off the async workers, a chunk at a time.
 async fn transfer(r: &Reconciler, from: &Path, to: &Path, encrypt: bool) -> std::io::Result<u64> {
-    let (keys, from, to) = (r.keys.clone(), from.to_path_buf(), to.to_path_buf());
+    let (keys, from, to) = (r.secrets.keys.clone(), from.to_path_buf(), to.to_path_buf());
     tokio::task::spawn_blocking(move || crate::at_rest::transfer(&keys, &from, &to, encrypt))
         .await
         .map_err(std::io::Error::other)?
@@ -248,7 +248,7 @@ async fn transfer(r: &Reconciler, from: &Path, to: &Path, encrypt: bool) -> std:
 
 /// A snapshot or RDB file's RDB data in memory, decrypted when the file is encrypted.
 async fn read_plain(r: &Reconciler, from: &Path) -> std::io::Result<Vec<u8>> {
-    let (keys, from) = (r.keys.clone(), from.to_path_buf());
+    let (keys, from) = (r.secrets.keys.clone(), from.to_path_buf());
     tokio::task::spawn_blocking(move || crate::at_rest::read_plain(&keys, &from))
         .await
         .map_err(std::io::Error::other)?

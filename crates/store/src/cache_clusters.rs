@@ -136,6 +136,10 @@ pub struct CacheNodeRecord {
     pub reboot_requested: bool,
     /// The node goes away (scale-in) once the reconciler has stopped it.
     pub remove_requested: bool,
+    /// The node's process died (or was left without a replica to promote): the reconciler
+    /// replaces it in place, empty, as AWS replaces a failed node.
+    #[serde(default)]
+    pub recover_requested: bool,
     /// The parameter values the running process was given or has applied since.
     pub applied_parameters: Vec<(String, String)>,
     /// The memory limit the running process has (it follows the node type).

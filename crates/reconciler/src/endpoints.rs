@@ -1,0 +1,113 @@
+//! The endpoints the emulator serves in front of a group's nodes: primary and reader
+//! (cluster mode disabled and compatible) and configuration (cluster mode), each a proxy
+//! that keeps its port and is pointed at nodes as they change role.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use std::collections::HashMap;
+
+use nodes::{Balance, ClusterConfig, ConfigEndpoint, EndpointProxy};
+use store::ReplicationGroup;
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::{ClusterKey, Reconciler};
+
+/// Every endpoint the emulator serves, by cluster or group.
+#[derive(Default)]
+pub(crate) struct Served {
+    /// Memcached configuration endpoints, with the sender that publishes node lists.
+    pub(crate) memcached: tokio::sync::Mutex<HashMap<ClusterKey, (ConfigEndpoint, watch::Sender<ClusterConfig>)>>,
+    /// Primary, reader and configuration endpoints of every replication group.
+    pub(crate) groups: tokio::sync::Mutex<HashMap<ClusterKey, GroupEndpoints>>,
+}
+
+/// An emulator-served endpoint: the proxy, and the sender that points it at nodes.
+pub struct Endpoint {
+    proxy: EndpointProxy,
+    targets: watch::Sender<Vec<SocketAddr>>,
+}
+
+impl Endpoint {
+    /// Starts on the recorded port, or a free one the first time (or when the recorded one
+    /// was taken while the emulator was down).
+    pub async fn start(port: Option<u16>, balance: Balance) -> Result<Self, Error> {
+        let (targets, rx) = watch::channel(Vec::new());
+        let proxy = match EndpointProxy::start(Ipv4Addr::LOCALHOST, port.unwrap_or(0), rx.clone(), balance).await {
+            Ok(proxy) => proxy,
+            Err(_) if port.is_some() => {
+                EndpointProxy::start(Ipv4Addr::LOCALHOST, 0, rx, balance).await.map_err(Error::Node)?
+            }
+            Err(e) => return Err(Error::Node(e)),
+        };
+        Ok(Self { proxy, targets })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.proxy.port()
+    }
+
+    /// What new connections get: plaintext, TLS, or either (transit encryption mode).
+    pub fn set_tls(&self, tls: nodes::ProxyTls) {
+        self.proxy.set_tls(tls);
+    }
+
+    /// Points the endpoint at `next`; connections to nodes no longer listed are closed.
+    pub fn point_at(&self, next: Vec<SocketAddr>) {
+        self.targets.send_if_modified(|t| replace(t, next));
+    }
+}
+
+/// The endpoints of one group, each started the first time it is needed: primary and
+/// reader (cluster mode disabled and compatible), configuration (cluster mode).
+#[derive(Default)]
+pub struct GroupEndpoints {
+    pub primary: Option<Endpoint>,
+    pub reader: Option<Endpoint>,
+    pub configuration: Option<Endpoint>,
+}
+
+/// The endpoint in `slot`, started on `port` (or a free one) if it is not running yet.
+pub async fn ensure(slot: &mut Option<Endpoint>, port: Option<u16>, balance: Balance) -> Result<&Endpoint, Error> {
+    if slot.is_none() {
+        *slot = Some(Endpoint::start(port, balance).await?);
+    }
+    slot.as_ref().ok_or(Error::Store(store::StoreError::NotFound))
+}
+
+/// Points a group's primary endpoint at `primary` and its reader endpoint at `replicas`
+/// (at the primary when there are none); returns their ports.
+pub async fn point_primary_and_reader(
+    r: &Reconciler,
+    g: &ReplicationGroup,
+    primary: Option<SocketAddr>,
+    replicas: Vec<SocketAddr>,
+) -> Result<(u16, u16), Error> {
+    let mut all = r.endpoints.groups.lock().await;
+    let endpoints = all.entry((g.scope.clone(), g.group.id.clone())).or_default();
+    let primary_targets: Vec<SocketAddr> = primary.into_iter().collect();
+    let reader_targets = if replicas.is_empty() { primary_targets.clone() } else { replicas };
+    let endpoint = ensure(&mut endpoints.primary, g.group.primary_endpoint_port, Balance::First).await?;
+    endpoint.point_at(primary_targets);
+    let primary_port = endpoint.port();
+    let endpoint = ensure(&mut endpoints.reader, g.group.reader_endpoint_port, Balance::RoundRobin).await?;
+    endpoint.point_at(reader_targets);
+    let reader_port = endpoint.port();
+    endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);
+    Ok((primary_port, reader_port))
+}
+
+impl GroupEndpoints {
+    /// Every endpoint of the group speaks what the group's transit encryption says.
+    pub fn set_tls(&self, tls: nodes::ProxyTls) {
+        for endpoint in [&self.primary, &self.reader, &self.configuration].into_iter().flatten() {
+            endpoint.set_tls(tls.clone());
+        }
+    }
+}
+
+fn replace(current: &mut Vec<SocketAddr>, next: Vec<SocketAddr>) -> bool {
+    let changed = *current != next;
+    *current = next;
+    changed
+}
