@@ -200,10 +200,6 @@ async fn count(tx: &mut sqlx::SqliteConnection, table: &str, scope: &Scope) -> R
     Ok(count as usize)
 }
 
-fn store<E>(error: impl Into<StoreError>) -> UpdateError<E> {
-    UpdateError::Store(error.into())
-}
-
 impl Store {
     /// Creates a user. [`StoreError::AlreadyExists`] when the id is taken,
     /// [`StoreError::QuotaExceeded`] past `quota` users; with `quota: None` an existing user
@@ -260,22 +256,22 @@ impl Store {
         id: &str,
         change: impl FnOnce(&mut UserRecord, &[UserGroup], &[User]) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<User>, UpdateError<E>> {
-        let mut tx = self.begin().await.map_err(store)?;
-        let Some(mut current) = read_users(&mut tx, scope, Some(id)).await.map_err(store)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let groups: Vec<UserGroup> = read_groups(&mut tx, scope, None)
-            .await
-            .map_err(store)?
-            .into_iter()
-            .filter(|g| current.group_ids.contains(&g.group.id))
-            .collect();
-        let users = read_users(&mut tx, scope, None).await.map_err(store)?;
-        let events = change(&mut current.user, &groups, &users).map_err(UpdateError::Rejected)?;
-        write_user(&mut tx, scope, &current.user).await.map_err(store)?;
-        insert_events(&mut tx, scope, &events).await.map_err(store)?;
-        tx.commit().await.map_err(store)?;
-        Ok(Some(current))
+        self.write(async |tx| {
+            let Some(mut current) = read_users(tx, scope, Some(id)).await?.into_iter().next() else {
+                return Ok(None);
+            };
+            let groups: Vec<UserGroup> = read_groups(tx, scope, None)
+                .await?
+                .into_iter()
+                .filter(|g| current.group_ids.contains(&g.group.id))
+                .collect();
+            let users = read_users(tx, scope, None).await?;
+            let events = change(&mut current.user, &groups, &users).map_err(UpdateError::Rejected)?;
+            write_user(tx, scope, &current.user).await?;
+            insert_events(tx, scope, &events).await?;
+            Ok(Some(current))
+        })
+        .await
     }
 
     /// Deletes a user, its group memberships and its tags once `check` (which sees the user
@@ -287,22 +283,22 @@ impl Store {
         arn: &str,
         check: impl FnOnce(&User) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<User>, UpdateError<E>> {
-        let mut tx = self.begin().await.map_err(store)?;
-        let Some(current) = read_users(&mut tx, scope, Some(id)).await.map_err(store)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let events = check(&current).map_err(UpdateError::Rejected)?;
-        sqlx::query("DELETE FROM users WHERE region = ? AND account = ? AND id = ?")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store)?;
-        delete_tags(&mut tx, arn).await.map_err(store)?;
-        insert_events(&mut tx, scope, &events).await.map_err(store)?;
-        tx.commit().await.map_err(store)?;
-        Ok(Some(current))
+        self.write(async |tx| {
+            let Some(current) = read_users(tx, scope, Some(id)).await?.into_iter().next() else {
+                return Ok(None);
+            };
+            let events = check(&current).map_err(UpdateError::Rejected)?;
+            sqlx::query("DELETE FROM users WHERE region = ? AND account = ? AND id = ?")
+                .bind(&scope.region)
+                .bind(&scope.account)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            delete_tags(tx, arn).await?;
+            insert_events(tx, scope, &events).await?;
+            Ok(Some(current))
+        })
+        .await
     }
 
     /// Creates a group with its members once `check`, which sees every user of the
@@ -318,36 +314,36 @@ impl Store {
         check: impl FnOnce(&[User]) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<(), UpdateError<E>> {
         let group = &new.group;
-        let mut tx = self.begin().await.map_err(store)?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM user_groups WHERE region = ? AND account = ? AND id = ?")
+        self.write(async |tx| {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM user_groups WHERE region = ? AND account = ? AND id = ?")
+                    .bind(&scope.region)
+                    .bind(&scope.account)
+                    .bind(&group.id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if exists.is_some() {
+                return Err(StoreError::AlreadyExists.into());
+            }
+            if count(tx, "user_groups", scope).await? >= quota {
+                return Err(StoreError::QuotaExceeded(quota).into());
+            }
+            let users = read_users(tx, scope, None).await?;
+            let events = check(&users).map_err(UpdateError::Rejected)?;
+            sqlx::query("INSERT INTO user_groups (region, account, id, data) VALUES (?, ?, ?, ?)")
                 .bind(&scope.region)
                 .bind(&scope.account)
                 .bind(&group.id)
-                .fetch_optional(&mut *tx)
+                .bind(encode(group)?)
+                .execute(&mut **tx)
                 .await
-                .map_err(store)?;
-        if exists.is_some() {
-            return Err(store(StoreError::AlreadyExists));
-        }
-        if count(&mut tx, "user_groups", scope).await.map_err(store)? >= quota {
-            return Err(store(StoreError::QuotaExceeded(quota)));
-        }
-        let users = read_users(&mut tx, scope, None).await.map_err(store)?;
-        let events = check(&users).map_err(UpdateError::Rejected)?;
-        sqlx::query("INSERT INTO user_groups (region, account, id, data) VALUES (?, ?, ?, ?)")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(&group.id)
-            .bind(encode(group).map_err(store)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| store(StoreError::from_insert(e)))?;
-        write_group(&mut tx, scope, group, &new.user_ids).await.map_err(store)?;
-        insert_tags(&mut tx, arn, tags).await.map_err(store)?;
-        insert_events(&mut tx, scope, &events).await.map_err(store)?;
-        tx.commit().await.map_err(store)?;
-        Ok(())
+                .map_err(StoreError::from_insert)?;
+            write_group(tx, scope, group, &new.user_ids).await?;
+            insert_tags(tx, arn, tags).await?;
+            insert_events(tx, scope, &events).await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn user_group(&self, scope: &Scope, id: &str) -> Result<Option<UserGroup>> {
@@ -397,22 +393,22 @@ impl Store {
         arn: &str,
         check: impl FnOnce(&UserGroup) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<UserGroup>, UpdateError<E>> {
-        let mut tx = self.begin().await.map_err(store)?;
-        let Some(current) = read_groups(&mut tx, scope, Some(id)).await.map_err(store)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let events = check(&current).map_err(UpdateError::Rejected)?;
-        sqlx::query("DELETE FROM user_groups WHERE region = ? AND account = ? AND id = ?")
-            .bind(&scope.region)
-            .bind(&scope.account)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store)?;
-        delete_tags(&mut tx, arn).await.map_err(store)?;
-        insert_events(&mut tx, scope, &events).await.map_err(store)?;
-        tx.commit().await.map_err(store)?;
-        Ok(Some(current))
+        self.write(async |tx| {
+            let Some(current) = read_groups(tx, scope, Some(id)).await?.into_iter().next() else {
+                return Ok(None);
+            };
+            let events = check(&current).map_err(UpdateError::Rejected)?;
+            sqlx::query("DELETE FROM user_groups WHERE region = ? AND account = ? AND id = ?")
+                .bind(&scope.region)
+                .bind(&scope.account)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            delete_tags(tx, arn).await?;
+            insert_events(tx, scope, &events).await?;
+            Ok(Some(current))
+        })
+        .await
     }
 }
 
