@@ -94,14 +94,16 @@ states += [s["SnapshotStatus"] for s in snapshots]
 sys.exit(0 if states and all(s == "available" for s in states) else 1)
 PY
 }
-# Every node the store knows runs exactly once, and nothing else runs.
+# Every node the store knows runs exactly once, and nothing else runs but the warm nodes
+# (cluster-enabled nodes kept ready for new cluster-mode primaries, see /_emulator/health).
 nodes_match() {
-    python3 - "$ENDPOINT/_emulator/nodes" "$(node_pids | tr '\n' ' ')" <<'PY'
+    python3 - "$ENDPOINT" "$(node_pids | tr '\n' ' ')" <<'PY'
 import json, sys, urllib.request
-nodes = json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
-expected = sorted(str(n["pid"]) for n in nodes if n["pid"])
+nodes = json.load(urllib.request.urlopen(sys.argv[1] + "/_emulator/nodes", timeout=2))
+warm = json.load(urllib.request.urlopen(sys.argv[1] + "/_emulator/health", timeout=2)).get("warm_nodes", [])
+expected = sorted(str(n["pid"]) for n in nodes + warm if n["pid"])
 running = sorted(sys.argv[2].split())
-sys.exit(0 if len(expected) == len(nodes) and expected == running else 1)
+sys.exit(0 if len(expected) == len(nodes) + len(warm) and expected == running else 1)
 PY
 }
 crash_and_restart() {
