@@ -232,3 +232,37 @@ async fn of_concurrent_groups_adopting_one_cluster_exactly_one_gets_it() {
     let ids: Vec<&str> = groups.replication_groups().iter().filter_map(|g| g.replication_group_id()).collect();
     assert_eq!(ids, [owner.as_str()]);
 }
+
+#[tokio::test]
+async fn a_parameter_group_deleted_while_a_cluster_moves_to_it_is_never_left_in_use() {
+    let server = TestServer::start_with(|c| c.settle_timeout = Duration::ZERO).await;
+    let client = server.client();
+    memcached(&client, "mover", 1).send().await.unwrap();
+    wait_cluster_available(&client, "mover").await;
+    client
+        .create_cache_parameter_group()
+        .cache_parameter_group_name("target")
+        .cache_parameter_group_family("memcached1.6")
+        .description("deleted while a cluster moves to it")
+        .send()
+        .await
+        .unwrap();
+    let modifies = (0..CONCURRENT - 1).map(|_| {
+        let modify = client
+            .modify_cache_cluster()
+            .cache_cluster_id("mover")
+            .cache_parameter_group_name("target")
+            .apply_immediately(true);
+        async move { modify.send().await.map(drop) }
+    });
+    let delete = async { client.delete_cache_parameter_group().cache_parameter_group_name("target").send().await };
+    let (_, deleted) = tokio::join!(join_all(modifies), delete);
+    let group = describe_cluster(&client, "mover")
+        .await
+        .cache_parameter_group()
+        .and_then(|g| g.cache_parameter_group_name().map(str::to_string));
+    match deleted {
+        Ok(_) => assert_ne!(group.as_deref(), Some("target"), "the cluster uses a deleted parameter group"),
+        Err(_) => assert_eq!(group.as_deref(), Some("target")),
+    }
+}

@@ -228,16 +228,23 @@ async fn change_available(
     change: impl FnOnce(&mut CacheClusterRecord, &mut Vec<CacheNodeRecord>) -> Result<Vec<EventRecord>, ApiError>,
 ) -> Result<StoredCluster, ApiError> {
     let id = id.to_ascii_lowercase();
-    let result = ops
-        .store
-        .update_cache_cluster(scope, &id, |cluster, nodes| {
-            if cluster.status != status::AVAILABLE {
-                return Err(invalid_state(&cluster.id, &cluster.status));
-            }
-            change(cluster, nodes)
-        })
-        .await;
-    let updated = crate::updated(result, || not_found(&id))?;
+    let updated = written(
+        ops.store
+            .write(async |tx| {
+                let changed = tx.update_cache_cluster(scope, &id, |cluster, nodes| {
+                    if cluster.status != status::AVAILABLE {
+                        return Err(invalid_state(&cluster.id, &cluster.status));
+                    }
+                    change(cluster, nodes)
+                });
+                let Some(updated) = changed.await? else { return refuse(not_found(&id)) };
+                // A parameter group deleted since the change was checked is not taken.
+                let c = &updated.cluster;
+                crate::groups_still_there(tx, scope, &c.parameter_group, &c.subnet_group).await?;
+                Ok(updated)
+            })
+            .await,
+    )?;
     ops.wake_reconciler();
     Ok(updated)
 }

@@ -247,6 +247,10 @@ pub(crate) async fn change_available(
                     change(group, members)
                 });
                 let Some(group) = changed.await? else { return refuse(not_found(&id)) };
+                // A parameter group deleted since the change was checked is not taken.
+                for c in group.members.iter().map(|m| &m.cluster) {
+                    crate::groups_still_there(tx, scope, &c.parameter_group, &c.subnet_group).await?;
+                }
                 let now = &group.group.user_group_ids;
                 if *now != before {
                     let dropped: Vec<String> = before.into_iter().filter(|g| !now.contains(g)).collect();
