@@ -6,15 +6,20 @@
 //!   hands over to the module of its resource family.
 //! - `parameter_groups`, `engine_versions`, `subnet_groups`, `security_groups`, `tags`,
 //!   `cache_clusters`, `replication_groups`, `snapshots`, `users`, `user_groups`, `events`:
-//!   one module per resource family.
+//!   one module per resource family; the long Create and Modify handlers of clusters and
+//!   groups have a module each (`cache_clusters::create`, `replication_groups::modify`, …),
+//!   a plan checked against AWS's rules and then applied. `shards`: cluster mode's node
+//!   groups; `rbac`, `transit`: user groups, TLS and AUTH tokens of groups.
 //! - The vocabulary it shares with the store and the reconciler (statuses, names, ARNs,
 //!   the catalog of engines and parameters) is the `model` crate's.
-//! - `arn`, `pagination`, `validate`: rules shared by every family; `access_string`: the
-//!   Redis ACL rules of RBAC users.
+//! - `arn`, `pagination`, `validate`, `lookups` (what a request refers to), `placement`
+//!   (zones of new nodes): rules shared by every family; `access_string`: the Redis ACL rules
+//!   of RBAC users; `settle`: waiting for a change to settle before answering.
 //!
 //! Handlers validate first and change nothing when they fail; each change is one store
-//! transaction (with its events). They never spawn processes or sleep: they record desired
-//! state and wake the reconciler, which does the rest.
+//! transaction ([`store::Store::write`]) whose reads, checks and writes (and events) go
+//! together. They never spawn processes or sleep: they record desired state and wake the
+//! reconciler, which does the rest.
 
 mod access_string;
 mod arn;

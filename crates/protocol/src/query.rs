@@ -79,8 +79,15 @@ fn invalid(path: &str, value: &str, expected: &str) -> ApiError {
 }
 
 impl FromQuery for String {
+    /// Text XML 1.0 cannot carry (control characters, U+FFFE, U+FFFF) is refused: it could
+    /// never be answered back. The message does not repeat it.
     fn from_query(q: &QueryParams, path: &str) -> Result<Option<Self>, ApiError> {
-        Ok(q.get(path).map(str::to_string))
+        match q.get(path) {
+            Some(v) if !v.chars().all(crate::xml::is_xml_char) => Err(ApiError::invalid_parameter_value(format!(
+                "The value for parameter {path} contains characters that are not allowed."
+            ))),
+            v => Ok(v.map(str::to_string)),
+        }
     }
 }
 

@@ -28,9 +28,17 @@ impl XmlWriter {
         self.out.push('>');
     }
 
+    /// Text is escaped, and a character XML 1.0 cannot carry (which the decoder refuses,
+    /// but a state dir may hold from an older release) becomes U+FFFD: the document stays
+    /// well-formed whatever it is given.
     pub fn text_element(&mut self, name: &str, text: &str) {
         self.open(name);
-        self.out.push_str(&quick_xml::escape::escape(text));
+        if text.chars().all(is_xml_char) {
+            self.out.push_str(&quick_xml::escape::escape(text));
+        } else {
+            let clean: String = text.chars().map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' }).collect();
+            self.out.push_str(&quick_xml::escape::escape(&clean));
+        }
         self.close(name);
     }
 
@@ -60,6 +68,12 @@ impl XmlWriter {
     pub fn finish(self) -> String {
         self.out
     }
+}
+
+/// Whether XML 1.0 can carry `c` (its `Char` production): tab, newline, carriage return,
+/// and everything from U+0020 but surrogates and U+FFFE/U+FFFF.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// A shape that can be written as an XML element.
@@ -146,4 +160,17 @@ pub fn error_response(error: &ApiError, request_id: &str) -> String {
     w.text_element("RequestId", request_id);
     w.close("ErrorResponse");
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_xml_cannot_carry_is_replaced_and_the_rest_escaped() {
+        let mut w = XmlWriter::new();
+        w.text_element("A", "tab\t <&> \u{0}\u{1B}\u{FFFE}");
+        assert_eq!(w.finish(), "<A>tab\t &lt;&amp;&gt; \u{FFFD}\u{FFFD}\u{FFFD}</A>");
+        assert!(is_xml_char('\n') && is_xml_char('\u{10FFFF}') && !is_xml_char('\u{FFFF}'));
+    }
 }

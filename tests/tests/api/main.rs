@@ -6,6 +6,7 @@
 
 mod admin;
 mod engine_versions;
+mod hostile;
 mod pagination_regions;
 mod parameter_groups;
 mod protocol;
