@@ -75,6 +75,15 @@ impl ApiError {
         Self::common("SignatureDoesNotMatch", 403, message)
     }
 
+    /// A request body past the server's limit.
+    pub fn request_entity_too_large(limit: usize) -> Self {
+        Self::common(
+            "RequestEntityTooLarge",
+            413,
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::common("InternalFailure", 500, message)
     }

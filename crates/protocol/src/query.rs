@@ -31,11 +31,9 @@ impl QueryParams {
         Self { params }
     }
 
-    /// Merges another form (a POST body after the URL's query string); earlier keys win.
-    pub fn extend(&mut self, other: QueryParams) {
-        for (key, value) in other.params {
-            self.params.entry(key).or_insert(value);
-        }
+    /// Every key sent, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.params.keys().map(String::as_str)
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -52,6 +50,17 @@ impl QueryParams {
             }
             None => false,
         }
+    }
+
+    /// The numbers sent under `prefix.` (`prefix.1…`, `prefix.3.Key`, …): list indexes.
+    fn indexes_under(&self, prefix: &str) -> Vec<usize> {
+        let start = format!("{prefix}.");
+        self.params
+            .range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded))
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(&start))
+            .filter_map(|key| key[start.len()..].split('.').next()?.parse().ok())
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -152,6 +161,13 @@ pub fn list<T: FromQuery>(q: &QueryParams, path: &str, member: &str) -> Result<O
             Some(item) => items.push(item),
             None => break,
         }
+    }
+    // A member past a gap (or numbered 0) would be dropped silently: refused instead.
+    if let Some(stray) = q.indexes_under(&base).into_iter().find(|&i| i == 0 || i > items.len()) {
+        return Err(ApiError::invalid_parameter_value(format!(
+            "The members of {path} must be numbered from 1 without gaps; {base}.{stray} follows {} member(s).",
+            items.len()
+        )));
     }
     Ok(Some(items))
 }

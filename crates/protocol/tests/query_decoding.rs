@@ -63,8 +63,7 @@ fn nested_structures_inside_lists() {
 #[test]
 fn member_lists_and_lists_inside_list_members() {
     let input: RemoveTagsFromResourceMessage =
-        decode("ResourceName=arn&TagKeys.member.1=a&TagKeys.member.2=b&TagKeys.member.10=ignored-after-gap")
-            .expect("valid input");
+        decode("ResourceName=arn&TagKeys.member.1=a&TagKeys.member.2=b").expect("valid input");
     assert_eq!(input.tag_keys, vec!["a".to_string(), "b".to_string()]);
 
     let input: DescribeUsersMessage =
@@ -137,4 +136,27 @@ fn bad_input_is_the_aws_error() {
     let ids: String = (1..=21).map(|i| format!("&ReplicationGroupIds.member.{i}=rg{i}")).collect();
     let error = decode::<BatchApplyUpdateActionMessage>(&format!("ServiceUpdateName=s{ids}")).unwrap_err();
     assert_eq!(error.code, "InvalidParameterValue", "list longer than the model's max");
+}
+
+#[test]
+fn a_list_with_a_gap_in_its_numbering_is_refused_not_truncated() {
+    let gap = decode::<CreateCacheClusterMessage>(
+        "CacheClusterId=c&Tags.Tag.1.Key=a&Tags.Tag.3.Key=c&SecurityGroupIds.SecurityGroupId.1=sg-1",
+    )
+    .expect_err("Tags.Tag.3 follows one member");
+    assert_eq!(gap.code, "InvalidParameterValue");
+    assert!(gap.message.contains("Tags.Tag.3"), "{}", gap.message);
+    let zero = decode::<CreateCacheClusterMessage>("CacheClusterId=c&SnapshotArns.SnapshotArn.0=x")
+        .expect_err("lists count from 1");
+    assert_eq!(zero.code, "InvalidParameterValue");
+}
+
+#[test]
+fn text_xml_cannot_carry_is_refused_naming_the_parameter() {
+    let error = decode::<CreateCacheClusterMessage>("CacheClusterId=c&CacheSubnetGroupName=a%01b")
+        .expect_err("a control character");
+    assert_eq!(error.code, "InvalidParameterValue");
+    assert!(error.message.contains("CacheSubnetGroupName") && !error.message.contains('\u{1}'));
+    let kept: CreateCacheClusterMessage = decode("CacheClusterId=c&CacheSubnetGroupName=tab%09%E2%9C%93").unwrap();
+    assert_eq!(kept.cache_subnet_group_name.as_deref(), Some("tab\t✓"));
 }

@@ -22,7 +22,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, Request};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -91,7 +90,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(query_api::routes())
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        // The Query endpoint reads its body up to BODY_LIMIT_BYTES itself and answers a
+        // larger one with an XML error; the admin API reads small JSON only.
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
         // The path only: a GET-form request's query string may carry an AuthToken.
@@ -109,18 +109,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.auth.validate()?;
+    // Every file the emulator writes from now on (the store and its WAL, node configs and
+    // data, keys, snapshots) may hold a secret: readable by this user only from its creation.
+    // SAFETY: umask only replaces the process's file mode mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
     // The store holds AUTH tokens and the dir the CA key: for this user's eyes only.
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let private = std::fs::Permissions::from_mode(0o700);
-        std::fs::set_permissions(&config.state_dir, private)
-            .with_context(|| format!("restricting state dir {}", config.state_dir.display()))?;
+    keep_private(&config.state_dir, 0o700)?;
+    let database = config.state_dir.join("elasticache-local.sqlite");
+    let store = Arc::new(store::Store::open(&database).await.context("opening the store")?);
+    // Files an older release created before the umask below was set.
+    for file in ["", "-wal", "-shm"].map(|suffix| format!("{}{suffix}", database.display())) {
+        if std::path::Path::new(&file).exists() {
+            keep_private(std::path::Path::new(&file), 0o600)?;
+        }
     }
-    let store = Arc::new(
-        store::Store::open(&config.state_dir.join("elasticache-local.sqlite")).await.context("opening the store")?,
-    );
     let catalog = Arc::new(model::Catalog::load());
     let wake = Arc::new(Notify::new());
     let operations = Arc::new(operations::Operations::new(
@@ -189,6 +193,12 @@ async fn automated_backups(operations: Arc<operations::Operations>) {
             tracing::warn!(%error, "automated backups failed");
         }
     }
+}
+
+fn keep_private(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("restricting {}", path.display()))
 }
 
 /// Aborts the task when dropped, so that a caller dropping `run` also stops reconciling.

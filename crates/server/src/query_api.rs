@@ -24,12 +24,14 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
         let error = ApiError::invalid_action(parts.method.as_str());
         return xml_response(StatusCode::METHOD_NOT_ALLOWED, protocol::xml::error_response(&error, &request_id));
     }
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > crate::BODY_LIMIT_BYTES) {
+        return error_response(&body_too_large(), &request_id);
+    }
     let body = match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
         Ok(body) => body,
-        Err(_) => {
-            let error = ApiError::invalid_parameter_value("The request body could not be read or is too large.");
-            return error_response(&error, &request_id);
-        }
+        // Past the limit (a chunked body declares no length), or cut off.
+        Err(_) => return error_response(&body_too_large(), &request_id),
     };
     // Checked before anything in the request is acted on; the body hash is part of the signature.
     let region = match state.config.auth.check(&parts, &body) {
@@ -40,8 +42,10 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             return error_response(&error, &request_id);
         }
     };
-    let mut params = QueryParams::parse(parts.uri.query().unwrap_or("").as_bytes());
-    params.extend(QueryParams::parse(&body));
+    let params = match parameters(&parts.method, parts.uri.query().unwrap_or(""), &body) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error, &request_id),
+    };
     let ctx = RequestContext { request_id: request_id.clone(), region, account: state.config.account.clone() };
     let result = call(&state, &ctx, &params).await;
     let action = params.get("Action").unwrap_or_default();
@@ -60,6 +64,29 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             error_response(&error, &request_id)
         }
     }
+}
+
+/// The request's parameters: a GET's query string; a POST's body (AWS's SDKs send
+/// nothing in its query string), or its query string when the body is empty. A POST whose
+/// query string says something its body does not is refused, never merged: the two could
+/// name different actions or resources.
+fn parameters(method: &Method, query: &str, body: &[u8]) -> Result<QueryParams, ApiError> {
+    let from_query = QueryParams::parse(query.as_bytes());
+    if *method == Method::GET || body.is_empty() {
+        return Ok(from_query);
+    }
+    let from_body = QueryParams::parse(body);
+    if let Some(key) = from_query.keys().find(|key| from_body.get(key) != from_query.get(key)) {
+        return Err(ApiError::invalid_parameter_combination(format!(
+            "The query string and the body of the request disagree on {key}; send every parameter in the body."
+        )));
+    }
+    Ok(from_body)
+}
+
+/// A body past the limit gets a 413, as an error document like any other.
+fn body_too_large() -> ApiError {
+    ApiError::request_entity_too_large(crate::BODY_LIMIT_BYTES)
 }
 
 async fn call(state: &AppState, ctx: &RequestContext, params: &QueryParams) -> Result<String, ApiError> {

@@ -142,3 +142,96 @@ async fn a_state_dir_already_holding_control_characters_serves_well_formed_xml()
     let description = document.descendants().find(|n| n.has_tag_name("Description")).and_then(|n| n.text());
     assert_eq!(description, Some("bell \u{FFFD} and \u{FFFD}"));
 }
+
+async fn post(server: &TestServer, path_and_query: &str, body: Vec<u8>) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path_and_query}", server.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn error_code(body: &str) -> String {
+    let document = roxmltree::Document::parse(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    document.descendants().find(|n| n.has_tag_name("Code")).and_then(|n| n.text()).unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_post_whose_query_string_and_body_disagree_is_refused_and_a_huge_body_gets_an_xml_413() {
+    let server = TestServer::start_with(|c| {
+        c.engines = Some(Engines::default());
+        c.warm_nodes = 0;
+    })
+    .await;
+    let form = "Action=CreateCacheParameterGroup&Version=2015-02-02&CacheParameterGroupName=kept\
+                &CacheParameterGroupFamily=redis7&Description=d";
+    let (status, body) = post(&server, "/", form.as_bytes().to_vec()).await;
+    assert_eq!(status, 200, "{body}");
+    // The query string names another action: nothing is merged, nothing is deleted.
+    let (status, body) = post(
+        &server,
+        "/?Action=DeleteCacheParameterGroup&CacheParameterGroupName=kept",
+        b"Action=DescribeCacheParameterGroups&Version=2015-02-02".to_vec(),
+    )
+    .await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "InvalidParameterCombination"), "{body}");
+    let (_, body) = post(
+        &server,
+        "/",
+        b"Action=DescribeCacheParameterGroups&Version=2015-02-02&CacheParameterGroupName=kept".to_vec(),
+    )
+    .await;
+    assert!(body.contains("<CacheParameterGroupName>kept</CacheParameterGroupName>"), "{body}");
+    // Agreeing parts are fine, and so is a POST with its parameters in the query string only.
+    let (status, _) = post(
+        &server,
+        "/?Action=DescribeCacheParameterGroups",
+        b"Action=DescribeCacheParameterGroups&Version=2015-02-02".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&server, "/?Action=DescribeCacheParameterGroups&Version=2015-02-02", Vec::new()).await;
+    assert_eq!(status, 200);
+
+    let huge = format!("Action=DescribeCacheClusters&Version=2015-02-02&Marker={}", "x".repeat(2 << 20));
+    let (status, body) = post(&server, "/", huge.into_bytes()).await;
+    assert_eq!((status, error_code(&body).as_str()), (413, "RequestEntityTooLarge"), "{body}");
+}
+
+#[tokio::test]
+async fn every_file_in_the_state_dir_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = TestServer::start().await;
+    let client = server.client();
+    client
+        .create_cache_cluster()
+        .cache_cluster_id("private")
+        .engine("redis")
+        .cache_node_type("cache.t3.micro")
+        .transit_encryption_enabled(true)
+        .auth_token("a-secret-token-1234")
+        .send()
+        .await
+        .unwrap();
+    e2e::wait_cluster_available(&client, "private").await;
+    let mut pending = vec![server.state_path().to_path_buf()];
+    let mut files = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+                pending.push(entry.path());
+            } else if meta.is_file() {
+                files += 1;
+                assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+            }
+        }
+    }
+    assert!(files > 5, "the database, its WAL, the node's config, its certificate files…");
+}
