@@ -148,3 +148,27 @@ for m in members:
     assert role == expected, (m["CacheClusterId"], role, expected)
 PY
 pass "group fo's nodes agree with Describe after the crashes"
+
+# ---------------------------------------------------------------------------------------------
+# Acknowledged writes survive a kill -9 of the emulator: a plain cluster, a replication group
+# (through its primary endpoint) and a cluster-mode group (through its configuration endpoint).
+KEYS=500
+write_keys() { # port prefix [-c]
+    for i in $(seq "$KEYS"); do echo "SET $2:$i v$i"; done | redis-cli -p "$1" ${3:-} >/dev/null
+}
+count_keys() { # port prefix [-c]
+    for i in $(seq "$KEYS"); do echo "GET $2:$i"; done | redis-cli -p "$1" ${3:-} | grep -c '^v' || true
+}
+FO_PORT=$(ec describe-replication-groups --replication-group-id fo \
+    --query 'ReplicationGroups[0].NodeGroups[0].PrimaryEndpoint.Port' --output text)
+SHARDED_PORT=$(ec describe-replication-groups --replication-group-id sharded-3 \
+    --query 'ReplicationGroups[0].ConfigurationEndpoint.Port' --output text)
+write_keys "$NODE_PORT" plain
+write_keys "$FO_PORT" group
+write_keys "$SHARDED_PORT" sharded -c
+crash_and_restart
+for check in "$NODE_PORT plain" "$FO_PORT group" "$SHARDED_PORT sharded -c"; do
+    read -r port prefix flag <<<"$check"
+    until_true "$prefix keys answering after the crash" test "$(count_keys "$port" "$prefix" $flag)" -eq "$KEYS"
+done
+pass "every acknowledged write ($KEYS each to a cluster, a group and a cluster-mode group) survived kill -9"

@@ -40,6 +40,10 @@ pub fn control_socket(dir: &Path) -> std::path::PathBuf {
 /// arrives through [`NodeSpec::directives`]; AWS's `cluster-preferred-endpoint-type`
 /// default, `tls-dynamic`, is a value only ElastiCache's own engine build accepts.)
 const REDIS_RESERVED: &[&str] = &[
+    // Persistence is the emulator's (see `render_redis`), whatever the parameter group says.
+    "appenddirname",
+    "appendfsync",
+    "appendonly",
     "bind",
     "cluster-config-file",
     "cluster-enabled",
@@ -65,6 +69,9 @@ const REDIS_RESERVED: &[&str] = &[
     "unixsocket",
     "unixsocketperm",
 ];
+
+/// Where a redis node keeps its append-only file, under its directory.
+pub const AOF_DIR: &str = "appendonlydir";
 
 /// Whether a parameter may reach redis at all (also used for `CONFIG SET`).
 pub fn redis_parameter_allowed(name: &str, settings: &RedisSettings) -> bool {
@@ -103,8 +110,15 @@ pub fn render_redis(
     // Relative to `dir` (redis works in it), so the log follows the directory if it moves
     // (a warm node handed to its cluster, see `warm`); redis opens it at every line.
     let _ = writeln!(out, "logfile {}", quote_always(REDIS_LOG_FILE));
-    // ElastiCache nodes do not persist unless asked to; parameters below may override.
-    out.push_str("save \"\"\nappendonly no\n");
+    // An acknowledged write must survive the emulator's crash (its nodes die with it): every
+    // write reaches the append-only file (the kernel's cache) before redis answers it, which
+    // a killed process cannot undo. No fsync: surviving a crash of the machine is not the
+    // point, and fsyncs of many nodes at once slow what they do (slot moves). A node
+    // with an AOF loads it; one without (new, seeded from a snapshot, or from before AOF) loads
+    // its RDB file and turns AOF on once started (see `Runtime::start`): redis started with
+    // `appendonly yes` and no AOF would ignore the RDB file.
+    let aof = if spec.dir.join(AOF_DIR).exists() { "yes" } else { "no" };
+    let _ = writeln!(out, "save \"\"\nappendonly {aof}\nappendfsync no\nappenddirname {AOF_DIR}");
     let _ = writeln!(out, "maxmemory {}", spec.max_memory_bytes);
     // The runtime's own way in, whatever the TCP port speaks (TLS only, or nothing).
     let _ = writeln!(out, "unixsocket {}", quote_always(&control_socket(&spec.dir).display().to_string()));

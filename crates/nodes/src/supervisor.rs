@@ -130,6 +130,7 @@ impl Runtime {
             let info = node.info.clone();
             tracing::info!(node = %spec.key, pid = info.pid, port = info.port, from = "warm", to = "running", "node started");
             lock(&self.inner.nodes).insert(spec.key.clone(), Arc::new(node));
+            self.keep_every_write(&spec).await;
             return Ok(info);
         }
         let binary =
@@ -149,6 +150,7 @@ impl Runtime {
                     tracing::info!(node = %spec.key, engine = %spec.engine, pid = info.pid,
                         address = %info.address, port, from = "stopped", to = "running", "node started");
                     lock(&self.inner.nodes).insert(spec.key.clone(), Arc::new(node));
+                    self.keep_every_write(&spec).await;
                     return Ok(info);
                 }
                 Err(Launch::PortTaken) if attempt < attempts => {
@@ -164,6 +166,20 @@ impl Runtime {
             }
         }
         Err(NodeError::PortInUse { address: spec.address, port: spec.port })
+    }
+
+    /// Turns a redis node's append-only file on if it started without one (see
+    /// `config::render_redis`): from here on every write it acknowledges survives a crash of
+    /// the emulator. Already on, this changes nothing.
+    async fn keep_every_write(&self, spec: &NodeSpec) {
+        if !spec.engine.is_redis_like() {
+            return;
+        }
+        match self.command(&spec.key, &["CONFIG", "SET", "appendonly", "yes"]).await {
+            Ok(Reply::Error(error)) => tracing::warn!(node = %spec.key, error, "turning the AOF on was refused"),
+            Err(error) => tracing::warn!(node = %spec.key, %error, "turning the AOF on failed"),
+            Ok(_) => {}
+        }
     }
 
     /// Keeps `settings.size` nodes of `settings.template` idle and warm from now on,

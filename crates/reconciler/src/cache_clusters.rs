@@ -256,6 +256,7 @@ async fn prepare_start(
         // A running process would write its data again as it stops.
         r.runtime.stop(&key).await.map_err(Error::Node)?;
         let _ = tokio::fs::remove_file(dir.join("dump.rdb")).await;
+        let _ = tokio::fs::remove_dir_all(dir.join(nodes::config::AOF_DIR)).await;
     }
     Ok(Ok(NodeSpec {
         key,

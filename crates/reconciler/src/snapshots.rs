@@ -98,8 +98,10 @@ async fn save_node(
         return Ok(None);
     }
     let (before, _, _) = persistence(r, &key).await?;
-    // An error reply means a save is already running; the wait below covers it.
-    let _ = r.runtime.command(&key, &["BGSAVE"]).await.map_err(Error::Node)?;
+    // SCHEDULE: while the node rewrites its append-only file (it does once after it starts),
+    // the save waits for the rewrite instead of being refused. An error reply means a save
+    // is already running; the wait below covers it.
+    let _ = r.runtime.command(&key, &["BGSAVE", "SCHEDULE"]).await.map_err(Error::Node)?;
     let started = Instant::now();
     loop {
         let (saves, running, ok) = persistence(r, &key).await?;
