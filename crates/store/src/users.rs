@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use crate::cache_clusters::{decode, encode};
 use crate::events::insert_events;
-use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, UpdateError, delete_tags, insert_tags};
+use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, UpdateError, delete_resource, insert_tags};
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
@@ -288,14 +288,7 @@ impl Store {
                 return Ok(None);
             };
             let events = check(&current).map_err(UpdateError::Rejected)?;
-            sqlx::query("DELETE FROM users WHERE region = ? AND account = ? AND id = ?")
-                .bind(&scope.region)
-                .bind(&scope.account)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-            delete_tags(tx, arn).await?;
-            insert_events(tx, scope, &events).await?;
+            delete_resource(tx, "users", "id", scope, id, arn, &events).await?;
             Ok(Some(current))
         })
         .await
@@ -398,14 +391,7 @@ impl Store {
                 return Ok(None);
             };
             let events = check(&current).map_err(UpdateError::Rejected)?;
-            sqlx::query("DELETE FROM user_groups WHERE region = ? AND account = ? AND id = ?")
-                .bind(&scope.region)
-                .bind(&scope.account)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-            delete_tags(tx, arn).await?;
-            insert_events(tx, scope, &events).await?;
+            delete_resource(tx, "user_groups", "id", scope, id, arn, &events).await?;
             Ok(Some(current))
         })
         .await
