@@ -190,16 +190,8 @@ fn snapshot_of(snapshot: Option<&Snapshot>) -> Vec<Awaited> {
 
 /// The outcome of a store read-modify-write as the API answers it: the resource, or
 /// `not_found` when it is gone, or the change's own refusal, or an internal error.
-fn updated<T>(
-    result: Result<Option<T>, store::UpdateError<ApiError>>,
-    not_found: impl FnOnce() -> ApiError,
-) -> Result<T, ApiError> {
-    match result {
-        Ok(Some(resource)) => Ok(resource),
-        Ok(None) => Err(not_found()),
-        Err(store::UpdateError::Rejected(e)) => Err(e),
-        Err(store::UpdateError::Store(e)) => Err(internal(e)),
-    }
+fn updated<T>(result: Write<Option<T>>, not_found: impl FnOnce() -> ApiError) -> Result<T, ApiError> {
+    written(result)?.ok_or_else(not_found)
 }
 
 /// What the work of one write transaction returns: the API's refusals, or a store failure.
