@@ -72,6 +72,8 @@ const REDIS_RESERVED: &[&str] = &[
 
 /// Where a redis node keeps its append-only file, under its directory.
 pub const AOF_DIR: &str = "appendonlydir";
+/// The AOF's manifest (redis's default `appendfilename` is `appendonly.aof`).
+const AOF_MANIFEST: &str = "appendonly.aof.manifest";
 
 /// Whether a parameter may reach redis at all (also used for `CONFIG SET`).
 pub fn redis_parameter_allowed(name: &str, settings: &RedisSettings) -> bool {
@@ -117,7 +119,8 @@ pub fn render_redis(
     // with an AOF loads it; one without (new, seeded from a snapshot, or from before AOF) loads
     // its RDB file and turns AOF on once started (see `Runtime::start`): redis started with
     // `appendonly yes` and no AOF would ignore the RDB file.
-    let aof = if spec.dir.join(AOF_DIR).exists() { "yes" } else { "no" };
+    // Only a finished AOF counts: its manifest is written once the first rewrite is done.
+    let aof = if spec.dir.join(AOF_DIR).join(AOF_MANIFEST).exists() { "yes" } else { "no" };
     let _ = writeln!(out, "save \"\"\nappendonly {aof}\nappendfsync no\nappenddirname {AOF_DIR}");
     let _ = writeln!(out, "maxmemory {}", spec.max_memory_bytes);
     // The runtime's own way in, whatever the TCP port speaks (TLS only, or nothing).

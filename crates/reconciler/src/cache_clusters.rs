@@ -467,9 +467,11 @@ pub(crate) fn redis_directives(mut directives: Vec<(String, String)>, major: u32
     // Redis waits 5 s by default before syncing a new replica; nothing here needs the wait.
     directives.push(("repl-diskless-sync-delay".to_string(), "0".to_string()));
     // A clean stop (emulator shutdown, reboot) writes the data to the node's directory,
-    // and the next start loads it: nodes keep their keys across emulator restarts.
+    // and the next start loads it: nodes keep their keys across emulator restarts. `force`:
+    // a node still writing its first append-only file (just after it started) would
+    // otherwise refuse to stop; the RDB file it saves holds everything.
     if major >= 7 {
-        directives.push(("shutdown-on-sigterm".to_string(), "save".to_string()));
+        directives.push(("shutdown-on-sigterm".to_string(), "save force".to_string()));
     }
     directives
 }
