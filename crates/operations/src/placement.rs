@@ -5,7 +5,9 @@ use protocol::ApiError;
 use store::{CacheNodeRecord, Scope, now_millis};
 
 use crate::Operations;
-use crate::cache_clusters::{node_id, status};
+use model::names::node_id;
+
+use crate::cache_clusters::status;
 
 /// Zones for `count` new nodes: the requested ones, else spread (cross-az) or packed
 /// (single-az) over the subnet group's zones, starting after the nodes already placed.

@@ -19,17 +19,10 @@ use crate::cache_clusters::status;
 use crate::replication_groups::{self as groups, MAX_REPLICAS};
 
 pub use model::names::SLOTS;
+use model::names::{node_group_id, shard_member_id};
 /// AWS's default quotas: shards per group and nodes per group.
 const MAX_NODE_GROUPS: usize = 90;
 const MAX_NODES: usize = 90;
-
-pub fn node_group_id(index: usize) -> String {
-    format!("{index:04}")
-}
-
-pub fn member_id(group: &str, node_group: &str, index: usize) -> String {
-    format!("{group}-{node_group}-{index:03}")
-}
 
 /// Parses AWS's slot notation: `0-5460`, or several ranges separated by commas.
 pub fn parse_slots(text: &str) -> Result<Vec<(u16, u16)>, ApiError> {
@@ -314,7 +307,7 @@ fn add_members(
     let existing = if shard_zones.is_empty() { placed } else { shard_zones };
     let new_zones = crate::placement::place(count, requested, "cross-az", zones, &existing);
     let taken: HashSet<String> = members.iter().map(|m| m.cluster.id.clone()).collect();
-    let ids = (1..).map(|i| member_id(&group.id, shard, i)).filter(|id| !taken.contains(id)).take(count);
+    let ids = (1..).map(|i| shard_member_id(&group.id, shard, i)).filter(|id| !taken.contains(id)).take(count);
     for (id, zone) in ids.zip(new_zones) {
         let (mut cluster, nodes) = groups::member(template.cluster, id, &group.id, zone);
         cluster.node_group_id = Some(shard.to_string());

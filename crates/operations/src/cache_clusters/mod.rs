@@ -33,10 +33,6 @@ fn default_port(engine: &str) -> u16 {
     if is_memcached(engine) { 11211 } else { 6379 }
 }
 
-pub fn node_id(index: usize) -> String {
-    format!("{index:04}")
-}
-
 fn not_found(id: &str) -> ApiError {
     Kind::Cluster.not_found(id)
 }

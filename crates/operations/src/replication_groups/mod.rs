@@ -45,14 +45,10 @@ fn invalid_state(id: &str, status: &str) -> ApiError {
     )
 }
 
-pub fn member_id(group: &str, index: usize) -> String {
-    format!("{group}-{index:03}")
-}
-
 /// The next `count` member ids of `group`, `<group>-001` upward, skipping the group's own
 /// `members` (an adopted primary may already hold one).
 fn next_member_ids(group: &str, count: usize, members: &HashSet<String>) -> Vec<String> {
-    (1..).map(|i| member_id(group, i)).filter(|id| !members.contains(id)).take(count).collect()
+    (1..).map(|i| model::names::member_id(group, i)).filter(|id| !members.contains(id)).take(count).collect()
 }
 
 /// Every cluster id of the scope.
