@@ -326,21 +326,6 @@ impl Tx {
 }
 
 impl Store {
-    /// [`Tx::create_cache_cluster`] on its own.
-    pub async fn create_cache_cluster(
-        &self,
-        scope: &Scope,
-        cluster: &CacheClusterRecord,
-        nodes: &[CacheNodeRecord],
-        arn: &str,
-        tags: &[TagRecord],
-        quota: usize,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        tx.create_cache_cluster(scope, cluster, nodes, arn, tags, quota).await?;
-        tx.commit().await
-    }
-
     pub async fn cache_cluster(&self, scope: &Scope, id: &str) -> Result<Option<CacheCluster>> {
         let mut conn = self.pool.acquire().await?;
         Ok(read_clusters(&mut conn, Some(scope), Some(id)).await?.into_iter().next())
@@ -372,10 +357,5 @@ impl Store {
     /// Removes a cluster, its nodes and its tags, recording `events`.
     pub async fn delete_cache_cluster(&self, scope: &Scope, id: &str, arn: &str, events: &[EventRecord]) -> Result<()> {
         self.delete_resource("cache_clusters", "id", scope, id, arn, events).await
-    }
-
-    /// Whether any cluster of the scope uses this parameter group.
-    pub async fn parameter_group_in_use(&self, scope: &Scope, group: &str) -> Result<bool> {
-        Ok(self.cache_clusters(scope).await?.iter().any(|c| c.cluster.parameter_group == group))
     }
 }

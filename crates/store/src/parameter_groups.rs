@@ -115,10 +115,6 @@ impl Store {
         Ok(rows.iter().map(record).collect())
     }
 
-    pub async fn delete_parameter_group(&self, scope: &Scope, name: &str, arn: &str) -> Result<()> {
-        self.delete_resource("cache_parameter_groups", "name", scope, name, arn, &[]).await
-    }
-
     /// The values a user set in a group, by parameter name.
     pub async fn parameter_values(&self, scope: &Scope, group: &str) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(

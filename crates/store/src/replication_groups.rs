@@ -278,19 +278,6 @@ impl Tx {
 }
 
 impl Store {
-    /// [`Tx::create_replication_group`] on its own.
-    pub async fn create_replication_group(
-        &self,
-        group: &ReplicationGroup,
-        arn: &str,
-        tags: &[TagRecord],
-        quota: usize,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        tx.create_replication_group(group, arn, tags, quota).await?;
-        tx.commit().await
-    }
-
     pub async fn replication_group(&self, scope: &Scope, id: &str) -> Result<Option<ReplicationGroup>> {
         let mut conn = self.pool.acquire().await?;
         Ok(read_groups(&mut conn, Some(scope), Some(id)).await?.into_iter().next())

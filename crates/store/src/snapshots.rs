@@ -178,20 +178,6 @@ impl Store {
         tx.commit().await
     }
 
-    /// [`Tx::create_snapshot`] on its own.
-    pub async fn create_snapshot(
-        &self,
-        scope: &Scope,
-        snapshot: &SnapshotRecord,
-        arn: &str,
-        tags: &[TagRecord],
-        events: &[EventRecord],
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        tx.create_snapshot(scope, snapshot, arn, tags, events).await?;
-        tx.commit().await
-    }
-
     pub async fn snapshot(&self, scope: &Scope, name: &str) -> Result<Option<SnapshotRecord>> {
         let mut conn = self.pool.acquire().await?;
         Ok(read_snapshots(&mut conn, Some(scope), Some(name)).await?.into_iter().next().map(|(_, s)| s))

@@ -171,9 +171,3 @@ async fn read_groups(conn: &mut SqliteConnection, scope: &Scope, name: Option<&s
     }
     Ok(groups)
 }
-
-impl Store {
-    pub async fn delete_subnet_group(&self, scope: &Scope, name: &str, arn: &str) -> Result<()> {
-        self.delete_resource("cache_subnet_groups", "name", scope, name, arn, &[]).await
-    }
-}
