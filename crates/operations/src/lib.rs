@@ -50,6 +50,8 @@ use protocol::shapes::*;
 use protocol::{ApiError, ElastiCache, RequestContext};
 use store::{Scope, Store, StoreError};
 
+use crate::arn::{Kind, NotFound as _};
+
 pub use model::Catalog;
 use settle::Awaited;
 
@@ -223,10 +225,10 @@ fn answered(error: StoreError, answer: impl FnOnce(&StoreError) -> Option<ApiErr
 /// subnet groups it was validated against are still there (a concurrent delete loses).
 async fn groups_still_there(tx: &mut store::Tx, scope: &Scope, parameter_group: &str, subnet_group: &str) -> Write<()> {
     if tx.parameter_group(scope, parameter_group).await?.is_none() {
-        return refuse(arn::NotFound::not_found(arn::Kind::ParameterGroup, parameter_group));
+        return refuse(Kind::ParameterGroup.not_found(parameter_group));
     }
     if tx.subnet_group(scope, subnet_group).await?.is_none() {
-        return refuse(arn::NotFound::not_found(arn::Kind::SubnetGroup, subnet_group));
+        return refuse(Kind::SubnetGroup.not_found(subnet_group));
     }
     Ok(())
 }

@@ -105,15 +105,7 @@ async fn every_string_parameter_of_every_operation_answers_well_formed_xml() {
     // Nothing was poisoned: every Describe and List still answers well-formed XML.
     for (operation, _) in string_parameters().iter().filter(|(o, _)| o.starts_with("Describe") || o.starts_with("List"))
     {
-        let body = format!("Action={operation}&Version=2015-02-02");
-        let response = client
-            .post(&url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let text = response.text().await.unwrap();
+        let (_, text) = post(&server, "/", format!("Action={operation}&Version=2015-02-02").into_bytes()).await;
         roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{operation} after the fuzz ({e}): {text}"));
     }
 }
@@ -130,14 +122,8 @@ async fn a_state_dir_already_holding_control_characters_serves_well_formed_xml()
         store.create_security_group(&scope, "poisoned", "bell \u{7} and \u{FFFF}", &arn, &[], None).await.unwrap();
     }
     let server = TestServer::start_in(dir).await;
-    let response = reqwest::Client::new()
-        .post(server.endpoint())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("Action=DescribeCacheSecurityGroups&Version=2015-02-02&CacheSecurityGroupName=poisoned")
-        .send()
-        .await
-        .unwrap();
-    let text = response.text().await.unwrap();
+    let form = "Action=DescribeCacheSecurityGroups&Version=2015-02-02&CacheSecurityGroupName=poisoned";
+    let (_, text) = post(&server, "/", form.as_bytes().to_vec()).await;
     let document = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     let description = document.descendants().find(|n| n.has_tag_name("Description")).and_then(|n| n.text());
     assert_eq!(description, Some("bell \u{FFFD} and \u{FFFD}"));
