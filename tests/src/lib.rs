@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod half_open;
 pub mod memcached;
 pub mod redis;
 pub mod resources;
@@ -24,9 +25,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_elasticache::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_elasticache::config::retry::RetryConfig;
+use aws_sdk_elasticache::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -74,6 +74,17 @@ impl TestServer {
         Self::try_start_with(state_dir, |_| {}).await
     }
 
+    /// A server with no engine binaries, no warm nodes and no settle wait: whatever a
+    /// request creates never starts a process (for tests of the API alone).
+    pub async fn without_engines() -> Self {
+        Self::start_with(|c| {
+            c.engines = Some(nodes::Engines::default());
+            c.warm_nodes = 0;
+            c.settle_timeout = Duration::ZERO;
+        })
+        .await
+    }
+
     /// Starts a server whose configuration `configure` changes first (the in-process twin of
     /// extra `serve` flags, e.g. `--auth strict --access-key …`).
     pub async fn start_with(configure: impl FnOnce(&mut server::Config)) -> Self {
@@ -85,7 +96,7 @@ impl TestServer {
         state_dir: tempfile::TempDir,
         configure: impl FnOnce(&mut server::Config),
     ) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = server::connections::listen(([127, 0, 0, 1], 0).into())?;
         let addr = listener.local_addr()?;
         let mut config = server::Config {
             state_dir: state_dir.path().to_path_buf(),
@@ -164,7 +175,7 @@ impl TestServer {
 
     /// An SDK client signing for `region`; the server keeps resources per region.
     pub fn client_in(&self, region: &str) -> aws_sdk_elasticache::Client {
-        aws_sdk_elasticache::Client::new(&sdk_config(&self.endpoint(), region))
+        aws_sdk_elasticache::Client::from_conf(sdk_config(&self.endpoint(), region).build())
     }
 }
 
@@ -185,8 +196,9 @@ impl Drop for TestServer {
 
 /// Config built only from what is passed here, so nothing in the environment (profiles,
 /// `AWS_ENDPOINT_URL`, `AWS_MAX_ATTEMPTS`) changes what the tests see.
-pub fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
-    SdkConfig::builder()
+pub fn sdk_config(endpoint: &str, region: &str) -> aws_sdk_elasticache::config::Builder {
+    aws_sdk_elasticache::config::Builder::new()
+        .http_client(http_client())
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
@@ -199,7 +211,14 @@ pub fn sdk_config(endpoint: &str, region: &str) -> SdkConfig {
         .endpoint_url(endpoint)
         // A client error must surface at once; a retried 5xx would hide a server bug.
         .retry_config(RetryConfig::disabled())
-        .build()
+}
+
+/// The SDK's HTTP client on rustls with ring (the SDK's default one would build aws-lc).
+pub fn http_client() -> aws_sdk_elasticache::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
 }
 
 /// What a failed SDK call told the client.

@@ -1,22 +1,51 @@
-//! A tiny memcached text-protocol client ([`MemcachedClient`]) over one TCP connection, for
-//! memcached nodes and the configuration endpoint (`config get cluster`).
+//! A tiny memcached text-protocol client ([`MemcachedClient`]) over one TCP connection,
+//! plaintext or TLS, for memcached nodes and the configuration endpoint (`config get cluster`).
+
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::CLIENT_TIMEOUT;
 
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
 /// A tiny memcached text-protocol client over one TCP connection.
 pub struct MemcachedClient {
-    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    stream: tokio::io::BufReader<Box<dyn Stream>>,
 }
 
 impl MemcachedClient {
     pub async fn connect(address: &str, port: u16) -> anyhow::Result<Self> {
-        let stream = tokio::time::timeout(CLIENT_TIMEOUT, tokio::net::TcpStream::connect((address, port)))
+        let stream = Self::tcp(address, port).await?;
+        Ok(Self { stream: tokio::io::BufReader::new(Box::new(stream)) })
+    }
+
+    /// Through TLS, verifying the server's certificate against `ca_pem` and `address`.
+    pub async fn connect_tls(address: &str, port: u16, ca_pem: &[u8]) -> anyhow::Result<Self> {
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem).context("CA certificate")?)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(address.to_string())?;
+        let tcp = Self::tcp(address, port).await?;
+        let tls =
+            tokio::time::timeout(CLIENT_TIMEOUT, tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp))
+                .await
+                .context("TLS handshake timed out")??;
+        Ok(Self { stream: tokio::io::BufReader::new(Box::new(tls)) })
+    }
+
+    async fn tcp(address: &str, port: u16) -> anyhow::Result<tokio::net::TcpStream> {
+        tokio::time::timeout(CLIENT_TIMEOUT, tokio::net::TcpStream::connect((address, port)))
             .await
-            .context("connect timed out")??;
-        Ok(Self { stream: tokio::io::BufReader::new(stream) })
+            .context("connect timed out")?
+            .map_err(Into::into)
     }
 
     /// Sends `request` as is and reads until the reply ends with one of `terminators`.

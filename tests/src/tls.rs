@@ -79,22 +79,25 @@ pub async fn connect_as(
 /// A cluster client bootstrapped from the configuration endpoint on `port`, over TLS
 /// verified against `ca`, with `password`.
 pub async fn cluster_connection(port: u16, ca: &[u8], password: &str) -> anyhow::Result<ClusterConnection> {
-    cluster_connection_as(port, ca, None, password).await
+    cluster_connection_as(port, ca, None, Some(password)).await
 }
 
-/// Like [`cluster_connection`], as the ACL user `user` (RBAC) when one is given.
+/// Like [`cluster_connection`], as the ACL user `user` (RBAC) when one is given, and
+/// without AUTH when no password is.
 pub async fn cluster_connection_as(
     port: u16,
     ca: &[u8],
     user: Option<&str>,
-    password: &str,
+    password: Option<&str>,
 ) -> anyhow::Result<ClusterConnection> {
     let mut builder = ClusterClient::builder(vec![info(port, Transport::Verified(ca), None, None)]);
     if let Some(user) = user {
         builder = builder.username(user.to_string());
     }
+    if let Some(password) = password {
+        builder = builder.password(password.to_string());
+    }
     let client = builder
-        .password(password.to_string())
         .tls(redis::TlsMode::Secure)
         .certs(TlsCertificates { client_tls: None, root_cert: Some(ca.to_vec()) })
         .retries(20)

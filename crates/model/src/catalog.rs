@@ -62,7 +62,12 @@ pub fn is_downgrade(from: &str, to: &str) -> bool {
 #[derive(Debug, Clone, Deserialize)]
 pub struct EngineVersion {
     pub engine: String,
+    /// As DescribeCacheEngineVersions lists it, and as requests name it: major.minor from
+    /// Redis 6 on and for Valkey (`7.1`), the full version before (`5.0.6`, `1.6.22`).
     pub engine_version: String,
+    /// What a cluster created at this version runs, as DescribeCacheClusters shows it
+    /// (`7.1` → `7.1.0`; Terraform's `engine_version_actual`).
+    pub actual_version: String,
     pub cache_parameter_group_family: String,
     pub cache_engine_description: String,
     pub cache_engine_version_description: String,
@@ -80,11 +85,17 @@ pub struct Catalog {
     node_types: BTreeMap<String, NodeType>,
 }
 
-const FAMILY_FILES: [&str; 4] = [
+const FAMILY_FILES: [&str; 10] = [
+    include_str!("../data/parameters/memcached1.4.json"),
+    include_str!("../data/parameters/memcached1.5.json"),
     include_str!("../data/parameters/memcached1.6.json"),
+    include_str!("../data/parameters/redis4.0.json"),
+    include_str!("../data/parameters/redis5.0.json"),
+    include_str!("../data/parameters/redis6.x.json"),
     include_str!("../data/parameters/redis7.json"),
     include_str!("../data/parameters/valkey7.json"),
     include_str!("../data/parameters/valkey8.json"),
+    include_str!("../data/parameters/valkey9.json"),
 ];
 const ENGINE_VERSIONS: &str = include_str!("../data/engine-versions.json");
 const NODE_TYPES: &str = include_str!("../data/node-types.json");
@@ -130,6 +141,14 @@ impl Catalog {
         &self.families
     }
 
+    /// The offered version a cluster records: its actual version, or (in state written
+    /// before actual versions were kept) the version as listed.
+    pub fn recorded_version(&self, engine: &str, recorded: &str) -> Option<&EngineVersion> {
+        self.engine_versions
+            .iter()
+            .find(|v| v.engine == engine && (v.actual_version == recorded || v.engine_version == recorded))
+    }
+
     /// Engine versions in AWS's order: by engine, then oldest version first.
     pub fn engine_versions(&self) -> &[EngineVersion] {
         &self.engine_versions
@@ -143,7 +162,9 @@ mod tests {
     #[test]
     fn data_loads_and_is_consistent() {
         let catalog = Catalog::load();
-        for name in ["redis7", "valkey7", "valkey8", "memcached1.6"] {
+        let names = catalog.family_names().collect::<Vec<_>>();
+        assert_eq!(names.len(), FAMILY_FILES.len());
+        for name in names {
             let family = catalog.family(name).expect("family present");
             assert!(family.parameters.len() > 20, "{name} has its parameters");
             assert!(

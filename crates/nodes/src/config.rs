@@ -284,11 +284,18 @@ fn canonical_class(class: &str) -> Option<&'static str> {
     }
 }
 
-/// The `memcached` command line for `spec`, listening on `port`.
+/// The `memcached` command line for `spec`, listening on `port` (TLS only when `tls` names
+/// the node's certificate files).
 ///
 /// `run_as_root` adds `-u root`: memcached refuses to start as root without `-u`, and
 /// containers and CI commonly run as root.
-pub fn memcached_args(spec: &NodeSpec, port: u16, options: &MemcachedOptions, run_as_root: bool) -> Vec<String> {
+pub fn memcached_args(
+    spec: &NodeSpec,
+    port: u16,
+    options: &MemcachedOptions,
+    run_as_root: bool,
+    tls: Option<&NodeTlsFiles>,
+) -> Vec<String> {
     let memory_mib = spec.max_memory_bytes.div_ceil(1024 * 1024).max(1);
     let mut args: Vec<String> = vec![
         "-l".into(),
@@ -316,6 +323,12 @@ pub fn memcached_args(spec: &NodeSpec, port: u16, options: &MemcachedOptions, ru
                 tracing::debug!(node = %spec.key, parameter = %name, value, why, "memcached parameter skipped")
             }
         }
+    }
+    if let Some(files) = tls {
+        // `-Z` makes every listener TLS; AWS asks clients for no certificate.
+        args.push("-Z".into());
+        extended.push(format!("ssl_chain_cert={}", files.cert.display()));
+        extended.push(format!("ssl_key={}", files.key.display()));
     }
     if !extended.is_empty() {
         args.extend(["-o".into(), extended.join(",")]);
@@ -543,7 +556,7 @@ mod tests {
         ]);
         s.engine = EngineKind::Memcached;
         s.max_memory_bytes = 64 * 1024 * 1024;
-        let args = memcached_args(&s, 11211, &options, true).join(" ");
+        let args = memcached_args(&s, 11211, &options, true, None).join(" ");
         assert_eq!(
             args,
             "-l 127.0.0.1 -p 11211 -U 0 -m 64 -u root -c 100 -I 1048576 -C -n 96 -f 1.5 -o no_maxconns_fast,hashpower=16"
@@ -554,7 +567,7 @@ mod tests {
     fn memcached_memory_rounds_up_to_a_mebibyte() {
         let mut s = spec(&[("max_item_size", "1048576")]);
         s.max_memory_bytes = 1;
-        let args = memcached_args(&s, 1, &MemcachedOptions::default(), false);
+        let args = memcached_args(&s, 1, &MemcachedOptions::default(), false, None);
         assert_eq!(args[7], "1");
         // 1 MiB items need at least 2 MiB of memory.
         assert!(!args.contains(&"-I".to_string()));

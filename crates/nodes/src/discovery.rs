@@ -6,12 +6,14 @@
 //! Anything else sent to that endpoint reaches a node, as on AWS where the configuration
 //! endpoint resolves to a node. Here the endpoint answers `config get cluster` itself and,
 //! at the first other command, turns the connection into a byte-for-byte proxy to the
-//! first node.
+//! first node. For a cluster with encryption in transit, the endpoint speaks TLS only (with
+//! a certificate from the emulator's CA) and reaches the node through TLS too.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -40,6 +42,18 @@ impl ClusterConfig {
     }
 }
 
+/// TLS for the endpoint of a cluster with encryption in transit: what it serves clients
+/// with, and how it reaches the nodes.
+#[derive(Clone)]
+pub struct EndpointTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+/// Plaintext or TLS, on either side of the endpoint.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
 /// A running configuration endpoint; it and all its connections stop when it is dropped.
 pub struct ConfigEndpoint {
     address: Ipv4Addr,
@@ -48,17 +62,18 @@ pub struct ConfigEndpoint {
 }
 
 impl ConfigEndpoint {
-    /// Listens on `address:port` (`0` picks a free port) and answers from `config`, which
-    /// is read at every request, so updates show at once.
+    /// Listens on `address:port` (`0` picks a free port), through TLS with `tls`, and
+    /// answers from `config`, which is read at every request, so updates show at once.
     pub async fn start(
         address: Ipv4Addr,
         port: u16,
         config: watch::Receiver<ClusterConfig>,
+        tls: Option<EndpointTls>,
     ) -> Result<Self, NodeError> {
         let listener = TcpListener::bind(SocketAddr::from((address, port))).await?;
         let port = listener.local_addr()?.port();
-        tracing::info!(%address, port, "memcached configuration endpoint listening");
-        let task = tokio::spawn(serve(listener, config));
+        tracing::info!(%address, port, tls = tls.is_some(), "memcached configuration endpoint listening");
+        let task = tokio::spawn(serve(listener, config, tls));
         Ok(Self { address, port, task })
     }
 
@@ -84,14 +99,14 @@ impl Drop for ConfigEndpoint {
     }
 }
 
-async fn serve(listener: TcpListener, config: watch::Receiver<ClusterConfig>) {
+async fn serve(listener: TcpListener, config: watch::Receiver<ClusterConfig>, tls: Option<EndpointTls>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, config.clone()));
+                    connections.spawn(accept(stream, config.clone(), tls.clone()));
                 }
                 Err(error) => {
                     // Typically EMFILE; back off instead of spinning.
@@ -104,12 +119,27 @@ async fn serve(listener: TcpListener, config: watch::Receiver<ClusterConfig>) {
     }
 }
 
-async fn connection(mut client: TcpStream, config: watch::Receiver<ClusterConfig>) {
+/// Completes the TLS handshake, if the endpoint speaks TLS, and serves the connection.
+async fn accept(stream: TcpStream, config: watch::Receiver<ClusterConfig>, tls: Option<EndpointTls>) {
+    match tls {
+        None => connection(stream, config, None).await,
+        Some(tls) => {
+            let Ok(stream) = tokio_rustls::TlsAcceptor::from(tls.server).accept(stream).await else { return };
+            connection(stream, config, Some(tls.client)).await;
+        }
+    }
+}
+
+async fn connection(
+    mut client: impl Stream,
+    config: watch::Receiver<ClusterConfig>,
+    upstream_tls: Option<Arc<rustls::ClientConfig>>,
+) {
     let mut pending: Vec<u8> = Vec::with_capacity(256);
     loop {
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             if !is_config_get_cluster(&pending[..end]) {
-                proxy(client, pending, &config).await;
+                proxy(client, pending, &config, upstream_tls.as_ref()).await;
                 return;
             }
             let reply = config.borrow().render();
@@ -119,7 +149,7 @@ async fn connection(mut client: TcpStream, config: watch::Receiver<ClusterConfig
             pending.drain(..=end);
         }
         if pending.len() > MAX_LINE {
-            proxy(client, pending, &config).await;
+            proxy(client, pending, &config, upstream_tls.as_ref()).await;
             return;
         }
         match client.read_buf(&mut pending).await {
@@ -129,6 +159,19 @@ async fn connection(mut client: TcpStream, config: watch::Receiver<ClusterConfig
     }
 }
 
+async fn upstream(
+    ip: Ipv4Addr,
+    port: u16,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Box<dyn Stream>> {
+    let stream = TcpStream::connect(SocketAddr::from((ip, port))).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(match tls {
+        None => Box::new(stream),
+        Some(config) => Box::new(crate::tls::connect(config, ip, stream).await?),
+    })
+}
+
 fn is_config_get_cluster(line: &[u8]) -> bool {
     let line = String::from_utf8_lossy(line);
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -136,22 +179,27 @@ fn is_config_get_cluster(line: &[u8]) -> bool {
         if a.eq_ignore_ascii_case("config") && b.eq_ignore_ascii_case("get") && c.eq_ignore_ascii_case("cluster"))
 }
 
-/// Forwards what was already read, then everything else both ways, to the first node.
-async fn proxy(mut client: TcpStream, already_read: Vec<u8>, config: &watch::Receiver<ClusterConfig>) {
-    let target = config.borrow().nodes.first().map(|(_, ip, port)| SocketAddr::from((*ip, *port)));
-    let Some(target) = target else {
+/// Forwards what was already read, then everything else both ways, to the first node
+/// (through TLS with `tls`).
+async fn proxy(
+    mut client: impl Stream,
+    already_read: Vec<u8>,
+    config: &watch::Receiver<ClusterConfig>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) {
+    let target = config.borrow().nodes.first().map(|(_, ip, port)| (*ip, *port));
+    let Some((ip, port)) = target else {
         let _ = client.write_all(b"SERVER_ERROR no nodes in cluster\r\n").await;
         return;
     };
-    let mut upstream = match TcpStream::connect(target).await {
+    let mut upstream = match upstream(ip, port, tls).await {
         Ok(stream) => stream,
         Err(error) => {
-            tracing::debug!(%target, %error, "configuration endpoint cannot reach the first node");
+            tracing::debug!(%ip, port, %error, "configuration endpoint cannot reach the first node");
             let _ = client.write_all(b"SERVER_ERROR node unreachable\r\n").await;
             return;
         }
     };
-    let _ = upstream.set_nodelay(true);
     if upstream.write_all(&already_read).await.is_err() {
         return;
     }

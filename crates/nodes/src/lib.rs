@@ -169,6 +169,8 @@ impl Default for NodeSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunningNode {
     pub key: NodeKey,
+    /// The engine the node runs (a binary of its own per engine).
+    pub engine: EngineKind,
     pub address: Ipv4Addr,
     pub port: u16,
     pub pid: u32,

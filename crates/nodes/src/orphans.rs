@@ -12,7 +12,8 @@ pub const PID_FILE: &str = "node.pid";
 
 /// How deep below the state directory node directories may sit.
 const MAX_DEPTH: usize = 8;
-const ENGINE_BINARIES: &[&str] = &["redis-server", "valkey-server", "memcached"];
+// valkey-check-rdb: Debian's backports ship the Valkey server under that name (see install-engines.sh).
+const ENGINE_BINARIES: &[&str] = &["redis-server", "valkey-server", "valkey-check-rdb", "memcached"];
 
 pub(crate) fn write_pidfile(dir: &Path, pid: u32) -> std::io::Result<()> {
     std::fs::write(dir.join(PID_FILE), format!("{pid}\n"))

@@ -2,10 +2,11 @@
 //! memcached `version` → `VERSION ...`. A fresh connection per check: on loopback it costs
 //! tens of microseconds, and it proves the listener itself still accepts. Redis-like nodes
 //! are checked through their unix socket (their TCP port may speak TLS only), memcached
-//! over TCP.
+//! over TCP (through TLS when the node speaks only that).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
@@ -22,9 +23,15 @@ pub enum ProbeFailure {
     BadReply(String),
 }
 
-/// One check of the node at `address:port`, or of a redis node through its unix
-/// `socket`. Time limits are the caller's job.
-pub async fn check(engine: EngineKind, address: Ipv4Addr, port: u16, socket: &Path) -> Result<(), ProbeFailure> {
+/// One check of the node at `address:port` (through TLS with `tls`), or of a redis node
+/// through its unix `socket`. Time limits are the caller's job.
+pub async fn check(
+    engine: EngineKind,
+    address: Ipv4Addr,
+    port: u16,
+    socket: &Path,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<(), ProbeFailure> {
     if engine.is_redis_like() {
         let stream = UnixStream::connect(socket).await.map_err(ProbeFailure::Refused)?;
         return check_stream(engine, BufReader::new(stream)).await;
@@ -32,7 +39,15 @@ pub async fn check(engine: EngineKind, address: Ipv4Addr, port: u16, socket: &Pa
     let stream = TcpStream::connect(SocketAddr::from((address, port))).await.map_err(ProbeFailure::Refused)?;
     // Probes are one small request each: don't let Nagle hold it back.
     let _ = stream.set_nodelay(true);
-    check_stream(engine, BufReader::new(stream)).await
+    match tls {
+        None => check_stream(engine, BufReader::new(stream)).await,
+        Some(config) => {
+            let stream = crate::tls::connect(config, address, stream)
+                .await
+                .map_err(|e| ProbeFailure::BadReply(format!("TLS: {e}")))?;
+            check_stream(engine, BufReader::new(stream)).await
+        }
+    }
 }
 
 async fn check_stream<S>(engine: EngineKind, mut stream: BufReader<S>) -> Result<(), ProbeFailure>

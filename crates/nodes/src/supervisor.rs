@@ -73,6 +73,8 @@ struct Node {
     dir: PathBuf,
     /// The unix socket the runtime reaches a redis node through.
     socket: PathBuf,
+    /// How the runtime reaches a memcached node that speaks TLS only.
+    tls_client: Option<Arc<rustls::ClientConfig>>,
     paused: AtomicBool,
     process: Mutex<Process>,
 }
@@ -271,9 +273,11 @@ impl Runtime {
         if node.paused.load(Ordering::SeqCst) {
             return Health::Paused;
         }
-        let checked =
-            tokio::time::timeout(timeout, probe::check(node.engine, node.info.address, node.info.port, &node.socket))
-                .await;
+        let checked = tokio::time::timeout(
+            timeout,
+            probe::check(node.engine, node.info.address, node.info.port, &node.socket, node.tls_client.as_ref()),
+        )
+        .await;
         match checked {
             Ok(Ok(())) => Health::Healthy,
             // The probe may have failed because the process died meanwhile.
@@ -641,8 +645,16 @@ impl Inner {
             let options = capabilities::memcached_options(binary).await;
             // SAFETY: geteuid(2) cannot fail and has no preconditions.
             let root = unsafe { libc::geteuid() } == 0;
-            command.args(config::memcached_args(spec, port, &options, root));
+            let tls = match &spec.tls {
+                Some(ca) => Some(ca.write_node_files(&spec.dir, spec.address).map_err(Launch::Failed)?),
+                None => None,
+            };
+            command.args(config::memcached_args(spec, port, &options, root, tls.as_ref()));
         }
+        let tls_client = match &spec.tls {
+            Some(ca) if !spec.engine.is_redis_like() => Some(ca.client_config().map_err(Launch::Failed)?),
+            _ => None,
+        };
         command.current_dir(&spec.dir).stdout(Stdio::from(console.try_clone()?)).stderr(Stdio::from(console));
 
         let mut child = self.spawner.spawn(command).await?;
@@ -675,8 +687,11 @@ impl Inner {
                 return Err(Launch::Failed(NodeError::TimedOut { after: self.start_timeout }));
             }
             let budget = (deadline - now).min(Duration::from_millis(250));
-            if let Ok(Ok(())) =
-                tokio::time::timeout(budget, probe::check(spec.engine, spec.address, port, &socket)).await
+            if let Ok(Ok(())) = tokio::time::timeout(
+                budget,
+                probe::check(spec.engine, spec.address, port, &socket, tls_client.as_ref()),
+            )
+            .await
             {
                 break;
             }
@@ -686,6 +701,7 @@ impl Inner {
         Ok(Node {
             info: RunningNode {
                 key: spec.key.clone(),
+                engine: spec.engine,
                 address: spec.address,
                 port,
                 pid,
@@ -695,6 +711,7 @@ impl Inner {
             binary: binary.clone(),
             dir: spec.dir.clone(),
             socket,
+            tls_client,
             paused: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
         })

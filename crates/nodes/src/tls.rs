@@ -145,6 +145,30 @@ impl CertificateAuthority {
             .map_err(tls_error)?;
         Ok(Arc::new(config))
     }
+
+    /// A TLS client configuration that trusts this CA only: the runtime's own way into TLS
+    /// memcached nodes (probes, the configuration endpoint's proxy).
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, NodeError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from(self.issuer.der().to_vec())).map_err(tls_error)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(tls_error)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
+    }
+}
+
+/// A TLS session over `stream` to the node at `address`, verified with `config`.
+pub async fn connect(
+    config: &Arc<rustls::ClientConfig>,
+    address: Ipv4Addr,
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = rustls::pki_types::ServerName::IpAddress(IpAddr::V4(address).into());
+    tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await
 }
 
 /// Where a node's certificate, key and CA certificate are.

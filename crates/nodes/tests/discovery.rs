@@ -20,7 +20,7 @@ async fn answers_config_get_cluster_and_proxies_the_rest() {
         version: 1,
         nodes: vec![("disco.0001.use1.cache.amazonaws.com".into(), Ipv4Addr::LOCALHOST, node.port), other.clone()],
     });
-    let endpoint = ConfigEndpoint::start(Ipv4Addr::LOCALHOST, 0, rx).await.expect("endpoint");
+    let endpoint = ConfigEndpoint::start(Ipv4Addr::LOCALHOST, 0, rx, None).await.expect("endpoint");
 
     let body = format!(
         "1\ndisco.0001.use1.cache.amazonaws.com|127.0.0.1|{} disco.0002.use1.cache.amazonaws.com|127.0.0.9|11211\n",

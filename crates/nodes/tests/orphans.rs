@@ -71,11 +71,11 @@ async fn nodes_die_with_a_kill_9d_emulator() {
     let line = line.expect("reader").expect("helper reported its node");
     let mut words = line.split_whitespace();
     let pid: u32 = words.next().and_then(|w| w.parse().ok()).expect("pid");
-    let port: u16 = words.next().and_then(|w| w.parse().ok()).expect("port");
     assert!(process_alive(pid));
 
     emulator.kill().expect("kill -9 the emulator");
     let _ = emulator.wait();
     eventually("node dies with its emulator (PDEATHSIG)", || async move { !process_alive(pid) }).await;
-    assert!(!accepts(port).await);
+    // Its port is not checked: the other tests of this binary start nodes on free ports at
+    // the same time and may take it the moment it is free (seen in a full run).
 }

@@ -32,6 +32,9 @@ impl NotFound for Kind {
 
 /// `text` as an ARN, or AWS's InvalidARN fault.
 pub fn parse(text: &str) -> Result<Arn, ApiError> {
+    if text.split(':').count() < 7 {
+        return Err(crate::messages::arn_without_seven_components());
+    }
     Arn::parse(text).map_err(|_| ApiError::new(ErrorCode::InvalidARNFault, format!("The ARN {text} is not valid.")))
 }
 

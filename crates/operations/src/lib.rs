@@ -228,7 +228,7 @@ async fn groups_still_there(tx: &mut store::Tx, scope: &Scope, parameter_group: 
         return refuse(Kind::ParameterGroup.not_found(parameter_group));
     }
     if tx.subnet_group(scope, subnet_group).await?.is_none() {
-        return refuse(Kind::SubnetGroup.not_found(subnet_group));
+        return refuse(messages::subnet_group_does_not_exist(subnet_group));
     }
     Ok(())
 }

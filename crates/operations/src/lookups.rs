@@ -6,33 +6,60 @@ use protocol::ApiError;
 use store::Scope;
 
 use crate::arn::{Kind, NotFound as _};
+
+fn cannot_find(version: &str, engine: &str) -> ApiError {
+    ApiError::invalid_parameter_combination(format!("Cannot find version {version} for {engine}"))
+}
+
+/// Whether `requested` is a patch version of a version listed as major.minor (`6.2.6` of `6.2`).
+fn is_patch_of(requested: &str, listed: &str) -> bool {
+    listed.split('.').count() == 2
+        && requested
+            .strip_prefix(listed)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|patch| !patch.is_empty() && patch.chars().all(|c| c.is_ascii_digit()))
+}
 use crate::{Operations, internal};
 
 impl Operations {
-    /// The offered version an engine version request names: exact, or a prefix
-    /// (`7` → newest 7.x); none means the newest.
+    /// The offered version an engine version request names, resolved as AWS resolves it:
+    /// exactly as listed, or `6.x` for the newest version of the `redis6.x` family; none
+    /// means the newest. AWS's answers: `Cannot find version 7 for redis`
+    /// (InvalidParameterCombination, quoted in terraform-provider-aws#32252 and
+    /// ministryofjustice/cloud-platform-environments#5753), and for a patch version of a
+    /// major.minor-listed version `Specific version selection is not allowed for '6.2.6',
+    /// please use '6.2'` (InvalidParameterValue, crossplane-contrib/provider-aws#1617).
     pub(crate) fn engine_version<'a>(
         &'a self,
         engine: &'a str,
         requested: Option<&str>,
     ) -> Result<&'a EngineVersion, ApiError> {
-        let mut versions = self.catalog.versions_of(engine).collect::<Vec<_>>();
-        versions.reverse();
-        let found = match requested {
-            None => versions.first().copied(),
-            Some(v) => versions
-                .iter()
-                .find(|o| o.engine_version == v)
-                .or_else(|| versions.iter().find(|o| o.engine_version.starts_with(&format!("{v}."))))
-                .or_else(|| versions.iter().find(|o| v.starts_with(&format!("{}.", o.engine_version))))
-                .copied(),
+        let mut newest_first: Vec<&EngineVersion> = self.catalog.versions_of(engine).collect();
+        newest_first.reverse();
+        let Some(requested) = requested else {
+            return newest_first.first().copied().ok_or_else(|| cannot_find("(default)", engine));
         };
-        found.ok_or_else(|| {
-            ApiError::invalid_parameter_value(format!(
-                "Cannot find version {} for {engine}",
-                requested.unwrap_or("(default)")
-            ))
-        })
+        if let Some(version) = newest_first.iter().copied().find(|v| v.engine_version == requested) {
+            return Ok(version);
+        }
+        if let Some(major) = requested.strip_suffix(".x")
+            && let Some(version) =
+                newest_first.iter().copied().find(|v| v.cache_parameter_group_family == format!("{engine}{major}.x"))
+        {
+            return Ok(version);
+        }
+        if let Some(listed) = newest_first.iter().copied().find(|v| is_patch_of(requested, &v.engine_version)) {
+            return Err(ApiError::invalid_parameter_value(format!(
+                "Specific version selection is not allowed for '{requested}', please use '{}'",
+                listed.engine_version
+            )));
+        }
+        Err(cannot_find(requested, engine))
+    }
+
+    /// The offered version a stored cluster runs (see [`model::Catalog::recorded_version`]).
+    pub(crate) fn recorded_version<'a>(&'a self, engine: &str, recorded: &str) -> Result<&'a EngineVersion, ApiError> {
+        self.catalog.recorded_version(engine, recorded).ok_or_else(|| cannot_find(recorded, engine))
     }
 
     pub(crate) fn check_node_type(&self, node_type: &str) -> Result<(), ApiError> {
@@ -72,7 +99,7 @@ impl Operations {
             .subnet_group(scope, name)
             .await
             .map_err(internal)?
-            .ok_or_else(|| Kind::SubnetGroup.not_found(name))?;
+            .ok_or_else(|| crate::messages::subnet_group_does_not_exist(name))?;
         let mut zones: Vec<String> = Vec::new();
         for subnet in group.subnets {
             if !zones.contains(&subnet.availability_zone) {

@@ -77,6 +77,7 @@ pub async fn create(
 ) -> Result<CreateCacheParameterGroupResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     validate::group_name("CacheParameterGroupName", &input.cache_parameter_group_name)?;
+    validate::description_length("Description", &input.description)?;
     let family = ops
         .catalog
         .family(&input.cache_parameter_group_family)
@@ -90,10 +91,7 @@ pub async fn create(
     };
     let arn = arn::build(&scope, Kind::ParameterGroup, &group.name);
     ops.store.create_parameter_group(&scope, &group, &arn, &tags, QUOTA).await.map_err(|e| match e {
-        StoreError::AlreadyExists => ApiError::new(
-            ErrorCode::CacheParameterGroupAlreadyExistsFault,
-            format!("Parameter group {} already exists.", group.name),
-        ),
+        StoreError::AlreadyExists => crate::messages::parameter_group_already_exists(&group.name),
         StoreError::QuotaExceeded(quota) => ApiError::new(
             ErrorCode::CacheParameterGroupQuotaExceededFault,
             format!("The maximum number of cache parameter groups ({quota}) has been reached."),

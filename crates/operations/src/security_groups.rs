@@ -172,3 +172,27 @@ pub async fn revoke(
 pub async fn exists(ops: &Operations, scope: &Scope, name: &str) -> Result<bool, ApiError> {
     Ok(ops.store.security_group(scope, name).await.map_err(internal)?.is_some())
 }
+
+/// The security a create or modify names: every cache security group must exist, and
+/// every VPC security group id must look like one ([`validate::is_foreign_id`]).
+pub async fn check_references(
+    ops: &Operations,
+    scope: &Scope,
+    names: Option<&[String]>,
+    ids: Option<&[String]>,
+) -> Result<(), ApiError> {
+    for name in names.unwrap_or_default() {
+        if !exists(ops, scope, &name.to_ascii_lowercase()).await? {
+            return Err(not_found(name));
+        }
+    }
+    for id in ids.unwrap_or_default() {
+        if !validate::is_foreign_id("sg-", id) {
+            // EC2's wording for a malformed value ("Value (…) for parameter … is invalid.").
+            return Err(ApiError::invalid_parameter_value(format!(
+                "Value ({id}) for parameter SecurityGroupIds is invalid. A security group id starts with sg-."
+            )));
+        }
+    }
+    Ok(())
+}

@@ -519,7 +519,7 @@ pub async fn change_cluster_mode(
                 ));
             }
             let first = current.members.first().ok_or_else(|| ApiError::internal("group has no members"))?;
-            let version = ops.engine_version(&first.cluster.engine, Some(&first.cluster.engine_version))?;
+            let version = ops.recorded_version(&first.cluster.engine, &first.cluster.engine_version)?;
             if model::catalog::is_downgrade("7.0", &version.engine_version) {
                 return Err(ApiError::invalid_parameter_combination(
                     "Changing cluster mode requires engine version 7.0 or later.",

@@ -76,7 +76,7 @@ pub(crate) fn record_for(
         replication_group_description: group.map(|g| g.description.clone()),
         automatic_failover: group.is_some_and(|g| g.automatic_failover),
         engine: cluster.engine.clone(),
-        engine_version: cluster.running_engine_version.clone().unwrap_or_else(|| cluster.engine_version.clone()),
+        engine_version: cluster.engine_version.clone(),
         node_type: cluster.node_type.clone(),
         parameter_group: cluster.parameter_group.clone(),
         subnet_group: cluster.subnet_group.clone(),
@@ -197,6 +197,17 @@ async fn start(
 }
 
 /// The snapshot a CreateSnapshot, a final or an automated snapshot would record, after
+/// A snapshot comes from a cluster or from a group, never both: refused before anything
+/// else is looked at. (AWS's wording for this is not on record.)
+fn one_source(cluster_id: Option<&str>, group_id: Option<&str>) -> Result<(), ApiError> {
+    if cluster_id.is_some() && group_id.is_some() {
+        return Err(ApiError::invalid_parameter_combination(
+            "Give either CacheClusterId or ReplicationGroupId, not both.",
+        ));
+    }
+    Ok(())
+}
+
 /// AWS's checks; nothing is written. With CreateSnapshot's KmsKeyId, the snapshot is
 /// stored encrypted and records that key, whatever its source's setting.
 pub(crate) async fn plan(
@@ -343,6 +354,7 @@ pub async fn describe(
     input: DescribeSnapshotsMessage,
 ) -> Result<DescribeSnapshotsListMessage, ApiError> {
     let scope = ops.scope(ctx).await?;
+    one_source(input.cache_cluster_id.as_deref(), input.replication_group_id.as_deref())?;
     if let Some(source) = input.snapshot_source.as_deref()
         && !["manual", "automated", "system"].contains(&source)
     {
@@ -486,7 +498,7 @@ pub async fn copy(
 /// S3's bucket naming rule, which the local export directory also relies on: 3–63
 /// lowercase letters, digits, dots and hyphens, starting and ending with a letter or
 /// digit, no `..`, and not an IP address.
-fn validate_bucket(bucket: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_bucket(bucket: &str) -> Result<(), ApiError> {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let ok = (3..=63).contains(&bucket.len())
         && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')

@@ -5,9 +5,9 @@ use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{Scope, StoreError, SubnetGroupRecord, SubnetRecord};
 
-use crate::arn::{self, Kind, NotFound as _};
+use crate::arn::{self, Kind};
 use crate::pagination::paginate;
-use crate::{Operations, answered, internal, refuse, tags, validate, written};
+use crate::{Operations, answered, internal, messages, refuse, tags, validate, written};
 
 /// AWS's default quotas.
 const QUOTA: usize = 150;
@@ -82,17 +82,14 @@ fn output(scope: &Scope, group: &SubnetGroupRecord) -> CacheSubnetGroup {
     }
 }
 
-/// Validates subnet ids (`subnet-` and 8 or 17 hex digits) and places each in a zone.
+/// Validates subnet ids ([`validate::is_foreign_id`]) and places each in a zone.
 fn subnets(ops: &Operations, scope: &Scope, ids: &[String]) -> Result<Vec<SubnetRecord>, ApiError> {
     if ids.is_empty() {
-        return Err(ApiError::invalid_parameter_value("At least one subnet must be specified in SubnetIds."));
+        return Err(messages::subnet_ids_required());
     }
     let mut records: Vec<SubnetRecord> = Vec::new();
     for id in ids {
-        let hex = id.strip_prefix("subnet-").unwrap_or_default();
-        let valid =
-            matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
-        if !valid {
+        if !validate::is_foreign_id("subnet-", id) {
             return Err(ApiError::new(ErrorCode::InvalidSubnet, format!("The subnet ID '{id}' does not exist")));
         }
         if !records.iter().any(|r| r.subnet_id == *id) {
@@ -109,7 +106,7 @@ fn subnets(ops: &Operations, scope: &Scope, ids: &[String]) -> Result<Vec<Subnet
 }
 
 fn not_found(name: &str) -> ApiError {
-    Kind::SubnetGroup.not_found(name)
+    messages::subnet_group_not_found(name)
 }
 
 pub async fn create(
@@ -225,7 +222,8 @@ pub async fn delete(
                 }
                 tx.delete_subnet_group(&scope, &name, &arn).await.map_err(|e| {
                     answered(e, |e| {
-                        matches!(e, StoreError::NotFound).then(|| not_found(&input.cache_subnet_group_name))
+                        matches!(e, StoreError::NotFound)
+                            .then(|| messages::subnet_group_does_not_exist(&input.cache_subnet_group_name))
                     })
                 })
             })

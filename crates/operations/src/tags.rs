@@ -59,6 +59,9 @@ fn output(tags: Vec<TagRecord>) -> TagListMessage {
 /// The canonical ARN of an existing resource in the request's scope.
 async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, ApiError> {
     let arn = crate::arn::parse(text)?;
+    if arn.account != scope.account {
+        return Err(crate::messages::arn_of_another_account());
+    }
     let name = arn.name.to_ascii_lowercase();
     let exists = arn.is_in(scope)
         && match arn.kind {

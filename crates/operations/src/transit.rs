@@ -28,7 +28,8 @@ pub fn validate_token(token: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The security settings a new group or Redis cluster starts with.
+/// The security settings a new group or cluster starts with. (Memcached takes encryption in
+/// transit only, from version 1.6.12 on, checked by CreateCacheCluster.)
 pub fn on_create(
     engine: &str,
     transit_encryption_enabled: Option<bool>,
@@ -46,8 +47,10 @@ pub fn on_create(
             "TransitEncryptionMode requires TransitEncryptionEnabled to be true.",
         ));
     }
-    if enabled && engine == "memcached" {
-        return Err(ApiError::not_implemented("TransitEncryptionEnabled for Memcached"));
+    if engine == "memcached" && (auth_token.is_some() || mode.is_some()) {
+        return Err(ApiError::invalid_parameter_combination(
+            "AuthToken and TransitEncryptionMode are supported for Valkey and Redis OSS only.",
+        ));
     }
     if let Some(token) = auth_token {
         validate_token(token)?;

@@ -97,15 +97,14 @@ fn hash_passwords(passwords: &[String]) -> Result<Vec<String>, ApiError> {
         )));
     }
     for password in passwords {
-        let ok = PASSWORD_LEN.contains(&password.len())
-            && password.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'/' | b'@'));
-        if !ok {
+        if !PASSWORD_LEN.contains(&password.len()) {
+            return Err(crate::messages::password_length());
+        }
+        if !password.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'/' | b'@')) {
             // The message must not repeat the password.
-            return Err(ApiError::invalid_parameter_value(format!(
-                "Passwords must be between {} and {} printable ASCII characters long and must not contain spaces, \", / or @.",
-                PASSWORD_LEN.start(),
-                PASSWORD_LEN.end()
-            )));
+            return Err(ApiError::invalid_parameter_value(
+                "Passwords must be printable ASCII characters and must not contain spaces, \", / or @.",
+            ));
         }
     }
     Ok(passwords.iter().map(|p| hex(&Sha256::digest(p.as_bytes()))).collect())
@@ -187,7 +186,7 @@ fn authentication(
             }
             Ok(Some(Authentication { kind: IAM, hashes: Vec::new() }))
         }
-        None => Err(ApiError::invalid_parameter_value("AuthenticationMode.Type must be provided.")),
+        None => Err(ApiError::authentication_type_not_allowed("null")),
     }
 }
 
@@ -226,7 +225,8 @@ fn output(scope: &Scope, user: &store::User, status: Option<&str>) -> User {
         arn: Some(arn::build(scope, Kind::User, &u.id)),
         access_string: Some(u.access_string.clone()),
         authentication: Some(protocol::shapes::Authentication {
-            password_count: Some(u.password_hashes.len() as i32),
+            // AWS shows a count for password users only (aws-cli's describe-users example).
+            password_count: (u.authentication == PASSWORD).then_some(u.password_hashes.len() as i32),
             r#type: AuthenticationType::from_wire(&u.authentication),
         }),
         engine: Some(u.engine.clone()),
@@ -251,7 +251,7 @@ pub async fn create(ops: &Operations, ctx: &RequestContext, input: CreateUserMes
     let user_id = id("UserId", &input.user_id)?;
     user_name(&input.user_name)?;
     let engine = engine(&input.engine)?;
-    access_string::validate(&input.access_string)?;
+    // As AWS does: the authentication is checked before the access string.
     let auth = authentication(
         &user_id,
         &input.user_name,
@@ -264,6 +264,7 @@ pub async fn create(ops: &Operations, ctx: &RequestContext, input: CreateUserMes
             "No password was provided: give Passwords, or set NoPasswordRequired to true, or give an AuthenticationMode.",
         )
     })?;
+    access_string::validate(&input.access_string)?;
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
     let record = UserRecord {
         id: user_id.clone(),

@@ -74,14 +74,77 @@ pub fn snapshot_window(window: &str) -> Result<String, ApiError> {
     }
 }
 
-/// A description must be present and not blank.
+/// AWS documents 255 characters for ReplicationGroupDescription (API reference,
+/// ModifyReplicationGroup); the other descriptions are held to the same.
+const MAX_DESCRIPTION_CHARS: usize = 255;
+
+/// A description that must be present: not blank, and not too long.
 pub fn description(parameter: &str, text: &str) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::invalid_parameter_value(format!(
             "The parameter {parameter} must be provided and must not be blank."
         )));
     }
+    description_length(parameter, text)
+}
+
+/// A description no longer than AWS takes.
+pub fn description_length(parameter: &str, text: &str) -> Result<(), ApiError> {
+    let length = text.chars().count();
+    if length > MAX_DESCRIPTION_CHARS {
+        return Err(ApiError::invalid_parameter_value(format!(
+            "The parameter {parameter} is {length} characters long; the maximum is {MAX_DESCRIPTION_CHARS}."
+        )));
+    }
     Ok(())
+}
+
+/// An id another AWS service hands out (`subnet-…`, `sg-…`): the prefix, then 1–64 letters,
+/// digits, hyphens or underscores. Anything of that shape is taken, ids a user made up or
+/// another local emulator (moto, LocalStack) issued included: there is no VPC here to ask.
+pub fn is_foreign_id(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|rest| {
+        (1..=64).contains(&rest.len()) && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
+}
+
+/// An Outpost ARN (`arn:aws:outposts:<region>:<account>:outpost/op-…`), checked for shape
+/// only: there is no Outposts service here to ask.
+pub fn outpost_arn(arn: &str) -> Result<(), ApiError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid = matches!(parts.as_slice(), ["arn", partition, "outposts", region, account, resource]
+        if partition.starts_with("aws")
+            && !region.is_empty()
+            && account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())
+            && resource.strip_prefix("outpost/").is_some_and(|id| is_foreign_id("op-", id)));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter_value(format!(
+            "Invalid PreferredOutpostArn: {arn}. Give the ARN of an Outpost."
+        )))
+    }
+}
+
+/// An SNS topic ARN (`arn:aws:sns:<region>:<account>:<name>`, the name 1–256 letters,
+/// digits, hyphens or underscores, as SNS allows). The topic itself is not looked up: the
+/// emulator sends no notifications.
+pub fn topic_arn(arn: Option<&str>) -> Result<(), ApiError> {
+    let Some(arn) = arn else { return Ok(()) };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid = matches!(parts.as_slice(), ["arn", partition, "sns", region, account, name]
+        if partition.starts_with("aws")
+            && !region.is_empty()
+            && account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())
+            && (1..=256).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter_value(format!(
+            "Invalid NotificationTopicArn: {arn}. Give the ARN of an SNS topic."
+        )))
+    }
 }
 
 /// A KMS key as KMS names one: a key id (a UUID, or `mrk-` and 32 hex digits for a

@@ -84,6 +84,24 @@ impl ApiError {
         )
     }
 
+    /// CreateUser's and ModifyUser's authentication type, missing (`null`) or unknown, in
+    /// AWS's words (crossplane-contrib/provider-upjet-aws#151 quotes them for a missing one).
+    pub fn authentication_type_not_allowed(given: &str) -> Self {
+        Self::invalid_parameter_value(format!(
+            "Input Authentication type: {given} is not in the allowed list: [password,no-password-required,iam]"
+        ))
+    }
+
+    /// A body that did not arrive in time. The Query API's common errors have no code for
+    /// this; S3's `RequestTimeout` is AWS's name for it.
+    pub fn request_timeout() -> Self {
+        Self::common(
+            "RequestTimeout",
+            408,
+            "Your socket connection to the server was not read from or written to within the timeout period.",
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::common("InternalFailure", 500, message)
     }

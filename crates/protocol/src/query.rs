@@ -224,11 +224,16 @@ pub fn enum_value<T>(
 ) -> Result<Option<T>, ApiError> {
     match q.get(path) {
         None => Ok(None),
-        Some(v) => parse(v).map(Some).ok_or_else(|| {
-            ApiError::invalid_parameter_value(format!(
-                "Value ({v}) for parameter {path} is invalid. Valid values: {}.",
-                allowed.join(", ")
-            ))
-        }),
+        Some(v) => parse(v).map(Some).ok_or_else(|| invalid_enum(path, v, allowed)),
     }
+}
+
+fn invalid_enum(path: &str, value: &str, allowed: &[&str]) -> ApiError {
+    if path == "AuthenticationMode.Type" {
+        return ApiError::authentication_type_not_allowed(value);
+    }
+    ApiError::invalid_parameter_value(format!(
+        "Value ({value}) for parameter {path} is invalid. Valid values: {}.",
+        allowed.join(", ")
+    ))
 }

@@ -88,7 +88,6 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         outcomes,
         recovering,
         endpoint_port,
-        engine_version: c.nodes.iter().find_map(|n| r.runtime.get(&node_key(&c, &n.node_id))).map(|n| n.engine_version),
         creation_failure: cannot_start.clone().or_else(|| gave_up.then(|| "its nodes did not start".to_string())),
         cannot_start,
     };
@@ -158,10 +157,12 @@ impl Desired {
         // TLS and AUTH token: the group's for a member. The nodes themselves speak TLS only
         // in mode `required`; in `preferred` the group's endpoints accept TLS for them.
         let security = crate::replication_groups::security(r, c).await;
+        // Memcached has no migration modes: with encryption in transit, its nodes speak TLS only.
         let node_tls = !memcached && security.mode() == Some(model::status::transit::REQUIRED);
         let node_mode = if node_tls { model::status::transit::REQUIRED } else { "" };
         let auth = security.auth_fingerprint();
-        let ca = if node_tls { Some(r.certificate_authority().map_err(Error::Node)?) } else { None };
+        let tls = node_tls || (memcached && security.transit_encryption);
+        let ca = if tls { Some(r.certificate_authority().map_err(Error::Node)?) } else { None };
         Ok(Self { engine, memcached, parameters, max_memory_bytes, directives, member, security, node_mode, auth, ca })
     }
 }
@@ -171,7 +172,6 @@ struct Observed {
     outcomes: HashMap<String, Outcome>,
     recovering: Vec<String>,
     endpoint_port: Option<u16>,
-    engine_version: Option<String>,
     /// Why a node can never start (the engine refused it).
     cannot_start: Option<String>,
     /// Why the creation ends now, if it does.
@@ -203,8 +203,14 @@ async fn act_on_nodes(
         if tls_changed {
             tracing::info!(node = %key, from = node.applied_transit_mode, to = desired.node_mode, "node transit encryption");
         }
+        // Another engine's binary (Redis OSS → Valkey): a restart, in place, with the data.
+        let engine_changed =
+            running.as_ref().is_some_and(|n| n.engine != desired.engine) && !desired.member.awaits_switch_over;
+        if engine_changed {
+            tracing::info!(node = %key, to = %desired.engine, "node changes engine");
+        }
         let recover = recovering.contains(&node.node_id);
-        if running.is_none() || node.reboot_requested || recover || tls_changed {
+        if running.is_none() || node.reboot_requested || recover || tls_changed || engine_changed {
             match prepare_start(r, c, desired, node, recover).await? {
                 Ok(spec) => {
                     let runtime = r.runtime.clone();
@@ -348,9 +354,6 @@ fn write_back(
     }
     if let Some(port) = observed.endpoint_port {
         cluster.config_endpoint_port = Some(port);
-    }
-    if let Some(version) = &observed.engine_version {
-        cluster.running_engine_version = Some(version.clone());
     }
     let settled = nodes.iter().all(|n| {
         n.status == status::AVAILABLE
@@ -574,12 +577,18 @@ async fn config_endpoint(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<u16, E
     }
     let (sender, receiver) = tokio::sync::watch::channel(cluster_config(c));
     let port = c.cluster.config_endpoint_port.unwrap_or(0);
-    let endpoint = match ConfigEndpoint::start(std::net::Ipv4Addr::LOCALHOST, port, receiver.clone()).await {
+    let tls = if c.cluster.security.transit_encryption {
+        let ca = r.certificate_authority().map_err(Error::Node)?;
+        let (server, client) = (ca.server_config().map_err(Error::Node)?, ca.client_config().map_err(Error::Node)?);
+        Some(nodes::discovery::EndpointTls { server, client })
+    } else {
+        None
+    };
+    let localhost = std::net::Ipv4Addr::LOCALHOST;
+    let endpoint = match ConfigEndpoint::start(localhost, port, receiver.clone(), tls.clone()).await {
         Ok(endpoint) => endpoint,
         // The recorded port was taken while the emulator was down: take a new one.
-        Err(_) if port != 0 => {
-            ConfigEndpoint::start(std::net::Ipv4Addr::LOCALHOST, 0, receiver).await.map_err(Error::Node)?
-        }
+        Err(_) if port != 0 => ConfigEndpoint::start(localhost, 0, receiver, tls).await.map_err(Error::Node)?,
         Err(e) => return Err(Error::Node(e)),
     };
     let port = endpoint.port();

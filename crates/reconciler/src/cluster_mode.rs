@@ -31,7 +31,7 @@ use store::{CacheCluster, EventRecord, FailoverRequest, NodeGroupRecord, Replica
 use crate::Reconciler;
 use crate::endpoints::{ensure, point_primary_and_reader};
 use crate::error::{Error, stored};
-use crate::replication_groups::{address, node_key, observe_replicas, observed_health, zone_of};
+use crate::replication_groups::{Binary, address, binary, node_key, observe_replicas, observed_health, zone_of};
 
 /// Slots moved between two progress reports in the store.
 const PROGRESS_EVERY: u32 = 512;
@@ -99,11 +99,15 @@ impl Seen<'_> {
         self.view.iter().any(|n| n.id == id)
     }
 
-    /// Whether this node sees `other` as `other` sees itself (role, primary, slots, epoch).
+    /// Whether this node sees `other` as `other` sees itself (address, role, primary, slots,
+    /// epoch) and not as failing: a node back from a restart or an outage is seen at an old
+    /// address, or flagged failed, until gossip catches up.
     fn sees_as_is(&self, other: &Seen<'_>) -> bool {
         let me = &other.me;
         self.view.iter().any(|n| {
             n.id == me.id
+                && n.address == me.address
+                && !n.failing
                 && n.primary == me.primary
                 && n.primary_id == me.primary_id
                 && n.slots == me.slots
@@ -270,8 +274,13 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     // 7. The endpoints, the users, and the status.
     let (port, compatible_ports) = endpoints(r, &g, seen).await?;
     pass.failed |= !crate::acl::sync(r, &g).await;
+    // 8. A change of binary (Redis OSS → Valkey): per shard, the replicas first (their own
+    // reconciles restart them), then the primary hands over to one of them.
+    let hand_overs = if topology_ready { shards_to_hand_over(r, &g, &live) } else { Vec::new() };
+    let on_their_binary = live.iter().all(|m| binary(r, &g.scope, m) == Binary::Current);
     let settled = topology_ready
         && misplaced == 0
+        && on_their_binary
         && (g.group.resharding.is_none() || finished_reshard)
         && (g.group.restore_from.is_none() || restoring.is_some());
     let result = r
@@ -288,6 +297,14 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             if restoring.is_some() {
                 group.restore_from = None;
             }
+            for shard in group.node_groups.iter_mut().filter(|s| hand_overs.contains(&s.id)) {
+                tracing::info!(
+                    replication_group = group.id,
+                    shard = shard.id,
+                    "primary hands over before its change of binary"
+                );
+                shard.failover_to.get_or_insert(store::FailoverRequest::BestReplica);
+            }
             crate::replication_groups::settle(group, &g.group, settled);
             Ok::<_, ()>(Vec::new())
         })
@@ -302,6 +319,24 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     } else {
         None
     })
+}
+
+/// The shards whose primary still runs another engine's binary while all its replicas run
+/// their own.
+fn shards_to_hand_over(r: &Reconciler, g: &ReplicationGroup, live: &[&CacheCluster]) -> Vec<String> {
+    let mut shards = Vec::new();
+    for shard in &g.group.node_groups {
+        let members: Vec<&CacheCluster> =
+            live.iter().copied().filter(|m| m.cluster.node_group_id.as_deref() == Some(shard.id.as_str())).collect();
+        let (primaries, replicas): (Vec<&CacheCluster>, Vec<&CacheCluster>) =
+            members.into_iter().partition(|m| m.cluster.id == shard.primary_cluster_id);
+        let primary_behind = primaries.iter().any(|p| binary(r, &g.scope, p) == Binary::Other);
+        if primary_behind && !replicas.is_empty() && replicas.iter().all(|m| binary(r, &g.scope, m) == Binary::Current)
+        {
+            shards.push(shard.id.clone());
+        }
+    }
+    shards
 }
 
 /// Every live member asked at once (a pass takes as long as the slowest answer): the ones
@@ -508,8 +543,14 @@ async fn endpoints(
     seen: &[Seen<'_>],
 ) -> Result<(u16, Option<(u16, u16)>), Error> {
     let key = (g.scope.clone(), g.group.id.clone());
-    let primaries: Vec<SocketAddr> =
-        seen.iter().filter(|s| s.me.primary && !s.me.slots.is_empty()).map(|s| s.address).collect();
+    // Only the primaries the store names: a node back from an outage still claims its old
+    // slots until gossip demotes it, and a client sent there would get a stale slot map.
+    let serving = |s: &&Seen<'_>| s.me.primary && !s.me.slots.is_empty();
+    let mut primaries: Vec<SocketAddr> =
+        seen.iter().filter(serving).filter(|s| is_primary(g, s.member)).map(|s| s.address).collect();
+    if primaries.is_empty() {
+        primaries = seen.iter().filter(serving).map(|s| s.address).collect();
+    }
     let port = {
         let mut all = r.endpoints.groups.lock().await;
         let endpoints = all.entry(key.clone()).or_default();
@@ -536,8 +577,8 @@ async fn endpoints(
     Ok((port, compatible_ports))
 }
 
-/// Whether every node sees every other as that node sees itself (role, primary, slots,
-/// epoch), and no two primaries share an epoch: until gossip has spread and ties are
+/// Whether every node sees every other as that node sees itself (see `Seen::sees_as_is`),
+/// and no two primaries share an epoch: until gossip has spread and ties are
 /// settled, a client could be sent to the wrong node, or a later tie-break undo a failover.
 fn views_agree(seen: &[Seen<'_>]) -> bool {
     let mut epochs: Vec<u64> = seen.iter().filter(|s| s.me.primary).map(|s| s.me.epoch).collect();

@@ -33,13 +33,8 @@ impl Endpoint {
     /// was taken while the emulator was down).
     pub async fn start(port: Option<u16>, balance: Balance) -> Result<Self, Error> {
         let (targets, rx) = watch::channel(Vec::new());
-        let proxy = match EndpointProxy::start(Ipv4Addr::LOCALHOST, port.unwrap_or(0), rx.clone(), balance).await {
-            Ok(proxy) => proxy,
-            Err(_) if port.is_some() => {
-                EndpointProxy::start(Ipv4Addr::LOCALHOST, 0, rx, balance).await.map_err(Error::Node)?
-            }
-            Err(e) => return Err(Error::Node(e)),
-        };
+        let proxy =
+            on_recorded_port(port, |p| EndpointProxy::start(Ipv4Addr::LOCALHOST, p, rx.clone(), balance)).await?;
         Ok(Self { proxy, targets })
     }
 

@@ -197,21 +197,23 @@ impl Reconciler {
     pub(crate) fn proxy_tls(&self, mode: Option<&str>) -> Result<nodes::ProxyTls, nodes::NodeError> {
         Ok(match mode {
             None => nodes::ProxyTls::Off,
-            Some(model::status::transit::PREFERRED) => {
-                // Bound first: a guard in the match scrutinee would live through the arms.
-                let cached = lock(&self.secrets.proxy_tls).clone();
-                let config = match cached {
-                    Some(config) => config,
-                    None => {
-                        let config = self.certificate_authority()?.server_config()?;
-                        *lock(&self.secrets.proxy_tls) = Some(config.clone());
-                        config
-                    }
-                };
-                nodes::ProxyTls::Preferred(config)
-            }
+            Some(model::status::transit::PREFERRED) => nodes::ProxyTls::Preferred(self.endpoint_tls_config()?),
             Some(_) => nodes::ProxyTls::Required,
         })
+    }
+
+    /// The certificate (from the state dir's CA) of endpoints that terminate TLS themselves.
+    pub(crate) fn endpoint_tls_config(&self) -> Result<Arc<rustls::ServerConfig>, nodes::NodeError> {
+        // Bound first: a guard in a match scrutinee would live through the arms.
+        let cached = lock(&self.secrets.proxy_tls).clone();
+        match cached {
+            Some(config) => Ok(config),
+            None => {
+                let config = self.certificate_authority()?.server_config()?;
+                *lock(&self.secrets.proxy_tls) = Some(config.clone());
+                Ok(config)
+            }
+        }
     }
 
     /// Where a node keeps its config, logs and data.
@@ -250,8 +252,7 @@ impl Reconciler {
         self.pause().await;
         self.runtime.stop_warm().await;
         self.runtime.stop_all().await;
-        self.endpoints.memcached.lock().await.clear();
-        self.endpoints.groups.lock().await.clear();
+        self.endpoints.clear().await;
     }
 
     /// Starts a reconcile for every cluster and replication group not being reconciled
@@ -427,8 +428,7 @@ impl Reconciler {
     /// [`Reconciler::pause`] first).
     pub async fn reset(&self) {
         self.runtime.stop_all().await;
-        self.endpoints.memcached.lock().await.clear();
-        self.endpoints.groups.lock().await.clear();
+        self.endpoints.clear().await;
         lock(&self.monitor.observed).clear();
         lock(&self.monitor.failures).clear();
         lock(&self.monitor.zones_down).clear();

@@ -55,6 +55,10 @@ pub struct MemberStart {
     pub rbac: bool,
     /// The primary of a cluster-mode shard: a new one may start from a warm node.
     pub shard_primary: bool,
+    /// The primary of a group (or cluster-mode shard) with replicas: a change of binary
+    /// (Redis OSS → Valkey) reaches it only once it has handed over to a replica (see
+    /// [`reconcile`] and `cluster_mode::reconcile`).
+    pub awaits_switch_over: bool,
 }
 
 pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) -> MemberStart {
@@ -67,7 +71,14 @@ pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) 
     if group.group.cluster_enabled() {
         directives.extend(crate::cluster_mode::node_directives(major_version));
         let primary = group.group.node_group_led_by(&c.cluster.id).is_some();
-        return MemberStart { directives, empty_unless_joined: !primary, rbac, shard_primary: primary };
+        let shard_size = group.members.iter().filter(|m| m.cluster.node_group_id == c.cluster.node_group_id).count();
+        return MemberStart {
+            directives,
+            empty_unless_joined: !primary,
+            rbac,
+            shard_primary: primary,
+            awaits_switch_over: primary && shard_size > 1,
+        };
     }
     let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id);
     if group.group.primary_cluster_id != c.cluster.id
@@ -75,7 +86,25 @@ pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) 
     {
         directives.push(("replicaof".to_string(), format!("{} {}", address.ip(), address.port())));
     }
-    MemberStart { directives, empty_unless_joined: false, rbac, shard_primary: false }
+    let awaits_switch_over = group.group.primary_cluster_id == c.cluster.id && group.members.len() > 1;
+    MemberStart { directives, rbac, awaits_switch_over, ..Default::default() }
+}
+
+/// A member's node as the runtime has it: down (or being replaced), up on the engine the
+/// member asks for, or up on another (a change of binary under way).
+#[derive(PartialEq)]
+pub(crate) enum Binary {
+    Down,
+    Current,
+    Other,
+}
+
+pub(crate) fn binary(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> Binary {
+    match node_key(scope, member).and_then(|key| r.runtime.get(&key)) {
+        None => Binary::Down,
+        Some(node) if node.engine.name() == member.cluster.engine => Binary::Current,
+        Some(_) => Binary::Other,
+    }
 }
 
 /// Marks a group available once `settled`, judged on `read`, the group as the reconcile
@@ -182,10 +211,24 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
 
     let replicas = live.len().saturating_sub(1);
     failed |= !crate::acl::sync(r, &g).await;
-    let settled = live.iter().all(|m| m.cluster.status == status::AVAILABLE) && linked.len() == replicas;
+    // A change of binary (Redis OSS → Valkey) reaches the replicas first (their own
+    // reconciles restart them); once they all run it and replicate, the primary hands over
+    // to one of them, and then restarts as a replica.
+    let is_primary = |m: &CacheCluster| m.cluster.id == g.group.primary_cluster_id;
+    let hand_over = replicas > 0
+        && linked.len() == replicas
+        && primary.is_some_and(|p| binary(r, &scope, p) == Binary::Other)
+        && live.iter().filter(|m| !is_primary(m)).all(|m| binary(r, &scope, m) == Binary::Current);
+    let settled = live.iter().all(|m| m.cluster.status == status::AVAILABLE)
+        && linked.len() == replicas
+        && live.iter().all(|m| binary(r, &scope, m) == Binary::Current);
     let result = r
         .store
         .update_replication_group(&scope, &id, |group, _| {
+            if hand_over && group.failover_to.is_none() {
+                tracing::info!(replication_group = group.id, "primary hands over before its change of binary");
+                group.failover_to = Some(store::FailoverRequest::BestReplica);
+            }
             group.primary_endpoint_port = Some(primary_port);
             group.reader_endpoint_port = Some(reader_port);
             settle(group, &g.group, settled);

@@ -6,11 +6,13 @@
 //! - `query_api`: the AWS Query endpoint (`POST /`, `GET /?Action=…`, any path).
 //! - [`auth`]: permissive or strict (SigV4-checked) access to the Query API.
 //! - `admin`: the emulator-only JSON API under `/_emulator/`.
+//! - [`connections`]: the accept loop, with timeouts and a bound on open connections.
 //!
 //! The reconciler runs beside the HTTP server and stops every node when the server stops.
 
 mod admin;
 pub mod auth;
+pub mod connections;
 mod metrics;
 mod query_api;
 
@@ -68,6 +70,7 @@ pub struct AppState {
     pub engines: Arc<serde_json::Value>,
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::ApiMetrics>,
+    pub connections: Arc<connections::Connections>,
 }
 
 /// AWS bodies are small; a large one is a mistake or an attack.
@@ -169,11 +172,13 @@ pub async fn run(
         engines: Arc::new(engines_json),
         config: Arc::new(config),
         metrics: Arc::default(),
+        connections: Arc::default(),
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
     state.config.auth.log_startup(address);
-    axum::serve(listener, app(state)).with_graceful_shutdown(until_stopped(stopped)).await?;
+    let (limits, open) = (state.config.connections, state.connections.clone());
+    connections::serve(listener, app(state), limits, open, stopped).await;
     // The reconciler stops every node before it returns.
     let mut reconciling = reconciling;
     let _ = (&mut reconciling.0).await;

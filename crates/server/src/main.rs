@@ -113,6 +113,21 @@ fn default_state_dir() -> PathBuf {
     data_home.unwrap_or_else(std::env::temp_dir).join("elasticache-local")
 }
 
+/// Lifts the soft limit on open files to the hard one, as servers do: the default soft limit
+/// (1,024 on Debian) would cap the connections and nodes one emulator can serve.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open files limit");
+            }
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -143,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let Command::Serve(args) = Cli::parse().command;
+    raise_open_files_limit();
     let s3 = s3_target(&args)?;
     let zones = if args.zones.is_empty() {
         ["a", "b", "c"].iter().map(|s| format!("{}{s}", args.region)).collect()

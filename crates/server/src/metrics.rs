@@ -71,6 +71,26 @@ fn settle_histograms(out: &mut String, histograms: &BTreeMap<&'static str, opera
     }
 }
 
+fn connection_metrics(out: &mut String, connections: &crate::connections::Connections) {
+    for (name, kind, help, value) in [
+        ("elasticache_local_http_connections", "gauge", "HTTP connections open.", connections.open_count() as u64),
+        (
+            "elasticache_local_http_connections_evicted_total",
+            "counter",
+            "Idle HTTP connections closed to make room for new ones.",
+            connections.evicted_count(),
+        ),
+        (
+            "elasticache_local_http_connections_refused_total",
+            "counter",
+            "New HTTP connections closed at once because every open one was mid-request.",
+            connections.refused_count(),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+}
+
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.operations.store();
     let (clusters, groups, snapshots) =
@@ -90,6 +110,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             let _ = writeln!(out, "{name}{{action=\"{}\",outcome=\"{}\"}} {count}", label(action), label(outcome));
         }
     }
+    connection_metrics(&mut out, &state.connections);
     settle_histograms(&mut out, &state.operations.settle_times().snapshot());
     let by_status = count_by(clusters.iter().map(|c| c.cluster.status.clone()));
     family(&mut out, "elasticache_local_cache_clusters", "gauge", "Cache clusters, by status.", &by_status, "status");

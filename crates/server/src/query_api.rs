@@ -28,10 +28,12 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     if declared.is_some_and(|length| length > crate::BODY_LIMIT_BYTES) {
         return error_response(&body_too_large(), &request_id);
     }
-    let body = match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
-        Ok(body) => body,
+    let read_body = axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES);
+    let body = match tokio::time::timeout(state.config.connections.body_read_timeout, read_body).await {
+        Ok(Ok(body)) => body,
         // Past the limit (a chunked body declares no length), or cut off.
-        Err(_) => return error_response(&body_too_large(), &request_id),
+        Ok(Err(_)) => return error_response(&body_too_large(), &request_id),
+        Err(_) => return error_response(&ApiError::request_timeout(), &request_id),
     };
     // Checked before anything in the request is acted on; the body hash is part of the signature.
     let region = match state.config.auth.check(&parts, &body) {

@@ -41,8 +41,6 @@ pub struct CacheClusterRecord {
     pub pending: PendingChanges,
     /// Memcached Auto Discovery: bumped whenever the node list changes.
     pub config_version: u64,
-    /// Observed by the reconciler: the version of the engine binary the nodes run.
-    pub running_engine_version: Option<String>,
     /// Observed by the reconciler: the Memcached configuration endpoint's port.
     pub config_endpoint_port: Option<u16>,
     /// The snapshot whose data new nodes start with.
@@ -54,6 +52,9 @@ pub struct CacheClusterRecord {
     /// TLS and AUTH token of a standalone cluster (a member follows its group's).
     #[serde(default)]
     pub security: TransitSecurity,
+    /// The Outpost asked for (CreateCacheCluster PreferredOutpostArn): kept and shown only.
+    #[serde(default)]
+    pub preferred_outpost_arn: Option<String>,
 }
 
 /// Transit encryption and the AUTH token of a cluster or replication group.

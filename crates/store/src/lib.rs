@@ -151,6 +151,38 @@ impl Store {
     }
 }
 
+/// The JSON documents of a `(region, account, name, data)` table, by scope and name (None:
+/// any), in key order.
+async fn read_documents<T: serde::de::DeserializeOwned>(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    scope: Option<&Scope>,
+    name: Option<&str>,
+) -> Result<Vec<(Scope, T)>> {
+    use sqlx::Row;
+    let region = scope.map(|s| s.region.as_str());
+    let account = scope.map(|s| s.account.as_str());
+    let rows = sqlx::query(&format!(
+        "SELECT region, account, data FROM {table}
+         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR name = ?)
+         ORDER BY region, account, name"
+    ))
+    .bind(region)
+    .bind(region)
+    .bind(account)
+    .bind(account)
+    .bind(name)
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let scope = Scope { region: row.get("region"), account: row.get("account") };
+            Ok((scope, cache_clusters::decode(row.get("data"))?))
+        })
+        .collect()
+}
+
 /// Inserts `tags` for `arn` inside an ongoing transaction (used by every Create).
 async fn insert_tags(tx: &mut sqlx::SqliteConnection, arn: &str, tags: &[TagRecord]) -> Result<()> {
     for tag in tags {

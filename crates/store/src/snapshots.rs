@@ -1,9 +1,8 @@
 //! Snapshots: one document per snapshot; the RDB files themselves live in the state dir.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
-use crate::cache_clusters::{decode, encode};
+use crate::cache_clusters::encode;
 use crate::events::insert_events;
 use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, UpdateError, insert_tags};
 
@@ -66,24 +65,7 @@ async fn read_snapshots(
     scope: Option<&Scope>,
     name: Option<&str>,
 ) -> Result<Vec<(Scope, SnapshotRecord)>> {
-    let region = scope.map(|s| s.region.as_str());
-    let account = scope.map(|s| s.account.as_str());
-    let rows = sqlx::query(
-        "SELECT region, account, data FROM snapshots
-         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR name = ?)
-         ORDER BY region, account, name",
-    )
-    .bind(region)
-    .bind(region)
-    .bind(account)
-    .bind(account)
-    .bind(name)
-    .bind(name)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| Ok((Scope { region: row.get("region"), account: row.get("account") }, decode(row.get("data"))?)))
-        .collect()
+    crate::read_documents(conn, "snapshots", scope, name).await
 }
 
 impl Tx {

@@ -10,6 +10,13 @@ pub struct TagRecord {
     pub value: String,
 }
 
+impl crate::Tx {
+    /// Adds `tags` to `arn` inside a write (a resource created with its tags).
+    pub async fn tag(&mut self, arn: &str, tags: &[TagRecord]) -> Result<()> {
+        insert_tags(self, arn, tags).await
+    }
+}
+
 impl Store {
     pub async fn list_tags(&self, arn: &str) -> Result<Vec<TagRecord>> {
         let rows = sqlx::query("SELECT key, value FROM tags WHERE arn = ? ORDER BY id")

@@ -4,11 +4,8 @@
 //! strict parser), no 5xx but the documented 501s, text XML cannot carry refused, and
 //! nothing poisoned: every Describe still parses afterwards.
 
-use std::time::Duration;
-
 use e2e::TestServer;
 use futures::StreamExt as _;
-use nodes::Engines;
 
 const MODEL: &str = include_str!("../../../api-specs/elasticache/2015-02-02/service-2.json");
 
@@ -59,12 +56,7 @@ fn hostile_values() -> Vec<(String, bool)> {
 #[tokio::test]
 async fn every_string_parameter_of_every_operation_answers_well_formed_xml() {
     // No engines: whatever a request creates never starts a process.
-    let server = TestServer::start_with(|c| {
-        c.engines = Some(Engines::default());
-        c.warm_nodes = 0;
-        c.settle_timeout = Duration::ZERO;
-    })
-    .await;
+    let server = TestServer::without_engines().await;
     let client = reqwest::Client::new();
     let url = server.endpoint();
     let mut requests = Vec::new();
@@ -147,11 +139,7 @@ fn error_code(body: &str) -> String {
 
 #[tokio::test]
 async fn a_post_whose_query_string_and_body_disagree_is_refused_and_a_huge_body_gets_an_xml_413() {
-    let server = TestServer::start_with(|c| {
-        c.engines = Some(Engines::default());
-        c.warm_nodes = 0;
-    })
-    .await;
+    let server = TestServer::without_engines().await;
     let form = "Action=CreateCacheParameterGroup&Version=2015-02-02&CacheParameterGroupName=kept\
                 &CacheParameterGroupFamily=redis7&Description=d";
     let (status, body) = post(&server, "/", form.as_bytes().to_vec()).await;

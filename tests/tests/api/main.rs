@@ -5,14 +5,18 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod aws_messages;
 mod engine_versions;
+mod fuzz;
 mod hostile;
 mod pagination_regions;
 mod parameter_groups;
 mod protocol;
 mod security_groups;
+mod slow_clients;
 mod subnet_groups;
 mod tags;
+mod terraform;
 
 use aws_sdk_elasticache::Client;
 use aws_sdk_elasticache::types::{CacheParameterGroup, Parameter, ParameterNameValue, Tag};

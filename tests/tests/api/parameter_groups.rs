@@ -165,7 +165,14 @@ async fn create_rejects_invalid_names_and_families() {
 
     // 255 characters is allowed.
     let longest = format!("a{}", "b".repeat(254));
-    create_pg(&client, &longest, "redis7").await;
+    client
+        .create_cache_parameter_group()
+        .cache_parameter_group_name(&longest)
+        .cache_parameter_group_family("redis7")
+        .description("longest name")
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -183,3 +183,98 @@ async fn duplicates_and_unknown_groups_fail() {
     );
     assert_eq!(names(&client).await, before);
 }
+
+const OUTPOST: &str = "arn:aws:outposts:us-east-1:000000000000:outpost/op-0123456789abcdef0";
+
+#[tokio::test]
+async fn malformed_security_group_ids_topic_arns_and_overlong_descriptions_are_refused_and_change_nothing() {
+    let server = TestServer::without_engines().await;
+    let client = server.client();
+    let memcached =
+        || client.create_cache_cluster().cache_cluster_id("c").engine("memcached").cache_node_type("cache.t3.micro");
+    for bad in ["sg-%01", "sg-", "web", "sg-a b", ""] {
+        let error = expect_code(
+            memcached().security_group_ids("sg-0123abcd").security_group_ids(bad).send().await,
+            "InvalidParameterValue",
+        );
+        assert!(error.message.contains("SecurityGroupIds"), "{bad}: {}", error.message);
+        expect_code(
+            client
+                .create_replication_group()
+                .replication_group_id("g")
+                .replication_group_description("d")
+                .cache_node_type("cache.t3.micro")
+                .security_group_ids(bad)
+                .send()
+                .await,
+            "InvalidParameterValue",
+        );
+    }
+    for bad in [
+        "topic",
+        "arn:aws:sqs:us-east-1:000000000000:q",
+        &format!("arn:aws:sns:us-east-1:000000000000:{}", "t".repeat(257)),
+    ] {
+        let error = expect_code(memcached().notification_topic_arn(bad).send().await, "InvalidParameterValue");
+        assert!(error.message.contains("NotificationTopicArn"), "{}", error.message);
+    }
+    let error = expect_code(
+        memcached().preferred_outpost_arn("arn:aws:ec2:us-east-1:000000000000:outpost/op-1").send().await,
+        "InvalidParameterValue",
+    );
+    assert!(error.message.contains("PreferredOutpostArn"), "{}", error.message);
+    let long = "d".repeat(256);
+    let error = expect_code(
+        client
+            .create_replication_group()
+            .replication_group_id("g")
+            .replication_group_description(&long)
+            .cache_node_type("cache.t3.micro")
+            .send()
+            .await,
+        "InvalidParameterValue",
+    );
+    assert!(error.message.contains("ReplicationGroupDescription"), "{}", error.message);
+    expect_code(
+        client
+            .create_cache_parameter_group()
+            .cache_parameter_group_name("p")
+            .cache_parameter_group_family("redis7")
+            .description(&long)
+            .send()
+            .await,
+        "InvalidParameterValue",
+    );
+    expect_code(
+        client.create_cache_security_group().cache_security_group_name("s").description(&long).send().await,
+        "InvalidParameterValue",
+    );
+    assert!(client.describe_cache_clusters().send().await.unwrap().cache_clusters().is_empty());
+    assert!(client.describe_replication_groups().send().await.unwrap().replication_groups().is_empty());
+    assert!(!names(&client).await.contains(&"s".to_string()));
+
+    // Ids of both lengths EC2 hands out, made-up ones, and a description of exactly 255
+    // characters are taken.
+    let created = memcached()
+        .security_group_ids("sg-0123abcd")
+        .security_group_ids("sg-0123456789abcdef0")
+        .security_group_ids("sg-1")
+        .notification_topic_arn("arn:aws:sns:us-east-1:000000000000:cache-events")
+        .preferred_outpost_arn(OUTPOST)
+        .send()
+        .await
+        .unwrap()
+        .cache_cluster
+        .unwrap();
+    let ids: Vec<_> = created.security_groups().iter().filter_map(|g| g.security_group_id()).collect();
+    assert_eq!(ids, ["sg-0123abcd", "sg-0123456789abcdef0", "sg-1"]);
+    assert_eq!(created.preferred_outpost_arn(), Some(OUTPOST), "kept and shown as given");
+    client
+        .create_cache_parameter_group()
+        .cache_parameter_group_name("p")
+        .cache_parameter_group_family("redis7")
+        .description("d".repeat(255))
+        .send()
+        .await
+        .unwrap();
+}

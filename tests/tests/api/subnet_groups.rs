@@ -136,7 +136,7 @@ async fn duplicates_unknown_names_and_bad_subnets_fail() {
 
     expect_code(create("taken", vec![SUBNET_B]).await, "CacheSubnetGroupAlreadyExists");
     expect_code(create("default", vec![SUBNET_B]).await, "CacheSubnetGroupAlreadyExists");
-    for bad in ["sn-12345678", "subnet-", "subnet-xyz!", "subnet-GHIJKL", "12345678"] {
+    for bad in ["sn-12345678", "subnet-", "subnet-xyz!", "subnet- a", "12345678"] {
         let e = api_error(create("bad-subnets", vec![SUBNET_A, bad]).await);
         assert_eq!(e.code, "InvalidSubnet", "subnet id {bad:?}: {e:?}");
     }
@@ -145,6 +145,9 @@ async fn duplicates_unknown_names_and_bad_subnets_fail() {
     assert_eq!(names(&client).await, before, "failed creates change nothing");
     let taken = client.describe_cache_subnet_groups().cache_subnet_group_name("taken").send().await.unwrap();
     assert_eq!(subnet_ids(&taken.cache_subnet_groups()[0]), [SUBNET_A]);
+    // Made-up ids, or ones another local emulator issued, are taken: there is no VPC to ask.
+    let made_up = create("made-up", vec!["subnet-1", "subnet-Private_A"]).await.unwrap().cache_subnet_group.unwrap();
+    assert_eq!(subnet_ids(&made_up), ["subnet-1", "subnet-Private_A"]);
 
     let e = expect_code(
         client.describe_cache_subnet_groups().cache_subnet_group_name("nope").send().await,

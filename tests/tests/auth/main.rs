@@ -31,13 +31,12 @@ async fn strict_server() -> TestServer {
 /// An SDK client signing with these credentials (and, optionally, a clock of its own).
 fn client(server: &TestServer, key_id: &str, secret: &str, clock: Option<SystemTime>) -> Client {
     let credentials = Credentials::new(key_id, secret, None, None, "auth-e2e");
-    let mut config = sdk_config(&server.endpoint(), REGION)
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(credentials));
+    let mut config =
+        sdk_config(&server.endpoint(), REGION).credentials_provider(SharedCredentialsProvider::new(credentials));
     if let Some(time) = clock {
         config = config.time_source(aws_smithy_async::time::SharedTimeSource::new(StaticTimeSource::new(time)));
     }
-    Client::new(&config.build())
+    Client::from_conf(config.build())
 }
 
 struct Reply {

@@ -9,6 +9,7 @@ mod errors;
 mod events;
 mod incompatible;
 mod lifecycle;
+mod memcached_tls;
 mod node_types;
 mod parameters;
 mod pending;

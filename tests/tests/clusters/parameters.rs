@@ -60,7 +60,9 @@ async fn redis_node_follows_its_parameter_group() {
     let Resp::Bulk(Some(info)) = redis.command(&["INFO", "server"]).await.unwrap() else { panic!("INFO") };
     let info = String::from_utf8_lossy(&info).into_owned();
     let running = info.lines().find_map(|l| l.strip_prefix("redis_version:")).expect("redis_version in INFO");
-    assert_eq!(c.engine_version(), Some(running.trim()), "EngineVersion is the running binary's version");
+    assert_eq!(c.engine_version(), Some("7.1.0"), "EngineVersion is AWS's for the version asked for");
+    let binary = admin_node(&server, c.cache_cluster_id().unwrap(), "0001").await["binary"]["version"].clone();
+    assert_eq!(binary.as_str(), Some(running.trim()), "/_emulator/nodes names the binary that runs");
     redis.set("before-reboot", "1").await.unwrap();
     assert_eq!(redis.get("before-reboot").await.unwrap().as_deref(), Some("1"));
 

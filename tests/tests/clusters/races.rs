@@ -10,19 +10,8 @@ use std::time::Duration;
 use aws_sdk_elasticache::Client;
 use e2e::{TestServer, api_error, describe_cluster, wait_cluster_available};
 use futures::future::join_all;
-use nodes::Engines;
 
 const CONCURRENT: usize = 16;
-
-/// An emulator whose nodes never start: no processes, answers at once.
-async fn without_engines() -> TestServer {
-    TestServer::start_with(|c| {
-        c.engines = Some(Engines::default());
-        c.warm_nodes = 0;
-        c.settle_timeout = Duration::ZERO;
-    })
-    .await
-}
 
 fn memcached(
     client: &Client,
@@ -57,7 +46,7 @@ where
 
 #[tokio::test]
 async fn concurrent_creates_never_overshoot_the_node_quota() {
-    let server = without_engines().await;
+    let server = TestServer::without_engines().await;
     let client = server.client();
     // 16 × 20 nodes against AWS's 300 per region: exactly 15 fit.
     let calls = (0..CONCURRENT).map(|i| memcached(&client, &format!("quota-{i}"), 20).send());
@@ -68,7 +57,7 @@ async fn concurrent_creates_never_overshoot_the_node_quota() {
 
 #[tokio::test]
 async fn a_parameter_group_deleted_while_clusters_are_created_with_it_is_never_left_in_use() {
-    let server = without_engines().await;
+    let server = TestServer::without_engines().await;
     let client = server.client();
     client
         .create_cache_parameter_group()
@@ -105,7 +94,7 @@ async fn a_parameter_group_deleted_while_clusters_are_created_with_it_is_never_l
 
 #[tokio::test]
 async fn a_subnet_group_deleted_while_clusters_are_created_in_it_is_never_left_in_use() {
-    let server = without_engines().await;
+    let server = TestServer::without_engines().await;
     let client = server.client();
     client
         .create_cache_subnet_group()
@@ -136,7 +125,7 @@ async fn a_subnet_group_deleted_while_clusters_are_created_in_it_is_never_left_i
 
 #[tokio::test]
 async fn concurrent_subnet_group_modifies_never_undo_each_other() {
-    let server = without_engines().await;
+    let server = TestServer::without_engines().await;
     let client = server.client();
     client
         .create_cache_subnet_group()

@@ -164,7 +164,8 @@ async fn a_user_group_guards_every_shard_of_a_cluster_mode_group() {
     let g = wait_group_available(&client, "sharded-guarded").await;
     let port = g.configuration_endpoint().and_then(|e| e.port()).expect("configuration endpoint") as u16;
     let ca = ca_pem(&server).await.expect("CA");
-    let mut con = e2e::tls::cluster_connection_as(port, &ca, Some("app"), APP_PASSWORD).await.expect("cluster client");
+    let mut con =
+        e2e::tls::cluster_connection_as(port, &ca, Some("app"), Some(APP_PASSWORD)).await.expect("cluster client");
     // Keys of both shards: `app:` keys are allowed wherever their slot lives.
     for i in 0..100 {
         let () = redis::AsyncCommands::set(&mut con, format!("app:{i}"), "v").await.expect("SET app:*");

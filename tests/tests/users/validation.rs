@@ -206,5 +206,5 @@ async fn modify_user_rules() {
         .send()
         .await
         .expect("IAM for a user named like its id");
-    assert_eq!(iam.authentication().and_then(|a| a.password_count()), Some(0));
+    assert_eq!(iam.authentication().and_then(|a| a.password_count()), None);
 }

@@ -292,7 +292,7 @@ async fn describe_is_answered_while_a_create_waits_and_a_dropped_client_changes_
 
     // A client that gives up while its create waits: the create goes on regardless.
     let impatient = aws_sdk_elasticache::Client::from_conf(
-        aws_sdk_elasticache::config::Builder::from(&e2e::sdk_config(&server.endpoint(), e2e::REGION))
+        e2e::sdk_config(&server.endpoint(), e2e::REGION)
             .timeout_config(
                 aws_sdk_elasticache::config::timeout::TimeoutConfig::builder()
                     .operation_attempt_timeout(Duration::from_millis(200))

@@ -31,10 +31,7 @@ pub async fn create(
     }
     let (engine, num_nodes) = engine_and_size(&input)?;
     let memcached = is_memcached(&engine);
-    let node_type = input
-        .cache_node_type
-        .clone()
-        .ok_or_else(|| ApiError::invalid_parameter_value("The parameter CacheNodeType must be provided."))?;
+    let node_type = input.cache_node_type.clone().ok_or_else(crate::messages::cache_node_type_required)?;
     ops.check_node_type(&node_type)?;
     let version = ops.engine_version(&engine, input.engine_version.as_deref())?;
     let parameter_group = ops
@@ -43,17 +40,28 @@ pub async fn create(
     let subnet_group =
         input.cache_subnet_group_name.as_deref().unwrap_or(crate::subnet_groups::DEFAULT_GROUP).to_ascii_lowercase();
     let zones = ops.subnet_group_zones(&scope, &subnet_group).await?;
-    for name in input.cache_security_group_names.iter().flatten() {
-        if !crate::security_groups::exists(ops, &scope, &name.to_ascii_lowercase()).await? {
-            return Err(Kind::SecurityGroup.not_found(name));
-        }
-    }
+    let (names, ids) = (input.cache_security_group_names.as_deref(), input.security_group_ids.as_deref());
+    crate::security_groups::check_references(ops, &scope, names, ids).await?;
+    crate::validate::topic_arn(input.notification_topic_arn.as_deref())?;
     let (az_mode, preferred) = placement(&input, memcached, num_nodes)?;
     crate::placement::check_zones(ops, &scope, &preferred, &zones)?;
     let restore_from = restore_source(ops, &scope, &input, &engine).await?;
-    // AWS's rules (token only with TLS, its length and characters); Redis only.
+    // Kept and shown as given: the emulator has no Outposts to place nodes on.
+    let mut outposts = input.preferred_outpost_arn.iter().chain(input.preferred_outpost_arns.iter().flatten());
+    for arn in outposts.clone() {
+        crate::validate::outpost_arn(arn)?;
+    }
+    let outpost = outposts.next().cloned();
+    // AWS's rules (token only with TLS, its length and characters; no token for Memcached).
     let security =
         crate::transit::on_create(&engine, input.transit_encryption_enabled, None, input.auth_token.as_deref())?;
+    // AWS docs: "In-transit encryption ... Memcached versions 1.6.12 and later".
+    if memcached && security.transit_encryption && model::catalog::is_downgrade("1.6.12", &version.actual_version) {
+        return Err(ApiError::invalid_parameter_combination(format!(
+            "Encryption in transit is supported for Memcached 1.6.12 and later, not {}.",
+            version.actual_version
+        )));
+    }
     if input.network_type.is_some_and(|n| n != NetworkType::Ipv4)
         || input.ip_discovery.is_some_and(|d| d != IpDiscovery::Ipv4)
     {
@@ -78,7 +86,7 @@ pub async fn create(
         id: id.clone(),
         status: status::CREATING.to_string(),
         engine: engine.clone(),
-        engine_version: version.engine_version.clone(),
+        engine_version: version.actual_version.clone(),
         node_type,
         num_nodes: num_nodes as u32,
         az_mode,
@@ -100,13 +108,13 @@ pub async fn create(
         node_group_id: None,
         pending: PendingChanges::default(),
         config_version: 1,
-        running_engine_version: None,
         config_endpoint_port: None,
         restore_from,
         // CreateCacheCluster has no AtRestEncryptionEnabled: only groups are encrypted at
         // rest, so a cluster restored from an encrypted snapshot is not.
         at_rest_encryption: false,
         security,
+        preferred_outpost_arn: outpost,
     };
     let created = StoredCluster { scope: scope.clone(), cluster, nodes };
     store_new_cluster(ops, &created, &tags).await?;

@@ -133,7 +133,8 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
             None
         },
         engine: Some(cluster.engine.clone()),
-        engine_version: Some(cluster.running_engine_version.clone().unwrap_or_else(|| cluster.engine_version.clone())),
+        // AWS's version for what was asked, never the local binary's (see /_emulator/nodes).
+        engine_version: Some(cluster.engine_version.clone()),
         ip_discovery: IpDiscovery::from_wire(&cluster.ip_discovery),
         log_delivery_configurations: Some(Vec::new()),
         network_type: NetworkType::from_wire(&cluster.network_type),
@@ -156,7 +157,7 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
         }),
         preferred_availability_zone: preferred_zone,
         preferred_maintenance_window: Some(cluster.maintenance_window.clone()),
-        preferred_outpost_arn: None,
+        preferred_outpost_arn: cluster.preferred_outpost_arn.clone(),
         replication_group_id: cluster.replication_group_id.clone(),
         replication_group_log_delivery_enabled: Some(false),
         security_groups: Some(
@@ -306,6 +307,37 @@ pub async fn reboot(
     Ok(RebootCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
 }
 
+/// Why DeleteCacheCluster refuses a replication group's member, in AWS's words where they
+/// are on record (the Terraform provider decides whether to retry by them).
+fn member_not_deletable(cluster: &CacheClusterRecord, group: Option<&store::ReplicationGroup>) -> ApiError {
+    let Some(stored) = group else { return Kind::ReplicationGroup.not_found(&cluster.id) };
+    let group = &stored.group;
+    let members = stored.members.iter().filter(|m| m.cluster.status != status::DELETING).count();
+    let is_primary = if group.cluster_enabled() {
+        group.node_group_led_by(&cluster.id).is_some()
+    } else {
+        group.primary_cluster_id == cluster.id
+    };
+    let shard_mates = stored.members.iter().filter(|m| m.cluster.node_group_id == cluster.node_group_id).count();
+    if members <= 1 {
+        crate::messages::only_member()
+    } else if is_primary {
+        crate::messages::serving_as_primary(&cluster.id, &group.id)
+    } else if group.automatic_failover && shard_mates <= 2 {
+        crate::messages::only_read_replica(&group.id)
+    } else {
+        // AWS deletes such a replica; the emulator removes replicas through
+        // DecreaseReplicaCount only.
+        ApiError::new(
+            ErrorCode::InvalidCacheClusterStateFault,
+            format!(
+                "Cache cluster {} is a replica in replication group {}: remove it with DecreaseReplicaCount.",
+                cluster.id, group.id
+            ),
+        )
+    }
+}
+
 pub async fn delete(
     ops: &Operations,
     ctx: &RequestContext,
@@ -314,10 +346,8 @@ pub async fn delete(
     let scope = ops.scope(ctx).await?;
     let current = existing(ops, &scope, &input.cache_cluster_id).await?;
     if let Some(group) = &current.cluster.replication_group_id {
-        return Err(ApiError::new(
-            ErrorCode::InvalidCacheClusterStateFault,
-            format!("Cache cluster {} is a member of replication group {group}.", current.cluster.id),
-        ));
+        let group = ops.store.replication_group(&scope, group).await.map_err(internal)?;
+        return Err(member_not_deletable(&current.cluster, group.as_ref()));
     }
     if input.final_snapshot_identifier.is_some() && is_memcached(&current.cluster.engine) {
         return Err(ApiError::invalid_parameter_combination(

@@ -12,7 +12,6 @@ use super::{
     MEMCACHED_NODES_PER_CLUSTER, change_available, existing, is_memcached, output, resize, set_node_type, status,
 };
 use crate::Operations;
-use crate::arn::{Kind, NotFound as _};
 
 pub async fn modify(
     ops: &Operations,
@@ -52,6 +51,11 @@ impl<'a> Plan<'a> {
         input: &'a ModifyCacheClusterMessage,
     ) -> Result<Self, ApiError> {
         let memcached = is_memcached(&current.cluster.engine);
+        if let Some(engine) = input.engine.as_deref().filter(|e| !e.eq_ignore_ascii_case(&current.cluster.engine)) {
+            return Err(ApiError::invalid_parameter_combination(format!(
+                "Cannot change the engine of a cache cluster to {engine}: a replication group moves from Redis OSS to Valkey with ModifyReplicationGroup."
+            )));
+        }
         let (new_version, parameter_group) = version_and_parameter_group(ops, scope, current, input).await?;
         if let Some(node_type) = &input.cache_node_type {
             ops.check_node_type(node_type)?;
@@ -64,11 +68,9 @@ impl<'a> Plan<'a> {
         let zones = ops.subnet_group_zones(scope, &current.cluster.subnet_group).await?;
         let new_zones = input.new_availability_zones.clone().unwrap_or_default();
         crate::placement::check_zones(ops, scope, &new_zones, &zones)?;
-        for name in input.cache_security_group_names.iter().flatten() {
-            if !crate::security_groups::exists(ops, scope, &name.to_ascii_lowercase()).await? {
-                return Err(Kind::SecurityGroup.not_found(name));
-            }
-        }
+        let (names, ids) = (input.cache_security_group_names.as_deref(), input.security_group_ids.as_deref());
+        crate::security_groups::check_references(ops, scope, names, ids).await?;
+        crate::validate::topic_arn(input.notification_topic_arn.as_deref())?;
         let maintenance_window =
             input.preferred_maintenance_window.as_deref().map(crate::validate::maintenance_window).transpose()?;
         let snapshot_window = input.snapshot_window.as_deref().map(crate::validate::snapshot_window).transpose()?;
@@ -228,12 +230,12 @@ impl<'a> Plan<'a> {
                 pending.node_type = Some(node_type.clone());
             }
         }
-        if let Some(version) = self.new_version.as_ref().filter(|v| v.engine_version != cluster.engine_version) {
+        if let Some(version) = self.new_version.as_ref().filter(|v| v.actual_version != cluster.engine_version) {
             changed = true;
             if self.apply_now {
-                cluster.engine_version = version.engine_version.clone();
+                cluster.engine_version = version.actual_version.clone();
             } else {
-                pending.engine_version = Some(version.engine_version.clone());
+                pending.engine_version = Some(version.actual_version.clone());
             }
         }
         if let Some(group) = self.parameter_group.as_ref().filter(|g| **g != cluster.parameter_group) {
@@ -324,15 +326,14 @@ async fn version_and_parameter_group(
     input: &ModifyCacheClusterMessage,
 ) -> Result<(Option<EngineVersion>, Option<String>), ApiError> {
     let engine = &current.cluster.engine;
-    let family =
-        ops.engine_version(engine, Some(&current.cluster.engine_version))?.cache_parameter_group_family.clone();
+    let family = ops.recorded_version(engine, &current.cluster.engine_version)?.cache_parameter_group_family.clone();
     let new_version = match &input.engine_version {
         Some(v) => {
             let version = ops.engine_version(engine, Some(v))?;
-            if model::catalog::is_downgrade(&current.cluster.engine_version, &version.engine_version) {
+            if model::catalog::is_downgrade(&current.cluster.engine_version, &version.actual_version) {
                 return Err(ApiError::invalid_parameter_combination(format!(
                     "Cannot downgrade {engine} from {} to {}.",
-                    current.cluster.engine_version, version.engine_version
+                    current.cluster.engine_version, version.actual_version
                 )));
             }
             Some(version.clone())

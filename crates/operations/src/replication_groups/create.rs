@@ -23,7 +23,35 @@ pub async fn create(
 ) -> Result<CreateReplicationGroupResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let id = crate::validate::resource_id("ReplicationGroupId", &input.replication_group_id, MAX_ID_LEN)?;
+    let new = plan(ops, &scope, &id, &input).await?;
+    written(ops.store.write(async |tx| new.write(tx).await).await)?;
+    tracing::info!(replication_group = id, members = new.stored.members.len(), "replication group: (none) -> creating");
+    ops.wake_reconciler();
+    Ok(CreateReplicationGroupResult { replication_group: Some(output(&new.stored)) })
+}
+
+/// A group checked against AWS's rules, ready to be written.
+pub(crate) struct NewGroup {
+    pub stored: StoredGroup,
+    template: CacheClusterRecord,
+    /// The existing cluster that becomes the primary.
+    adopted: Option<String>,
+    tags: Vec<store::TagRecord>,
+}
+
+/// Checks a CreateReplicationGroup request for group `id` (validated already) and plans
+/// the group and its members; nothing is written.
+pub(crate) async fn plan(
+    ops: &Operations,
+    scope: &Scope,
+    id: &str,
+    input: &CreateReplicationGroupMessage,
+) -> Result<NewGroup, ApiError> {
+    let (scope, id, input) = (scope.clone(), id.to_string(), input.clone());
     let options = Options::check(&input)?;
+    let (names, ids) = (input.cache_security_group_names.as_deref(), input.security_group_ids.as_deref());
+    crate::security_groups::check_references(ops, &scope, names, ids).await?;
+    crate::validate::topic_arn(input.notification_topic_arn.as_deref())?;
     let restore = Restore::of(ops, &scope, &input).await?;
     // An existing cluster can be adopted as the primary.
     let adopted = match &input.primary_cluster_id {
@@ -84,11 +112,7 @@ pub async fn create(
     group.primary_cluster_id =
         group.node_groups.first().map_or_else(|| members[0].cluster.id.clone(), |g| g.primary_cluster_id.clone());
     let stored = StoredGroup { scope: scope.clone(), group, members };
-    let adopted_id = adopted.as_ref().map(|c| c.cluster.id.clone());
-    store_new_group(ops, &stored, &template, adopted_id.as_deref(), &tags).await?;
-    tracing::info!(replication_group = id, members = stored.members.len(), "replication group: (none) -> creating");
-    ops.wake_reconciler();
-    Ok(CreateReplicationGroupResult { replication_group: Some(output(&stored)) })
+    Ok(NewGroup { stored, template, adopted: adopted.map(|c| c.cluster.id), tags })
 }
 
 /// What the request asks for that needs nothing but the request to check.
@@ -105,9 +129,7 @@ struct Options {
 
 impl Options {
     fn check(input: &CreateReplicationGroupMessage) -> Result<Self, ApiError> {
-        if input.replication_group_description.trim().is_empty() {
-            return Err(ApiError::invalid_parameter_value("ReplicationGroupDescription must not be blank."));
-        }
+        crate::validate::description("ReplicationGroupDescription", &input.replication_group_description)?;
         if let Some(global) = &input.global_replication_group_id {
             return Err(ApiError::new(
                 ErrorCode::GlobalReplicationGroupNotFoundFault,
@@ -230,10 +252,7 @@ async fn new_member_template(
     options: &Options,
     restore: &Restore,
 ) -> Result<CacheClusterRecord, ApiError> {
-    let node_type = input
-        .cache_node_type
-        .clone()
-        .ok_or_else(|| ApiError::invalid_parameter_value("The parameter CacheNodeType must be provided."))?;
+    let node_type = input.cache_node_type.clone().ok_or_else(crate::messages::cache_node_type_required)?;
     ops.check_node_type(&node_type)?;
     let version = ops.engine_version(engine, input.engine_version.as_deref())?;
     let family = &version.cache_parameter_group_family;
@@ -249,7 +268,7 @@ async fn new_member_template(
         id: String::new(),
         status: status::CREATING.to_string(),
         engine: engine.to_string(),
-        engine_version: version.engine_version.clone(),
+        engine_version: version.actual_version.clone(),
         node_type,
         num_nodes: 1,
         az_mode: "single-az".to_string(),
@@ -283,11 +302,11 @@ async fn new_member_template(
         node_group_id: None,
         pending: PendingChanges::default(),
         config_version: 1,
-        running_engine_version: None,
         config_endpoint_port: None,
         restore_from: restore.from.clone(),
         at_rest_encryption: options.at_rest,
         security: options.security.clone(),
+        preferred_outpost_arn: None,
     })
 }
 
@@ -400,6 +419,7 @@ fn group_record(
         kms_key_id: options.kms_key_id.clone(),
         security: options.security.clone(),
         user_group_ids: Vec::new(),
+        max_memory_bytes: None,
     }
 }
 
@@ -433,51 +453,38 @@ fn disabled_members(
     members
 }
 
-/// Writes the group, its members and its user-group link in one transaction, checking
-/// again what could have changed since it was validated: the groups it uses, the cluster
-/// it adopts, the node quota.
-async fn store_new_group(
-    ops: &Operations,
-    stored: &StoredGroup,
-    template: &CacheClusterRecord,
-    adopted: Option<&str>,
-    tags: &[store::TagRecord],
-) -> Result<(), ApiError> {
-    let (scope, id) = (&stored.scope, &stored.group.id);
-    let arn = arn::build(scope, Kind::ReplicationGroup, id);
-    let new_nodes: usize =
-        stored.members.iter().filter(|m| Some(m.cluster.id.as_str()) != adopted).map(|m| m.nodes.len()).sum();
-    let refusal = |e: &StoreError| match e {
-        StoreError::AlreadyExists => Some(ApiError::new(
-            ErrorCode::ReplicationGroupAlreadyExistsFault,
-            format!("Replication group {id} already exists."),
-        )),
-        StoreError::MemberExists(member) => Some(ApiError::new(
-            ErrorCode::CacheClusterAlreadyExistsFault,
-            format!("Cache cluster {member} already exists."),
-        )),
-        StoreError::QuotaExceeded(quota) => Some(ApiError::new(
-            ErrorCode::ClusterQuotaForCustomerExceededFault,
-            format!("The maximum number of replication groups ({quota}) has been reached."),
-        )),
-        _ => None,
-    };
-    written(
-        ops.store
-            .write(async |tx| {
-                crate::groups_still_there(tx, scope, &template.parameter_group, &template.subnet_group).await?;
-                if let Some(adopted) = adopted {
-                    match tx.cache_cluster(scope, adopted).await? {
-                        Some(c) => adoptable(&c).or_else(crate::refuse)?,
-                        None => return crate::refuse(Kind::Cluster.not_found(adopted)),
-                    }
-                }
-                clusters::within_node_quota(tx, scope, new_nodes).await?;
-                tx.create_replication_group(stored, &arn, tags, QUOTA)
-                    .await
-                    .map_err(|e| crate::answered(e, refusal))?;
-                crate::rbac::link(tx, scope, &stored.group.user_group_ids, id, true).await
-            })
-            .await,
-    )
+impl NewGroup {
+    /// Writes the group, its members and its user-group link inside `tx`, checking again
+    /// what could have changed since it was validated: the groups it uses, the cluster it
+    /// adopts, the node quota.
+    pub(crate) async fn write(&self, tx: &mut store::Tx) -> crate::Write<()> {
+        let (stored, template) = (&self.stored, &self.template);
+        let (scope, id) = (&stored.scope, &stored.group.id);
+        let adopted = self.adopted.as_deref();
+        let arn = arn::build(scope, Kind::ReplicationGroup, id);
+        let new_nodes: usize =
+            stored.members.iter().filter(|m| Some(m.cluster.id.as_str()) != adopted).map(|m| m.nodes.len()).sum();
+        let refusal = |e: &StoreError| match e {
+            StoreError::AlreadyExists => Some(crate::messages::replication_group_already_exists()),
+            StoreError::MemberExists(member) => Some(ApiError::new(
+                ErrorCode::CacheClusterAlreadyExistsFault,
+                format!("Cache cluster {member} already exists."),
+            )),
+            StoreError::QuotaExceeded(quota) => Some(ApiError::new(
+                ErrorCode::ClusterQuotaForCustomerExceededFault,
+                format!("The maximum number of replication groups ({quota}) has been reached."),
+            )),
+            _ => None,
+        };
+        crate::groups_still_there(tx, scope, &template.parameter_group, &template.subnet_group).await?;
+        if let Some(adopted) = adopted {
+            match tx.cache_cluster(scope, adopted).await? {
+                Some(c) => adoptable(&c).or_else(crate::refuse)?,
+                None => return crate::refuse(Kind::Cluster.not_found(adopted)),
+            }
+        }
+        clusters::within_node_quota(tx, scope, new_nodes).await?;
+        tx.create_replication_group(stored, &arn, &self.tags, QUOTA).await.map_err(|e| crate::answered(e, refusal))?;
+        crate::rbac::link(tx, scope, &stored.group.user_group_ids, id, true).await
+    }
 }

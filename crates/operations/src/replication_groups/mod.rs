@@ -19,9 +19,9 @@ use store::{
 use crate::arn::{self, Kind, NotFound as _};
 use crate::cache_clusters::status;
 use crate::pagination::paginate;
-use crate::{Operations, internal, refuse, written};
+use crate::{Operations, Write, internal, refuse, written};
 
-mod create;
+pub(crate) mod create;
 mod modify;
 pub use create::create;
 pub use modify::modify;
@@ -66,7 +66,6 @@ pub(crate) fn member(template: &CacheClusterRecord, id: String, group: &str, zon
     cluster.replication_group_id = Some(group.to_string());
     cluster.created_millis = now_millis();
     cluster.pending = PendingChanges::default();
-    cluster.running_engine_version = None;
     (cluster, vec![crate::placement::new_node(1, zone)])
 }
 
@@ -280,6 +279,24 @@ pub async fn delete(
         None => None,
     };
     let id = input.replication_group_id.to_ascii_lowercase();
+    // One write: refused, nothing changes (the final snapshot included).
+    let group = written(
+        ops.store.write(async |tx| mark_deleted(tx, &scope, &id, retain, final_snapshot.as_ref()).await).await,
+    )?;
+    ops.wake_reconciler();
+    Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group)) })
+}
+
+/// Inside a write: records the final snapshot (if any) and marks group `id` and its members
+/// `deleting` (the primary leaves the group instead with `retain`); its user groups forget
+/// it and its automated snapshots go with it.
+pub(crate) async fn mark_deleted(
+    tx: &mut store::Tx,
+    scope: &Scope,
+    id: &str,
+    retain: bool,
+    final_snapshot: Option<&SnapshotRecord>,
+) -> Write<StoredGroup> {
     let mark_deleting = |group: &mut ReplicationGroupRecord, members: &mut Vec<StoredCluster>| {
         if !status::DELETABLE.contains(&group.status.as_str()) {
             return Err(invalid_state(&group.id, &group.status));
@@ -303,26 +320,16 @@ pub async fn delete(
         }
         Ok(Vec::new())
     };
-    // One write: refused, nothing changes (the final snapshot included); its user group
-    // forgets it and its automated snapshots go with it.
-    let group = written(
-        ops.store
-            .write(async |tx| {
-                if let Some(snapshot) = &final_snapshot {
-                    crate::snapshots::record(tx, &scope, snapshot, &[]).await?;
-                }
-                let Some(group) = tx.update_replication_group(&scope, &id, mark_deleting).await? else {
-                    return refuse(not_found(&id));
-                };
-                crate::rbac::link(tx, &scope, &group.group.user_group_ids, &group.group.id, false).await?;
-                let of = |s: &SnapshotRecord| s.replication_group_id.as_deref() == Some(group.group.id.as_str());
-                crate::snapshots::prune(tx, &scope, of, 0).await?;
-                Ok(group)
-            })
-            .await,
-    )?;
-    ops.wake_reconciler();
-    Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group)) })
+    if let Some(snapshot) = final_snapshot {
+        crate::snapshots::record(tx, scope, snapshot, &[]).await?;
+    }
+    let Some(group) = tx.update_replication_group(scope, id, mark_deleting).await? else {
+        return refuse(not_found(id));
+    };
+    crate::rbac::link(tx, scope, &group.group.user_group_ids, &group.group.id, false).await?;
+    let of = |s: &SnapshotRecord| s.replication_group_id.as_deref() == Some(group.group.id.as_str());
+    crate::snapshots::prune(tx, scope, of, 0).await?;
+    Ok(group)
 }
 
 pub async fn test_failover(

@@ -41,6 +41,8 @@ struct Plan<'a> {
     security_change: crate::transit::Change<'a>,
     user_groups_to_add: Vec<String>,
     user_groups_to_remove: Vec<String>,
+    /// Redis OSS → Valkey: every node restarts in place on the new binary.
+    new_engine: Option<String>,
     new_version: Option<EngineVersion>,
     parameter_group: Option<String>,
     snapshot_window: Option<String>,
@@ -72,15 +74,15 @@ impl<'a> Plan<'a> {
         };
         crate::transit::check_change(&security_change)?;
         let (user_groups_to_add, user_groups_to_remove) = user_group_changes(ops, scope, current, input).await?;
-        let (new_version, parameter_group) = version_and_parameter_group(ops, scope, current, input).await?;
+        let new_engine = engine_change(&current.group.engine, input.engine.as_deref(), input.engine_version.is_some())?;
+        let engine = new_engine.as_deref().unwrap_or(&current.group.engine);
+        let (new_version, parameter_group) = version_and_parameter_group(ops, scope, current, engine, input).await?;
         if let Some(node_type) = &input.cache_node_type {
             ops.check_node_type(node_type)?;
         }
-        for name in input.cache_security_group_names.iter().flatten() {
-            if !crate::security_groups::exists(ops, scope, &name.to_ascii_lowercase()).await? {
-                return Err(Kind::SecurityGroup.not_found(name));
-            }
-        }
+        let (names, ids) = (input.cache_security_group_names.as_deref(), input.security_group_ids.as_deref());
+        crate::security_groups::check_references(ops, scope, names, ids).await?;
+        crate::validate::topic_arn(input.notification_topic_arn.as_deref())?;
         Ok(Self {
             input,
             security_change,
@@ -88,13 +90,15 @@ impl<'a> Plan<'a> {
             user_groups_to_remove,
             new_version,
             parameter_group,
+            // A change of engine is made at once, whatever ApplyImmediately says.
+            apply_now: input.apply_immediately.unwrap_or(false) || new_engine.is_some(),
+            new_engine,
             snapshot_window: input.snapshot_window.as_deref().map(crate::validate::snapshot_window).transpose()?,
             maintenance_window: input
                 .preferred_maintenance_window
                 .as_deref()
                 .map(crate::validate::maintenance_window)
                 .transpose()?,
-            apply_now: input.apply_immediately.unwrap_or(false),
         })
     }
 
@@ -164,7 +168,12 @@ impl<'a> Plan<'a> {
     }
 
     fn apply_group_settings(&self, group: &mut ReplicationGroupRecord, changed: &mut Changed) -> Result<(), ApiError> {
+        if let Some(engine) = &self.new_engine {
+            changed.anything = true;
+            group.engine = engine.clone();
+        }
         if let Some(description) = &self.input.replication_group_description {
+            crate::validate::description("ReplicationGroupDescription", description)?;
             changed.anything |= *description != group.description;
             group.description = description.clone();
         }
@@ -218,17 +227,23 @@ impl<'a> Plan<'a> {
             cluster.parameter_group = group_name.clone();
             member.nodes.iter_mut().for_each(|n| n.parameter_status = status::APPLYING.to_string());
         }
-        if let Some(version) = self.new_version.as_ref().filter(|v| v.engine_version != cluster.engine_version) {
+        if let Some(engine) = &self.new_engine {
+            // Another binary serves the nodes: the reconciler restarts each in place, with
+            // its data, the replicas first and the primary after handing over.
+            touches_nodes = true;
+            cluster.engine = engine.clone();
+        }
+        if let Some(version) = self.new_version.as_ref().filter(|v| v.actual_version != cluster.engine_version) {
             changed.anything = true;
             if !self.apply_now {
-                cluster.pending.engine_version = Some(version.engine_version.clone());
-            } else if model::catalog::is_downgrade(&cluster.engine_version, &version.engine_version) {
+                cluster.pending.engine_version = Some(version.actual_version.clone());
+            } else if model::catalog::is_downgrade(&cluster.engine_version, &version.actual_version) {
                 return Err(ApiError::invalid_parameter_combination(format!(
                     "Cannot downgrade {} from {} to {}.",
-                    cluster.engine, cluster.engine_version, version.engine_version
+                    cluster.engine, cluster.engine_version, version.actual_version
                 )));
             } else {
-                cluster.engine_version = version.engine_version.clone();
+                cluster.engine_version = version.actual_version.clone();
             }
         }
         if let Some(node_type) = input.cache_node_type.as_ref().filter(|t| **t != cluster.node_type) {
@@ -350,24 +365,44 @@ async fn user_group_changes(
 
 /// EngineVersion and CacheParameterGroupName: a new version of another family needs a
 /// parameter group of that family.
+/// Redis OSS → Valkey is the one change of engine AWS offers a group, to a Valkey version
+/// named with it. (The wording of these refusals is the emulator's.)
+fn engine_change(current: &str, requested: Option<&str>, version_given: bool) -> Result<Option<String>, ApiError> {
+    let Some(requested) = requested.map(str::to_ascii_lowercase).filter(|e| e != current) else { return Ok(None) };
+    if current != "redis" || requested != "valkey" {
+        return Err(ApiError::invalid_parameter_combination(format!(
+            "Cannot change the engine from {current} to {requested}: only Redis OSS to Valkey is supported."
+        )));
+    }
+    if !version_given {
+        return Err(ApiError::invalid_parameter_combination(
+            "Changing the engine to valkey needs the EngineVersion to move to.",
+        ));
+    }
+    Ok(Some(requested))
+}
+
+/// The version asked for (in `engine`, the group's or the one it moves to) and the
+/// parameter group that goes with it.
 async fn version_and_parameter_group(
     ops: &Operations,
     scope: &Scope,
     current: &StoredGroup,
+    engine: &str,
     input: &ModifyReplicationGroupMessage,
 ) -> Result<(Option<EngineVersion>, Option<String>), ApiError> {
     let family = current
         .members
         .first()
         .map(|m| {
-            ops.engine_version(&m.cluster.engine, Some(&m.cluster.engine_version))
+            ops.recorded_version(&m.cluster.engine, &m.cluster.engine_version)
                 .map(|v| v.cache_parameter_group_family.clone())
         })
         .transpose()?
         .unwrap_or_default();
     let new_version = match &input.engine_version {
         Some(v) => {
-            let version = ops.engine_version(&current.group.engine, Some(v))?.clone();
+            let version = ops.engine_version(engine, Some(v))?.clone();
             if version.cache_parameter_group_family != family && input.cache_parameter_group_name.is_none() {
                 return Err(ApiError::invalid_parameter_combination(format!(
                     "Upgrading to family {} requires a CacheParameterGroupName of that family.",

@@ -136,13 +136,9 @@ async fn startup(binary: &PathBuf) -> anyhow::Result<Vec<Duration>> {
 }
 
 async fn client(address: SocketAddr) -> Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(format!("http://{address}"))
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_elasticache::config::Credentials::new("bench", "bench", None, None, "bench"))
-        .load()
-        .await;
-    Client::new(&config)
+    let config = e2e::sdk_config(&format!("http://{address}"), "us-east-1")
+        .credentials_provider(aws_sdk_elasticache::config::Credentials::new("bench", "bench", None, None, "bench"));
+    Client::from_conf(config.build())
 }
 
 struct Load {

@@ -1,7 +1,8 @@
 //! Replication-group figures: create (1 primary + 2 replicas) → available, failover time
 //! (kill -9 of the primary → first successful write through the primary endpoint), and
 //! acknowledged writes lost across a failover under a steady write load, with and without
-//! `WAIT 1`.
+//! `WAIT 1`; and a one-node group → connectable for Redis 7.0 and for Valkey 8.0, each on the
+//! binary `/_emulator/health` names.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -148,7 +149,50 @@ async fn lost_writes(client: &Client, admin: SocketAddr, id: &str, wait: bool) -
     Ok((lost, acknowledged.len()))
 }
 
+/// CreateReplicationGroup of one node at `engine` `version` → `PING` answered through the
+/// primary endpoint.
+async fn create_to_connectable(client: &Client, engine: &str, version: &str) -> anyhow::Result<Duration> {
+    let id = format!("bench-{engine}");
+    let started = Instant::now();
+    client
+        .create_replication_group()
+        .replication_group_id(&id)
+        .replication_group_description("bench")
+        .engine(engine)
+        .engine_version(version)
+        .num_cache_clusters(1)
+        .cache_node_type("cache.t3.micro")
+        .send()
+        .await
+        .context("create replication group")?;
+    let (endpoint, _) = wait_available(client, &id).await?;
+    connect(endpoint).await?.ping().await?;
+    let elapsed = started.elapsed();
+    delete(client, &id).await?;
+    Ok(elapsed)
+}
+
+async fn engines_compared(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
+    let (_, health) = e2e::raw_get(admin, "/_emulator/health").await?;
+    let health: serde_json::Value = serde_json::from_str(&health)?;
+    for (engine, version) in [("redis", "7.0"), ("valkey", "8.0")] {
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            times.push(create_to_connectable(client, engine, version).await?);
+        }
+        let binary = &health["engines"][engine];
+        println!(
+            "CreateReplicationGroup ({engine} {version}, 1 node) -> connectable: median {:.1} ms ({RUNS} runs; {} {})",
+            ms(median(&mut times)),
+            binary["binary"].as_str().unwrap_or("?"),
+            binary["version"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
+    engines_compared(client, admin).await?;
     let mut creates = Vec::new();
     let mut failovers = Vec::new();
     for run in 0..RUNS {

@@ -1,6 +1,7 @@
 //! Snapshot and durability figures: snapshot and restore of a node holding 1,000,000 keys
 //! against the floor of `redis-cli --rdb` plus a plain `redis-server` start on the same file,
-//! and an emulator restart with 50 clusters → every cluster available again.
+//! and an emulator restart with 50 clusters → every cluster available again, after a clean
+//! stop (SIGTERM) and after a kill -9 of the emulator.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -155,7 +156,14 @@ async fn snapshot_and_restore(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn restart_with_clusters(binary: &PathBuf) -> anyhow::Result<()> {
+/// How the emulator goes down before the restart.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Clean,
+    Kill9,
+}
+
+async fn restart_with_clusters(binary: &PathBuf, stop: Stop) -> anyhow::Result<()> {
     let state = tempfile::tempdir()?;
     let address = free_port()?;
     let server = Server::spawn_on(binary, address, Some(state.path()))?;
@@ -176,7 +184,11 @@ async fn restart_with_clusters(binary: &PathBuf) -> anyhow::Result<()> {
     for i in 0..CLUSTERS {
         wait_cluster(&client, &format!("r{i:02}")).await?;
     }
-    server.terminate()?;
+    match stop {
+        Stop::Clean => server.terminate()?,
+        // Dropping the handle SIGKILLs the process.
+        Stop::Kill9 => drop(server),
+    }
 
     let started = Instant::now();
     let _server = Server::spawn_on(binary, address, Some(state.path()))?;
@@ -221,7 +233,7 @@ async fn restart_with_clusters(binary: &PathBuf) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     println!(
-        "emulator restart with {CLUSTERS} clusters (25 Redis, 25 Memcached) -> every cluster available and answering: {:.0} ms",
+        "emulator restart ({stop:?} stop) with {CLUSTERS} clusters (25 Redis, 25 Memcached) -> every cluster available and answering: {:.0} ms",
         ms(started.elapsed())
     );
     Ok(())
@@ -234,5 +246,6 @@ pub async fn run(binary: &PathBuf) -> anyhow::Result<()> {
     }
     snapshot_and_restore(&client(server.address).await).await?;
     drop(server);
-    restart_with_clusters(binary).await
+    restart_with_clusters(binary, Stop::Clean).await?;
+    restart_with_clusters(binary, Stop::Kill9).await
 }

@@ -18,12 +18,12 @@ use crate::{median, ms};
 const CONNECTIONS: usize = 200;
 const DEADLINE: Duration = Duration::from_secs(60);
 
-async fn create(client: &Client, id: &str, tls: bool) -> anyhow::Result<()> {
+pub async fn create(client: &Client, id: &str, nodes: i32, tls: bool) -> anyhow::Result<()> {
     let mut request = client
         .create_replication_group()
         .replication_group_id(id)
         .replication_group_description("bench")
-        .num_cache_clusters(1)
+        .num_cache_clusters(nodes)
         .cache_node_type("cache.t3.micro");
     if tls {
         request = request.transit_encryption_enabled(true).transit_encryption_mode(TransitEncryptionMode::Required);
@@ -32,7 +32,7 @@ async fn create(client: &Client, id: &str, tls: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn primary_endpoint(client: &Client, id: &str) -> anyhow::Result<SocketAddr> {
+pub async fn primary_endpoint(client: &Client, id: &str) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let described = client.describe_replication_groups().replication_group_id(id).send().await?;
@@ -65,7 +65,7 @@ async fn plaintext(endpoint: SocketAddr) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
-async fn tls(endpoint: SocketAddr, connector: &tokio_rustls::TlsConnector) -> anyhow::Result<Duration> {
+pub async fn tls(endpoint: SocketAddr, connector: &tokio_rustls::TlsConnector) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let stream = TcpStream::connect(endpoint).await?;
     stream.set_nodelay(true)?;
@@ -75,7 +75,8 @@ async fn tls(endpoint: SocketAddr, connector: &tokio_rustls::TlsConnector) -> an
     Ok(started.elapsed())
 }
 
-pub async fn run(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
+/// A TLS connector trusting the emulator's CA (from its admin API at `admin`).
+pub async fn connector(admin: SocketAddr) -> anyhow::Result<tokio_rustls::TlsConnector> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let (status, ca) = e2e::raw_get(admin, "/_emulator/ca.pem").await?;
     anyhow::ensure!(status == 200, "GET /_emulator/ca.pem answered {status}");
@@ -87,10 +88,13 @@ pub async fn run(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
 
-    create(client, "bench-plain", false).await?;
-    create(client, "bench-tls", true).await?;
+pub async fn run(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
+    let connector = connector(admin).await?;
+    create(client, "bench-plain", 1, false).await?;
+    create(client, "bench-tls", 1, true).await?;
     let plain_endpoint = primary_endpoint(client, "bench-plain").await?;
     let tls_endpoint = primary_endpoint(client, "bench-tls").await?;
     let (mut plain, mut encrypted) = (Vec::new(), Vec::new());
