@@ -109,6 +109,8 @@ impl TestServer {
             settle_timeout: server::DEFAULT_SETTLE_TIMEOUT,
             engines: None,
             warm_nodes: server::DEFAULT_WARM_NODES,
+            connections: Default::default(),
+            serverless_gb_bytes: server::DEFAULT_SERVERLESS_GB_BYTES,
         };
         configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();

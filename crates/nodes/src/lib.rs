@@ -37,6 +37,7 @@ pub mod probe;
 pub mod proxy;
 pub mod replication;
 pub mod resp;
+pub mod serverless;
 pub mod spawner;
 pub mod supervisor;
 pub mod tls;
@@ -52,6 +53,7 @@ pub use engines::{Binary, EngineKind, Engines};
 pub use orphans::reap_orphans;
 pub use proxy::{Balance, EndpointProxy, ProxyTls};
 pub use replication::{ReplicationInfo, Role};
+pub use serverless::ServerlessEndpoint;
 pub use supervisor::Runtime;
 pub use warm::WarmSettings;
 

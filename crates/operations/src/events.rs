@@ -45,6 +45,9 @@ pub async fn describe(
         end_millis: Some(end),
     };
     let events = ops.store.events(&scope, &filter).await.map_err(internal)?;
+    // The backing of a serverless cache is no resource of the user's.
+    let events: Vec<_> =
+        events.into_iter().filter(|(_, e)| !model::names::is_serverless_backing(&e.source_identifier)).collect();
     let page = paginate(events, |(id, _)| format!("{id:020}"), input.marker.as_deref(), input.max_records)?;
     Ok(EventsMessage {
         events: Some(

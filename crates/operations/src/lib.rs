@@ -6,7 +6,7 @@
 //!   hands over to the module of its resource family.
 //! - `parameter_groups`, `engine_versions`, `subnet_groups`, `security_groups`, `tags`,
 //!   `cache_clusters`, `replication_groups`, `snapshots`, `users`, `user_groups`, `events`:
-//!   one module per resource family; the long Create and Modify handlers of clusters and
+//!   `serverless`, `serverless_snapshots`: one module per resource family; the long Create and Modify handlers of clusters and
 //!   groups have a module each (`cache_clusters::create`, `replication_groups::modify`, …),
 //!   a plan checked against AWS's rules and then applied. `shards`: cluster mode's node
 //!   groups; `rbac`, `transit`: user groups, TLS and AUTH tokens of groups.
@@ -27,12 +27,15 @@ mod cache_clusters;
 mod engine_versions;
 mod events;
 mod lookups;
+mod messages;
 mod pagination;
 mod parameter_groups;
 mod placement;
 mod rbac;
 mod replication_groups;
 mod security_groups;
+mod serverless;
+mod serverless_snapshots;
 pub mod settle;
 mod shards;
 pub mod snapshots;
@@ -69,6 +72,8 @@ pub struct Settings {
     /// How long a mutation may wait for its change to settle before it answers (zero:
     /// answer at once). See [`settle`].
     pub settle_timeout: std::time::Duration,
+    /// Bytes one "GB" of a serverless cache's data storage limit stands for.
+    pub serverless_gb_bytes: u64,
 }
 
 pub struct Operations {
@@ -179,6 +184,11 @@ fn cluster_of(cluster: Option<&CacheCluster>) -> Vec<Awaited> {
 /// A replication group an answer names, to settle with its members.
 fn group_of(group: Option<&ReplicationGroup>) -> Vec<Awaited> {
     group.and_then(|g| g.replication_group_id.clone()).map(Awaited::ReplicationGroup).into_iter().collect()
+}
+
+/// A serverless cache an answer names, to settle.
+fn serverless_of(cache: Option<&ServerlessCache>) -> Vec<Awaited> {
+    cache.and_then(|c| c.serverless_cache_name.clone()).map(Awaited::ServerlessCache).into_iter().collect()
 }
 
 /// A snapshot an answer names, and the cluster or group it is taken from (`snapshotting`).
@@ -630,5 +640,83 @@ impl ElastiCache for Operations {
         input: DeleteUserGroupMessage,
     ) -> Result<UserGroup, ApiError> {
         user_groups::delete(self, ctx, input).await
+    }
+
+    async fn create_serverless_cache(
+        &self,
+        ctx: &RequestContext,
+        input: CreateServerlessCacheRequest,
+    ) -> Result<CreateServerlessCacheResponse, ApiError> {
+        let out = serverless::create(self, ctx, input).await?;
+        self.settle(ctx, "CreateServerlessCache", &serverless_of(out.serverless_cache.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn describe_serverless_caches(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeServerlessCachesRequest,
+    ) -> Result<DescribeServerlessCachesResponse, ApiError> {
+        serverless::describe(self, ctx, input).await
+    }
+
+    async fn modify_serverless_cache(
+        &self,
+        ctx: &RequestContext,
+        input: ModifyServerlessCacheRequest,
+    ) -> Result<ModifyServerlessCacheResponse, ApiError> {
+        let out = serverless::modify(self, ctx, input).await?;
+        self.settle(ctx, "ModifyServerlessCache", &serverless_of(out.serverless_cache.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn delete_serverless_cache(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteServerlessCacheRequest,
+    ) -> Result<DeleteServerlessCacheResponse, ApiError> {
+        let out = serverless::delete(self, ctx, input).await?;
+        self.settle(ctx, "DeleteServerlessCache", &serverless_of(out.serverless_cache.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn create_serverless_cache_snapshot(
+        &self,
+        ctx: &RequestContext,
+        input: CreateServerlessCacheSnapshotRequest,
+    ) -> Result<CreateServerlessCacheSnapshotResponse, ApiError> {
+        serverless_snapshots::create(self, ctx, input).await
+    }
+
+    async fn copy_serverless_cache_snapshot(
+        &self,
+        ctx: &RequestContext,
+        input: CopyServerlessCacheSnapshotRequest,
+    ) -> Result<CopyServerlessCacheSnapshotResponse, ApiError> {
+        serverless_snapshots::copy(self, ctx, input).await
+    }
+
+    async fn describe_serverless_cache_snapshots(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeServerlessCacheSnapshotsRequest,
+    ) -> Result<DescribeServerlessCacheSnapshotsResponse, ApiError> {
+        serverless_snapshots::describe(self, ctx, input).await
+    }
+
+    async fn delete_serverless_cache_snapshot(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteServerlessCacheSnapshotRequest,
+    ) -> Result<DeleteServerlessCacheSnapshotResponse, ApiError> {
+        serverless_snapshots::delete(self, ctx, input).await
+    }
+
+    async fn export_serverless_cache_snapshot(
+        &self,
+        ctx: &RequestContext,
+        input: ExportServerlessCacheSnapshotRequest,
+    ) -> Result<ExportServerlessCacheSnapshotResponse, ApiError> {
+        serverless_snapshots::export(self, ctx, input).await
     }
 }

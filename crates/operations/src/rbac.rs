@@ -46,7 +46,10 @@ pub async fn check_attachable(
                 format!("User group {id} is not in active state."),
             ));
         }
-        if group.group.engine != engine {
+        // A Redis OSS user group serves a Valkey cache too (terraform-provider-aws's
+        // serverless cache tests attach one to a valkey cache).
+        let compatible = group.group.engine == engine || (engine == "valkey" && group.group.engine == "redis");
+        if !compatible {
             return Err(ApiError::invalid_parameter_combination(format!(
                 "User group {id} is for engine {}, not {engine}.",
                 group.group.engine

@@ -31,6 +31,7 @@ pub enum Awaited {
     /// The group and every member cluster it has (or had, while it is being deleted).
     ReplicationGroup(String),
     Snapshot(String),
+    ServerlessCache(String),
 }
 
 impl Awaited {
@@ -52,6 +53,9 @@ impl Awaited {
             }
             Awaited::Snapshot(name) => {
                 store.snapshot(scope, name).await?.is_none_or(|s| !SNAPSHOT_TRANSITIONAL.contains(&s.status.as_str()))
+            }
+            Awaited::ServerlessCache(name) => {
+                store.serverless_cache(scope, name).await?.is_none_or(|c| !TRANSITIONAL.contains(&c.status.as_str()))
             }
         })
     }

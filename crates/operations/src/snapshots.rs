@@ -219,7 +219,10 @@ pub(crate) async fn plan(
     taken: Taken,
     kms_key_id: Option<String>,
 ) -> Result<SnapshotRecord, ApiError> {
-    if taken != Taken::Automated {
+    one_source(cluster_id, group_id)?;
+    // Automated names are AWS's own; a serverless cache's snapshots are stored under a
+    // backing name its own module made from a name it checked.
+    if taken != Taken::Automated && !model::names::is_serverless_backing(name) {
         validate::group_name("SnapshotName", name)?;
     }
     if ops.store.snapshot(scope, name).await.map_err(internal)?.is_some() {
@@ -366,6 +369,9 @@ pub async fn describe(
         Some(name) => vec![ops.store.snapshot(&scope, name).await.map_err(internal)?.ok_or_else(|| not_found(name))?],
         None => ops.store.snapshots(&scope).await.map_err(internal)?,
     };
+    // DescribeServerlessCacheSnapshots shows those.
+    let snapshots: Vec<SnapshotRecord> =
+        snapshots.into_iter().filter(|s| !model::names::is_serverless_backing(&s.name)).collect();
     if let Some(id) = &input.cache_cluster_id
         && ops.store.cache_cluster(&scope, &id.to_ascii_lowercase()).await.map_err(internal)?.is_none()
         && !snapshots.iter().any(|s| s.cache_cluster_id.as_deref() == Some(id.as_str()))

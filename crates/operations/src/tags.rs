@@ -69,10 +69,20 @@ async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, 
             Kind::SubnetGroup => subnet_groups::exists(ops, scope, &name).await?,
             Kind::SecurityGroup => security_groups::exists(ops, scope, &name).await?,
             Kind::Cluster => ops.store.cache_cluster(scope, &name).await.map_err(internal)?.is_some(),
-            Kind::ReplicationGroup => ops.store.replication_group(scope, &name).await.map_err(internal)?.is_some(),
+            Kind::ReplicationGroup => match ops.store.replication_group(scope, &name).await.map_err(internal)? {
+                Some(g) if g.group.status != crate::cache_clusters::status::AVAILABLE => {
+                    return Err(crate::messages::group_not_available_for_tagging());
+                }
+                found => found.is_some(),
+            },
             Kind::Snapshot => ops.store.snapshot(scope, &arn.name).await.map_err(internal)?.is_some(),
             Kind::User => users::exists(ops, scope, &name).await?,
             Kind::UserGroup => user_groups::exists(ops, scope, &name).await?,
+            Kind::ServerlessCache => ops.store.serverless_cache(scope, &name).await.map_err(internal)?.is_some(),
+            Kind::ServerlessCacheSnapshot => {
+                let stored = model::names::serverless_backing(&name);
+                ops.store.snapshot(scope, &stored).await.map_err(internal)?.is_some()
+            }
             // No other kind of resource exists in the emulator yet.
             _ => false,
         };

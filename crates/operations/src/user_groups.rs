@@ -11,6 +11,7 @@
 //! (`replication_groups` in the record) is where node work, and lasting transitional
 //! statuses, will come from.
 
+use model::names::{is_serverless_backing, serverless_name};
 use std::collections::HashSet;
 
 use protocol::shapes::*;
@@ -49,8 +50,13 @@ fn output(scope: &Scope, group: &store::UserGroup, users: &[store::User], status
             user_ids_to_add: Some(Vec::new()),
             user_ids_to_remove: Some(Vec::new()),
         }),
-        replication_groups: Some(g.replication_groups.clone()),
-        serverless_caches: Some(Vec::new()),
+        // A serverless cache's data group stands for the cache.
+        replication_groups: Some(
+            g.replication_groups.iter().filter(|id| !is_serverless_backing(id)).cloned().collect(),
+        ),
+        serverless_caches: Some(
+            g.replication_groups.iter().filter_map(|id| serverless_name(id)).map(str::to_string).collect(),
+        ),
         status: Some(status.unwrap_or(&g.status).to_string()),
         user_group_id: Some(g.id.clone()),
         user_ids: Some(group.user_ids.clone()),
@@ -269,9 +275,9 @@ pub async fn delete(
                 return Err(ApiError::new(
                     ErrorCode::InvalidUserGroupStateFault,
                     format!(
-                        "User group {} is associated with replication group(s) {} and cannot be deleted.",
+                        "User group {} is associated with replication group(s) or serverless cache(s) {} and cannot be deleted.",
                         g.id,
-                        g.replication_groups.join(", ")
+                        g.replication_groups.iter().map(|id| serverless_name(id).unwrap_or(id)).collect::<Vec<_>>().join(", ")
                     ),
                 ));
             }

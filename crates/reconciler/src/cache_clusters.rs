@@ -150,6 +150,12 @@ impl Desired {
         } else {
             node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(DEFAULT_MAX_MEMORY)
         };
+        // A serverless cache's data storage limit, shared out over its shards.
+        let max_memory_bytes = match &c.cluster.replication_group_id {
+            Some(id) => r.store.replication_group(&c.scope, id).await?.and_then(|g| g.group.max_memory_bytes),
+            None => None,
+        }
+        .unwrap_or(max_memory_bytes);
         let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
         let member = crate::replication_groups::member_start(r, c, major).await;
         let directives =

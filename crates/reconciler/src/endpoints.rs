@@ -20,6 +20,30 @@ pub(crate) struct Served {
     pub(crate) memcached: tokio::sync::Mutex<HashMap<ClusterKey, (ConfigEndpoint, watch::Sender<ClusterConfig>)>>,
     /// Primary, reader and configuration endpoints of every replication group.
     pub(crate) groups: tokio::sync::Mutex<HashMap<ClusterKey, GroupEndpoints>>,
+    /// The writer and reader endpoints of every serverless cache.
+    pub(crate) serverless: tokio::sync::Mutex<HashMap<ClusterKey, crate::serverless::CacheEndpoints>>,
+}
+
+impl Served {
+    /// Stops every endpoint.
+    pub(crate) async fn clear(&self) {
+        self.memcached.lock().await.clear();
+        self.groups.lock().await.clear();
+        self.serverless.lock().await.clear();
+    }
+}
+
+/// Starts a listener (`start` takes the port) on the recorded `port`, or on a free one the
+/// first time or when the recorded one was taken while the emulator was down.
+pub(crate) async fn on_recorded_port<T, Fut>(port: Option<u16>, start: impl Fn(u16) -> Fut) -> Result<T, Error>
+where
+    Fut: std::future::Future<Output = Result<T, nodes::NodeError>>,
+{
+    match start(port.unwrap_or(0)).await {
+        Ok(started) => Ok(started),
+        Err(_) if port.is_some() => start(0).await.map_err(Error::Node),
+        Err(error) => Err(Error::Node(error)),
+    }
 }
 
 /// An emulator-served endpoint: the proxy, and the sender that points it at nodes.

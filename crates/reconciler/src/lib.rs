@@ -11,6 +11,7 @@
 //! - `endpoints`: the primary, reader and configuration endpoints the emulator serves.
 //! - `cluster_mode`: cluster-mode groups on Redis Cluster: meeting, slots, resharding,
 //!   per-shard failover and the configuration endpoint.
+//! - `serverless`: a serverless cache's TLS endpoints and status over its backing group.
 //! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
 //! - `s3`: uploads of exported snapshots to an S3-compatible endpoint.
 //! - `at_rest`: the encrypted snapshot file format and the state dir's key.
@@ -38,6 +39,7 @@ mod failover;
 mod health;
 mod replication_groups;
 mod s3;
+mod serverless;
 mod snapshots;
 
 use std::collections::{HashMap, HashSet};
@@ -296,6 +298,20 @@ impl Reconciler {
                     }
                 }
                 Err(error) => tracing::error!(%error, "reading snapshots failed"),
+            }
+            match store.all_serverless_caches().await {
+                Ok(caches) => {
+                    for (scope, cache) in caches {
+                        let name = cache.name.clone();
+                        this.spawn_once(serverless::key(&scope, &name), move |r| async move {
+                            match r.store.serverless_cache(&scope, &name).await.map_err(error::Error::Store)? {
+                                Some(fresh) => serverless::reconcile(&r, scope, fresh).await,
+                                None => Ok(None),
+                            }
+                        });
+                    }
+                }
+                Err(error) => tracing::error!(%error, "reading serverless caches failed"),
             }
             for group in groups {
                 let (scope, id) = (group.scope.clone(), group.group.id.clone());

@@ -62,7 +62,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, s: SnapshotRecord) -> 
         snapshot_status::EXPORTING => export(r, &scope, &s).await,
         snapshot_status::DELETING => {
             let _ = tokio::fs::remove_dir_all(r.snapshot_dir(&scope, &s.name)).await;
-            let arn = model::arn::build(&scope, model::arn::Kind::Snapshot, &s.name);
+            // A serverless cache's snapshot has its tags under its own ARN.
+            let arn = match model::names::serverless_name(&s.name) {
+                Some(name) => model::arn::build(&scope, model::arn::Kind::ServerlessCacheSnapshot, name),
+                None => model::arn::build(&scope, model::arn::Kind::Snapshot, &s.name),
+            };
             match r.store.delete_snapshot(&scope, &s.name, &arn, &[]).await {
                 Ok(()) | Err(store::StoreError::NotFound) => Ok(None),
                 Err(e) => Err(Error::Store(e)),

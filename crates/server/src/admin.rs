@@ -114,9 +114,17 @@ async fn list_nodes(State(state): State<AppState>) -> Response {
                 "cache_cluster_id": c.cluster.id,
                 "cache_node_id": node.node_id,
                 "replication_group_id": c.cluster.replication_group_id,
+                // The serverless cache whose data the node holds, if any.
+                "serverless_cache": c.cluster.replication_group_id.as_deref().and_then(model::names::serverless_name),
                 "node_group_id": node_group_id,
                 "role": role,
                 "engine": c.cluster.engine,
+                // AWS's version (as Describe shows it), and the local binary that serves it.
+                "engine_version": c.cluster.engine_version,
+                "binary": running.as_ref().map(|r| json!({
+                    "path": state.engines[c.cluster.engine.as_str()]["binary"],
+                    "version": r.engine_version,
+                })),
                 "availability_zone": node.zone,
                 "address": node.address,
                 "port": node.port,

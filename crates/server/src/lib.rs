@@ -53,7 +53,15 @@ pub struct Config {
     /// Cluster-enabled redis nodes kept started ahead of need, so that new cluster-mode
     /// groups skip redis's two-second start-up delay; 0 keeps none.
     pub warm_nodes: usize,
+    /// Bounds on open connections and on slow clients.
+    pub connections: connections::Limits,
+    /// What one "GB" of a serverless cache's data storage limit is here (tests make it
+    /// small, to reach a limit with little data).
+    pub serverless_gb_bytes: u64,
 }
+
+/// One GiB: a serverless cache's data storage limit as on AWS.
+pub const DEFAULT_SERVERLESS_GB_BYTES: u64 = 1 << 30;
 
 /// One warm node per shard of a three-shard group.
 pub const DEFAULT_WARM_NODES: usize = 3;
@@ -139,6 +147,7 @@ pub async fn run(
             reconcile: wake.clone(),
             exports_dir: config.state_dir.join("exports"),
             settle_timeout: config.settle_timeout,
+            serverless_gb_bytes: config.serverless_gb_bytes,
         },
     ));
     let engines = config.engines.clone().unwrap_or_else(Engines::detect);

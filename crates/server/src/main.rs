@@ -81,6 +81,10 @@ struct ServeArgs {
     /// is available without redis's two-second start-up delay; 0 keeps none (no idle cost).
     #[arg(long, env = "ELASTICACHE_LOCAL_WARM_NODES", default_value_t = server::DEFAULT_WARM_NODES)]
     warm_nodes: usize,
+    /// Bytes one "GB" of a serverless cache's CacheUsageLimits.DataStorage stands for; a
+    /// small value lets a test reach the limit with little data.
+    #[arg(long, env = "ELASTICACHE_LOCAL_SERVERLESS_GB_BYTES", default_value_t = server::DEFAULT_SERVERLESS_GB_BYTES)]
+    serverless_gb_bytes: u64,
 }
 
 /// The export target from --s3-endpoint and the credentials in the environment.
@@ -197,9 +201,10 @@ async fn main() -> anyhow::Result<()> {
         settle_timeout: std::time::Duration::from_millis(args.settle_timeout_ms),
         engines: None,
         warm_nodes: args.warm_nodes,
+        connections: Default::default(),
+        serverless_gb_bytes: args.serverless_gb_bytes,
     };
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = server::connections::listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let result = server::run(listener, config, shutdown_signal()).await;
     if let Some(dir) = ephemeral_dir {
         let _ = std::fs::remove_dir_all(dir);

@@ -5,7 +5,7 @@
 //! - `tx`: [`Tx`], one write transaction under the write lock, and [`Store::write`], which
 //!   runs an API call's reads, checks and writes in one.
 //! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`, `cache_clusters`,
-//!   `replication_groups`, `snapshots`, `users` (users and user groups), `events`: one module
+//!   `replication_groups`, `serverless`, `snapshots`, `users` (users and user groups), `events`: one module
 //!   per resource family, each a set of `impl Tx` methods (reads and writes inside a write)
 //!   and `impl Store` methods (reads, and a write on its own) over plain records.
 //!
@@ -18,6 +18,7 @@ mod events;
 mod parameter_groups;
 mod replication_groups;
 mod security_groups;
+mod serverless;
 mod snapshots;
 mod subnet_groups;
 mod tags;
@@ -41,6 +42,7 @@ pub use replication_groups::{
     FailoverRequest, NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord, ReshardingProgress,
 };
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
+pub use serverless::{ServerlessCacheRecord, UsageLimit};
 pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
 pub use tags::TagRecord;
@@ -133,6 +135,7 @@ impl Store {
             "user_groups",
             "users",
             "snapshots",
+            "serverless_caches",
             "replication_groups",
             "cache_nodes",
             "cache_clusters",

@@ -70,6 +70,10 @@ pub struct ReplicationGroupRecord {
     /// User groups (RBAC) whose users are the ACL of every node.
     #[serde(default)]
     pub user_group_ids: Vec<String>,
+    /// The memory each node may hold, instead of its node type's: a serverless cache's data
+    /// storage limit shared out over its shards.
+    #[serde(default)]
+    pub max_memory_bytes: Option<u64>,
 }
 
 impl ReplicationGroupRecord {

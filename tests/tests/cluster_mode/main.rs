@@ -6,6 +6,7 @@
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
 
+mod serverless;
 mod warm;
 
 use std::sync::Arc;

@@ -205,6 +205,8 @@ pub async fn describe(
         Some(id) => vec![existing(ops, &scope, id).await?],
         None => ops.store.cache_clusters(&scope).await.map_err(internal)?,
     };
+    // A serverless cache's nodes are its own business.
+    let clusters = clusters.into_iter().filter(|c| !model::names::is_serverless_backing(&c.cluster.id));
     let standalone_only = input.show_cache_clusters_not_in_replication_groups.unwrap_or(false);
     let clusters: Vec<StoredCluster> =
         clusters.into_iter().filter(|c| !standalone_only || c.cluster.replication_group_id.is_none()).collect();

@@ -193,6 +193,9 @@ pub async fn describe(
         Some(id) => vec![existing(ops, &scope, id).await?],
         None => ops.store.replication_groups(&scope).await.map_err(internal)?,
     };
+    // A serverless cache's data group is shown as the cache only.
+    let groups: Vec<StoredGroup> =
+        groups.into_iter().filter(|g| !model::names::is_serverless_backing(&g.group.id)).collect();
     let page = paginate(groups, |g| g.group.id.clone(), input.marker.as_deref(), input.max_records)?;
     Ok(ReplicationGroupMessage {
         marker: page.marker,

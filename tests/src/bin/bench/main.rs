@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|cluster-mode|snapshots|tls|waiters]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|cluster-mode|snapshots|tls|serverless|waiters|slow-clients]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
@@ -9,7 +9,9 @@
 //! - cluster-mode: see `cluster_mode.rs`;
 //! - snapshots: see `snapshots.rs`;
 //! - tls: see `tls.rs`;
-//! - waiters: see `waiters.rs`.
+//! - waiters: see `waiters.rs`;
+//! - serverless: see `serverless.rs`;
+//! - slow-clients: see `slow_clients.rs`.
 //!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
@@ -29,6 +31,8 @@ use aws_sdk_elasticache::Client;
 mod cluster_mode;
 mod clusters;
 mod replication;
+mod serverless;
+mod slow_clients;
 mod snapshots;
 mod tls;
 mod waiters;
@@ -254,6 +258,16 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tls::run(&client(server.address).await, server.address).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "serverless") {
+        let server = Server::spawn(&binary)?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        serverless::run(&client(server.address).await, server.address).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "slow-clients") {
+        slow_clients::run(&binary).await?;
     }
     Ok(())
 }

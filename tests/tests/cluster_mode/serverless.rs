@@ -1,0 +1,404 @@
+//! Serverless caches on real nodes: one TLS endpoint (and a reader endpoint) in front of a
+//! Redis Cluster, reached by cluster-aware and plain clients alike; snapshots with data,
+//! restores, a user group applied live, a node killed behind the endpoint, and AWS's
+//! answers to bad input.
+
+use aws_sdk_elasticache::Client;
+use aws_sdk_elasticache::types::{
+    AuthenticationMode, CacheUsageLimits, DataStorage, DataStorageUnit, EcpuPerSecond, InputAuthenticationType,
+    ServerlessCache,
+};
+use e2e::tls::{Transport, ca_pem, cluster_connection_as, connect, connect_as, install_crypto};
+use e2e::{SETTLE, TestServer, admin_nodes, admin_post, expect_code, poll_until};
+use redis::AsyncCommands;
+
+async fn describe(client: &Client, name: &str) -> ServerlessCache {
+    let out = client.describe_serverless_caches().serverless_cache_name(name).send().await.expect("Describe");
+    out.serverless_caches().first().expect("the cache").clone()
+}
+
+async fn wait_available(client: &Client, name: &str) -> ServerlessCache {
+    poll_until(&format!("serverless cache {name} available"), SETTLE, || async {
+        let c = describe(client, name).await;
+        if c.status() == Some("available") { Ok(c) } else { Err(format!("{:?}", c.status())) }
+    })
+    .await
+}
+
+async fn wait_snapshot(client: &Client, name: &str) {
+    poll_until(&format!("serverless snapshot {name} available"), SETTLE, || async {
+        let out = client.describe_serverless_cache_snapshots().serverless_cache_snapshot_name(name).send().await;
+        let status = out
+            .map_err(|e| format!("{e:?}"))?
+            .serverless_cache_snapshots()
+            .first()
+            .and_then(|s| s.status().map(str::to_string));
+        if status.as_deref() == Some("available") { Ok(()) } else { Err(format!("{status:?}")) }
+    })
+    .await
+}
+
+async fn create(client: &Client, name: &str) -> ServerlessCache {
+    let out = client.create_serverless_cache().serverless_cache_name(name).engine("valkey").send().await;
+    let created = out.expect("CreateServerlessCache").serverless_cache().expect("cache").clone();
+    assert_eq!(created.status(), Some("creating"));
+    assert!(created.endpoint().is_none(), "AWS's Create answer has no endpoint yet");
+    wait_available(client, name).await
+}
+
+fn port(endpoint: Option<&aws_sdk_elasticache::types::Endpoint>) -> u16 {
+    let endpoint = endpoint.expect("endpoint");
+    assert_eq!(endpoint.address(), Some("127.0.0.1"));
+    endpoint.port().expect("port") as u16
+}
+
+fn key(i: usize) -> String {
+    format!("key:{i}")
+}
+
+#[tokio::test]
+async fn a_serverless_cache_serves_cluster_and_plain_clients_over_tls_and_snapshots_its_data() {
+    install_crypto();
+    let server = TestServer::start().await;
+    let client = server.client();
+    let ca = ca_pem(&server).await.expect("CA");
+    let cache = create(&client, "sessions").await;
+    assert_eq!(cache.engine(), Some("valkey"));
+    assert_eq!(cache.major_engine_version(), Some("8"));
+    assert_eq!(cache.full_engine_version(), Some("8.0"));
+    assert_eq!(cache.description(), Some(" "));
+    assert_eq!(cache.daily_snapshot_time(), Some("05:00"));
+    assert_eq!(cache.subnet_ids().len(), 3);
+    assert_eq!(cache.arn(), Some("arn:aws:elasticache:us-east-1:000000000000:serverlesscache:sessions"));
+    let (writer, reader) = (port(cache.endpoint()), port(cache.reader_endpoint()));
+    assert_ne!(writer, reader);
+
+    // Its nodes are its own: no group or cluster of the user's shows them.
+    let groups = client.describe_replication_groups().send().await.expect("DescribeReplicationGroups");
+    assert!(groups.replication_groups().is_empty(), "{groups:?}");
+    let clusters = client.describe_cache_clusters().send().await.expect("DescribeCacheClusters");
+    assert!(clusters.cache_clusters().is_empty(), "{clusters:?}");
+    let nodes: Vec<_> =
+        admin_nodes(&server).await.into_iter().filter(|n| n["serverless_cache"] == "sessions").collect();
+    assert_eq!(nodes.len(), 2, "a primary and a replica: {nodes:?}");
+    assert_ne!(nodes[0]["availability_zone"], nodes[1]["availability_zone"], "in different zones");
+
+    // TLS only.
+    assert!(connect(writer, Transport::Plain, None).await.is_err(), "plaintext is refused");
+    // A client that does not speak the cluster protocol: keys of every slot through one address.
+    let mut plain = connect(writer, Transport::Verified(&ca), None).await.expect("TLS connection");
+    for i in 0..300 {
+        let () = plain.set(key(i), i).await.expect("SET");
+    }
+    let size: usize = redis::cmd("DBSIZE").query_async(&mut plain).await.expect("DBSIZE");
+    assert_eq!(size, 300);
+    let crossed: redis::RedisResult<()> =
+        redis::cmd("MSET").arg("a").arg(1).arg("b").arg(2).query_async(&mut plain).await;
+    assert_eq!(crossed.unwrap_err().code(), Some("CROSSSLOT"));
+    let () = redis::cmd("MSET").arg("{u}a").arg(1).arg("{u}b").arg(2).query_async(&mut plain).await.expect("MSET");
+    let slots: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut plain).await.expect("CLUSTER SLOTS");
+    assert_eq!(format!("{slots:?}").matches("127.0.0.1").count(), 1, "one virtual shard at the endpoint: {slots:?}");
+
+    // A cluster client bootstraps from the endpoint and sees every key.
+    let mut cluster = cluster_connection_as(writer, &ca, None, None).await.expect("cluster client");
+    for i in 0..300 {
+        let v: Option<usize> = cluster.get(key(i)).await.expect("GET");
+        assert_eq!(v, Some(i), "{}", key(i));
+    }
+    // The reader endpoint serves reads (from replicas, once they have the write).
+    let read = connect(reader, Transport::Verified(&ca), None).await.expect("reader");
+    poll_until("the last key on a replica", SETTLE, || async {
+        let v: Option<usize> = read.clone().get(key(299)).await.map_err(|e| e.to_string())?;
+        if v == Some(299) { Ok(()) } else { Err(format!("{v:?}")) }
+    })
+    .await;
+
+    // A snapshot holds the data; a new cache restored from it has every key.
+    let snap = client
+        .create_serverless_cache_snapshot()
+        .serverless_cache_name("sessions")
+        .serverless_cache_snapshot_name("nightly")
+        .send()
+        .await
+        .expect("CreateServerlessCacheSnapshot");
+    let snap = snap.serverless_cache_snapshot().expect("snapshot").clone();
+    assert_eq!(snap.serverless_cache_configuration().and_then(|c| c.serverless_cache_name()), Some("sessions"));
+    wait_snapshot(&client, "nightly").await;
+    let plain_snapshots = client.describe_snapshots().send().await.expect("DescribeSnapshots");
+    assert!(plain_snapshots.snapshots().is_empty(), "{plain_snapshots:?}");
+    client
+        .create_serverless_cache()
+        .serverless_cache_name("restored")
+        .engine("valkey")
+        .snapshot_arns_to_restore(snap.arn().expect("arn"))
+        .send()
+        .await
+        .expect("restore");
+    let restored = wait_available(&client, "restored").await;
+    let mut con = connect(port(restored.endpoint()), Transport::Verified(&ca), None).await.expect("restored");
+    for i in 0..300 {
+        let v: Option<usize> = con.get(key(i)).await.expect("GET restored");
+        assert_eq!(v, Some(i), "{} restored", key(i));
+    }
+
+    // A deleted cache leaves its final snapshot, and its nodes go.
+    let out = client
+        .delete_serverless_cache()
+        .serverless_cache_name("sessions")
+        .final_snapshot_name("last")
+        .send()
+        .await
+        .expect("DeleteServerlessCache");
+    assert_eq!(out.serverless_cache().and_then(|c| c.status()), Some("deleting"));
+    poll_until("sessions gone", SETTLE, || async {
+        match client.describe_serverless_caches().serverless_cache_name("sessions").send().await {
+            Err(e) if format!("{e:?}").contains("ServerlessCacheNotFoundFault") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    wait_snapshot(&client, "last").await;
+    assert!(admin_nodes(&server).await.iter().all(|n| n["serverless_cache"] != "sessions"));
+}
+
+#[tokio::test]
+async fn the_endpoint_keeps_serving_through_a_dead_primary_and_a_zone_outage_and_a_user_group_applies_live() {
+    install_crypto();
+    let server = TestServer::start().await;
+    let client = server.client();
+    let ca = ca_pem(&server).await.expect("CA");
+    let cache = create(&client, "live").await;
+    let writer = port(cache.endpoint());
+    let mut con = connect(writer, Transport::Verified(&ca), None).await.expect("TLS connection");
+    for i in 0..100 {
+        let () = con.set(key(i), i).await.expect("SET");
+    }
+
+    // The primary dies: the same connection keeps working once the replica took over.
+    let primary = admin_nodes(&server)
+        .await
+        .into_iter()
+        .find(|n| n["serverless_cache"] == "live" && n["role"] == "primary")
+        .expect("primary");
+    let path = format!(
+        "/_emulator/nodes/{}/{}/kill",
+        primary["cache_cluster_id"].as_str().expect("id"),
+        primary["cache_node_id"].as_str().expect("node")
+    );
+    let (status, _) = admin_post(&server, &path).await;
+    assert_eq!(status, 200);
+    for i in 100..200 {
+        let () = con.set(key(i), i).await.expect("SET through a failover");
+    }
+    // The zone of the (new) primary goes dark: the endpoint keeps serving from the other.
+    let primary = poll_until("a primary again", SETTLE, || async {
+        let nodes = admin_nodes(&server).await;
+        let primary = nodes.into_iter().find(|n| n["serverless_cache"] == "live" && n["role"] == "primary");
+        primary.filter(|p| p["health"] == "healthy").ok_or("no healthy primary".to_string())
+    })
+    .await;
+    let zone = primary["availability_zone"].as_str().expect("zone").to_string();
+    let (status, _) = admin_post(&server, &format!("/_emulator/zones/{zone}/outage")).await;
+    assert_eq!(status, 200);
+    for i in 200..300 {
+        let () = con.set(key(i), i).await.expect("SET during a zone outage");
+    }
+    let (status, _) = e2e::admin(&server, "DELETE", &format!("/_emulator/zones/{zone}/outage")).await;
+    assert_eq!(status, 200);
+    for i in 0..300 {
+        let v: Option<usize> = con.get(key(i)).await.expect("GET");
+        assert_eq!(v, Some(i), "{}", key(i));
+    }
+
+    // A user group: its users are the ACL behind the endpoint, applied live.
+    let create_user = |id: &'static str, name: &'static str, access: &'static str| {
+        client
+            .create_user()
+            .user_id(id)
+            .user_name(name)
+            .engine("redis")
+            .access_string(access)
+            .authentication_mode(
+                AuthenticationMode::builder()
+                    .r#type(InputAuthenticationType::Password)
+                    .passwords(format!("{id}-password-0123456789"))
+                    .build(),
+            )
+            .send()
+    };
+    create_user("locked", "default", "off -@all").await.expect("CreateUser");
+    create_user("app", "app", "on ~app:* +@all").await.expect("CreateUser");
+    client
+        .create_user_group()
+        .user_group_id("team")
+        .engine("redis")
+        .user_ids("locked")
+        .user_ids("app")
+        .send()
+        .await
+        .expect("CreateUserGroup");
+    client.modify_serverless_cache().serverless_cache_name("live").user_group_id("team").send().await.expect("Modify");
+    let cache = wait_available(&client, "live").await;
+    assert_eq!(cache.user_group_id(), Some("team"));
+    let groups = client.describe_user_groups().user_group_id("team").send().await.expect("DescribeUserGroups");
+    assert_eq!(groups.user_groups()[0].serverless_caches(), ["live"]);
+    poll_until("app limited to app:*", SETTLE, || async {
+        let mut app = connect_as(writer, Transport::Verified(&ca), Some("app"), Some("app-password-0123456789"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let () = app.set("app:1", "v").await.map_err(|e| e.to_string())?;
+        match app.set::<_, _, ()>("other:1", "v").await {
+            Err(e) if e.to_string().contains("NOPERM") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    client
+        .modify_serverless_cache()
+        .serverless_cache_name("live")
+        .remove_user_group(true)
+        .send()
+        .await
+        .expect("Modify");
+    wait_available(&client, "live").await;
+    poll_until("no password again", SETTLE, || async {
+        let mut open = connect(writer, Transport::Verified(&ca), None).await.map_err(|e| e.to_string())?;
+        open.set::<_, _, ()>("other:1", "v").await.map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_aws_errors_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let create = || client.create_serverless_cache().serverless_cache_name("c").engine("valkey");
+    expect_code(
+        client.create_serverless_cache().serverless_cache_name("c").engine("mysql").send().await,
+        "InvalidParameterValue",
+    );
+    expect_code(create().major_engine_version("6").send().await, "InvalidParameterValue");
+    expect_code(create().serverless_cache_name("-bad").send().await, "InvalidParameterValue");
+    expect_code(create().snapshot_retention_limit(36).send().await, "InvalidParameterValue");
+    expect_code(create().daily_snapshot_time("25:00").send().await, "InvalidParameterValue");
+    expect_code(create().user_group_id("nobody").send().await, "UserGroupNotFound");
+    let ecpu = CacheUsageLimits::builder().ecpu_per_second(EcpuPerSecond::builder().maximum(5).build()).build();
+    let error = expect_code(create().cache_usage_limits(ecpu).send().await, "InvalidParameterValue");
+    assert_eq!(
+        error.message,
+        "Invalid value for ECPUPerSecond limit. Must be between 1000 and 15000000. You can set the value to zero to remove the limit."
+    );
+    let storage = DataStorage::builder().maximum(6000).unit(DataStorageUnit::Gb).build();
+    let big = CacheUsageLimits::builder().data_storage(storage).build();
+    expect_code(create().cache_usage_limits(big).send().await, "InvalidParameterValue");
+    let listed = client.describe_serverless_caches().send().await.expect("Describe");
+    assert!(listed.serverless_caches().is_empty(), "nothing was created: {listed:?}");
+    let error = expect_code(
+        client.describe_serverless_caches().serverless_cache_name("c").send().await,
+        "ServerlessCacheNotFoundFault",
+    );
+    assert_eq!(error.status, 404);
+
+    let storage = DataStorage::builder().maximum(10).unit(DataStorageUnit::Gb).build();
+    let limits = CacheUsageLimits::builder().data_storage(storage).build();
+    create().cache_usage_limits(limits).send().await.expect("Create");
+    expect_code(create().send().await, "ServerlessCacheAlreadyExistsFault");
+    let modify = || client.modify_serverless_cache().serverless_cache_name("c");
+    let error = expect_code(modify().send().await, "InvalidParameterCombination");
+    assert_eq!(error.message, "No modifications were requested");
+    let error =
+        expect_code(modify().description("d").snapshot_retention_limit(1).send().await, "InvalidParameterCombination");
+    assert_eq!(error.message, "Serverless Cache modifications only support modifying one field per request.");
+    let error = expect_code(modify().engine("redis").send().await, "InvalidParameterValue");
+    assert_eq!(error.message, "This API supports only cross-engine upgrades to Valkey engine currently");
+    let c = describe(&client, "c").await;
+    let limits = c.cache_usage_limits().and_then(|l| l.data_storage()).expect("data storage");
+    assert_eq!((limits.maximum(), limits.minimum()), (Some(10), None), "kept as given");
+    assert_eq!(c.snapshot_retention_limit(), Some(0));
+}
+
+#[tokio::test]
+async fn writes_beyond_the_data_storage_limit_are_refused_and_reads_go_on() {
+    install_crypto();
+    // One "GB" is 4 MiB here, so the limit is reached with little data.
+    let server = TestServer::start_with(|c| c.serverless_gb_bytes = 4 << 20).await;
+    let client = server.client();
+    let ca = ca_pem(&server).await.expect("CA");
+    let storage = DataStorage::builder().maximum(1).unit(DataStorageUnit::Gb).build();
+    let limits = CacheUsageLimits::builder().data_storage(storage).build();
+    client
+        .create_serverless_cache()
+        .serverless_cache_name("small")
+        .engine("redis")
+        .cache_usage_limits(limits)
+        .send()
+        .await
+        .expect("Create");
+    let cache = wait_available(&client, "small").await;
+    assert_eq!((cache.major_engine_version(), cache.full_engine_version()), (Some("7"), Some("7.1")));
+    let mut con = connect(port(cache.endpoint()), Transport::Verified(&ca), None).await.expect("TLS connection");
+    let value = "x".repeat(64 * 1024);
+    let mut written = 0;
+    let refusal = loop {
+        match con.set::<_, _, ()>(key(written), &value).await {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 1000, "64 MiB written under a 4 MiB limit");
+    };
+    assert_eq!(refusal.code(), Some("OOM"), "{refusal}");
+    assert!(written > 0);
+    let first: Option<String> = con.get(key(0)).await.expect("reads go on");
+    assert_eq!(first.as_deref(), Some(value.as_str()));
+
+    // Lifting the limit lets writes in again.
+    let lifted = DataStorage::builder().maximum(0).unit(DataStorageUnit::Gb).build();
+    client
+        .modify_serverless_cache()
+        .serverless_cache_name("small")
+        .cache_usage_limits(CacheUsageLimits::builder().data_storage(lifted).build())
+        .send()
+        .await
+        .expect("Modify");
+    let cache = wait_available(&client, "small").await;
+    assert!(cache.cache_usage_limits().is_none(), "a bound of 0 removes it: {cache:?}");
+    poll_until("writes accepted again", SETTLE, || async {
+        con.clone().set::<_, _, ()>(key(written), &value).await.map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn serverless_caches_and_their_snapshots_carry_tags() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let tag = |k: &str, v: &str| aws_sdk_elasticache::types::Tag::builder().key(k).value(v).build();
+    let out = client
+        .create_serverless_cache()
+        .serverless_cache_name("tagged")
+        .engine("valkey")
+        .tags(tag("team", "a"))
+        .send()
+        .await
+        .expect("Create");
+    let arn = out.serverless_cache().and_then(|c| c.arn()).expect("arn").to_string();
+    wait_available(&client, "tagged").await;
+    let listed = client.list_tags_for_resource().resource_name(&arn).send().await.expect("ListTagsForResource");
+    assert_eq!(listed.tag_list().len(), 1, "{listed:?}");
+    let snap = client
+        .create_serverless_cache_snapshot()
+        .serverless_cache_name("tagged")
+        .serverless_cache_snapshot_name("s1")
+        .tags(tag("kind", "nightly"))
+        .send()
+        .await
+        .expect("snapshot");
+    let snap_arn = snap.serverless_cache_snapshot().and_then(|s| s.arn()).expect("arn").to_string();
+    let listed = client.list_tags_for_resource().resource_name(&snap_arn).send().await.expect("ListTagsForResource");
+    assert_eq!(listed.tag_list().first().and_then(|t| t.value()), Some("nightly"));
+    let unknown = snap_arn.replace(":s1", ":nope");
+    expect_code(
+        client.list_tags_for_resource().resource_name(unknown).send().await,
+        "ServerlessCacheSnapshotNotFoundFault",
+    );
+}
