@@ -48,6 +48,11 @@ pub struct ReplicationInfo {
     pub offset: u64,
     /// `connected_slaves`: replicas attached to this node.
     pub connected_replicas: usize,
+    /// Replica: its link to the primary has been up since the process started. A replica
+    /// that restarted from its own files, or is in its first sync, reports
+    /// `master_link_down_since_seconds:-1` (redis 7, valkey 8): its data is not the primary's.
+    /// Primary: always `true`.
+    pub linked_since_start: bool,
 }
 
 impl ReplicationInfo {
@@ -76,6 +81,7 @@ impl ReplicationInfo {
                 link_up: true,
                 offset: number("master_repl_offset").unwrap_or_default(),
                 connected_replicas,
+                linked_since_start: true,
             },
             Role::Replica => {
                 let host = field("master_host").and_then(|host| match host {
@@ -83,10 +89,12 @@ impl ReplicationInfo {
                     host => host.parse::<Ipv4Addr>().ok(),
                 });
                 let port = field("master_port").and_then(|port| port.parse::<u16>().ok());
+                let link_up = field("master_link_status") == Some("up");
                 ReplicationInfo {
                     role,
                     primary: host.zip(port),
-                    link_up: field("master_link_status") == Some("up"),
+                    link_up,
+                    linked_since_start: link_up || field("master_link_down_since_seconds") != Some("-1"),
                     offset: number("slave_repl_offset")
                         .or_else(|| number("replica_repl_offset"))
                         .or_else(|| number("master_repl_offset"))
@@ -110,14 +118,22 @@ mod tests {
             master_failover_state:no-failover\r\nmaster_replid:abc\r\nmaster_repl_offset:42\r\n";
         assert_eq!(
             ReplicationInfo::parse(text).expect("parse"),
-            ReplicationInfo { role: Role::Primary, primary: None, link_up: true, offset: 42, connected_replicas: 2 }
+            ReplicationInfo {
+                role: Role::Primary,
+                primary: None,
+                link_up: true,
+                offset: 42,
+                connected_replicas: 2,
+                linked_since_start: true,
+            }
         );
     }
 
     #[test]
     fn parses_a_replica() {
         let text = "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.2\r\nmaster_port:6380\r\n\
-            master_link_status:down\r\nslave_repl_offset:17\r\nconnected_slaves:0\r\nmaster_repl_offset:99\r\n";
+            master_link_status:down\r\nslave_repl_offset:17\r\nmaster_link_down_since_seconds:3\r\n\
+            connected_slaves:0\r\nmaster_repl_offset:99\r\n";
         assert_eq!(
             ReplicationInfo::parse(text).expect("parse"),
             ReplicationInfo {
@@ -126,8 +142,14 @@ mod tests {
                 link_up: false,
                 offset: 17,
                 connected_replicas: 0,
+                linked_since_start: true,
             }
         );
+        // Restarted from its own files (or in its first sync) and not linked since: redis
+        // reports the link down since "-1", whatever offset its files gave it.
+        let text = "role:slave\nmaster_link_status:down\nslave_repl_offset:1\nmaster_link_down_since_seconds:-1\n";
+        let info = ReplicationInfo::parse(text).expect("parse");
+        assert_eq!((info.link_up, info.linked_since_start), (false, false));
         // Without slave_repl_offset the replica's own master_repl_offset stands in.
         let text = "role:slave\nmaster_host:localhost\nmaster_port:1\nmaster_link_status:up\nmaster_repl_offset:5\n";
         let info = ReplicationInfo::parse(text).expect("parse");

@@ -24,7 +24,8 @@ pub struct Primary<'a> {
     pub health: Health,
 }
 
-/// One replica as observed; `offset` is None when its replication state could not be read.
+/// One replica as observed; `offset` is None when its replication state could not be read
+/// or it has not been linked to the primary since it started.
 #[derive(Debug, Clone)]
 pub struct Replica<'a> {
     pub id: &'a str,

@@ -295,8 +295,12 @@ pub(crate) async fn observe_replicas<'a>(
     let observe = members.iter().map(|member| async move {
         let key = node_key(scope, member);
         let health = observed_health(r, key.as_ref()).await;
+        // A replica not linked to the primary since it (re)started holds none of the
+        // primary's recent writes: promoting it would lose them, so it is no candidate.
         let offset = match (&key, health) {
-            (Some(key), Health::Healthy) => r.runtime.replication(key).await.ok().map(|i| i.offset),
+            (Some(key), Health::Healthy) => {
+                r.runtime.replication(key).await.ok().filter(|i| i.linked_since_start).map(|i| i.offset)
+            }
             _ => None,
         };
         crate::failover::Replica { id: member.cluster.id.as_str(), zone: zone_of(Some(member)), health, offset }
