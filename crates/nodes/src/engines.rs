@@ -124,6 +124,31 @@ impl Engines {
         }
     }
 
+    /// Valkey runs on redis-server because no valkey-server is installed.
+    fn valkey_falls_back(&self) -> bool {
+        self.valkey.is_some() && self.valkey == self.redis
+    }
+
+    /// Why this machine's binary serves `engine` at the AWS version `requested` (e.g.
+    /// `8.1.0`): it is of the same release line, it is the closest one installed, or
+    /// redis-server stands in for a missing valkey-server. One binary per engine is
+    /// installed, so the closest is that one.
+    pub fn why(&self, engine: EngineKind, requested: &str) -> Option<String> {
+        let binary = self.binary(engine)?;
+        let line = |version: &str| version.split('.').take(2).collect::<Vec<_>>().join(".");
+        let name = binary.path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        Some(if engine == EngineKind::Valkey && self.valkey_falls_back() {
+            format!(
+                "no valkey-server is installed: {name} {} serves valkey {requested} (same protocol and configuration)",
+                binary.version
+            )
+        } else if line(&binary.version) == line(requested) {
+            format!("{name} {} is of the {} line asked for", binary.version, line(requested))
+        } else {
+            format!("{name} {} is the closest {} installed to {requested}", binary.version, engine.name())
+        })
+    }
+
     /// For `/_emulator/health`: per engine, whether it can run, on which binary, which version.
     pub fn to_json(&self) -> Value {
         let mut out = serde_json::Map::new();
@@ -133,6 +158,7 @@ impl Engines {
                     "available": true,
                     "binary": binary.path.display().to_string(),
                     "version": binary.version,
+                    "falls_back_to_redis": engine == EngineKind::Valkey && self.valkey_falls_back(),
                 }),
                 None => json!({"available": false, "binary": null, "version": null}),
             };
@@ -201,5 +227,25 @@ mod tests {
         let json = Engines::default().to_json();
         assert_eq!(json["redis"]["available"], false);
         assert_eq!(json["memcached"]["binary"], Value::Null);
+    }
+
+    #[test]
+    fn says_why_a_binary_serves_a_version() {
+        let binary = |path: &str, version: &str| Some(Binary { path: path.into(), version: version.into() });
+        let redis = binary("/usr/bin/redis-server", "7.0.15");
+        let engines = Engines::new(redis.clone(), binary("/usr/local/bin/valkey-server", "8.0.1"), None);
+        assert_eq!(
+            engines.why(EngineKind::Valkey, "8.0.1").as_deref(),
+            Some("valkey-server 8.0.1 is of the 8.0 line asked for")
+        );
+        assert_eq!(
+            engines.why(EngineKind::Valkey, "8.1.0").as_deref(),
+            Some("valkey-server 8.0.1 is the closest valkey installed to 8.1.0")
+        );
+        assert_eq!(engines.why(EngineKind::Memcached, "1.6.22"), None);
+        let fallback = Engines::new(redis.clone(), redis, None);
+        assert!(fallback.why(EngineKind::Valkey, "8.0.1").is_some_and(|why| why.starts_with("no valkey-server")));
+        assert_eq!(fallback.to_json()["valkey"]["falls_back_to_redis"], true);
+        assert_eq!(engines.to_json()["valkey"]["falls_back_to_redis"], false);
     }
 }

@@ -91,10 +91,11 @@ fn user_name(value: &str) -> Result<(), ApiError> {
 /// Checks passwords as AWS does (1 or 2 of them; each 16–128 printable ASCII characters
 /// other than space, `"`, `/` and `@`) and returns their SHA-256 hex digests.
 fn hash_passwords(passwords: &[String]) -> Result<Vec<String>, ApiError> {
-    if passwords.is_empty() || passwords.len() > MAX_PASSWORDS {
-        return Err(ApiError::invalid_parameter_value(format!(
-            "A user must have between 1 and {MAX_PASSWORDS} passwords."
-        )));
+    if passwords.len() > MAX_PASSWORDS {
+        return Err(crate::messages::too_many_passwords());
+    }
+    if passwords.is_empty() {
+        return Err(crate::messages::password_type_without_password());
     }
     for password in passwords {
         if !PASSWORD_LEN.contains(&password.len()) {
@@ -134,9 +135,7 @@ fn authentication(
     let no_password = no_password_required == Some(true);
     let Some(mode) = mode else {
         return match (passwords, no_password) {
-            (Some(_), true) => Err(ApiError::invalid_parameter_combination(
-                "Passwords cannot be provided when NoPasswordRequired is true.",
-            )),
+            (Some(_), true) => Err(crate::messages::passwords_not_allowed("no-password-required")),
             (Some(passwords), false) => {
                 Ok(Some(Authentication { kind: PASSWORD, hashes: hash_passwords(&passwords)? }))
             }
@@ -146,38 +145,31 @@ fn authentication(
     };
     let mode_passwords = mode.passwords.filter(|p| !p.is_empty());
     if mode_passwords.is_some() && passwords.is_some() {
-        return Err(ApiError::invalid_parameter_combination(
-            "Passwords and AuthenticationMode.Passwords cannot both be provided.",
-        ));
+        return Err(crate::messages::passwords_in_two_places());
     }
     let passwords = mode_passwords.or(passwords);
     match mode.r#type {
         Some(InputAuthenticationType::Password) => {
             if no_password {
-                return Err(ApiError::invalid_parameter_combination(
-                    "NoPasswordRequired cannot be true for authentication type password.",
-                ));
+                return Err(crate::messages::no_password_flag_with("password"));
             }
             let Some(passwords) = passwords else {
-                return Err(ApiError::invalid_parameter_value(
-                    "At least one password is required for authentication type password.",
-                ));
+                return Err(crate::messages::password_type_without_password());
             };
             Ok(Some(Authentication { kind: PASSWORD, hashes: hash_passwords(&passwords)? }))
         }
         Some(InputAuthenticationType::NoPasswordRequired) => {
             if passwords.is_some() {
-                return Err(ApiError::invalid_parameter_combination(
-                    "Passwords cannot be provided for authentication type no-password-required.",
-                ));
+                return Err(crate::messages::passwords_not_allowed("no-password-required"));
             }
             Ok(Some(Authentication { kind: NO_PASSWORD, hashes: Vec::new() }))
         }
         Some(InputAuthenticationType::Iam) => {
-            if passwords.is_some() || no_password {
-                return Err(ApiError::invalid_parameter_combination(
-                    "Passwords and NoPasswordRequired cannot be provided for authentication type iam.",
-                ));
+            if no_password {
+                return Err(crate::messages::no_password_flag_with("iam"));
+            }
+            if passwords.is_some() {
+                return Err(crate::messages::passwords_not_allowed("iam"));
             }
             if user_id != user_name {
                 return Err(ApiError::invalid_parameter_combination(

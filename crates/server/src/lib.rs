@@ -75,7 +75,7 @@ pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub operations: Arc<operations::Operations>,
     pub reconciler: Arc<Reconciler>,
-    pub engines: Arc<serde_json::Value>,
+    pub engines: Arc<Engines>,
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::ApiMetrics>,
     pub connections: Arc<connections::Connections>,
@@ -151,11 +151,10 @@ pub async fn run(
         },
     ));
     let engines = config.engines.clone().unwrap_or_else(Engines::detect);
-    let engines_json = engines.to_json();
     let reconciler = Reconciler::new(
         store,
         catalog,
-        Arc::new(Runtime::new(engines)),
+        Arc::new(Runtime::new(engines.clone())),
         wake,
         &config.state_dir,
         config.health,
@@ -178,7 +177,7 @@ pub async fn run(
     let state = AppState {
         operations,
         reconciler,
-        engines: Arc::new(engines_json),
+        engines: Arc::new(engines),
         config: Arc::new(config),
         metrics: Arc::default(),
         connections: Arc::default(),

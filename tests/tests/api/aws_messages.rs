@@ -145,4 +145,46 @@ async fn errors_read_as_aws_writes_them() {
         error.message,
         "Input Authentication type: null is not in the allowed list: [password,no-password-required,iam]"
     );
+
+    let mode = |kind: InputAuthenticationType, passwords: &[String]| {
+        let passwords = (!passwords.is_empty()).then(|| passwords.to_vec());
+        AuthenticationMode::builder().r#type(kind).set_passwords(passwords).build()
+    };
+    let password = "p".repeat(16);
+    let iam_with_password = mode(InputAuthenticationType::Iam, std::slice::from_ref(&password));
+    let error = expect_code(user("iam", iam_with_password).await, "InvalidParameterCombination");
+    assert_eq!(error.message, "Password field is not allowed with authentication type: iam");
+    let three = vec![password.clone(); 3];
+    let error =
+        expect_code(user("three", mode(InputAuthenticationType::Password, &three)).await, "InvalidParameterValue");
+    assert_eq!(error.message, "Maximum number of passwords allowed in this service is 2.");
+    let error =
+        expect_code(user("none", mode(InputAuthenticationType::Password, &[])).await, "InvalidParameterCombination");
+    assert_eq!(error.message, "A user with Authentication Mode: password, must have at least one password");
+    let flag_and_type = client
+        .create_user()
+        .user_id("flag")
+        .user_name("flag")
+        .engine("redis")
+        .access_string("on ~* +@all")
+        .no_password_required(true)
+        .authentication_mode(mode(InputAuthenticationType::Password, std::slice::from_ref(&password)))
+        .send()
+        .await;
+    let error = expect_code(flag_and_type, "InvalidParameterCombination");
+    assert_eq!(error.message, "No password required flag is true but provided authentication type is password");
+    let no_password_with_one = client
+        .create_user()
+        .user_id("nopass")
+        .user_name("nopass")
+        .engine("redis")
+        .access_string("on ~* +@all")
+        .no_password_required(true)
+        .passwords(password)
+        .send()
+        .await;
+    let error = expect_code(no_password_with_one, "InvalidParameterCombination");
+    assert_eq!(error.message, "Password field is not allowed with authentication type: no-password-required");
+    let described = client.describe_users().send().await.expect("DescribeUsers");
+    assert_eq!(described.users().len(), 1, "only the default user: every refused create changed nothing");
 }

@@ -210,3 +210,42 @@ async fn every_version_aws_lists_is_offered_with_its_actual_version_in_the_descr
     assert_eq!(six_two.cache_engine_version_description(), Some("redis version 6.2.6"));
     assert_eq!(six_two.cache_engine_description(), Some("Redis"));
 }
+
+/// ModifyCacheCluster's version rules: no downgrade; a new family needs a parameter group
+/// of that family; a refused change changes nothing; an accepted one shows AWS's version.
+#[tokio::test]
+async fn version_upgrades_follow_aws_rules() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    client
+        .create_cache_cluster()
+        .cache_cluster_id("up")
+        .engine("redis")
+        .engine_version("6.2")
+        .cache_node_type("cache.t3.micro")
+        .send()
+        .await
+        .expect("CreateCacheCluster");
+    e2e::wait_cluster_available(&client, "up").await;
+    let modify = |version: &str| {
+        client.modify_cache_cluster().cache_cluster_id("up").engine_version(version).apply_immediately(true)
+    };
+    let error = expect_code(modify("6.0").send().await, "InvalidParameterCombination");
+    assert!(error.message.contains("downgrade"), "{}", error.message);
+    expect_code(modify("7.1").send().await, "InvalidParameterCombination");
+    let error = expect_code(
+        modify("7.1").cache_parameter_group_name("default.redis6.x").send().await,
+        "InvalidParameterCombination",
+    );
+    assert_eq!(error.message, "Expected a parameter group of family redis7 but found one of family redis6.x");
+    let error = expect_code(modify("7.4").send().await, "InvalidParameterCombination");
+    assert_eq!(error.message, "Cannot find version 7.4 for redis");
+    let unchanged = e2e::wait_cluster_available(&client, "up").await;
+    assert_eq!(unchanged.engine_version(), Some("6.2.6"));
+
+    modify("7.1").cache_parameter_group_name("default.redis7").send().await.expect("upgrade to 7.1");
+    let upgraded = e2e::wait_cluster_available(&client, "up").await;
+    assert_eq!(upgraded.engine_version(), Some("7.1.0"));
+    let group = upgraded.cache_parameter_group().and_then(|g| g.cache_parameter_group_name());
+    assert_eq!(group, Some("default.redis7"));
+}

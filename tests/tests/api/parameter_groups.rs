@@ -6,22 +6,34 @@ use e2e::{ACCOUNT, REGION, TestServer, api_error, expect_code};
 
 use crate::{all_params, all_pg_names, create_pg, pnv, value_of};
 
-const DEFAULT_GROUPS: [(&str, &str); 7] = [
-    ("default.redis7", "redis7"),
-    ("default.redis7.cluster.on", "redis7"),
-    ("default.valkey7", "valkey7"),
-    ("default.valkey7.cluster.on", "valkey7"),
-    ("default.valkey8", "valkey8"),
-    ("default.valkey8.cluster.on", "valkey8"),
-    ("default.memcached1.6", "memcached1.6"),
+/// Every family of the versions AWS offers (crates/model/data/parameters/).
+const FAMILIES: [&str; 10] = [
+    "memcached1.4",
+    "memcached1.5",
+    "memcached1.6",
+    "redis4.0",
+    "redis5.0",
+    "redis6.x",
+    "redis7",
+    "valkey7",
+    "valkey8",
+    "valkey9",
 ];
+
+/// `default.<family>` for every family, and `default.<family>.cluster.on` for the redis-like.
+fn default_groups() -> Vec<(String, &'static str)> {
+    let cluster_on =
+        FAMILIES.iter().filter(|f| !f.starts_with("memcached")).map(|f| (format!("default.{f}.cluster.on"), *f));
+    FAMILIES.iter().map(|f| (format!("default.{f}"), *f)).chain(cluster_on).collect()
+}
 
 #[tokio::test]
 async fn default_groups_are_listed_with_family_and_arn() {
     let server = TestServer::start().await;
     let client = server.client();
     let groups = client.describe_cache_parameter_groups().send().await.unwrap();
-    for (name, family) in DEFAULT_GROUPS {
+    for (name, family) in default_groups() {
+        let name = name.as_str();
         let group = groups
             .cache_parameter_groups()
             .iter()
@@ -89,7 +101,7 @@ async fn create_describe_delete_lifecycle() {
 async fn every_family_can_be_used() {
     let server = TestServer::start().await;
     let client = server.client();
-    for family in ["redis7", "valkey7", "valkey8", "memcached1.6"] {
+    for family in FAMILIES {
         let name = format!("pg-{}", family.replace('.', "-"));
         let group = create_pg(&client, &name, family).await;
         assert_eq!(group.cache_parameter_group_family(), Some(family));
@@ -434,14 +446,14 @@ async fn default_groups_are_read_only() {
             .await,
     );
     assert!(allowed.contains(&e.code.as_str()) && e.status == 400, "reset default: {e:?}");
-    for (name, _) in DEFAULT_GROUPS {
-        let e = api_error(client.delete_cache_parameter_group().cache_parameter_group_name(name).send().await);
+    for (name, _) in default_groups() {
+        let e = api_error(client.delete_cache_parameter_group().cache_parameter_group_name(&name).send().await);
         assert!(allowed.contains(&e.code.as_str()) && e.status == 400, "delete {name}: {e:?}");
     }
     assert_eq!(all_params(&client, "default.redis7", None).await, before);
     let names = all_pg_names(&client).await;
-    for (name, _) in DEFAULT_GROUPS {
-        assert!(names.iter().any(|n| n == name), "{name} survives");
+    for (name, _) in default_groups() {
+        assert!(names.contains(&name), "{name} survives");
     }
 }
 
@@ -510,7 +522,7 @@ async fn describe_cache_parameters_reports_metadata() {
 async fn engine_default_parameters_for_every_family_and_paged() {
     let server = TestServer::start().await;
     let client = server.client();
-    for family in ["redis7", "valkey7", "valkey8", "memcached1.6"] {
+    for family in FAMILIES {
         let full =
             client.describe_engine_default_parameters().cache_parameter_group_family(family).send().await.unwrap();
         let defaults = full.engine_defaults().expect("EngineDefaults");

@@ -50,6 +50,8 @@ async fn a_redis_group_moves_to_valkey_keeping_its_data() {
     for node in &nodes {
         assert_eq!(node["engine"], "valkey");
         assert_eq!(node["binary"]["path"], health["engines"]["valkey"]["binary"], "{node}");
+        let why = node["binary"]["why"].as_str().unwrap_or_default();
+        assert!(why.contains("8.0"), "the node says why its binary serves valkey 8.0: {node}");
     }
     assert_ne!(primary_id(&g), primary_before, "the primary handed over to a replica already on Valkey");
     wait_read(primary_port(&g), "kept", "across the move").await;

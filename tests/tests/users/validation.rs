@@ -64,7 +64,7 @@ async fn create_user_rules() {
             valid(&client, "x")
                 .set_passwords(None)
                 .authentication_mode(AuthenticationMode::builder().r#type(InputAuthenticationType::Password).build()),
-            "InvalidParameterValue",
+            "InvalidParameterCombination",
         ),
         (
             "passwords twice",
