@@ -773,6 +773,7 @@ async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRe
     let new_id = new.cluster.id.clone();
     tracing::info!(replication_group = g.group.id, shard = shard.id, from = old, to = new_id, "failover completed");
     record_failover(r, g, shard, Some(&new_id)).await?;
+    crate::serverless::repoint(r, &g.scope, &g.group.id).await?;
     if old_health == Health::Exited
         && let Some(key) = old_key
     {

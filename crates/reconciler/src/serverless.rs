@@ -7,11 +7,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::names::serverless_backing;
+use model::names::{serverless_backing, serverless_name};
 use model::status::cluster as status;
 use nodes::ServerlessEndpoint;
 use nodes::serverless::Role;
-use store::{EventRecord, Scope, ServerlessCacheRecord, UpdateError};
+use store::{EventRecord, ReplicationGroup, Scope, ServerlessCacheRecord, UpdateError};
 
 use crate::endpoints::on_recorded_port;
 use crate::error::{Error, stored};
@@ -63,17 +63,34 @@ pub async fn reconcile(
     let Some(group) = group else {
         return settle(r, &scope, &cache, None, status::CREATE_FAILED).await;
     };
-    // The shards' primaries as the store has them: the endpoints write to no other node.
-    let leads = |id: &str| group.group.node_groups.iter().any(|s| s.primary_cluster_id == id);
-    let primaries: Vec<SocketAddr> =
-        group.members.iter().filter(|m| leads(&m.cluster.id)).filter_map(address).collect();
-    let ports = point_endpoints(r, &scope, &cache, primaries).await?;
+    let ports = point_endpoints(r, &scope, &cache, primaries(&group)).await?;
     let next = match (cache.status.as_str(), group.group.status.as_str()) {
         (status::CREATING | status::MODIFYING, status::AVAILABLE | status::SNAPSHOTTING) => status::AVAILABLE,
         (status::CREATING, status::CREATE_FAILED | status::RESTORE_FAILED) => status::CREATE_FAILED,
         (current, _) => current,
     };
     settle(r, &scope, &cache, Some(ports), next).await
+}
+
+/// The shards' primaries as the store has them: the endpoints write to no other node.
+fn primaries(group: &ReplicationGroup) -> Vec<SocketAddr> {
+    let leads = |id: &str| group.group.node_groups.iter().any(|s| s.primary_cluster_id == id);
+    group.members.iter().filter(|m| leads(&m.cluster.id)).filter_map(address).collect()
+}
+
+/// Points a serverless cache's endpoints at the primaries the store now names for its
+/// backing group `group_id` (nothing for other groups). A failover calls this before the
+/// old primary restarts: back on its port, that node believes it still owns its slots until
+/// the cluster tells it otherwise, and writes it took meanwhile would be lost.
+pub(crate) async fn repoint(r: &Reconciler, scope: &Scope, group_id: &str) -> Result<(), Error> {
+    let Some(name) = serverless_name(group_id) else { return Ok(()) };
+    let Some(group) = r.store.replication_group(scope, group_id).await.map_err(Error::Store)? else { return Ok(()) };
+    if let Some(endpoints) = r.endpoints.serverless.lock().await.get(&key(scope, name)) {
+        let primaries = primaries(&group);
+        endpoints.writer.point_at(primaries.clone());
+        endpoints.reader.point_at(primaries);
+    }
+    Ok(())
 }
 
 /// Records the endpoints' ports and the next status; answers when to look again.
