@@ -498,7 +498,7 @@ mod tests {
         );
         assert_eq!(
             kind(authentication("u", "u", None, None, mode(InputAuthenticationType::Password, None))),
-            Err("InvalidParameterValue")
+            Err("InvalidParameterCombination")
         );
         assert_eq!(
             kind(authentication("u", "u", pw.clone(), None, mode(InputAuthenticationType::Password, pw.clone()))),
