@@ -528,7 +528,9 @@ pub async fn delete(
     }
     let backing = serverless_backing(&name);
     let final_snapshot = match &input.final_snapshot_name {
-        Some(snapshot) => Some(crate::serverless_snapshots::plan(ops, &scope, snapshot, &current, true).await?),
+        Some(snapshot) => Some(
+            crate::serverless_snapshots::plan(ops, &scope, snapshot, &current, crate::snapshots::Taken::Final).await?,
+        ),
         None => None,
     };
     let cache = written(

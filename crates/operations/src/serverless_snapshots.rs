@@ -38,16 +38,21 @@ fn checked_name(parameter: &str, name: &str) -> Result<String, ApiError> {
     Ok(name.to_ascii_lowercase())
 }
 
-/// The snapshot of `cache` a CreateServerlessCacheSnapshot (or, `last`, a DeleteServerlessCache
-/// with FinalSnapshotName) records, after AWS's checks; nothing is written.
+/// The snapshot of `cache` a CreateServerlessCacheSnapshot, a DeleteServerlessCache with
+/// FinalSnapshotName or a daily backup records, after AWS's checks; nothing is written.
 pub(crate) async fn plan(
     ops: &Operations,
     scope: &store::Scope,
     name: &str,
     cache: &ServerlessCacheRecord,
-    last: bool,
+    taken: Taken,
 ) -> Result<SnapshotRecord, ApiError> {
-    let name = checked_name("ServerlessCacheSnapshotName", name)?;
+    let last = taken == Taken::Final;
+    let name = match taken {
+        // AWS's own name, unique by construction.
+        Taken::Automated => name.to_string(),
+        _ => checked_name("ServerlessCacheSnapshotName", name)?,
+    };
     if ops.store.snapshot(scope, &serverless_backing(&name)).await.map_err(internal)?.is_some() {
         return Err(already_exists(&name));
     }
@@ -61,7 +66,6 @@ pub(crate) async fn plan(
             format!("Serverless cache {} is not in available state.", cache.name),
         ));
     }
-    let taken = if last { Taken::Final } else { Taken::Manual };
     let mut snapshot =
         crate::snapshots::plan(ops, scope, &serverless_backing(&name), None, Some(&group), taken, None).await?;
     snapshot.kms_key_id = cache.kms_key_id.clone();
@@ -103,7 +107,7 @@ pub async fn create(
         .await
         .map_err(internal)?
         .ok_or_else(|| Kind::ServerlessCache.not_found(&cache_name))?;
-    let mut snapshot = plan(ops, &scope, &input.serverless_cache_snapshot_name, &cache, false).await?;
+    let mut snapshot = plan(ops, &scope, &input.serverless_cache_snapshot_name, &cache, Taken::Manual).await?;
     if let Some(key) = &input.kms_key_id {
         snapshot.kms_key_id = Some(validate::kms_key_id(key)?);
         snapshot.at_rest_encryption = true;

@@ -601,7 +601,7 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
             && c.cluster.status == status::AVAILABLE
             && schedule.due(c.cluster.snapshot_window.as_deref(), last_automated(&c.scope, &of))
         {
-            let name = automated_name(ops, &c.scope, id, &minute).await?;
+            let name = automated_name(ops, &c.scope, id, &minute, str::to_string).await?;
             let snapshot = plan(ops, &c.scope, &name, Some(id), None, Taken::Automated, None).await?;
             let limit = c.cluster.snapshot_retention_limit;
             written(
@@ -618,11 +618,13 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
     for g in ops.store.all_replication_groups().await.map_err(internal)? {
         let id = g.group.id.as_str();
         let of = |s: &SnapshotRecord| s.replication_group_id.as_deref() == Some(id);
-        if g.group.snapshot_retention_limit > 0
+        // A serverless cache's group is backed up by the cache's own settings, below.
+        if !model::names::is_serverless_backing(id)
+            && g.group.snapshot_retention_limit > 0
             && g.group.status == status::AVAILABLE
             && schedule.due(Some(&g.group.snapshot_window), last_automated(&g.scope, &of))
         {
-            let name = automated_name(ops, &g.scope, id, &minute).await?;
+            let name = automated_name(ops, &g.scope, id, &minute, str::to_string).await?;
             let snapshot = plan(ops, &g.scope, &name, None, Some(id), Taken::Automated, None).await?;
             let limit = g.group.snapshot_retention_limit;
             written(
@@ -636,18 +638,59 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
             started.push(name);
         }
     }
+    for (scope, cache) in ops.store.all_serverless_caches().await.map_err(internal)? {
+        let group = model::names::serverless_backing(&cache.name);
+        let of = |s: &SnapshotRecord| s.replication_group_id.as_deref() == Some(group.as_str());
+        let window = daily_window(&cache.daily_snapshot_time);
+        if cache.snapshot_retention_limit > 0
+            && cache.status == status::AVAILABLE
+            && schedule.due(window.as_deref(), last_automated(&scope, &of))
+        {
+            let name = automated_name(ops, &scope, &cache.name, &minute, model::names::serverless_backing).await?;
+            let snapshot = match crate::serverless_snapshots::plan(ops, &scope, &name, &cache, Taken::Automated).await {
+                Ok(snapshot) => snapshot,
+                // Busy (another snapshot, a change under way): the next look takes it.
+                Err(e) if e.code == ErrorCode::InvalidServerlessCacheStateFault.code() => continue,
+                Err(e) => return Err(e),
+            };
+            let limit = cache.snapshot_retention_limit;
+            written(
+                ops.store
+                    .write(async |tx| {
+                        record(tx, &scope, &snapshot, &[]).await?;
+                        prune(tx, &scope, of, limit).await
+                    })
+                    .await,
+            )?;
+            started.push(name);
+        }
+    }
     if !started.is_empty() {
         ops.wake_reconciler();
     }
     Ok(started)
 }
 
-/// AWS's name, made unique when the clock runs faster than a minute per backup.
-async fn automated_name(ops: &Operations, scope: &Scope, id: &str, minute: &str) -> Result<String, ApiError> {
+/// A serverless cache's DailySnapshotTime (`HH:MM`) as the hour-long window it starts.
+fn daily_window(time: &str) -> Option<String> {
+    let (h, m) = time.split_once(':')?;
+    let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+    Some(format!("{h:02}:{m:02}-{:02}:{m:02}", (h + 1) % 24))
+}
+
+/// AWS's name, made unique when the clock runs faster than a minute per backup; `stored`
+/// is the name it is stored under (a serverless cache's snapshots have a backing name).
+async fn automated_name(
+    ops: &Operations,
+    scope: &Scope,
+    id: &str,
+    minute: &str,
+    stored: impl Fn(&str) -> String,
+) -> Result<String, ApiError> {
     let base = format!("automatic.{id}-{minute}");
     let mut name = base.clone();
     let mut n = 1;
-    while ops.store.snapshot(scope, &name).await.map_err(internal)?.is_some() {
+    while ops.store.snapshot(scope, &stored(&name)).await.map_err(internal)?.is_some() {
         n += 1;
         name = format!("{base}-{n}");
     }
@@ -729,6 +772,10 @@ mod tests {
         assert!(in_window("23:00-01:00", at(0, 30)));
         assert!(!in_window("23:00-01:00", at(12, 0)));
         assert!(!in_window("nonsense", at(5, 30)));
+        // A serverless cache's DailySnapshotTime starts an hour-long window.
+        assert_eq!(daily_window("23:30").as_deref(), Some("23:30-00:30"));
+        assert_eq!(daily_window("5:07").as_deref(), Some("05:07-06:07"));
+        assert_eq!(daily_window("noon"), None);
         let daily = Schedule::Daily { now_millis: at(5, 30) };
         assert!(daily.due(Some("05:00-06:00"), None));
         assert!(!daily.due(Some("05:00-06:00"), Some(at(5, 10))));

@@ -418,3 +418,50 @@ async fn serverless_caches_and_their_snapshots_carry_tags() {
         "ServerlessCacheSnapshotNotFoundFault",
     );
 }
+
+/// Daily snapshots (on the emulator's sped-up clock) of a cache with a retention limit:
+/// automated, AWS-named, pruned to the limit, and never among the replication-group
+/// snapshots.
+#[tokio::test]
+async fn daily_snapshots_keep_to_the_retention_limit() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let create = client.create_serverless_cache().serverless_cache_name("daily").engine("valkey");
+    create.snapshot_retention_limit(1).send().await.expect("CreateServerlessCache");
+    wait_available(&client, "daily").await;
+    let automated = || async {
+        let out = client
+            .describe_serverless_cache_snapshots()
+            .serverless_cache_name("daily")
+            .snapshot_type("automated")
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let listed = out.serverless_cache_snapshots().iter();
+        Ok::<_, String>(
+            listed
+                .map(|s| {
+                    (s.serverless_cache_snapshot_name().unwrap_or_default().to_string(), s.status().map(str::to_string))
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut taken = Vec::new();
+    for day in 0..2 {
+        let (status, body) = admin_post(&server, "/_emulator/snapshots/automated").await;
+        assert_eq!(status, 200, "{body}");
+        let name = body["snapshots"].as_array().and_then(|s| s.first()).and_then(|s| s.as_str()).map(str::to_string);
+        let name = name.unwrap_or_else(|| panic!("day {day}: no snapshot started: {body}"));
+        assert!(name.starts_with("automatic.daily-"), "{name}");
+        poll_until(&format!("day {day}: only {name}, available"), SETTLE, || async {
+            let listed = automated().await?;
+            if listed == [(name.clone(), Some("available".to_string()))] { Ok(()) } else { Err(format!("{listed:?}")) }
+        })
+        .await;
+        wait_available(&client, "daily").await;
+        taken.push(name);
+    }
+    assert_ne!(taken[0], taken[1]);
+    let snapshots = client.describe_snapshots().send().await.expect("DescribeSnapshots");
+    assert!(snapshots.snapshots().is_empty(), "{snapshots:?}");
+}
