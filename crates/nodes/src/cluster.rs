@@ -6,12 +6,12 @@
 //! - [`key_slot`]: the slot a key hashes to (CRC16, with `{hash tags}`).
 //! - [`ClusterNode`], [`parse_nodes`]: one line of `CLUSTER NODES`.
 //! - [`Session`]: one connection for many commands (a migration sends thousands).
-//! - [`migrate_slot`]: IMPORTING/MIGRATING, MIGRATE in batches, then SETSLOT NODE.
+//! - [`migrate_slots`]: IMPORTING/MIGRATING, MIGRATE in batches, then SETSLOT NODE.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::BufReader;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::NodeError;
@@ -120,6 +120,31 @@ impl Session {
         }
     }
 
+    /// Sends `commands` at once and reads their replies in order (one round trip, and the
+    /// node saves its cluster configuration once for the lot); any error reply is an error.
+    pub async fn pipeline(&mut self, commands: &[Vec<String>]) -> Result<Vec<Reply>, NodeError> {
+        let exchange = async {
+            let bytes: Vec<u8> = commands.iter().flat_map(|args| resp::encode(args)).collect();
+            self.stream.write_all(&bytes).await?;
+            self.stream.flush().await?;
+            let mut replies = Vec::with_capacity(commands.len());
+            for _ in commands {
+                replies.push(resp::read_reply(&mut self.stream).await?);
+            }
+            Ok::<_, NodeError>(replies)
+        };
+        let replies = tokio::time::timeout(SESSION_TIMEOUT, exchange)
+            .await
+            .map_err(|_| NodeError::TimedOut { after: SESSION_TIMEOUT })??;
+        match replies.iter().find_map(|r| match r {
+            Reply::Error(e) => Some(e.clone()),
+            _ => None,
+        }) {
+            Some(error) => Err(NodeError::Protocol(error)),
+            None => Ok(replies),
+        }
+    }
+
     /// `CLUSTER NODES`, parsed.
     pub async fn nodes(&mut self) -> Result<Vec<ClusterNode>, NodeError> {
         match self.command(&["CLUSTER", "NODES"]).await? {
@@ -136,44 +161,61 @@ pub struct Primary<'a> {
     pub address: SocketAddr,
 }
 
-/// Moves `slot` with its keys from `from` to `to`; gossip tells the other nodes. Keys stay
-/// readable throughout: a client asking `from` for a key already moved is sent on to `to`
-/// (ASK). Returns the number of keys moved.
-pub async fn migrate_slot(
-    slot: u16,
+/// Moves `slots` with their keys from `from` to `to`; gossip tells the other nodes. Keys
+/// stay readable throughout: a client asking `from` for a key already moved is sent on to
+/// `to` (ASK), and no new key lands on `from` once a slot is migrating. Each step is one
+/// pipeline for all the slots, so empty slots cost no round trip of their own. Returns the
+/// number of keys moved.
+pub async fn migrate_slots(
+    slots: &[u16],
     from: Primary<'_>,
     to: Primary<'_>,
     (user, password): (&str, &str),
 ) -> Result<usize, NodeError> {
-    let slot_arg = slot.to_string();
-    to.session.command(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", from.id]).await?;
-    from.session.command(&["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", to.id]).await?;
-    let (ip, port) = (ip(&to.address).to_string(), to.address.port().to_string());
+    let each = |words: &[&str]| -> Vec<Vec<String>> {
+        slots
+            .iter()
+            .map(|slot| {
+                let slot = slot.to_string();
+                words.iter().map(|w| if *w == "{slot}" { slot.clone() } else { w.to_string() }).collect()
+            })
+            .collect()
+    };
+    to.session.pipeline(&each(&["CLUSTER", "SETSLOT", "{slot}", "IMPORTING", from.id])).await?;
+    from.session.pipeline(&each(&["CLUSTER", "SETSLOT", "{slot}", "MIGRATING", to.id])).await?;
+    let counts = from.session.pipeline(&each(&["CLUSTER", "COUNTKEYSINSLOT", "{slot}"])).await?;
     let batch = MIGRATE_BATCH.to_string();
+    let (ip, port) = (ip(&to.address).to_string(), to.address.port().to_string());
     let mut moved = 0;
-    loop {
-        let keys = match from.session.command(&["CLUSTER", "GETKEYSINSLOT", &slot_arg, &batch]).await? {
-            Reply::Array(Some(keys)) => keys,
-            other => return Err(NodeError::Protocol(format!("CLUSTER GETKEYSINSLOT answered {other:?}"))),
-        };
-        if keys.is_empty() {
-            break;
+    for (slot, count) in slots.iter().zip(counts) {
+        if matches!(count, Reply::Integer(0)) {
+            continue;
         }
-        let mut args: Vec<Vec<u8>> =
-            ["MIGRATE", &ip, &port, "", "0", "5000", "REPLACE"].iter().map(|a| a.as_bytes().to_vec()).collect();
-        args.extend([b"AUTH2".to_vec(), user.as_bytes().to_vec(), password.as_bytes().to_vec()]);
-        args.push(b"KEYS".to_vec());
-        let count = keys.len();
-        args.extend(keys.into_iter().filter_map(|k| match k {
-            Reply::Bulk(Some(key)) => Some(key),
-            _ => None,
-        }));
-        from.session.command(&args).await?;
-        moved += count;
+        let slot_arg = slot.to_string();
+        loop {
+            let keys = match from.session.command(&["CLUSTER", "GETKEYSINSLOT", &slot_arg, &batch]).await? {
+                Reply::Array(Some(keys)) => keys,
+                other => return Err(NodeError::Protocol(format!("CLUSTER GETKEYSINSLOT answered {other:?}"))),
+            };
+            if keys.is_empty() {
+                break;
+            }
+            let mut args: Vec<Vec<u8>> =
+                ["MIGRATE", &ip, &port, "", "0", "5000", "REPLACE"].iter().map(|a| a.as_bytes().to_vec()).collect();
+            args.extend([b"AUTH2".to_vec(), user.as_bytes().to_vec(), password.as_bytes().to_vec()]);
+            args.push(b"KEYS".to_vec());
+            let count = keys.len();
+            args.extend(keys.into_iter().filter_map(|k| match k {
+                Reply::Bulk(Some(key)) => Some(key),
+                _ => None,
+            }));
+            from.session.command(&args).await?;
+            moved += count;
+        }
     }
     // The new owner first: it bumps its epoch, so the change wins everywhere.
-    to.session.command(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", to.id]).await?;
-    from.session.command(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", to.id]).await?;
+    to.session.pipeline(&each(&["CLUSTER", "SETSLOT", "{slot}", "NODE", to.id])).await?;
+    from.session.pipeline(&each(&["CLUSTER", "SETSLOT", "{slot}", "NODE", to.id])).await?;
     Ok(moved)
 }
 

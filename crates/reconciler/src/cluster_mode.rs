@@ -33,8 +33,10 @@ use crate::endpoints::{ensure, point_primary_and_reader};
 use crate::error::{Error, stored};
 use crate::replication_groups::{Binary, address, binary, node_key, observe_replicas, observed_health, zone_of};
 
-/// Slots moved between two progress reports in the store.
-const PROGRESS_EVERY: u32 = 512;
+/// Slots one pipeline moves between two nodes; progress is reported after each lot.
+const SLOTS_AT_ONCE: usize = 128;
+/// Lots moving at once between two nodes.
+const LOTS_AT_ONCE: usize = 8;
 /// How long a replica may take to win a coordinated failover before it is forced.
 const FAILOVER_WAIT: Duration = Duration::from_secs(2);
 
@@ -631,22 +633,25 @@ async fn move_slots(
             let unreachable = || Error::Node(nodes::NodeError::Protocol("a primary is not reachable".to_string()));
             let (from_key, from_address) = primaries.get(from.as_str()).copied().ok_or_else(unreachable)?;
             let (to_key, to_address) = primaries.get(to.as_str()).copied().ok_or_else(unreachable)?;
-            let mut source = r.runtime.session(from_key).await.map_err(Error::Node)?;
-            let mut target = r.runtime.session(to_key).await.map_err(Error::Node)?;
-            for &slot in slots {
-                let keys = cluster::migrate_slot(
-                    slot,
-                    Primary { session: &mut source, id: from, address: from_address },
-                    Primary { session: &mut target, id: to, address: to_address },
-                    r.runtime.control_credentials(),
-                )
-                .await
-                .map_err(Error::Node)?;
-                moved_keys.fetch_add(keys, Ordering::Relaxed);
-                let done = moved_slots.fetch_add(1, Ordering::Relaxed) + 1;
-                if done.is_multiple_of(PROGRESS_EVERY) {
-                    report(r, g, done, total).await?;
-                }
+            // Lots of slots on their own connections at once: valkey 8 makes each SETSLOT
+            // wait for its replicas, so one connection would wait a round trip per slot.
+            for wave in slots.chunks(SLOTS_AT_ONCE * LOTS_AT_ONCE) {
+                let lots = wave.chunks(SLOTS_AT_ONCE).map(|lot| async move {
+                    let mut source = r.runtime.session(from_key).await.map_err(Error::Node)?;
+                    let mut target = r.runtime.session(to_key).await.map_err(Error::Node)?;
+                    let keys = cluster::migrate_slots(
+                        lot,
+                        Primary { session: &mut source, id: from, address: from_address },
+                        Primary { session: &mut target, id: to, address: to_address },
+                        r.runtime.control_credentials(),
+                    )
+                    .await
+                    .map_err(Error::Node)?;
+                    moved_keys.fetch_add(keys, Ordering::Relaxed);
+                    let done = moved_slots.fetch_add(lot.len() as u32, Ordering::Relaxed) + lot.len() as u32;
+                    report(r, g, done, total).await
+                });
+                futures::future::try_join_all(lots).await?;
             }
             Ok::<_, Error>(())
         }
