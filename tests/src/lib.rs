@@ -111,6 +111,7 @@ impl TestServer {
             warm_nodes: server::DEFAULT_WARM_NODES,
             connections: Default::default(),
             serverless_gb_bytes: server::DEFAULT_SERVERLESS_GB_BYTES,
+            serverless_shard_bytes: server::DEFAULT_SERVERLESS_SHARD_BYTES,
         };
         configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();

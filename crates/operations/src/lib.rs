@@ -34,7 +34,7 @@ mod placement;
 mod rbac;
 mod replication_groups;
 mod security_groups;
-mod serverless;
+pub mod serverless;
 mod serverless_snapshots;
 pub mod settle;
 mod shards;

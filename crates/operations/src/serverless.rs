@@ -561,3 +561,72 @@ pub async fn delete(
     ops.wake_reconciler();
     Ok(DeleteServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache)) })
 }
+
+/// At most this many shards behind one endpoint (AWS's limit for a cluster-mode group).
+const MAX_SHARDS: usize = crate::shards::MAX_NODE_GROUPS;
+
+/// The shard count a cache with `shards` shards holding `data_bytes` should scale to, the
+/// emulator's stand-in for AWS's automatic scaling: past `shard_bytes` per shard, one more;
+/// below half of what one shard fewer would hold, one fewer (the gap keeps it from
+/// flapping). None: stay.
+pub fn scaling_target(shards: usize, data_bytes: u64, shard_bytes: u64) -> Option<usize> {
+    let holds = |n: usize| (n as u64).saturating_mul(shard_bytes);
+    if shard_bytes == 0 || shards == 0 {
+        None
+    } else if data_bytes > holds(shards) && shards < MAX_SHARDS {
+        Some(shards + 1)
+    } else if shards > 1 && data_bytes < holds(shards - 1) / 2 {
+        Some(shards - 1)
+    } else {
+        None
+    }
+}
+
+/// Scales the cache `name` to `target` shards behind its endpoint (the last shards go when
+/// it shrinks): its backing group reshards as ModifyReplicationGroupShardConfiguration
+/// would, and each node's share of the data storage limit follows. Refused, changing
+/// nothing, unless the cache and its group are available.
+pub async fn scale(ops: &Operations, scope: &store::Scope, name: &str, target: usize) -> Result<(), ApiError> {
+    let cache = ops.store.serverless_cache(scope, name).await.map_err(internal)?.ok_or_else(|| not_found(name))?;
+    if cache.status != status::AVAILABLE {
+        return Err(invalid_state(name, &cache.status));
+    }
+    let backing = serverless_backing(name);
+    let group = crate::replication_groups::existing(ops, scope, &backing).await?;
+    let zones = ops.subnet_group_zones(scope, &crate::replication_groups::subnet_group_of(&group)).await?;
+    let mut shards: Vec<String> = group.group.node_groups.iter().map(|s| s.id.clone()).collect();
+    shards.sort();
+    let request = crate::shards::Reshard {
+        target,
+        remove: shards.get(target..).map(<[String]>::to_vec).unwrap_or_default(),
+        retain: Vec::new(),
+        zones: Vec::new(),
+    };
+    let memory = node_memory(ops, cache.data_storage, target);
+    crate::replication_groups::change_available(ops, scope, &backing, |group, members| {
+        let events = crate::shards::reshard(group, members, &request, scope, &zones)?;
+        group.max_memory_bytes = memory;
+        Ok(events)
+    })
+    .await?;
+    tracing::info!(serverless_cache = name, from = shards.len(), to = target, "serverless cache: scaling");
+    ops.wake_reconciler();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_by_a_shard_past_a_shard_of_data_and_back_well_below() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(scaling_target(1, MIB, 2 * MIB), None);
+        assert_eq!(scaling_target(1, 2 * MIB + 1, 2 * MIB), Some(2));
+        assert_eq!(scaling_target(2, 3 * MIB, 2 * MIB), None, "more than one shard's worth keeps two");
+        assert_eq!(scaling_target(2, MIB / 2, 2 * MIB), Some(1));
+        assert_eq!(scaling_target(2, MIB + 1, 2 * MIB), None, "the gap keeps it from flapping");
+        assert_eq!(scaling_target(MAX_SHARDS, u64::MAX, 2 * MIB), None);
+        assert_eq!(scaling_target(3, 0, 0), None, "no threshold, no scaling");
+    }
+}

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashSet};
 use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
 use store::{
-    CacheCluster as StoredCluster, NodeGroupRecord, ReplicationGroup as StoredGroup, ReshardingProgress, Scope,
+    CacheCluster as StoredCluster, EventRecord, NodeGroupRecord, ReplicationGroup as StoredGroup, ReshardingProgress,
+    Scope,
 };
 
 use crate::Operations;
@@ -21,7 +22,7 @@ use crate::replication_groups::{self as groups, MAX_REPLICAS};
 pub use model::names::SLOTS;
 use model::names::{node_group_id, shard_member_id};
 /// AWS's default quotas: shards per group and nodes per group.
-const MAX_NODE_GROUPS: usize = 90;
+pub(crate) const MAX_NODE_GROUPS: usize = 90;
 const MAX_NODES: usize = 90;
 
 /// Parses AWS's slot notation: `0-5460`, or several ranges separated by commas.
@@ -377,6 +378,93 @@ fn not_cluster_mode(id: &str) -> ApiError {
     ApiError::invalid_parameter_value(format!("Replication group {id} does not have cluster mode enabled."))
 }
 
+/// A change of a cluster-mode group's shard count: to `target` shards; fewer by removing
+/// `remove` or keeping `retain` (one of them, as AWS asks); new shards' zones in `zones`.
+pub(crate) struct Reshard {
+    pub target: usize,
+    pub remove: Vec<String>,
+    pub retain: Vec<String>,
+    pub zones: Vec<Vec<String>>,
+}
+
+/// Applies `request` to a stored group: new shards and their members, the new slot layout
+/// (the fewest slots moved), shards to remove marked, and the group `modifying`; the
+/// reconciler then migrates the slots. Checks AWS's rules and quotas first.
+pub(crate) fn reshard(
+    group: &mut store::ReplicationGroupRecord,
+    members: &mut Vec<StoredCluster>,
+    request: &Reshard,
+    scope: &Scope,
+    zones: &[String],
+) -> Result<Vec<EventRecord>, ApiError> {
+    let Reshard { target, remove, retain, zones: resharding_zones } = request;
+    let target = *target;
+    if !group.cluster_enabled() {
+        return Err(not_cluster_mode(&group.id));
+    }
+    let existing: Vec<String> = group.node_groups.iter().map(|g| g.id.clone()).collect();
+    let unknown = remove.iter().chain(retain).find(|id| !existing.contains(id));
+    if let Some(id) = unknown {
+        return Err(ApiError::new(ErrorCode::NodeGroupNotFoundFault, format!("Node group {id} not found.")));
+    }
+    let mut keep: Vec<String> = if target < existing.len() {
+        match (remove.is_empty(), retain.is_empty()) {
+            (false, true) if existing.len() - remove.len() == target => {
+                existing.iter().filter(|id| !remove.contains(id)).cloned().collect()
+            }
+            (true, false) if retain.len() == target => {
+                existing.iter().filter(|id| retain.contains(id)).cloned().collect()
+            }
+            _ => {
+                return Err(ApiError::invalid_parameter_value(format!(
+                    "Scaling in to {target} node groups needs either NodeGroupsToRemove listing {} node groups or NodeGroupsToRetain listing {target}.",
+                    existing.len() - target
+                )));
+            }
+        }
+    } else {
+        if !remove.is_empty() || !retain.is_empty() {
+            return Err(ApiError::invalid_parameter_combination(
+                "NodeGroupsToRemove and NodeGroupsToRetain are only for reducing the number of node groups.",
+            ));
+        }
+        existing.clone()
+    };
+    let replicas = members
+        .iter()
+        .filter(|m| m.cluster.node_group_id.as_deref() == existing.first().map(String::as_str))
+        .count()
+        .saturating_sub(1);
+    let added = target.saturating_sub(existing.len());
+    let nodes = members.iter().filter(|m| m.cluster.status != status::DELETING).count() + added * (replicas + 1);
+    if nodes > MAX_NODES {
+        return Err(ApiError::new(
+            ErrorCode::NodeQuotaForClusterExceededFault,
+            format!("A replication group can have at most {MAX_NODES} nodes."),
+        ));
+    }
+    let cluster = members.first().map(|m| m.cluster.clone()).ok_or_else(|| ApiError::internal("no members"))?;
+    let template = Template { cluster: &cluster, scope, zones };
+    let first_new = existing.iter().filter_map(|id| id.parse::<usize>().ok()).max().unwrap_or(0) + 1;
+    for index in 0..added {
+        let id = node_group_id(first_new + index);
+        let requested = resharding_zones.get(existing.len() + index).cloned().unwrap_or_default();
+        // Slots come to it with the rebalance below.
+        add_shard(&template, group, members, &id, Vec::new(), replicas + 1, &requested);
+        keep.push(id);
+    }
+    let current_slots: Vec<(String, Vec<(u16, u16)>)> =
+        group.node_groups.iter().map(|g| (g.id.clone(), g.slots.clone())).collect();
+    let layout = rebalance(&current_slots, &keep);
+    for shard in &mut group.node_groups {
+        shard.slots = layout.get(&shard.id).cloned().unwrap_or_default();
+        shard.removing = !keep.contains(&shard.id);
+    }
+    group.resharding = Some(ReshardingProgress { slots_moved: 0, slots_to_move: 0 });
+    group.status = status::MODIFYING.to_string();
+    Ok(Vec::new())
+}
+
 pub async fn modify_shard_configuration(
     ops: &Operations,
     ctx: &RequestContext,
@@ -407,75 +495,14 @@ pub async fn modify_shard_configuration(
         .map(|c| c.preferred_availability_zones.clone().unwrap_or_default())
         .collect();
     crate::placement::check_zones(ops, &scope, &resharding_zones.concat(), &zones)?;
-    let remove: Vec<String> = input.node_groups_to_remove.clone().unwrap_or_default();
-    let retain: Vec<String> = input.node_groups_to_retain.clone().unwrap_or_default();
+    let request = Reshard {
+        target: count as usize,
+        remove: input.node_groups_to_remove.clone().unwrap_or_default(),
+        retain: input.node_groups_to_retain.clone().unwrap_or_default(),
+        zones: resharding_zones,
+    };
     let group = groups::change_available(ops, &scope, &input.replication_group_id, |group, members| {
-        if !group.cluster_enabled() {
-            return Err(not_cluster_mode(&group.id));
-        }
-        let existing: Vec<String> = group.node_groups.iter().map(|g| g.id.clone()).collect();
-        let target = count as usize;
-        let unknown = remove.iter().chain(&retain).find(|id| !existing.contains(id));
-        if let Some(id) = unknown {
-            return Err(ApiError::new(ErrorCode::NodeGroupNotFoundFault, format!("Node group {id} not found.")));
-        }
-        let keep: Vec<String> = if target < existing.len() {
-            match (remove.is_empty(), retain.is_empty()) {
-                (false, true) if existing.len() - remove.len() == target => {
-                    existing.iter().filter(|id| !remove.contains(id)).cloned().collect()
-                }
-                (true, false) if retain.len() == target => {
-                    existing.iter().filter(|id| retain.contains(id)).cloned().collect()
-                }
-                _ => {
-                    return Err(ApiError::invalid_parameter_value(format!(
-                        "Scaling in to {target} node groups needs either NodeGroupsToRemove listing {} node groups or NodeGroupsToRetain listing {target}.",
-                        existing.len() - target
-                    )));
-                }
-            }
-        } else {
-            if !remove.is_empty() || !retain.is_empty() {
-                return Err(ApiError::invalid_parameter_combination(
-                    "NodeGroupsToRemove and NodeGroupsToRetain are only for reducing the number of node groups.",
-                ));
-            }
-            existing.clone()
-        };
-        let replicas = members
-            .iter()
-            .filter(|m| m.cluster.node_group_id.as_deref() == existing.first().map(String::as_str))
-            .count()
-            .saturating_sub(1);
-        let added = target.saturating_sub(existing.len());
-        let nodes = members.iter().filter(|m| m.cluster.status != status::DELETING).count() + added * (replicas + 1);
-        if nodes > MAX_NODES {
-            return Err(ApiError::new(
-                ErrorCode::NodeQuotaForClusterExceededFault,
-                format!("A replication group can have at most {MAX_NODES} nodes."),
-            ));
-        }
-        let cluster = members.first().map(|m| m.cluster.clone()).ok_or_else(|| ApiError::internal("no members"))?;
-        let template = Template { cluster: &cluster, scope: &scope, zones: &zones };
-        let mut keep = keep;
-        let first_new = existing.iter().filter_map(|id| id.parse::<usize>().ok()).max().unwrap_or(0) + 1;
-        for index in 0..added {
-            let id = node_group_id(first_new + index);
-            let requested = resharding_zones.get(existing.len() + index).cloned().unwrap_or_default();
-            // Slots come to it with the rebalance below.
-            add_shard(&template, group, members, &id, Vec::new(), replicas + 1, &requested);
-            keep.push(id);
-        }
-        let current_slots: Vec<(String, Vec<(u16, u16)>)> =
-            group.node_groups.iter().map(|g| (g.id.clone(), g.slots.clone())).collect();
-        let layout = rebalance(&current_slots, &keep);
-        for shard in &mut group.node_groups {
-            shard.slots = layout.get(&shard.id).cloned().unwrap_or_default();
-            shard.removing = !keep.contains(&shard.id);
-        }
-        group.resharding = Some(ReshardingProgress { slots_moved: 0, slots_to_move: 0 });
-        group.status = status::MODIFYING.to_string();
-        Ok(Vec::new())
+        reshard(group, members, &request, &scope, &zones)
     })
     .await?;
     tracing::info!(

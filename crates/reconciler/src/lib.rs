@@ -462,6 +462,16 @@ impl Reconciler {
         &self.runtime
     }
 
+    /// A serverless cache's shard count and the data its primaries hold, for scaling it;
+    /// None while its backing group is changing or a primary does not answer.
+    pub async fn serverless_data_size(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Option<(usize, u64)>, store::StoreError> {
+        serverless::data_size(self, scope, name).await
+    }
+
     /// Starts or ends a simulated outage of a zone: every node placed there is frozen
     /// (unreachable, not dead) until it ends, and the monitor reacts as to a real outage.
     /// Returns the nodes affected.

@@ -93,6 +93,39 @@ pub(crate) async fn repoint(r: &Reconciler, scope: &Scope, group_id: &str) -> Re
     Ok(())
 }
 
+/// How much data the serverless cache `name` holds behind its endpoint: its shard count and
+/// the sum of its primaries' data (`used_memory` less `used_memory_overhead`). None while its backing group is not
+/// available (resharding, failing over) or a primary does not answer: no scaling then.
+pub(crate) async fn data_size(
+    r: &Reconciler,
+    scope: &Scope,
+    name: &str,
+) -> Result<Option<(usize, u64)>, store::StoreError> {
+    let Some(group) = r.store.replication_group(scope, &serverless_backing(name)).await? else {
+        return Ok(None);
+    };
+    if group.group.status != status::AVAILABLE {
+        return Ok(None);
+    }
+    let mut total = 0;
+    for shard in &group.group.node_groups {
+        let primary = group.members.iter().find(|m| m.cluster.id == shard.primary_cluster_id);
+        let Some(key) = primary.and_then(|m| crate::replication_groups::node_key(scope, m)) else { return Ok(None) };
+        let Ok(reply) = r.runtime.command(&key, &["INFO", "memory"]).await else { return Ok(None) };
+        let text = reply.as_text().unwrap_or_default();
+        let field = |name: &str| {
+            text.lines().find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':')?.parse::<u64>().ok())
+        };
+        // What used_memory_dataset means, computed here: valkey 8 reports it wrapped below
+        // zero while the data is smaller than the overhead (a replication backlog, say).
+        let (Some(used), Some(overhead)) = (field("used_memory"), field("used_memory_overhead")) else {
+            return Ok(None);
+        };
+        total += used.saturating_sub(overhead);
+    }
+    Ok(Some((group.group.node_groups.len(), total)))
+}
+
 /// Records the endpoints' ports and the next status; answers when to look again.
 async fn settle(
     r: &Reconciler,

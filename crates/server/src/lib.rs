@@ -58,7 +58,12 @@ pub struct Config {
     /// What one "GB" of a serverless cache's data storage limit is here (tests make it
     /// small, to reach a limit with little data).
     pub serverless_gb_bytes: u64,
+    /// The data one shard behind a serverless endpoint holds before another is added.
+    pub serverless_shard_bytes: u64,
 }
+
+/// One GiB of data per shard behind a serverless endpoint before it scales out.
+pub const DEFAULT_SERVERLESS_SHARD_BYTES: u64 = 1 << 30;
 
 /// One GiB: a serverless cache's data storage limit as on AWS.
 pub const DEFAULT_SERVERLESS_GB_BYTES: u64 = 1 << 30;
@@ -173,6 +178,8 @@ pub async fn run(
     };
     let reconciling = AbortOnDrop(tokio::spawn(reconciler.clone().run(until_stopped(stopped.clone()))));
     let _backups = AbortOnDrop(tokio::spawn(automated_backups(operations.clone())));
+    let scaling = serverless_scaling(operations.clone(), reconciler.clone(), config.serverless_shard_bytes);
+    let _scaling = AbortOnDrop(tokio::spawn(scaling));
 
     let state = AppState {
         operations,
@@ -204,6 +211,35 @@ async fn automated_backups(operations: Arc<operations::Operations>) {
         let schedule = operations::snapshots::Schedule::Daily { now_millis: store::now_millis() };
         if let Err(error) = operations::snapshots::run_automated(&operations, schedule).await {
             tracing::warn!(%error, "automated backups failed");
+        }
+    }
+}
+
+/// How often serverless caches' data is weighed for scaling.
+const SCALING_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Scales each available serverless cache behind its endpoint when its data outgrows its
+/// shards (or shrinks well below them), until aborted.
+async fn serverless_scaling(operations: Arc<operations::Operations>, reconciler: Arc<Reconciler>, shard_bytes: u64) {
+    let mut every = tokio::time::interval(SCALING_CHECK);
+    loop {
+        every.tick().await;
+        let caches = match operations.store().all_serverless_caches().await {
+            Ok(caches) => caches,
+            Err(error) => {
+                tracing::warn!(%error, "serverless scaling: reading the caches failed");
+                continue;
+            }
+        };
+        for (scope, cache) in caches.into_iter().filter(|(_, c)| c.status == model::status::cluster::AVAILABLE) {
+            let Ok(Some((shards, bytes))) = reconciler.serverless_data_size(&scope, &cache.name).await else {
+                continue;
+            };
+            let Some(target) = operations::serverless::scaling_target(shards, bytes, shard_bytes) else { continue };
+            if let Err(error) = operations::serverless::scale(&operations, &scope, &cache.name, target).await {
+                // A change that came first (a modify, a snapshot) wins; the next look decides again.
+                tracing::debug!(serverless_cache = cache.name, %error, "serverless scaling deferred");
+            }
         }
     }
 }

@@ -85,6 +85,10 @@ struct ServeArgs {
     /// small value lets a test reach the limit with little data.
     #[arg(long, env = "ELASTICACHE_LOCAL_SERVERLESS_GB_BYTES", default_value_t = server::DEFAULT_SERVERLESS_GB_BYTES)]
     serverless_gb_bytes: u64,
+    /// Bytes of data one shard behind a serverless endpoint holds before the cache scales
+    /// out by a shard (it scales in below half of what one shard fewer would hold).
+    #[arg(long, env = "ELASTICACHE_LOCAL_SERVERLESS_SHARD_BYTES", default_value_t = server::DEFAULT_SERVERLESS_SHARD_BYTES)]
+    serverless_shard_bytes: u64,
 }
 
 /// The export target from --s3-endpoint and the credentials in the environment.
@@ -203,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
         warm_nodes: args.warm_nodes,
         connections: Default::default(),
         serverless_gb_bytes: args.serverless_gb_bytes,
+        serverless_shard_bytes: args.serverless_shard_bytes,
     };
     let listener = server::connections::listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let result = server::run(listener, config, shutdown_signal()).await;

@@ -465,3 +465,114 @@ async fn daily_snapshots_keep_to_the_retention_limit() {
     let snapshots = client.describe_snapshots().send().await.expect("DescribeSnapshots");
     assert!(snapshots.snapshots().is_empty(), "{snapshots:?}");
 }
+
+/// More data than a shard holds adds a shard behind the endpoint while a writer and a
+/// reader go on through it, with no error and no key lost; once most of it is deleted,
+/// the shard goes again. (The test makes a shard hold 2 MiB; values are 15,000 bytes.)
+#[tokio::test]
+async fn the_cache_scales_out_and_in_behind_its_endpoint_without_an_error_or_a_lost_key() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    crate::logs();
+    install_crypto();
+    let server = TestServer::start_with(|c| c.serverless_shard_bytes = 2 << 20).await;
+    let client = server.client();
+    let ca = ca_pem(&server).await.expect("CA");
+    let cache = create(&client, "grows").await;
+    let endpoint = port(cache.endpoint());
+    let value = |i: usize| format!("{i}:{}", "v".repeat(15_000));
+    let primaries = || async {
+        let nodes = admin_nodes(&server).await;
+        let mine = nodes.into_iter().filter(|n| n["serverless_cache"] == "grows" && n["role"] == "primary");
+        mine.map(|n| (n["node_group_id"].as_str().map(str::to_string), n["port"].as_u64())).collect::<Vec<_>>()
+    };
+
+    // The reader reads back, over and over, every key written so far.
+    let written = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut reader = connect(endpoint, Transport::Verified(&ca), None).await.expect("reader");
+    let reading = tokio::spawn({
+        let (written, stop) = (written.clone(), stop.clone());
+        async move {
+            let (mut reads, mut next) = (0usize, 0usize);
+            while !stop.load(Ordering::SeqCst) {
+                let n = written.load(Ordering::SeqCst);
+                if n == 0 {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                let i = next % n;
+                let got: Option<String> = reader.get(key(i)).await.map_err(|e| format!("GET {}: {e}", key(i)))?;
+                if got.as_deref() != Some(value(i).as_str()) {
+                    return Err(format!("GET {} answered {:?}", key(i), got.map(|v| v.len())));
+                }
+                (reads, next) = (reads + 1, next + 7);
+            }
+            Ok::<usize, String>(reads)
+        }
+    });
+    let mut writer = connect(endpoint, Transport::Verified(&ca), None).await.expect("writer");
+    let mut keys = 0;
+    let mut write = async |count: usize| {
+        for _ in 0..count {
+            let () = writer.set(key(keys), value(keys)).await.unwrap_or_else(|e| panic!("SET {}: {e}", key(keys)));
+            keys += 1;
+            written.store(keys, Ordering::SeqCst);
+        }
+    };
+
+    // About 3 MiB: a second shard comes; the writer goes on while it takes half the slots.
+    write(200).await;
+    poll_until("a second shard", SETTLE, || async {
+        let found = primaries().await;
+        if found.len() == 2 { Ok(()) } else { Err(format!("{found:?}")) }
+    })
+    .await;
+    write(20).await;
+    poll_until("the new shard owning half of the slots", SETTLE, || async {
+        let found = primaries().await.into_iter().find(|(shard, _)| shard.as_deref() == Some("0002"));
+        let port = found.and_then(|(_, p)| u16::try_from(p?).ok()).ok_or("no primary of shard 0002 yet")?;
+        let mut node = connect(port, Transport::Plain, None).await.map_err(|e| e.to_string())?;
+        let nodes: String =
+            redis::cmd("CLUSTER").arg("NODES").query_async(&mut node).await.map_err(|e| e.to_string())?;
+        let owned = owned_slots(&nodes);
+        if owned == 8192 { Ok(()) } else { Err(format!("{owned} slots")) }
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let reads = reading.await.expect("reader task").expect("every read answered right");
+    assert!(reads > 0);
+    let keys = written.load(Ordering::SeqCst);
+    for k in 0..keys {
+        let got: Option<String> = writer.get(key(k)).await.expect("GET");
+        assert_eq!(got, Some(value(k)), "{}", key(k));
+    }
+
+    // Most of it deleted: back to one shard, the rest of the keys still there.
+    for k in 10..keys {
+        let _: usize = writer.del(key(k)).await.expect("DEL");
+    }
+    poll_until("one shard again", SETTLE, || async {
+        let found = primaries().await;
+        if found.len() == 1 { Ok(()) } else { Err(format!("{found:?}")) }
+    })
+    .await;
+    for k in 0..10 {
+        let got: Option<String> = writer.get(key(k)).await.expect("GET after scaling in");
+        assert_eq!(got, Some(value(k)), "{}", key(k));
+    }
+    assert_eq!(describe(&client, "grows").await.status(), Some("available"));
+}
+
+/// The slots the node answering `CLUSTER NODES` owns (its `myself` line).
+fn owned_slots(nodes: &str) -> usize {
+    let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or_default();
+    let ranges = myself.split_whitespace().skip(8).filter(|r| !r.starts_with('['));
+    ranges
+        .filter_map(|r| match r.split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
+            None => r.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum()
+}
