@@ -265,6 +265,11 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         serverless::run(&client(server.address).await, server.address).await?;
+        let server = Server::spawn_with(&binary, &["--serverless-shard-bytes", serverless::SCALE_SHARD_BYTES])?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        serverless::scale_out(&client(server.address).await, server.address).await?;
     }
     if which.as_deref().is_none_or(|w| w == "slow-clients") {
         slow_clients::run(&binary).await?;

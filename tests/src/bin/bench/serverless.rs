@@ -3,7 +3,9 @@
 //!   emulator's CA, then PING), against the same for a 2-node replication group with TLS
 //!   (mode `required`), medians of RUNS, alternating;
 //! - per-command round trip (GET) through the serverless endpoint (TLS, routed) against a
-//!   plaintext connection straight to the node that owns the key, p50/p99 of COMMANDS.
+//!   plaintext connection straight to the node that owns the key, p50/p99 of COMMANDS;
+//! - scale-out behind the endpoint with SCALE_KEYS keys while a client writes (its own
+//!   server, whose shards hold SCALE_SHARD_BYTES): duration, writer errors, keys lost.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -105,5 +107,118 @@ pub async fn run(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
     for run in 0..RUNS {
         client.delete_serverless_cache().serverless_cache_name(format!("bench-serverless-{run}")).send().await?;
     }
+    Ok(())
+}
+
+/// Keys in the cache before it scales out, and the size of each value.
+const SCALE_KEYS: usize = 100_000;
+const VALUE_BYTES: usize = 100;
+/// What one shard holds for the scale-out figure: more than SCALE_KEYS keys take (about
+/// 12 MB of data on valkey 8), less than twice that, so the writes that follow them
+/// add exactly one shard.
+pub const SCALE_SHARD_BYTES: &str = "13107200";
+
+fn value(i: usize) -> String {
+    format!("{i:0width$}", width = VALUE_BYTES)
+}
+
+/// The primaries of `cache`, as /_emulator/nodes has them: (node group, port).
+async fn primaries(admin: SocketAddr, cache: &str) -> anyhow::Result<Vec<(String, u16)>> {
+    let (status, body) = e2e::raw_get(admin, "/_emulator/nodes").await?;
+    anyhow::ensure!(status == 200, "GET /_emulator/nodes answered {status}");
+    let nodes: Vec<serde_json::Value> = serde_json::from_str(&body)?;
+    Ok(nodes
+        .iter()
+        .filter(|n| n["serverless_cache"] == cache && n["role"] == "primary")
+        .filter_map(|n| Some((n["node_group_id"].as_str()?.to_string(), u16::try_from(n["port"].as_u64()?).ok()?)))
+        .collect())
+}
+
+/// Whether the primary of node group 0002 owns half of the slots.
+async fn second_shard_settled(admin: SocketAddr, cache: &str) -> anyhow::Result<bool> {
+    let Some((_, port)) = primaries(admin, cache).await?.into_iter().find(|(group, _)| group == "0002") else {
+        return Ok(false);
+    };
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut node = client.get_multiplexed_async_connection().await?;
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut node).await?;
+    let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or_default();
+    let owned: usize = myself
+        .split_whitespace()
+        .skip(8)
+        .filter_map(|r| match r.split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
+            None => r.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum();
+    Ok(owned == 8192)
+}
+
+/// Scale-out behind the endpoint: SCALE_KEYS keys written, then a client writes on until
+/// the cache has a second shard and that shard owns its half of the slots. The duration
+/// runs from the second shard appearing to the slots settled; the writer's errors are
+/// counted, and every key is read back through the endpoint afterwards.
+pub async fn scale_out(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
+    let name = "bench-scale";
+    client.create_serverless_cache().serverless_cache_name(name).engine("valkey").send().await?;
+    let endpoint = endpoint(client, name).await?;
+    let (_, ca) = e2e::raw_get(admin, "/_emulator/ca.pem").await?;
+    let info = redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::TcpTls {
+            host: "127.0.0.1".to_string(),
+            port: endpoint.port(),
+            insecure: false,
+            tls_params: None,
+        },
+        redis: redis::RedisConnectionInfo::default(),
+    };
+    let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(ca.into_bytes()) };
+    let mut connection = redis::Client::build_with_tls(info, certificates)?.get_multiplexed_async_connection().await?;
+    for start in (0..SCALE_KEYS).step_by(1_000) {
+        let mut pipe = redis::pipe();
+        for i in start..start + 1_000 {
+            pipe.set(format!("key:{i}"), value(i)).ignore();
+        }
+        let () = pipe.query_async(&mut connection).await?;
+    }
+    anyhow::ensure!(primaries(admin, name).await?.len() == 1, "{SCALE_KEYS} keys already scaled the cache out");
+
+    // The writer goes on, one command at a time, until the new shard has settled.
+    let (mut written, mut errors) = (SCALE_KEYS, 0usize);
+    let deadline = Instant::now() + DEADLINE;
+    let mut scaling_started = None;
+    loop {
+        let set: redis::RedisResult<()> =
+            redis::cmd("SET").arg(format!("key:{written}")).arg(value(written)).query_async(&mut connection).await;
+        match set {
+            Ok(()) => written += 1,
+            Err(_) => errors += 1,
+        }
+        if written % 100 == 0 {
+            if scaling_started.is_none() && primaries(admin, name).await?.len() > 1 {
+                scaling_started = Some(Instant::now());
+            }
+            if scaling_started.is_some() && second_shard_settled(admin, name).await? {
+                break;
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no settled second shard after {written} keys");
+    }
+    let took = scaling_started.map(|s| s.elapsed()).unwrap_or_default();
+    let mut lost = 0;
+    for start in (0..written).step_by(1_000) {
+        let end = (start + 1_000).min(written);
+        let mut pipe = redis::pipe();
+        for i in start..end {
+            pipe.get(format!("key:{i}"));
+        }
+        let values: Vec<Option<String>> = pipe.query_async(&mut connection).await?;
+        lost += values.iter().zip(start..end).filter(|(v, i)| v.as_deref() != Some(value(*i).as_str())).count();
+    }
+    println!(
+        "serverless scale-out 1 -> 2 shards behind the endpoint holding {SCALE_KEYS} keys, a client writing throughout: {:.1} ms from the second shard appearing to its slots settled; writer errors {errors}; keys lost {lost} of {written}",
+        ms(took)
+    );
+    client.delete_serverless_cache().serverless_cache_name(name).send().await?;
     Ok(())
 }
