@@ -140,7 +140,8 @@ async fn second_shard_settled(admin: SocketAddr, cache: &str) -> anyhow::Result<
         return Ok(false);
     };
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-    let mut node = client.get_multiplexed_async_connection().await?;
+    // A node just placed may not listen yet.
+    let Ok(mut node) = client.get_multiplexed_async_connection().await else { return Ok(false) };
     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut node).await?;
     let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or_default();
     let owned: usize = myself
