@@ -161,28 +161,22 @@ async fn errors_read_as_aws_writes_them() {
     let error =
         expect_code(user("none", mode(InputAuthenticationType::Password, &[])).await, "InvalidParameterCombination");
     assert_eq!(error.message, "A user with Authentication Mode: password, must have at least one password");
-    let flag_and_type = client
-        .create_user()
-        .user_id("flag")
-        .user_name("flag")
-        .engine("redis")
-        .access_string("on ~* +@all")
-        .no_password_required(true)
+    let no_password_required = |id: &str| {
+        client
+            .create_user()
+            .user_id(id)
+            .user_name(id)
+            .engine("redis")
+            .access_string("on ~* +@all")
+            .no_password_required(true)
+    };
+    let flag_and_type = no_password_required("flag")
         .authentication_mode(mode(InputAuthenticationType::Password, std::slice::from_ref(&password)))
         .send()
         .await;
     let error = expect_code(flag_and_type, "InvalidParameterCombination");
     assert_eq!(error.message, "No password required flag is true but provided authentication type is password");
-    let no_password_with_one = client
-        .create_user()
-        .user_id("nopass")
-        .user_name("nopass")
-        .engine("redis")
-        .access_string("on ~* +@all")
-        .no_password_required(true)
-        .passwords(password)
-        .send()
-        .await;
+    let no_password_with_one = no_password_required("nopass").passwords(password).send().await;
     let error = expect_code(no_password_with_one, "InvalidParameterCombination");
     assert_eq!(error.message, "Password field is not allowed with authentication type: no-password-required");
     let described = client.describe_users().send().await.expect("DescribeUsers");
