@@ -63,7 +63,7 @@ pub async fn reconcile(
     let Some(group) = group else {
         return settle(r, &scope, &cache, None, status::CREATE_FAILED).await;
     };
-    let ports = point_endpoints(r, &scope, &cache, primaries(&group)).await?;
+    let ports = point_endpoints(r, &scope, &cache).await?;
     let next = match (cache.status.as_str(), group.group.status.as_str()) {
         (status::CREATING | status::MODIFYING, status::AVAILABLE | status::SNAPSHOTTING) => status::AVAILABLE,
         (status::CREATING, status::CREATE_FAILED | status::RESTORE_FAILED) => status::CREATE_FAILED,
@@ -72,10 +72,27 @@ pub async fn reconcile(
     settle(r, &scope, &cache, Some(ports), next).await
 }
 
-/// The shards' primaries as the store has them: the endpoints write to no other node.
-fn primaries(group: &ReplicationGroup) -> Vec<SocketAddr> {
-    let leads = |id: &str| group.group.node_groups.iter().any(|s| s.primary_cluster_id == id);
-    group.members.iter().filter(|m| leads(&m.cluster.id)).filter_map(address).collect()
+/// Points `endpoints` at the primaries the store names for the backing group `group_id`:
+/// they write to no other node. Read while the caller holds the endpoints' lock, so that a
+/// reconcile that read the group before a failover cannot point them back at the old
+/// primary after the failover pointed them on.
+async fn point_at_primaries(
+    r: &Reconciler,
+    scope: &Scope,
+    group_id: &str,
+    endpoints: &CacheEndpoints,
+) -> Result<(), Error> {
+    let group: Option<ReplicationGroup> = r.store.replication_group(scope, group_id).await.map_err(Error::Store)?;
+    let primaries: Vec<SocketAddr> = group
+        .iter()
+        .flat_map(|g| {
+            let leads = |id: &str| g.group.node_groups.iter().any(|s| s.primary_cluster_id == id);
+            g.members.iter().filter(move |m| leads(&m.cluster.id)).filter_map(address)
+        })
+        .collect();
+    endpoints.writer.point_at(primaries.clone());
+    endpoints.reader.point_at(primaries);
+    Ok(())
 }
 
 /// Points a serverless cache's endpoints at the primaries the store now names for its
@@ -84,13 +101,11 @@ fn primaries(group: &ReplicationGroup) -> Vec<SocketAddr> {
 /// the cluster tells it otherwise, and writes it took meanwhile would be lost.
 pub(crate) async fn repoint(r: &Reconciler, scope: &Scope, group_id: &str) -> Result<(), Error> {
     let Some(name) = serverless_name(group_id) else { return Ok(()) };
-    let Some(group) = r.store.replication_group(scope, group_id).await.map_err(Error::Store)? else { return Ok(()) };
-    if let Some(endpoints) = r.endpoints.serverless.lock().await.get(&key(scope, name)) {
-        let primaries = primaries(&group);
-        endpoints.writer.point_at(primaries.clone());
-        endpoints.reader.point_at(primaries);
+    let all = r.endpoints.serverless.lock().await;
+    match all.get(&key(scope, name)) {
+        Some(endpoints) => point_at_primaries(r, scope, group_id, endpoints).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// How much data the serverless cache `name` holds behind its endpoint: its shard count and
@@ -161,12 +176,7 @@ async fn settle(
 
 /// Starts the cache's endpoints (on their recorded ports when they are free) and points
 /// them at the backing group's primaries; returns their ports.
-async fn point_endpoints(
-    r: &Reconciler,
-    scope: &Scope,
-    cache: &ServerlessCacheRecord,
-    primaries: Vec<SocketAddr>,
-) -> Result<(u16, u16), Error> {
+async fn point_endpoints(r: &Reconciler, scope: &Scope, cache: &ServerlessCacheRecord) -> Result<(u16, u16), Error> {
     let mut all = r.endpoints.serverless.lock().await;
     let key = key(scope, &cache.name);
     if !all.contains_key(&key) {
@@ -184,7 +194,6 @@ async fn point_endpoints(
         all.insert(key.clone(), CacheEndpoints { writer, reader });
     }
     let endpoints = all.get(&key).ok_or(Error::Store(store::StoreError::NotFound))?;
-    endpoints.writer.point_at(primaries.clone());
-    endpoints.reader.point_at(primaries);
+    point_at_primaries(r, scope, &serverless_backing(&cache.name), endpoints).await?;
     Ok((endpoints.writer.port(), endpoints.reader.port()))
 }
