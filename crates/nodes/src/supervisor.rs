@@ -62,8 +62,9 @@ struct Inner {
     /// The password of the runtime's own ACL user on every redis node (random per
     /// runtime; nodes never outlive it).
     control_password: String,
-    /// Nodes started ahead of need (see [`warm`]); None until [`Runtime::keep_warm`].
-    warm: Mutex<Option<Arc<warm::Pool<Node>>>>,
+    /// Nodes started ahead of need, a pool per template (see [`warm`]); none until
+    /// [`Runtime::keep_warm`].
+    warm: Mutex<Vec<Arc<warm::Pool<Node>>>>,
 }
 
 struct Node {
@@ -184,32 +185,39 @@ impl Runtime {
         }
     }
 
-    /// Keeps `settings.size` nodes of `settings.template` idle and warm from now on,
-    /// replacing those handed out (see [`warm`]). Replaces an earlier pool.
-    pub async fn keep_warm(&self, settings: WarmSettings) {
+    /// Keeps, for each of `pools`, `size` nodes of its `template` idle and warm from now
+    /// on, replacing those handed out (see [`warm`]). Replaces earlier pools.
+    pub async fn keep_warm(&self, pools: Vec<WarmSettings>) {
         self.stop_warm().await;
-        let _ = tokio::fs::remove_dir_all(&settings.root).await;
-        if settings.size == 0 {
-            return;
+        for settings in &pools {
+            let _ = tokio::fs::remove_dir_all(&settings.root).await;
         }
-        *lock(&self.inner.warm) = Some(Arc::new(warm::Pool::new(settings)));
+        let pools = pools.into_iter().filter(|s| s.size > 0).map(|s| Arc::new(warm::Pool::new(s)));
+        *lock(&self.inner.warm) = pools.collect();
         self.inner.refill();
     }
 
     /// Stops every idle warm node and keeps none from now on.
     pub async fn stop_warm(&self) {
-        let Some(pool) = lock(&self.inner.warm).take() else { return };
-        for node in pool.drain() {
-            node.terminate().await;
+        let pools = std::mem::take(&mut *lock(&self.inner.warm));
+        for pool in pools {
+            for node in pool.drain() {
+                node.terminate().await;
+            }
+            let _ = tokio::fs::remove_dir_all(&pool.settings.root).await;
         }
-        let _ = tokio::fs::remove_dir_all(&pool.settings.root).await;
     }
 
     /// The idle warm nodes.
     pub fn warm_nodes(&self) -> Vec<warm::WarmNode> {
-        let pool = lock(&self.inner.warm).clone();
-        let describe = |node: &Node, ready| warm::WarmNode { pid: node.info.pid, port: node.info.port, ready };
-        pool.map(|p| p.list(describe)).unwrap_or_default()
+        let pools = lock(&self.inner.warm).clone();
+        let describe = |node: &Node, ready| warm::WarmNode {
+            engine: node.engine,
+            pid: node.info.pid,
+            port: node.info.port,
+            ready,
+        };
+        pools.iter().flat_map(|p| p.list(describe)).collect()
     }
 
     /// Stops a node gracefully: SIGTERM, up to 2 s to exit, then SIGKILL; returns once the
@@ -513,9 +521,15 @@ impl Inner {
         Err(NodeError::Io(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port found")))
     }
 
-    /// Starts nodes for the warm pool in the background until it is full.
+    /// Starts nodes for the warm pools in the background until they are full.
     fn refill(self: &Arc<Self>) {
-        let Some(pool) = lock(&self.warm).clone() else { return };
+        let pools = lock(&self.warm).clone();
+        for pool in pools {
+            self.refill_pool(&pool);
+        }
+    }
+
+    fn refill_pool(self: &Arc<Self>, pool: &Arc<warm::Pool<Node>>) {
         let Some(binary) = self.engines.binary(pool.settings.template.engine).cloned() else { return };
         for _ in 0..pool.missing() {
             pool.starting.fetch_add(1, Ordering::SeqCst);
@@ -524,7 +538,7 @@ impl Inner {
                 let started_at = Instant::now();
                 let started = inner.launch_warm(&pool, &binary).await;
                 pool.starting.fetch_sub(1, Ordering::SeqCst);
-                let still_ours = lock(&inner.warm).as_ref().is_some_and(|p| Arc::ptr_eq(p, &pool));
+                let still_ours = lock(&inner.warm).iter().any(|p| Arc::ptr_eq(p, &pool));
                 match started {
                     Ok(node) if still_ours => {
                         tracing::debug!(node = %node.info.key, pid = node.info.pid, "warm node ready");
@@ -570,12 +584,9 @@ impl Inner {
     /// A warm node for `spec` when the pool has one that fits, moved to the spec's
     /// directory and key with the spec's memory limit; None to start one as usual.
     async fn claim_warm(self: &Arc<Self>, spec: &NodeSpec) -> Option<Node> {
-        let pool = lock(&self.warm).clone()?;
-        if !pool.fits(spec) {
-            return None;
-        }
+        let pool = lock(&self.warm).iter().find(|p| p.fits(spec)).cloned()?;
         while let Some(mut node) = pool.take() {
-            self.refill();
+            self.refill_pool(&pool);
             if node.has_exited() {
                 continue;
             }

@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{NodeKey, NodeSpec, config};
+use crate::{EngineKind, NodeKey, NodeSpec, config};
 
 /// How long a new cluster-enabled primary reports `cluster_state:fail` (redis's
 /// `CLUSTER_WRITABLE_DELAY`; its rejoin delay after the slots of `prepare` is no longer).
@@ -37,6 +37,7 @@ pub const WRITABLE_DELAY: Duration = Duration::from_secs(2);
 /// An idle warm node, as `/_emulator/health` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WarmNode {
+    pub engine: EngineKind,
     pub pid: u32,
     pub port: u16,
     /// Past [`WRITABLE_DELAY`]: a primary made of it is usable at once.

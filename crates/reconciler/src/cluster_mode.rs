@@ -66,12 +66,19 @@ pub fn node_directives(major_version: u32) -> Vec<(String, String)> {
 /// newest redis version runs: the template of the warm nodes (see `nodes::warm`). The
 /// member's spec must come out equal (`cache_clusters::reconcile` builds it with the same
 /// functions) for a warm node to be handed to it.
-pub(crate) fn warm_template(r: &Reconciler) -> Option<NodeSpec> {
-    let major =
-        r.runtime.engines().binary(EngineKind::Redis).map(|b| crate::cache_clusters::major_version(&b.version))?;
-    let family = r.catalog.versions_of("redis").last()?.cache_parameter_group_family.clone();
+pub(crate) fn warm_template(r: &Reconciler, engine: EngineKind) -> Option<NodeSpec> {
+    let major = r.runtime.engines().binary(engine).map(|b| crate::cache_clusters::major_version(&b.version))?;
+    // The newest family of the binary's line (redis7, valkey8): its defaults are what a new
+    // group of that engine starts with.
+    let family = r
+        .catalog
+        .versions_of(engine.name())
+        .filter(|v| crate::cache_clusters::major_version(&v.engine_version) == major)
+        .last()?
+        .cache_parameter_group_family
+        .clone();
     Some(NodeSpec {
-        engine: EngineKind::Redis,
+        engine,
         max_memory_bytes: crate::cache_clusters::DEFAULT_MAX_MEMORY,
         parameters: model::parameters::default_values(&r.catalog, &family, true)?,
         directives: crate::cache_clusters::redis_directives(node_directives(major), major),

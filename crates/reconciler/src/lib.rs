@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::Catalog;
-use nodes::{Health, NodeKey, Runtime};
+use nodes::{EngineKind, Health, NodeKey, Runtime};
 use store::{Scope, Store};
 use tokio::sync::Notify;
 
@@ -234,11 +234,15 @@ impl Reconciler {
         if !reaped.is_empty() {
             tracing::warn!(count = reaped.len(), "killed node processes left over by a previous run");
         }
-        if let Some(template) = cluster_mode::warm_template(&self) {
-            let root = self.state_dir.join("nodes").join("warm");
-            let prepare = cluster_mode::warm_preparation();
-            self.runtime.keep_warm(nodes::WarmSettings { root, template, size: self.warm_nodes, prepare }).await;
-        }
+        // Redis gets the pool asked for; valkey one node, which a serverless cache (one
+        // valkey shard to begin with) starts its primary on.
+        let pools = [(EngineKind::Redis, self.warm_nodes), (EngineKind::Valkey, self.warm_nodes.min(1))];
+        let pools = pools.into_iter().filter_map(|(engine, size)| {
+            let template = cluster_mode::warm_template(&self, engine)?;
+            let root = self.state_dir.join("nodes").join("warm").join(engine.name());
+            Some(nodes::WarmSettings { root, template, size, prepare: cluster_mode::warm_preparation() })
+        });
+        self.runtime.keep_warm(pools.collect()).await;
         let monitor = tokio::spawn(health::monitor(self.clone()));
         tokio::pin!(shutdown);
         loop {

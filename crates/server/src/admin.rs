@@ -45,7 +45,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "zones": state.config.zones,
         "engines": state.engines.to_json(),
         "warm_nodes": state.reconciler.runtime().warm_nodes().iter()
-            .map(|n| json!({"pid": n.pid, "port": n.port, "ready": n.ready}))
+            .map(|n| json!({"engine": n.engine.name(), "pid": n.pid, "port": n.port, "ready": n.ready}))
             .collect::<Vec<_>>(),
     }))
 }

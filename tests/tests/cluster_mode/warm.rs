@@ -9,12 +9,17 @@ use e2e::{SETTLE, TestServer, admin, admin_nodes, poll_until, wait_group_availab
 
 use crate::create;
 
-/// The pids of the idle warm nodes, once there are `count` of them.
+/// The pids of the idle warm redis nodes, once there are `count` of them.
 async fn warm_pids(server: &TestServer, count: usize) -> BTreeSet<u64> {
-    poll_until(&format!("{count} warm nodes"), SETTLE, || async {
+    warm_pids_of(server, "redis", count).await
+}
+
+/// The pids of the idle warm nodes of `engine`, once there are `count` of them.
+async fn warm_pids_of(server: &TestServer, engine: &str, count: usize) -> BTreeSet<u64> {
+    poll_until(&format!("{count} warm {engine} nodes"), SETTLE, || async {
         let (_, health) = admin(server, "GET", "/_emulator/health").await;
-        let pids: BTreeSet<u64> =
-            health["warm_nodes"].as_array().into_iter().flatten().filter_map(|n| n["pid"].as_u64()).collect();
+        let warm = health["warm_nodes"].as_array().into_iter().flatten().filter(|n| n["engine"] == engine);
+        let pids: BTreeSet<u64> = warm.filter_map(|n| n["pid"].as_u64()).collect();
         if pids.len() == count { Ok(pids) } else { Err(format!("{health}")) }
     })
     .await
@@ -53,6 +58,24 @@ async fn new_primaries_come_from_the_warm_pool_and_keep_their_data_across_a_rest
         if missing.is_empty() { Ok(()) } else { Err(format!("{} keys missing", missing.len())) }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_serverless_cache_starts_its_primary_on_the_warm_valkey_node() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let warm = warm_pids_of(&server, "valkey", 1).await;
+    client.create_serverless_cache().serverless_cache_name("quick").engine("valkey").send().await.expect("Create");
+    poll_until("quick available", SETTLE, || async {
+        let out = client.describe_serverless_caches().serverless_cache_name("quick").send().await;
+        let status =
+            out.map_err(|e| format!("{e:?}"))?.serverless_caches().first().and_then(|c| c.status().map(str::to_string));
+        if status.as_deref() == Some("available") { Ok(()) } else { Err(format!("{status:?}")) }
+    })
+    .await;
+    let nodes = admin_nodes(&server).await;
+    let primary = nodes.iter().find(|n| n["serverless_cache"] == "quick" && n["role"] == "primary").expect("primary");
+    assert!(primary["pid"].as_u64().is_some_and(|pid| warm.contains(&pid)), "{primary} not one of {warm:?}");
 }
 
 #[tokio::test]
