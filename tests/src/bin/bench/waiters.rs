@@ -155,14 +155,14 @@ impl Resource {
     }
 }
 
-/// Polls the admin API until every warm node is past redis's delay.
-async fn warm_pool_ready(admin: SocketAddr) -> anyhow::Result<()> {
+/// Polls the admin API until every warm node (redis's and valkey's) is past the delay.
+pub async fn warm_pool_ready(admin: SocketAddr) -> anyhow::Result<()> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let (_, body) = e2e::raw_get(admin, "/_emulator/health").await?;
         let health: serde_json::Value = serde_json::from_str(&body)?;
         let warm = health["warm_nodes"].as_array().cloned().unwrap_or_default();
-        if warm.len() >= server::DEFAULT_WARM_NODES && warm.iter().all(|n| n["ready"] == true) {
+        if warm.len() > server::DEFAULT_WARM_NODES && warm.iter().all(|n| n["ready"] == true) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -307,7 +307,7 @@ pub async fn run(binary: &std::path::PathBuf) -> anyhow::Result<()> {
     let server = Server::spawn(binary)?;
     let waiting = started(&server).await?;
     let (count, rss) = idle_cost(server.address).await?;
-    println!("warm pool idle cost: {count} redis-server processes, {:.1} MiB RSS in all", rss as f64 / 1024.0);
+    println!("warm pool idle cost: {count} processes (redis and valkey), {:.1} MiB RSS in all", rss as f64 / 1024.0);
     let immediate = Server::spawn_with(binary, &["--settle-timeout-ms", "0"])?;
     let polling = started(&immediate).await?;
     for resource in RESOURCES {
