@@ -33,6 +33,7 @@ pub mod config;
 pub mod discovery;
 pub mod engines;
 pub mod orphans;
+pub mod ports;
 pub mod probe;
 pub mod proxy;
 pub mod replication;

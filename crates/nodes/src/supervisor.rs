@@ -8,7 +8,7 @@
 //! answer even mid-operation.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -506,13 +506,11 @@ impl Inner {
         lock(&self.nodes).remove(key)
     }
 
-    /// A port that is free on `address` right now and not promised to another node.
-    /// Binding port 0 lets the kernel pick one nothing on the machine listens on.
+    /// A port that is free on `address` right now and not promised to another node (see
+    /// [`crate::ports`]).
     fn reserve_port(&self, address: Ipv4Addr) -> Result<u16, NodeError> {
         for _ in 0..64 {
-            let listener = std::net::TcpListener::bind(SocketAddr::from((address, 0)))?;
-            let port = listener.local_addr()?.port();
-            drop(listener);
+            let port = crate::ports::free_port(address)?;
             let in_use_by_node = lock(&self.nodes).values().any(|n| n.info.address == address && n.info.port == port);
             if !in_use_by_node && lock(&self.reserved_ports).insert((address, port)) {
                 return Ok(port);

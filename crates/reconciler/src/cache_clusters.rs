@@ -582,7 +582,6 @@ async fn config_endpoint(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<u16, E
         return Ok(endpoint.port());
     }
     let (sender, receiver) = tokio::sync::watch::channel(cluster_config(c));
-    let port = c.cluster.config_endpoint_port.unwrap_or(0);
     let tls = if c.cluster.security.transit_encryption {
         let ca = r.certificate_authority().map_err(Error::Node)?;
         let (server, client) = (ca.server_config().map_err(Error::Node)?, ca.client_config().map_err(Error::Node)?);
@@ -591,12 +590,10 @@ async fn config_endpoint(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<u16, E
         None
     };
     let localhost = std::net::Ipv4Addr::LOCALHOST;
-    let endpoint = match ConfigEndpoint::start(localhost, port, receiver.clone(), tls.clone()).await {
-        Ok(endpoint) => endpoint,
-        // The recorded port was taken while the emulator was down: take a new one.
-        Err(_) if port != 0 => ConfigEndpoint::start(localhost, 0, receiver, tls).await.map_err(Error::Node)?,
-        Err(e) => return Err(Error::Node(e)),
-    };
+    let endpoint = crate::endpoints::on_recorded_port(c.cluster.config_endpoint_port, |p| {
+        ConfigEndpoint::start(localhost, p, receiver.clone(), tls.clone())
+    })
+    .await?;
     let port = endpoint.port();
     endpoints.insert(key, (endpoint, sender));
     Ok(port)

@@ -39,11 +39,22 @@ pub(crate) async fn on_recorded_port<T, Fut>(port: Option<u16>, start: impl Fn(u
 where
     Fut: std::future::Future<Output = Result<T, nodes::NodeError>>,
 {
-    match start(port.unwrap_or(0)).await {
-        Ok(started) => Ok(started),
-        Err(_) if port.is_some() => start(0).await.map_err(Error::Node),
-        Err(error) => Err(Error::Node(error)),
+    if let Some(port) = port
+        && let Ok(started) = start(port).await
+    {
+        return Ok(started);
     }
+    // A port of its own below the ephemeral range (see `nodes::ports`), so that it is still
+    // free after a restart; taken meanwhile (a race), the next one.
+    let mut last = None;
+    for _ in 0..4 {
+        let free = nodes::ports::free_port(Ipv4Addr::LOCALHOST).map_err(|e| Error::Node(e.into()))?;
+        match start(free).await {
+            Ok(started) => return Ok(started),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(Error::Node(last.unwrap_or_else(|| nodes::NodeError::Protocol("no free port".to_string()))))
 }
 
 /// An emulator-served endpoint: the proxy, and the sender that points it at nodes.
