@@ -74,7 +74,7 @@ pass "after restart the node is back on port $NODE_PORT"
 
 # The node processes of this state dir (a node runs in its own directory under it).
 node_pids() {
-    for pid in $(pgrep -x redis-server; pgrep -x memcached); do
+    for pid in $(pgrep -x redis-server; pgrep -x valkey-server; pgrep -x memcached); do
         [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$STATE"/* ]] && echo "$pid"
     done | sort
 }
@@ -95,7 +95,7 @@ sys.exit(0 if states and all(s == "available" for s in states) else 1)
 PY
 }
 # Every node the store knows runs exactly once, and nothing else runs but the warm nodes
-# (cluster-enabled nodes kept ready for new cluster-mode primaries, see /_emulator/health).
+# (cluster-enabled redis and valkey nodes kept ready for new primaries, see /_emulator/health).
 nodes_match() {
     python3 - "$ENDPOINT" "$(node_pids | tr '\n' ' ')" <<'PY'
 import json, sys, urllib.request
