@@ -109,8 +109,9 @@ pub(crate) async fn repoint(r: &Reconciler, scope: &Scope, group_id: &str) -> Re
 }
 
 /// How much data the serverless cache `name` holds behind its endpoint: its shard count and
-/// the sum of its primaries' data (`used_memory` less `used_memory_overhead`). None while its backing group is not
-/// available (resharding, failing over) or a primary does not answer: no scaling then.
+/// the sum of its primaries' data (`used_memory` less `used_memory_overhead`). None while
+/// its backing group is not available (resharding, failing over) or a primary does not
+/// answer: no scaling then.
 pub(crate) async fn data_size(
     r: &Reconciler,
     scope: &Scope,
