@@ -58,12 +58,7 @@ pub struct ReplicationInfo {
 impl ReplicationInfo {
     /// Parses the text of an `INFO replication` reply (`field:value` lines, `#` headers).
     pub fn parse(text: &str) -> Result<Self, NodeError> {
-        let field = |name: &str| {
-            text.lines().find_map(|line| {
-                let (key, value) = line.trim_end_matches('\r').split_once(':')?;
-                (key == name).then_some(value.trim())
-            })
-        };
+        let field = |name: &str| crate::resp::info_field(text, name);
         let number = |name: &str| field(name).and_then(|value| value.parse::<u64>().ok());
 
         // Valkey has kept the redis names in INFO; the new ones are accepted in case a

@@ -47,6 +47,14 @@ pub fn encode<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
     out
 }
 
+/// The value of `name` in the text of an INFO reply (`name:value` lines, `#` headers).
+pub fn info_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key == name).then_some(value.trim())
+    })
+}
+
 /// Sends one command and reads its reply.
 pub async fn command<S, A>(stream: &mut S, args: &[A]) -> Result<Reply, NodeError>
 where
@@ -115,6 +123,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_info_fields() {
+        let text = "# Memory\r\nused_memory:2742360\r\nused_memory_overhead:2986708\r\nrole:master\r\n";
+        assert_eq!(info_field(text, "used_memory"), Some("2742360"));
+        assert_eq!(info_field(text, "role"), Some("master"));
+        assert_eq!(info_field(text, "used"), None, "whole names only");
+    }
 
     #[test]
     fn encodes_bulk_array() {

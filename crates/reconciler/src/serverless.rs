@@ -129,9 +129,7 @@ pub(crate) async fn data_size(
         let Some(key) = primary.and_then(|m| crate::replication_groups::node_key(scope, m)) else { return Ok(None) };
         let Ok(reply) = r.runtime.command(&key, &["INFO", "memory"]).await else { return Ok(None) };
         let text = reply.as_text().unwrap_or_default();
-        let field = |name: &str| {
-            text.lines().find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':')?.parse::<u64>().ok())
-        };
+        let field = |name: &str| nodes::resp::info_field(&text, name)?.parse::<u64>().ok();
         // What used_memory_dataset means, computed here: valkey 8 reports it wrapped below
         // zero while the data is smaller than the overhead (a replication backlog, say).
         let (Some(used), Some(overhead)) = (field("used_memory"), field("used_memory_overhead")) else {

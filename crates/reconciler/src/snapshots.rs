@@ -79,9 +79,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, s: SnapshotRecord) -> 
 async fn persistence(r: &Reconciler, key: &NodeKey) -> Result<(u64, bool, bool), Error> {
     let reply = r.runtime.command(key, &["INFO", "persistence"]).await.map_err(Error::Node)?;
     let text = reply.as_text().unwrap_or_default();
-    let field = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(&format!("{name}:"))).map(|v| v.trim().to_string()).unwrap_or_default()
-    };
+    let field = |name: &str| nodes::resp::info_field(&text, name).unwrap_or_default();
     Ok((
         field("rdb_saves").parse().unwrap_or(0),
         field("rdb_bgsave_in_progress") == "1",
