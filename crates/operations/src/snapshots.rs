@@ -603,15 +603,7 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
         {
             let name = automated_name(ops, &c.scope, id, &minute, str::to_string).await?;
             let snapshot = plan(ops, &c.scope, &name, Some(id), None, Taken::Automated, None).await?;
-            let limit = c.cluster.snapshot_retention_limit;
-            written(
-                ops.store
-                    .write(async |tx| {
-                        record(tx, &c.scope, &snapshot, &[]).await?;
-                        prune(tx, &c.scope, of, limit).await
-                    })
-                    .await,
-            )?;
+            record_automated(ops, &c.scope, &snapshot, of, c.cluster.snapshot_retention_limit).await?;
             started.push(name);
         }
     }
@@ -626,15 +618,7 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
         {
             let name = automated_name(ops, &g.scope, id, &minute, str::to_string).await?;
             let snapshot = plan(ops, &g.scope, &name, None, Some(id), Taken::Automated, None).await?;
-            let limit = g.group.snapshot_retention_limit;
-            written(
-                ops.store
-                    .write(async |tx| {
-                        record(tx, &g.scope, &snapshot, &[]).await?;
-                        prune(tx, &g.scope, of, limit).await
-                    })
-                    .await,
-            )?;
+            record_automated(ops, &g.scope, &snapshot, of, g.group.snapshot_retention_limit).await?;
             started.push(name);
         }
     }
@@ -653,15 +637,7 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
                 Err(e) if e.code == ErrorCode::InvalidServerlessCacheStateFault.code() => continue,
                 Err(e) => return Err(e),
             };
-            let limit = cache.snapshot_retention_limit;
-            written(
-                ops.store
-                    .write(async |tx| {
-                        record(tx, &scope, &snapshot, &[]).await?;
-                        prune(tx, &scope, of, limit).await
-                    })
-                    .await,
-            )?;
+            record_automated(ops, &scope, &snapshot, of, cache.snapshot_retention_limit).await?;
             started.push(name);
         }
     }
@@ -669,6 +645,25 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
         ops.wake_reconciler();
     }
     Ok(started)
+}
+
+/// Records an automated snapshot and prunes its source's automated snapshots to `limit`,
+/// in one write.
+async fn record_automated(
+    ops: &Operations,
+    scope: &Scope,
+    snapshot: &SnapshotRecord,
+    of: impl Fn(&SnapshotRecord) -> bool,
+    limit: i32,
+) -> Result<(), ApiError> {
+    written(
+        ops.store
+            .write(async |tx| {
+                record(tx, scope, snapshot, &[]).await?;
+                prune(tx, scope, of, limit).await
+            })
+            .await,
+    )
 }
 
 /// A serverless cache's DailySnapshotTime (`HH:MM`) as the hour-long window it starts.
