@@ -42,6 +42,15 @@ fn not_found(name: &str) -> ApiError {
     Kind::ServerlessCache.not_found(name)
 }
 
+/// The stored cache `name` (lower case), or AWS's not-found answer.
+pub(crate) async fn existing(
+    ops: &Operations,
+    scope: &store::Scope,
+    name: &str,
+) -> Result<ServerlessCacheRecord, ApiError> {
+    ops.store.serverless_cache(scope, name).await.map_err(internal)?.ok_or_else(|| not_found(name))
+}
+
 fn invalid_state(name: &str, current: &str) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidServerlessCacheStateFault,
@@ -348,7 +357,7 @@ pub async fn describe(
     let caches = match &input.serverless_cache_name {
         Some(name) => {
             let name = name.to_ascii_lowercase();
-            vec![ops.store.serverless_cache(&scope, &name).await.map_err(internal)?.ok_or_else(|| not_found(&name))?]
+            vec![existing(ops, &scope, &name).await?]
         }
         None => ops.store.serverless_caches(&scope).await.map_err(internal)?,
     };
@@ -444,7 +453,7 @@ pub async fn modify(
 ) -> Result<ModifyServerlessCacheResponse, ApiError> {
     let scope = ops.scope(ctx).await?;
     let name = input.serverless_cache_name.to_ascii_lowercase();
-    let current = ops.store.serverless_cache(&scope, &name).await.map_err(internal)?.ok_or_else(|| not_found(&name))?;
+    let current = existing(ops, &scope, &name).await?;
     let change = Change::of(ops, &scope, &input, &current).await?;
     let backing = serverless_backing(&name);
     let cache = written(
@@ -522,7 +531,7 @@ pub async fn delete(
 ) -> Result<DeleteServerlessCacheResponse, ApiError> {
     let scope = ops.scope(ctx).await?;
     let name = input.serverless_cache_name.to_ascii_lowercase();
-    let current = ops.store.serverless_cache(&scope, &name).await.map_err(internal)?.ok_or_else(|| not_found(&name))?;
+    let current = existing(ops, &scope, &name).await?;
     if ![status::AVAILABLE, status::CREATE_FAILED].contains(&current.status.as_str()) {
         return Err(invalid_state(&name, &current.status));
     }
@@ -587,7 +596,7 @@ pub fn scaling_target(shards: usize, data_bytes: u64, shard_bytes: u64) -> Optio
 /// would, and each node's share of the data storage limit follows. Refused, changing
 /// nothing, unless the cache and its group are available.
 pub async fn scale(ops: &Operations, scope: &store::Scope, name: &str, target: usize) -> Result<(), ApiError> {
-    let cache = ops.store.serverless_cache(scope, name).await.map_err(internal)?.ok_or_else(|| not_found(name))?;
+    let cache = existing(ops, scope, name).await?;
     if cache.status != status::AVAILABLE {
         return Err(invalid_state(name, &cache.status));
     }

@@ -101,12 +101,7 @@ pub async fn create(
 ) -> Result<CreateServerlessCacheSnapshotResponse, ApiError> {
     let scope = ops.scope(ctx).await?;
     let cache_name = input.serverless_cache_name.to_ascii_lowercase();
-    let cache = ops
-        .store
-        .serverless_cache(&scope, &cache_name)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| Kind::ServerlessCache.not_found(&cache_name))?;
+    let cache = crate::serverless::existing(ops, &scope, &cache_name).await?;
     let mut snapshot = plan(ops, &scope, &input.serverless_cache_snapshot_name, &cache, Taken::Manual).await?;
     if let Some(key) = &input.kms_key_id {
         snapshot.kms_key_id = Some(validate::kms_key_id(key)?);
