@@ -116,16 +116,9 @@ async fn errors_read_as_aws_writes_them() {
     let both = client.describe_snapshots().cache_cluster_id("nope").replication_group_id("nope");
     expect_code(both.send().await, "InvalidParameterCombination");
 
-    let user = |id: &str, mode: AuthenticationMode| {
-        client
-            .create_user()
-            .user_id(id)
-            .user_name(id)
-            .engine("redis")
-            .access_string("on ~* +@all")
-            .authentication_mode(mode)
-            .send()
-    };
+    let new_user =
+        |id: &str| client.create_user().user_id(id).user_name(id).engine("redis").access_string("on ~* +@all");
+    let user = |id: &str, mode: AuthenticationMode| new_user(id).authentication_mode(mode).send();
     let short =
         AuthenticationMode::builder().r#type(InputAuthenticationType::Password).passwords("x".repeat(15)).build();
     let error = expect_code(user("short", short).await, "InvalidParameterValue");
@@ -161,15 +154,7 @@ async fn errors_read_as_aws_writes_them() {
     let error =
         expect_code(user("none", mode(InputAuthenticationType::Password, &[])).await, "InvalidParameterCombination");
     assert_eq!(error.message, "A user with Authentication Mode: password, must have at least one password");
-    let no_password_required = |id: &str| {
-        client
-            .create_user()
-            .user_id(id)
-            .user_name(id)
-            .engine("redis")
-            .access_string("on ~* +@all")
-            .no_password_required(true)
-    };
+    let no_password_required = |id: &str| new_user(id).no_password_required(true);
     let flag_and_type = no_password_required("flag")
         .authentication_mode(mode(InputAuthenticationType::Password, std::slice::from_ref(&password)))
         .send()
