@@ -43,7 +43,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "region": state.config.region,
         "zones": state.config.zones,
-        "engines": state.engines.to_json(),
+        "engines": state.reconciler.runtime().engines().to_json(),
         "warm_nodes": state.reconciler.runtime().warm_nodes().iter()
             .map(|n| json!({"engine": n.engine.name(), "pid": n.pid, "port": n.port, "ready": n.ready}))
             .collect::<Vec<_>>(),
@@ -122,12 +122,13 @@ async fn list_nodes(State(state): State<AppState>) -> Response {
                 // AWS's version (as Describe shows it), and the local binary that serves it.
                 "engine_version": c.cluster.engine_version,
                 "binary": running.as_ref().map(|r| {
+                    let engines = state.reconciler.runtime().engines();
                     let engine = c.cluster.engine.parse().ok();
-                    let binary = engine.and_then(|e| state.engines.binary(e));
+                    let binary = engine.and_then(|e| engines.binary(e));
                     json!({
                         "path": binary.map(|b| b.path.display().to_string()),
                         "version": r.engine_version,
-                        "why": engine.and_then(|e| state.engines.why(e, &c.cluster.engine_version)),
+                        "why": engine.and_then(|e| engines.why(e, &c.cluster.engine_version)),
                     })
                 }),
                 "availability_zone": node.zone,

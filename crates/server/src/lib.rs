@@ -80,7 +80,6 @@ pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub operations: Arc<operations::Operations>,
     pub reconciler: Arc<Reconciler>,
-    pub engines: Arc<Engines>,
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::ApiMetrics>,
     pub connections: Arc<connections::Connections>,
@@ -159,7 +158,7 @@ pub async fn run(
     let reconciler = Reconciler::new(
         store,
         catalog,
-        Arc::new(Runtime::new(engines.clone())),
+        Arc::new(Runtime::new(engines)),
         wake,
         &config.state_dir,
         config.health,
@@ -184,7 +183,6 @@ pub async fn run(
     let state = AppState {
         operations,
         reconciler,
-        engines: Arc::new(engines),
         config: Arc::new(config),
         metrics: Arc::default(),
         connections: Arc::default(),
