@@ -50,3 +50,10 @@ pub async fn missing_keys(con: &mut ClusterConnection, range: std::ops::Range<us
     }
     missing
 }
+
+/// How many slots the node that answered `CLUSTER NODES` with `text` owns.
+pub fn owned_slots(text: &str) -> usize {
+    let nodes = nodes::cluster::parse_nodes(text);
+    let myself = nodes.iter().find(|n| n.myself);
+    myself.map_or(0, |n| n.slots.iter().map(|&(a, b)| usize::from(b - a) + 1).sum())
+}

@@ -536,7 +536,7 @@ async fn the_cache_scales_out_and_in_behind_its_endpoint_without_an_error_or_a_l
         let mut node = connect(port, Transport::Plain, None).await.map_err(|e| e.to_string())?;
         let nodes: String =
             redis::cmd("CLUSTER").arg("NODES").query_async(&mut node).await.map_err(|e| e.to_string())?;
-        let owned = owned_slots(&nodes);
+        let owned = e2e::cluster::owned_slots(&nodes);
         if owned == 8192 { Ok(()) } else { Err(format!("{owned} slots")) }
     })
     .await;
@@ -563,16 +563,4 @@ async fn the_cache_scales_out_and_in_behind_its_endpoint_without_an_error_or_a_l
         assert_eq!(got, Some(value(k)), "{}", key(k));
     }
     assert_eq!(describe(&client, "grows").await.status(), Some("available"));
-}
-
-/// The slots the node answering `CLUSTER NODES` owns (its `myself` line).
-fn owned_slots(nodes: &str) -> usize {
-    let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or_default();
-    let ranges = myself.split_whitespace().skip(8).filter(|r| !r.starts_with('['));
-    ranges
-        .filter_map(|r| match r.split_once('-') {
-            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
-            None => r.parse::<usize>().ok().map(|_| 1),
-        })
-        .sum()
 }

@@ -145,16 +145,7 @@ async fn second_shard_settled(admin: SocketAddr, cache: &str) -> anyhow::Result<
     // A node just placed may not listen yet.
     let Ok(mut node) = client.get_multiplexed_async_connection().await else { return Ok(false) };
     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut node).await?;
-    let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or_default();
-    let owned: usize = myself
-        .split_whitespace()
-        .skip(8)
-        .filter_map(|r| match r.split_once('-') {
-            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
-            None => r.parse::<usize>().ok().map(|_| 1),
-        })
-        .sum();
-    Ok(owned == 8192)
+    Ok(e2e::cluster::owned_slots(&nodes) == 8192)
 }
 
 /// Scale-out behind the endpoint: SCALE_KEYS keys written, then a client writes on until
