@@ -19,6 +19,8 @@
 //! - [`replication`]: [`ReplicationInfo`], a redis node's parsed `INFO replication`.
 //! - [`cluster`]: hash slots, `CLUSTER NODES`, sessions and slot migration (cluster mode).
 //! - [`proxy`]: [`EndpointProxy`], the stable primary/reader endpoints of a replication group.
+//! - [`serverless_memcached`]: [`MemcachedEndpoint`], the TLS endpoint of a Serverless
+//!   Memcached cache in front of mirrored nodes, and the dump/load of a node's items.
 //! - [`tls`]: the emulator's certificate authority and the certificates of TLS nodes.
 //! - [`warm`]: cluster-enabled nodes started ahead of need, past redis's two-second delay.
 //!
@@ -39,6 +41,7 @@ pub mod proxy;
 pub mod replication;
 pub mod resp;
 pub mod serverless;
+pub mod serverless_memcached;
 pub mod spawner;
 pub mod supervisor;
 pub mod tls;
@@ -55,6 +58,7 @@ pub use orphans::reap_orphans;
 pub use proxy::{Balance, EndpointProxy, ProxyTls};
 pub use replication::{ReplicationInfo, Role};
 pub use serverless::ServerlessEndpoint;
+pub use serverless_memcached::MemcachedEndpoint;
 pub use supervisor::Runtime;
 pub use warm::WarmSettings;
 

@@ -39,12 +39,12 @@ use crate::cluster::{SLOTS, key_slot};
 use crate::resp::{self, Reply};
 
 /// Bound on reaching a node.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a command keeps being retried while its shard fails over or its slot moves.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 /// How long a node may take to answer a command that does not block: one that is frozen
 /// (a zone outage) accepts the bytes and never answers.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest request argument accepted (Redis's own `proto-max-bulk-len`).
 const MAX_BULK: usize = 512 * 1024 * 1024;
 const MAX_ARGS: usize = 1024 * 1024;
@@ -76,14 +76,14 @@ impl ServerlessEndpoint {
         role: Role,
         control: (String, String),
     ) -> Result<Self, NodeError> {
-        let listener = TcpListener::bind(SocketAddr::from((address, port))).await.map_err(|error| {
-            if error.kind() == io::ErrorKind::AddrInUse { NodeError::PortInUse { address, port } } else { error.into() }
-        })?;
+        let listener = listen(address, port).await?;
         let port = listener.local_addr()?.port();
         let (seeds, watched) = watch::channel(Vec::new());
         let router = Arc::new(Router::new(watched, control, role));
         tracing::info!(%address, port, ?role, "serverless endpoint listening");
-        let task = tokio::spawn(serve(listener, router, tls));
+        let task = tokio::spawn(serve_tls(listener, tls, move |stream, local| {
+            Session::new(router.clone(), local).run(stream)
+        }));
         Ok(Self { port, seeds, task })
     }
 
@@ -109,20 +109,34 @@ impl Drop for ServerlessEndpoint {
     }
 }
 
-async fn serve(listener: TcpListener, router: Arc<Router>, tls: Arc<rustls::ServerConfig>) {
+/// Binds an endpoint's listener; a port already taken is [`NodeError::PortInUse`].
+pub(crate) async fn listen(address: Ipv4Addr, port: u16) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(SocketAddr::from((address, port))).await.map_err(|error| {
+        if error.kind() == io::ErrorKind::AddrInUse { NodeError::PortInUse { address, port } } else { error.into() }
+    })
+}
+
+/// The accept loop of a serverless endpoint (of either engine): each client completes a TLS
+/// handshake and is then served by `session`, given the endpoint address it reached.
+pub(crate) async fn serve_tls<F, Fut>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, session: F)
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let session = Arc::new(session);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
-                    let (router, acceptor) = (router.clone(), acceptor.clone());
+                    let (session, acceptor) = (session.clone(), acceptor.clone());
                     connections.spawn(async move {
                         let _ = client.set_nodelay(true);
                         let Ok(local) = client.local_addr() else { return };
                         // TLS only, as on AWS: plaintext fails the handshake and is closed.
                         match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(client)).await {
-                            Ok(Ok(stream)) => Session::new(router, local).run(stream).await,
+                            Ok(Ok(stream)) => session(stream, local).await,
                             _ => tracing::debug!("serverless endpoint: TLS handshake failed"),
                         }
                     });
