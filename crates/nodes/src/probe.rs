@@ -63,19 +63,43 @@ where
             Err(e) => Err(ProbeFailure::BadReply(e.to_string())),
         }
     } else {
-        let mut line = String::new();
-        let result = async {
-            stream.write_all(b"version\r\n").await?;
-            stream.flush().await?;
-            stream.read_line(&mut line).await
-        }
-        .await;
-        match result {
-            Ok(_) if line.starts_with("VERSION ") => Ok(()),
-            Ok(_) => Err(ProbeFailure::BadReply(line)),
+        match memcached_exchange(&mut stream, "version").await {
+            Ok(line) if line.starts_with("VERSION ") => Ok(()),
+            Ok(line) => Err(ProbeFailure::BadReply(line)),
             Err(e) => Err(ProbeFailure::BadReply(e.to_string())),
         }
     }
+}
+
+/// Sends one memcached command line and reads its one-line answer.
+async fn memcached_exchange<S>(stream: &mut BufReader<S>, command: &str) -> std::io::Result<String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    stream.write_all(format!("{command}\r\n").as_bytes()).await?;
+    stream.flush().await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    Ok(line)
+}
+
+/// One memcached command with a one-line answer (`cache_memlimit`, say) on the node at
+/// `address:port`, through TLS with `tls`. Time limits are the caller's job.
+pub(crate) async fn memcached_command(
+    address: Ipv4Addr,
+    port: u16,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    command: &str,
+) -> Result<String, NodeError> {
+    let stream = TcpStream::connect(SocketAddr::from((address, port))).await?;
+    let line = match tls {
+        None => memcached_exchange(&mut BufReader::new(stream), command).await?,
+        Some(config) => {
+            let stream = crate::tls::connect(config, address, stream).await?;
+            memcached_exchange(&mut BufReader::new(stream), command).await?
+        }
+    };
+    Ok(line.trim_end().to_string())
 }
 
 /// A RESP connection to a redis-like node through its unix socket, authenticated when the

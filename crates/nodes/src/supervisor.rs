@@ -352,6 +352,19 @@ impl Runtime {
         }
     }
 
+    /// Runs one memcached command with a one-line answer on a memcached node, within the
+    /// same bound as [`Runtime::command`].
+    pub async fn memcached_command(&self, key: &NodeKey, command: &str) -> Result<String, NodeError> {
+        let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
+        if node.engine != EngineKind::Memcached {
+            return Err(NodeError::Protocol(format!("node {key} is {}, not memcached", node.engine)));
+        }
+        let exchange = probe::memcached_command(node.info.address, node.info.port, node.tls_client.as_ref(), command);
+        tokio::time::timeout(COMMAND_TIMEOUT, exchange)
+            .await
+            .map_err(|_| NodeError::TimedOut { after: COMMAND_TIMEOUT })?
+    }
+
     /// A connection to a redis/valkey node for a run of commands (a slot migration), made
     /// within the same bound as [`Runtime::command`].
     pub async fn session(&self, key: &NodeKey) -> Result<crate::cluster::Session, NodeError> {

@@ -150,10 +150,11 @@ impl Desired {
         } else {
             node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(DEFAULT_MAX_MEMORY)
         };
-        // A serverless cache's data storage limit, shared out over its shards.
+        // A serverless cache's data storage limit: shared out over its shards, or the
+        // cluster's own for the mirrors of a serverless Memcached.
         let max_memory_bytes = match &c.cluster.replication_group_id {
             Some(id) => r.store.replication_group(&c.scope, id).await?.and_then(|g| g.group.max_memory_bytes),
-            None => None,
+            None => c.cluster.max_memory_bytes,
         }
         .unwrap_or(max_memory_bytes);
         let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
@@ -231,7 +232,7 @@ async fn act_on_nodes(
             outcomes.insert(node.node_id.clone(), apply_auth(r, &key, desired).await);
         } else if node.applied_parameters != desired.parameters
             || node.parameter_status == status::APPLYING
-            || (!desired.memcached && node.applied_max_memory != desired.max_memory_bytes)
+            || node.applied_max_memory != desired.max_memory_bytes
         {
             let outcome = apply_live(r, &key, node, &desired.parameters, desired.max_memory_bytes, desired.memcached);
             outcomes.insert(node.node_id.clone(), outcome.await);
@@ -255,7 +256,10 @@ async fn prepare_start(
 ) -> Result<Result<NodeSpec, Outcome>, Error> {
     let key = node_key(c, &node.node_id);
     let dir = r.node_dir(&c.scope, &c.cluster.id, &node.node_id);
+    // A serverless Memcached cache's mirrors get their snapshot's items once they run
+    // (`crate::serverless`): memcached loads no file.
     if node.status == status::CREATING
+        && !desired.memcached
         && let Some(snapshot) = &c.cluster.restore_from
         && let Err(error) = crate::snapshots::seed_node(r, &c.scope, snapshot, &dir).await
     {
@@ -504,10 +508,21 @@ async fn apply_live(
             return Outcome::Failed;
         }
     };
-    if !memcached && node.applied_max_memory != max_memory_bytes {
-        let bytes = max_memory_bytes.to_string();
-        if let Err(error) = r.runtime.command(key, &["CONFIG", "SET", "maxmemory", &bytes]).await {
-            tracing::warn!(node = %key, %error, "applying the node type's memory failed");
+    if node.applied_max_memory != max_memory_bytes {
+        let applied = if memcached {
+            // Memcached counts its memory in MiB (`-m`), as `nodes::config` starts it.
+            let mib = max_memory_bytes.div_ceil(1 << 20).max(1);
+            let answer = r.runtime.memcached_command(key, &format!("cache_memlimit {mib}")).await;
+            answer.and_then(|line| match line.as_str() {
+                "OK" => Ok(()),
+                other => Err(nodes::NodeError::Protocol(other.to_string())),
+            })
+        } else {
+            let bytes = max_memory_bytes.to_string();
+            r.runtime.command(key, &["CONFIG", "SET", "maxmemory", &bytes]).await.map(drop)
+        };
+        if let Err(error) = applied {
+            tracing::warn!(node = %key, %error, "applying the node's memory failed");
             return Outcome::Failed;
         }
     }

@@ -55,6 +55,10 @@ pub struct CacheClusterRecord {
     /// The Outpost asked for (CreateCacheCluster PreferredOutpostArn): kept and shown only.
     #[serde(default)]
     pub preferred_outpost_arn: Option<String>,
+    /// The memory each node may use, when not its node type's: a serverless Memcached
+    /// cache's data storage limit (its nodes mirror each other, so each holds it all).
+    #[serde(default)]
+    pub max_memory_bytes: Option<u64>,
 }
 
 /// Transit encryption and the AUTH token of a cluster or replication group.

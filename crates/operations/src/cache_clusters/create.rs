@@ -21,6 +21,23 @@ pub async fn create(
 ) -> Result<CreateCacheClusterResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let id = crate::validate::resource_id("CacheClusterId", &input.cache_cluster_id, MAX_ID_LEN)?;
+    let (created, tags) = plan(ops, &scope, &id, input).await?;
+    written(ops.store.write(async |tx| write(tx, &created, &tags).await).await)?;
+    let engine = &created.cluster.engine;
+    tracing::info!(cache_cluster = id, region = scope.region, engine, "cache cluster: (none) -> creating");
+    ops.wake_reconciler();
+    Ok(CreateCacheClusterResult { cache_cluster: Some(output(&created, false)) })
+}
+
+/// The cluster `id` a CreateCacheCluster asks for, with its nodes and tags, after AWS's
+/// checks; nothing is written.
+pub(crate) async fn plan(
+    ops: &Operations,
+    scope: &Scope,
+    id: &str,
+    input: CreateCacheClusterMessage,
+) -> Result<(StoredCluster, Vec<store::TagRecord>), ApiError> {
+    let (scope, id) = (scope.clone(), id.to_string());
     if let Some(group) = &input.replication_group_id {
         return Err(
             match ops.store.replication_group(&scope, &group.to_ascii_lowercase()).await.map_err(internal)? {
@@ -115,12 +132,9 @@ pub async fn create(
         at_rest_encryption: false,
         security,
         preferred_outpost_arn: outpost,
+        max_memory_bytes: None,
     };
-    let created = StoredCluster { scope: scope.clone(), cluster, nodes };
-    store_new_cluster(ops, &created, &tags).await?;
-    tracing::info!(cache_cluster = id, region = scope.region, engine, "cache cluster: (none) -> creating");
-    ops.wake_reconciler();
-    Ok(CreateCacheClusterResult { cache_cluster: Some(output(&created, false)) })
+    Ok((StoredCluster { scope, cluster, nodes }, tags))
 }
 
 /// The engine, and how many nodes: 1 to 40 for Memcached, exactly 1 otherwise.
@@ -246,9 +260,9 @@ impl Windows {
     }
 }
 
-/// Writes the cluster, its nodes and tags in one transaction, checking again what could
+/// Writes a planned cluster, its nodes and tags inside a write, checking again what could
 /// have changed since it was validated: the groups it uses and the node quota.
-async fn store_new_cluster(ops: &Operations, c: &StoredCluster, tags: &[store::TagRecord]) -> Result<(), ApiError> {
+pub(crate) async fn write(tx: &mut store::Tx, c: &StoredCluster, tags: &[store::TagRecord]) -> crate::Write<()> {
     let (scope, id) = (&c.scope, &c.cluster.id);
     let arn = arn::build(scope, Kind::Cluster, id);
     let refusal = |e: &StoreError| match e {
@@ -262,15 +276,9 @@ async fn store_new_cluster(ops: &Operations, c: &StoredCluster, tags: &[store::T
         )),
         _ => None,
     };
-    written(
-        ops.store
-            .write(async |tx| {
-                groups_still_there(tx, scope, &c.cluster.parameter_group, &c.cluster.subnet_group).await?;
-                within_node_quota(tx, scope, c.nodes.len()).await?;
-                tx.create_cache_cluster(scope, &c.cluster, &c.nodes, &arn, tags, CLUSTER_QUOTA)
-                    .await
-                    .map_err(|e| answered(e, refusal))
-            })
-            .await,
-    )
+    groups_still_there(tx, scope, &c.cluster.parameter_group, &c.cluster.subnet_group).await?;
+    within_node_quota(tx, scope, c.nodes.len()).await?;
+    tx.create_cache_cluster(scope, &c.cluster, &c.nodes, &arn, tags, CLUSTER_QUOTA)
+        .await
+        .map_err(|e| answered(e, refusal))
 }

@@ -11,7 +11,7 @@ use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::paginate;
 use crate::{Operations, Write, internal, refuse, written};
 
-mod create;
+pub(crate) mod create;
 mod modify;
 pub use create::create;
 pub use modify::modify;
@@ -380,23 +380,30 @@ pub async fn delete(
     };
     // One write: refused, nothing changes (the final snapshot included); its automated
     // snapshots go with it.
-    let id = current.cluster.id.clone();
-    let updated = written(
-        ops.store
-            .write(async |tx| {
-                if let Some(snapshot) = &final_snapshot {
-                    crate::snapshots::record(tx, &scope, snapshot, &[]).await?;
-                }
-                let Some(updated) = tx.update_cache_cluster(&scope, &id, |c, n| mark_deleting(c, n)).await? else {
-                    return refuse(not_found(&id));
-                };
-                crate::snapshots::prune(tx, &scope, |s| s.cache_cluster_id.as_deref() == Some(id.as_str()), 0).await?;
-                Ok(updated)
-            })
-            .await,
-    )?;
+    let id = &current.cluster.id;
+    let updated =
+        written(ops.store.write(async |tx| mark_deleted(tx, &scope, id, final_snapshot.as_ref()).await).await)?;
     ops.wake_reconciler();
     Ok(DeleteCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
+}
+
+/// Inside a write: records the final snapshot (taken before the nodes go: the reconciler
+/// deletes the cluster once it is written), marks the cluster `deleting` and removes its
+/// automated snapshots, which go with it.
+pub(crate) async fn mark_deleted(
+    tx: &mut store::Tx,
+    scope: &Scope,
+    id: &str,
+    final_snapshot: Option<&store::SnapshotRecord>,
+) -> crate::Write<StoredCluster> {
+    if let Some(snapshot) = final_snapshot {
+        crate::snapshots::record(tx, scope, snapshot, &[]).await?;
+    }
+    let Some(updated) = tx.update_cache_cluster(scope, id, |c, n| mark_deleting(c, n)).await? else {
+        return refuse(not_found(id));
+    };
+    crate::snapshots::prune(tx, scope, |s| s.cache_cluster_id.as_deref() == Some(id), 0).await?;
+    Ok(updated)
 }
 
 /// Applies the changes waiting for the maintenance window of every cluster of the scope.

@@ -307,6 +307,7 @@ async fn new_member_template(
         at_rest_encryption: options.at_rest,
         security: options.security.clone(),
         preferred_outpost_arn: None,
+        max_memory_bytes: None,
     })
 }
 
