@@ -36,7 +36,16 @@ const DEFAULT_DAILY_SNAPSHOT_TIME: &str = "05:00";
 /// version the backing group runs. Redis 7 reports 7.1 and Memcached 1.6 reports 1.6.22 in
 /// real answers (mondoohq/mql#4530); Valkey majors 7 and 8 from the Terraform provider's
 /// tests, their full versions are not on record.
-const VERSIONS: &[(&str, &str, &str)] = &[("redis", "7", "7.1"), ("valkey", "7", "7.2"), ("valkey", "8", "8.0")];
+const VERSIONS: &[(&str, &str, &str)] =
+    &[("memcached", "1.6", "1.6.22"), ("redis", "7", "7.1"), ("valkey", "7", "7.2"), ("valkey", "8", "8.0")];
+/// How many Memcached nodes mirror a serverless Memcached cache's data: one per zone of two.
+const MEMCACHED_MIRRORS: i32 = 2;
+
+/// The major version a backing's engine version belongs to ("1.6" for Memcached 1.6.22).
+pub(crate) fn major_of(engine: &str, version: &str) -> String {
+    let offered = VERSIONS.iter().find(|(e, _, full)| *e == engine && version.starts_with(full));
+    offered.map_or_else(|| version.split('.').next().unwrap_or_default().to_string(), |(_, major, _)| major.to_string())
+}
 
 fn not_found(name: &str) -> ApiError {
     Kind::ServerlessCache.not_found(name)
@@ -49,6 +58,17 @@ pub(crate) async fn existing(
     name: &str,
 ) -> Result<ServerlessCacheRecord, ApiError> {
     ops.store.serverless_cache(scope, name).await.map_err(internal)?.ok_or_else(|| not_found(name))
+}
+
+/// "UserGroupId: … Available for Valkey and Redis OSS only" (CreateServerlessCache's API
+/// reference); the wording of the refusal is the emulator's.
+fn refuse_memcached_user_groups(engine: &str) -> Result<(), ApiError> {
+    if engine == "memcached" {
+        return Err(ApiError::invalid_parameter_combination(
+            "User groups are available for Valkey and Redis OSS serverless caches only.",
+        ));
+    }
+    Ok(())
 }
 
 fn invalid_state(name: &str, current: &str) -> ApiError {
@@ -78,11 +98,7 @@ fn version(engine: &str, major: Option<&str>) -> Result<(&'static str, &'static 
 fn engine(requested: &str) -> Result<String, ApiError> {
     let engine = requested.to_ascii_lowercase();
     match engine.as_str() {
-        "valkey" | "redis" => Ok(engine),
-        // The nodes, endpoint and snapshots of a serverless Memcached are not built yet.
-        "memcached" => Err(ApiError::invalid_parameter_value(
-            "Serverless Memcached is not available in ElastiCache Local yet; use valkey or redis.",
-        )),
+        "valkey" | "redis" | "memcached" => Ok(engine),
         _ => Err(ApiError::invalid_parameter_value(format!(
             "Invalid engine {requested}. The options are valkey, memcached or redis."
         ))),
@@ -182,6 +198,7 @@ async fn user_group(
     engine: &str,
 ) -> Result<Option<String>, ApiError> {
     let Some(id) = id else { return Ok(None) };
+    refuse_memcached_user_groups(engine)?;
     let ids = crate::rbac::check_attachable(ops, scope, &[id.to_string()], engine, true).await?;
     Ok(ids.into_iter().next())
 }
@@ -228,25 +245,6 @@ pub async fn create(
     let user_group_id = user_group(ops, &scope, input.user_group_id.as_deref(), &engine).await?;
     let restore = snapshot_to_restore(input.snapshot_arns_to_restore.as_deref())?;
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;
-    let backing = serverless_backing(&name);
-    let group_input = CreateReplicationGroupMessage {
-        replication_group_id: backing.clone(),
-        replication_group_description: format!("data of serverless cache {name}"),
-        engine: Some(engine.clone()),
-        engine_version: Some(full.to_string()),
-        cache_node_type: Some(NODE_TYPE.to_string()),
-        cluster_mode: Some(ClusterMode::Enabled),
-        num_node_groups: restore.is_none().then_some(1),
-        replicas_per_node_group: Some(1),
-        automatic_failover_enabled: Some(true),
-        multi_az_enabled: Some(true),
-        snapshot_name: restore,
-        ..Default::default()
-    };
-    let mut new_group = plan_group(ops, &scope, &backing, &group_input).await?;
-    new_group.stored.group.user_group_ids = user_group_id.iter().cloned().collect();
-    new_group.stored.group.max_memory_bytes =
-        node_memory(ops, limits.data_storage, new_group.stored.group.node_groups.len());
     let cache = ServerlessCacheRecord {
         name: name.clone(),
         description,
@@ -266,6 +264,10 @@ pub async fn create(
         endpoint_port: None,
         reader_endpoint_port: None,
     };
+    let mut backing = match cache.engine.as_str() {
+        "memcached" => Backing::Mirrors(Box::new(mirrors(ops, &scope, &cache, restore).await?)),
+        _ => Backing::Group(Box::new(shards(ops, &scope, &cache, restore).await?)),
+    };
     let arn = arn::build(&scope, Kind::ServerlessCache, &name);
     let refusal = |e: &StoreError| match e {
         StoreError::AlreadyExists => Some(ApiError::new(
@@ -284,13 +286,81 @@ pub async fn create(
                 tx.create_serverless_cache(&scope, &cache, &arn, &tags, QUOTA)
                     .await
                     .map_err(|e| answered(e, refusal))?;
-                new_group.write(tx).await
+                match &mut backing {
+                    Backing::Group(group) => group.write(tx).await,
+                    Backing::Mirrors(planned) => crate::cache_clusters::create::write(tx, &planned.0, &planned.1).await,
+                }
             })
             .await,
     )?;
     tracing::info!(serverless_cache = name, "serverless cache: (none) -> creating");
     ops.wake_reconciler();
     Ok(CreateServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache)) })
+}
+
+/// What holds a new cache's data: a cluster-mode replication group (Valkey, Redis OSS), or
+/// a Memcached cluster whose nodes the endpoint keeps as mirrors of each other.
+enum Backing {
+    Group(Box<crate::replication_groups::create::NewGroup>),
+    Mirrors(Box<(store::CacheCluster, Vec<store::TagRecord>)>),
+}
+
+/// The replication group behind a Valkey or Redis OSS cache: cluster mode enabled, a
+/// primary and a replica per shard in different zones.
+async fn shards(
+    ops: &Operations,
+    scope: &store::Scope,
+    cache: &ServerlessCacheRecord,
+    restore: Option<String>,
+) -> Result<crate::replication_groups::create::NewGroup, ApiError> {
+    let backing = serverless_backing(&cache.name);
+    let group_input = CreateReplicationGroupMessage {
+        replication_group_id: backing.clone(),
+        replication_group_description: format!("data of serverless cache {}", cache.name),
+        engine: Some(cache.engine.clone()),
+        engine_version: Some(cache.full_engine_version.clone()),
+        cache_node_type: Some(NODE_TYPE.to_string()),
+        cluster_mode: Some(ClusterMode::Enabled),
+        num_node_groups: restore.is_none().then_some(1),
+        replicas_per_node_group: Some(1),
+        automatic_failover_enabled: Some(true),
+        multi_az_enabled: Some(true),
+        snapshot_name: restore,
+        ..Default::default()
+    };
+    let mut new_group = plan_group(ops, scope, &backing, &group_input).await?;
+    new_group.stored.group.user_group_ids = cache.user_group_id.iter().cloned().collect();
+    new_group.stored.group.max_memory_bytes =
+        node_memory(ops, cache.data_storage, new_group.stored.group.node_groups.len());
+    Ok(new_group)
+}
+
+/// The Memcached cluster behind a serverless Memcached cache: two nodes in different
+/// zones, each holding all the data (the endpoint writes to both), so a node or a zone
+/// can fail behind the endpoint. The data storage limit is each node's memory.
+async fn mirrors(
+    ops: &Operations,
+    scope: &store::Scope,
+    cache: &ServerlessCacheRecord,
+    restore: Option<String>,
+) -> Result<(store::CacheCluster, Vec<store::TagRecord>), ApiError> {
+    let backing = serverless_backing(&cache.name);
+    if let Some(snapshot) = &restore {
+        crate::snapshots::restorable(ops, scope, snapshot, "memcached").await?;
+    }
+    let input = CreateCacheClusterMessage {
+        cache_cluster_id: backing.clone(),
+        engine: Some("memcached".to_string()),
+        engine_version: Some(cache.full_engine_version.clone()),
+        cache_node_type: Some(NODE_TYPE.to_string()),
+        num_cache_nodes: Some(MEMCACHED_MIRRORS),
+        az_mode: Some(AZMode::CrossAz),
+        ..Default::default()
+    };
+    let (mut planned, tags) = crate::cache_clusters::create::plan(ops, scope, &backing, input).await?;
+    planned.cluster.restore_from = restore;
+    planned.cluster.max_memory_bytes = node_memory(ops, cache.data_storage, 1);
+    Ok((planned, tags))
 }
 
 /// What each node of a cache with `shards` shards may hold under its data storage limit
@@ -433,6 +503,7 @@ impl Change {
                 "Engine and version upgrades of serverless caches are not available in ElastiCache Local yet.",
             ));
         }
+        refuse_memcached_user_groups(&current.engine)?;
         if input.remove_user_group == Some(true) {
             if input.user_group_id.is_some() {
                 return Err(ApiError::invalid_parameter_combination(
@@ -479,6 +550,14 @@ pub async fn modify(
                 };
                 match &change {
                     Change::UserGroup(id) => relink_user_group(tx, &scope, &backing, id.as_deref()).await?,
+                    Change::Limits(limits) if cache.engine == "memcached" => {
+                        let memory = node_memory(ops, limits.data_storage, 1);
+                        tx.update_cache_cluster(&scope, &backing, |c, _| {
+                            c.max_memory_bytes = memory;
+                            Ok::<_, ApiError>(Vec::new())
+                        })
+                        .await?;
+                    }
                     Change::Limits(limits) => {
                         let memory = |shards| node_memory(ops, limits.data_storage, shards);
                         tx.update_replication_group(&scope, &backing, |g, _| {
@@ -555,13 +634,23 @@ pub async fn delete(
                 let Some(cache) = tx.update_serverless_cache(&scope, &name, apply).await? else {
                     return refuse(not_found(&name));
                 };
-                // Not while a snapshot is being taken (the backing group is `snapshotting`).
-                if let Some(g) = tx.replication_group(&scope, &backing).await?
-                    && !status::DELETABLE.contains(&g.group.status.as_str())
-                {
-                    return refuse(invalid_state(&name, &g.group.status));
+                // Not while a snapshot is being taken (the backing is `snapshotting`).
+                let backing_status = match cache.engine.as_str() {
+                    "memcached" => tx.cache_cluster(&scope, &backing).await?.map(|c| c.cluster.status),
+                    _ => tx.replication_group(&scope, &backing).await?.map(|g| g.group.status),
+                };
+                if let Some(current) = backing_status.filter(|s| !status::DELETABLE.contains(&s.as_str())) {
+                    return refuse(invalid_state(&name, &current));
                 }
-                crate::replication_groups::mark_deleted(tx, &scope, &backing, false, final_snapshot.as_ref()).await?;
+                let final_snapshot = final_snapshot.as_ref();
+                match cache.engine.as_str() {
+                    "memcached" => {
+                        crate::cache_clusters::mark_deleted(tx, &scope, &backing, final_snapshot).await?;
+                    }
+                    _ => {
+                        crate::replication_groups::mark_deleted(tx, &scope, &backing, false, final_snapshot).await?;
+                    }
+                }
                 Ok(cache)
             })
             .await,

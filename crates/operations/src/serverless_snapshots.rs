@@ -56,26 +56,39 @@ pub(crate) async fn plan(
     if ops.store.snapshot(scope, &serverless_backing(&name)).await.map_err(internal)?.is_some() {
         return Err(already_exists(&name));
     }
-    let group = serverless_backing(&cache.name);
-    // One snapshot at a time: the backing group is `snapshotting` while one is taken.
-    let backing = ops.store.replication_group(scope, &group).await.map_err(internal)?;
-    let busy = backing.is_none_or(|g| g.group.status != model::status::cluster::AVAILABLE);
+    let backing = serverless_backing(&cache.name);
+    // One snapshot at a time: the backing group or cluster is `snapshotting` while one is taken.
+    let backing_status = match cache.engine.as_str() {
+        "memcached" => ops.store.cache_cluster(scope, &backing).await.map_err(internal)?.map(|c| c.cluster.status),
+        _ => ops.store.replication_group(scope, &backing).await.map_err(internal)?.map(|g| g.group.status),
+    };
+    let busy = backing_status.is_none_or(|s| s != model::status::cluster::AVAILABLE);
     if !last && (cache.status != model::status::cluster::AVAILABLE || busy) {
         return Err(ApiError::new(
             ErrorCode::InvalidServerlessCacheStateFault,
             format!("Serverless cache {} is not in available state.", cache.name),
         ));
     }
+    let (cluster, group) = match cache.engine.as_str() {
+        "memcached" => (Some(backing.as_str()), None),
+        _ => (None, Some(backing.as_str())),
+    };
     let mut snapshot =
-        crate::snapshots::plan(ops, scope, &serverless_backing(&name), None, Some(&group), taken, None).await?;
+        crate::snapshots::plan(ops, scope, &serverless_backing(&name), cluster, group, taken, None).await?;
     snapshot.kms_key_id = cache.kms_key_id.clone();
     Ok(snapshot)
+}
+
+/// What a snapshot was taken of: the backing group of a Valkey or Redis OSS cache, or the
+/// backing cluster of a Memcached one.
+fn backing_of(s: &SnapshotRecord) -> Option<&str> {
+    s.replication_group_id.as_deref().or(s.cache_cluster_id.as_deref())
 }
 
 /// The Describe form of a stored snapshot of a serverless cache.
 fn output(scope: &store::Scope, s: &SnapshotRecord) -> ServerlessCacheSnapshot {
     let name = serverless_name(&s.name).unwrap_or(&s.name);
-    let cache = s.replication_group_id.as_deref().and_then(serverless_name).map(str::to_string);
+    let cache = backing_of(s).and_then(serverless_name).map(str::to_string);
     let bytes: Option<u64> = s.nodes.iter().map(|n| n.size_bytes).sum();
     ServerlessCacheSnapshot {
         arn: Some(arn::build(scope, Kind::ServerlessCacheSnapshot, name)),
@@ -85,7 +98,7 @@ fn output(scope: &store::Scope, s: &SnapshotRecord) -> ServerlessCacheSnapshot {
         kms_key_id: s.kms_key_id.clone(),
         serverless_cache_configuration: Some(ServerlessCacheConfiguration {
             engine: Some(s.engine.clone()),
-            major_engine_version: s.engine_version.split('.').next().map(str::to_string),
+            major_engine_version: Some(crate::serverless::major_of(&s.engine, &s.engine_version)),
             serverless_cache_name: cache,
         }),
         serverless_cache_snapshot_name: Some(name.to_string()),
@@ -144,7 +157,7 @@ pub async fn describe(
         .into_iter()
         .filter(|s| is_serverless_backing(&s.name))
         .filter(|s| wanted.as_ref().is_none_or(|w| *w == s.name))
-        .filter(|s| group.is_none() || s.replication_group_id == group)
+        .filter(|s| group.is_none() || backing_of(s) == group.as_deref())
         .filter(|s| input.snapshot_type.as_ref().is_none_or(|t| *t == s.source))
         .collect();
     if let (Some(name), true) = (&input.serverless_cache_snapshot_name, snapshots.is_empty()) {
@@ -204,6 +217,18 @@ pub async fn export(
     let bucket = input.s3_bucket_name.clone();
     crate::snapshots::validate_bucket(&bucket)?;
     let name = input.serverless_cache_snapshot_name.to_ascii_lowercase();
+    // "Available for Valkey and Redis OSS only" (the API reference); the wording is the emulator's.
+    if ops
+        .store
+        .snapshot(&scope, &serverless_backing(&name))
+        .await
+        .map_err(internal)?
+        .is_some_and(|s| s.engine == "memcached")
+    {
+        return Err(ApiError::invalid_parameter_value(
+            "Exporting a snapshot is available for Valkey and Redis OSS serverless caches only.",
+        ));
+    }
     let snapshot = change_available(ops, &scope, &name, |s| {
         s.status = snapshot_status::EXPORTING.to_string();
         s.export_to = Some(format!("{bucket}/{name}"));

@@ -233,7 +233,10 @@ pub(crate) async fn plan(
     let snapshot = match (cluster_id, group_id) {
         (Some(id), None) => {
             let c = clusters::existing(ops, scope, id).await?;
-            check_engine(&c.cluster.engine)?;
+            // A serverless Memcached cache has snapshots; a Memcached cluster has none.
+            if !model::names::is_serverless_backing(&c.cluster.id) {
+                check_engine(&c.cluster.engine)?;
+            }
             if !final_snapshot && c.cluster.status != status::AVAILABLE {
                 return Err(cluster_not_available(&c.cluster.id));
             }

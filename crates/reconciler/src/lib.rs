@@ -11,7 +11,7 @@
 //! - `endpoints`: the primary, reader and configuration endpoints the emulator serves.
 //! - `cluster_mode`: cluster-mode groups on Redis Cluster: meeting, slots, resharding,
 //!   per-shard failover and the configuration endpoint.
-//! - `serverless`: a serverless cache's TLS endpoints and status over its backing group.
+//! - `serverless`: a serverless cache's TLS endpoints and status over what holds its data.
 //! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
 //! - `s3`: uploads of exported snapshots to an S3-compatible endpoint.
 //! - `at_rest`: the encrypted snapshot file format and the state dir's key.

@@ -1,7 +1,9 @@
-//! Serverless caches: the cache's two TLS endpoints ([`nodes::ServerlessEndpoint`], writer
-//! and reader) in front of its backing replication group, and the cache's status, which
-//! follows the group's. The group's own reconcile (cluster mode) does all the node work —
-//! starting, failing over, ACLs, snapshots — so this stays small.
+//! Serverless caches: the cache's TLS endpoints in front of what holds its data, and the
+//! cache's status, which follows that backing's. A Valkey or Redis OSS cache has two
+//! ([`nodes::ServerlessEndpoint`], writer and reader) in front of a cluster-mode replication
+//! group; a Memcached cache has one ([`nodes::MemcachedEndpoint`]) in front of a Memcached
+//! cluster whose nodes it keeps as mirrors. The backing's own reconcile does all the node
+//! work — starting, failing over, ACLs, snapshots — so this stays small.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -9,8 +11,8 @@ use std::time::Duration;
 
 use model::names::{serverless_backing, serverless_name};
 use model::status::cluster as status;
-use nodes::ServerlessEndpoint;
 use nodes::serverless::Role;
+use nodes::{MemcachedEndpoint, ServerlessEndpoint};
 use store::{EventRecord, ReplicationGroup, Scope, ServerlessCacheRecord, UpdateError};
 
 use crate::endpoints::on_recorded_port;
@@ -22,9 +24,44 @@ use crate::{ClusterKey, Reconciler};
 const SOURCE_TYPE: &str = "serverless-cache";
 
 /// The endpoints of one cache.
-pub(crate) struct CacheEndpoints {
-    writer: ServerlessEndpoint,
-    reader: ServerlessEndpoint,
+pub(crate) enum CacheEndpoints {
+    /// Valkey and Redis OSS: the primary endpoint and the reader endpoint.
+    Shards { writer: ServerlessEndpoint, reader: ServerlessEndpoint },
+    /// Memcached: one endpoint (AWS gives a serverless Memcached cache no reader endpoint).
+    Mirrors(MemcachedEndpoint),
+}
+
+impl CacheEndpoints {
+    /// The ports Describe reports: the endpoint's, and the reader endpoint's if any.
+    fn ports(&self) -> (u16, Option<u16>) {
+        match self {
+            Self::Shards { writer, reader } => (writer.port(), Some(reader.port())),
+            Self::Mirrors(endpoint) => (endpoint.port(), None),
+        }
+    }
+}
+
+/// What holds a cache's data, as the store has it now.
+enum Backing {
+    Group(ReplicationGroup),
+    Mirrors(store::CacheCluster),
+}
+
+impl Backing {
+    async fn of(r: &Reconciler, scope: &Scope, cache: &ServerlessCacheRecord) -> Result<Option<Self>, Error> {
+        let id = serverless_backing(&cache.name);
+        Ok(match cache.engine.as_str() {
+            "memcached" => r.store.cache_cluster(scope, &id).await.map_err(Error::Store)?.map(Self::Mirrors),
+            _ => r.store.replication_group(scope, &id).await.map_err(Error::Store)?.map(Self::Group),
+        })
+    }
+
+    fn status(&self) -> &str {
+        match self {
+            Self::Group(g) => &g.group.status,
+            Self::Mirrors(c) => &c.cluster.status,
+        }
+    }
 }
 
 pub(crate) fn key(scope: &Scope, name: &str) -> ClusterKey {
@@ -36,10 +73,10 @@ pub async fn reconcile(
     scope: Scope,
     cache: ServerlessCacheRecord,
 ) -> Result<Option<Duration>, Error> {
-    let group = r.store.replication_group(&scope, &serverless_backing(&cache.name)).await.map_err(Error::Store)?;
+    let backing = Backing::of(r, &scope, &cache).await?;
     if cache.status == status::DELETING {
-        if group.is_some() {
-            // The group's own reconcile is deleting it (and taking the final snapshot).
+        if backing.is_some() {
+            // The backing's own reconcile is deleting it (and taking the final snapshot).
             return Ok(Some(crate::SOON));
         }
         r.endpoints.serverless.lock().await.remove(&key(&scope, &cache.name));
@@ -60,27 +97,56 @@ pub async fn reconcile(
         );
         return Ok(None);
     }
-    let Some(group) = group else {
+    let Some(backing) = backing else {
         return settle(r, &scope, &cache, None, status::CREATE_FAILED).await;
     };
-    let ports = point_endpoints(r, &scope, &cache).await?;
-    let next = match (cache.status.as_str(), group.group.status.as_str()) {
+    let ports = point_endpoints(r, &scope, &cache, &backing).await?;
+    let next = match (cache.status.as_str(), backing.status()) {
         (status::CREATING | status::MODIFYING, status::AVAILABLE | status::SNAPSHOTTING) => status::AVAILABLE,
         (status::CREATING, status::CREATE_FAILED | status::RESTORE_FAILED) => status::CREATE_FAILED,
         (current, _) => current,
     };
+    if cache.status == status::CREATING
+        && next == status::AVAILABLE
+        && let Backing::Mirrors(cluster) = &backing
+        && let Some(snapshot) = &cluster.cluster.restore_from
+    {
+        // Memcached loads no file at start: the mirrors get the snapshot's items now,
+        // before the cache is available (again after a crash: loading twice is harmless).
+        let loaded = crate::snapshots::load_mirrors(r, &scope, snapshot, &mirrors(r, cluster)).await;
+        match loaded {
+            Ok(items) => tracing::info!(serverless_cache = cache.name, snapshot, items, "snapshot restored"),
+            Err(error) => {
+                tracing::warn!(serverless_cache = cache.name, snapshot, %error, "restoring the snapshot failed");
+                return settle(r, &scope, &cache, Some(ports), status::CREATE_FAILED).await;
+            }
+        }
+    }
     settle(r, &scope, &cache, Some(ports), next).await
 }
 
-/// Points `endpoints` at the primaries the store names for the backing group `group_id`:
-/// they write to no other node. Read while the caller holds the endpoints' lock, so that a
-/// reconcile that read the group before a failover cannot point them back at the old
-/// primary after the failover pointed them on.
+/// The mirrors of a serverless Memcached cache that can serve, in the order the endpoint
+/// prefers them: node id order, leaving out nodes not started yet and nodes in a zone that
+/// is down (they accept connections and never answer).
+fn mirrors(r: &Reconciler, cluster: &store::CacheCluster) -> Vec<SocketAddr> {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.port != 0 && !r.zone_is_down(&n.zone))
+        .filter_map(|n| Some(SocketAddr::from((n.address.parse::<Ipv4Addr>().ok()?, n.port))))
+        .collect()
+}
+
+/// Points a cache's shard endpoints at the primaries the store names for the backing group
+/// `group_id`: they write to no other node. Read while the caller holds the endpoints'
+/// lock, so that a reconcile that read the group before a failover cannot point them back
+/// at the old primary after the failover pointed them on.
 async fn point_at_primaries(
     r: &Reconciler,
     scope: &Scope,
     group_id: &str,
-    endpoints: &CacheEndpoints,
+    writer: &ServerlessEndpoint,
+    reader: &ServerlessEndpoint,
 ) -> Result<(), Error> {
     let group: Option<ReplicationGroup> = r.store.replication_group(scope, group_id).await.map_err(Error::Store)?;
     let primaries: Vec<SocketAddr> = group
@@ -90,8 +156,8 @@ async fn point_at_primaries(
             g.members.iter().filter(move |m| leads(&m.cluster.id)).filter_map(address)
         })
         .collect();
-    endpoints.writer.point_at(primaries.clone());
-    endpoints.reader.point_at(primaries);
+    writer.point_at(primaries.clone());
+    reader.point_at(primaries);
     Ok(())
 }
 
@@ -103,8 +169,8 @@ pub(crate) async fn repoint(r: &Reconciler, scope: &Scope, group_id: &str) -> Re
     let Some(name) = serverless_name(group_id) else { return Ok(()) };
     let all = r.endpoints.serverless.lock().await;
     match all.get(&key(scope, name)) {
-        Some(endpoints) => point_at_primaries(r, scope, group_id, endpoints).await,
-        None => Ok(()),
+        Some(CacheEndpoints::Shards { writer, reader }) => point_at_primaries(r, scope, group_id, writer, reader).await,
+        _ => Ok(()),
     }
 }
 
@@ -145,11 +211,11 @@ async fn settle(
     r: &Reconciler,
     scope: &Scope,
     cache: &ServerlessCacheRecord,
-    ports: Option<(u16, u16)>,
+    ports: Option<(u16, Option<u16>)>,
     next: &str,
 ) -> Result<Option<Duration>, Error> {
     let recorded = (cache.endpoint_port, cache.reader_endpoint_port);
-    let changed = cache.status != next || ports.is_some_and(|(w, rd)| recorded != (Some(w), Some(rd)));
+    let changed = cache.status != next || ports.is_some_and(|(w, rd)| recorded != (Some(w), rd));
     if changed {
         let result = r
             .store
@@ -163,7 +229,7 @@ async fn settle(
                     c.status = next.to_string();
                 }
                 if let Some((writer, reader)) = ports {
-                    (c.endpoint_port, c.reader_endpoint_port) = (Some(writer), Some(reader));
+                    (c.endpoint_port, c.reader_endpoint_port) = (Some(writer), reader);
                 }
                 Ok::<_, ()>(events)
             })
@@ -174,25 +240,49 @@ async fn settle(
 }
 
 /// Starts the cache's endpoints (on their recorded ports when they are free) and points
-/// them at the backing group's primaries; returns their ports.
-async fn point_endpoints(r: &Reconciler, scope: &Scope, cache: &ServerlessCacheRecord) -> Result<(u16, u16), Error> {
+/// them at the nodes that serve; returns their ports.
+async fn point_endpoints(
+    r: &Reconciler,
+    scope: &Scope,
+    cache: &ServerlessCacheRecord,
+    backing: &Backing,
+) -> Result<(u16, Option<u16>), Error> {
     let mut all = r.endpoints.serverless.lock().await;
     let key = key(scope, &cache.name);
     if !all.contains_key(&key) {
-        let tls = r.endpoint_tls_config().map_err(Error::Node)?;
-        let (user, password) = r.runtime.control_credentials();
-        let control = (user.to_string(), password.to_string());
-        let start = |port: Option<u16>, role: Role| {
-            let (tls, control) = (tls.clone(), control.clone());
-            on_recorded_port(port, move |p| {
-                ServerlessEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone(), role, control.clone())
-            })
-        };
-        let writer = start(cache.endpoint_port, Role::Writer).await?;
-        let reader = start(cache.reader_endpoint_port, Role::Reader).await?;
-        all.insert(key.clone(), CacheEndpoints { writer, reader });
+        let endpoints = start_endpoints(r, cache, backing).await?;
+        all.insert(key.clone(), endpoints);
     }
     let endpoints = all.get(&key).ok_or(Error::Store(store::StoreError::NotFound))?;
-    point_at_primaries(r, scope, &serverless_backing(&cache.name), endpoints).await?;
-    Ok((endpoints.writer.port(), endpoints.reader.port()))
+    match (endpoints, backing) {
+        (CacheEndpoints::Shards { writer, reader }, _) => {
+            point_at_primaries(r, scope, &serverless_backing(&cache.name), writer, reader).await?;
+        }
+        (CacheEndpoints::Mirrors(endpoint), Backing::Mirrors(cluster)) => endpoint.point_at(mirrors(r, cluster)),
+        (CacheEndpoints::Mirrors(_), Backing::Group(_)) => {}
+    }
+    Ok(endpoints.ports())
+}
+
+async fn start_endpoints(
+    r: &Reconciler,
+    cache: &ServerlessCacheRecord,
+    backing: &Backing,
+) -> Result<CacheEndpoints, Error> {
+    let tls = r.endpoint_tls_config().map_err(Error::Node)?;
+    if let Backing::Mirrors(_) = backing {
+        let start = |p| MemcachedEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone());
+        return Ok(CacheEndpoints::Mirrors(on_recorded_port(cache.endpoint_port, start).await?));
+    }
+    let (user, password) = r.runtime.control_credentials();
+    let control = (user.to_string(), password.to_string());
+    let start = |port: Option<u16>, role: Role| {
+        let (tls, control) = (tls.clone(), control.clone());
+        on_recorded_port(port, move |p| {
+            ServerlessEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone(), role, control.clone())
+        })
+    };
+    let writer = start(cache.endpoint_port, Role::Writer).await?;
+    let reader = start(cache.reader_endpoint_port, Role::Reader).await?;
+    Ok(CacheEndpoints::Shards { writer, reader })
 }

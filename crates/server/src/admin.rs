@@ -114,8 +114,11 @@ async fn list_nodes(State(state): State<AppState>) -> Response {
                 "cache_cluster_id": c.cluster.id,
                 "cache_node_id": node.node_id,
                 "replication_group_id": c.cluster.replication_group_id,
-                // The serverless cache whose data the node holds, if any.
-                "serverless_cache": c.cluster.replication_group_id.as_deref().and_then(model::names::serverless_name),
+                // The serverless cache whose data the node holds, if any: named by its
+                // backing group's id, or for Memcached by its backing cluster's.
+                "serverless_cache": model::names::serverless_name(
+                    c.cluster.replication_group_id.as_deref().unwrap_or(&c.cluster.id)
+                ),
                 "node_group_id": node_group_id,
                 "role": role,
                 "engine": c.cluster.engine,

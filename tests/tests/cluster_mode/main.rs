@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod serverless;
+mod serverless_memcached;
 mod warm;
 
 use std::sync::Arc;

@@ -12,12 +12,12 @@ use e2e::tls::{Transport, ca_pem, cluster_connection_as, connect, connect_as, in
 use e2e::{SETTLE, TestServer, admin_nodes, admin_post, expect_code, poll_until};
 use redis::AsyncCommands;
 
-async fn describe(client: &Client, name: &str) -> ServerlessCache {
+pub(crate) async fn describe(client: &Client, name: &str) -> ServerlessCache {
     let out = client.describe_serverless_caches().serverless_cache_name(name).send().await.expect("Describe");
     out.serverless_caches().first().expect("the cache").clone()
 }
 
-async fn wait_available(client: &Client, name: &str) -> ServerlessCache {
+pub(crate) async fn wait_available(client: &Client, name: &str) -> ServerlessCache {
     poll_until(&format!("serverless cache {name} available"), SETTLE, || async {
         let c = describe(client, name).await;
         if c.status() == Some("available") { Ok(c) } else { Err(format!("{:?}", c.status())) }
@@ -25,7 +25,7 @@ async fn wait_available(client: &Client, name: &str) -> ServerlessCache {
     .await
 }
 
-async fn wait_snapshot(client: &Client, name: &str) {
+pub(crate) async fn wait_snapshot(client: &Client, name: &str) {
     poll_until(&format!("serverless snapshot {name} available"), SETTLE, || async {
         let out = client.describe_serverless_cache_snapshots().serverless_cache_snapshot_name(name).send().await;
         let status = out
@@ -46,7 +46,7 @@ async fn create(client: &Client, name: &str) -> ServerlessCache {
     wait_available(client, name).await
 }
 
-fn port(endpoint: Option<&aws_sdk_elasticache::types::Endpoint>) -> u16 {
+pub(crate) fn port(endpoint: Option<&aws_sdk_elasticache::types::Endpoint>) -> u16 {
     let endpoint = endpoint.expect("endpoint");
     assert_eq!(endpoint.address(), Some("127.0.0.1"));
     endpoint.port().expect("port") as u16
