@@ -448,6 +448,59 @@ enum Change {
     Retention(i32),
     DailySnapshotTime(String),
     UserGroup(Option<String>),
+    Engine(Upgrade),
+}
+
+/// A cache's move to a newer major version, or from Redis OSS to Valkey.
+struct Upgrade {
+    engine: String,
+    major: &'static str,
+    full: &'static str,
+}
+
+impl Upgrade {
+    /// AWS's rules: Valkey is the one engine a cache can move to (the answer quoted in
+    /// terraform-provider-aws#39711), and versions only go up. The wording of the other
+    /// refusals is the emulator's.
+    fn of(input: &ModifyServerlessCacheRequest, current: &ServerlessCacheRecord) -> Result<Self, ApiError> {
+        if input.engine.as_deref().is_some_and(|e| !e.eq_ignore_ascii_case("valkey")) {
+            return Err(ApiError::invalid_parameter_value(
+                "This API supports only cross-engine upgrades to Valkey engine currently",
+            ));
+        }
+        let engine = input.engine.as_deref().map_or_else(|| current.engine.clone(), str::to_ascii_lowercase);
+        if engine != current.engine && current.engine != "redis" {
+            return Err(ApiError::invalid_parameter_combination(format!(
+                "A {} serverless cache cannot move to {engine}.",
+                current.engine
+            )));
+        }
+        let (major, full) = version(&engine, input.major_engine_version.as_deref())?;
+        if model::catalog::is_downgrade(&current.full_engine_version, full) {
+            return Err(ApiError::invalid_parameter_combination(format!(
+                "Cannot downgrade serverless cache {} from {} {} to {engine} {major}.",
+                current.name, current.engine, current.major_engine_version
+            )));
+        }
+        if engine == current.engine && major == current.major_engine_version {
+            return Err(ApiError::invalid_parameter_combination("No modifications were requested"));
+        }
+        Ok(Self { engine, major, full })
+    }
+
+    /// The ModifyReplicationGroup that moves the backing group along: the new version with
+    /// the default cluster-mode parameter group of its family.
+    fn group_change(&self, ops: &Operations, backing: &str) -> Result<ModifyReplicationGroupMessage, ApiError> {
+        let family = &ops.engine_version(&self.engine, Some(self.full))?.cache_parameter_group_family;
+        Ok(ModifyReplicationGroupMessage {
+            replication_group_id: backing.to_string(),
+            engine: Some(self.engine.clone()),
+            engine_version: Some(self.full.to_string()),
+            cache_parameter_group_name: Some(format!("default.{family}.cluster.on")),
+            apply_immediately: Some(true),
+            ..Default::default()
+        })
+    }
 }
 
 impl Change {
@@ -493,15 +546,7 @@ impl Change {
             return Ok(Self::DailySnapshotTime(daily_snapshot_time(time)?));
         }
         if input.engine.is_some() || input.major_engine_version.is_some() {
-            // The AWS answer quoted in terraform-provider-aws#39711.
-            if input.engine.as_deref().is_some_and(|e| !e.eq_ignore_ascii_case("valkey")) {
-                return Err(ApiError::invalid_parameter_value(
-                    "This API supports only cross-engine upgrades to Valkey engine currently",
-                ));
-            }
-            return Err(ApiError::invalid_parameter_value(
-                "Engine and version upgrades of serverless caches are not available in ElastiCache Local yet.",
-            ));
+            return Ok(Self::Engine(Upgrade::of(input, current)?));
         }
         refuse_memcached_user_groups(&current.engine)?;
         if input.remove_user_group == Some(true) {
@@ -527,6 +572,18 @@ pub async fn modify(
     let current = existing(ops, &scope, &name).await?;
     let change = Change::of(ops, &scope, &input, &current).await?;
     let backing = serverless_backing(&name);
+    // An upgrade is the backing group's ModifyReplicationGroup, checked as one.
+    let group_change = match &change {
+        Change::Engine(upgrade) => Some(upgrade.group_change(ops, &backing)?),
+        _ => None,
+    };
+    let group_plan = match &group_change {
+        Some(message) => {
+            let group = crate::replication_groups::existing(ops, &scope, &backing).await?;
+            Some(crate::replication_groups::modify::Plan::check(ops, &scope, &group, message).await?)
+        }
+        None => None,
+    };
     let cache = written(
         ops.store
             .write(async |tx| {
@@ -541,6 +598,10 @@ pub async fn modify(
                         Change::Retention(n) => c.snapshot_retention_limit = *n,
                         Change::DailySnapshotTime(t) => c.daily_snapshot_time = t.clone(),
                         Change::UserGroup(id) => c.user_group_id = id.clone(),
+                        Change::Engine(u) => {
+                            c.engine = u.engine.clone();
+                            (c.major_engine_version, c.full_engine_version) = (u.major.into(), u.full.into());
+                        }
                     }
                     c.status = status::MODIFYING.to_string();
                     Ok(Vec::new())
@@ -567,6 +628,15 @@ pub async fn modify(
                         .await?;
                     }
                     _ => {}
+                }
+                if let Some(plan) = &group_plan {
+                    tx.update_replication_group(&scope, &backing, |g, members| {
+                        if g.status != status::AVAILABLE {
+                            return Err(invalid_state(&name, &g.status));
+                        }
+                        plan.apply(g, members)
+                    })
+                    .await?;
                 }
                 Ok(cache)
             })

@@ -564,3 +564,46 @@ async fn the_cache_scales_out_and_in_behind_its_endpoint_without_an_error_or_a_l
     }
     assert_eq!(describe(&client, "grows").await.status(), Some("available"));
 }
+
+#[tokio::test]
+async fn a_redis_cache_moves_to_valkey_and_up_a_major_version_with_its_data() {
+    install_crypto();
+    let server = TestServer::start().await;
+    let client = server.client();
+    let ca = ca_pem(&server).await.expect("CA");
+    client.create_serverless_cache().serverless_cache_name("up").engine("redis").send().await.expect("Create");
+    let cache = wait_available(&client, "up").await;
+    assert_eq!((cache.major_engine_version(), cache.full_engine_version()), (Some("7"), Some("7.1")));
+    let endpoint = port(cache.endpoint());
+    let mut con = connect(endpoint, Transport::Verified(&ca), None).await.expect("TLS connection");
+    for i in 0..100 {
+        let () = con.set(key(i), i).await.expect("SET");
+    }
+
+    let modify = || client.modify_serverless_cache().serverless_cache_name("up");
+    let out = modify().engine("valkey").major_engine_version("8").send().await.expect("Modify");
+    assert_eq!(out.serverless_cache().and_then(|c| c.status()), Some("modifying"));
+    let cache = poll_until("up on valkey 8", SETTLE, || async {
+        let c = describe(&client, "up").await;
+        let nodes = admin_nodes(&server).await;
+        let on_valkey = nodes.iter().filter(|n| n["serverless_cache"] == "up").all(|n| n["engine"] == "valkey");
+        if c.status() == Some("available") && on_valkey { Ok(c) } else { Err(format!("{:?}", c.status())) }
+    })
+    .await;
+    assert_eq!(
+        (cache.engine(), cache.major_engine_version(), cache.full_engine_version()),
+        (Some("valkey"), Some("8"), Some("8.0"))
+    );
+    assert_eq!(port(cache.endpoint()), endpoint, "the same endpoint");
+    let mut con = connect(endpoint, Transport::Verified(&ca), None).await.expect("TLS connection");
+    for i in 0..100 {
+        let v: Option<usize> = con.get(key(i)).await.expect("GET");
+        assert_eq!(v, Some(i), "{} after the upgrade", key(i));
+    }
+
+    // Versions only go up, and Valkey is the only engine to move to.
+    expect_code(modify().major_engine_version("7").send().await, "InvalidParameterCombination");
+    let error = expect_code(modify().engine("redis").send().await, "InvalidParameterValue");
+    assert_eq!(error.message, "This API supports only cross-engine upgrades to Valkey engine currently");
+    assert_eq!(describe(&client, "up").await.major_engine_version(), Some("8"));
+}

@@ -22,7 +22,7 @@ use crate::pagination::paginate;
 use crate::{Operations, Write, internal, refuse, written};
 
 pub(crate) mod create;
-mod modify;
+pub(crate) mod modify;
 pub use create::create;
 pub use modify::modify;
 

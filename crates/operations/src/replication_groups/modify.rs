@@ -36,7 +36,7 @@ pub async fn modify(
 }
 
 /// What a ModifyReplicationGroup asks for, checked against the group as it was read.
-struct Plan<'a> {
+pub(crate) struct Plan<'a> {
     input: &'a ModifyReplicationGroupMessage,
     security_change: crate::transit::Change<'a>,
     user_groups_to_add: Vec<String>,
@@ -59,7 +59,7 @@ struct Changed {
 }
 
 impl<'a> Plan<'a> {
-    async fn check(
+    pub(crate) async fn check(
         ops: &Operations,
         scope: &Scope,
         current: &StoredGroup,
@@ -121,7 +121,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Applies the plan to the group as it is now (inside the write).
-    fn apply(
+    pub(crate) fn apply(
         &self,
         group: &mut ReplicationGroupRecord,
         members: &mut [StoredCluster],
