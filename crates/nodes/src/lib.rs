@@ -16,6 +16,7 @@
 //! - [`resp`]: the few bytes of RESP the probes, `CONFIG SET` and [`Runtime::command`] need.
 //! - [`orphans`]: pidfiles and [`reap_orphans`], for nodes left over by a killed emulator.
 //! - [`discovery`]: the Memcached Auto Discovery configuration endpoint.
+//! - [`ecpu`]: [`EcpuLimit`], a serverless cache's ECPU/second maximum, as its endpoints apply it.
 //! - [`replication`]: [`ReplicationInfo`], a redis node's parsed `INFO replication`.
 //! - [`cluster`]: hash slots, `CLUSTER NODES`, sessions and slot migration (cluster mode).
 //! - [`proxy`]: [`EndpointProxy`], the stable primary/reader endpoints of a replication group.
@@ -33,6 +34,7 @@ pub mod capabilities;
 pub mod cluster;
 pub mod config;
 pub mod discovery;
+pub mod ecpu;
 pub mod engines;
 pub mod orphans;
 pub mod ports;
@@ -53,6 +55,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 pub use discovery::{ClusterConfig, ConfigEndpoint};
+pub use ecpu::EcpuLimit;
 pub use engines::{Binary, EngineKind, Engines};
 pub use orphans::reap_orphans;
 pub use proxy::{Balance, EndpointProxy, ProxyTls};

@@ -34,9 +34,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::NodeError;
 use crate::cluster::{SLOTS, key_slot};
 use crate::resp::{self, Reply};
+use crate::{EcpuLimit, NodeError};
 
 /// Bound on reaching a node.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -75,11 +75,12 @@ impl ServerlessEndpoint {
         tls: Arc<rustls::ServerConfig>,
         role: Role,
         control: (String, String),
+        ecpu: Arc<EcpuLimit>,
     ) -> Result<Self, NodeError> {
         let listener = listen(address, port).await?;
         let port = listener.local_addr()?.port();
         let (seeds, watched) = watch::channel(Vec::new());
-        let router = Arc::new(Router::new(watched, control, role));
+        let router = Arc::new(Router::new(watched, control, role, ecpu));
         tracing::info!(%address, port, ?role, "serverless endpoint listening");
         let task = tokio::spawn(serve_tls(listener, tls, move |stream, local| {
             Session::new(router.clone(), local).run(stream)
@@ -188,10 +189,17 @@ pub struct Router {
     /// Serialises refreshes; holds when the last one finished.
     refreshed: tokio::sync::Mutex<Option<Instant>>,
     next_replica: std::sync::atomic::AtomicUsize,
+    /// The cache's ECPU/second maximum, shared with its other endpoint.
+    ecpu: Arc<EcpuLimit>,
 }
 
 impl Router {
-    fn new(seeds: watch::Receiver<Vec<SocketAddr>>, control: (String, String), role: Role) -> Self {
+    fn new(
+        seeds: watch::Receiver<Vec<SocketAddr>>,
+        control: (String, String),
+        role: Role,
+        ecpu: Arc<EcpuLimit>,
+    ) -> Self {
         Self {
             seeds,
             control,
@@ -200,6 +208,7 @@ impl Router {
             commands: RwLock::default(),
             refreshed: tokio::sync::Mutex::new(None),
             next_replica: std::sync::atomic::AtomicUsize::new(0),
+            ecpu,
         }
     }
 
@@ -401,6 +410,7 @@ impl Session {
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => return,
             };
+            let request_bytes: usize = args.iter().map(Vec::len).sum();
             let next = self.handle(args).await;
             let written = match &next {
                 Next::Reply(bytes) | Next::Close(bytes) => stream.get_mut().write_all(bytes).await,
@@ -410,11 +420,13 @@ impl Session {
                 return;
             }
             match next {
-                Next::Reply(_) => {
+                Next::Reply(reply) => {
                     // Replies to a pipeline go out together.
                     if stream.buffer().is_empty() && stream.get_mut().flush().await.is_err() {
                         return;
                     }
+                    // At the cache's ECPU maximum, the next command waits (throttled).
+                    self.router.ecpu.spend(EcpuLimit::cost(request_bytes + reply.len())).await;
                 }
                 Next::Close(_) => {
                     let _ = stream.get_mut().flush().await;

@@ -61,8 +61,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::NodeError;
 use crate::serverless::{ANSWER_TIMEOUT, CONNECT_TIMEOUT, listen, serve_tls};
+use crate::{EcpuLimit, NodeError};
 
 /// The longest command line taken from a client: beyond it, the client is not speaking
 /// memcached's text protocol (or not one worth buffering for), and is closed.
@@ -110,7 +110,13 @@ pub struct MemcachedEndpoint {
 impl MemcachedEndpoint {
     /// Listens on `address:port` (0: a free port), TLS only, in front of the nodes that
     /// [`MemcachedEndpoint::point_at`] names.
-    pub async fn start(address: Ipv4Addr, port: u16, tls: Arc<rustls::ServerConfig>) -> Result<Self, NodeError> {
+    /// `ecpu` is the cache's ECPU/second maximum.
+    pub async fn start(
+        address: Ipv4Addr,
+        port: u16,
+        tls: Arc<rustls::ServerConfig>,
+        ecpu: Arc<EcpuLimit>,
+    ) -> Result<Self, NodeError> {
         let listener = listen(address, port).await?;
         let port = listener.local_addr()?.port();
         let (nodes, watched) = watch::channel(Vec::new());
@@ -119,6 +125,7 @@ impl MemcachedEndpoint {
             down: Mutex::default(),
             pids: Mutex::default(),
             order: tokio::sync::Mutex::new(()),
+            ecpu,
         });
         tracing::info!(%address, port, "serverless memcached endpoint listening");
         tokio::spawn(watch(shared.clone()));
@@ -154,6 +161,8 @@ struct Shared {
     /// Held through each write, so that every node applies the writes of all connections in
     /// the same order and the mirrors do not drift apart.
     order: tokio::sync::Mutex<()>,
+    /// The cache's ECPU/second maximum.
+    ecpu: Arc<EcpuLimit>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -352,13 +361,17 @@ impl Session {
                 Ok(None) => self.handle(&command).await,
                 Err(_) => return,
             };
-            if client.get_mut().write_all(&command.shown(answer)).await.is_err() {
+            let shown = command.shown(answer);
+            if client.get_mut().write_all(&shown).await.is_err() {
                 return;
             }
             // Answers to a pipeline go out together.
             if client.buffer().is_empty() && client.get_mut().flush().await.is_err() {
                 return;
             }
+            // At the cache's ECPU maximum, the next command waits (throttled).
+            let moved = command.line_len + command.data.len() + shown.len();
+            self.shared.ecpu.spend(EcpuLimit::cost(moved)).await;
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use common::*;
 use nodes::serverless_memcached::{dump, load};
 use nodes::tls::CertificateAuthority;
-use nodes::{EngineKind, Engines, MemcachedEndpoint, NodeError, NodeSpec, Runtime};
+use nodes::{EcpuLimit, EngineKind, Engines, MemcachedEndpoint, NodeError, NodeSpec, Runtime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -25,6 +25,7 @@ struct Cache {
     ports: Vec<u16>,
     endpoint: MemcachedEndpoint,
     client_tls: Arc<rustls::ClientConfig>,
+    ecpu: Arc<EcpuLimit>,
 }
 
 impl Cache {
@@ -39,10 +40,12 @@ impl Cache {
         }
         let ca = CertificateAuthority::load_or_create(&dir.path().join("tls")).expect("CA");
         let server_tls = ca.server_config().expect("server TLS");
-        let endpoint = MemcachedEndpoint::start(Ipv4Addr::LOCALHOST, 0, server_tls).await.expect("endpoint");
+        let ecpu = Arc::new(EcpuLimit::default());
+        let endpoint =
+            MemcachedEndpoint::start(Ipv4Addr::LOCALHOST, 0, server_tls, ecpu.clone()).await.expect("endpoint");
         endpoint.point_at(ports.iter().map(|port| addr(*port)).collect());
         let client_tls = ca.client_config().expect("client TLS");
-        Self { dir, runtime, specs, ports, endpoint, client_tls }
+        Self { dir, runtime, specs, ports, endpoint, client_tls, ecpu }
     }
 
     async fn connect(&self) -> Client {
@@ -262,10 +265,15 @@ async fn plaintext_and_binary_protocol_clients_are_closed() {
     assert_eq!(until_closed(&mut binary).await, "", "a binary protocol client is refused");
 
     // The port is the endpoint's: another one cannot take it.
-    let taken = MemcachedEndpoint::start(Ipv4Addr::LOCALHOST, cache.endpoint.port(), {
-        let ca = CertificateAuthority::load_or_create(&cache.dir.path().join("tls")).expect("CA");
-        ca.server_config().expect("server TLS")
-    })
+    let taken = MemcachedEndpoint::start(
+        Ipv4Addr::LOCALHOST,
+        cache.endpoint.port(),
+        {
+            let ca = CertificateAuthority::load_or_create(&cache.dir.path().join("tls")).expect("CA");
+            ca.server_config().expect("server TLS")
+        },
+        Arc::default(),
+    )
     .await;
     assert!(matches!(taken, Err(NodeError::PortInUse { .. })));
     cache.runtime.stop_all().await;
@@ -387,5 +395,21 @@ async fn dump_and_load_carry_every_item_with_its_flags_and_ttl() {
     assert_eq!(load(addr(fresh.port), expired).await.expect("load"), 1);
     assert!(text(&memcached(fresh.port, b"get gone kept\r\n", b"END\r\n").await).starts_with("VALUE kept 0 1\r\ny"));
     assert!(load(addr(fresh.port), &snapshot[..snapshot.len() - 5]).await.is_err(), "a truncated dump loads");
+    cache.runtime.stop_all().await;
+}
+
+#[tokio::test]
+async fn at_its_ecpu_maximum_the_endpoint_slows_commands_down_and_refuses_none() {
+    let cache = Cache::start("throttled").await;
+    // 1,000 ECPU/s, a second of them at once: 2,500 one-ECPU commands take 1.5 s at least.
+    cache.ecpu.set(Some(1_000));
+    let mut c = cache.connect().await;
+    let started = Instant::now();
+    for i in 0..2_500 {
+        let request = format!("set k{i} 0 0 1\r\nv\r\n");
+        assert_eq!(ask(&mut c, request.as_bytes(), "\r\n").await, "STORED\r\n");
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1_400), "not throttled: {elapsed:?}");
     cache.runtime.stop_all().await;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use model::names::{serverless_backing, serverless_name};
 use model::status::cluster as status;
 use nodes::serverless::Role;
-use nodes::{MemcachedEndpoint, ServerlessEndpoint};
+use nodes::{EcpuLimit, MemcachedEndpoint, ServerlessEndpoint};
 use store::{EventRecord, ReplicationGroup, Scope, ServerlessCacheRecord, UpdateError};
 
 use crate::endpoints::on_recorded_port;
@@ -23,8 +23,13 @@ use crate::{ClusterKey, Reconciler};
 /// The `SourceType` of a serverless cache's events.
 const SOURCE_TYPE: &str = "serverless-cache";
 
-/// The endpoints of one cache.
-pub(crate) enum CacheEndpoints {
+/// The endpoints of one cache, and the ECPU/second maximum they share.
+pub(crate) struct CacheEndpoints {
+    ecpu: Arc<EcpuLimit>,
+    serving: Serving,
+}
+
+enum Serving {
     /// Valkey and Redis OSS: the primary endpoint and the reader endpoint.
     Shards { writer: ServerlessEndpoint, reader: ServerlessEndpoint },
     /// Memcached: one endpoint (AWS gives a serverless Memcached cache no reader endpoint).
@@ -34,9 +39,9 @@ pub(crate) enum CacheEndpoints {
 impl CacheEndpoints {
     /// The ports Describe reports: the endpoint's, and the reader endpoint's if any.
     fn ports(&self) -> (u16, Option<u16>) {
-        match self {
-            Self::Shards { writer, reader } => (writer.port(), Some(reader.port())),
-            Self::Mirrors(endpoint) => (endpoint.port(), None),
+        match &self.serving {
+            Serving::Shards { writer, reader } => (writer.port(), Some(reader.port())),
+            Serving::Mirrors(endpoint) => (endpoint.port(), None),
         }
     }
 }
@@ -169,7 +174,9 @@ pub(crate) async fn repoint(r: &Reconciler, scope: &Scope, group_id: &str) -> Re
     let Some(name) = serverless_name(group_id) else { return Ok(()) };
     let all = r.endpoints.serverless.lock().await;
     match all.get(&key(scope, name)) {
-        Some(CacheEndpoints::Shards { writer, reader }) => point_at_primaries(r, scope, group_id, writer, reader).await,
+        Some(CacheEndpoints { serving: Serving::Shards { writer, reader }, .. }) => {
+            point_at_primaries(r, scope, group_id, writer, reader).await
+        }
         _ => Ok(()),
     }
 }
@@ -254,12 +261,13 @@ async fn point_endpoints(
         all.insert(key.clone(), endpoints);
     }
     let endpoints = all.get(&key).ok_or(Error::Store(store::StoreError::NotFound))?;
-    match (endpoints, backing) {
-        (CacheEndpoints::Shards { writer, reader }, _) => {
+    endpoints.ecpu.set(cache.ecpu_per_second.and_then(|e| e.maximum).and_then(|m| u64::try_from(m).ok()));
+    match (&endpoints.serving, backing) {
+        (Serving::Shards { writer, reader }, _) => {
             point_at_primaries(r, scope, &serverless_backing(&cache.name), writer, reader).await?;
         }
-        (CacheEndpoints::Mirrors(endpoint), Backing::Mirrors(cluster)) => endpoint.point_at(mirrors(r, cluster)),
-        (CacheEndpoints::Mirrors(_), Backing::Group(_)) => {}
+        (Serving::Mirrors(endpoint), Backing::Mirrors(cluster)) => endpoint.point_at(mirrors(r, cluster)),
+        (Serving::Mirrors(_), Backing::Group(_)) => {}
     }
     Ok(endpoints.ports())
 }
@@ -270,19 +278,21 @@ async fn start_endpoints(
     backing: &Backing,
 ) -> Result<CacheEndpoints, Error> {
     let tls = r.endpoint_tls_config().map_err(Error::Node)?;
+    let ecpu = Arc::new(EcpuLimit::default());
     if let Backing::Mirrors(_) = backing {
-        let start = |p| MemcachedEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone());
-        return Ok(CacheEndpoints::Mirrors(on_recorded_port(cache.endpoint_port, start).await?));
+        let start = |p| MemcachedEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone(), ecpu.clone());
+        let endpoint = on_recorded_port(cache.endpoint_port, start).await?;
+        return Ok(CacheEndpoints { ecpu, serving: Serving::Mirrors(endpoint) });
     }
     let (user, password) = r.runtime.control_credentials();
     let control = (user.to_string(), password.to_string());
     let start = |port: Option<u16>, role: Role| {
-        let (tls, control) = (tls.clone(), control.clone());
+        let (tls, control, ecpu) = (tls.clone(), control.clone(), ecpu.clone());
         on_recorded_port(port, move |p| {
-            ServerlessEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone(), role, control.clone())
+            ServerlessEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone(), role, control.clone(), ecpu.clone())
         })
     };
     let writer = start(cache.endpoint_port, Role::Writer).await?;
     let reader = start(cache.reader_endpoint_port, Role::Reader).await?;
-    Ok(CacheEndpoints::Shards { writer, reader })
+    Ok(CacheEndpoints { ecpu, serving: Serving::Shards { writer, reader } })
 }

@@ -607,3 +607,26 @@ async fn a_redis_cache_moves_to_valkey_and_up_a_major_version_with_its_data() {
     assert_eq!(error.message, "This API supports only cross-engine upgrades to Valkey engine currently");
     assert_eq!(describe(&client, "up").await.major_engine_version(), Some("8"));
 }
+
+#[tokio::test]
+async fn at_its_ecpu_maximum_the_cache_is_throttled_and_no_command_fails() {
+    install_crypto();
+    let server = TestServer::start().await;
+    let client = server.client();
+    let ca = ca_pem(&server).await.expect("CA");
+    let ecpu = CacheUsageLimits::builder().ecpu_per_second(EcpuPerSecond::builder().maximum(1_000).build()).build();
+    let out = client.create_serverless_cache().serverless_cache_name("slow").engine("valkey").cache_usage_limits(ecpu);
+    out.send().await.expect("Create");
+    let cache = wait_available(&client, "slow").await;
+    let mut con = connect(port(cache.endpoint()), Transport::Verified(&ca), None).await.expect("TLS connection");
+    // 1,000 ECPU/s with a second of them at once: 2,500 small SETs (one ECPU each) take
+    // 1.5 s at least, and none of them fails.
+    let started = std::time::Instant::now();
+    for i in 0..2_500 {
+        let () = con.set(key(i), i).await.expect("SET at the ECPU maximum");
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= std::time::Duration::from_millis(1_400), "not throttled: {elapsed:?}");
+    let v: Option<usize> = con.get(key(2_499)).await.expect("GET");
+    assert_eq!(v, Some(2_499));
+}
