@@ -18,6 +18,7 @@ pub mod half_open;
 pub mod memcached;
 pub mod redis;
 pub mod resources;
+pub mod source;
 pub mod tls;
 pub mod wait;
 

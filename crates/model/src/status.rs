@@ -9,6 +9,8 @@ pub mod cluster {
     pub const DELETING: &str = "deleting";
     pub const REBOOTING: &str = "rebooting cache cluster nodes";
     pub const SNAPSHOTTING: &str = "snapshotting";
+    /// A replication group whose primary replicates from a customer's server (StartMigration).
+    pub const MIGRATING: &str = "migrating";
     /// A node could not start; nothing is retried, the resource can only be deleted (as on
     /// AWS, e.g. for lack of capacity).
     pub const CREATE_FAILED: &str = "create-failed";

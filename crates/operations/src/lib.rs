@@ -9,7 +9,8 @@
 //!   `serverless`, `serverless_snapshots`: one module per resource family; the long Create and Modify handlers of clusters and
 //!   groups have a module each (`cache_clusters::create`, `replication_groups::modify`, …),
 //!   a plan checked against AWS's rules and then applied. `shards`: cluster mode's node
-//!   groups; `rbac`, `transit`: user groups, TLS and AUTH tokens of groups.
+//!   groups; `rbac`, `transit`: user groups, TLS and AUTH tokens of groups; `migration`:
+//!   online migration into a group.
 //! - The vocabulary it shares with the store and the reconciler (statuses, names, ARNs,
 //!   the catalog of engines and parameters) is the `model` crate's.
 //! - `arn`, `pagination`, `validate`, `lookups` (what a request refers to), `placement`
@@ -28,6 +29,7 @@ mod engine_versions;
 mod events;
 mod lookups;
 mod messages;
+mod migration;
 mod pagination;
 mod parameter_groups;
 mod placement;
@@ -650,6 +652,30 @@ impl ElastiCache for Operations {
         let out = serverless::create(self, ctx, input).await?;
         self.settle(ctx, "CreateServerlessCache", &serverless_of(out.serverless_cache.as_ref())).await;
         Ok(out)
+    }
+
+    async fn start_migration(
+        &self,
+        ctx: &RequestContext,
+        input: StartMigrationMessage,
+    ) -> Result<StartMigrationResponse, ApiError> {
+        migration::start(self, ctx, input).await
+    }
+
+    async fn test_migration(
+        &self,
+        ctx: &RequestContext,
+        input: TestMigrationMessage,
+    ) -> Result<TestMigrationResponse, ApiError> {
+        migration::test(self, ctx, input).await
+    }
+
+    async fn complete_migration(
+        &self,
+        ctx: &RequestContext,
+        input: CompleteMigrationMessage,
+    ) -> Result<CompleteMigrationResponse, ApiError> {
+        migration::complete(self, ctx, input).await
     }
 
     async fn describe_serverless_caches(

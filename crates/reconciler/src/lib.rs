@@ -37,6 +37,7 @@ mod endpoints;
 mod error;
 mod failover;
 mod health;
+mod migration;
 mod replication_groups;
 mod s3;
 mod serverless;

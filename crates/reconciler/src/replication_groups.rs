@@ -167,11 +167,16 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         let retry = failover(r, &scope, &id, request).await?;
         return Ok(retry.then_some(crate::RETRY_DELAY));
     }
+    let upstream = match &g.group.migration {
+        Some(migration) => crate::migration::step(r, &g, migration).await?,
+        None => crate::migration::Upstream::None,
+    };
     let live: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
     let primary = live.iter().find(|m| m.cluster.id == g.group.primary_cluster_id).copied();
     let primary_address = primary.and_then(address);
 
-    // Replication links: the primary replicates from nobody, every replica from it.
+    // Replication links: the primary replicates from nobody (from the source of a
+    // migration while one runs), every replica from it.
     let mut linked = Vec::new();
     let mut failed = false;
     for member in &live {
@@ -179,6 +184,14 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         let Ok(info) = r.runtime.replication(&key).await else { continue };
         let is_primary = member.cluster.id == g.group.primary_cluster_id;
         let result = match (is_primary, info.role, primary_address) {
+            (true, _, _) if let crate::migration::Upstream::Source(source) = upstream => {
+                if info.primary != Some((ip(&source), source.port())) {
+                    tracing::info!(replication_group = id, member = member.cluster.id, %source, "migrating from");
+                    crate::migration::follow(r, &key, source).await
+                } else {
+                    Ok(())
+                }
+            }
             (true, Role::Replica, _) => {
                 tracing::info!(replication_group = id, member = member.cluster.id, "replica -> primary");
                 r.runtime.command(&key, &["REPLICAOF", "NO", "ONE"]).await.map(|_| ())

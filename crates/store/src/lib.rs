@@ -39,7 +39,8 @@ pub use cache_clusters::{
 pub use events::{EventFilter, EventRecord, now_millis};
 pub use parameter_groups::ParameterGroupRecord;
 pub use replication_groups::{
-    FailoverRequest, NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord, ReshardingProgress,
+    FailoverRequest, MigrationPhase, MigrationRecord, NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord,
+    ReshardingProgress,
 };
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use serverless::{ServerlessCacheRecord, UsageLimit};

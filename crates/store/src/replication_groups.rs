@@ -74,6 +74,28 @@ pub struct ReplicationGroupRecord {
     /// storage limit shared out over its shards.
     #[serde(default)]
     pub max_memory_bytes: Option<u64>,
+    /// Online migration from a customer's Redis OSS / Valkey (StartMigration, TestMigration).
+    #[serde(default)]
+    pub migration: Option<MigrationRecord>,
+}
+
+/// An online migration into a group, for the reconciler to carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRecord {
+    /// The source's address (a name or an IPv4 address) and port, as given.
+    pub address: String,
+    pub port: u16,
+    pub phase: MigrationPhase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MigrationPhase {
+    /// TestMigration: only whether the source can be replicated from; the group is untouched.
+    Testing,
+    /// The primary replicates from the source (status `migrating`).
+    Migrating,
+    /// CompleteMigration: the primary stops replicating once in sync, or at once with `force`.
+    Completing { force: bool },
 }
 
 impl ReplicationGroupRecord {

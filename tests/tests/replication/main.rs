@@ -9,6 +9,7 @@
 mod engine_change;
 mod failover;
 mod lifecycle;
+mod migration;
 mod placement;
 mod resilience;
 mod support;

@@ -421,6 +421,7 @@ fn group_record(
         security: options.security.clone(),
         user_group_ids: Vec::new(),
         max_memory_bytes: None,
+        migration: None,
     }
 }
 
