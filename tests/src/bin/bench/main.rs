@@ -1,11 +1,12 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|cluster-mode|snapshots|tls|serverless|waiters|slow-clients]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|migration|cluster-mode|snapshots|tls|serverless|waiters|slow-clients]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
 //! - clusters: see `clusters.rs`;
 //! - replication: see `replication.rs`;
+//! - migration: see `migration.rs`;
 //! - cluster-mode: see `cluster_mode.rs`;
 //! - snapshots: see `snapshots.rs`;
 //! - tls: see `tls.rs`;
@@ -30,6 +31,7 @@ use aws_sdk_elasticache::Client;
 
 mod cluster_mode;
 mod clusters;
+mod migration;
 mod replication;
 mod serverless;
 mod slow_clients;
@@ -238,6 +240,13 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         replication::run(&client(server.address).await, server.address).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "migration") {
+        let server = Server::spawn(&binary)?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        migration::run(&client(server.address).await).await?;
     }
     if which.as_deref().is_none_or(|w| w == "cluster-mode") {
         let server = Server::spawn(&binary)?;

@@ -40,7 +40,7 @@ async fn describe_endpoints(client: &Client, id: &str) -> anyhow::Result<Option<
     Ok(Some((address, primary.to_string())))
 }
 
-async fn wait_available(client: &Client, id: &str) -> anyhow::Result<(SocketAddr, String)> {
+pub(crate) async fn wait_available(client: &Client, id: &str) -> anyhow::Result<(SocketAddr, String)> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(found) = describe_endpoints(client, id).await? {
