@@ -83,6 +83,7 @@ pub struct Catalog {
     families: Vec<Family>,
     engine_versions: Vec<EngineVersion>,
     node_types: BTreeMap<String, NodeType>,
+    reserved_offerings: Vec<crate::reserved::Offering>,
 }
 
 const FAMILY_FILES: [&str; 10] = [
@@ -99,6 +100,7 @@ const FAMILY_FILES: [&str; 10] = [
 ];
 const ENGINE_VERSIONS: &str = include_str!("../data/engine-versions.json");
 const NODE_TYPES: &str = include_str!("../data/node-types.json");
+const RESERVED_OFFERINGS: &str = include_str!("../data/reserved-node-offerings.json");
 
 impl Catalog {
     /// Parses the compiled-in data. It is checked by this crate's tests, so a failure here
@@ -113,7 +115,18 @@ impl Catalog {
         }
         let engine_versions = serde_json::from_str(ENGINE_VERSIONS).expect("compiled-in engine versions are valid");
         let node_types = serde_json::from_str(NODE_TYPES).expect("compiled-in node types are valid");
-        Self { families, engine_versions, node_types }
+        let reserved_offerings =
+            crate::reserved::expand(RESERVED_OFFERINGS).expect("compiled-in reserved node offerings are valid");
+        Self { families, engine_versions, node_types, reserved_offerings }
+    }
+
+    /// Every reserved cache node offering, by offering id.
+    pub fn reserved_offerings(&self) -> &[crate::reserved::Offering] {
+        &self.reserved_offerings
+    }
+
+    pub fn reserved_offering(&self, id: &str) -> Option<&crate::reserved::Offering> {
+        self.reserved_offerings.binary_search_by(|o| o.id.as_str().cmp(id)).ok().map(|i| &self.reserved_offerings[i])
     }
 
     pub fn node_type(&self, name: &str) -> Option<&NodeType> {
@@ -184,5 +197,13 @@ mod tests {
         assert!(!is_downgrade("7.0", "7.1"));
         let redis = catalog.family("redis7").expect("redis7");
         assert!(redis.parameter("maxmemory-policy").is_some_and(|p| p.modifiable));
+        // Reserved offerings cover exactly the node types offered, each by its id.
+        let offered: std::collections::BTreeSet<&str> =
+            catalog.reserved_offerings().iter().map(|o| o.node_type.as_str()).collect();
+        let node_types: std::collections::BTreeSet<&str> = catalog.node_types().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(offered, node_types);
+        for o in catalog.reserved_offerings() {
+            assert_eq!(catalog.reserved_offering(&o.id), Some(o));
+        }
     }
 }

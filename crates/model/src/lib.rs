@@ -10,11 +10,13 @@
 //! - [`arn`]: building and parsing ElastiCache ARNs.
 //! - [`catalog`]: engine versions, parameter families and node types, from `data/`.
 //! - [`parameters`]: the values a parameter group gives its nodes.
+//! - [`reserved`]: the reserved cache node offerings, from `data/`.
 
 pub mod arn;
 pub mod catalog;
 pub mod names;
 pub mod parameters;
+pub mod reserved;
 pub mod status;
 
 pub use catalog::Catalog;

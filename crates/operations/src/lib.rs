@@ -10,7 +10,8 @@
 //!   groups have a module each (`cache_clusters::create`, `replication_groups::modify`, …),
 //!   a plan checked against AWS's rules and then applied. `shards`: cluster mode's node
 //!   groups; `rbac`, `transit`: user groups, TLS and AUTH tokens of groups; `migration`:
-//!   online migration into a group.
+//!   online migration into a group; `reserved_nodes`: reserved cache nodes and their
+//!   offerings.
 //! - The vocabulary it shares with the store and the reconciler (statuses, names, ARNs,
 //!   the catalog of engines and parameters) is the `model` crate's.
 //! - `arn`, `pagination`, `validate`, `lookups` (what a request refers to), `placement`
@@ -35,6 +36,7 @@ mod parameter_groups;
 mod placement;
 mod rbac;
 mod replication_groups;
+pub mod reserved_nodes;
 mod security_groups;
 pub mod serverless;
 mod serverless_snapshots;
@@ -676,6 +678,30 @@ impl ElastiCache for Operations {
         input: CompleteMigrationMessage,
     ) -> Result<CompleteMigrationResponse, ApiError> {
         migration::complete(self, ctx, input).await
+    }
+
+    async fn describe_reserved_cache_nodes_offerings(
+        &self,
+        _ctx: &RequestContext,
+        input: DescribeReservedCacheNodesOfferingsMessage,
+    ) -> Result<ReservedCacheNodesOfferingMessage, ApiError> {
+        reserved_nodes::describe_offerings(self, input)
+    }
+
+    async fn purchase_reserved_cache_nodes_offering(
+        &self,
+        ctx: &RequestContext,
+        input: PurchaseReservedCacheNodesOfferingMessage,
+    ) -> Result<PurchaseReservedCacheNodesOfferingResult, ApiError> {
+        reserved_nodes::purchase(self, ctx, input).await
+    }
+
+    async fn describe_reserved_cache_nodes(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeReservedCacheNodesMessage,
+    ) -> Result<ReservedCacheNodeMessage, ApiError> {
+        reserved_nodes::describe(self, ctx, input).await
     }
 
     async fn describe_serverless_caches(

@@ -83,8 +83,7 @@ async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, 
                 let stored = model::names::serverless_backing(&name);
                 ops.store.snapshot(scope, &stored).await.map_err(internal)?.is_some()
             }
-            // No other kind of resource exists in the emulator yet.
-            _ => false,
+            Kind::ReservedInstance => crate::reserved_nodes::exists(ops, scope, &name).await?,
         };
     if !exists {
         return Err(arn.kind.not_found(&arn.name));

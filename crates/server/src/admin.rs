@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/nodes", get(list_nodes))
         .route("/_emulator/nodes/{cluster}/{node}/{action}", post(node_action))
         .route("/_emulator/zones/{zone}/outage", post(start_outage).delete(end_outage))
+        .route("/_emulator/reserved-cache-nodes/{id}/retire", post(retire_reserved_cache_node))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -78,6 +79,22 @@ async fn maintenance(State(state): State<AppState>) -> Response {
 async fn automated_snapshots(State(state): State<AppState>) -> Response {
     match operations::snapshots::run_automated(&state.operations, operations::snapshots::Schedule::Now).await {
         Ok(started) => Json(json!({"status": "ok", "snapshots": started})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Ends a reservation now, as if its term were over: Describe shows it `retired` from then
+/// on. Ids are per region; the server's own region wins when several have it.
+async fn retire_reserved_cache_node(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match operations::reserved_nodes::retire(&state.operations, &id, &state.config.region).await {
+        Ok(Some(retired)) => Json(json!({
+            "status": "ok",
+            "region": retired.region,
+            "reserved_cache_node_id": retired.reserved_cache_node_id,
+            "state": retired.state,
+        }))
+        .into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no reserved cache node {id}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

@@ -5,7 +5,8 @@
 //! - `tx`: [`Tx`], one write transaction under the write lock, and [`Store::write`], which
 //!   runs an API call's reads, checks and writes in one.
 //! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`, `cache_clusters`,
-//!   `replication_groups`, `serverless`, `snapshots`, `users` (users and user groups), `events`: one module
+//!   `replication_groups`, `serverless`, `snapshots`, `users` (users and user groups),
+//!   `reserved_nodes`, `events`: one module
 //!   per resource family, each a set of `impl Tx` methods (reads and writes inside a write)
 //!   and `impl Store` methods (reads, and a write on its own) over plain records.
 //!
@@ -17,6 +18,7 @@ mod cache_clusters;
 mod events;
 mod parameter_groups;
 mod replication_groups;
+mod reserved_nodes;
 mod security_groups;
 mod serverless;
 mod snapshots;
@@ -42,6 +44,7 @@ pub use replication_groups::{
     FailoverRequest, MigrationPhase, MigrationRecord, NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord,
     ReshardingProgress,
 };
+pub use reserved_nodes::ReservedCacheNodeRecord;
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use serverless::{ServerlessCacheRecord, UsageLimit};
 pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
@@ -132,6 +135,7 @@ impl Store {
         let mut tx = self.begin().await?;
         for table in [
             "events",
+            "reserved_cache_nodes",
             "user_group_members",
             "user_groups",
             "users",

@@ -12,6 +12,7 @@ mod hostile;
 mod pagination_regions;
 mod parameter_groups;
 mod protocol;
+mod reserved_nodes;
 mod security_groups;
 mod slow_clients;
 mod subnet_groups;
