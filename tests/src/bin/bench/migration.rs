@@ -84,7 +84,7 @@ pub async fn run(client: &Client) -> anyhow::Result<()> {
         .customer_node_endpoint_list(endpoint)
         .send()
         .await
-        .context("StartMigration")?;
+        .map_err(|e| anyhow::anyhow!("StartMigration: {e:?}"))?;
     let copied = until_size(primary, KEYS, started).await?;
     stop.store(true, Ordering::SeqCst);
     writer.await?;
