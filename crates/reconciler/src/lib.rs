@@ -8,11 +8,13 @@
 //! - `cache_clusters`: one cluster's reconcile: creation, scaling, reboots, parameter
 //!   changes, deletion, self-healing — all one code path.
 //! - `replication_groups`: replication links, the group's status and failover.
+//! - `migration`: online migration into a group from a customer's server.
 //! - `endpoints`: the primary, reader and configuration endpoints the emulator serves.
 //! - `cluster_mode`: cluster-mode groups on Redis Cluster: meeting, slots, resharding,
 //!   per-shard failover and the configuration endpoint.
 //! - `serverless`: a serverless cache's TLS endpoints and status over what holds its data.
-//! - `snapshots`: taking, copying, exporting and deleting RDB files; seeding restores.
+//! - `snapshots`: taking, copying, exporting and deleting RDB files (and serverless
+//!   Memcached dumps); seeding restores.
 //! - `s3`: uploads of exported snapshots to an S3-compatible endpoint.
 //! - `at_rest`: the encrypted snapshot file format and the state dir's key.
 //! - `acl`: the users of a group's user group as every member node's ACL.
