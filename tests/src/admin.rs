@@ -21,8 +21,22 @@ pub async fn raw_request(
     path: &str,
     timeout: Duration,
 ) -> anyhow::Result<(u16, String)> {
+    raw_request_with_body(addr, method, path, "", timeout).await
+}
+
+/// [`raw_request`] with a JSON `body`.
+pub async fn raw_request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     tokio::time::timeout(timeout, stream.read_to_end(&mut response)).await??;
@@ -71,6 +85,14 @@ pub async fn admin(server: &TestServer, method: &str, path: &str) -> (u16, Value
 /// `POST path` on the admin API.
 pub async fn admin_post(server: &TestServer, path: &str) -> (u16, Value) {
     admin(server, "POST", path).await
+}
+
+/// `POST path` on the admin API with a JSON body.
+pub async fn admin_post_json(server: &TestServer, path: &str, body: &Value) -> (u16, Value) {
+    let (status, text) = raw_request_with_body(server.addr(), "POST", path, &body.to_string(), ADMIN_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e:?}"));
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 /// `GET /_emulator/nodes`: every node the server runs.

@@ -31,7 +31,7 @@ use aws_sdk_elasticache::config::{BehaviorVersion, Credentials, Region, SharedCr
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use admin::{admin, admin_node, admin_nodes, admin_post, raw_get, raw_post, raw_request};
+pub use admin::{admin, admin_node, admin_nodes, admin_post, admin_post_json, raw_get, raw_post, raw_request};
 pub use memcached::MemcachedClient;
 pub use redis::{RedisClient, Resp};
 pub use resources::{

@@ -84,6 +84,7 @@ pub struct Catalog {
     engine_versions: Vec<EngineVersion>,
     node_types: BTreeMap<String, NodeType>,
     reserved_offerings: Vec<crate::reserved::Offering>,
+    service_updates: Vec<crate::service_updates::ServiceUpdate>,
 }
 
 const FAMILY_FILES: [&str; 10] = [
@@ -101,6 +102,7 @@ const FAMILY_FILES: [&str; 10] = [
 const ENGINE_VERSIONS: &str = include_str!("../data/engine-versions.json");
 const NODE_TYPES: &str = include_str!("../data/node-types.json");
 const RESERVED_OFFERINGS: &str = include_str!("../data/reserved-node-offerings.json");
+const SERVICE_UPDATES: &str = include_str!("../data/service-updates.json");
 
 impl Catalog {
     /// Parses the compiled-in data. It is checked by this crate's tests, so a failure here
@@ -117,7 +119,14 @@ impl Catalog {
         let node_types = serde_json::from_str(NODE_TYPES).expect("compiled-in node types are valid");
         let reserved_offerings =
             crate::reserved::expand(RESERVED_OFFERINGS).expect("compiled-in reserved node offerings are valid");
-        Self { families, engine_versions, node_types, reserved_offerings }
+        let service_updates =
+            crate::service_updates::parse(SERVICE_UPDATES).expect("compiled-in service updates are valid");
+        Self { families, engine_versions, node_types, reserved_offerings, service_updates }
+    }
+
+    /// The service updates every region lists, by name.
+    pub fn service_updates(&self) -> &[crate::service_updates::ServiceUpdate] {
+        &self.service_updates
     }
 
     /// Every reserved cache node offering, by offering id.

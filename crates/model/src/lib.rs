@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod names;
 pub mod parameters;
 pub mod reserved;
+pub mod service_updates;
 pub mod status;
 
 pub use catalog::Catalog;

@@ -11,7 +11,7 @@
 //!   a plan checked against AWS's rules and then applied. `shards`: cluster mode's node
 //!   groups; `rbac`, `transit`: user groups, TLS and AUTH tokens of groups; `migration`:
 //!   online migration into a group; `reserved_nodes`: reserved cache nodes and their
-//!   offerings.
+//!   offerings; `service_updates`: service updates and update actions.
 //! - The vocabulary it shares with the store and the reconciler (statuses, names, ARNs,
 //!   the catalog of engines and parameters) is the `model` crate's.
 //! - `arn`, `pagination`, `validate`, `lookups` (what a request refers to), `placement`
@@ -40,6 +40,7 @@ pub mod reserved_nodes;
 mod security_groups;
 pub mod serverless;
 mod serverless_snapshots;
+pub mod service_updates;
 pub mod settle;
 mod shards;
 pub mod snapshots;
@@ -678,6 +679,38 @@ impl ElastiCache for Operations {
         input: CompleteMigrationMessage,
     ) -> Result<CompleteMigrationResponse, ApiError> {
         migration::complete(self, ctx, input).await
+    }
+
+    async fn describe_service_updates(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeServiceUpdatesMessage,
+    ) -> Result<ServiceUpdatesMessage, ApiError> {
+        service_updates::describe_service_updates(self, ctx, input).await
+    }
+
+    async fn describe_update_actions(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeUpdateActionsMessage,
+    ) -> Result<UpdateActionsMessage, ApiError> {
+        service_updates::describe_update_actions(self, ctx, input).await
+    }
+
+    async fn batch_apply_update_action(
+        &self,
+        ctx: &RequestContext,
+        input: BatchApplyUpdateActionMessage,
+    ) -> Result<UpdateActionResultsMessage, ApiError> {
+        service_updates::batch_apply(self, ctx, input).await
+    }
+
+    async fn batch_stop_update_action(
+        &self,
+        ctx: &RequestContext,
+        input: BatchStopUpdateActionMessage,
+    ) -> Result<UpdateActionResultsMessage, ApiError> {
+        service_updates::batch_stop(self, ctx, input).await
     }
 
     async fn describe_reserved_cache_nodes_offerings(

@@ -169,6 +169,11 @@ pub fn describe_offerings(
     })
 }
 
+/// `YYYYMMDD` of a time, as AWS's service update names carry it.
+pub(crate) fn civil_date(millis: i64) -> String {
+    generated_id(millis).get(3..13).unwrap_or_default().replace('-', "")
+}
+
 /// AWS's id for a reservation bought without one: `ri-` and the purchase time to the
 /// millisecond, e.g. `ri-2020-06-30-17-59-40-474`.
 fn generated_id(millis: i64) -> String {

@@ -86,6 +86,17 @@ impl Endpoint {
     pub fn point_at(&self, next: Vec<SocketAddr>) {
         self.targets.send_if_modified(|t| replace(t, next));
     }
+
+    /// Takes `target` out of the list (its connections are closed), unless it is the last.
+    pub fn remove(&self, target: SocketAddr) {
+        self.targets.send_if_modified(|t| {
+            let before = t.len();
+            if before > 1 {
+                t.retain(|a| *a != target);
+            }
+            t.len() != before
+        });
+    }
 }
 
 /// The endpoints of one group, each started the first time it is needed: primary and

@@ -19,6 +19,7 @@
 //! - `at_rest`: the encrypted snapshot file format and the state dir's key.
 //! - `acl`: the users of a group's user group as every member node's ACL.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
+//! - `service_updates`: update actions rolling through a cluster's or group's nodes.
 //! - `failover`: which replica a failover promotes (a pure decision).
 //! - `error`: what can stop one reconcile.
 //!
@@ -43,6 +44,7 @@ mod migration;
 mod replication_groups;
 mod s3;
 mod serverless;
+mod service_updates;
 mod snapshots;
 
 use std::collections::{HashMap, HashSet};
@@ -305,6 +307,17 @@ impl Reconciler {
                     }
                 }
                 Err(error) => tracing::error!(%error, "reading snapshots failed"),
+            }
+            match store.active_update_actions().await {
+                Ok(actions) => {
+                    for (scope, action) in actions {
+                        let name = action.key();
+                        this.spawn_once(service_updates::key(&scope, &action), move |r| async move {
+                            service_updates::reconcile(&r, scope, name).await
+                        });
+                    }
+                }
+                Err(error) => tracing::error!(%error, "reading update actions failed"),
             }
             match store.all_serverless_caches().await {
                 Ok(caches) => {

@@ -218,6 +218,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     let replica_targets: Vec<SocketAddr> = live
         .iter()
         .filter(|m| linked.contains(&m.cluster.id) && serving(r, &scope, m))
+        // A replica about to restart (a reboot, a service update) leaves the reader first.
+        .filter(|m| !m.nodes.iter().any(|n| n.reboot_requested))
         .filter_map(|m| address(m))
         .collect();
     let (primary_port, reader_port) = point_primary_and_reader(r, &g, primary_target, replica_targets).await?;

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/nodes/{cluster}/{node}/{action}", post(node_action))
         .route("/_emulator/zones/{zone}/outage", post(start_outage).delete(end_outage))
         .route("/_emulator/reserved-cache-nodes/{id}/retire", post(retire_reserved_cache_node))
+        .route("/_emulator/service-updates", post(publish_service_update))
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -96,6 +97,34 @@ async fn retire_reserved_cache_node(State(state): State<AppState>, Path(id): Pat
         .into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no reserved cache node {id}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Publishes a service update (AWS's field names, each optional; `Region` picks the region,
+/// the server's by default), so that DescribeServiceUpdates and DescribeUpdateActions list
+/// it and BatchApplyUpdateAction can apply it.
+async fn publish_service_update(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+    let text = if body.is_empty() { b"{}".as_slice() } else { &body };
+    let value: Value = match serde_json::from_slice(text) {
+        Ok(value) => value,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not a JSON object: {e}")),
+    };
+    let region = value.get("Region").and_then(Value::as_str).unwrap_or(&state.config.region).to_string();
+    let request: operations::service_updates::Publish = match serde_json::from_value(value) {
+        Ok(request) => request,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match operations::service_updates::publish(&state.operations, &region, &state.config.account, request).await {
+        Ok(u) => Json(json!({
+            "status": "ok",
+            "region": region,
+            "ServiceUpdateName": u.name,
+            "ServiceUpdateSeverity": u.severity,
+            "ServiceUpdateStatus": u.status,
+            "Engine": u.engine,
+        }))
+        .into_response(),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
 }
 

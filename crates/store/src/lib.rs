@@ -21,6 +21,7 @@ mod replication_groups;
 mod reserved_nodes;
 mod security_groups;
 mod serverless;
+mod service_updates;
 mod snapshots;
 mod subnet_groups;
 mod tags;
@@ -47,6 +48,7 @@ pub use replication_groups::{
 pub use reserved_nodes::ReservedCacheNodeRecord;
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
 pub use serverless::{ServerlessCacheRecord, UsageLimit};
+pub use service_updates::{NodeUpdateRecord, UpdateActionRecord};
 pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
 pub use tags::TagRecord;
@@ -136,6 +138,8 @@ impl Store {
         for table in [
             "events",
             "reserved_cache_nodes",
+            "service_updates",
+            "update_actions",
             "user_group_members",
             "user_groups",
             "users",

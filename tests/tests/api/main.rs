@@ -14,6 +14,7 @@ mod parameter_groups;
 mod protocol;
 mod reserved_nodes;
 mod security_groups;
+mod service_updates;
 mod slow_clients;
 mod subnet_groups;
 mod tags;

@@ -12,6 +12,7 @@ mod lifecycle;
 mod migration;
 mod placement;
 mod resilience;
+mod service_updates;
 mod support;
 mod test_failover;
 mod validation;
