@@ -194,20 +194,24 @@ async fn take(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<
     }
     let (source_type, source_id, what) = event_source(s);
     let message = format!("Snapshot succeeded for snapshot with ID '{}' of {what} with ID '{source_id}'", s.name);
+    // One write: whoever sees the snapshot available sees its source available too.
     let result = r
         .store
-        .update_snapshot(scope, &s.name, |s| {
-            s.status = snapshot_status::AVAILABLE.to_string();
-            for (n, size) in s.nodes.iter_mut().zip(&sizes) {
-                n.size_bytes = Some(*size);
-                n.snapshot_millis = Some(now_millis());
-            }
-            Ok::<_, ()>(vec![EventRecord::new(source_type, &source_id, message.clone())])
+        .write(async |tx| {
+            tx.update_snapshot(scope, &s.name, |s| {
+                s.status = snapshot_status::AVAILABLE.to_string();
+                for (n, size) in s.nodes.iter_mut().zip(&sizes) {
+                    n.size_bytes = Some(*size);
+                    n.snapshot_millis = Some(now_millis());
+                }
+                Ok::<_, ()>(vec![EventRecord::new(source_type, &source_id, message.clone())])
+            })
+            .await?;
+            Ok(tx.mark_snapshot_source(scope, s, status::SNAPSHOTTING, status::AVAILABLE).await?)
         })
         .await;
     stored(result)?;
     tracing::info!(snapshot = s.name, bytes = sizes.iter().sum::<u64>(), "snapshot: creating -> available");
-    r.store.mark_snapshot_source(scope, s, status::SNAPSHOTTING, status::AVAILABLE).await?;
     // A final snapshot lets its cluster or group be deleted now.
     Ok(Some(Duration::ZERO))
 }
