@@ -197,20 +197,17 @@ async fn the_endpoint_keeps_serving_through_a_dead_primary_and_a_zone_outage_and
         primary.filter(|p| p["health"] == "healthy").ok_or("no healthy primary".to_string())
     })
     .await;
-    // A second failover keeps every write only once the replaced node has caught up: until
-    // then the emulator waits rather than promote it.
-    let replica = admin_nodes(&server)
-        .await
-        .into_iter()
-        .find(|n| n["serverless_cache"] == "live" && n["role"] == "replica")
-        .expect("replica");
-    let replica_port = u16::try_from(replica["port"].as_u64().expect("port")).expect("port");
-    poll_until("the replaced node linked to the new primary", SETTLE, || async {
-        // Behind the endpoint (which terminates TLS), the nodes speak plain RESP on loopback.
-        let mut node = connect(replica_port, Transport::Plain, None).await.map_err(|e| e.to_string())?;
-        let info: String =
-            redis::cmd("INFO").arg("replication").query_async(&mut node).await.map_err(|e| e.to_string())?;
-        if info.contains("master_link_status:up") { Ok(()) } else { Err(info) }
+    // A second failover keeps every write only once the replaced node has it: replication is
+    // asynchronous, so the client asks the endpoint to WAIT for one replica, as a client that
+    // needs durability across a zone outage does.
+    // (Clones of a multiplexed connection share it, and so the endpoint's link to the node.)
+    poll_until("the writes on the replaced node", SETTLE, || {
+        let mut con = con.clone();
+        async move {
+            let acked: i64 =
+                redis::cmd("WAIT").arg(1).arg(500).query_async(&mut con).await.map_err(|e| e.to_string())?;
+            if acked >= 1 { Ok(()) } else { Err(format!("WAIT 1 answered {acked}")) }
+        }
     })
     .await;
     let zone = primary["availability_zone"].as_str().expect("zone").to_string();
