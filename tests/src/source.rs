@@ -39,6 +39,21 @@ impl SourceRedis {
     }
 }
 
+impl SourceRedis {
+    /// Writes `key:<i>` = `<i>` for every i below `keys`, a thousand per round trip.
+    pub async fn seed(&self, keys: usize) -> redis::RedisResult<()> {
+        let mut con = self.connection().await;
+        for batch in (0..keys).step_by(1_000) {
+            let mut pipe = redis::pipe();
+            for i in batch..(batch + 1_000).min(keys) {
+                pipe.set(format!("key:{i}"), i).ignore();
+            }
+            let () = pipe.query_async(&mut con).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for SourceRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -31,14 +31,7 @@ async fn a_group_takes_every_key_of_a_live_source_and_is_writable_after_cutover(
     let server = e2e::TestServer::start().await;
     let client = server.client();
     let source = SourceRedis::start(&[]).await;
-    let mut con = source.connection().await;
-    for batch in 0..KEYS / 1_000 {
-        let mut pipe = redis::pipe();
-        for i in batch * 1_000..(batch + 1) * 1_000 {
-            pipe.set(format!("key:{i}"), i).ignore();
-        }
-        let () = pipe.query_async(&mut con).await.expect("seed the source");
-    }
+    source.seed(KEYS).await.expect("seed the source");
     create(&client, "target", 2, true, true).await;
     let group = wait_group_available(&client, "target").await;
     let (primary, reader) = (primary_port(&group), reader_port(&group));

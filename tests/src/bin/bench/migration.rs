@@ -40,14 +40,7 @@ async fn until_size(address: std::net::SocketAddr, keys: usize, since: Instant) 
 
 pub async fn run(client: &Client) -> anyhow::Result<()> {
     let source = SourceRedis::start(&[]).await;
-    let mut con = source.connection().await;
-    for batch in 0..KEYS / 1_000 {
-        let mut pipe = redis::pipe();
-        for i in batch * 1_000..(batch + 1) * 1_000 {
-            pipe.set(format!("key:{i}"), i).ignore();
-        }
-        let () = pipe.query_async(&mut con).await.context("seeding the source")?;
-    }
+    source.seed(KEYS).await.context("seeding the source")?;
     client
         .create_replication_group()
         .replication_group_id("bench-migration")
