@@ -81,6 +81,14 @@ impl RedisClient {
         }
     }
 
+    /// `DBSIZE`: how many keys the server holds.
+    pub async fn dbsize(&mut self) -> anyhow::Result<usize> {
+        match self.command(&["DBSIZE"]).await? {
+            Resp::Integer(n) => Ok(usize::try_from(n)?),
+            other => bail!("DBSIZE answered {other:?}"),
+        }
+    }
+
     /// `CONFIG GET name` → the value, if the server knows the parameter.
     pub async fn config_get(&mut self, name: &str) -> anyhow::Result<Option<String>> {
         let reply = self.command(&["CONFIG", "GET", name]).await?;

@@ -2,6 +2,8 @@
 //! customer's self-hosted server (the source of an online migration).
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{SETTLE, poll_until};
 
@@ -51,6 +53,43 @@ impl SourceRedis {
             let () = pipe.query_async(&mut con).await?;
         }
         Ok(())
+    }
+}
+
+impl SourceRedis {
+    /// A client writing `live:<n>` = `<n>` (n = 0, 1, …) to the source, one acknowledged
+    /// write after the other, until [`SourceWriter::stop`].
+    pub async fn writer(&self) -> SourceWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut con = self.connection().await;
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut written = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let () =
+                        redis::cmd("SET").arg(format!("live:{written}")).arg(written).query_async(&mut con).await?;
+                    written += 1;
+                }
+                Ok(written)
+            }
+        });
+        SourceWriter { stop, task }
+    }
+}
+
+/// A writer on the source ([`SourceRedis::writer`]).
+pub struct SourceWriter {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<redis::RedisResult<usize>>,
+}
+
+impl SourceWriter {
+    /// Stops it; how many writes the source acknowledged (`live:0` … `live:<n-1>`), or the
+    /// error that ended it.
+    pub async fn stop(self) -> redis::RedisResult<usize> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?
     }
 }
 

@@ -3,9 +3,6 @@
 //! read-only while it migrates and writable after CompleteMigration; TestMigration's verdicts
 //! and AWS's answers to bad requests.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use aws_sdk_elasticache::types::{CustomerNodeEndpoint, SourceType};
 use e2e::expect_code;
 use e2e::source::SourceRedis;
@@ -20,10 +17,7 @@ fn endpoint(port: u16) -> CustomerNodeEndpoint {
 
 async fn dbsize(port: u16) -> Result<usize, String> {
     let mut r = RedisClient::connect("127.0.0.1", port).await.map_err(|e| e.to_string())?;
-    match r.command(&["DBSIZE"]).await.map_err(|e| e.to_string())? {
-        Resp::Integer(n) => usize::try_from(n).map_err(|e| e.to_string()),
-        other => Err(format!("{other:?}")),
-    }
+    r.dbsize().await.map_err(|e| e.to_string())
 }
 
 #[tokio::test]
@@ -46,17 +40,7 @@ async fn a_group_takes_every_key_of_a_live_source_and_is_writable_after_cutover(
     wait_event(&client, SourceType::ReplicationGroup, "target", "Test Migration successful for target").await;
 
     // A writer on the source for the whole migration.
-    let (stop, written) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-    let writer = {
-        let (stop, written, mut con) = (stop.clone(), written.clone(), source.connection().await);
-        tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                let n = written.load(Ordering::SeqCst);
-                let () = redis::cmd("SET").arg(format!("live:{n}")).arg(n).query_async(&mut con).await.expect("SET");
-                written.store(n + 1, Ordering::SeqCst);
-            }
-        })
-    };
+    let writer = source.writer().await;
     let out = client
         .start_migration()
         .replication_group_id("target")
@@ -75,9 +59,7 @@ async fn a_group_takes_every_key_of_a_live_source_and_is_writable_after_cutover(
     let refused = target.set("mine", "x").await.expect_err("a write while migrating");
     assert!(refused.to_string().contains("READONLY"), "{refused}");
 
-    stop.store(true, Ordering::SeqCst);
-    writer.await.expect("writer");
-    let last = written.load(Ordering::SeqCst);
+    let last = writer.stop().await.expect("every write to the source acknowledged");
     assert!(last > 0, "the writer wrote during the migration");
     wait_read(primary, &format!("live:{}", last - 1), &(last - 1).to_string()).await;
     client.complete_migration().replication_group_id("target").send().await.expect("CompleteMigration");

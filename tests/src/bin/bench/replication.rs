@@ -53,12 +53,13 @@ pub(crate) async fn wait_available(client: &Client, id: &str) -> anyhow::Result<
     }
 }
 
-async fn create(client: &Client, id: &str) -> anyhow::Result<()> {
+/// A group of `clusters` nodes with automatic failover and Multi-AZ.
+pub(crate) async fn create(client: &Client, id: &str, clusters: i32) -> anyhow::Result<()> {
     client
         .create_replication_group()
         .replication_group_id(id)
         .replication_group_description("bench")
-        .num_cache_clusters(3)
+        .num_cache_clusters(clusters)
         .cache_node_type("cache.t3.micro")
         .automatic_failover_enabled(true)
         .multi_az_enabled(true)
@@ -129,7 +130,7 @@ async fn write_load(endpoint: SocketAddr, wait: bool, stop: tokio::sync::watch::
 }
 
 async fn lost_writes(client: &Client, admin: SocketAddr, id: &str, wait: bool) -> anyhow::Result<(usize, usize)> {
-    create(client, id).await?;
+    create(client, id, 3).await?;
     let (endpoint, primary) = wait_available(client, id).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_load(endpoint, wait, stopped));
@@ -198,7 +199,7 @@ pub async fn run(client: &Client, admin: SocketAddr) -> anyhow::Result<()> {
     for run in 0..RUNS {
         let id = format!("bench-rg-{run}");
         let started = Instant::now();
-        create(client, &id).await?;
+        create(client, &id, 3).await?;
         let (endpoint, primary) = wait_available(client, &id).await?;
         creates.push(started.elapsed());
         failovers.push(fail_over(admin, endpoint, &primary).await?);
