@@ -30,6 +30,19 @@ async fn read_once(port: u16) -> Result<(), String> {
     Err(last)
 }
 
+/// The update action of group `roll`, with its node-level status.
+async fn roll_action(client: &aws_sdk_elasticache::Client) -> Result<aws_sdk_elasticache::types::UpdateAction, String> {
+    let out = client
+        .describe_update_actions()
+        .replication_group_ids("roll")
+        .service_update_name(UPDATE)
+        .show_node_level_update_status(true)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    out.update_actions().first().cloned().ok_or_else(|| "no update action".to_string())
+}
+
 #[tokio::test]
 async fn an_update_rolls_through_a_group_without_losing_reads_or_writes() {
     let server = TestServer::start().await;
@@ -93,15 +106,7 @@ async fn an_update_rolls_through_a_group_without_losing_reads_or_writes() {
         .unwrap();
     assert_eq!(out.processed_update_actions()[0].update_action_status(), Some(&UpdateActionStatus::WaitingToStart));
     poll_until("the update complete on roll", SETTLE, || async {
-        let out = client
-            .describe_update_actions()
-            .replication_group_ids("roll")
-            .service_update_name(UPDATE)
-            .show_node_level_update_status(true)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let a = &out.update_actions()[0];
+        let a = roll_action(&client).await?;
         match a.update_action_status() {
             Some(UpdateActionStatus::Complete) => Ok(()),
             other => Err(format!("{other:?} {:?}", a.nodes_updated())),
@@ -114,15 +119,7 @@ async fn an_update_rolls_through_a_group_without_losing_reads_or_writes() {
     assert!(reads.load(Ordering::SeqCst) > 0 && !acknowledged.is_empty());
     assert_eq!(failed_reads.load(Ordering::SeqCst), 0, "failed reads: {errors:?}");
 
-    let out = client
-        .describe_update_actions()
-        .replication_group_ids("roll")
-        .service_update_name(UPDATE)
-        .show_node_level_update_status(true)
-        .send()
-        .await
-        .unwrap();
-    let a = &out.update_actions()[0];
+    let a = roll_action(&client).await.unwrap();
     assert_eq!(a.nodes_updated(), Some("3/3"));
     let members = a.node_group_update_status()[0].node_group_member_update_status();
     assert_eq!(members.len(), 3);
