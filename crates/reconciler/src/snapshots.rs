@@ -18,9 +18,28 @@ use crate::{Reconciler, scope_key};
 /// How long a BGSAVE may take before the snapshot is retried.
 const SAVE_DEADLINE: Duration = Duration::from_secs(300);
 const SAVE_POLL: Duration = Duration::from_millis(10);
-const MEMCACHED: &str = "memcached";
-/// Where the RDB-only paths (seeding redis nodes) say which files they read.
-const RDB: &str = "redis";
+
+/// What a snapshot's files hold: RDB data, or a serverless Memcached cache's items
+/// (`nodes::serverless_memcached::dump`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataFile {
+    Rdb,
+    MemcachedDump,
+}
+
+impl DataFile {
+    /// The files of a snapshot of `engine`.
+    fn of(engine: &str) -> Self {
+        if engine == "memcached" { Self::MemcachedDump } else { Self::Rdb }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Rdb => "rdb",
+            Self::MemcachedDump => "memcached",
+        }
+    }
+}
 
 impl Reconciler {
     fn snapshot_dir(&self, scope: &Scope, name: &str) -> PathBuf {
@@ -33,11 +52,9 @@ impl Reconciler {
         self.state_dir.join("exports").join(bucket)
     }
 
-    /// The data file of one node group of a snapshot of `engine`: an RDB file, or for a
-    /// serverless Memcached cache a dump of its items (`nodes::serverless_memcached`).
-    pub(crate) fn snapshot_file(&self, scope: &Scope, name: &str, engine: &str, node_group_id: &str) -> PathBuf {
-        let extension = if engine == MEMCACHED { "memcached" } else { "rdb" };
-        self.snapshot_dir(scope, name).join(format!("{node_group_id}.{extension}"))
+    /// The file of one node group of a snapshot.
+    pub(crate) fn snapshot_file(&self, scope: &Scope, name: &str, kind: DataFile, node_group_id: &str) -> PathBuf {
+        self.snapshot_dir(scope, name).join(format!("{node_group_id}.{}", kind.extension()))
     }
 }
 
@@ -100,7 +117,7 @@ async fn save_node(
     s: &SnapshotRecord,
     node: &NodeSnapshotRecord,
 ) -> Result<Option<u64>, Error> {
-    if s.engine == MEMCACHED {
+    if DataFile::of(&s.engine) == DataFile::MemcachedDump {
         return dump_mirrors(r, scope, s, node).await;
     }
     let key = NodeKey::new(scope_key(scope), node.cache_cluster_id.clone(), node.node_id.clone());
@@ -128,7 +145,7 @@ async fn save_node(
         tokio::time::sleep(SAVE_POLL).await;
     }
     let source = r.node_dir(scope, &node.cache_cluster_id, &node.node_id).join("dump.rdb");
-    let target = r.snapshot_file(scope, &s.name, &s.engine, &node.node_group_id);
+    let target = r.snapshot_file(scope, &s.name, DataFile::of(&s.engine), &node.node_group_id);
     // Encrypted while it is copied: the plaintext never lands in the snapshot directory.
     transfer(r, &source, &target, s.at_rest_encryption).await.map(Some).map_err(|e| Error::Node(e.into()))
 }
@@ -158,7 +175,7 @@ async fn dump_mirrors(
     let Some((node_id, dump)) = fullest else { return Ok(None) };
     let source = r.node_dir(scope, &node.cache_cluster_id, &node_id).join("dump.memcached");
     tokio::fs::write(&source, &dump).await.map_err(|e| Error::Node(e.into()))?;
-    let target = r.snapshot_file(scope, &s.name, &s.engine, &node.node_group_id);
+    let target = r.snapshot_file(scope, &s.name, DataFile::of(&s.engine), &node.node_group_id);
     let copied = transfer(r, &source, &target, s.at_rest_encryption).await;
     let _ = tokio::fs::remove_file(&source).await;
     copied.map(Some).map_err(|e| Error::Node(e.into()))
@@ -172,7 +189,7 @@ pub(crate) async fn load_mirrors(
     snapshot: &str,
     mirrors: &[std::net::SocketAddr],
 ) -> std::io::Result<usize> {
-    let file = r.snapshot_file(scope, snapshot, MEMCACHED, model::names::NODE_GROUP_ID);
+    let file = r.snapshot_file(scope, snapshot, DataFile::MemcachedDump, model::names::NODE_GROUP_ID);
     let dump = read_plain(r, &file).await?;
     let mut loaded = 0;
     for mirror in mirrors {
@@ -238,8 +255,8 @@ async fn give_up(r: &Reconciler, scope: &Scope, s: &SnapshotRecord, reason: &str
 async fn copy(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Result<Option<Duration>, Error> {
     let Some(source) = &s.copy_of else { return Ok(None) };
     for node in &s.nodes {
-        let from = r.snapshot_file(scope, source, &s.engine, &node.node_group_id);
-        let to = r.snapshot_file(scope, &s.name, &s.engine, &node.node_group_id);
+        let from = r.snapshot_file(scope, source, DataFile::of(&s.engine), &node.node_group_id);
+        let to = r.snapshot_file(scope, &s.name, DataFile::of(&s.engine), &node.node_group_id);
         // The copy is encrypted when the source was (or a KmsKeyId asked for it).
         transfer(r, &from, &to, s.at_rest_encryption).await.map_err(|e| Error::Node(e.into()))?;
     }
@@ -264,7 +281,7 @@ async fn export(r: &Arc<Reconciler>, scope: &Scope, s: &SnapshotRecord) -> Resul
     let mut refused = None;
     for node in &s.nodes {
         let file = format!("{name}-{}.rdb", node.node_group_id);
-        let from = r.snapshot_file(scope, &s.name, &s.engine, &node.node_group_id);
+        let from = r.snapshot_file(scope, &s.name, DataFile::of(&s.engine), &node.node_group_id);
         // A usable RDB file, as AWS exports: decrypted when the snapshot is encrypted.
         match &r.s3 {
             Some(s3) => {
@@ -327,7 +344,7 @@ pub(crate) async fn seed_node(r: &Reconciler, scope: &Scope, snapshot: &str, nod
     }
     let source = match snapshot.strip_prefix(model::names::S3_ARN_PREFIX) {
         Some(object) => r.state_dir.join("exports").join(object),
-        None => r.snapshot_file(scope, snapshot, RDB, model::names::NODE_GROUP_ID),
+        None => r.snapshot_file(scope, snapshot, DataFile::Rdb, model::names::NODE_GROUP_ID),
     };
     transfer(r, &source, &target, false).await.map(|_| ())
 }
@@ -368,7 +385,7 @@ pub(crate) async fn seed_cluster(
             let record = r.store.snapshot(scope, snapshot).await.map_err(Error::Store)?;
             let groups: Vec<String> =
                 record.map(|s| s.nodes.into_iter().map(|n| n.node_group_id).collect()).unwrap_or_default();
-            groups.iter().map(|ng| r.snapshot_file(scope, snapshot, RDB, ng)).collect()
+            groups.iter().map(|ng| r.snapshot_file(scope, snapshot, DataFile::Rdb, ng)).collect()
         }
     };
     let mut owner: Vec<Option<std::net::SocketAddr>> = vec![None; usize::from(nodes::cluster::SLOTS)];
