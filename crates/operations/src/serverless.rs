@@ -548,8 +548,8 @@ impl Change {
         if input.engine.is_some() || input.major_engine_version.is_some() {
             return Ok(Self::Engine(Upgrade::of(input, current)?));
         }
-        refuse_memcached_user_groups(&current.engine)?;
         if input.remove_user_group == Some(true) {
+            refuse_memcached_user_groups(&current.engine)?;
             if input.user_group_id.is_some() {
                 return Err(ApiError::invalid_parameter_combination(
                     "UserGroupId and RemoveUserGroup cannot both be specified.",
