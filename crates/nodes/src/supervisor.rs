@@ -236,7 +236,12 @@ impl Runtime {
     pub async fn kill(&self, key: &NodeKey) -> Result<(), NodeError> {
         let _guard = self.inner.key_lock(key).lock_owned().await;
         let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
-        let child = lock(&node.process).child.take();
+        let child = {
+            let mut process = lock(&node.process);
+            // Whatever the node forked dies with it, as when the machine kills a process tree.
+            signal_unreaped(&mut process, node.info.pid, Recipient::Group, libc::SIGKILL);
+            process.child.take()
+        };
         if let Some(mut child) = child {
             let _ = child.start_kill();
             let status = child.wait().await?;
@@ -791,14 +796,7 @@ impl Node {
     /// Sends `signal` if the process is still ours and alive. Holding the lock while
     /// signalling means it cannot be reaped meanwhile, so the pid cannot have been reused.
     fn signal(&self, signal: libc::c_int) -> bool {
-        let mut process = lock(&self.process);
-        let Some(child) = process.child.as_mut() else { return false };
-        if !matches!(child.try_wait(), Ok(None)) {
-            return false;
-        }
-        let Ok(pid) = libc::pid_t::try_from(self.info.pid) else { return false };
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our unreaped child.
-        unsafe { libc::kill(pid, signal) == 0 }
+        signal_unreaped(&mut lock(&self.process), self.info.pid, Recipient::Node, signal)
     }
 
     /// SIGTERM (and SIGCONT, in case it is paused), a grace period, then SIGKILL; reaps.
@@ -840,11 +838,37 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        // The child (if any) dies with it through kill_on_drop; its pidfile is stale then.
-        if lock(&self.process).child.is_some() {
+        let mut process = lock(&self.process);
+        if process.child.is_some() {
+            // kill_on_drop kills the node itself; its process group (its own, see
+            // `spawner`) also holds any child it forked (an AOF rewrite, a snapshot), which
+            // would otherwise outlive it holding a copy of its listening socket.
+            signal_unreaped(&mut process, self.info.pid, Recipient::Group, libc::SIGKILL);
             orphans::remove_pidfile(&self.dir);
         }
     }
+}
+
+/// Who a signal goes to: the node's process, or its process group (the node and what it forked).
+enum Recipient {
+    Node,
+    Group,
+}
+
+/// Sends `signal` to `pid`, the process's child, or its group, if that child is unreaped.
+fn signal_unreaped(process: &mut Process, pid: u32, recipient: Recipient, signal: libc::c_int) -> bool {
+    let Some(child) = process.child.as_mut() else { return false };
+    if !matches!(child.try_wait(), Ok(None)) {
+        return false;
+    }
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    let target = match recipient {
+        Recipient::Node => pid,
+        Recipient::Group => -pid,
+    };
+    // SAFETY: kill(2) has no memory-safety preconditions; an unreaped child's pid (and so
+    // its process group, which it leads) cannot have been reused.
+    unsafe { libc::kill(target, signal) == 0 }
 }
 
 /// 32 random hex characters from the kernel's generator, for the control user's password.

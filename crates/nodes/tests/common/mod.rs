@@ -95,6 +95,17 @@ pub async fn accepts(port: u16) -> bool {
     TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await.is_ok()
 }
 
+/// Whether any process of the process group `pgid` still runs (a node and what it forked).
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+        // After the command's closing parenthesis: state, parent pid, process group.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        fields.get(2).is_some_and(|group| group.parse() == Ok(pgid)) && process_alive(pid)
+    })
+}
+
 /// Whether any thread of the process still runs (a zombie leader may have live siblings).
 pub fn process_alive(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
