@@ -29,6 +29,8 @@ use crate::{Binary, EngineKind, Engines, Health, NodeError, NodeKey, NodeSpec, R
 
 /// How long a node may take to answer its first probe.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Further tries at a free port for a warm node whose port was taken meanwhile.
+const WARM_PORT_RETRIES: usize = 3;
 /// How long a node gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Readiness polling interval: nodes come up in a few milliseconds.
@@ -552,7 +554,15 @@ impl Inner {
             let (inner, pool, binary) = (self.clone(), pool.clone(), binary.clone());
             tokio::spawn(async move {
                 let started_at = Instant::now();
-                let started = inner.launch_warm(&pool, &binary).await;
+                // A port taken between the check and the bind (anything on the machine may
+                // bind one) is no reason to leave the pool short until the next hand-out.
+                let mut started = inner.launch_warm(&pool, &binary).await;
+                for _ in 0..WARM_PORT_RETRIES {
+                    if !matches!(started, Err(Launch::PortTaken)) {
+                        break;
+                    }
+                    started = inner.launch_warm(&pool, &binary).await;
+                }
                 pool.starting.fetch_sub(1, Ordering::SeqCst);
                 let still_ours = lock(&inner.warm).iter().any(|p| Arc::ptr_eq(p, &pool));
                 match started {
@@ -564,7 +574,7 @@ impl Inner {
                     // Not retried here: the next hand-out tries again.
                     Err(Launch::Failed(error)) => tracing::warn!(%error, "starting a warm node failed"),
                     Err(Launch::PortTaken) => {
-                        tracing::debug!("a warm node's port was taken; the next hand-out retries")
+                        tracing::warn!("a warm node's port was taken at every try; the next hand-out retries")
                     }
                 }
             });
