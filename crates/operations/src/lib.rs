@@ -10,8 +10,9 @@
 //!   groups have a module each (`cache_clusters::create`, `replication_groups::modify`, …),
 //!   a plan checked against AWS's rules and then applied. `shards`: cluster mode's node
 //!   groups; `rbac`, `transit`: user groups, TLS and AUTH tokens of groups; `migration`:
-//!   online migration into a group; `reserved_nodes`: reserved cache nodes and their
-//!   offerings; `service_updates`: service updates and update actions.
+//!   online migration into a group, `serverless_migration` into a serverless cache;
+//!   `reserved_nodes`: reserved cache nodes and their offerings; `service_updates`: service
+//!   updates and update actions.
 //! - The vocabulary it shares with the store and the reconciler (statuses, names, ARNs,
 //!   the catalog of engines and parameters) is the `model` crate's.
 //! - `arn`, `pagination`, `validate`, `lookups` (what a request refers to), `placement`
@@ -39,6 +40,7 @@ mod replication_groups;
 pub mod reserved_nodes;
 mod security_groups;
 pub mod serverless;
+mod serverless_migration;
 mod serverless_snapshots;
 pub mod service_updates;
 pub mod settle;
@@ -678,7 +680,27 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: CompleteMigrationMessage,
     ) -> Result<CompleteMigrationResponse, ApiError> {
-        migration::complete(self, ctx, input).await
+        let out = migration::complete(self, ctx, input).await?;
+        self.settle(ctx, "CompleteMigration", &serverless_of(out.serverless_cache.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn prepare_migration(
+        &self,
+        ctx: &RequestContext,
+        input: PrepareMigrationRequest,
+    ) -> Result<PrepareMigrationResponse, ApiError> {
+        let out = serverless_migration::prepare(self, ctx, input).await?;
+        self.settle(ctx, "PrepareMigration", &serverless_of(out.serverless_cache.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn stop_migration(
+        &self,
+        ctx: &RequestContext,
+        input: StopMigrationRequest,
+    ) -> Result<StopMigrationResponse, ApiError> {
+        serverless_migration::stop(self, ctx, input).await
     }
 
     async fn describe_service_updates(

@@ -7,7 +7,8 @@
 //! guide): the target runs Valkey, or Redis OSS 5.0.5 and later (5.0.6 with cluster mode);
 //! it has no encryption in transit and has Multi-AZ; the endpoint list holds one element.
 //! The wording of the refusals is the emulator's unless a comment names a source.
-//! Migrations into cluster-mode groups and serverless caches are not built yet.
+//! Migrations into cluster-mode groups are not built yet; into serverless caches, see
+//! `serverless_migration`.
 
 use model::status::cluster as status;
 use protocol::shapes::*;
@@ -29,7 +30,7 @@ fn already_migrating(id: &str) -> ApiError {
 }
 
 /// The one source endpoint of CustomerNodeEndpointList.
-fn source(list: Option<&[CustomerNodeEndpoint]>) -> Result<(String, u16), ApiError> {
+pub(crate) fn source(list: Option<&[CustomerNodeEndpoint]>) -> Result<(String, u16), ApiError> {
     let [endpoint] = list.unwrap_or_default() else {
         return Err(ApiError::invalid_parameter_value("CustomerNodeEndpointList should have only one element."));
     };
@@ -111,16 +112,16 @@ pub async fn start(
     ctx: &RequestContext,
     input: StartMigrationMessage,
 ) -> Result<StartMigrationResponse, ApiError> {
-    let scope = ops.scope(ctx).await?;
     let id = match (&input.replication_group_id, &input.serverless_cache_name) {
         (Some(id), None) => id,
-        (None, Some(_)) => return Err(ApiError::not_implemented("StartMigration into a serverless cache")),
+        (None, Some(name)) => return crate::serverless_migration::start(ops, ctx, name, &input).await,
         _ => {
             return Err(ApiError::invalid_parameter_combination(
                 "Exactly one of ReplicationGroupId and ServerlessCacheName must be provided.",
             ));
         }
     };
+    let scope = ops.scope(ctx).await?;
     let list = input.customer_node_endpoint_list.as_deref();
     let group = begin(ops, &scope, id, list, MigrationPhase::Migrating).await?;
     Ok(StartMigrationResponse { replication_group: Some(group), serverless_cache: None })
@@ -147,17 +148,17 @@ pub async fn complete(
     ctx: &RequestContext,
     input: CompleteMigrationMessage,
 ) -> Result<CompleteMigrationResponse, ApiError> {
-    let scope = ops.scope(ctx).await?;
+    let force = input.force.unwrap_or(false);
     let id = match (&input.replication_group_id, &input.serverless_cache_name) {
         (Some(id), None) => id.to_ascii_lowercase(),
-        (None, Some(_)) => return Err(ApiError::not_implemented("CompleteMigration of a serverless cache")),
+        (None, Some(name)) => return crate::serverless_migration::complete(ops, ctx, name, force).await,
         _ => {
             return Err(ApiError::invalid_parameter_combination(
                 "Exactly one of ReplicationGroupId and ServerlessCacheName must be provided.",
             ));
         }
     };
-    let force = input.force.unwrap_or(false);
+    let scope = ops.scope(ctx).await?;
     let result = ops
         .store
         .update_replication_group(&scope, &id, |group, _| {

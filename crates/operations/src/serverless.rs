@@ -263,6 +263,7 @@ pub async fn create(
         created_millis: now_millis(),
         endpoint_port: None,
         reader_endpoint_port: None,
+        migration: None,
     };
     let mut backing = match cache.engine.as_str() {
         "memcached" => Backing::Mirrors(Box::new(mirrors(ops, &scope, &cache, restore).await?)),
@@ -401,6 +402,7 @@ pub fn output(scope: &store::Scope, c: &ServerlessCacheRecord) -> ServerlessCach
         full_engine_version: Some(c.full_engine_version.clone()),
         kms_key_id: c.kms_key_id.clone(),
         major_engine_version: Some(c.major_engine_version.clone()),
+        migration: crate::serverless_migration::summary(c),
         network_type: Some(NetworkType::Ipv4),
         reader_endpoint: endpoint(c.reader_endpoint_port),
         security_group_ids: Some(c.security_group_ids.clone()).filter(|ids| !ids.is_empty()),
@@ -591,6 +593,7 @@ pub async fn modify(
                     if c.status != status::AVAILABLE {
                         return Err(invalid_state(&c.name, &c.status));
                     }
+                    crate::serverless_migration::refuse_while_migrating(c)?;
                     match &change {
                         Change::Description(d) => c.description = d.clone(),
                         Change::Limits(l) => (c.data_storage, c.ecpu_per_second) = (l.data_storage, l.ecpu_per_second),

@@ -47,7 +47,7 @@ pub use replication_groups::{
 };
 pub use reserved_nodes::ReservedCacheNodeRecord;
 pub use security_groups::{Ec2Authorization, SecurityGroupRecord};
-pub use serverless::{ServerlessCacheRecord, UsageLimit};
+pub use serverless::{MigrationStage, ServerlessCacheRecord, ServerlessMigration, UsageLimit};
 pub use service_updates::{NodeUpdateRecord, UpdateActionRecord};
 pub use snapshots::{NodeSnapshotRecord, SnapshotRecord};
 pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};

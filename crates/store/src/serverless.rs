@@ -28,6 +28,75 @@ pub struct ServerlessCacheRecord {
     /// Observed by the reconciler: the ports of the emulator-served endpoints.
     pub endpoint_port: Option<u16>,
     pub reader_endpoint_port: Option<u16>,
+    /// An online migration into the cache (PrepareMigration … CompleteMigration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<ServerlessMigration>,
+}
+
+/// An online migration from a customer's Valkey or Redis OSS into a serverless cache, for
+/// the reconciler to carry out. It exists from PrepareMigration until the cutover is done
+/// (or the preparation failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerlessMigration {
+    /// The source's address (a name or an IPv4 address) and port, as given.
+    pub address: String,
+    pub port: u16,
+    /// SourceAuthenticationConfiguration's secret, as given.
+    pub secret_arn: Option<String>,
+    /// The PEM certificate authority the source's TLS certificate is checked against
+    /// (SourceTlsMode `verify-ca`); None: the source speaks plain RESP.
+    pub tls_ca: Option<String>,
+    pub phase: MigrationStage,
+    /// AutoCutover: the cutover happens by itself once the data is in sync.
+    pub auto_cutover: bool,
+}
+
+/// Where a serverless migration stands. Its wire name (`MigrationSummary.Status`) is
+/// [`MigrationStage::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MigrationStage {
+    /// PrepareMigration: the source and the cache are being checked (cache `modifying`).
+    Preparing,
+    /// Checked; the cache's endpoint serves the source. Waiting for StartMigration.
+    Prepared,
+    /// StartMigration: the data is being copied and then followed. `clear`: the cache's data
+    /// is deleted first (ClearTargetCacheData); `started`: the copy has begun (after a
+    /// restart of the emulator it begins again on a cleared cache).
+    Syncing { clear: bool, started: bool },
+    /// The copy is done and the source's changes are applied as they come.
+    InSync,
+    /// CompleteMigration (or AutoCutover): at the next moment the cache holds all the
+    /// source holds, the endpoint switches to the cache (cache `modifying`). `force`: at
+    /// once, in sync or not.
+    CuttingOver { force: bool },
+    /// StopMigration: no more copying; the endpoint still serves the source.
+    Stopped,
+    /// The data sync could not start or broke (an event says why); StartMigration again.
+    Failed,
+}
+
+impl MigrationStage {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Preparing => "preparing",
+            Self::Prepared => "prepared",
+            Self::Syncing { .. } => "syncing",
+            Self::InSync => "in-sync",
+            Self::CuttingOver { .. } => "cutting-over",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether the cache's endpoint sends clients to the source in this stage.
+    pub fn serves_source(&self) -> bool {
+        !matches!(self, Self::Preparing)
+    }
+
+    /// Whether data flows from the source into the cache in this stage.
+    pub fn syncing(&self) -> bool {
+        matches!(self, Self::Syncing { .. } | Self::InSync | Self::CuttingOver { .. })
+    }
 }
 
 /// A CacheUsageLimits bound pair, as given (absent values stay absent).
