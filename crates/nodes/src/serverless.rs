@@ -16,6 +16,12 @@
 //! group) apply to it as they would on AWS. A client that subscribes is handed over to
 //! one node for the rest of its connection.
 //!
+//! During an online migration into the cache, the endpoint sends every command to the
+//! migration's source instead ([`ServerlessEndpoint::route_to`]), with the same face; at
+//! the cutover its owner holds new commands once those under way are answered
+//! ([`ServerlessEndpoint::hold`]), switches the route back, and lets them go: clients wait
+//! a moment, and get no error.
+//!
 //! # Layout
 //! - [`ServerlessEndpoint`]: the listener; [`Router`]: the slot map and command table,
 //!   read from the nodes with the runtime's own credentials.
@@ -62,8 +68,12 @@ pub enum Role {
 pub struct ServerlessEndpoint {
     port: u16,
     seeds: watch::Sender<Vec<SocketAddr>>,
+    router: Arc<Router>,
     task: JoinHandle<()>,
 }
+
+/// New commands wait while this lives ([`ServerlessEndpoint::hold`]); none is under way.
+pub struct Hold(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>);
 
 impl ServerlessEndpoint {
     /// Listens on `address:port` (0: a free port) and serves TLS with `tls`, routing to the
@@ -82,10 +92,38 @@ impl ServerlessEndpoint {
         let (seeds, watched) = watch::channel(Vec::new());
         let router = Arc::new(Router::new(watched, control, role, ecpu));
         tracing::info!(%address, port, ?role, "serverless endpoint listening");
+        let serving = router.clone();
         let task = tokio::spawn(serve_tls(listener, tls, move |stream, local| {
-            Session::new(router.clone(), local).run(stream)
+            Session::new(serving.clone(), local).run(stream)
         }));
-        Ok(Self { port, seeds, task })
+        Ok(Self { port, seeds, router, task })
+    }
+
+    /// Sends every client command to `source` instead of the cluster (an online migration's
+    /// source, served through the cache's own endpoint until the cutover), or to the
+    /// cluster again (None). The endpoint's face stays the same: CLUSTER answers still name
+    /// the endpoint alone, and commands are checked as before (CROSSSLOT), so what a client
+    /// may send does not change at the cutover.
+    pub fn route_to(&self, source: Option<SocketAddr>) {
+        let mut route = self.router.source.write().unwrap_or_else(|e| e.into_inner());
+        if *route != source {
+            tracing::info!(port = self.port, from = ?*route, to = ?source, "serverless endpoint: route");
+            *route = source;
+        }
+    }
+
+    /// Where commands go now: a migration's source, or (None) the cluster.
+    pub fn route(&self) -> Option<SocketAddr> {
+        *self.router.source.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds new commands (they wait, unanswered, not refused) once the commands under way
+    /// have been answered, until the returned [`Hold`] is dropped: a cutover switches the
+    /// route meanwhile. None if commands were still under way after `within` (a blocking
+    /// command, say); nothing is held then.
+    pub async fn hold(&self, within: Duration) -> Option<Hold> {
+        let gate = self.router.gate.clone();
+        tokio::time::timeout(within, gate.write_owned()).await.ok().map(Hold)
     }
 
     pub fn port(&self) -> u16 {
@@ -191,6 +229,10 @@ pub struct Router {
     next_replica: std::sync::atomic::AtomicUsize,
     /// The cache's ECPU/second maximum, shared with its other endpoint.
     ecpu: Arc<EcpuLimit>,
+    /// An online migration's source: every command goes there instead of the cluster.
+    source: RwLock<Option<SocketAddr>>,
+    /// Each command is handled under a read guard; a cutover's [`Hold`] is the write guard.
+    gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Router {
@@ -209,7 +251,14 @@ impl Router {
             refreshed: tokio::sync::Mutex::new(None),
             next_replica: std::sync::atomic::AtomicUsize::new(0),
             ecpu,
+            source: RwLock::new(None),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
         }
+    }
+
+    /// A migration's source, while the endpoint serves it.
+    fn source(&self) -> Option<SocketAddr> {
+        *self.source.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs one command on the first seed that answers, as the runtime's own user.
@@ -265,6 +314,9 @@ impl Router {
     /// Where a command for `slot` goes: its shard's primary, or (reads on the reader
     /// endpoint) one of its replicas in turn. Without a slot: the first primary.
     fn target(&self, slot: Option<u16>, read: bool) -> Option<SocketAddr> {
+        if let Some(source) = self.source() {
+            return Some(source);
+        }
         let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
         let trusted = self.seeds.borrow();
         let vouched = |s: &&Shard| s.primary.is_some_and(|p| trusted.contains(&p));
@@ -281,10 +333,13 @@ impl Router {
     }
 
     fn vouches_for(&self, node: SocketAddr) -> bool {
-        self.seeds.borrow().contains(&node)
+        self.source() == Some(node) || self.seeds.borrow().contains(&node)
     }
 
     fn primaries(&self) -> Vec<SocketAddr> {
+        if let Some(source) = self.source() {
+            return vec![source];
+        }
         let topology = self.topology.read().unwrap_or_else(|e| e.into_inner());
         let trusted = self.seeds.borrow();
         topology.shards.iter().filter_map(|s| s.primary).filter(|p| trusted.contains(p)).collect()
@@ -411,7 +466,10 @@ impl Session {
                 Ok(None) | Err(_) => return,
             };
             let request_bytes: usize = args.iter().map(Vec::len).sum();
+            // A cutover waits for this command to be answered, and holds the next ones.
+            let pass = self.router.gate.clone().read_owned().await;
             let next = self.handle(args).await;
+            drop(pass);
             let written = match &next {
                 Next::Reply(bytes) | Next::Close(bytes) => stream.get_mut().write_all(bytes).await,
                 Next::HandOver(_) => Ok(()),
