@@ -16,10 +16,12 @@ pub enum Kind {
     ServerlessCache,
     ServerlessCacheSnapshot,
     ReservedInstance,
+    /// A global datastore: its ARN names no region (it spans several).
+    GlobalReplicationGroup,
 }
 
 impl Kind {
-    const ALL: [Kind; 11] = [
+    const ALL: [Kind; 12] = [
         Kind::Cluster,
         Kind::ReplicationGroup,
         Kind::ParameterGroup,
@@ -31,6 +33,7 @@ impl Kind {
         Kind::ServerlessCache,
         Kind::ServerlessCacheSnapshot,
         Kind::ReservedInstance,
+        Kind::GlobalReplicationGroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,12 +49,19 @@ impl Kind {
             Kind::ServerlessCache => "serverlesscache",
             Kind::ServerlessCacheSnapshot => "serverlesscachesnapshot",
             Kind::ReservedInstance => "reserved-instance",
+            Kind::GlobalReplicationGroup => "globalreplicationgroup",
         }
     }
 }
 
 pub fn build(scope: &Scope, kind: Kind, name: &str) -> String {
     format!("arn:aws:elasticache:{}:{}:{}:{name}", scope.region, scope.account, kind.as_str())
+}
+
+/// A global datastore's ARN, with no region (the Terraform provider's tests read it as
+/// `arn:aws:elasticache::<account>:globalreplicationgroup:<id>`).
+pub fn build_global(account: &str, id: &str) -> String {
+    format!("arn:aws:elasticache::{account}:{}:{id}", Kind::GlobalReplicationGroup.as_str())
 }
 
 /// A parsed ARN.
@@ -77,7 +87,8 @@ impl Arn {
             return Err(NotAnArn);
         }
         let kind = Kind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or(NotAnArn)?;
-        if region.is_empty() || account.is_empty() || name.is_empty() {
+        let regionless = kind == Kind::GlobalReplicationGroup;
+        if region.is_empty() != regionless || account.is_empty() || name.is_empty() {
             return Err(NotAnArn);
         }
         Ok(Self { region: region.to_string(), account: account.to_string(), kind, name: name.to_string() })
@@ -86,7 +97,7 @@ impl Arn {
     /// Whether the ARN names a resource in `scope`; one in another region or account
     /// cannot exist here.
     pub fn is_in(&self, scope: &Scope) -> bool {
-        self.region == scope.region && self.account == scope.account
+        (self.region == scope.region || self.kind == Kind::GlobalReplicationGroup) && self.account == scope.account
     }
 }
 

@@ -55,6 +55,24 @@ pub mod user {
     pub const DELETING: &str = "deleting";
 }
 
+/// Global datastores and their members (the Terraform provider's status constants and
+/// AWS's CLI examples).
+pub mod global {
+    pub const CREATING: &str = "creating";
+    pub const AVAILABLE: &str = "available";
+    /// Only the primary is left: as settled as `available`.
+    pub const PRIMARY_ONLY: &str = "primary-only";
+    pub const MODIFYING: &str = "modifying";
+    pub const DELETING: &str = "deleting";
+    /// Statuses a change can start from.
+    pub const SETTLED: &[&str] = &[AVAILABLE, PRIMARY_ONLY];
+
+    pub mod member {
+        pub const ASSOCIATING: &str = "associating";
+        pub const ASSOCIATED: &str = "associated";
+    }
+}
+
 /// The `SourceType` of events, as DescribeEvents names them.
 pub mod source {
     pub const CACHE_CLUSTER: &str = "cache-cluster";

@@ -25,6 +25,7 @@ impl NotFound for Kind {
                 (ErrorCode::ServerlessCacheSnapshotNotFoundFault, "ServerlessCacheSnapshot")
             }
             Kind::ReservedInstance => (ErrorCode::ReservedCacheNodeNotFoundFault, "ReservedCacheNode"),
+            Kind::GlobalReplicationGroup => (ErrorCode::GlobalReplicationGroupNotFoundFault, "GlobalReplicationGroup"),
         };
         ApiError::new(code, format!("{what} not found: {name}"))
     }

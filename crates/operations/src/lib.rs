@@ -12,7 +12,8 @@
 //!   groups; `rbac`, `transit`: user groups, TLS and AUTH tokens of groups; `migration`:
 //!   online migration into a group, `serverless_migration` into a serverless cache;
 //!   `reserved_nodes`: reserved cache nodes and their offerings; `service_updates`: service
-//!   updates and update actions.
+//!   updates and update actions; `global_datastores`: global datastores across regions and
+//!   their secondary groups.
 //! - The vocabulary it shares with the store and the reconciler (statuses, names, ARNs,
 //!   the catalog of engines and parameters) is the `model` crate's.
 //! - `arn`, `pagination`, `validate`, `lookups` (what a request refers to), `placement`
@@ -29,6 +30,7 @@ mod arn;
 mod cache_clusters;
 mod engine_versions;
 mod events;
+mod global_datastores;
 mod lookups;
 mod messages;
 mod migration;
@@ -193,6 +195,11 @@ fn group_of(group: Option<&ReplicationGroup>) -> Vec<Awaited> {
     group.and_then(|g| g.replication_group_id.clone()).map(Awaited::ReplicationGroup).into_iter().collect()
 }
 
+/// A global datastore an answer names, to settle.
+fn global_of(group: Option<&GlobalReplicationGroup>) -> Vec<Awaited> {
+    group.and_then(|g| g.global_replication_group_id.clone()).map(Awaited::GlobalReplicationGroup).into_iter().collect()
+}
+
 /// A serverless cache an answer names, to settle.
 fn serverless_of(cache: Option<&ServerlessCache>) -> Vec<Awaited> {
     cache.and_then(|c| c.serverless_cache_name.clone()).map(Awaited::ServerlessCache).into_iter().collect()
@@ -318,8 +325,10 @@ impl ElastiCache for Operations {
         ctx: &RequestContext,
         input: CreateReplicationGroupMessage,
     ) -> Result<CreateReplicationGroupResult, ApiError> {
+        let global = input.global_replication_group_id.clone().map(Awaited::GlobalReplicationGroup);
         let out = replication_groups::create(self, ctx, input).await?;
-        self.settle(ctx, "CreateReplicationGroup", &group_of(out.replication_group.as_ref())).await;
+        let awaited: Vec<Awaited> = group_of(out.replication_group.as_ref()).into_iter().chain(global).collect();
+        self.settle(ctx, "CreateReplicationGroup", &awaited).await;
         Ok(out)
     }
 
@@ -825,5 +834,104 @@ impl ElastiCache for Operations {
         input: ExportServerlessCacheSnapshotRequest,
     ) -> Result<ExportServerlessCacheSnapshotResponse, ApiError> {
         serverless_snapshots::export(self, ctx, input).await
+    }
+
+    async fn create_global_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: CreateGlobalReplicationGroupMessage,
+    ) -> Result<CreateGlobalReplicationGroupResult, ApiError> {
+        let out = global_datastores::create(self, ctx, input).await?;
+        self.settle(ctx, "CreateGlobalReplicationGroup", &global_of(out.global_replication_group.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn describe_global_replication_groups(
+        &self,
+        ctx: &RequestContext,
+        input: DescribeGlobalReplicationGroupsMessage,
+    ) -> Result<DescribeGlobalReplicationGroupsResult, ApiError> {
+        global_datastores::describe(self, ctx, input).await
+    }
+
+    async fn modify_global_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: ModifyGlobalReplicationGroupMessage,
+    ) -> Result<ModifyGlobalReplicationGroupResult, ApiError> {
+        let out = global_datastores::changes::modify(self, ctx, input).await?;
+        self.settle(ctx, "ModifyGlobalReplicationGroup", &global_of(out.global_replication_group.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn delete_global_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: DeleteGlobalReplicationGroupMessage,
+    ) -> Result<DeleteGlobalReplicationGroupResult, ApiError> {
+        let out = global_datastores::delete(self, ctx, input).await?;
+        self.settle(ctx, "DeleteGlobalReplicationGroup", &global_of(out.global_replication_group.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn disassociate_global_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: DisassociateGlobalReplicationGroupMessage,
+    ) -> Result<DisassociateGlobalReplicationGroupResult, ApiError> {
+        let out = global_datastores::disassociate(self, ctx, input).await?;
+        self.settle(ctx, "DisassociateGlobalReplicationGroup", &global_of(out.global_replication_group.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn failover_global_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: FailoverGlobalReplicationGroupMessage,
+    ) -> Result<FailoverGlobalReplicationGroupResult, ApiError> {
+        let out = global_datastores::failover(self, ctx, input).await?;
+        self.settle(ctx, "FailoverGlobalReplicationGroup", &global_of(out.global_replication_group.as_ref())).await;
+        Ok(out)
+    }
+
+    async fn increase_node_groups_in_global_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: IncreaseNodeGroupsInGlobalReplicationGroupMessage,
+    ) -> Result<IncreaseNodeGroupsInGlobalReplicationGroupResult, ApiError> {
+        let out = global_datastores::changes::increase_node_groups(self, ctx, input).await?;
+        self.settle(
+            ctx,
+            "IncreaseNodeGroupsInGlobalReplicationGroup",
+            &global_of(out.global_replication_group.as_ref()),
+        )
+        .await;
+        Ok(out)
+    }
+
+    async fn decrease_node_groups_in_global_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: DecreaseNodeGroupsInGlobalReplicationGroupMessage,
+    ) -> Result<DecreaseNodeGroupsInGlobalReplicationGroupResult, ApiError> {
+        let out = global_datastores::changes::decrease_node_groups(self, ctx, input).await?;
+        self.settle(
+            ctx,
+            "DecreaseNodeGroupsInGlobalReplicationGroup",
+            &global_of(out.global_replication_group.as_ref()),
+        )
+        .await;
+        Ok(out)
+    }
+
+    async fn rebalance_slots_in_global_replication_group(
+        &self,
+        ctx: &RequestContext,
+        input: RebalanceSlotsInGlobalReplicationGroupMessage,
+    ) -> Result<RebalanceSlotsInGlobalReplicationGroupResult, ApiError> {
+        let out = global_datastores::changes::rebalance_slots(self, ctx, input).await?;
+        self.settle(ctx, "RebalanceSlotsInGlobalReplicationGroup", &global_of(out.global_replication_group.as_ref()))
+            .await;
+        Ok(out)
     }
 }

@@ -32,6 +32,8 @@ pub enum Awaited {
     ReplicationGroup(String),
     Snapshot(String),
     ServerlessCache(String),
+    /// A global datastore (of the request's account, seen from any region).
+    GlobalReplicationGroup(String),
 }
 
 impl Awaited {
@@ -57,6 +59,10 @@ impl Awaited {
             Awaited::ServerlessCache(name) => {
                 store.serverless_cache(scope, name).await?.is_none_or(|c| !TRANSITIONAL.contains(&c.status.as_str()))
             }
+            Awaited::GlobalReplicationGroup(id) => store
+                .global_replication_group(&scope.account, id)
+                .await?
+                .is_none_or(|g| model::status::global::SETTLED.contains(&g.status.as_str())),
         })
     }
 }

@@ -84,13 +84,20 @@ async fn resolve(ops: &Operations, scope: &Scope, text: &str) -> Result<String, 
                 ops.store.snapshot(scope, &stored).await.map_err(internal)?.is_some()
             }
             Kind::ReservedInstance => crate::reserved_nodes::exists(ops, scope, &name).await?,
+            Kind::GlobalReplicationGroup => {
+                ops.store.global_replication_group(&scope.account, &arn.name).await.map_err(internal)?.is_some()
+            }
         };
     if !exists {
         return Err(arn.kind.not_found(&arn.name));
     }
     // Snapshot names keep their case; every other id is stored lowercase.
-    let name = if arn.kind == Kind::Snapshot { arn.name.clone() } else { name };
-    Ok(arn::build(scope, arn.kind, &name))
+    Ok(match arn.kind {
+        Kind::Snapshot => arn::build(scope, arn.kind, &arn.name),
+        // Global datastore ids keep the case AWS gives them (the suffix as validated).
+        Kind::GlobalReplicationGroup => model::arn::build_global(&scope.account, &arn.name),
+        _ => arn::build(scope, arn.kind, &name),
+    })
 }
 
 pub async fn add(

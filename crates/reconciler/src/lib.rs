@@ -9,6 +9,8 @@
 //!   changes, deletion, self-healing — all one code path.
 //! - `replication_groups`: replication links, the group's status and failover.
 //! - `migration`: online migration into a group from a customer's server.
+//! - `global`: global datastores: secondary regions replicating from the primary region,
+//!   failover between regions, members' and datastores' statuses.
 //! - `endpoints`: the primary, reader and configuration endpoints the emulator serves.
 //! - `cluster_mode`: cluster-mode groups on Redis Cluster: meeting, slots, resharding,
 //!   per-shard failover and the configuration endpoint.
@@ -39,6 +41,7 @@ mod cluster_mode;
 mod endpoints;
 mod error;
 mod failover;
+mod global;
 mod health;
 mod migration;
 mod replication_groups;
@@ -332,6 +335,17 @@ impl Reconciler {
                     }
                 }
                 Err(error) => tracing::error!(%error, "reading serverless caches failed"),
+            }
+            match store.all_global_replication_groups().await {
+                Ok(globals) => {
+                    for (account, global) in globals {
+                        let id = global.id.clone();
+                        this.spawn_once(global::key(&account, &id), move |r| async move {
+                            global::reconcile(&r, account, id).await
+                        });
+                    }
+                }
+                Err(error) => tracing::error!(%error, "reading global datastores failed"),
             }
             for group in groups {
                 let (scope, id) = (group.scope.clone(), group.group.id.clone());

@@ -31,6 +31,9 @@ pub(crate) enum Upstream {
     None,
     /// The primary replicates from the source at this address.
     Source(SocketAddr),
+    /// The primary replicates from another region's primary node (a global datastore's
+    /// secondary; see `global`).
+    Peer(SocketAddr),
 }
 
 /// Carries out the group's migration as far as it can go now.

@@ -169,7 +169,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     }
     let upstream = match &g.group.migration {
         Some(migration) => crate::migration::step(r, &g, migration).await?,
-        None => crate::migration::Upstream::None,
+        None => match crate::global::upstream(r, &g).await? {
+            Some(peer) => crate::migration::Upstream::Peer(peer),
+            None => crate::migration::Upstream::None,
+        },
     };
     let live: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
     let primary = live.iter().find(|m| m.cluster.id == g.group.primary_cluster_id).copied();
@@ -188,6 +191,14 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
                 if info.primary != Some((ip(&source), source.port())) {
                     tracing::info!(replication_group = id, member = member.cluster.id, %source, "migrating from");
                     crate::migration::follow(r, &key, source).await
+                } else {
+                    Ok(())
+                }
+            }
+            (true, _, _) if let crate::migration::Upstream::Peer(peer) = upstream => {
+                if info.primary != Some((ip(&peer), peer.port())) {
+                    tracing::info!(replication_group = id, member = member.cluster.id, %peer, "replicating from the global datastore's primary region");
+                    crate::global::follow(r, &key, peer).await
                 } else {
                     Ok(())
                 }

@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/nodes", get(list_nodes))
         .route("/_emulator/nodes/{cluster}/{node}/{action}", post(node_action))
         .route("/_emulator/zones/{zone}/outage", post(start_outage).delete(end_outage))
+        .route("/_emulator/regions/{region}/outage", post(start_region_outage).delete(end_region_outage))
         .route("/_emulator/reserved-cache-nodes/{id}/retire", post(retire_reserved_cache_node))
         .route("/_emulator/service-updates", post(publish_service_update))
 }
@@ -233,6 +234,35 @@ async fn start_outage(State(state): State<AppState>, Path(zone): Path<String>) -
 
 async fn end_outage(State(state): State<AppState>, Path(zone): Path<String>) -> Response {
     outage(state, zone, false).await
+}
+
+async fn start_region_outage(State(state): State<AppState>, Path(region): Path<String>) -> Response {
+    region_outage(state, region, true).await
+}
+
+async fn end_region_outage(State(state): State<AppState>, Path(region): Path<String>) -> Response {
+    region_outage(state, region, false).await
+}
+
+/// A whole region goes down: an outage of every zone the region has, so nodes started
+/// there meanwhile start frozen too. Other regions (a global datastore's secondaries) go on.
+async fn region_outage(state: AppState, region: String, down: bool) -> Response {
+    let zones = state.operations.zones(&region);
+    let mut nodes = Vec::new();
+    for zone in &zones {
+        match state.reconciler.zone_outage(zone, down).await {
+            Ok(affected) => nodes.extend(affected),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        }
+    }
+    Json(json!({
+        "status": "ok",
+        "region": region,
+        "zones": zones,
+        "outage": down,
+        "nodes": nodes.iter().map(|k| json!({"cache_cluster_id": k.cluster_id, "cache_node_id": k.node_id})).collect::<Vec<_>>(),
+    }))
+    .into_response()
 }
 
 /// Every node in `zone` becomes unreachable (frozen) until the outage ends.

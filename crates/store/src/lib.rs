@@ -5,7 +5,8 @@
 //! - `tx`: [`Tx`], one write transaction under the write lock, and [`Store::write`], which
 //!   runs an API call's reads, checks and writes in one.
 //! - `parameter_groups`, `subnet_groups`, `security_groups`, `tags`, `cache_clusters`,
-//!   `replication_groups`, `serverless`, `snapshots`, `users` (users and user groups),
+//!   `replication_groups`, `global` (global datastores), `serverless`, `snapshots`, `users`
+//!   (users and user groups),
 //!   `reserved_nodes`, `events`: one module
 //!   per resource family, each a set of `impl Tx` methods (reads and writes inside a write)
 //!   and `impl Store` methods (reads, and a write on its own) over plain records.
@@ -16,6 +17,7 @@
 
 mod cache_clusters;
 mod events;
+mod global;
 mod parameter_groups;
 mod replication_groups;
 mod reserved_nodes;
@@ -40,6 +42,7 @@ pub use cache_clusters::{
     CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, TransitSecurity, UpdateError,
 };
 pub use events::{EventFilter, EventRecord, now_millis};
+pub use global::{GlobalMemberKey, GlobalMemberRecord, GlobalReplicationGroupRecord, GlobalRole};
 pub use parameter_groups::ParameterGroupRecord;
 pub use replication_groups::{
     FailoverRequest, MigrationPhase, MigrationRecord, NodeGroupRecord, ReplicationGroup, ReplicationGroupRecord,
@@ -145,6 +148,7 @@ impl Store {
             "users",
             "snapshots",
             "serverless_caches",
+            "global_replication_groups",
             "replication_groups",
             "cache_nodes",
             "cache_clusters",

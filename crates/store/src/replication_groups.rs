@@ -77,6 +77,9 @@ pub struct ReplicationGroupRecord {
     /// Online migration from a customer's Redis OSS / Valkey (StartMigration, TestMigration).
     #[serde(default)]
     pub migration: Option<MigrationRecord>,
+    /// The global datastore this group is a member of (its role is the datastore's to say).
+    #[serde(default)]
+    pub global_replication_group_id: Option<String>,
 }
 
 /// An online migration into a group, for the reconciler to carry out.

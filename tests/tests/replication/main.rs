@@ -8,6 +8,7 @@
 
 mod engine_change;
 mod failover;
+mod global;
 mod lifecycle;
 mod migration;
 mod placement;

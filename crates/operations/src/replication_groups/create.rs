@@ -23,11 +23,30 @@ pub async fn create(
 ) -> Result<CreateReplicationGroupResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let id = crate::validate::resource_id("ReplicationGroupId", &input.replication_group_id, MAX_ID_LEN)?;
-    let new = plan(ops, &scope, &id, &input).await?;
-    written(ops.store.write(async |tx| new.write(tx).await).await)?;
+    // A secondary of a global datastore: what it inherits comes from the primary group.
+    let global = input.global_replication_group_id.clone();
+    let input = match &global {
+        Some(global) => crate::global_datastores::secondary::inherit(ops, ctx, &scope, &input, global).await?,
+        None => input,
+    };
+    let mut new = plan(ops, &scope, &id, &input).await?;
+    new.stored.group.global_replication_group_id = global.clone();
+    written(
+        ops.store
+            .write(async |tx| {
+                new.write(tx).await?;
+                match &global {
+                    Some(global) => crate::global_datastores::secondary::join(tx, &scope, global, &id).await,
+                    None => Ok(()),
+                }
+            })
+            .await,
+    )?;
     tracing::info!(replication_group = id, members = new.stored.members.len(), "replication group: (none) -> creating");
     ops.wake_reconciler();
-    Ok(CreateReplicationGroupResult { replication_group: Some(output(&new.stored)) })
+    let group = output(&new.stored);
+    let group = crate::global_datastores::with_membership(ops, &scope, vec![group], &[&new.stored]).await?;
+    Ok(CreateReplicationGroupResult { replication_group: group.into_iter().next() })
 }
 
 /// A group checked against AWS's rules, ready to be written.
@@ -130,12 +149,6 @@ struct Options {
 impl Options {
     fn check(input: &CreateReplicationGroupMessage) -> Result<Self, ApiError> {
         crate::validate::description("ReplicationGroupDescription", &input.replication_group_description)?;
-        if let Some(global) = &input.global_replication_group_id {
-            return Err(ApiError::new(
-                ErrorCode::GlobalReplicationGroupNotFoundFault,
-                format!("GlobalReplicationGroup not found: {global}"),
-            ));
-        }
         let cluster_requested = input.cluster_mode.is_some_and(|m| m != ClusterMode::Disabled)
             || input.num_node_groups.is_some_and(|n| n > 1)
             || input.node_group_configuration.as_ref().is_some_and(|c| c.len() > 1);
@@ -422,6 +435,7 @@ fn group_record(
         user_group_ids: Vec::new(),
         max_memory_bytes: None,
         migration: None,
+        global_replication_group_id: None,
     }
 }
 

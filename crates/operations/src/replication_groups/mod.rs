@@ -34,11 +34,11 @@ pub use model::status::source::REPLICATION_GROUP as SOURCE_TYPE;
 /// TestFailover may run at most this often per day.
 const TEST_FAILOVERS_PER_DAY: usize = 15;
 
-fn not_found(id: &str) -> ApiError {
+pub(crate) fn not_found(id: &str) -> ApiError {
     Kind::ReplicationGroup.not_found(id)
 }
 
-fn invalid_state(id: &str, status: &str) -> ApiError {
+pub(crate) fn invalid_state(id: &str, status: &str) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidReplicationGroupStateFault,
         format!("Replication group {id} is not in available state (current state: {status})."),
@@ -197,9 +197,11 @@ pub async fn describe(
     let groups: Vec<StoredGroup> =
         groups.into_iter().filter(|g| !model::names::is_serverless_backing(&g.group.id)).collect();
     let page = paginate(groups, |g| g.group.id.clone(), input.marker.as_deref(), input.max_records)?;
+    let stored: Vec<&StoredGroup> = page.items.iter().collect();
+    let outputs = page.items.iter().map(output).collect();
     Ok(ReplicationGroupMessage {
         marker: page.marker,
-        replication_groups: Some(page.items.iter().map(output).collect()),
+        replication_groups: Some(crate::global_datastores::with_membership(ops, &scope, outputs, &stored).await?),
     })
 }
 
@@ -303,6 +305,11 @@ pub(crate) async fn mark_deleted(
     let mark_deleting = |group: &mut ReplicationGroupRecord, members: &mut Vec<StoredCluster>| {
         if !status::DELETABLE.contains(&group.status.as_str()) {
             return Err(invalid_state(&group.id, &group.status));
+        }
+        // A member leaves its global datastore first (the Terraform provider disassociates
+        // before it deletes).
+        if let Some(global) = &group.global_replication_group_id {
+            return Err(crate::global_datastores::part_of_global(&group.id, global));
         }
         tracing::info!(
             replication_group = group.id,

@@ -21,6 +21,13 @@ pub async fn modify(
 ) -> Result<ModifyReplicationGroupResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let current = existing(ops, &scope, &input.replication_group_id).await?;
+    let global_setting = input.cache_node_type.is_some()
+        || input.engine.is_some()
+        || input.engine_version.is_some()
+        || input.cache_parameter_group_name.is_some();
+    if let Some(global) = current.group.global_replication_group_id.as_deref().filter(|_| global_setting) {
+        return Err(crate::global_datastores::part_of_global(&current.group.id, global));
+    }
     let plan = Plan::check(ops, &scope, &current, &input).await?;
     if let Some(mode) = input.cluster_mode
         && mode.as_str() != current.group.cluster_mode.as_str()

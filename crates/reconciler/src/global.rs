@@ -1,0 +1,285 @@
+//! Global datastores: each secondary region's group replicates from the primary region's
+//! group, and the datastore's status and its members' follow what the nodes show.
+//!
+//! With cluster mode disabled the secondary's primary node is a real replica of the
+//! primary group's primary (`REPLICAOF`, as the emulator's own user, TLS when the groups
+//! use it); its replicas follow it, so the whole secondary is read-only to clients.
+//! FailoverGlobalReplicationGroup pauses writes on the old primary, waits until the
+//! promoted region holds every write it acknowledged, then swaps the roles.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use model::status::cluster as group_status;
+use model::status::global as status;
+use nodes::resp::Reply;
+use nodes::{NodeKey, Role};
+use store::{GlobalMemberKey, GlobalReplicationGroupRecord, GlobalRole, ReplicationGroup, Scope, UpdateError};
+
+use crate::Reconciler;
+use crate::error::{Error, stored};
+use crate::replication_groups::{address, node_key};
+
+/// How long the old primary's writes are held at most during a failover between regions.
+const FAILOVER_PAUSE: Duration = Duration::from_secs(5);
+/// How long the promoted region gets to catch up with the old primary's last write.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
+pub(crate) fn key(account: &str, id: &str) -> crate::ClusterKey {
+    (Scope { region: String::new(), account: account.to_string() }, format!("global/{id}"))
+}
+
+fn member_scope(account: &str, region: &str) -> Scope {
+    Scope { region: region.to_string(), account: account.to_string() }
+}
+
+/// The primary member of a group: its current primary cluster.
+fn primary_of(g: &ReplicationGroup) -> Option<&store::CacheCluster> {
+    g.members.iter().find(|m| m.cluster.id == g.group.primary_cluster_id)
+}
+
+/// Where a group's primary replicates from, when the group is a secondary of a global
+/// datastore: the primary region's primary node.
+pub(crate) async fn upstream(r: &Reconciler, g: &ReplicationGroup) -> Result<Option<SocketAddr>, Error> {
+    let Some(id) = &g.group.global_replication_group_id else { return Ok(None) };
+    let Some(record) = r.store.global_replication_group(&g.scope.account, id).await? else { return Ok(None) };
+    let Some(me) = record.member(&g.scope.region, &g.group.id) else { return Ok(None) };
+    if me.role != GlobalRole::Secondary || me.disassociating || record.failover_to.is_some() {
+        return Ok(None);
+    }
+    let Some(primary) = record.primary() else { return Ok(None) };
+    let scope = member_scope(&g.scope.account, &primary.region);
+    let group = r.store.replication_group(&scope, &primary.replication_group_id).await?;
+    Ok(group.as_ref().and_then(primary_of).and_then(address))
+}
+
+/// Makes the primary at `key` a replica of `upstream`, another emulator node: as the
+/// emulator's own user, which every node knows.
+pub(crate) async fn follow(r: &Reconciler, key: &NodeKey, upstream: SocketAddr) -> Result<(), nodes::NodeError> {
+    let (host, port) = (upstream.ip().to_string(), upstream.port().to_string());
+    r.runtime.command(key, &["REPLICAOF", &host, &port]).await.map(drop)
+}
+
+/// Brings one datastore's status, members and failover to what the nodes show.
+pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Result<Option<Duration>, Error> {
+    let Some(record) = r.store.global_replication_group(&account, &id).await? else { return Ok(None) };
+    if record.status == status::DELETING {
+        return delete(r, &account, &record).await;
+    }
+    if let Some(target) = record.failover_to.clone() {
+        failover(r, &account, &record, &target).await?;
+        return Ok(Some(crate::SOON));
+    }
+    let mut linked = Vec::new();
+    let mut leaving = Vec::new();
+    for member in &record.members {
+        let scope = member_scope(&account, &member.region);
+        let group = r.store.replication_group(&scope, &member.replication_group_id).await?;
+        let Some(group) = group else { continue };
+        if member.disassociating {
+            if stopped_following(r, &group).await {
+                leaving.push((scope, group.group.id.clone()));
+            }
+            continue;
+        }
+        let available = group.group.status == group_status::AVAILABLE;
+        let ready = match member.role {
+            GlobalRole::Primary => available,
+            GlobalRole::Secondary => available && follows_upstream(r, &group).await?,
+        };
+        if ready {
+            linked.push((member.region.clone(), member.replication_group_id.clone()));
+        }
+    }
+    for (scope, group) in &leaving {
+        release(r, scope, group).await?;
+    }
+    let result = r
+        .store
+        .update_global_replication_group(&account, &id, |g| {
+            g.members.retain(|m| {
+                !(m.disassociating
+                    && leaving.iter().any(|(s, id)| s.region == m.region && *id == m.replication_group_id))
+            });
+            for m in &mut g.members {
+                let ready = linked.iter().any(|(region, id)| *region == m.region && *id == m.replication_group_id);
+                if ready && m.status != status::member::ASSOCIATED {
+                    tracing::info!(
+                        global_replication_group = g.id,
+                        member = m.replication_group_id,
+                        region = m.region,
+                        "member associated"
+                    );
+                    m.status = status::member::ASSOCIATED.to_string();
+                }
+            }
+            let settled = g.members.iter().all(|m| m.status == status::member::ASSOCIATED && !m.disassociating)
+                && g.members
+                    .iter()
+                    .all(|m| linked.iter().any(|(region, id)| *region == m.region && *id == m.replication_group_id));
+            if settled {
+                let next = if g.secondaries().next().is_some() { status::AVAILABLE } else { status::PRIMARY_ONLY };
+                if g.status != next {
+                    tracing::info!(
+                        global_replication_group = g.id,
+                        from = g.status,
+                        to = next,
+                        "global replication group status"
+                    );
+                    g.status = next.to_string();
+                }
+            }
+            Ok::<_, ()>(())
+        })
+        .await;
+    match result {
+        Ok(Some(g)) if status::SETTLED.contains(&g.status.as_str()) => Ok(None),
+        Ok(_) | Err(UpdateError::Rejected(())) => Ok(Some(crate::SOON)),
+        Err(UpdateError::Store(e)) => Err(Error::Store(e)),
+    }
+}
+
+/// Whether a secondary group's primary replicates from the primary region's primary, its
+/// link up.
+async fn follows_upstream(r: &Reconciler, g: &ReplicationGroup) -> Result<bool, Error> {
+    let Some(upstream) = upstream(r, g).await? else { return Ok(false) };
+    let Some(key) = primary_of(g).and_then(|p| node_key(&g.scope, p)) else { return Ok(false) };
+    let Ok(info) = r.runtime.replication(&key).await else { return Ok(false) };
+    Ok(info.role == Role::Replica
+        && info.primary.map(|(ip, port)| SocketAddr::new(IpAddr::V4(ip), port)) == Some(upstream)
+        && info.link_up)
+}
+
+/// Whether a leaving secondary's primary stopped replicating from the other region (its
+/// own reconcile stops it, the datastore no longer naming its upstream).
+async fn stopped_following(r: &Reconciler, g: &ReplicationGroup) -> bool {
+    let Some(key) = primary_of(g).and_then(|p| node_key(&g.scope, p)) else { return true };
+    match r.runtime.replication(&key).await {
+        Ok(info) => info.role == Role::Primary,
+        Err(_) => false,
+    }
+}
+
+/// A group leaves its datastore: it is a standalone group again.
+async fn release(r: &Reconciler, scope: &Scope, group: &str) -> Result<(), Error> {
+    let result = r
+        .store
+        .update_replication_group(scope, group, |g, _| {
+            tracing::info!(replication_group = g.id, "left its global datastore");
+            g.global_replication_group_id = None;
+            Ok::<_, ()>(Vec::new())
+        })
+        .await;
+    stored(result.map(drop))
+}
+
+/// DeleteGlobalReplicationGroup: the primary (the only member left) is released, then the
+/// datastore is gone.
+async fn delete(
+    r: &Reconciler,
+    account: &str,
+    record: &GlobalReplicationGroupRecord,
+) -> Result<Option<Duration>, Error> {
+    for member in &record.members {
+        release(r, &member_scope(account, &member.region), &member.replication_group_id).await?;
+    }
+    r.store
+        .write(async |tx| {
+            tx.delete_global_replication_group(account, &record.id).await.map_err(UpdateError::<()>::from)
+        })
+        .await
+        .map_err(|e| match e {
+            UpdateError::Store(e) => Error::Store(e),
+            UpdateError::Rejected(()) => Error::Store(store::StoreError::NotFound),
+        })?;
+    tracing::info!(
+        global_replication_group = record.id,
+        from = status::DELETING,
+        to = "deleted",
+        "global replication group status"
+    );
+    Ok(None)
+}
+
+/// FailoverGlobalReplicationGroup: `target` becomes the primary region. With the old
+/// primary healthy, its writes are held until the target holds all it acknowledged, so
+/// none is lost; the old primary then replicates from the new one, and the held writes
+/// are refused (READONLY) rather than lost.
+async fn failover(
+    r: &Reconciler,
+    account: &str,
+    record: &GlobalReplicationGroupRecord,
+    target: &GlobalMemberKey,
+) -> Result<(), Error> {
+    let old = match record.primary() {
+        Some(p) => r.store.replication_group(&member_scope(account, &p.region), &p.replication_group_id).await?,
+        None => None,
+    };
+    let new = r.store.replication_group(&member_scope(account, &target.region), &target.replication_group_id).await?;
+    let old_key = old.as_ref().and_then(|g| primary_of(g).and_then(|p| node_key(&g.scope, p)));
+    let new_primary = new.as_ref().and_then(|g| primary_of(g).map(|p| (node_key(&g.scope, p), address(p))));
+    let paused = match &old_key {
+        Some(key) => pause_writes(r, key).await,
+        None => false,
+    };
+    if paused && let (Some(old_key), Some((Some(new_key), _))) = (&old_key, &new_primary) {
+        catch_up(r, old_key, new_key).await;
+    }
+    let result = r
+        .store
+        .update_global_replication_group(account, &record.id, |g| {
+            for m in &mut g.members {
+                let promoted = m.region == target.region && m.replication_group_id == target.replication_group_id;
+                m.role = if promoted { GlobalRole::Primary } else { GlobalRole::Secondary };
+                if !promoted {
+                    m.status = status::member::ASSOCIATING.to_string();
+                }
+            }
+            g.failover_to = None;
+            Ok::<_, ()>(())
+        })
+        .await;
+    stored(result.map(drop))?;
+    tracing::info!(
+        global_replication_group = record.id,
+        region = target.region,
+        group = target.replication_group_id,
+        "failed over between regions"
+    );
+    // At once rather than at the groups' next reconciles: the fewer the moments without a
+    // writable primary, the better.
+    if let Some((Some(new_key), new_address)) = new_primary {
+        if let Err(error) = r.runtime.command(&new_key, &["REPLICAOF", "NO", "ONE"]).await {
+            tracing::warn!(node = %new_key, %error, "promoting the new primary region failed; its reconcile retries");
+        }
+        if let (Some(old_key), Some(address)) = (&old_key, new_address)
+            && let Err(error) = follow(r, old_key, address).await
+        {
+            tracing::warn!(node = %old_key, %error, "the old primary could not follow the new one yet; its reconcile retries");
+        }
+    }
+    if paused && let Some(key) = &old_key {
+        let _ = r.runtime.command(key, &["CLIENT", "UNPAUSE"]).await;
+    }
+    r.schedule.wake.notify_one();
+    Ok(())
+}
+
+/// Holds every client write on `key`'s node (reads go on); whether it could.
+async fn pause_writes(r: &Reconciler, key: &NodeKey) -> bool {
+    let millis = FAILOVER_PAUSE.as_millis().to_string();
+    matches!(r.runtime.command(key, &["CLIENT", "PAUSE", &millis, "WRITE"]).await, Ok(Reply::Simple(_)))
+}
+
+/// Waits (bounded) until `replica` has applied every write `primary` holds.
+async fn catch_up(r: &Reconciler, primary: &NodeKey, replica: &NodeKey) {
+    let Ok(source) = r.runtime.replication(primary).await else { return };
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    while tokio::time::Instant::now() < deadline {
+        match r.runtime.replication(replica).await {
+            Ok(info) if info.offset >= source.offset => return,
+            _ => tokio::time::sleep(Duration::from_millis(2)).await,
+        }
+    }
+    tracing::warn!(node = %replica, "the promoted region did not catch up in time");
+}
