@@ -44,7 +44,10 @@ pub(crate) async fn upstream(r: &Reconciler, g: &ReplicationGroup) -> Result<Opt
     let Some(id) = &g.group.global_replication_group_id else { return Ok(None) };
     let Some(record) = r.store.global_replication_group(&g.scope.account, id).await? else { return Ok(None) };
     let Some(me) = record.member(&g.scope.region, &g.group.id) else { return Ok(None) };
-    if me.role != GlobalRole::Secondary || me.disassociating || record.failover_to.is_some() {
+    // While a failover between regions is asked for, the roles stand until `failover`
+    // swaps them: a secondary promoted early would take writes the old primary still
+    // acknowledges.
+    if me.role != GlobalRole::Secondary || me.disassociating {
         return Ok(None);
     }
     let Some(primary) = record.primary() else { return Ok(None) };

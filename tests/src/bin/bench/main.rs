@@ -1,12 +1,14 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|migration|cluster-mode|snapshots|tls|serverless|waiters|slow-clients]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|migration|global|service-updates|cluster-mode|snapshots|tls|serverless|waiters|slow-clients]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
 //! - clusters: see `clusters.rs`;
 //! - replication: see `replication.rs`;
 //! - migration: see `migration.rs`;
+//! - global: see `global.rs`;
+//! - service-updates: see `service_updates.rs`;
 //! - cluster-mode: see `cluster_mode.rs`;
 //! - snapshots: see `snapshots.rs`;
 //! - tls: see `tls.rs`;
@@ -31,9 +33,11 @@ use aws_sdk_elasticache::Client;
 
 mod cluster_mode;
 mod clusters;
+mod global;
 mod migration;
 mod replication;
 mod serverless;
+mod service_updates;
 mod slow_clients;
 mod snapshots;
 mod tls;
@@ -142,7 +146,12 @@ async fn startup(binary: &PathBuf) -> anyhow::Result<Vec<Duration>> {
 }
 
 async fn client(address: SocketAddr) -> Client {
-    let config = e2e::sdk_config(&format!("http://{address}"), "us-east-1")
+    client_in(address, "us-east-1").await
+}
+
+/// A client signing for `region` (the server keeps resources per region).
+async fn client_in(address: SocketAddr, region: &str) -> Client {
+    let config = e2e::sdk_config(&format!("http://{address}"), region)
         .credentials_provider(aws_sdk_elasticache::config::Credentials::new("bench", "bench", None, None, "bench"));
     Client::from_conf(config.build())
 }
@@ -247,6 +256,20 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         migration::run(&client(server.address).await).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "service-updates") {
+        let server = Server::spawn(&binary)?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        service_updates::run(&client(server.address).await).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "global") {
+        let server = Server::spawn(&binary)?;
+        while !answered(server.address).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        global::run(&client(server.address).await, &client_in(server.address, "us-west-2").await).await?;
     }
     if which.as_deref().is_none_or(|w| w == "cluster-mode") {
         let server = Server::spawn(&binary)?;
