@@ -762,6 +762,8 @@ pub async fn scale(ops: &Operations, scope: &store::Scope, name: &str, target: u
     if cache.status != status::AVAILABLE {
         return Err(invalid_state(name, &cache.status));
     }
+    // Not while a migration copies into the shards (its bridge writes to them).
+    crate::serverless_migration::refuse_while_migrating(&cache)?;
     let backing = serverless_backing(name);
     let group = crate::replication_groups::existing(ops, scope, &backing).await?;
     let zones = ops.subnet_group_zones(scope, &crate::replication_groups::subnet_group_of(&group)).await?;
