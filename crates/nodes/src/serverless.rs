@@ -75,6 +75,38 @@ pub struct ServerlessEndpoint {
 /// New commands wait while this lives ([`ServerlessEndpoint::hold`]); none is under way.
 pub struct Hold(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>);
 
+/// A server the endpoint sends commands to instead of its cluster: an online migration's
+/// source, in plaintext or (`tls`) over TLS verified with that configuration.
+#[derive(Clone)]
+pub struct Upstream {
+    pub address: SocketAddr,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.address, if self.tls.is_some() { " (TLS)" } else { "" })
+    }
+}
+
+/// A connection to a node or an upstream, plaintext or TLS.
+pub trait Io: tokio::io::AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// Connects to `address` (within CONNECT_TIMEOUT, TLS included), through TLS verified with
+/// `tls` when given.
+pub async fn connect(address: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<Box<dyn Io>> {
+    let connect = async {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let Some(config) = tls else { return Ok(Box::new(stream) as Box<dyn Io>) };
+        let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+        let stream = tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await?;
+        Ok(Box::new(stream) as Box<dyn Io>)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect).await.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
 impl ServerlessEndpoint {
     /// Listens on `address:port` (0: a free port) and serves TLS with `tls`, routing to the
     /// cluster whose nodes [`ServerlessEndpoint::point_at`] names. `control` is the
@@ -104,9 +136,14 @@ impl ServerlessEndpoint {
     /// cluster again (None). The endpoint's face stays the same: CLUSTER answers still name
     /// the endpoint alone, and commands are checked as before (CROSSSLOT), so what a client
     /// may send does not change at the cutover.
-    pub fn route_to(&self, source: Option<SocketAddr>) {
+    pub fn route_to(&self, source: Option<Upstream>) {
         let mut route = self.router.source.write().unwrap_or_else(|e| e.into_inner());
-        if *route != source {
+        let same = match (&*route, &source) {
+            (Some(a), Some(b)) => a.address == b.address && a.tls.is_some() == b.tls.is_some(),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
             tracing::info!(port = self.port, from = ?*route, to = ?source, "serverless endpoint: route");
             *route = source;
         }
@@ -114,7 +151,7 @@ impl ServerlessEndpoint {
 
     /// Where commands go now: a migration's source, or (None) the cluster.
     pub fn route(&self) -> Option<SocketAddr> {
-        *self.router.source.read().unwrap_or_else(|e| e.into_inner())
+        self.router.source()
     }
 
     /// Holds new commands (they wait, unanswered, not refused) once the commands under way
@@ -230,7 +267,7 @@ pub struct Router {
     /// The cache's ECPU/second maximum, shared with its other endpoint.
     ecpu: Arc<EcpuLimit>,
     /// An online migration's source: every command goes there instead of the cluster.
-    source: RwLock<Option<SocketAddr>>,
+    source: RwLock<Option<Upstream>>,
     /// Each command is handled under a read guard; a cutover's [`Hold`] is the write guard.
     gate: Arc<tokio::sync::RwLock<()>>,
 }
@@ -258,7 +295,13 @@ impl Router {
 
     /// A migration's source, while the endpoint serves it.
     fn source(&self) -> Option<SocketAddr> {
-        *self.source.read().unwrap_or_else(|e| e.into_inner())
+        self.source.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|u| u.address)
+    }
+
+    /// The TLS configuration towards `node`, if it is a source reached over TLS.
+    fn tls_towards(&self, node: SocketAddr) -> Option<Arc<rustls::ClientConfig>> {
+        let source = self.source.read().unwrap_or_else(|e| e.into_inner());
+        source.as_ref().filter(|u| u.address == node).and_then(|u| u.tls.clone())
     }
 
     /// Runs one command on the first seed that answers, as the runtime's own user.
@@ -413,7 +456,7 @@ enum Next {
     Close(Vec<u8>),
     /// Hand the connection over to this node: the command went there and its reply (and
     /// all that follows) is copied through as it comes.
-    HandOver(TcpStream),
+    HandOver(Box<dyn Io>),
 }
 
 /// A transaction being queued (MULTI … EXEC), run on the shard of its keys at EXEC.
@@ -429,7 +472,7 @@ struct Session {
     router: Arc<Router>,
     /// The endpoint address the client reached: the one CLUSTER answers name.
     local: SocketAddr,
-    upstreams: HashMap<SocketAddr, BufStream<TcpStream>>,
+    upstreams: HashMap<SocketAddr, BufStream<Box<dyn Io>>>,
     /// AUTH, HELLO and CLIENT SETNAME as the client sent them: every new node connection
     /// gets them first.
     replay: Vec<(String, Vec<u8>)>,
@@ -653,12 +696,9 @@ impl Session {
 
     /// This client's connection to `node`, opened (and given the client's AUTH, HELLO and
     /// name) on first use.
-    async fn upstream(&mut self, node: SocketAddr) -> io::Result<&mut BufStream<TcpStream>> {
+    async fn upstream(&mut self, node: SocketAddr) -> io::Result<&mut BufStream<Box<dyn Io>>> {
         if !self.upstreams.contains_key(&node) {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(node))
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-            stream.set_nodelay(true)?;
+            let stream = connect(node, self.router.tls_towards(node).as_ref()).await?;
             let mut stream = BufStream::new(stream);
             let mut setup: Vec<Vec<u8>> = self.replay.iter().map(|(_, c)| c.clone()).collect();
             if self.router.role == Role::Reader {
