@@ -6,7 +6,10 @@
 //! is a listener of its own that forwards each connection, byte for byte, to the node the
 //! owner currently lists. When a node leaves the list (the old primary after a failover),
 //! every connection forwarded to it is closed at once: clients see the disconnect they
-//! would see on AWS, reconnect, and reach the new node.
+//! would see on AWS, reconnect, and reach the new node. A node leaving for a planned
+//! restart is *drained* instead ([`EndpointProxy::drain`]): it gets no new connections, and
+//! the ones it has run on until their clients close them, so its owner can wait for
+//! [`EndpointProxy::open_to`] to reach zero before the restart.
 //!
 //! With transit encryption the proxy looks at the first byte of each new connection (a TLS
 //! ClientHello starts with 0x16; RESP never does) before choosing what to do with it, per
@@ -21,8 +24,9 @@
 //! - [`ProxyTls`]: what the endpoint does with TLS and plaintext connections.
 //! - [`EndpointProxy`]: the listener; `serve` accepts, `forward` copies one connection.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -74,12 +78,49 @@ impl std::fmt::Debug for ProxyTls {
     }
 }
 
+/// The connections open to each target, and the targets being drained.
+#[derive(Default)]
+struct Traffic {
+    open: Mutex<HashMap<SocketAddr, usize>>,
+    draining: Mutex<HashSet<SocketAddr>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Counts one forwarded connection for as long as it lives.
+struct OpenConnection {
+    traffic: Arc<Traffic>,
+    target: SocketAddr,
+}
+
+impl OpenConnection {
+    fn new(traffic: Arc<Traffic>, target: SocketAddr) -> Self {
+        *lock(&traffic.open).entry(target).or_default() += 1;
+        Self { traffic, target }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut open = lock(&self.traffic.open);
+        if let Some(count) = open.get_mut(&self.target) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.target);
+            }
+        }
+    }
+}
+
 /// A running endpoint proxy. It stops — listener and every forwarded connection — when
 /// dropped (asynchronously; [`EndpointProxy::shutdown`] waits until the port is free).
 pub struct EndpointProxy {
     address: Ipv4Addr,
     port: u16,
     tls: Arc<RwLock<ProxyTls>>,
+    traffic: Arc<Traffic>,
     task: JoinHandle<()>,
 }
 
@@ -105,8 +146,25 @@ impl EndpointProxy {
         let port = listener.local_addr()?.port();
         tracing::info!(%address, port, ?balance, "endpoint proxy listening");
         let tls = Arc::new(RwLock::new(ProxyTls::Off));
-        let task = tokio::spawn(serve(listener, targets, balance, tls.clone()));
-        Ok(Self { address, port, tls, task })
+        let traffic = Arc::new(Traffic::default());
+        let task = tokio::spawn(serve(listener, targets, balance, tls.clone(), traffic.clone()));
+        Ok(Self { address, port, tls, traffic, task })
+    }
+
+    /// From now on `target` leaving the list keeps its connections open (until their
+    /// clients close them, or the node goes away) instead of closing them.
+    pub fn drain(&self, target: SocketAddr) {
+        lock(&self.traffic.draining).insert(target);
+    }
+
+    /// `target` leaving the list closes its connections again (it is back, or gone for good).
+    pub fn undrain(&self, target: SocketAddr) {
+        lock(&self.traffic.draining).remove(&target);
+    }
+
+    /// How many connections are forwarded to `target` now.
+    pub fn open_to(&self, target: SocketAddr) -> usize {
+        lock(&self.traffic.open).get(&target).copied().unwrap_or(0)
     }
 
     /// Changes what new connections get; connections already made keep what they have.
@@ -146,6 +204,7 @@ async fn serve(
     targets: watch::Receiver<Vec<SocketAddr>>,
     balance: Balance,
     tls: Arc<RwLock<ProxyTls>>,
+    traffic: Arc<Traffic>,
 ) {
     let mut connections = JoinSet::new();
     let mut next: usize = 0;
@@ -168,7 +227,8 @@ async fn serve(
                     match target {
                         Some(target) => {
                             let mode = tls.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-                            connections.spawn(accept(client, target, targets.clone(), mode));
+                            let open = OpenConnection::new(traffic.clone(), target);
+                            connections.spawn(accept(client, open, targets.clone(), mode));
                         }
                         None => {
                             // Nothing to reach: closing is what a client of a node that is
@@ -190,7 +250,7 @@ async fn serve(
 }
 
 /// Decides, per `mode`, what to do with a new connection, then forwards it.
-async fn accept(client: TcpStream, target: SocketAddr, targets: watch::Receiver<Vec<SocketAddr>>, mode: ProxyTls) {
+async fn accept(client: TcpStream, target: OpenConnection, targets: watch::Receiver<Vec<SocketAddr>>, mode: ProxyTls) {
     let _ = client.set_nodelay(true);
     if matches!(mode, ProxyTls::Off) {
         return forward(client, target, targets).await;
@@ -205,14 +265,14 @@ async fn accept(client: TcpStream, target: SocketAddr, targets: watch::Receiver<
         ProxyTls::Required if is_tls => forward(client, target, targets).await,
         ProxyTls::Required => {
             // What a TLS-only server does with plaintext: nothing but closing.
-            tracing::debug!(%target, "plaintext connection to a TLS-only endpoint; closing it");
+            tracing::debug!(target = %target.target, "plaintext connection to a TLS-only endpoint; closing it");
         }
         ProxyTls::Preferred(config) if is_tls => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(FIRST_BYTE_TIMEOUT, acceptor.accept(client)).await {
                 Ok(Ok(stream)) => forward(stream, target, targets).await,
-                Ok(Err(error)) => tracing::debug!(%target, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%target, "TLS handshake timed out"),
+                Ok(Err(error)) => tracing::debug!(target = %target.target, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(target = %target.target, "TLS handshake timed out"),
             }
         }
         ProxyTls::Preferred(_) => forward(client, target, targets).await,
@@ -220,11 +280,12 @@ async fn accept(client: TcpStream, target: SocketAddr, targets: watch::Receiver<
 }
 
 /// Copies bytes both ways between `client` and `target` until either side closes or
-/// `target` leaves the list; then both sockets are dropped, which closes them.
-async fn forward<C>(mut client: C, target: SocketAddr, mut targets: watch::Receiver<Vec<SocketAddr>>)
+/// `target` leaves the list undrained; then both sockets are dropped, which closes them.
+async fn forward<C>(mut client: C, open: OpenConnection, mut targets: watch::Receiver<Vec<SocketAddr>>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
+    let target = open.target;
     let mut upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -242,7 +303,9 @@ where
     let removed = async {
         // `wait_for` checks the current list first, so a removal during connect counts.
         // A dropped sender freezes the list: then the target is never removed.
-        if targets.wait_for(|list| !list.contains(&target)).await.is_err() {
+        if targets.wait_for(|list| !list.contains(&target)).await.is_err()
+            || lock(&open.traffic.draining).contains(&target)
+        {
             std::future::pending::<()>().await;
         }
     };

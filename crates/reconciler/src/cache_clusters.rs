@@ -13,6 +13,10 @@ use crate::error::Error;
 
 use crate::{Reconciler, lock, scope_key};
 
+/// The longest a restart waits for a drained node's connections through the reader endpoint
+/// to end (a client holding one open is cut by the restart after that).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn engine_kind(engine: &str) -> EngineKind {
     match engine {
         "memcached" => EngineKind::Memcached,
@@ -218,6 +222,9 @@ async fn act_on_nodes(
         }
         let recover = recovering.contains(&node.node_id);
         if running.is_none() || node.reboot_requested || recover || tls_changed || engine_changed {
+            if node.reboot_requested && running.is_some() {
+                drained_from_reader(r, c, node).await;
+            }
             match prepare_start(r, c, desired, node, recover).await? {
                 Ok(spec) => {
                     let runtime = r.runtime.clone();
@@ -247,6 +254,31 @@ async fn act_on_nodes(
 
 /// The spec a node starts with, its directory ready (seeded from the snapshot a new
 /// cluster restores, emptied for a node recovering from a crash); or why it cannot start.
+/// Takes a replica about to restart (a reboot, a service update) out of its group's reader
+/// endpoint and waits (bounded) until the reads it still serves there have ended, so no
+/// read in flight is cut by the restart. Taken out again at each look: a group reconcile
+/// that read the store before the reboot was asked for may have put it back.
+async fn drained_from_reader(r: &Reconciler, c: &CacheCluster, node: &CacheNodeRecord) {
+    let Some(group) = &c.cluster.replication_group_id else { return };
+    let Ok(address) = node.address.parse::<std::net::Ipv4Addr>() else { return };
+    let target = std::net::SocketAddr::from((address, node.port));
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let open = match r.endpoints.groups.lock().await.get(&(c.scope.clone(), group.clone())) {
+            Some(endpoints) => endpoints.reader.as_ref().map_or(0, |reader| {
+                reader.drain(target);
+                reader.remove(target);
+                reader.open_to(target)
+            }),
+            None => 0,
+        };
+        if open == 0 || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn prepare_start(
     r: &Reconciler,
     c: &CacheCluster,

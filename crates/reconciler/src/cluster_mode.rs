@@ -579,7 +579,7 @@ async fn endpoints(
         Some(shard) => {
             let primary = seen.iter().find(|s| s.member.cluster.id == shard.primary_cluster_id && s.me.primary);
             let replicas = seen.iter().filter(|s| !s.me.primary).map(|s| s.address).collect();
-            Some(point_primary_and_reader(r, g, primary.map(|s| s.address), replicas).await?)
+            Some(point_primary_and_reader(r, g, primary.map(|s| s.address), replicas, &[]).await?)
         }
         None => None,
     };

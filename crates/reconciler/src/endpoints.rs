@@ -82,9 +82,24 @@ impl Endpoint {
         self.proxy.set_tls(tls);
     }
 
-    /// Points the endpoint at `next`; connections to nodes no longer listed are closed.
+    /// Points the endpoint at `next`; connections to nodes no longer listed are closed
+    /// (unless drained). A node listed again is no longer drained.
     pub fn point_at(&self, next: Vec<SocketAddr>) {
+        for target in &next {
+            self.proxy.undrain(*target);
+        }
         self.targets.send_if_modified(|t| replace(t, next));
+    }
+
+    /// When `target` leaves the list, its connections run on until their clients close
+    /// them (see [`Endpoint::open_to`]) instead of being closed.
+    pub fn drain(&self, target: SocketAddr) {
+        self.proxy.drain(target);
+    }
+
+    /// How many connections are forwarded to `target` now.
+    pub fn open_to(&self, target: SocketAddr) -> usize {
+        self.proxy.open_to(target)
     }
 
     /// Takes `target` out of the list (its connections are closed), unless it is the last.
@@ -117,12 +132,16 @@ pub async fn ensure(slot: &mut Option<Endpoint>, port: Option<u16>, balance: Bal
 }
 
 /// Points a group's primary endpoint at `primary` and its reader endpoint at `replicas`
-/// (at the primary when there are none); returns their ports.
+/// (at the primary when there are none); returns their ports. Of the nodes that leave the
+/// reader endpoint, those in `serving` keep their connections until their clients close
+/// them: reads on a replica re-pointed or promoted, or about to restart for a reboot, are
+/// as good as ever; only a node that stopped answering has its readers cut off at once.
 pub async fn point_primary_and_reader(
     r: &Reconciler,
     g: &ReplicationGroup,
     primary: Option<SocketAddr>,
     replicas: Vec<SocketAddr>,
+    serving: &[SocketAddr],
 ) -> Result<(u16, u16), Error> {
     let mut all = r.endpoints.groups.lock().await;
     let endpoints = all.entry((g.scope.clone(), g.group.id.clone())).or_default();
@@ -132,6 +151,9 @@ pub async fn point_primary_and_reader(
     endpoint.point_at(primary_targets);
     let primary_port = endpoint.port();
     let endpoint = ensure(&mut endpoints.reader, g.group.reader_endpoint_port, Balance::RoundRobin).await?;
+    for node in serving.iter().filter(|node| !reader_targets.contains(node)) {
+        endpoint.drain(*node);
+    }
     endpoint.point_at(reader_targets);
     let reader_port = endpoint.port();
     endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);

@@ -233,7 +233,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         .filter(|m| !m.nodes.iter().any(|n| n.reboot_requested))
         .filter_map(|m| address(m))
         .collect();
-    let (primary_port, reader_port) = point_primary_and_reader(r, &g, primary_target, replica_targets).await?;
+    let serving: Vec<SocketAddr> = live.iter().filter(|m| serving(r, &scope, m)).filter_map(|m| address(m)).collect();
+    let (primary_port, reader_port) =
+        point_primary_and_reader(r, &g, primary_target, replica_targets, &serving).await?;
 
     let replicas = live.len().saturating_sub(1);
     failed |= !crate::acl::sync(r, &g).await;

@@ -16,7 +16,6 @@ use nodes::replication::Role;
 use store::{CacheCluster, Scope, UpdateActionRecord, now_millis};
 
 use crate::error::Error;
-use crate::replication_groups::address;
 use crate::{Reconciler, scope_key};
 
 pub(crate) fn key(scope: &Scope, action: &UpdateActionRecord) -> crate::ClusterKey {
@@ -118,13 +117,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, name: String) -> Resul
             r.schedule.wake.notify_one();
             return Ok(Some(crate::SOON));
         }
-        // Out of the reader endpoint before the restart closes its connections.
-        if let (Some(endpoints), Some(target)) =
-            (r.endpoints.groups.lock().await.get(&(scope.clone(), g.group.id.clone())), address(member))
-            && let Some(reader) = &endpoints.reader
-        {
-            reader.remove(target);
-        }
+        // The restart takes it out of the reader endpoint first (see `cache_clusters`).
     }
     let result = r
         .store
