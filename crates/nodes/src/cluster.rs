@@ -111,6 +111,12 @@ impl Session {
         Self { stream }
     }
 
+    /// The connection itself, for a caller with its own framing (the replication bridge's
+    /// pipelines). Nothing is lost from the buffer: every reply read so far was consumed.
+    pub(crate) fn into_stream(self) -> UnixStream {
+        self.stream.into_inner()
+    }
+
     /// Sends one command; an error reply is an error here.
     pub async fn command<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, NodeError> {
         match tokio::time::timeout(SESSION_TIMEOUT, resp::command(&mut self.stream, args)).await {

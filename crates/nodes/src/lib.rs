@@ -24,12 +24,15 @@
 //!   Memcached cache in front of mirrored nodes, and the dump/load of a node's items.
 //! - [`tls`]: the emulator's certificate authority and the certificates of TLS nodes.
 //! - [`warm`]: cluster-enabled nodes started ahead of need, past redis's two-second delay.
+//! - [`bridge`]: replication from one primary into a cluster (or a node) through the
+//!   replication protocol, for what `REPLICAOF` cannot do in cluster mode.
 //!
 //! The runtime's own connections to a redis node (probes, `CONFIG SET`, `INFO`, `CLUSTER`
 //! commands, slot migrations) go through a unix socket in the node's directory (mode 700),
 //! authenticated with the node's password: they keep working when the node's TCP port
 //! speaks TLS only, and need no certificate.
 
+pub mod bridge;
 pub mod capabilities;
 pub mod cluster;
 pub mod config;
@@ -54,6 +57,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+pub use bridge::{BridgePhase, BridgeSpec, BridgeState};
 pub use discovery::{ClusterConfig, ConfigEndpoint};
 pub use ecpu::EcpuLimit;
 pub use engines::{Binary, EngineKind, Engines};

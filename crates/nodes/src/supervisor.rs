@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
@@ -67,6 +67,19 @@ struct Inner {
     /// Nodes started ahead of need, a pool per template (see [`warm`]); none until
     /// [`Runtime::keep_warm`].
     warm: Mutex<Vec<Arc<warm::Pool<Node>>>>,
+    /// Replication bridges (see [`crate::bridge`]); dropping the table stops them.
+    bridges: crate::bridge::Bridges,
+}
+
+/// A handle on the runtime that does not keep it alive: long-running tasks of the runtime
+/// (replication bridges) hold one, so dropping the [`Runtime`] still ends them.
+#[derive(Clone)]
+pub(crate) struct WeakRuntime(Weak<Inner>);
+
+impl WeakRuntime {
+    pub(crate) fn upgrade(&self) -> Option<Runtime> {
+        self.0.upgrade().map(|inner| Runtime { inner })
+    }
 }
 
 struct Node {
@@ -106,6 +119,7 @@ impl Runtime {
                 start_timeout: DEFAULT_START_TIMEOUT,
                 control_password: random_secret(),
                 warm: Mutex::default(),
+                bridges: crate::bridge::Bridges::default(),
             }),
         }
     }
@@ -120,6 +134,14 @@ impl Runtime {
 
     pub fn engines(&self) -> &Engines {
         &self.inner.engines
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakRuntime {
+        WeakRuntime(Arc::downgrade(&self.inner))
+    }
+
+    pub(crate) fn bridges(&self) -> &crate::bridge::Bridges {
+        &self.inner.bridges
     }
 
     /// Starts the node described by `spec` and returns once it answers its engine's probe.
