@@ -77,18 +77,13 @@ fn secret_arn(auth: Option<&SourceAuthenticationConfiguration>) -> Result<Option
 }
 
 /// SourceTlsConfiguration: `verify-ca` with the PEM certificate that signed the source's
-/// (refused: see below), or `none`.
+/// (the emulator reaches the source at its IP address, which the certificate must name),
+/// or `none`.
 fn tls_ca(tls: Option<&SourceTlsConfiguration>) -> Result<Option<String>, ApiError> {
     let Some(tls) = tls else { return Ok(None) };
     let certificate = tls.source_tls_certificate.as_deref().map(str::trim).filter(|c| !c.is_empty());
     match (tls.source_tls_mode, certificate) {
-        // Checked like the rest, then refused: the endpoint cannot reach a source over TLS
-        // yet, and serving the source through it is the point of the migration.
-        (Some(TlsMode::VerifyCa), Some(pem)) if pem.starts_with("-----BEGIN CERTIFICATE-----") => {
-            Err(ApiError::invalid_parameter_value(
-                "SourceTlsMode verify-ca is not supported by ElastiCache Local: its serverless endpoint cannot reach a source over TLS.",
-            ))
-        }
+        (Some(TlsMode::VerifyCa), Some(pem)) if pem.starts_with("-----BEGIN CERTIFICATE-----") => Ok(Some(pem.into())),
         (Some(TlsMode::VerifyCa), Some(_)) => {
             Err(ApiError::invalid_parameter_value("SourceTlsCertificate must be a PEM-encoded certificate."))
         }

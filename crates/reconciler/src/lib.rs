@@ -15,6 +15,7 @@
 //! - `cluster_mode`: cluster-mode groups on Redis Cluster: meeting, slots, resharding,
 //!   per-shard failover and the configuration endpoint.
 //! - `serverless`: a serverless cache's TLS endpoints and status over what holds its data.
+//! - `serverless_migration`: online migration into a serverless cache through its endpoint.
 //! - `snapshots`: taking, copying, exporting and deleting RDB files (and serverless
 //!   Memcached dumps); seeding restores.
 //! - `s3`: uploads of exported snapshots to an S3-compatible endpoint.
@@ -47,6 +48,7 @@ mod migration;
 mod replication_groups;
 mod s3;
 mod serverless;
+mod serverless_migration;
 mod service_updates;
 mod snapshots;
 

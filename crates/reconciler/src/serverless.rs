@@ -84,6 +84,7 @@ pub async fn reconcile(
             // The backing's own reconcile is deleting it (and taking the final snapshot).
             return Ok(Some(crate::SOON));
         }
+        crate::serverless_migration::stop(r, &scope, &cache.name).await;
         r.endpoints.serverless.lock().await.remove(&key(&scope, &cache.name));
         let arn = model::arn::build(&scope, model::arn::Kind::ServerlessCache, &cache.name);
         let event = EventRecord::new(SOURCE_TYPE, &cache.name, "Serverless cache deleted");
@@ -105,7 +106,18 @@ pub async fn reconcile(
     let Some(backing) = backing else {
         return settle(r, &scope, &cache, None, status::CREATE_FAILED).await;
     };
-    let ports = point_endpoints(r, &scope, &cache, &backing).await?;
+    // Endpoints started during a migration serve its source from their first command.
+    let route = crate::serverless_migration::route_of(r, &scope, &cache).await;
+    let ports = point_endpoints(r, &scope, &cache, &backing, route).await?;
+    if let (Some(migration), Backing::Group(group)) = (&cache.migration, &backing)
+        && cache.status != status::CREATING
+    {
+        let outcome = crate::serverless_migration::step(r, &scope, &cache, group, migration).await?;
+        let fresh = r.store.serverless_cache(&scope, &cache.name).await.map_err(Error::Store)?;
+        let Some(fresh) = fresh else { return Ok(None) };
+        let again = settle(r, &scope, &fresh, Some(ports), &outcome.status).await?;
+        return Ok(outcome.again.or(again));
+    }
     let next = match (cache.status.as_str(), backing.status()) {
         (status::CREATING | status::MODIFYING, status::AVAILABLE | status::SNAPSHOTTING) => status::AVAILABLE,
         (status::CREATING, status::CREATE_FAILED | status::RESTORE_FAILED) => status::CREATE_FAILED,
@@ -181,6 +193,34 @@ pub(crate) async fn repoint(r: &Reconciler, scope: &Scope, group_id: &str) -> Re
     }
 }
 
+/// Sends every command reaching the shard endpoints of the cache `name` to `source` (an
+/// online migration's source) or, None, to the cache's own shards.
+pub(crate) async fn route(r: &Reconciler, scope: &Scope, name: &str, source: Option<nodes::serverless::Upstream>) {
+    let all = r.endpoints.serverless.lock().await;
+    if let Some(CacheEndpoints { serving: Serving::Shards { writer, reader }, .. }) = all.get(&key(scope, name)) {
+        writer.route_to(source.clone());
+        reader.route_to(source);
+    }
+}
+
+/// Holds new commands on both shard endpoints of the cache `name` once the ones under
+/// way are answered (within `within`), until the holds are dropped; None if they could
+/// not be held (nothing is held then).
+pub(crate) async fn hold(
+    r: &Reconciler,
+    scope: &Scope,
+    name: &str,
+    within: Duration,
+) -> Option<Vec<nodes::serverless::Hold>> {
+    let all = r.endpoints.serverless.lock().await;
+    let Some(CacheEndpoints { serving: Serving::Shards { writer, reader }, .. }) = all.get(&key(scope, name)) else {
+        return None;
+    };
+    let writer = writer.hold(within).await?;
+    let reader = reader.hold(within).await?;
+    Some(vec![writer, reader])
+}
+
 /// How much data the serverless cache `name` holds behind its endpoint: its shard count and
 /// the sum of its primaries' data (`used_memory` less `used_memory_overhead`). None while
 /// its backing group is not available (resharding, failing over) or a primary does not
@@ -246,18 +286,24 @@ async fn settle(
     Ok([status::CREATING, status::MODIFYING].contains(&next).then_some(crate::SOON))
 }
 
-/// Starts the cache's endpoints (on their recorded ports when they are free) and points
-/// them at the nodes that serve; returns their ports.
+/// Starts the cache's endpoints (on their recorded ports when they are free; sending
+/// commands to `route`, a migration's source, if given) and points them at the nodes that
+/// serve; returns their ports.
 async fn point_endpoints(
     r: &Reconciler,
     scope: &Scope,
     cache: &ServerlessCacheRecord,
     backing: &Backing,
+    route: Option<nodes::serverless::Upstream>,
 ) -> Result<(u16, Option<u16>), Error> {
     let mut all = r.endpoints.serverless.lock().await;
     let key = key(scope, &cache.name);
     if !all.contains_key(&key) {
         let endpoints = start_endpoints(r, cache, backing).await?;
+        if let Serving::Shards { writer, reader } = &endpoints.serving {
+            writer.route_to(route.clone());
+            reader.route_to(route);
+        }
         all.insert(key.clone(), endpoints);
     }
     let endpoints = all.get(&key).ok_or(Error::Store(store::StoreError::NotFound))?;
