@@ -8,6 +8,7 @@
 
 mod serverless;
 mod serverless_memcached;
+mod serverless_migration;
 mod warm;
 
 use std::sync::Arc;
