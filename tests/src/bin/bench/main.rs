@@ -256,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         migration::run(&client(server.address).await).await?;
+        migration::serverless(&client(server.address).await, server.address).await?;
     }
     if which.as_deref().is_none_or(|w| w == "service-updates") {
         let server = Server::spawn(&binary)?;
