@@ -487,6 +487,11 @@ pub async fn modify_shard_configuration(
         ));
     }
     let current = groups::existing(ops, &scope, &input.replication_group_id).await?;
+    // A member's shards change with its datastore's (the node-group operations of
+    // global replication groups), all members at once.
+    if let Some(global) = &current.group.global_replication_group_id {
+        return Err(crate::global_datastores::part_of_global(&current.group.id, global));
+    }
     let zones = ops.subnet_group_zones(&scope, &groups::subnet_group_of(&current)).await?;
     let resharding_zones: Vec<Vec<String>> = input
         .resharding_configuration

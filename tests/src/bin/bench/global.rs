@@ -14,7 +14,7 @@ use aws_sdk_elasticache::Client;
 use e2e::RedisClient;
 use tokio::sync::watch;
 
-use crate::replication::wait_available;
+use crate::replication::{reader_endpoint, wait_available};
 use crate::{ms, percentile};
 
 const SAMPLES: usize = 1_000;
@@ -168,15 +168,4 @@ pub async fn run(east: &Client, west: &Client) -> anyhow::Result<()> {
         ms(settled),
     );
     Ok(())
-}
-
-async fn reader_endpoint(client: &Client, id: &str) -> anyhow::Result<SocketAddr> {
-    let out = client.describe_replication_groups().replication_group_id(id).send().await?;
-    let endpoint = out
-        .replication_groups()
-        .first()
-        .and_then(|g| g.node_groups().first())
-        .and_then(|n| n.reader_endpoint())
-        .context("reader endpoint")?;
-    Ok(format!("{}:{}", endpoint.address().context("address")?, endpoint.port().context("port")?).parse()?)
 }

@@ -53,6 +53,18 @@ pub(crate) async fn wait_available(client: &Client, id: &str) -> anyhow::Result<
     }
 }
 
+/// The reader endpoint of group `id`.
+pub(crate) async fn reader_endpoint(client: &Client, id: &str) -> anyhow::Result<SocketAddr> {
+    let out = client.describe_replication_groups().replication_group_id(id).send().await?;
+    let endpoint = out
+        .replication_groups()
+        .first()
+        .and_then(|g| g.node_groups().first())
+        .and_then(|n| n.reader_endpoint())
+        .context("reader endpoint")?;
+    Ok(format!("{}:{}", endpoint.address().context("address")?, endpoint.port().context("port")?).parse()?)
+}
+
 /// A group of `clusters` nodes with automatic failover and Multi-AZ.
 pub(crate) async fn create(client: &Client, id: &str, clusters: i32) -> anyhow::Result<()> {
     client

@@ -13,7 +13,7 @@ use aws_sdk_elasticache::types::UpdateActionStatus;
 use e2e::RedisClient;
 
 use crate::ms;
-use crate::replication::{create, wait_available};
+use crate::replication::{create, reader_endpoint, wait_available};
 
 /// In the emulator's catalog of service updates from the start.
 const UPDATE: &str = "elasticache-20231114-001";
@@ -23,17 +23,6 @@ const DEADLINE: Duration = Duration::from_secs(120);
 struct Counts {
     done: AtomicUsize,
     failed: AtomicUsize,
-}
-
-async fn reader_endpoint(client: &Client, id: &str) -> anyhow::Result<std::net::SocketAddr> {
-    let out = client.describe_replication_groups().replication_group_id(id).send().await?;
-    let endpoint = out
-        .replication_groups()
-        .first()
-        .and_then(|g| g.node_groups().first())
-        .and_then(|n| n.reader_endpoint())
-        .context("reader endpoint")?;
-    Ok(format!("{}:{}", endpoint.address().context("address")?, endpoint.port().context("port")?).parse()?)
 }
 
 async fn status(client: &Client) -> anyhow::Result<Option<UpdateActionStatus>> {
