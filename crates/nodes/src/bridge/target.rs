@@ -92,7 +92,9 @@ impl Piece {
 /// Where a node sent a command instead of running it.
 #[derive(Debug)]
 enum Redirect {
-    Moved(SocketAddr),
+    /// The slot is served by this node now.
+    Moved(u16, SocketAddr),
+    /// This once, the slot's keys are to be asked of this node (the slot is migrating).
     Ask(SocketAddr),
     /// Not now (TRYAGAIN, CLUSTERDOWN, LOADING, ...): later, to the slot's owner then.
     Wait(String),
@@ -101,13 +103,14 @@ enum Redirect {
 impl Redirect {
     fn parse(error: &str) -> Option<Self> {
         let mut words = error.split_whitespace();
+        let wait = || Redirect::Wait(error.into());
         match words.next()? {
             "MOVED" => {
-                Some(words.nth(1).and_then(|a| a.parse().ok()).map_or(Redirect::Wait(error.into()), Redirect::Moved))
+                let slot = words.next().and_then(|s| s.parse().ok());
+                let address = words.next().and_then(|a| a.parse().ok());
+                Some(slot.zip(address).map_or_else(wait, |(slot, address)| Redirect::Moved(slot, address)))
             }
-            "ASK" => {
-                Some(words.nth(1).and_then(|a| a.parse().ok()).map_or(Redirect::Wait(error.into()), Redirect::Ask))
-            }
+            "ASK" => Some(words.nth(1).and_then(|a| a.parse().ok()).map_or_else(wait, Redirect::Ask)),
             "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" => Some(Redirect::Wait(error.into())),
             _ => None,
         }
@@ -263,16 +266,22 @@ impl Targets {
         loop {
             if Instant::now() > deadline {
                 let why = match &redirect {
-                    Redirect::Moved(address) => format!("MOVED to {address}"),
+                    Redirect::Moved(slot, address) => format!("MOVED slot {slot} to {address}"),
                     Redirect::Ask(address) => format!("ASK to {address}"),
                     Redirect::Wait(error) => error.clone(),
                 };
                 return Err(Stop::Resync(format!("the target kept redirecting {}: {why}", piece.name())));
             }
             let (node, asking) = match &redirect {
-                Redirect::Moved(address) => {
+                Redirect::Moved(slot, address) => {
+                    // The answer itself says who owns the slot now; the rest of the map may
+                    // have changed too.
                     self.refresh_soon().await?;
-                    (self.node_at(*address)?, false)
+                    let node = self.node_at(*address)?;
+                    if let Some(owner) = self.owner.get_mut(usize::from(*slot)) {
+                        *owner = Some(node);
+                    }
+                    (node, false)
                 }
                 Redirect::Ask(address) => (self.node_at(*address)?, true),
                 Redirect::Wait(_) => {
@@ -639,7 +648,9 @@ mod tests {
 
     #[test]
     fn redirections_are_told_from_refusals() {
-        assert!(matches!(Redirect::parse("MOVED 3999 127.0.0.1:6381"), Some(Redirect::Moved(a)) if a.port() == 6381));
+        assert!(
+            matches!(Redirect::parse("MOVED 3999 127.0.0.1:6381"), Some(Redirect::Moved(3999, a)) if a.port() == 6381)
+        );
         assert!(matches!(Redirect::parse("ASK 3999 127.0.0.1:6381"), Some(Redirect::Ask(_))));
         assert!(matches!(Redirect::parse("MOVED 3999 :6381"), Some(Redirect::Wait(_))));
         assert!(matches!(Redirect::parse("TRYAGAIN Multiple keys request during rehashing"), Some(Redirect::Wait(_))));
@@ -654,7 +665,7 @@ mod tests {
             Reply::Error("MOVED 1 127.0.0.1:7000".into()),
             Reply::Error("EXECABORT".into()),
         ];
-        assert!(matches!(outcome(&piece, &replies), Outcome::Redirected(Redirect::Moved(_))));
+        assert!(matches!(outcome(&piece, &replies), Outcome::Redirected(Redirect::Moved(1, _))));
         let replies = [
             Reply::Simple("OK".into()),
             Reply::Simple("QUEUED".into()),

@@ -172,7 +172,7 @@ mod tests {
     fn parses_whole_values_and_waits_for_the_rest() {
         let bytes = b"*2\r\n$3\r\nSET\r\n$1\r\nk\r\n+OK\r\n";
         let (value, n) = parse(bytes, 0).expect("parse").expect("complete");
-        assert_eq!(n, 22);
+        assert_eq!(n, 20);
         assert_eq!(into_args(value), Some(vec![b"SET".to_vec(), b"k".to_vec()]));
         assert_eq!(parse(&bytes[n..], 0).expect("parse"), Some((Reply::Simple("OK".into()), 5)));
         for cut in 0..n {
