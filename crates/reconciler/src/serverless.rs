@@ -114,7 +114,7 @@ pub async fn reconcile(
     {
         let outcome = crate::serverless_migration::step(r, &scope, &cache, group, migration).await?;
         let fresh = r.store.serverless_cache(&scope, &cache.name).await.map_err(Error::Store)?;
-        let Some(fresh) = fresh else { return Ok(None) };
+        let Some(fresh) = fresh.filter(|c| c.status != status::DELETING) else { return Ok(Some(crate::SOON)) };
         let again = settle(r, &scope, &fresh, Some(ports), &outcome.status).await?;
         return Ok(outcome.again.or(again));
     }

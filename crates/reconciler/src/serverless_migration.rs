@@ -306,15 +306,7 @@ async fn cut_over(
         .store
         .update_serverless_cache(scope, name, |c| {
             c.migration = None;
-            if c.status != status::AVAILABLE {
-                tracing::info!(
-                    serverless_cache = c.name,
-                    from = c.status,
-                    to = status::AVAILABLE,
-                    "serverless cache status"
-                );
-                c.status = status::AVAILABLE.to_string();
-            }
+            set_status(c, status::AVAILABLE);
             Ok::<_, ()>(vec![event(name, &message)])
         })
         .await;
@@ -549,7 +541,7 @@ async fn rolled_back(
         .store
         .update_serverless_cache(scope, name, |c| {
             c.migration = None;
-            c.status = status::AVAILABLE.to_string();
+            set_status(c, status::AVAILABLE);
             Ok::<_, ()>(vec![event(name, &message)])
         })
         .await;
@@ -590,9 +582,8 @@ async fn record(
             if let (Some(m), Some(stage)) = (c.migration.as_mut(), stage) {
                 m.phase = stage;
             }
-            if let Some(to) = to.filter(|to| *to != c.status) {
-                tracing::info!(serverless_cache = c.name, from = c.status, to, "serverless cache status");
-                c.status = to.to_string();
+            if let Some(to) = to {
+                set_status(c, to);
             }
             Ok::<_, ()>(vec![event(name, &message)])
         })
@@ -612,6 +603,15 @@ async fn record_quietly(r: &Reconciler, scope: &Scope, name: &str, stage: Migrat
         })
         .await;
     stored(result)
+}
+
+/// Moves the cache to `to` from `available` or `modifying`: a DeleteServerlessCache that
+/// came meanwhile wins.
+fn set_status(c: &mut ServerlessCacheRecord, to: &str) {
+    if c.status != to && [status::AVAILABLE, status::MODIFYING].contains(&c.status.as_str()) {
+        tracing::info!(serverless_cache = c.name, from = c.status, to, "serverless cache status");
+        c.status = to.to_string();
+    }
 }
 
 fn event(name: &str, message: &str) -> EventRecord {

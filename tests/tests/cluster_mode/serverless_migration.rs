@@ -542,4 +542,21 @@ async fn migration_requests_get_aws_answers_and_change_nothing() {
     wait_stage(&client, "errs", None).await;
     let size: usize = redis::cmd("DBSIZE").query_async(&mut con).await.expect("DBSIZE");
     assert_eq!(size, 0, "the endpoint serves the cache again");
+
+    // A cache can be deleted in the middle of a data sync; the source is left alone.
+    source.seed(100).await.expect("seed");
+    prepare("errs", vec![endpoint(source.port)]).await.expect("PrepareMigration");
+    wait_stage(&client, "errs", Some("prepared")).await;
+    client.start_migration().serverless_cache_name("errs").send().await.expect("StartMigration");
+    let out = client.delete_serverless_cache().serverless_cache_name("errs").send().await.expect("Delete");
+    assert_eq!(out.serverless_cache().and_then(|c| c.status()), Some("deleting"));
+    poll_until("errs gone", SETTLE, || async {
+        match client.describe_serverless_caches().serverless_cache_name("errs").send().await {
+            Err(e) if format!("{e:?}").contains("ServerlessCacheNotFoundFault") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let size: usize = redis::cmd("DBSIZE").query_async(&mut source.connection().await).await.expect("DBSIZE");
+    assert_eq!(size, 100, "the source keeps its data");
 }
