@@ -521,3 +521,59 @@ async fn dropping_the_runtime_ends_its_bridges() {
     eventually("the bridge's link is closed", || async { replicas().await.as_deref() == Some("0") }).await;
     sources.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_restart_forces_a_full_resync_that_recopies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let (source_key, source) = plain(&runtime, dir.path(), "source", &[]).await;
+    let target = cluster(&runtime, dir.path(), "target", 2).await;
+    fill(source, 1_000).await;
+    runtime.start_bridge("restart", bridge_spec(dir.path(), source, &target)).await.expect("start bridge");
+    assert_eq!(wait_in_sync(&runtime, "restart").await.full_syncs, 1);
+
+    // Something only the target has: a full resync must not keep it.
+    let owner = slot_owners(&runtime, &target).await;
+    let junk_node = &target[owner[usize::from(key_slot(b"junk"))]].0;
+    runtime.command(junk_node, &["SET", "junk", "1"]).await.expect("SET junk");
+    // Restarted in place, the source comes back with a new replication history.
+    let mut spec = node_spec(dir.path(), "source", 1, &[]);
+    spec.port = source;
+    runtime.start(spec).await.expect("restart the source");
+    runtime.command(&source_key, &["SET", "after-restart", "1"]).await.expect("SET");
+    eventually("the bridge syncs again", || async {
+        runtime.bridge("restart").is_some_and(|s| s.full_syncs == 2) && runtime.in_sync("restart").await
+    })
+    .await;
+    assert_eq!(runtime.command(junk_node, &["EXISTS", "junk"]).await.expect("EXISTS"), Reply::Integer(0));
+    assert_same(source, &target, &runtime).await;
+    runtime.stop_bridge("restart").await;
+    runtime.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let ca = Arc::new(nodes::tls::CertificateAuthority::load_or_create(&dir.path().join("ca")).expect("CA"));
+    let mut spec = node_spec(dir.path(), "source", 1, &[]);
+    spec.tls = Some(ca.clone());
+    spec.passwords = vec!["tls-token".into()];
+    let source = runtime.start(spec.clone()).await.expect("start TLS source");
+    runtime.command(&spec.key, &["SET", "before", "1"]).await.expect("SET");
+    let target = vec![plain(&runtime, dir.path(), "target", &[]).await];
+
+    let mut bridge = bridge_spec(dir.path(), source.port, &target);
+    bridge.source_auth = Some(("default".into(), "tls-token".into()));
+    bridge.source_tls = Some(ca.client_config().expect("client config"));
+    runtime.start_bridge("tls", bridge).await.expect("start bridge");
+    wait_in_sync(&runtime, "tls").await;
+    runtime.command(&spec.key, &["SET", "after", "2"]).await.expect("SET");
+    wait_in_sync(&runtime, "tls").await;
+    for (key, value) in [("before", "1"), ("after", "2")] {
+        let got = runtime.command(&target[0].0, &["GET", key]).await.expect("GET");
+        assert_eq!(got, Reply::Bulk(Some(value.as_bytes().to_vec())));
+    }
+    runtime.stop_bridge("tls").await;
+    runtime.stop_all().await;
+}
