@@ -20,7 +20,8 @@
 //! migration's source instead ([`ServerlessEndpoint::route_to`]), with the same face; at
 //! the cutover its owner holds new commands once those under way are answered
 //! ([`ServerlessEndpoint::hold`]), switches the route back, and lets them go: clients wait
-//! a moment, and get no error.
+//! a moment, and get no error. Subscribers, handed over to one node, are disconnected when
+//! the route changes, to subscribe again where messages are now published.
 //!
 //! # Layout
 //! - [`ServerlessEndpoint`]: the listener; [`Router`]: the slot map and command table,
@@ -146,6 +147,7 @@ impl ServerlessEndpoint {
         if !same {
             tracing::info!(port = self.port, from = ?*route, to = ?source, "serverless endpoint: route");
             *route = source;
+            self.router.routes.send_modify(|n| *n += 1);
         }
     }
 
@@ -270,6 +272,8 @@ pub struct Router {
     source: RwLock<Option<Upstream>>,
     /// Each command is handled under a read guard; a cutover's [`Hold`] is the write guard.
     gate: Arc<tokio::sync::RwLock<()>>,
+    /// Counts the route's changes (subscribers handed over to a node close on one).
+    routes: watch::Sender<u64>,
 }
 
 impl Router {
@@ -289,6 +293,7 @@ impl Router {
             next_replica: std::sync::atomic::AtomicUsize::new(0),
             ecpu,
             source: RwLock::new(None),
+            routes: watch::channel(0).0,
             gate: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
@@ -540,7 +545,14 @@ impl Session {
                         return;
                     }
                     let mut client = stream.into_inner().into_inner();
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut node).await;
+                    // A subscriber stays with its node until the route changes (a migration's
+                    // cutover): then its connection closes, and the client subscribes again
+                    // where messages are published now.
+                    let mut routes = self.router.routes.subscribe();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut node) => {}
+                        _ = routes.changed() => {}
+                    }
                     return;
                 }
             }

@@ -18,6 +18,7 @@ use aws_sdk_elasticache::types::{
 use e2e::source::SourceRedis;
 use e2e::tls::{Transport, ca_pem, connect, install_crypto};
 use e2e::{SETTLE, TestServer, expect_code, poll_until};
+use futures::StreamExt as _;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
@@ -351,7 +352,8 @@ async fn a_stopped_data_sync_keeps_serving_the_source_and_restarts_on_a_cleared_
     let source = SourceRedis::start(PROMPT).await;
     source.seed(SOME_KEYS).await.expect("seed");
     let cache = create(&client, "pause").await;
-    let mut con = connect(port(cache.endpoint()), Transport::Verified(&ca), None).await.expect("TLS");
+    let cache_port = port(cache.endpoint());
+    let mut con = connect(cache_port, Transport::Verified(&ca), None).await.expect("TLS");
     prepare(&client, "pause", source.port).await;
     expect_code(
         client.stop_migration().serverless_cache_name("pause").send().await,
@@ -390,8 +392,30 @@ async fn a_stopped_data_sync_keeps_serving_the_source_and_restarts_on_a_cleared_
         .await
         .expect("StartMigration ClearTargetCacheData");
     wait_stage(&client, "pause", Some("in-sync")).await;
+    // A subscriber through the endpoint hears what is published on the source; at the
+    // cutover its connection closes, for it to subscribe again on the cache.
+    let info = redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::TcpTls {
+            host: "127.0.0.1".into(),
+            port: cache_port,
+            insecure: false,
+            tls_params: None,
+        },
+        redis: redis::RedisConnectionInfo::default(),
+    };
+    let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) };
+    let subscriber = redis::Client::build_with_tls(info, certificates).expect("client");
+    let mut pubsub = subscriber.get_async_pubsub().await.expect("pubsub through the endpoint");
+    pubsub.subscribe("news").await.expect("SUBSCRIBE");
+    let mut messages = pubsub.into_on_message();
+    let heard: usize = direct.publish("news", "on the source").await.expect("PUBLISH");
+    assert_eq!(heard, 1, "the subscriber is on the source");
+    let message = tokio::time::timeout(SETTLE, messages.next()).await.expect("a message").expect("open");
+    assert_eq!(message.get_payload::<String>().expect("payload"), "on the source");
     client.complete_migration().serverless_cache_name("pause").send().await.expect("CompleteMigration");
     wait_stage(&client, "pause", None).await;
+    let ended = tokio::time::timeout(SETTLE, messages.next()).await.expect("the subscription ends at the cutover");
+    assert!(ended.is_none(), "{ended:?}");
     drop(source);
     assert_eq!(missing(&mut con, SOME_KEYS, 0).await, Vec::<String>::new());
     let v: Option<usize> = con.get("while-stopped").await.expect("GET");
