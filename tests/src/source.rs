@@ -1,5 +1,5 @@
-//! [`SourceRedis`]: a plain redis-server the test starts on loopback, standing for a
-//! customer's self-hosted server (the source of an online migration).
+//! [`SourceRedis`]: a plain redis-server (or valkey-server) the test starts on loopback,
+//! standing for a customer's self-hosted server (the source of an online migration).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,17 +17,26 @@ pub struct SourceRedis {
 impl SourceRedis {
     /// Starts one with `extra` arguments (`--requirepass …`, say) and waits until it answers.
     pub async fn start(extra: &[&str]) -> Self {
+        Self::start_binary("redis-server", extra).await
+    }
+
+    /// Like [`SourceRedis::start`], with a self-managed valkey-server instead.
+    pub async fn start_valkey(extra: &[&str]) -> Self {
+        Self::start_binary("valkey-server", extra).await
+    }
+
+    async fn start_binary(binary: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = nodes::ports::free_port(std::net::Ipv4Addr::LOCALHOST).expect("a free port");
-        let child = Command::new("redis-server")
+        let child = Command::new(binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir", &dir.path().display().to_string()])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server starts");
-        poll_until(&format!("the source redis-server on {port}"), SETTLE, || async {
+            .unwrap_or_else(|e| panic!("{binary} starts: {e}"));
+        poll_until(&format!("the source {binary} on {port}"), SETTLE, || async {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map(drop).map_err(|e| e.to_string())
         })
         .await;

@@ -535,6 +535,22 @@ async fn migration_requests_get_aws_answers_and_change_nothing() {
     assert!(event.contains("cannot connect"), "{event}");
     wait_stage(&client, "errs", None).await;
 
+    // A source newer than the cache: Valkey 8.0 into a Valkey 7 cache.
+    let newer = SourceRedis::start_valkey(&[]).await;
+    client
+        .create_serverless_cache()
+        .serverless_cache_name("seven")
+        .engine("valkey")
+        .major_engine_version("7")
+        .send()
+        .await
+        .expect("Create");
+    wait_available(&client, "seven").await;
+    prepare("seven", vec![endpoint(newer.port)]).await.expect("PrepareMigration");
+    let event = wait_event_starting(&client, "seven", "Migration preparation failed for serverless cache seven").await;
+    assert!(event.contains("a higher version than the serverless cache's 7.2"), "{event}");
+    wait_stage(&client, "seven", None).await;
+
     // A target that holds data is refused at preparation.
     let mut con = connect(port(cache.endpoint()), Transport::Verified(&ca), None).await.expect("TLS");
     let () = con.set("mine", 1).await.expect("SET");
