@@ -159,6 +159,10 @@ async fn a_live_source_moves_into_a_serverless_cache_through_its_endpoint_withou
     let mut con = connect(cache_port, Transport::Verified(&ca), None).await.expect("TLS connection");
     let size: usize = redis::cmd("DBSIZE").query_async(&mut con).await.expect("DBSIZE");
     assert_eq!(size, KEYS, "the endpoint serves the source's data");
+    let reader_port = port(cache.reader_endpoint());
+    let mut reader = connect(reader_port, Transport::Verified(&ca), None).await.expect("TLS to the reader endpoint");
+    let v: Option<usize> = reader.get("key:7").await.expect("GET through the reader endpoint");
+    assert_eq!(v, Some(7), "the reader endpoint serves the source too");
     let writer = EndpointWriter::start(con.clone());
     poll_until("a write through the endpoint on the source", SETTLE, || async {
         let mut direct = source.connection().await;
