@@ -577,3 +577,55 @@ async fn a_tls_source() {
     runtime.stop_bridge("tls").await;
     runtime.stop_all().await;
 }
+
+/// Whether `target` holds each of `keys` with its own name as value (a GET at its owner).
+async fn present(runtime: &Runtime, target: &[(NodeKey, u16)], keys: &[String]) -> Vec<bool> {
+    let owner = slot_owners(runtime, target).await;
+    let mut out = Vec::new();
+    for key in keys {
+        let node = &target[owner[usize::from(key_slot(key.as_bytes()))]].0;
+        let got = runtime.command(node, &["GET", key]).await.expect("GET");
+        out.push(got == Reply::Bulk(Some(key.as_bytes().to_vec())));
+    }
+    out
+}
+
+/// A Global Datastore in cluster mode: a bridge per source shard, all into one target
+/// cluster. Each replaces only its shard's slots, at its full sync and at its FLUSHALL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_per_source_shard_into_one_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let source = cluster(&runtime, dir.path(), "source", 2).await;
+    let target = cluster(&runtime, dir.path(), "target", 3).await;
+    let owner = slot_owners(&runtime, &source).await;
+    let keys: Vec<String> = (0..2000).map(|i| format!("g{i}")).collect();
+    let shard_of = |key: &String| owner[usize::from(key_slot(key.as_bytes()))];
+    for (shard, (_, port)) in source.iter().enumerate() {
+        let sets: Vec<Vec<&str>> =
+            keys.iter().filter(|k| shard_of(k) == shard).map(|k| vec!["SET", k.as_str(), k.as_str()]).collect();
+        Client::connect(*port).await.pipeline(&sets).await;
+    }
+    for (shard, (_, port)) in source.iter().enumerate() {
+        let mut spec = bridge_spec(dir.path(), *port, &target);
+        spec.scratch_dir = dir.path().join(format!("scratch {shard}"));
+        runtime.start_bridge(&format!("shard-{shard}"), spec).await.expect("start bridge");
+    }
+    for shard in 0..source.len() {
+        wait_in_sync(&runtime, &format!("shard-{shard}")).await;
+    }
+    assert!(present(&runtime, &target, &keys).await.iter().all(|&p| p), "every key of both shards arrived");
+
+    // Shard 0's FLUSHALL empties its slots only.
+    runtime.command(&source[0].0, &["FLUSHALL"]).await.expect("FLUSHALL");
+    for shard in 0..source.len() {
+        wait_in_sync(&runtime, &format!("shard-{shard}")).await;
+    }
+    for (key, present) in keys.iter().zip(present(&runtime, &target, &keys).await) {
+        assert_eq!(present, shard_of(key) == 1, "{key} of shard {}", shard_of(key));
+    }
+    for shard in 0..source.len() {
+        runtime.stop_bridge(&format!("shard-{shard}")).await;
+    }
+    runtime.stop_all().await;
+}

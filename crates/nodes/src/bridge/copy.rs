@@ -74,10 +74,7 @@ fn upgrade(runtime: &WeakRuntime) -> Result<crate::Runtime, Stop> {
 
 async fn copy_from(mut scratch: Conn<UnixStream>, targets: &mut Targets) -> Result<u64, Stop> {
     let databases = databases(&mut scratch).await?;
-    let flushed = targets.execute(vec![Unit::Command(vec![b"FLUSHALL".to_vec()])]).await.map_err(Stop::into_resync)?;
-    if let Some(error) = flushed.first() {
-        return Err(Stop::Resync(format!("emptying the target: {error}")));
-    }
+    targets.empty().await.map_err(Stop::into_resync)?;
     let mut copied = 0;
     for &db in &databases {
         if db != 0 && targets.is_cluster() {

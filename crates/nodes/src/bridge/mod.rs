@@ -355,7 +355,8 @@ async fn sync_and_stream(
     copied: &mut bool,
 ) -> Result<Infallible, Stop> {
     let mut conn = source::connect(spec).await?;
-    let sync = source::handshake(&mut conn, spec, resume.as_ref().map(|r| (r.replid.as_str(), r.offset))).await?;
+    let (sync, slots) =
+        source::handshake(&mut conn, spec, resume.as_ref().map(|r| (r.replid.as_str(), r.offset))).await?;
     let (_link, events, targets, resume) = match sync {
         Sync::Partial { replid } => {
             let Some(resume) = resume.as_mut() else {
@@ -363,14 +364,15 @@ async fn sync_and_stream(
             };
             tracing::info!(bridge = %shared.id, offset = resume.offset, "bridge resumed with a partial resync");
             resume.replid = replid;
-            let targets = Targets::new(runtime.clone(), &spec.target, resume.db).await?;
+            let mut targets = Targets::new(runtime.clone(), &spec.target, resume.db).await?;
+            targets.set_source_slots(slots);
             let (link, events) = source::spawn_link(conn, resume.offset, shared.clone());
             (link, events, targets, resume)
         }
         Sync::Full { replid, offset } => {
             *resume = None;
             shared.begin_full_sync(offset);
-            let (link, events, targets) = full_sync(runtime, spec, shared, conn, offset).await?;
+            let (link, events, targets) = full_sync(runtime, spec, shared, conn, (offset, slots)).await?;
             *copied = true;
             (link, events, targets, resume.insert(Resume { replid, offset, db: 0 }))
         }
@@ -385,7 +387,7 @@ async fn full_sync(
     spec: &BridgeSpec,
     shared: &Arc<Shared>,
     mut conn: source::SourceConn,
-    offset: u64,
+    (offset, slots): (u64, Option<Vec<u16>>),
 ) -> Result<(AbortOnDrop, mpsc::UnboundedReceiver<Event>, Targets), Stop> {
     copy::prepare_dir(&spec.scratch_dir).await?;
     let started = Instant::now();
@@ -396,6 +398,7 @@ async fn full_sync(
     let (link, events) = source::spawn_link(conn, offset, shared.clone());
     let received = started.elapsed();
     let mut targets = Targets::new(runtime.clone(), &spec.target, 0).await?;
+    targets.set_source_slots(slots);
     let copied = copy::copy(runtime, &shared.id, spec, &mut targets).await;
     let _ = tokio::fs::remove_dir_all(&spec.scratch_dir).await;
     let keys = copied?;

@@ -81,17 +81,19 @@ async fn expect_ok(conn: &mut SourceConn, args: &[&str]) -> Result<(), Stop> {
 }
 
 /// AUTH, REPLCONF and PSYNC: a partial resync from `resume` (replication id, offset
-/// applied) when given, else a full one.
+/// applied) when given, else a full one. Also answers which slots the source serves when
+/// it is in cluster mode (None otherwise).
 pub(super) async fn handshake(
     conn: &mut SourceConn,
     spec: &BridgeSpec,
     resume: Option<(&str, u64)>,
-) -> Result<Sync, Stop> {
+) -> Result<(Sync, Option<Vec<u16>>), Stop> {
     if let Some((user, password)) = &spec.source_auth
         && let Reply::Error(error) = exchange(conn, &["AUTH", user, password]).await?
     {
         return Err(Stop::Retry(format!("the source refused AUTH: {error}")));
     }
+    let slots = served_slots(exchange(conn, &["CLUSTER", "NODES"]).await?);
     expect_ok(conn, &["REPLCONF", "listening-port", "0"]).await?;
     expect_ok(conn, &["REPLCONF", "capa", "eof", "capa", "psync2"]).await?;
     let (replid, offset) = match resume {
@@ -106,12 +108,28 @@ pub(super) async fn handshake(
     match words.as_slice() {
         ["+FULLRESYNC", replid, offset] => {
             let offset = offset.parse().map_err(|_| Stop::Retry(format!("bad PSYNC answer {line:?}")))?;
-            Ok(Sync::Full { replid: replid.to_string(), offset })
+            Ok((Sync::Full { replid: replid.to_string(), offset }, slots))
         }
-        ["+CONTINUE", replid] => Ok(Sync::Partial { replid: replid.to_string() }),
-        ["+CONTINUE"] => Ok(Sync::Partial { replid }),
+        ["+CONTINUE", replid] => Ok((Sync::Partial { replid: replid.to_string() }, slots)),
+        ["+CONTINUE"] => Ok((Sync::Partial { replid }, slots)),
         _ => Err(Stop::Retry(format!("the source refused PSYNC: {}", line.trim_start_matches(['-', '+'])))),
     }
+}
+
+/// The slots a source in cluster mode serves (its primary's, if it is a replica), from its
+/// CLUSTER NODES answer; None from a source not in cluster mode (an error answer).
+fn served_slots(reply: Reply) -> Option<Vec<u16>> {
+    let text = match reply {
+        Reply::Error(_) => return None,
+        other => other.as_text()?,
+    };
+    let nodes = crate::cluster::parse_nodes(&text);
+    let me = nodes.iter().find(|n| n.myself)?;
+    let primary = match (&me.primary_id, me.primary) {
+        (Some(id), false) => nodes.iter().find(|n| &n.id == id)?,
+        _ => me,
+    };
+    Some(primary.slots.iter().flat_map(|&(from, to)| from..=to).collect())
 }
 
 /// The next line that is not empty: a source preparing a full sync keeps the link alive

@@ -8,6 +8,8 @@
 //! commands whose keys a cluster keeps apart are split per key where that means the same
 //! (DEL, MSET, ...); any other such command is sent as is, and the node's refusal reported.
 
+mod empty;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -160,6 +162,10 @@ pub(super) struct Targets {
     /// The database the connections are in (only a target that is no cluster has others).
     db: u32,
     refreshed: Option<Instant>,
+    /// The slots a source in cluster mode serves: all its data, so all a full sync or a
+    /// FLUSHALL of it replaces (other bridges may fill the rest of the target). None: every
+    /// slot.
+    source_slots: Option<Vec<u16>>,
 }
 
 fn lower(name: &[u8]) -> String {
@@ -185,6 +191,7 @@ impl Targets {
             commands: HashMap::new(),
             db,
             refreshed: None,
+            source_slots: None,
         };
         targets.refresh().await?;
         Ok(targets)
@@ -198,10 +205,39 @@ impl Targets {
         self.db
     }
 
+    /// Which slots the source serves (None: every one, as a source not in cluster mode).
+    pub(super) fn set_source_slots(&mut self, slots: Option<Vec<u16>>) {
+        self.source_slots = slots.filter(|slots| slots.len() < usize::from(SLOTS));
+    }
+
     /// Applies `units` in order. Returns the refusals (error replies other than
     /// redirections), for the caller to judge. Nothing has been sent when it fails with
     /// [`Stop::Retry`]; with [`Stop::Resync`] part of it may have been applied.
     pub(super) async fn execute(&mut self, units: Vec<Unit>) -> Result<Vec<String>, Stop> {
+        if self.source_slots.is_none() || !units.iter().any(empty::is_flush) {
+            return self.execute_segment(units).await;
+        }
+        // The source's FLUSHALL empties only its slots: applied between the commands
+        // around it, in order.
+        let mut refused = Vec::new();
+        let mut segment = Vec::new();
+        let mut sent = false;
+        let partial = |sent: bool| move |stop: Stop| if sent { stop.into_resync() } else { stop };
+        for unit in empty::unwrap_flushing_transactions(units) {
+            if !empty::is_flush(&unit) {
+                segment.push(unit);
+                continue;
+            }
+            refused.extend(self.execute_segment(std::mem::take(&mut segment)).await.map_err(partial(sent))?);
+            sent = true;
+            self.empty().await.map_err(Stop::into_resync)?;
+        }
+        refused.extend(self.execute_segment(segment).await.map_err(partial(sent))?);
+        Ok(refused)
+    }
+
+    /// [`Targets::execute`] for units without a FLUSHALL of a source in cluster mode.
+    async fn execute_segment(&mut self, units: Vec<Unit>) -> Result<Vec<String>, Stop> {
         self.learn(&units).await?;
         let mut pieces = Vec::with_capacity(units.len());
         let mut selected = None;
