@@ -44,6 +44,9 @@ const WATCH: Duration = Duration::from_millis(100);
 /// How long a cutover waits for the commands under way to be answered before holding the
 /// next ones; past it, it tries again later (a blocking command may be under way).
 const DRAIN_WITHIN: Duration = Duration::from_secs(1);
+/// How long after such an attempt the next one comes (longer after each, as the reconciler
+/// backs off): every attempt holds clients' commands while it waits.
+const DRAIN_RETRY: Duration = Duration::from_secs(1);
 /// How long clients' commands may be held while the cache catches up with the source;
 /// past it, they go on to the source and the cutover is tried again later.
 const CATCH_UP_WITHIN: Duration = Duration::from_secs(2);
@@ -279,7 +282,7 @@ async fn cut_over(
     }
     let Some(holds) = crate::serverless::hold(r, scope, name, DRAIN_WITHIN).await else {
         tracing::info!(serverless_cache = name, "cutover: commands still under way; trying again");
-        return Ok(Outcome::stay(cache, Some(WATCH)));
+        return Ok(Outcome::stay(cache, Some(DRAIN_RETRY)));
     };
     let held = Instant::now();
     if !force {
