@@ -629,3 +629,39 @@ async fn a_bridge_per_source_shard_into_one_cluster() {
     }
     runtime.stop_all().await;
 }
+
+/// A target that is no cluster keeps the source's databases, at the full sync and after,
+/// and runs its transactions as transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_target_keeps_databases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let (_, source) = plain(&runtime, dir.path(), "source", &[]).await;
+    let target = vec![plain(&runtime, dir.path(), "target", &[]).await];
+    let mut client = Client::connect(source).await;
+    let setup: Vec<Vec<&str>> = vec![vec!["SET", "k", "db0"], vec!["SELECT", "2"], vec!["SET", "k", "db2"]];
+    client.pipeline(&setup).await;
+    runtime.start_bridge("dbs", bridge_spec(dir.path(), source, &target)).await.expect("start bridge");
+    wait_in_sync(&runtime, "dbs").await;
+    let writes: Vec<Vec<&str>> = vec![
+        vec!["MULTI"],
+        vec!["INCR", "n"],
+        vec!["SET", "k", "db2-again"],
+        vec!["EXEC"],
+        vec!["SELECT", "5"],
+        vec!["SET", "k", "db5"],
+        vec!["SELECT", "0"],
+        vec!["SET", "k", "db0-again"],
+    ];
+    client.pipeline(&writes).await;
+    wait_in_sync(&runtime, "dbs").await;
+    let mut check = Client::connect(target[0].1).await;
+    for (db, expected) in [("0", "db0-again"), ("2", "db2-again"), ("5", "db5")] {
+        check.command(&["SELECT", db]).await;
+        assert_eq!(check.command(&["GET", "k"]).await, Reply::Bulk(Some(expected.as_bytes().to_vec())), "db {db}");
+    }
+    check.command(&["SELECT", "2"]).await;
+    assert_eq!(check.command(&["GET", "n"]).await, Reply::Bulk(Some(b"1".to_vec())));
+    runtime.stop_bridge("dbs").await;
+    runtime.stop_all().await;
+}
