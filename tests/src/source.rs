@@ -36,11 +36,13 @@ impl SourceRedis {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{binary} starts: {e}"));
+        // Owned before the wait: a source that never answers is killed with the test.
+        let source = Self { port, child, _dir: dir };
         poll_until(&format!("the source {binary} on {port}"), SETTLE, || async {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map(drop).map_err(|e| e.to_string())
         })
         .await;
-        Self { port, child, _dir: dir }
+        source
     }
 
     /// A connection through the `redis` crate.
