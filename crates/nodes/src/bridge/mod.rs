@@ -6,8 +6,8 @@
 //! A bridge speaks the replication protocol to its source as a replica would (PSYNC, the
 //! RDB payload, the command stream, `REPLCONF ACK`) and applies what it receives to the
 //! target primaries through the runtime's own connections. A full sync loads the RDB file
-//! into a scratch node and copies every key from there (see [`copy`]); afterwards every
-//! command of the stream goes to the primary owning its keys (see [`target`]). A lost link
+//! into a scratch node and copies every key from there (see `copy`); afterwards every
+//! command of the stream goes to the primary owning its keys (see `target`). A lost link
 //! resumes with a partial resync where the source's backlog allows.
 //!
 //! # Layout
@@ -15,11 +15,15 @@
 //!   [`Runtime::stop_bridge`], [`Runtime::bridge`], [`Runtime::in_sync`].
 //! - `source`: the handshake, the RDB transfer, and the link task reading the stream.
 //! - `copy`: the scratch node and the key-by-key copy of a full sync.
+//! - `stream`: the stream's commands, batched and applied in order.
 //! - `target`: slot map, command routing and pipelines towards the target primaries.
+//! - `state`: what the tasks share with [`Runtime::bridge`].
 //! - `wire`: RESP framing with exact byte counts.
 
 mod copy;
 mod source;
+mod state;
+mod stream;
 mod target;
 mod wire;
 
@@ -30,11 +34,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use self::source::{Event, Sync};
-use self::target::{Targets, Unit};
+use self::state::{Shared, lock};
+use self::target::Targets;
 use crate::supervisor::WeakRuntime;
 use crate::{EngineKind, NodeError, NodeKey, Runtime};
 
@@ -158,101 +163,6 @@ struct Running {
     spec: BridgeSpec,
 }
 
-/// What a bridge's tasks share with its readers.
-pub(crate) struct Shared {
-    id: String,
-    status: Mutex<Status>,
-    /// The applier asks the link task to acknowledge now (the source sent GETACK).
-    ack_now: Notify,
-}
-
-struct Status {
-    phase: BridgePhase,
-    source_offset: u64,
-    applied_offset: u64,
-    last_applied: Option<Instant>,
-    last_heard: Option<Instant>,
-    full_syncs: u32,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Short critical sections that never panic: a poisoned lock still holds consistent data.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Shared {
-    fn new(id: &str) -> Self {
-        let status = Status {
-            phase: BridgePhase::Connecting,
-            source_offset: 0,
-            applied_offset: 0,
-            last_applied: None,
-            last_heard: None,
-            full_syncs: 0,
-        };
-        Self { id: id.to_string(), status: Mutex::new(status), ack_now: Notify::new() }
-    }
-
-    fn set_phase(&self, to: BridgePhase) {
-        let mut status = lock(&self.status);
-        if status.phase != to {
-            let from = std::mem::replace(&mut status.phase, to.clone());
-            match &to {
-                BridgePhase::Failed(reason) => {
-                    tracing::warn!(bridge = %self.id, from = ?from, to = "failed", reason, "bridge phase changed")
-                }
-                _ => tracing::info!(bridge = %self.id, from = ?from, to = ?to, "bridge phase changed"),
-            }
-        }
-    }
-
-    /// A full sync from `offset` begins: the target's data is about to be replaced.
-    fn begin_full_sync(&self, offset: u64) {
-        {
-            let mut status = lock(&self.status);
-            status.full_syncs += 1;
-            status.source_offset = offset;
-            status.applied_offset = offset;
-        }
-        self.set_phase(BridgePhase::FullSync);
-    }
-
-    /// The source was heard from; it has sent the stream up to `offset`.
-    fn heard(&self, offset: u64) {
-        let mut status = lock(&self.status);
-        status.last_heard = Some(Instant::now());
-        status.source_offset = status.source_offset.max(offset);
-    }
-
-    /// The link is gone: it is not up, whatever is still being applied.
-    fn link_lost(&self) {
-        lock(&self.status).last_heard = None;
-    }
-
-    fn applied(&self) -> u64 {
-        lock(&self.status).applied_offset
-    }
-
-    fn set_applied(&self, offset: u64) {
-        let mut status = lock(&self.status);
-        status.applied_offset = offset;
-        status.last_applied = Some(Instant::now());
-    }
-
-    fn snapshot(&self) -> BridgeState {
-        let status = lock(&self.status);
-        let fresh = status.last_heard.is_some_and(|at| at.elapsed() < LINK_FRESHNESS);
-        BridgeState {
-            link_up: status.phase == BridgePhase::Streaming && fresh,
-            phase: status.phase.clone(),
-            source_offset: status.source_offset,
-            applied_offset: status.applied_offset,
-            last_applied: status.last_applied,
-            full_syncs: status.full_syncs,
-        }
-    }
-}
-
 impl Runtime {
     /// Starts replicating `spec.source` into `spec.target` under `id`, replacing a bridge of
     /// the same id. Returns at once; [`Runtime::bridge`] tells how it goes.
@@ -300,10 +210,7 @@ impl Runtime {
             return false;
         };
         let Ok(offset) = source::master_offset(&spec).await else { return false };
-        {
-            let mut status = lock(&shared.status);
-            status.source_offset = status.source_offset.max(offset);
-        }
+        shared.saw_source_offset(offset);
         let state = shared.snapshot();
         state.link_up && state.applied_offset >= offset
     }
@@ -377,7 +284,7 @@ async fn sync_and_stream(
             (link, events, targets, resume.insert(Resume { replid, offset, db: 0 }))
         }
     };
-    stream(events, targets, resume, shared).await
+    stream::stream(events, targets, resume, shared).await
 }
 
 /// Receives the RDB payload, starts streaming into a buffer, and copies the data into the
@@ -405,102 +312,4 @@ async fn full_sync(
     shared.set_applied(offset);
     tracing::info!(bridge = %shared.id, rdb_bytes = size, keys, ?received, took = ?started.elapsed(), "bridge full sync copied");
     Ok((link, events, targets))
-}
-
-/// Applies the stream in batches: whatever has arrived, up to [`MAX_BATCH`] commands.
-async fn stream(
-    mut events: mpsc::UnboundedReceiver<Event>,
-    mut targets: Targets,
-    resume: &mut Resume,
-    shared: &Shared,
-) -> Result<Infallible, Stop> {
-    let mut batch = Batch::default();
-    loop {
-        if events.is_empty() {
-            // Caught up with what the source sent.
-            shared.set_phase(BridgePhase::Streaming);
-        }
-        let Some(first) = events.recv().await else {
-            return Err(Stop::Retry("the link to the source ended".into()));
-        };
-        let mut closed = batch.take(first, resume.offset);
-        while closed.is_none() && batch.units.len() < MAX_BATCH {
-            let Ok(event) = events.try_recv() else { break };
-            closed = batch.take(event, resume.offset);
-        }
-        let units = std::mem::take(&mut batch.units);
-        if !units.is_empty() {
-            let refused = targets.execute(units).await?;
-            for error in refused.iter().take(5) {
-                tracing::warn!(bridge = %shared.id, error, "the target refused a replicated command");
-            }
-        }
-        if batch.applied_to > resume.offset {
-            resume.offset = batch.applied_to;
-            resume.db = targets.db();
-            shared.set_applied(resume.offset);
-            shared.set_phase(BridgePhase::Streaming);
-        }
-        if std::mem::take(&mut batch.ack_requested) {
-            shared.ack_now.notify_one();
-        }
-        if let Some(reason) = closed {
-            return Err(Stop::Retry(reason));
-        }
-    }
-}
-
-/// Stream commands turned into units to apply.
-#[derive(Default)]
-struct Batch {
-    units: Vec<Unit>,
-    /// The offset just past the last command taken, but before an open MULTI.
-    applied_to: u64,
-    /// Commands of a transaction whose EXEC has not arrived yet.
-    multi: Option<Vec<Vec<Vec<u8>>>>,
-    ack_requested: bool,
-}
-
-impl Batch {
-    /// Takes one event; returns why the link closed if it did.
-    fn take(&mut self, event: Event, applied: u64) -> Option<String> {
-        self.applied_to = self.applied_to.max(applied);
-        let (args, end) = match event {
-            Event::Frame { args, end } => (args, end),
-            Event::Closed(reason) => return Some(reason),
-        };
-        let name = args.first().map(|n| String::from_utf8_lossy(n).to_ascii_lowercase()).unwrap_or_default();
-        if let Some(queued) = self.multi.as_mut() {
-            match name.as_str() {
-                "exec" => {
-                    let commands = std::mem::take(queued);
-                    self.multi = None;
-                    self.units.push(Unit::Transaction(commands));
-                    self.applied_to = end;
-                }
-                "discard" => {
-                    self.multi = None;
-                    self.applied_to = end;
-                }
-                _ => queued.push(args),
-            }
-            return None;
-        }
-        match name.as_str() {
-            "multi" => self.multi = Some(Vec::new()),
-            "ping" => {}
-            "replconf" => {
-                self.ack_requested |= args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"getack"));
-            }
-            "select" => {
-                let db = args.get(1).and_then(|a| std::str::from_utf8(a).ok()?.parse().ok()).unwrap_or(0);
-                self.units.push(Unit::Select(db));
-            }
-            _ => self.units.push(Unit::Command(args)),
-        }
-        if self.multi.is_none() {
-            self.applied_to = end;
-        }
-        None
-    }
 }

@@ -7,8 +7,15 @@
 //! whose keys move). Commands that change data without keys go to every primary; multi-key
 //! commands whose keys a cluster keeps apart are split per key where that means the same
 //! (DEL, MSET, ...); any other such command is sent as is, and the node's refusal reported.
+//!
+//! # Layout
+//! - [`Targets::execute`]: units → pieces → one pipeline per node → redirections chased.
+//! - `route`: key specs and the pieces each unit becomes; `slots`: the slot map;
+//!   `empty`: removing what the source holds (everything, or a shard's slots).
 
 mod empty;
+mod route;
+mod slots;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -16,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UnixStream;
 
+use self::route::KeySpec;
 use super::Stop;
 use super::wire::Conn;
 use crate::NodeKey;
-use crate::cluster::{SLOTS, key_slot, parse_nodes};
+use crate::cluster::SLOTS;
 use crate::resp::{self, Reply};
 use crate::supervisor::WeakRuntime;
 
@@ -27,31 +35,12 @@ use crate::supervisor::WeakRuntime;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a command keeps following redirections (a slot migrating, a failover).
 const REDIRECT_FOR: Duration = Duration::from_secs(10);
-/// Commands that change data without naming keys: every primary gets them.
-const EVERY_PRIMARY: &[&str] = &["flushall", "flushdb", "script", "function"];
-/// Multi-key commands that mean the same run key by key.
-const PER_KEY: &[&str] = &["del", "unlink", "touch", "exists"];
-/// Multi-key commands that mean the same run pair by pair (MSETNX only reaches the stream
-/// when it set every key).
-const PER_PAIR: &[&str] = &["mset", "msetnx"];
 
 /// What the bridge applies: one command, a transaction, or a database change.
 pub(super) enum Unit {
     Command(Vec<Vec<u8>>),
     Transaction(Vec<Vec<Vec<u8>>>),
     Select(u32),
-}
-
-/// Where a command's keys are (`COMMAND INFO`'s legacy first/last/step).
-#[derive(Clone, Copy, Debug)]
-struct KeySpec {
-    first: i64,
-    last: i64,
-    step: i64,
-    /// Positions depend on the arguments: asked of a node.
-    movable: bool,
-    /// A container (`XGROUP`, `OBJECT`, ...): its subcommands have the key specs.
-    container: bool,
 }
 
 /// What one node is sent for one unit, and can be sent again elsewhere if redirected.
@@ -346,254 +335,6 @@ impl Targets {
         }
     }
 
-    async fn plan(&mut self, unit: Unit, pieces: &mut Vec<Piece>, selected: &mut Option<u32>) -> Result<(), Stop> {
-        match unit {
-            Unit::Select(0) if self.cluster => Ok(()),
-            Unit::Select(db) if self.cluster => {
-                Err(Stop::Retry(format!("source uses database {db}; the target has only database 0")))
-            }
-            Unit::Select(db) => {
-                *selected = Some(db);
-                let args = vec![b"SELECT".to_vec(), db.to_string().into_bytes()];
-                pieces.push(Piece { node: 0, slot: None, commands: vec![args], transaction: false });
-                Ok(())
-            }
-            Unit::Command(args) => self.plan_command(args, pieces).await,
-            Unit::Transaction(commands) => self.plan_transaction(commands, pieces).await,
-        }
-    }
-
-    async fn plan_command(&mut self, args: Vec<Vec<u8>>, pieces: &mut Vec<Piece>) -> Result<(), Stop> {
-        let single = |node, slot, args| Piece { node, slot, commands: vec![args], transaction: false };
-        if !self.cluster {
-            pieces.push(single(0, None, args));
-            return Ok(());
-        }
-        let name = args.first().map(|n| lower(n)).unwrap_or_default();
-        if EVERY_PRIMARY.contains(&name.as_str()) {
-            for node in self.primaries() {
-                pieces.push(single(node, None, args.clone()));
-            }
-            return Ok(());
-        }
-        let slots = self.slots(&args).await?;
-        let Some(&slot) = slots.first() else {
-            pieces.push(single(self.owner[0].unwrap_or(0), None, args));
-            return Ok(());
-        };
-        if slots.iter().all(|&s| s == slot) {
-            pieces.push(single(self.owner_of(slot)?, Some(slot), args));
-        } else if PER_KEY.contains(&name.as_str()) {
-            for key in &args[1..] {
-                let slot = key_slot(key);
-                pieces.push(single(self.owner_of(slot)?, Some(slot), vec![args[0].clone(), key.clone()]));
-            }
-        } else if PER_PAIR.contains(&name.as_str()) {
-            for pair in args[1..].chunks_exact(2) {
-                let slot = key_slot(&pair[0]);
-                let command = vec![b"MSET".to_vec(), pair[0].clone(), pair[1].clone()];
-                pieces.push(single(self.owner_of(slot)?, Some(slot), command));
-            }
-        } else {
-            // The node refuses it (CROSSSLOT), and the refusal is reported.
-            pieces.push(single(self.owner_of(slot)?, Some(slot), args));
-        }
-        Ok(())
-    }
-
-    /// A transaction stays one when a cluster can run it (all its keys in one slot), and is
-    /// applied command by command otherwise.
-    async fn plan_transaction(&mut self, commands: Vec<Vec<Vec<u8>>>, pieces: &mut Vec<Piece>) -> Result<(), Stop> {
-        if !self.cluster {
-            pieces.push(Piece { node: 0, slot: None, commands, transaction: true });
-            return Ok(());
-        }
-        let mut slots = Vec::new();
-        let mut everywhere = false;
-        for command in &commands {
-            everywhere |= command.first().is_some_and(|n| EVERY_PRIMARY.contains(&lower(n).as_str()));
-            slots.extend(self.slots(command).await?);
-        }
-        let one_slot = slots.first().filter(|&&s| slots.iter().all(|&t| t == s)).copied();
-        match one_slot {
-            Some(slot) if !everywhere => {
-                pieces.push(Piece { node: self.owner_of(slot)?, slot: Some(slot), commands, transaction: true })
-            }
-            None if slots.is_empty() && !everywhere => {
-                pieces.push(Piece { node: self.owner[0].unwrap_or(0), slot: None, commands, transaction: true })
-            }
-            _ => {
-                for command in commands {
-                    Box::pin(self.plan_command(command, pieces)).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The slots of a command's keys.
-    async fn slots(&mut self, args: &[Vec<u8>]) -> Result<Vec<u16>, Stop> {
-        let Some(name) = args.first().map(|n| lower(n)) else { return Ok(Vec::new()) };
-        let Some(Some(mut spec)) = self.commands.get(&name).copied() else { return Ok(Vec::new()) };
-        if spec.container {
-            let sub = args.get(1).map(|s| format!("{name}|{}", lower(s))).unwrap_or_default();
-            let Some(Some(sub)) = self.commands.get(&sub).copied() else { return Ok(Vec::new()) };
-            spec = sub;
-        }
-        if spec.movable {
-            return self.movable_keys(args).await;
-        }
-        let len = i64::try_from(args.len()).unwrap_or(i64::MAX);
-        let last = if spec.last < 0 { len + spec.last } else { spec.last.min(len - 1) };
-        let mut slots = Vec::new();
-        let mut at = spec.first;
-        while at > 0 && at <= last {
-            if let Some(key) = usize::try_from(at).ok().and_then(|i| args.get(i)) {
-                slots.push(key_slot(key));
-            }
-            at += spec.step.max(1);
-        }
-        Ok(slots)
-    }
-
-    async fn movable_keys(&mut self, args: &[Vec<u8>]) -> Result<Vec<u16>, Stop> {
-        let mut command = vec![b"COMMAND".to_vec(), b"GETKEYS".to_vec()];
-        command.extend(args.iter().cloned());
-        let reply = self.ask(0, &resp::encode(&command)).await?;
-        let Reply::Array(Some(keys)) = reply else { return Ok(Vec::new()) };
-        Ok(keys.iter().filter_map(|k| if let Reply::Bulk(Some(k)) = k { Some(key_slot(k)) } else { None }).collect())
-    }
-
-    /// Loads the key specs of the commands in `units` the table does not know yet.
-    async fn learn(&mut self, units: &[Unit]) -> Result<(), Stop> {
-        if !self.cluster {
-            return Ok(());
-        }
-        let mut names: Vec<String> = Vec::new();
-        let mut note = |args: &Vec<Vec<u8>>| {
-            let name = args.first().map(|n| lower(n)).unwrap_or_default();
-            if !self.commands.contains_key(&name) && !names.contains(&name) {
-                names.push(name);
-            }
-        };
-        for unit in units {
-            match unit {
-                Unit::Command(args) => note(args),
-                Unit::Transaction(commands) => commands.iter().for_each(&mut note),
-                Unit::Select(_) => {}
-            }
-        }
-        if names.is_empty() {
-            return Ok(());
-        }
-        let mut command = vec!["COMMAND", "INFO"];
-        command.extend(names.iter().map(String::as_str));
-        let reply = self.ask(0, &resp::encode(&command)).await?;
-        let entries = match reply {
-            Reply::Array(Some(entries)) => entries,
-            other => return Err(Stop::Retry(format!("COMMAND INFO answered {other:?}"))),
-        };
-        for (name, entry) in names.iter().zip(&entries) {
-            self.commands.insert(name.clone(), None);
-            learn_entry(entry, &mut self.commands);
-        }
-        Ok(())
-    }
-
-    /// Reads which primary owns which slot again, unless that was just done.
-    async fn refresh_soon(&mut self) -> Result<(), Stop> {
-        if self.refreshed.is_some_and(|at| at.elapsed() < Duration::from_millis(20)) {
-            return Ok(());
-        }
-        self.refresh().await
-    }
-
-    /// Reads the slot map: each known primary's own slots (`myself` in CLUSTER NODES),
-    /// then, for slots none of them has, whoever their views say owns them.
-    async fn refresh(&mut self) -> Result<(), Stop> {
-        self.refreshed = Some(Instant::now());
-        let mut owner = vec![None; usize::from(SLOTS)];
-        let mut views = Vec::new();
-        let known = self.nodes.len();
-        for i in 0..known {
-            let reply = match self.ask(i, &resp::encode(&["CLUSTER", "NODES"])).await {
-                Ok(reply) => reply,
-                Err(stop) => {
-                    tracing::debug!(node = %self.nodes[i].key, reason = stop.reason(), "bridge target did not answer");
-                    continue;
-                }
-            };
-            let text = match reply {
-                Reply::Error(error) if error.contains("cluster support disabled") => return self.single_node(),
-                Reply::Error(error) => return Err(Stop::Retry(format!("target {}: {error}", self.nodes[i].key))),
-                other => other.as_text().unwrap_or_default(),
-            };
-            let view = parse_nodes(&text);
-            if let Some(me) = view.iter().find(|n| n.myself && n.primary) {
-                for slot in me.slots.iter().flat_map(|&(a, b)| a..=b) {
-                    owner[usize::from(slot)] = Some(i);
-                }
-            }
-            views.push(view);
-        }
-        if views.is_empty() {
-            return Err(Stop::Retry("no target node answered".into()));
-        }
-        for node in views.iter().flatten().filter(|n| n.primary && !n.failing && !n.myself) {
-            let Some(address) = node.address else { continue };
-            for &(from, to) in &node.slots {
-                let range = usize::from(from)..=usize::from(to).min(owner.len() - 1);
-                if owner[range.clone()].iter().any(Option::is_none)
-                    && let Ok(index) = self.node_at(address)
-                {
-                    owner[range].iter_mut().for_each(|o| _ = o.get_or_insert(index));
-                }
-            }
-        }
-        self.owner = owner;
-        self.cluster = true;
-        Ok(())
-    }
-
-    /// A target that is no cluster: one node, owning everything.
-    fn single_node(&mut self) -> Result<(), Stop> {
-        if self.nodes.len() != 1 {
-            return Err(Stop::Retry("a target node is not in cluster mode, yet there are several".into()));
-        }
-        self.cluster = false;
-        self.owner = vec![Some(0); usize::from(SLOTS)];
-        Ok(())
-    }
-
-    fn owner_of(&self, slot: u16) -> Result<usize, Stop> {
-        self.owner
-            .get(usize::from(slot))
-            .copied()
-            .flatten()
-            .ok_or_else(|| Stop::Retry(format!("no target primary owns slot {slot}")))
-    }
-
-    /// The nodes owning slots (all known ones if none does).
-    fn primaries(&self) -> Vec<usize> {
-        let mut nodes: Vec<usize> = self.owner.iter().flatten().copied().collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        if nodes.is_empty() { (0..self.nodes.len()).collect() } else { nodes }
-    }
-
-    /// The node at `address`: a known one, or one the runtime supervises (a primary
-    /// the target's slots moved to).
-    fn node_at(&mut self, address: SocketAddr) -> Result<usize, Stop> {
-        if let Some(i) = self.nodes.iter().position(|n| n.address == Some(address)) {
-            return Ok(i);
-        }
-        let runtime = self.runtime.upgrade().ok_or_else(gone)?;
-        let node = runtime.running().into_iter().find(|n| SocketAddr::from((n.address, n.port)) == address);
-        let node = node.ok_or_else(|| Stop::Retry(format!("the target sent the bridge to {address}, no node here")))?;
-        self.nodes.push(Target { key: node.key, address: Some(address), conn: None });
-        Ok(self.nodes.len() - 1)
-    }
-
     async fn connect(&mut self, node: usize) -> Result<(), Stop> {
         if self.nodes[node].conn.is_some() {
             return Ok(());
@@ -656,26 +397,6 @@ impl Targets {
 
 fn gone() -> Stop {
     Stop::Retry("the runtime is shutting down".into())
-}
-
-/// Records one `COMMAND INFO` entry (and its subcommands) in `table`.
-fn learn_entry(entry: &Reply, table: &mut HashMap<String, Option<KeySpec>>) {
-    let Reply::Array(Some(fields)) = entry else { return };
-    let Some(name) = fields.first().and_then(Reply::as_text) else { return };
-    let int = |i: usize| if let Some(Reply::Integer(n)) = fields.get(i) { *n } else { 0 };
-    let movable = match fields.get(2) {
-        Some(Reply::Array(Some(flags))) => flags.iter().filter_map(Reply::as_text).any(|f| f == "movablekeys"),
-        _ => false,
-    };
-    let subcommands = match fields.get(9) {
-        Some(Reply::Array(Some(subcommands))) => subcommands.as_slice(),
-        _ => &[],
-    };
-    let spec = KeySpec { first: int(3), last: int(4), step: int(5), movable, container: !subcommands.is_empty() };
-    table.insert(name.to_ascii_lowercase(), Some(spec));
-    for sub in subcommands {
-        learn_entry(sub, table);
-    }
 }
 
 #[cfg(test)]
