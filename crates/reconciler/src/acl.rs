@@ -28,8 +28,13 @@ fn rules(user: &UserRecord) -> Vec<String> {
     rules
 }
 
-/// The ACL users of the group's user groups, or None when no user group is attached.
-pub(crate) async fn desired(r: &Reconciler, g: &ReplicationGroup) -> Result<Option<Vec<AclUser>>, Error> {
+/// The ACL users of the group's user groups, or None when no user group is attached;
+/// `read_only` takes `@write` from every one (a cluster-mode global datastore secondary).
+pub(crate) async fn desired(
+    r: &Reconciler,
+    g: &ReplicationGroup,
+    read_only: bool,
+) -> Result<Option<Vec<AclUser>>, Error> {
     if g.group.user_group_ids.is_empty() {
         return Ok(None);
     }
@@ -39,8 +44,14 @@ pub(crate) async fn desired(r: &Reconciler, g: &ReplicationGroup) -> Result<Opti
             users.extend(members.iter().map(|u| (u.name.clone(), rules(u))));
         }
     }
+    if read_only {
+        users.iter_mut().for_each(|(_, rules)| rules.push(READ_ONLY.to_string()));
+    }
     Ok(Some(users))
 }
+
+/// The rule that leaves a user only reads.
+const READ_ONLY: &str = "-@write";
 
 /// A digest of what the nodes should have, to tell at a glance whether a node has it.
 fn fingerprint(desired: &Option<Vec<AclUser>>, auth: &str) -> String {
@@ -52,7 +63,8 @@ fn fingerprint(desired: &Option<Vec<AclUser>>, auth: &str) -> String {
 /// Config lines (`user <name> reset <rules>`) that start a member node with the group's
 /// users, so a node (re)started under RBAC never answers with the open default user.
 pub(crate) async fn config_directives(r: &Reconciler, g: &ReplicationGroup) -> Vec<(String, String)> {
-    match desired(r, g).await {
+    let read_only = crate::global::bridged_secondary(r, g).await;
+    match desired(r, g, read_only).await {
         Ok(Some(users)) => users
             .into_iter()
             .map(|(name, rules)| ("user".to_string(), format!("{name} reset {}", rules.join(" "))))
@@ -64,14 +76,15 @@ pub(crate) async fn config_directives(r: &Reconciler, g: &ReplicationGroup) -> V
 /// Brings every running member node's ACL to the group's users. Returns whether every
 /// node has it (a failure is logged, and the next reconcile tries again).
 pub async fn sync(r: &Reconciler, g: &ReplicationGroup) -> bool {
-    let desired = match desired(r, g).await {
+    let read_only = crate::global::bridged_secondary(r, g).await;
+    let desired = match desired(r, g, read_only).await {
         Ok(desired) => desired,
         Err(error) => {
             tracing::warn!(replication_group = g.group.id, %error, "reading the group's users failed");
             return false;
         }
     };
-    let wanted = fingerprint(&desired, &g.group.security.auth_fingerprint());
+    let wanted = fingerprint(&desired, &format!("{}{read_only}", g.group.security.auth_fingerprint()));
     let mut all_applied = true;
     for member in g.members.iter().filter(|m| m.cluster.status != status::DELETING) {
         let Some(key) = node_key(&g.scope, member) else { continue };
@@ -80,11 +93,11 @@ pub async fn sync(r: &Reconciler, g: &ReplicationGroup) -> bool {
         // A node never given users has what its config says (the AUTH token): nothing to undo.
         let untouched = applied.as_ref().is_none_or(|(pid, _)| *pid != running.pid);
         if applied.as_ref().is_some_and(|(pid, fp)| *pid == running.pid && *fp == wanted)
-            || (desired.is_none() && untouched)
+            || (desired.is_none() && !read_only && untouched)
         {
             continue;
         }
-        match apply(r, &key, &desired, &g.group.security.auth_tokens).await {
+        match apply(r, &key, &desired, &g.group.security.auth_tokens, read_only).await {
             Ok(()) => {
                 tracing::info!(node = %key, users = desired.as_ref().map_or(0, Vec::len), "node ACL applied");
                 lock(&r.acl_applied).insert(key, (running.pid, wanted.clone()));
@@ -98,7 +111,13 @@ pub async fn sync(r: &Reconciler, g: &ReplicationGroup) -> bool {
     all_applied
 }
 
-async fn apply(r: &Reconciler, key: &NodeKey, desired: &Option<Vec<AclUser>>, tokens: &[String]) -> Result<(), Error> {
+async fn apply(
+    r: &Reconciler,
+    key: &NodeKey,
+    desired: &Option<Vec<AclUser>>,
+    tokens: &[String],
+    read_only: bool,
+) -> Result<(), Error> {
     let mut keep = vec!["default".to_string(), nodes::CONTROL_USER.to_string()];
     match desired {
         Some(users) => {
@@ -111,8 +130,14 @@ async fn apply(r: &Reconciler, key: &NodeKey, desired: &Option<Vec<AclUser>>, to
                 keep.push(name.clone());
             }
         }
-        // Detached: the default user takes the AUTH token again (or no password).
-        None => r.runtime.set_passwords(key, tokens).await.map_err(Error::Node)?,
+        // Detached: the default user takes the AUTH token again (or no password), with
+        // every command (but writes, read-only).
+        None => {
+            r.runtime.set_passwords(key, tokens).await.map_err(Error::Node)?;
+            if read_only {
+                r.runtime.command(key, &["ACL", "SETUSER", "default", READ_ONLY]).await.map_err(Error::Node)?;
+            }
+        }
     }
     let mut session = r.runtime.session(key).await.map_err(Error::Node)?;
     let existing = match session.command(&["ACL", "USERS"]).await.map_err(Error::Node)? {

@@ -6,24 +6,177 @@
 //! use it); its replicas follow it, so the whole secondary is read-only to clients.
 //! FailoverGlobalReplicationGroup pauses writes on the old primary, waits until the
 //! promoted region holds every write it acknowledged, then swaps the roles.
+//!
+//! With cluster mode enabled nodes refuse `REPLICAOF`: each shard primary of the primary
+//! group is replicated by a bridge (`nodes::bridge`, a replica speaking the replication
+//! protocol) into the secondary's shard primaries, and the secondary's users lose `@write`
+//! (see `acl`): its clients read, and writes are refused (`NOPERM`, where a replica would
+//! answer `READONLY`). Its replicas follow its own shard primaries as in any cluster.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use model::status::cluster as group_status;
 use model::status::global as status;
+use nodes::bridge::{BridgePhase, BridgeSpec};
 use nodes::resp::Reply;
-use nodes::{NodeKey, Role};
-use store::{GlobalMemberKey, GlobalReplicationGroupRecord, GlobalRole, ReplicationGroup, Scope, UpdateError};
+use nodes::{EngineKind, NodeKey, Role, Runtime};
+use store::{
+    CacheCluster, GlobalMemberKey, GlobalMemberRecord, GlobalReplicationGroupRecord, GlobalRole, ReplicationGroup,
+    Scope, UpdateError,
+};
 
-use crate::Reconciler;
 use crate::error::{Error, stored};
 use crate::replication_groups::{address, node_key};
+use crate::{Reconciler, lock};
 
 /// How long the old primary's writes are held at most during a failover between regions.
 const FAILOVER_PAUSE: Duration = Duration::from_secs(5);
 /// How long the promoted region gets to catch up with the old primary's last write.
 const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// The bridges running for cluster-mode datastores, by id, with the ends each was started
+/// with (a moved end, after a failover within a group, restarts it).
+#[derive(Default)]
+pub(crate) struct Bridges(Mutex<HashMap<String, (SocketAddr, Vec<NodeKey>)>>);
+
+impl Bridges {
+    pub(crate) async fn stop_all(&self, runtime: &Runtime) {
+        self.stop_unwanted(runtime, "", &[]).await;
+    }
+
+    /// Stops the bridges whose id starts with `prefix`, but those in `keep`.
+    async fn stop_unwanted(&self, runtime: &Runtime, prefix: &str, keep: &[String]) {
+        let stale: Vec<String> =
+            lock(&self.0).keys().filter(|id| id.starts_with(prefix) && !keep.contains(id)).cloned().collect();
+        for id in stale {
+            runtime.stop_bridge(&id).await;
+            lock(&self.0).remove(&id);
+        }
+    }
+
+    fn any_with_prefix(&self, prefix: &str) -> bool {
+        lock(&self.0).keys().any(|id| id.starts_with(prefix))
+    }
+}
+
+fn bridge_prefix(account: &str, global: &str) -> String {
+    format!("global/{account}/{global}/")
+}
+
+fn member_prefix(account: &str, global: &str, member: &GlobalMemberRecord) -> String {
+    format!("{}{}/{}/", bridge_prefix(account, global), member.region, member.replication_group_id)
+}
+
+/// The primary of each shard of a cluster-mode group, by node group id.
+fn shard_primaries(g: &ReplicationGroup) -> Vec<(&str, &CacheCluster)> {
+    g.group
+        .node_groups
+        .iter()
+        .filter(|n| !n.removing)
+        .filter_map(|n| g.members.iter().find(|m| m.cluster.id == n.primary_cluster_id).map(|m| (n.id.as_str(), m)))
+        .collect()
+}
+
+/// The bridges a cluster-mode datastore needs now: for every secondary, one per shard of
+/// the primary group, from that shard's primary into the secondary's shard primaries.
+/// None while either side moves slots between its shards: a key moving in the primary
+/// region is a DEL in one shard's stream and a RESTORE in another's, which two bridges
+/// could apply in either order. The secondary catches up with a full sync of every shard
+/// once both sides have their new layout (each bridge replaces only its source's slots).
+async fn wanted_bridges(
+    r: &Reconciler,
+    account: &str,
+    record: &GlobalReplicationGroupRecord,
+    source: &ReplicationGroup,
+) -> Result<Vec<(String, BridgeSpec)>, Error> {
+    let tls = match source.group.security.transit_encryption {
+        true => Some(r.certificate_authority().and_then(|ca| ca.client_config()).map_err(Error::Node)?),
+        false => None,
+    };
+    let (user, password) = r.runtime.control_credentials();
+    let mut wanted = Vec::new();
+    for member in record.secondaries().filter(|m| !m.disassociating) {
+        let scope = member_scope(account, &member.region);
+        let Some(target) = r.store.replication_group(&scope, &member.replication_group_id).await? else { continue };
+        let targets: Vec<NodeKey> =
+            shard_primaries(&target).into_iter().filter_map(|(_, m)| node_key(&target.scope, m)).collect();
+        let resharding = source.group.resharding.is_some() || target.group.resharding.is_some();
+        if targets.is_empty() || target.group.status == group_status::CREATING || resharding {
+            continue;
+        }
+        let engine = if target.group.engine == "valkey" { EngineKind::Valkey } else { EngineKind::Redis };
+        for (shard, node) in shard_primaries(source) {
+            let Some(address) = address(node) else { continue };
+            let id = format!("{}{shard}", member_prefix(account, &record.id, member));
+            let spec = BridgeSpec {
+                source: address,
+                source_auth: Some((user.to_string(), password.to_string())),
+                source_tls: tls.clone(),
+                target: targets.clone(),
+                scratch_dir: r.state_dir.join("bridges").join(id.replace('/', "_")),
+                engine,
+            };
+            wanted.push((id, spec));
+        }
+    }
+    Ok(wanted)
+}
+
+/// Starts the bridges a cluster-mode datastore needs (again when an end moved) and stops
+/// the ones it no longer needs.
+async fn ensure_bridges(
+    r: &Reconciler,
+    account: &str,
+    record: &GlobalReplicationGroupRecord,
+    source: Option<&ReplicationGroup>,
+) -> Result<(), Error> {
+    let wanted = match source.filter(|g| g.group.cluster_enabled()) {
+        Some(source) => wanted_bridges(r, account, record, source).await?,
+        None => Vec::new(),
+    };
+    for (id, spec) in &wanted {
+        let ends = (spec.source, spec.target.clone());
+        if lock(&r.global_bridges.0).get(id) == Some(&ends) {
+            continue;
+        }
+        r.runtime.start_bridge(id, spec.clone()).await.map_err(Error::Node)?;
+        lock(&r.global_bridges.0).insert(id.clone(), ends);
+    }
+    let keep: Vec<String> = wanted.into_iter().map(|(id, _)| id).collect();
+    r.global_bridges.stop_unwanted(&r.runtime, &bridge_prefix(account, &record.id), &keep).await;
+    Ok(())
+}
+
+/// Whether every bridge into a cluster-mode secondary streams the primary's writes.
+fn bridged(
+    r: &Reconciler,
+    account: &str,
+    record: &GlobalReplicationGroupRecord,
+    member: &GlobalMemberRecord,
+    source: &ReplicationGroup,
+) -> bool {
+    let prefix = member_prefix(account, &record.id, member);
+    shard_primaries(source).iter().all(|(shard, _)| {
+        r.runtime.bridge(&format!("{prefix}{shard}")).is_some_and(|s| s.phase == BridgePhase::Streaming && s.link_up)
+    })
+}
+
+/// Whether `g` is a cluster-mode secondary, which its datastore's bridges write to: its
+/// users may only read.
+pub(crate) async fn bridged_secondary(r: &Reconciler, g: &ReplicationGroup) -> bool {
+    let Some(id) = g.group.global_replication_group_id.as_ref().filter(|_| g.group.cluster_enabled()) else {
+        return false;
+    };
+    match r.store.global_replication_group(&g.scope.account, id).await {
+        Ok(Some(record)) => record
+            .member(&g.scope.region, &g.group.id)
+            .is_some_and(|m| m.role == GlobalRole::Secondary && !m.disassociating),
+        _ => false,
+    }
+}
 
 pub(crate) fn key(account: &str, id: &str) -> crate::ClusterKey {
     (Scope { region: String::new(), account: account.to_string() }, format!("global/{id}"))
@@ -65,14 +218,23 @@ pub(crate) async fn follow(r: &Reconciler, key: &NodeKey, upstream: SocketAddr) 
 
 /// Brings one datastore's status, members and failover to what the nodes show.
 pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Result<Option<Duration>, Error> {
-    let Some(record) = r.store.global_replication_group(&account, &id).await? else { return Ok(None) };
+    let Some(record) = r.store.global_replication_group(&account, &id).await? else {
+        r.global_bridges.stop_unwanted(&r.runtime, &bridge_prefix(&account, &id), &[]).await;
+        return Ok(None);
+    };
     if record.status == status::DELETING {
+        r.global_bridges.stop_unwanted(&r.runtime, &bridge_prefix(&account, &id), &[]).await;
         return delete(r, &account, &record).await;
     }
     if let Some(target) = record.failover_to.clone() {
         failover(r, &account, &record, &target).await?;
         return Ok(Some(crate::SOON));
     }
+    let source = match record.primary() {
+        Some(p) => r.store.replication_group(&member_scope(&account, &p.region), &p.replication_group_id).await?,
+        None => None,
+    };
+    ensure_bridges(r, &account, &record, source.as_ref()).await?;
     let mut linked = Vec::new();
     let mut leaving = Vec::new();
     for member in &record.members {
@@ -80,15 +242,22 @@ pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Re
         let group = r.store.replication_group(&scope, &member.replication_group_id).await?;
         let Some(group) = group else { continue };
         if member.disassociating {
-            if stopped_following(r, &group).await {
+            let stopped = match group.group.cluster_enabled() {
+                true => !r.global_bridges.any_with_prefix(&member_prefix(&account, &id, member)),
+                false => stopped_following(r, &group).await,
+            };
+            if stopped {
                 leaving.push((scope, group.group.id.clone()));
             }
             continue;
         }
         let available = group.group.status == group_status::AVAILABLE;
-        let ready = match member.role {
-            GlobalRole::Primary => available,
-            GlobalRole::Secondary => available && follows_upstream(r, &group).await?,
+        let ready = match (member.role, &source) {
+            (GlobalRole::Primary, _) => available,
+            (GlobalRole::Secondary, Some(source)) if group.group.cluster_enabled() => {
+                available && bridged(r, &account, &record, member, source)
+            }
+            (GlobalRole::Secondary, _) => available && follows_upstream(r, &group).await?,
         };
         if ready {
             linked.push((member.region.clone(), member.replication_group_id.clone()));
@@ -206,8 +375,8 @@ async fn delete(
 
 /// FailoverGlobalReplicationGroup: `target` becomes the primary region. With the old
 /// primary healthy, its writes are held until the target holds all it acknowledged, so
-/// none is lost; the old primary then replicates from the new one, and the held writes
-/// are refused (READONLY) rather than lost.
+/// none is lost; the old primary then follows the new one (cluster mode: its users lose
+/// `@write` and the bridges turn round), and the held writes are refused rather than lost.
 async fn failover(
     r: &Reconciler,
     account: &str,
@@ -219,14 +388,25 @@ async fn failover(
         None => None,
     };
     let new = r.store.replication_group(&member_scope(account, &target.region), &target.replication_group_id).await?;
-    let old_key = old.as_ref().and_then(|g| primary_of(g).and_then(|p| node_key(&g.scope, p)));
-    let new_primary = new.as_ref().and_then(|g| primary_of(g).map(|p| (node_key(&g.scope, p), address(p))));
-    let paused = match &old_key {
-        Some(key) => pause_writes(r, key).await,
-        None => false,
+    let cluster = old.as_ref().is_some_and(|g| g.group.cluster_enabled());
+    let old_primaries: Vec<NodeKey> = match &old {
+        Some(g) if cluster => shard_primaries(g).into_iter().filter_map(|(_, m)| node_key(&g.scope, m)).collect(),
+        Some(g) => primary_of(g).and_then(|p| node_key(&g.scope, p)).into_iter().collect(),
+        None => Vec::new(),
     };
-    if paused && let (Some(old_key), Some((Some(new_key), _))) = (&old_key, &new_primary) {
-        catch_up(r, old_key, new_key).await;
+    let mut paused = Vec::new();
+    for key in &old_primaries {
+        if pause_writes(r, key).await {
+            paused.push(key.clone());
+        }
+    }
+    let new_primary = new.as_ref().and_then(|g| primary_of(g).map(|p| (node_key(&g.scope, p), address(p))));
+    if !paused.is_empty() && paused.len() == old_primaries.len() {
+        match (cluster, target_member(record, target), &new_primary) {
+            (true, Some(member), _) => bridges_catch_up(r, &member_prefix(account, &record.id, member)).await,
+            (false, _, Some((Some(new_key), _))) => catch_up(r, &old_primaries[0], new_key).await,
+            _ => {}
+        }
     }
     let result = r
         .store
@@ -249,23 +429,54 @@ async fn failover(
         group = target.replication_group_id,
         "failed over between regions"
     );
-    // At once rather than at the groups' next reconciles: the fewer the moments without a
-    // writable primary, the better.
-    if let Some((Some(new_key), new_address)) = new_primary {
+    if cluster {
+        // The next reconcile starts the bridges from the new primary region.
+        r.global_bridges.stop_unwanted(&r.runtime, &bridge_prefix(account, &record.id), &[]).await;
+        for group in [&old, &new].into_iter().flatten() {
+            if let Some(fresh) = r.store.replication_group(&group.scope, &group.group.id).await? {
+                crate::acl::sync(r, &fresh).await;
+            }
+        }
+    } else if let Some((Some(new_key), new_address)) = new_primary {
+        // At once rather than at the groups' next reconciles: the fewer the moments without
+        // a writable primary, the better.
         if let Err(error) = r.runtime.command(&new_key, &["REPLICAOF", "NO", "ONE"]).await {
             tracing::warn!(node = %new_key, %error, "promoting the new primary region failed; its reconcile retries");
         }
-        if let (Some(old_key), Some(address)) = (&old_key, new_address)
+        if let (Some(old_key), Some(address)) = (old_primaries.first(), new_address)
             && let Err(error) = follow(r, old_key, address).await
         {
             tracing::warn!(node = %old_key, %error, "the old primary could not follow the new one yet; its reconcile retries");
         }
     }
-    if paused && let Some(key) = &old_key {
+    for key in &paused {
         let _ = r.runtime.command(key, &["CLIENT", "UNPAUSE"]).await;
     }
     r.schedule.wake.notify_one();
     Ok(())
+}
+
+fn target_member<'a>(
+    record: &'a GlobalReplicationGroupRecord,
+    target: &GlobalMemberKey,
+) -> Option<&'a GlobalMemberRecord> {
+    record.member(&target.region, &target.replication_group_id)
+}
+
+/// Waits (bounded) until every bridge into a member (ids under `prefix`) has applied all
+/// its source holds.
+async fn bridges_catch_up(r: &Reconciler, prefix: &str) {
+    let ids: Vec<String> = lock(&r.global_bridges.0).keys().filter(|id| id.starts_with(prefix)).cloned().collect();
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    for id in ids {
+        while !r.runtime.in_sync(&id).await {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(bridge = id, "the promoted region did not catch up in time");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
 }
 
 /// Holds every client write on `key`'s node (reads go on); whether it could.

@@ -101,6 +101,8 @@ pub struct Reconciler {
     secrets: Secrets,
     /// The ACL each node process was given (its pid, and a digest of the users).
     acl_applied: Mutex<HashMap<NodeKey, (u32, String)>>,
+    /// The replication bridges carrying cluster-mode global datastores to their secondaries.
+    global_bridges: global::Bridges,
 }
 
 /// What runs when.
@@ -190,6 +192,7 @@ impl Reconciler {
                 proxy_tls: Mutex::default(),
             },
             acl_applied: Mutex::default(),
+            global_bridges: global::Bridges::default(),
         })
     }
 
@@ -486,6 +489,7 @@ impl Reconciler {
         lock(&self.monitor.zones_down).clear();
         lock(&self.schedule.retries).clear();
         lock(&self.acl_applied).clear();
+        self.global_bridges.stop_all(&self.runtime).await;
         let _ = tokio::fs::remove_dir_all(self.state_dir.join("nodes")).await;
     }
 

@@ -292,3 +292,132 @@ async fn acknowledged_so_far(port: u16) -> usize {
         Err(_) => 0,
     }
 }
+
+/// The configuration endpoint's port of a cluster-mode group, once it is available.
+async fn configuration_port(client: &Client, id: &str) -> u16 {
+    let g = wait_group_available(client, id).await;
+    g.configuration_endpoint().and_then(|e| e.port()).expect("configuration endpoint") as u16
+}
+
+#[tokio::test]
+async fn cluster_mode_shards_replicate_across_regions_through_failover_and_resharding() {
+    use e2e::cluster::{cluster_connection, write_keys};
+    use redis::AsyncCommands;
+
+    let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    let server = e2e::TestServer::start().await;
+    let (east, west) = (server.client_in(EAST), server.client_in(WEST));
+    east.create_replication_group()
+        .replication_group_id("carts")
+        .replication_group_description("cluster mode, primary region")
+        .engine("redis")
+        .cache_node_type("cache.r5.large")
+        .num_node_groups(2)
+        .replicas_per_node_group(1)
+        .send()
+        .await
+        .expect("CreateReplicationGroup (cluster mode)");
+    let east_port = configuration_port(&east, "carts").await;
+    let mut east_cluster = cluster_connection(east_port).await.expect("east cluster client");
+    write_keys(&mut east_cluster, 0..200).await.expect("writes before the datastore");
+    east.create_global_replication_group()
+        .global_replication_group_id_suffix("shop")
+        .primary_replication_group_id("carts")
+        .send()
+        .await
+        .expect("CreateGlobalReplicationGroup");
+    let secondary = west
+        .create_replication_group()
+        .replication_group_id("carts-west")
+        .replication_group_description("cluster mode, secondary region")
+        .global_replication_group_id(GLOBAL)
+        .replicas_per_node_group(1)
+        .send()
+        .await
+        .expect("CreateReplicationGroup as a cluster-mode secondary")
+        .replication_group
+        .expect("group");
+    assert_eq!(secondary.cluster_enabled(), Some(true));
+    let g = wait_global(&east, "available", EAST).await;
+    let node_groups: Vec<&str> = g.global_node_groups().iter().filter_map(|n| n.global_node_group_id()).collect();
+    assert_eq!(node_groups, ["ldgnf-shop-0001", "ldgnf-shop-0002"]);
+
+    // What was there before and what is written after both reach the secondary region,
+    // whose clients only read.
+    write_keys(&mut east_cluster, 200..400).await.expect("writes after");
+    let west_port = configuration_port(&west, "carts-west").await;
+    wait_keys(west_port, 0..400).await;
+    let mut west_cluster = cluster_connection(west_port).await.expect("west cluster client");
+    let refused: redis::RedisResult<()> = west_cluster.set("mine", "x").await;
+    assert!(refused.is_err(), "a write to the secondary region was taken");
+
+    // Failover: the secondary region takes writes, the old primary region reads them.
+    west.failover_global_replication_group()
+        .global_replication_group_id(GLOBAL)
+        .primary_region(WEST)
+        .primary_replication_group_id("carts-west")
+        .send()
+        .await
+        .expect("FailoverGlobalReplicationGroup");
+    wait_global(&west, "available", WEST).await;
+    let mut west_cluster = cluster_connection(west_port).await.expect("west cluster client");
+    write_keys(&mut west_cluster, 400..500).await.expect("writes in the new primary region");
+    wait_keys(east_port, 0..500).await;
+    let mut east_cluster = cluster_connection(east_port).await.expect("east cluster client");
+    let refused: redis::RedisResult<()> = east_cluster.set("mine", "x").await;
+    assert!(refused.is_err(), "a write to the old primary region was taken");
+
+    // A third shard in both regions; the data keeps flowing.
+    west.increase_node_groups_in_global_replication_group()
+        .global_replication_group_id(GLOBAL)
+        .node_group_count(3)
+        .apply_immediately(true)
+        .send()
+        .await
+        .expect("IncreaseNodeGroupsInGlobalReplicationGroup");
+    let g = wait_global(&west, "available", WEST).await;
+    assert_eq!(g.global_node_groups().len(), 3, "{g:?}");
+    for (client, id) in [(&east, "carts"), (&west, "carts-west")] {
+        assert_eq!(wait_group_available(client, id).await.node_groups().len(), 3, "{id}");
+    }
+    let mut west_cluster = cluster_connection(west_port).await.expect("west cluster client");
+    write_keys(&mut west_cluster, 500..600).await.expect("writes after resharding");
+    wait_keys(east_port, 0..600).await;
+
+    // Left on its own, the old primary region takes writes again.
+    west.disassociate_global_replication_group()
+        .global_replication_group_id(GLOBAL)
+        .replication_group_id("carts")
+        .replication_group_region(EAST)
+        .send()
+        .await
+        .expect("DisassociateGlobalReplicationGroup");
+    wait_global_status(&west, "primary-only").await;
+    poll_until("the standalone group takes writes", SETTLE, || async {
+        let mut con = cluster_connection(east_port).await.map_err(|e| e.to_string())?;
+        con.set::<_, _, ()>("standalone", "yes").await.map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+async fn wait_global_status(client: &Client, status: &str) {
+    poll_until(&format!("{GLOBAL} {status}"), SETTLE, || async {
+        let g = describe_global(client).await;
+        if g.status() == Some(status) { Ok(()) } else { Err(format!("{g:?}")) }
+    })
+    .await;
+}
+
+/// Polls until every key of `range` reads back as written through the configuration
+/// endpoint at `port` (a fresh cluster client each try).
+async fn wait_keys(port: u16, range: std::ops::Range<usize>) {
+    poll_until(&format!("keys {range:?} through port {port}"), SETTLE, || {
+        let range = range.clone();
+        async move {
+            let mut con = e2e::cluster::cluster_connection(port).await.map_err(|e| e.to_string())?;
+            let missing = e2e::cluster::missing_keys(&mut con, range).await;
+            if missing.is_empty() { Ok(()) } else { Err(format!("{} missing, e.g. {}", missing.len(), missing[0])) }
+        }
+    })
+    .await;
+}

@@ -98,8 +98,27 @@ pub(crate) async fn inherit(
     inherited.transit_encryption_enabled = Some(group.group.security.transit_encryption);
     inherited.transit_encryption_mode = crate::transit::mode_output(&group.group.security);
     if group.group.cluster_enabled() {
+        // The primary's shards, slot for slot, so that each secondary shard holds what the
+        // matching primary shard does. Replica counts and zones stay the request's.
+        let given = input.node_group_configuration.clone().unwrap_or_default();
+        if given.iter().any(|c| c.slots.is_some() || c.node_group_id.is_some()) {
+            return Err(inherited_parameter());
+        }
+        let shards: Vec<NodeGroupConfiguration> = group
+            .group
+            .node_groups
+            .iter()
+            .filter(|n| !n.removing)
+            .enumerate()
+            .map(|(i, shard)| NodeGroupConfiguration {
+                node_group_id: Some(shard.id.clone()),
+                slots: Some(crate::shards::format_slots(&shard.slots)),
+                ..given.get(i).cloned().unwrap_or_default()
+            })
+            .collect();
         inherited.cluster_mode = Some(ClusterMode::Enabled);
-        inherited.num_node_groups = Some(group.group.node_groups.len() as i32);
+        inherited.num_node_groups = Some(shards.len() as i32);
+        inherited.node_group_configuration = Some(shards);
     }
     Ok(inherited)
 }
