@@ -433,3 +433,44 @@ async fn a_group_survives_an_emulator_restart_with_its_primary_and_ports() {
     wait_refuses(wport).await;
     wait_refuses(rport).await;
 }
+
+#[tokio::test]
+async fn create_cache_cluster_with_a_replication_group_adds_a_replica() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    create(&client, "grow", 2, true, false).await;
+    let g = wait_group_available(&client, "grow").await;
+    wait_write(primary_port(&g), "seed", "1").await;
+
+    let out = client
+        .create_cache_cluster()
+        .cache_cluster_id("grow-reader")
+        .replication_group_id("grow")
+        .preferred_availability_zone("us-east-1c")
+        .send()
+        .await
+        .expect("CreateCacheCluster with ReplicationGroupId");
+    let cluster = out.cache_cluster().expect("cluster");
+    assert_eq!(cluster.replication_group_id(), Some("grow"));
+    assert_eq!(cluster.cache_cluster_status(), Some("creating"));
+    let g = wait_group_available(&client, "grow").await;
+    let m = member(&g, "grow-reader");
+    assert_eq!(m.current_role(), Some("replica"), "{m:?}");
+    assert_eq!(m.preferred_availability_zone(), Some("us-east-1c"));
+    wait_read(member_port(m), "seed", "1").await;
+
+    // What AWS refuses: a memcached engine, an id in use, an unknown group.
+    let memcached = client
+        .create_cache_cluster()
+        .cache_cluster_id("grow-m")
+        .replication_group_id("grow")
+        .engine("memcached")
+        .send()
+        .await;
+    expect_code(memcached, "InvalidParameterCombination");
+    let taken = client.create_cache_cluster().cache_cluster_id("grow-reader").replication_group_id("grow").send().await;
+    expect_code(taken, "CacheClusterAlreadyExists");
+    let unknown = client.create_cache_cluster().cache_cluster_id("lost").replication_group_id("nothing").send().await;
+    expect_code(unknown, "ReplicationGroupNotFoundFault");
+    assert_eq!(members(&wait_group_available(&client, "grow").await).len(), 3, "refusals change nothing");
+}

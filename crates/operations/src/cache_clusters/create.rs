@@ -11,8 +11,8 @@ use super::{
     CLUSTER_QUOTA, DEFAULT_MAINTENANCE_WINDOW, DEFAULT_SNAPSHOT_WINDOW, MAX_ID_LEN, MEMCACHED_NODES_PER_CLUSTER,
     default_port, is_memcached, output, status, within_node_quota,
 };
-use crate::arn::{self, Kind, NotFound as _};
-use crate::{Operations, answered, groups_still_there, internal, tags, written};
+use crate::arn::{self, Kind};
+use crate::{Operations, answered, groups_still_there, tags, written};
 
 pub async fn create(
     ops: &Operations,
@@ -21,6 +21,12 @@ pub async fn create(
 ) -> Result<CreateCacheClusterResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let id = crate::validate::resource_id("CacheClusterId", &input.cache_cluster_id, MAX_ID_LEN)?;
+    if input.replication_group_id.is_some() {
+        let member = crate::replication_groups::add_member(ops, &scope, &id, &input).await?;
+        tracing::info!(cache_cluster = id, replication_group = ?member.cluster.replication_group_id, "cache cluster: (none) -> creating (a replica)");
+        ops.wake_reconciler();
+        return Ok(CreateCacheClusterResult { cache_cluster: Some(output(&member, false)) });
+    }
     let (created, tags) = plan(ops, &scope, &id, input).await?;
     written(ops.store.write(async |tx| write(tx, &created, &tags).await).await)?;
     let engine = &created.cluster.engine;
@@ -38,14 +44,6 @@ pub(crate) async fn plan(
     input: CreateCacheClusterMessage,
 ) -> Result<(StoredCluster, Vec<store::TagRecord>), ApiError> {
     let (scope, id) = (scope.clone(), id.to_string());
-    if let Some(group) = &input.replication_group_id {
-        return Err(
-            match ops.store.replication_group(&scope, &group.to_ascii_lowercase()).await.map_err(internal)? {
-                Some(_) => ApiError::not_implemented("CreateCacheCluster with ReplicationGroupId"),
-                None => Kind::ReplicationGroup.not_found(group),
-            },
-        );
-    }
     let (engine, num_nodes) = engine_and_size(&input)?;
     let memcached = is_memcached(&engine);
     let node_type = input.cache_node_type.clone().ok_or_else(crate::messages::cache_node_type_required)?;

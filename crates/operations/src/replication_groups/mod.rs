@@ -490,6 +490,63 @@ async fn change_replicas(
     .await
 }
 
+/// CreateCacheCluster with ReplicationGroupId: cluster `id` joins `group` as a read
+/// replica (API reference: "the cluster is added to the specified replication group as a
+/// read replica"), in the zone asked for or the one that spreads the group best. Only
+/// for Redis OSS and Valkey groups with cluster mode disabled, at most MAX_REPLICAS.
+pub(crate) async fn add_member(
+    ops: &Operations,
+    scope: &Scope,
+    id: &str,
+    input: &CreateCacheClusterMessage,
+) -> Result<StoredCluster, ApiError> {
+    let group_id = input.replication_group_id.clone().unwrap_or_default().to_ascii_lowercase();
+    let current = existing(ops, scope, &group_id).await?;
+    if input.engine.as_deref().is_some_and(|e| e != current.group.engine) {
+        return Err(ApiError::invalid_parameter_combination(format!(
+            "Engine {} does not match the engine of replication group {group_id} ({}).",
+            input.engine.as_deref().unwrap_or_default(),
+            current.group.engine
+        )));
+    }
+    if current.group.cluster_enabled() {
+        return Err(ApiError::invalid_parameter_value(format!(
+            "Replication group {group_id} has cluster mode enabled: add replicas with IncreaseReplicaCount."
+        )));
+    }
+    if let Some(global) = &current.group.global_replication_group_id {
+        return Err(crate::global_datastores::part_of_global(&group_id, global));
+    }
+    if cluster_ids(ops, scope).await?.contains(id) {
+        return Err(ApiError::new(
+            ErrorCode::CacheClusterAlreadyExistsFault,
+            format!("Cache cluster {id} already exists."),
+        ));
+    }
+    let zones = ops.subnet_group_zones(scope, &subnet_group_of(&current)).await?;
+    let requested: Vec<String> = input.preferred_availability_zone.iter().cloned().collect();
+    crate::placement::check_zones(ops, scope, &requested, &zones)?;
+    let group = change_available(ops, scope, &group_id, |group, members| {
+        let live = members.iter().filter(|m| m.cluster.status != status::DELETING).count() as i32;
+        if live > MAX_REPLICAS {
+            return Err(ApiError::new(
+                ErrorCode::NodeQuotaForClusterExceededFault,
+                format!("Replication group {group_id} already has {MAX_REPLICAS} replicas, the most it can have."),
+            ));
+        }
+        let zone = member_zones(1, &requested, &zones, members).into_iter().next().unwrap_or_default();
+        let template =
+            members.first().map(|m| m.cluster.clone()).ok_or_else(|| ApiError::internal("group has no members"))?;
+        let (cluster, nodes) = member(&template, id.to_string(), &group.id, zone);
+        group.members.push(cluster.id.clone());
+        members.push(StoredCluster { scope: scope.clone(), cluster, nodes });
+        group.status = status::MODIFYING.to_string();
+        Ok(Vec::new())
+    })
+    .await?;
+    group.members.into_iter().find(|m| m.cluster.id == id).ok_or_else(|| not_found(&group_id))
+}
+
 /// The subnet group a group's members were placed with.
 pub(crate) fn subnet_group_of(g: &StoredGroup) -> String {
     g.members.first().map(|m| m.cluster.subnet_group.clone()).unwrap_or_default()
