@@ -13,54 +13,27 @@
 //! (see `acl`): its clients read, and writes are refused (`NOPERM`, where a replica would
 //! answer `READONLY`). Its replicas follow its own shard primaries as in any cluster.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use model::status::cluster as group_status;
 use model::status::global as status;
 use nodes::bridge::{BridgePhase, BridgeSpec};
 use nodes::resp::Reply;
-use nodes::{EngineKind, NodeKey, Role, Runtime};
+use nodes::{EngineKind, NodeKey, Role};
 use store::{
-    CacheCluster, GlobalMemberKey, GlobalMemberRecord, GlobalReplicationGroupRecord, GlobalRole, ReplicationGroup,
-    Scope, UpdateError,
+    GlobalMemberKey, GlobalMemberRecord, GlobalReplicationGroupRecord, GlobalRole, ReplicationGroup, Scope, UpdateError,
 };
 
+use crate::Reconciler;
+use crate::bridges::{shard_primaries, target_primaries};
 use crate::error::{Error, stored};
 use crate::replication_groups::{address, node_key};
-use crate::{Reconciler, lock};
 
 /// How long the old primary's writes are held at most during a failover between regions.
 const FAILOVER_PAUSE: Duration = Duration::from_secs(5);
 /// How long the promoted region gets to catch up with the old primary's last write.
 const CATCH_UP: Duration = Duration::from_secs(2);
-
-/// The bridges running for cluster-mode datastores, by id, with the ends each was started
-/// with (a moved end, after a failover within a group, restarts it).
-#[derive(Default)]
-pub(crate) struct Bridges(Mutex<HashMap<String, (SocketAddr, Vec<NodeKey>)>>);
-
-impl Bridges {
-    pub(crate) async fn stop_all(&self, runtime: &Runtime) {
-        self.stop_unwanted(runtime, "", &[]).await;
-    }
-
-    /// Stops the bridges whose id starts with `prefix`, but those in `keep`.
-    async fn stop_unwanted(&self, runtime: &Runtime, prefix: &str, keep: &[String]) {
-        let stale: Vec<String> =
-            lock(&self.0).keys().filter(|id| id.starts_with(prefix) && !keep.contains(id)).cloned().collect();
-        for id in stale {
-            runtime.stop_bridge(&id).await;
-            lock(&self.0).remove(&id);
-        }
-    }
-
-    fn any_with_prefix(&self, prefix: &str) -> bool {
-        lock(&self.0).keys().any(|id| id.starts_with(prefix))
-    }
-}
 
 fn bridge_prefix(account: &str, global: &str) -> String {
     format!("global/{account}/{global}/")
@@ -68,16 +41,6 @@ fn bridge_prefix(account: &str, global: &str) -> String {
 
 fn member_prefix(account: &str, global: &str, member: &GlobalMemberRecord) -> String {
     format!("{}{}/{}/", bridge_prefix(account, global), member.region, member.replication_group_id)
-}
-
-/// The primary of each shard of a cluster-mode group, by node group id.
-fn shard_primaries(g: &ReplicationGroup) -> Vec<(&str, &CacheCluster)> {
-    g.group
-        .node_groups
-        .iter()
-        .filter(|n| !n.removing)
-        .filter_map(|n| g.members.iter().find(|m| m.cluster.id == n.primary_cluster_id).map(|m| (n.id.as_str(), m)))
-        .collect()
 }
 
 /// The bridges a cluster-mode datastore needs now: for every secondary, one per shard of
@@ -101,8 +64,7 @@ async fn wanted_bridges(
     for member in record.secondaries().filter(|m| !m.disassociating) {
         let scope = member_scope(account, &member.region);
         let Some(target) = r.store.replication_group(&scope, &member.replication_group_id).await? else { continue };
-        let targets: Vec<NodeKey> =
-            shard_primaries(&target).into_iter().filter_map(|(_, m)| node_key(&target.scope, m)).collect();
+        let targets = target_primaries(&target);
         let resharding = source.group.resharding.is_some() || target.group.resharding.is_some();
         if targets.is_empty() || target.group.status == group_status::CREATING || resharding {
             continue;
@@ -137,17 +99,7 @@ async fn ensure_bridges(
         Some(source) => wanted_bridges(r, account, record, source).await?,
         None => Vec::new(),
     };
-    for (id, spec) in &wanted {
-        let ends = (spec.source, spec.target.clone());
-        if lock(&r.global_bridges.0).get(id) == Some(&ends) {
-            continue;
-        }
-        r.runtime.start_bridge(id, spec.clone()).await.map_err(Error::Node)?;
-        lock(&r.global_bridges.0).insert(id.clone(), ends);
-    }
-    let keep: Vec<String> = wanted.into_iter().map(|(id, _)| id).collect();
-    r.global_bridges.stop_unwanted(&r.runtime, &bridge_prefix(account, &record.id), &keep).await;
-    Ok(())
+    r.bridges.ensure(&r.runtime, &bridge_prefix(account, &record.id), wanted).await.map_err(Error::Node)
 }
 
 /// Whether every bridge into a cluster-mode secondary streams the primary's writes.
@@ -219,11 +171,11 @@ pub(crate) async fn follow(r: &Reconciler, key: &NodeKey, upstream: SocketAddr) 
 /// Brings one datastore's status, members and failover to what the nodes show.
 pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Result<Option<Duration>, Error> {
     let Some(record) = r.store.global_replication_group(&account, &id).await? else {
-        r.global_bridges.stop_unwanted(&r.runtime, &bridge_prefix(&account, &id), &[]).await;
+        r.bridges.stop_unwanted(&r.runtime, &bridge_prefix(&account, &id), &[]).await;
         return Ok(None);
     };
     if record.status == status::DELETING {
-        r.global_bridges.stop_unwanted(&r.runtime, &bridge_prefix(&account, &id), &[]).await;
+        r.bridges.stop_unwanted(&r.runtime, &bridge_prefix(&account, &id), &[]).await;
         return delete(r, &account, &record).await;
     }
     if let Some(target) = record.failover_to.clone() {
@@ -243,7 +195,7 @@ pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Re
         let Some(group) = group else { continue };
         if member.disassociating {
             let stopped = match group.group.cluster_enabled() {
-                true => !r.global_bridges.any_with_prefix(&member_prefix(&account, &id, member)),
+                true => !r.bridges.any_with_prefix(&member_prefix(&account, &id, member)),
                 false => stopped_following(r, &group).await,
             };
             if stopped {
@@ -403,7 +355,9 @@ async fn failover(
     let new_primary = new.as_ref().and_then(|g| primary_of(g).map(|p| (node_key(&g.scope, p), address(p))));
     if !paused.is_empty() && paused.len() == old_primaries.len() {
         match (cluster, target_member(record, target), &new_primary) {
-            (true, Some(member), _) => bridges_catch_up(r, &member_prefix(account, &record.id, member)).await,
+            (true, Some(member), _) => {
+                r.bridges.catch_up(&r.runtime, &member_prefix(account, &record.id, member), CATCH_UP).await;
+            }
             (false, _, Some((Some(new_key), _))) => catch_up(r, &old_primaries[0], new_key).await,
             _ => {}
         }
@@ -431,7 +385,7 @@ async fn failover(
     );
     if cluster {
         // The next reconcile starts the bridges from the new primary region.
-        r.global_bridges.stop_unwanted(&r.runtime, &bridge_prefix(account, &record.id), &[]).await;
+        r.bridges.stop_unwanted(&r.runtime, &bridge_prefix(account, &record.id), &[]).await;
         for group in [&old, &new].into_iter().flatten() {
             if let Some(fresh) = r.store.replication_group(&group.scope, &group.group.id).await? {
                 crate::acl::sync(r, &fresh).await;
@@ -461,22 +415,6 @@ fn target_member<'a>(
     target: &GlobalMemberKey,
 ) -> Option<&'a GlobalMemberRecord> {
     record.member(&target.region, &target.replication_group_id)
-}
-
-/// Waits (bounded) until every bridge into a member (ids under `prefix`) has applied all
-/// its source holds.
-async fn bridges_catch_up(r: &Reconciler, prefix: &str) {
-    let ids: Vec<String> = lock(&r.global_bridges.0).keys().filter(|id| id.starts_with(prefix)).cloned().collect();
-    let deadline = tokio::time::Instant::now() + CATCH_UP;
-    for id in ids {
-        while !r.runtime.in_sync(&id).await {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(bridge = id, "the promoted region did not catch up in time");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
 }
 
 /// Holds every client write on `key`'s node (reads go on); whether it could.

@@ -20,6 +20,8 @@
 //!   Memcached dumps); seeding restores.
 //! - `s3`: uploads of exported snapshots to an S3-compatible endpoint.
 //! - `at_rest`: the encrypted snapshot file format and the state dir's key.
+//! - `bridges`: the replication bridges into cluster-mode groups, shared by `global` and
+//!   `migration`.
 //! - `acl`: the users of a group's user group as every member node's ACL.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //! - `service_updates`: update actions rolling through a cluster's or group's nodes.
@@ -37,6 +39,7 @@
 
 mod acl;
 mod at_rest;
+mod bridges;
 mod cache_clusters;
 mod cluster_mode;
 mod endpoints;
@@ -101,8 +104,9 @@ pub struct Reconciler {
     secrets: Secrets,
     /// The ACL each node process was given (its pid, and a digest of the users).
     acl_applied: Mutex<HashMap<NodeKey, (u32, String)>>,
-    /// The replication bridges carrying cluster-mode global datastores to their secondaries.
-    global_bridges: global::Bridges,
+    /// The replication bridges into cluster-mode groups: global datastores' secondaries,
+    /// online migrations from a Redis Cluster.
+    bridges: bridges::Bridges,
 }
 
 /// What runs when.
@@ -192,7 +196,7 @@ impl Reconciler {
                 proxy_tls: Mutex::default(),
             },
             acl_applied: Mutex::default(),
-            global_bridges: global::Bridges::default(),
+            bridges: bridges::Bridges::default(),
         })
     }
 
@@ -489,7 +493,7 @@ impl Reconciler {
         lock(&self.monitor.zones_down).clear();
         lock(&self.schedule.retries).clear();
         lock(&self.acl_applied).clear();
-        self.global_bridges.stop_all(&self.runtime).await;
+        self.bridges.stop_all(&self.runtime).await;
         let _ = tokio::fs::remove_dir_all(self.state_dir.join("nodes")).await;
     }
 
