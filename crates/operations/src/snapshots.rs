@@ -432,11 +432,6 @@ pub async fn copy(
 ) -> Result<CopySnapshotResult, ApiError> {
     let scope = ops.scope(ctx).await?;
     let kms_key_id = input.kms_key_id.as_deref().map(validate::kms_key_id).transpose()?;
-    if kms_key_id.is_some() && input.target_bucket.is_some() {
-        // An export writes a plain RDB file for use outside; S3's own encryption is the
-        // bucket's business, which the local export directory does not emulate.
-        return Err(ApiError::not_implemented("CopySnapshot with KmsKeyId and TargetBucket"));
-    }
     let source = ops
         .store
         .snapshot(&scope, &input.source_snapshot_name)
@@ -466,8 +461,12 @@ pub async fn copy(
             .await;
         let exported = crate::updated(result, || not_found(&source.name))?;
         ops.wake_reconciler();
-        // Described under the exported name, as the copy AWS writes to the bucket.
-        let shown = SnapshotRecord { name: target, ..exported };
+        // Described under the exported name, as the copy AWS writes to the bucket. With a
+        // KmsKeyId the bucket's object is encrypted server-side under that key on AWS, and
+        // read back as the plain RDB file it holds; the export directory (or the S3
+        // endpoint) gets that plain file, and the key is shown as asked for.
+        let kms_key_id = kms_key_id.or(exported.kms_key_id.clone());
+        let shown = SnapshotRecord { name: target, kms_key_id, ..exported };
         return Ok(CopySnapshotResult { snapshot: Some(output(&scope, &shown, false)) });
     }
     let tags = tags::validate(input.tags.as_deref().unwrap_or_default())?;

@@ -181,6 +181,25 @@ async fn an_encrypted_groups_snapshots_are_encrypted_and_restore_everywhere() {
         .expect("CreateReplicationGroup from the export");
     let g = wait_group_available(&client, "from-export").await;
     wait_keys(primary_of(&g).1, "sec").await;
+
+    // With a KmsKeyId the export is what a reader of an SSE-KMS object gets: the plain RDB.
+    let out = client
+        .copy_snapshot()
+        .source_snapshot_name("enc-snap")
+        .target_snapshot_name("out-kms")
+        .target_bucket("enc-bucket")
+        .kms_key_id(KMS_KEY)
+        .send()
+        .await
+        .expect("CopySnapshot with TargetBucket and KmsKeyId");
+    assert_eq!(out.snapshot().and_then(|s| s.kms_key_id()), Some(KMS_KEY));
+    let exported = server.state_path().join("exports").join("enc-bucket").join("out-kms-0001.rdb");
+    poll_until("the KMS export is written", SETTLE, || async {
+        let s = describe_snapshot(&client, "enc-snap").await;
+        if s.snapshot_status() == Some("available") && exported.is_file() { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    assert!(contains(&assert_rdb(&exported), &key(500)), "the KMS export holds the data");
 }
 
 #[tokio::test]
