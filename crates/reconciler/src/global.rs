@@ -215,12 +215,13 @@ pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Re
             linked.push((member.region.clone(), member.replication_group_id.clone()));
         }
     }
-    for (scope, group) in &leaving {
-        release(r, scope, group).await?;
-    }
-    let result = r
-        .store
-        .update_global_replication_group(&account, &id, |g| {
+    // One write: the groups that left are standalone exactly when the datastore no longer
+    // names them.
+    let update = async |tx: &mut store::Tx| {
+        for (scope, group) in &leaving {
+            release(tx, scope, group).await?;
+        }
+        tx.update_global_replication_group(&account, &id, |g| {
             g.members.retain(|m| {
                 !(m.disassociating
                     && leaving.iter().any(|(s, id)| s.region == m.region && *id == m.replication_group_id))
@@ -255,7 +256,9 @@ pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Re
             }
             Ok::<_, ()>(())
         })
-        .await;
+        .await
+    };
+    let result = r.store.write(update).await;
     match result {
         Ok(Some(g)) if status::SETTLED.contains(&g.status.as_str()) => Ok(None),
         Ok(_) | Err(UpdateError::Rejected(())) => Ok(Some(crate::SOON)),
@@ -284,38 +287,34 @@ async fn stopped_following(r: &Reconciler, g: &ReplicationGroup) -> bool {
     }
 }
 
-/// A group leaves its datastore: it is a standalone group again.
-async fn release(r: &Reconciler, scope: &Scope, group: &str) -> Result<(), Error> {
-    let result = r
-        .store
-        .update_replication_group(scope, group, |g, _| {
-            tracing::info!(replication_group = g.id, "left its global datastore");
-            g.global_replication_group_id = None;
-            Ok::<_, ()>(Vec::new())
-        })
-        .await;
-    stored(result.map(drop))
+/// Inside a write: a group leaves its datastore, a standalone group again.
+async fn release(tx: &mut store::Tx, scope: &Scope, group: &str) -> Result<(), UpdateError<()>> {
+    tx.update_replication_group(scope, group, |g, _| {
+        tracing::info!(replication_group = g.id, "left its global datastore");
+        g.global_replication_group_id = None;
+        Ok::<_, ()>(Vec::new())
+    })
+    .await
+    .map(drop)
 }
 
-/// DeleteGlobalReplicationGroup: the primary (the only member left) is released, then the
-/// datastore is gone.
+/// DeleteGlobalReplicationGroup: the primary (the only member left) is released and the
+/// datastore is gone, in one write.
 async fn delete(
     r: &Reconciler,
     account: &str,
     record: &GlobalReplicationGroupRecord,
 ) -> Result<Option<Duration>, Error> {
-    for member in &record.members {
-        release(r, &member_scope(account, &member.region), &member.replication_group_id).await?;
-    }
-    r.store
+    let result = r
+        .store
         .write(async |tx| {
-            tx.delete_global_replication_group(account, &record.id).await.map_err(UpdateError::<()>::from)
+            for member in &record.members {
+                release(tx, &member_scope(account, &member.region), &member.replication_group_id).await?;
+            }
+            Ok(tx.delete_global_replication_group(account, &record.id).await?)
         })
-        .await
-        .map_err(|e| match e {
-            UpdateError::Store(e) => Error::Store(e),
-            UpdateError::Rejected(()) => Error::Store(store::StoreError::NotFound),
-        })?;
+        .await;
+    stored(result)?;
     tracing::info!(
         global_replication_group = record.id,
         from = status::DELETING,
