@@ -5,10 +5,11 @@
 //!
 //! AWS's rules, from "Preparing your source and target for migration" (ElastiCache user
 //! guide): the target runs Valkey, or Redis OSS 5.0.5 and later (5.0.6 with cluster mode);
-//! it has no encryption in transit and has Multi-AZ; the endpoint list holds one element.
-//! The wording of the refusals is the emulator's unless a comment names a source.
-//! Migrations into cluster-mode groups are not built yet; into serverless caches, see
-//! `serverless_migration`.
+//! it has no encryption in transit, has Multi-AZ and is no part of a global datastore; the
+//! endpoint list holds one element, with cluster mode too (the source cluster's other
+//! nodes are found through it). Whether the source's cluster mode matches the group's is
+//! the reconciler's to find out. The wording of the refusals is the emulator's unless a
+//! comment names a source. Migrations into serverless caches: see `serverless_migration`.
 
 use model::status::cluster as status;
 use protocol::shapes::*;
@@ -21,6 +22,8 @@ use crate::replication_groups::{change_available, existing, output};
 
 /// The oldest Redis OSS a group can migrate into, cluster mode disabled.
 const OLDEST_REDIS: &str = "5.0.5";
+/// The oldest Redis OSS a group with cluster mode enabled can migrate into.
+const OLDEST_REDIS_CLUSTER: &str = "5.0.6";
 
 fn already_migrating(id: &str) -> ApiError {
     ApiError::new(
@@ -50,13 +53,17 @@ fn check_target(group: &StoredGroup) -> Result<(), ApiError> {
     if g.migration.as_ref().is_some_and(|m| m.phase != MigrationPhase::Testing) {
         return Err(already_migrating(&g.id));
     }
-    if g.cluster_enabled() {
-        return Err(ApiError::not_implemented("StartMigration into a group with cluster mode enabled"));
-    }
     let version = group.members.first().map(|m| m.cluster.engine_version.as_str()).unwrap_or_default();
-    if g.engine == "redis" && model::catalog::is_downgrade(OLDEST_REDIS, version) {
+    let oldest = if g.cluster_enabled() { OLDEST_REDIS_CLUSTER } else { OLDEST_REDIS };
+    if g.engine == "redis" && model::catalog::is_downgrade(oldest, version) {
         return Err(ApiError::invalid_parameter_combination(format!(
-            "Online migration needs Valkey or Redis OSS {OLDEST_REDIS} or later; replication group {} runs {version}.",
+            "Online migration needs Valkey or Redis OSS {oldest} or later; replication group {} runs {version}.",
+            g.id
+        )));
+    }
+    if let Some(global) = &g.global_replication_group_id {
+        return Err(ApiError::invalid_parameter_combination(format!(
+            "Online migration is not supported for replication group {}: it is part of global datastore {global}.",
             g.id
         )));
     }

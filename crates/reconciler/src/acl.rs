@@ -28,8 +28,16 @@ fn rules(user: &UserRecord) -> Vec<String> {
     rules
 }
 
+/// Whether clients of `g` may only read: bridges write into its shard primaries, which a
+/// replica's `READONLY` cannot guard in cluster mode: a cluster-mode global datastore's
+/// secondary, or a cluster-mode group under online migration ("you can read from the
+/// ElastiCache cluster, you can't write to it", Migration-Initiate, user guide).
+pub(crate) async fn read_only(r: &Reconciler, g: &ReplicationGroup) -> bool {
+    crate::migration::bridged(g) || crate::global::bridged_secondary(r, g).await
+}
+
 /// The ACL users of the group's user groups, or None when no user group is attached;
-/// `read_only` takes `@write` from every one (a cluster-mode global datastore secondary).
+/// `read_only` takes `@write` from every one (see [`read_only`]).
 pub(crate) async fn desired(
     r: &Reconciler,
     g: &ReplicationGroup,
@@ -63,7 +71,7 @@ fn fingerprint(desired: &Option<Vec<AclUser>>, auth: &str) -> String {
 /// Config lines (`user <name> reset <rules>`) that start a member node with the group's
 /// users, so a node (re)started under RBAC never answers with the open default user.
 pub(crate) async fn config_directives(r: &Reconciler, g: &ReplicationGroup) -> Vec<(String, String)> {
-    let read_only = crate::global::bridged_secondary(r, g).await;
+    let read_only = read_only(r, g).await;
     match desired(r, g, read_only).await {
         Ok(Some(users)) => users
             .into_iter()
@@ -76,7 +84,7 @@ pub(crate) async fn config_directives(r: &Reconciler, g: &ReplicationGroup) -> V
 /// Brings every running member node's ACL to the group's users. Returns whether every
 /// node has it (a failure is logged, and the next reconcile tries again).
 pub async fn sync(r: &Reconciler, g: &ReplicationGroup) -> bool {
-    let read_only = crate::global::bridged_secondary(r, g).await;
+    let read_only = read_only(r, g).await;
     let desired = match desired(r, g, read_only).await {
         Ok(desired) => desired,
         Err(error) => {

@@ -283,7 +283,11 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     // 7. The endpoints, the users, and the status.
     let (port, compatible_ports) = endpoints(r, &g, seen).await?;
     pass.failed |= !crate::acl::sync(r, &g).await;
-    // 8. A change of binary (Redis OSS → Valkey): per shard, the replicas first (their own
+    // 8. An online migration: bridges from the source's primaries, once the shards are in
+    // place.
+    let in_place = topology_ready && misplaced == 0 && g.group.resharding.is_none();
+    crate::migration::cluster_step(r, &g, in_place).await?;
+    // 9. A change of binary (Redis OSS → Valkey): per shard, the replicas first (their own
     // reconciles restart them), then the primary hands over to one of them.
     let hand_overs = if topology_ready { shards_to_hand_over(r, &g, &live) } else { Vec::new() };
     let on_their_binary = live.iter().all(|m| binary(r, &g.scope, m) == Binary::Current);

@@ -137,6 +137,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     let scope = g.scope.clone();
     let id = g.group.id.clone();
     if g.group.status == status::DELETING {
+        crate::migration::stop(r, &g).await;
         if g.members.is_empty() {
             r.endpoints.groups.lock().await.remove(&(scope.clone(), id.clone()));
             let arn = model::arn::build(&scope, model::arn::Kind::ReplicationGroup, &id);
