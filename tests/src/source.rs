@@ -1,5 +1,6 @@
 //! [`SourceRedis`]: a plain redis-server (or valkey-server) the test starts on loopback,
-//! standing for a customer's self-hosted server (the source of an online migration).
+//! standing for a customer's self-hosted server (the source of an online migration);
+//! [`SourceCluster`]: a self-hosted Redis Cluster of such servers.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -101,6 +102,93 @@ impl SourceWriter {
     pub async fn stop(self) -> redis::RedisResult<usize> {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?
+    }
+}
+
+/// A Redis Cluster of plain redis-server primaries on 127.0.0.1 (no replicas), the slots
+/// spread evenly over them; stopped when dropped.
+pub struct SourceCluster {
+    pub nodes: Vec<SourceRedis>,
+}
+
+impl SourceCluster {
+    /// Starts `shards` cluster-enabled servers, has them meet, gives each its share of the
+    /// slots and waits until every one reports `cluster_state:ok`.
+    pub async fn start(shards: usize) -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..shards {
+            // A bus port of its own: port + 10000 may be taken or past 65535.
+            let bus = nodes::ports::free_port(std::net::Ipv4Addr::LOCALHOST).expect("a free port");
+            let bus = bus.to_string();
+            let cluster = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", &bus];
+            // A full sync at once: redis-server otherwise waits 5 s for more replicas.
+            let args = [&cluster[..], &["--repl-diskless-sync-delay", "0"]].concat();
+            nodes.push((SourceRedis::start(&args).await, bus));
+        }
+        let mut first = nodes[0].0.connection().await;
+        for (node, bus) in &nodes[1..] {
+            let () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(node.port)
+                .arg(bus)
+                .query_async(&mut first)
+                .await
+                .expect("CLUSTER MEET");
+        }
+        for (i, (node, _)) in nodes.iter().enumerate() {
+            let (from, to) = (i * 16384 / shards, (i + 1) * 16384 / shards - 1);
+            let mut con = node.connection().await;
+            let () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(from)
+                .arg(to)
+                .query_async(&mut con)
+                .await
+                .expect("ADDSLOTSRANGE");
+        }
+        let cluster = Self { nodes: nodes.into_iter().map(|(node, _)| node).collect() };
+        for node in &cluster.nodes {
+            poll_until(&format!("the source cluster seen from {}", node.port), SETTLE, || async {
+                let mut con = node.connection().await;
+                let info: String =
+                    redis::cmd("CLUSTER").arg("INFO").query_async(&mut con).await.map_err(|e| e.to_string())?;
+                let known = format!("cluster_known_nodes:{shards}");
+                if info.contains("cluster_state:ok") && info.contains(&known) { Ok(()) } else { Err(info) }
+            })
+            .await;
+        }
+        cluster
+    }
+
+    /// The port of its first node: the one endpoint a migration is given.
+    pub fn port(&self) -> u16 {
+        self.nodes[0].port
+    }
+
+    /// A cluster-aware connection, as the customer's applications have.
+    pub async fn connection(&self) -> redis::cluster_async::ClusterConnection {
+        crate::cluster::cluster_connection(self.port()).await.expect("cluster connection to the source")
+    }
+
+    /// A client writing `live:<n>` = `<n>` (n = 0, 1, …) through a cluster connection, one
+    /// acknowledged write after the other (over every shard), until [`SourceWriter::stop`].
+    pub async fn writer(&self) -> SourceWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut con = self.connection().await;
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut written = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let () =
+                        redis::cmd("SET").arg(format!("live:{written}")).arg(written).query_async(&mut con).await?;
+                    written += 1;
+                }
+                Ok(written)
+            }
+        });
+        SourceWriter { stop, task }
     }
 }
 

@@ -1,11 +1,13 @@
 //! Cluster mode enabled on real Redis Cluster nodes: shards created as asked, a
 //! cluster-aware client bootstrapping from the configuration endpoint, online resharding
 //! with every key checked, per-shard failover (crash and TestFailover), per-shard replica
-//! counts and AWS's rules for bad input. Each test starts its own server.
+//! counts, online migration from a Redis Cluster and AWS's rules for bad input. Each test
+//! starts its own server.
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
 
+mod migration;
 mod serverless;
 mod serverless_memcached;
 mod serverless_migration;
