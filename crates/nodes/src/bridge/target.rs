@@ -11,9 +11,11 @@
 //! # Layout
 //! - [`Targets::execute`]: units → pieces → one pipeline per node → redirections chased.
 //! - `route`: key specs and the pieces each unit becomes; `slots`: the slot map;
-//!   `empty`: removing what the source holds (everything, or a shard's slots).
+//!   `empty`: removing what the source holds (everything, or a shard's slots); `moves`:
+//!   RENAME and the like between two slots, in steps.
 
 mod empty;
+mod moves;
 mod route;
 mod slots;
 
@@ -52,6 +54,10 @@ struct Piece {
 }
 
 impl Piece {
+    fn single(node: usize, slot: Option<u16>, command: Vec<Vec<u8>>) -> Self {
+        Piece { node, slot, commands: vec![command], transaction: false }
+    }
+
     fn replies(&self) -> usize {
         self.commands.len() + if self.transaction { 2 } else { 0 }
     }
@@ -203,26 +209,62 @@ impl Targets {
     /// redirections), for the caller to judge. Nothing has been sent when it fails with
     /// [`Stop::Retry`]; with [`Stop::Resync`] part of it may have been applied.
     pub(super) async fn execute(&mut self, units: Vec<Unit>) -> Result<Vec<String>, Stop> {
-        if self.source_slots.is_none() || !units.iter().any(empty::is_flush) {
+        if !units.iter().any(|unit| self.stepwise(unit)) {
             return self.execute_segment(units).await;
         }
-        // The source's FLUSHALL empties only its slots: applied between the commands
-        // around it, in order.
+        // Done in steps, in order with the commands around it.
         let mut refused = Vec::new();
         let mut segment = Vec::new();
         let mut sent = false;
         let partial = |sent: bool| move |stop: Stop| if sent { stop.into_resync() } else { stop };
-        for unit in empty::unwrap_flushing_transactions(units) {
-            if !empty::is_flush(&unit) {
+        for unit in self.unwrap_stepwise(units) {
+            let Unit::Command(args) = unit else {
                 segment.push(unit);
+                continue;
+            };
+            if !self.stepwise_command(&args) {
+                segment.push(Unit::Command(args));
                 continue;
             }
             refused.extend(self.execute_segment(std::mem::take(&mut segment)).await.map_err(partial(sent))?);
             sent = true;
-            self.empty().await.map_err(Stop::into_resync)?;
+            if empty::flushes(&args) {
+                self.empty().await.map_err(Stop::into_resync)?;
+            } else {
+                refused.extend(self.cross_slot_move(&args).await.map_err(Stop::into_resync)?);
+            }
         }
         refused.extend(self.execute_segment(segment).await.map_err(partial(sent))?);
         Ok(refused)
+    }
+
+    /// Whether a command takes more than one piece, run one after the other: the FLUSHALL of
+    /// a source in cluster mode (only its slots go), or a move between two slots.
+    fn stepwise_command(&self, args: &[Vec<u8>]) -> bool {
+        (self.source_slots.is_some() && empty::flushes(args)) || (self.cluster && moves::is_cross_slot_move(args))
+    }
+
+    fn stepwise(&self, unit: &Unit) -> bool {
+        match unit {
+            Unit::Command(args) => self.stepwise_command(args),
+            Unit::Transaction(commands) => commands.iter().any(|c| self.stepwise_command(c)),
+            Unit::Select(_) => false,
+        }
+    }
+
+    /// `units` with each transaction holding a stepwise command replaced by its commands:
+    /// no transaction can hold the steps.
+    fn unwrap_stepwise(&self, units: Vec<Unit>) -> Vec<Unit> {
+        let mut out = Vec::with_capacity(units.len());
+        for unit in units {
+            match unit {
+                Unit::Transaction(commands) if commands.iter().any(|c| self.stepwise_command(c)) => {
+                    out.extend(commands.into_iter().map(Unit::Command));
+                }
+                other => out.push(other),
+            }
+        }
+        out
     }
 
     /// [`Targets::execute`] for units without a FLUSHALL of a source in cluster mode.
@@ -252,7 +294,8 @@ impl Targets {
                 Outcome::Redirected(redirect) => {
                     // Part of the batch is applied: whatever goes wrong now, only a full
                     // resync knows what the target holds.
-                    if let Some(error) = self.chase(piece, redirect).await.map_err(Stop::into_resync)? {
+                    let replies = self.chase(piece, redirect).await.map_err(Stop::into_resync)?;
+                    if let Outcome::Failed(error) = outcome(piece, &replies) {
                         refused.push(error);
                     }
                 }
@@ -285,8 +328,19 @@ impl Targets {
         Ok(replies)
     }
 
-    /// Sends a redirected piece where it is sent until it is run or refused.
-    async fn chase(&mut self, piece: &Piece, mut redirect: Redirect) -> Result<Option<String>, Stop> {
+    /// Sends `piece` to its node and follows where it is redirected: the replies of the node
+    /// that ran it (or refused it).
+    async fn deliver(&mut self, piece: &Piece) -> Result<Vec<Reply>, Stop> {
+        self.connect(piece.node).await?;
+        let replies = self.exchange(piece.node, piece, false).await?;
+        match outcome(piece, &replies) {
+            Outcome::Redirected(redirect) => self.chase(piece, redirect).await,
+            _ => Ok(replies),
+        }
+    }
+
+    /// Sends a redirected piece where it is sent until it is run or refused; its replies.
+    async fn chase(&mut self, piece: &Piece, mut redirect: Redirect) -> Result<Vec<Reply>, Stop> {
         let deadline = Instant::now() + REDIRECT_FOR;
         loop {
             if Instant::now() > deadline {
@@ -319,20 +373,27 @@ impl Targets {
                 }
             };
             self.connect(node).await?;
-            let mut bytes = Vec::new();
-            piece.encode(asking, &mut bytes);
-            self.send(node, &bytes).await?;
-            let mut replies = Vec::with_capacity(piece.replies() + 1);
-            for _ in 0..piece.replies() + usize::from(asking) {
-                replies.push(self.read(node).await?);
-            }
-            let replies = if asking { &replies[1..] } else { &replies[..] };
-            match outcome(piece, replies) {
-                Outcome::Done => return Ok(None),
-                Outcome::Failed(error) => return Ok(Some(error)),
+            let replies = self.exchange(node, piece, asking).await?;
+            match outcome(piece, &replies) {
                 Outcome::Redirected(next) => redirect = next,
+                _ => return Ok(replies),
             }
         }
+    }
+
+    /// One piece on one connected node (after ASKING when `asking`): its replies.
+    async fn exchange(&mut self, node: usize, piece: &Piece, asking: bool) -> Result<Vec<Reply>, Stop> {
+        let mut bytes = Vec::new();
+        piece.encode(asking, &mut bytes);
+        self.send(node, &bytes).await?;
+        let mut replies = Vec::with_capacity(piece.replies() + 1);
+        for _ in 0..piece.replies() + usize::from(asking) {
+            replies.push(self.read(node).await?);
+        }
+        if asking {
+            replies.remove(0);
+        }
+        Ok(replies)
     }
 
     async fn connect(&mut self, node: usize) -> Result<(), Stop> {

@@ -13,32 +13,9 @@ use crate::resp::{self, Reply};
 /// Keys fetched (and unlinked) per round trip.
 const BATCH: usize = 1000;
 
-/// Whether `unit` is, or holds, a FLUSHALL/FLUSHDB.
-pub(super) fn is_flush(unit: &Unit) -> bool {
-    match unit {
-        Unit::Command(args) => flushes(args),
-        Unit::Transaction(commands) => commands.iter().any(|c| flushes(c)),
-        Unit::Select(_) => false,
-    }
-}
-
-fn flushes(args: &[Vec<u8>]) -> bool {
+/// Whether `args` is a FLUSHALL/FLUSHDB.
+pub(super) fn flushes(args: &[Vec<u8>]) -> bool {
     args.first().is_some_and(|name| matches!(lower(name).as_str(), "flushall" | "flushdb"))
-}
-
-/// `units` with each transaction holding a flush replaced by its commands: emptying slots
-/// takes many commands, which no transaction can hold.
-pub(super) fn unwrap_flushing_transactions(units: Vec<Unit>) -> Vec<Unit> {
-    let mut out = Vec::with_capacity(units.len());
-    for unit in units {
-        match unit {
-            Unit::Transaction(commands) if commands.iter().any(|c| flushes(c)) => {
-                out.extend(commands.into_iter().map(Unit::Command));
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 impl Targets {

@@ -52,7 +52,7 @@ impl Targets {
     }
 
     pub(super) async fn plan_command(&mut self, args: Vec<Vec<u8>>, pieces: &mut Vec<Piece>) -> Result<(), Stop> {
-        let single = |node, slot, args| Piece { node, slot, commands: vec![args], transaction: false };
+        let single = Piece::single;
         if !self.cluster {
             pieces.push(single(0, None, args));
             return Ok(());
@@ -82,6 +82,13 @@ impl Targets {
                 let command = vec![b"MSET".to_vec(), pair[0].clone(), pair[1].clone()];
                 pieces.push(single(self.owner_of(slot)?, Some(slot), command));
             }
+        } else if let ("smove", [_, source, destination, member]) = (name.as_str(), args.as_slice()) {
+            // Only a move the source made reaches the stream: its two halves, each at its node.
+            let (from, to) = (key_slot(source), key_slot(destination));
+            let remove = vec![b"SREM".to_vec(), source.clone(), member.clone()];
+            pieces.push(single(self.owner_of(from)?, Some(from), remove));
+            let add = vec![b"SADD".to_vec(), destination.clone(), member.clone()];
+            pieces.push(single(self.owner_of(to)?, Some(to), add));
         } else {
             // The node refuses it (CROSSSLOT), and the refusal is reported.
             pieces.push(single(self.owner_of(slot)?, Some(slot), args));
