@@ -498,6 +498,21 @@ async fn reshard(runtime: &Runtime, target: &[(NodeKey, u16)], keys: &[&[u8]]) {
         nodes::cluster::migrate_slots(&[slot], from_end, to_end, runtime.control_credentials())
             .await
             .expect("migrate slot");
+        // As an operator would, move on once every node agrees: moves racing gossip can
+        // leave two nodes each naming the other the owner (an epoch collision).
+        let owner_id = ids[1].clone();
+        eventually("every node sees the slot's new owner", || async {
+            for (key, _) in target {
+                let Ok(mut session) = runtime.session(key).await else { return false };
+                let Ok(view) = session.nodes().await else { return false };
+                let owns = |n: &nodes::cluster::ClusterNode| n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot));
+                if !view.iter().filter(|n| owns(n)).all(|n| n.id == owner_id) || !view.iter().any(owns) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
     }
 }
 
