@@ -409,7 +409,7 @@ async fn every_operation_answers_without_a_server_error() {
             assert_eq!(code, "MissingParameter", "{name} without its required members: {}", bare.body);
             assert!(!message.is_empty());
         }
-        // With every required member: the operation's own semantics (or NotImplemented) answer.
+        // With every required member: the operation's own semantics answer.
         let mut params = vec![("Action".to_string(), name.clone()), ("Version".to_string(), VERSION.to_string())];
         if let Some(input) = input {
             fill(&model, input, "", &mut params, 0);
@@ -442,7 +442,12 @@ async fn every_operation_answers_without_a_server_error() {
             );
         }
     }
-    eprintln!("not implemented yet ({}): {not_implemented:?}", not_implemented.len());
+    eprintln!(
+        "{} of {} operations answer with their own semantics",
+        operations.len() - not_implemented.len(),
+        operations.len()
+    );
+    assert_eq!(not_implemented, Vec::<String>::new(), "every operation of the model has its semantics");
     cleanup(&server).await;
 }
 
