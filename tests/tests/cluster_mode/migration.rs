@@ -3,7 +3,7 @@
 //! two shards: every key and every write made during the migration arrives, the group is
 //! read-only while it migrates (and cannot be resharded), CompleteMigration makes it
 //! writable; and the refusals: a source in the other cluster mode (both ways), a source
-//! asking for a password, a group not under migration.
+//! asking for a password, a group not under migration, a source shard gone (not in sync).
 
 use aws_sdk_elasticache::Client;
 use aws_sdk_elasticache::types::{CustomerNodeEndpoint, ReplicationGroup, SourceType};
@@ -215,7 +215,10 @@ async fn cluster_mode_migration_refusals_answer_as_aws_does() {
     })
     .await;
 
-    // Force completes at once, in sync or not.
+    // A source shard gone: not in sync, the group keeps migrating; Force completes at once.
+    let mut cluster = cluster;
+    let mut seed = cluster.connection().await;
+    e2e::cluster::write_keys(&mut seed, 0..100).await.expect("seed the source");
     client
         .start_migration()
         .replication_group_id("sharded")
@@ -223,6 +226,22 @@ async fn cluster_mode_migration_refusals_answer_as_aws_does() {
         .send()
         .await
         .expect("StartMigration");
+    // The full sync replaces what the source's slots held (the group's own `k` goes).
+    poll_until("the source's keys in the group", SETTLE, || async {
+        let size = keys_in(&server, "sharded").await?;
+        if size >= 100 { Ok(()) } else { Err(format!("{size} keys")) }
+    })
+    .await;
+    drop(cluster.nodes.pop());
+    client.complete_migration().replication_group_id("sharded").send().await.expect("CompleteMigration");
+    wait_event(
+        &client,
+        SourceType::ReplicationGroup,
+        "sharded",
+        "Complete Migration failed for sharded: data is not in sync",
+    )
+    .await;
+    assert_eq!(e2e::describe_group(&client, "sharded").await.status(), Some("migrating"));
     client.complete_migration().replication_group_id("sharded").force(true).send().await.expect("CompleteMigration");
     wait_event(&client, SourceType::ReplicationGroup, "sharded", "Complete Migration successful for sharded").await;
     wait_group_available(&client, "sharded").await;
