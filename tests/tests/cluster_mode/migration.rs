@@ -2,7 +2,7 @@
 //! Redis Cluster (three redis-server primaries the test starts on loopback) into a group of
 //! two shards: every key and every write made during the migration arrives, the group is
 //! read-only while it migrates (and cannot be resharded), CompleteMigration makes it
-//! writable; and the refusals: a source in the other cluster mode (both ways), a source
+//! writable; the migration going on after an emulator restart; and the refusals: a source in the other cluster mode (both ways), a source
 //! asking for a password, a group not under migration, a source shard gone (not in sync).
 
 use aws_sdk_elasticache::Client;
@@ -245,4 +245,57 @@ async fn cluster_mode_migration_refusals_answer_as_aws_does() {
     client.complete_migration().replication_group_id("sharded").force(true).send().await.expect("CompleteMigration");
     wait_event(&client, SourceType::ReplicationGroup, "sharded", "Complete Migration successful for sharded").await;
     wait_group_available(&client, "sharded").await;
+}
+
+#[tokio::test]
+async fn a_cluster_mode_migration_goes_on_after_the_emulator_restarts() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let source = SourceCluster::start(2).await;
+    let mut seed = source.connection().await;
+    e2e::cluster::write_keys(&mut seed, 0..1_000).await.expect("seed the source");
+    let port = config_port(&create(&client, "again", Some(2)).await);
+    client
+        .start_migration()
+        .replication_group_id("again")
+        .customer_node_endpoint_list(endpoint(source.port()))
+        .send()
+        .await
+        .expect("StartMigration");
+    poll_until("the source's keys in the group", SETTLE, || async {
+        let size = keys_in(&server, "again").await?;
+        if size >= 1_000 { Ok(()) } else { Err(format!("{size} keys")) }
+    })
+    .await;
+
+    let server = TestServer::start_in(server.stop().await).await;
+    let client = server.client();
+    assert_eq!(e2e::describe_group(&client, "again").await.status(), Some("migrating"));
+    // The source's writes made after the restart arrive; the group is still read-only.
+    e2e::cluster::write_keys(&mut seed, 1_000..1_200).await.expect("writes to the source");
+    poll_until("the later writes in the group", SETTLE, || async {
+        let size = keys_in(&server, "again").await?;
+        if size >= 1_200 { Ok(()) } else { Err(format!("{size} keys")) }
+    })
+    .await;
+    let target = poll_until("the group's cluster back", SETTLE, || async {
+        cluster_connection(port).await.map_err(|e| e.to_string())
+    })
+    .await;
+    poll_until("writes refused after the restart", SETTLE, || async {
+        match target.clone().set::<_, _, ()>("mine", "x").await {
+            Err(e) if e.to_string().contains("NOPERM") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    client.complete_migration().replication_group_id("again").send().await.expect("CompleteMigration");
+    wait_event(&client, SourceType::ReplicationGroup, "again", "Complete Migration successful for again").await;
+    wait_group_available(&client, "again").await;
+    let mut target = cluster_connection(port).await.expect("cluster client");
+    assert_eq!(missing_keys(&mut target, 0..1_200).await, Vec::<String>::new());
+    poll_until("a write after CompleteMigration", SETTLE, || async {
+        target.clone().set::<_, _, ()>("mine", "x").await.map_err(|e| e.to_string())
+    })
+    .await;
 }
