@@ -2,8 +2,9 @@
 //! Redis Cluster (three redis-server primaries the test starts on loopback) into a group of
 //! two shards: every key and every write made during the migration arrives, the group is
 //! read-only while it migrates (and cannot be resharded), CompleteMigration makes it
-//! writable; the migration going on after an emulator restart; and the refusals: a source in the other cluster mode (both ways), a source
-//! asking for a password, a group not under migration, a source shard gone (not in sync).
+//! writable; the migration goes on after an emulator restart; and the refusals: a source in
+//! the other cluster mode (both ways), a source asking for a password, a group not under
+//! migration, a source shard gone (not in sync).
 
 use aws_sdk_elasticache::Client;
 use aws_sdk_elasticache::types::{CustomerNodeEndpoint, ReplicationGroup, SourceType};
