@@ -16,7 +16,7 @@ use store::{CacheCluster, EventRecord, FailoverRequest, ReplicationGroup, Scope,
 
 use crate::endpoints::point_primary_and_reader;
 use crate::error::{Error, stored};
-use crate::{Reconciler, scope_key};
+use crate::{Reconciler, lock, scope_key};
 
 pub(crate) fn node_key(scope: &Scope, member: &CacheCluster) -> Option<NodeKey> {
     member.nodes.first().map(|n| NodeKey::new(scope_key(scope), member.cluster.id.clone(), n.node_id.clone()))
@@ -27,10 +27,18 @@ pub(crate) fn address(member: &CacheCluster) -> Option<SocketAddr> {
     Some(SocketAddr::new(node.address.parse().unwrap_or(Ipv4Addr::LOCALHOST).into(), node.port))
 }
 
-/// A member whose node is supervised and answered its last probe.
+/// A member whose node is supervised and answers: it answered its last probe, or missed
+/// fewer probes in a row than make a primary fail over (one slow probe on a busy machine
+/// must not take a node out of its endpoints). A node gone, or frozen by an outage, is not.
 fn serving(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> bool {
-    node_key(scope, member)
-        .is_some_and(|key| r.runtime.get(&key).is_some() && r.health(&key).is_none_or(|h| h == Health::Healthy))
+    let Some(key) = node_key(scope, member) else { return false };
+    let missed = || lock(&r.monitor.failures).get(&key).copied().unwrap_or(0);
+    r.runtime.get(&key).is_some()
+        && match r.health(&key) {
+            None | Some(Health::Healthy) => true,
+            Some(Health::Unreachable) => missed() < r.health.failure_threshold,
+            Some(Health::Exited | Health::Paused) => false,
+        }
 }
 
 /// The TLS and AUTH settings a cluster's nodes run with: its group's for a member, its
