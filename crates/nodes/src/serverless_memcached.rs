@@ -202,8 +202,8 @@ impl Shared {
     }
 
     /// Records the process id `node` answers with; true when it restarted since it was
-    /// last seen, or is new beside nodes seen before (`seen`): it starts empty. (Nodes seen
-    /// together the first time are a new cache, all empty alike.)
+    /// last seen, or is new beside nodes the watch asked before (`seen`): it starts empty.
+    /// (Nodes asked together the first time are a new cache, all empty alike.)
     fn restarted(&self, node: SocketAddr, pid: u64, seen: &[SocketAddr]) -> bool {
         match self.pids().insert(node, pid) {
             Some(previous) => previous != pid,
@@ -290,28 +290,34 @@ async fn refill(shared: &Shared, node: SocketAddr) -> io::Result<usize> {
 /// Asks every node in use for its process id, a few times a second, until the endpoint
 /// stops: a node that no longer answers is skipped, one that restarted is refilled.
 async fn watch(shared: Arc<Shared>) {
+    // The nodes this watch asked in an earlier pass: a node it never saw is new beside them
+    // (empty). Its own memory, not the pids recorded: a refill records one too, and the
+    // mirror it copied from, not asked yet, is no new node for that.
+    let mut seen: Vec<SocketAddr> = Vec::new();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         if shared.nodes.has_changed().is_err() {
             return;
         }
         let nodes = shared.nodes.borrow().clone();
-        let seen: Vec<SocketAddr> = {
-            let mut pids = shared.pids();
-            pids.retain(|known, _| nodes.contains(known));
-            pids.keys().copied().collect()
-        };
+        shared.pids().retain(|known, _| nodes.contains(known));
+        seen.retain(|known| nodes.contains(known));
+        let asked_before = seen.clone();
         for &node in &nodes {
             if shared.down().contains_key(&node) {
                 continue; // its healer has it
             }
             match bounded(pid_of(node)).await {
                 Err(_) => shared.mark_down(node),
-                Ok(pid) if shared.restarted(node, pid, &seen) => {
-                    tracing::info!(%node, pid, "serverless memcached: node restarted empty");
-                    shared.mark_emptied(node);
+                Ok(pid) => {
+                    if shared.restarted(node, pid, &asked_before) {
+                        tracing::info!(%node, pid, "serverless memcached: node restarted empty");
+                        shared.mark_emptied(node);
+                    }
+                    if !seen.contains(&node) {
+                        seen.push(node);
+                    }
                 }
-                Ok(_) => {}
             }
         }
     }
