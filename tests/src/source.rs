@@ -72,8 +72,20 @@ impl SourceRedis {
     /// A client writing `live:<n>` = `<n>` (n = 0, 1, …) to the source, one acknowledged
     /// write after the other, until [`SourceWriter::stop`].
     pub async fn writer(&self) -> SourceWriter {
+        SourceWriter::spawn(self.connection().await)
+    }
+}
+
+/// A writer on the source ([`SourceRedis::writer`]).
+pub struct SourceWriter {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<redis::RedisResult<usize>>,
+}
+
+impl SourceWriter {
+    /// Writes `live:<n>` = `<n>` through `con`, one acknowledged write after the other.
+    fn spawn<C: redis::aio::ConnectionLike + Send + 'static>(mut con: C) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut con = self.connection().await;
         let task = tokio::spawn({
             let stop = stop.clone();
             async move {
@@ -86,17 +98,9 @@ impl SourceRedis {
                 Ok(written)
             }
         });
-        SourceWriter { stop, task }
+        Self { stop, task }
     }
-}
 
-/// A writer on the source ([`SourceRedis::writer`]).
-pub struct SourceWriter {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<redis::RedisResult<usize>>,
-}
-
-impl SourceWriter {
     /// Stops it; how many writes the source acknowledged (`live:0` … `live:<n-1>`), or the
     /// error that ended it.
     pub async fn stop(self) -> redis::RedisResult<usize> {
@@ -174,21 +178,7 @@ impl SourceCluster {
     /// A client writing `live:<n>` = `<n>` (n = 0, 1, …) through a cluster connection, one
     /// acknowledged write after the other (over every shard), until [`SourceWriter::stop`].
     pub async fn writer(&self) -> SourceWriter {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut con = self.connection().await;
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                let mut written = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let () =
-                        redis::cmd("SET").arg(format!("live:{written}")).arg(written).query_async(&mut con).await?;
-                    written += 1;
-                }
-                Ok(written)
-            }
-        });
-        SourceWriter { stop, task }
+        SourceWriter::spawn(self.connection().await)
     }
 }
 
