@@ -52,10 +52,7 @@ pub(crate) enum Upstream {
 /// Carries out the group's migration as far as it can go now.
 pub(crate) async fn step(r: &Reconciler, g: &ReplicationGroup, m: &MigrationRecord) -> Result<Upstream, Error> {
     let id = &g.group.id;
-    let failed = |reason: String| match m.phase {
-        MigrationPhase::Testing => format!("Test Migration failed for {id}: {reason}"),
-        _ => format!("Migration failed for {id}: {reason}"),
-    };
+    let failed = |reason: String| failure(m.phase, id, &reason);
     let source = match resolve(&m.address, m.port).await {
         Ok(source) => source,
         Err(reason) => {
@@ -92,6 +89,14 @@ pub(crate) async fn step(r: &Reconciler, g: &ReplicationGroup, m: &MigrationReco
             record(r, &g.scope, id, message, MigrationPhase::Migrating).await?;
             Ok(Upstream::Source(source))
         }
+    }
+}
+
+/// The event of a migration (or its test) that cannot go on.
+fn failure(phase: MigrationPhase, id: &str, reason: &str) -> String {
+    match phase {
+        MigrationPhase::Testing => format!("Test Migration failed for {id}: {reason}"),
+        _ => format!("Migration failed for {id}: {reason}"),
     }
 }
 
@@ -151,10 +156,7 @@ pub(crate) async fn cluster_step(r: &Reconciler, g: &ReplicationGroup, ready: bo
         return Ok(());
     };
     let id = &g.group.id;
-    let failed = |reason: String| match m.phase {
-        MigrationPhase::Testing => format!("Test Migration failed for {id}: {reason}"),
-        _ => format!("Migration failed for {id}: {reason}"),
-    };
+    let failed = |reason: String| failure(m.phase, id, &reason);
     let source = match resolve(&m.address, m.port).await {
         Ok(source) => source,
         Err(reason) => return end(r, g, failed(reason)).await,

@@ -305,15 +305,7 @@ async fn cut_over(
     // nothing written to the cache alone is lost.
     let paused = held.elapsed();
     let message = format!("Migration completed for serverless cache {name}: the endpoint serves the cache");
-    let result = r
-        .store
-        .update_serverless_cache(scope, name, |c| {
-            c.migration = None;
-            set_status(c, status::AVAILABLE);
-            Ok::<_, ()>(vec![event(name, &message)])
-        })
-        .await;
-    stored(result)?;
+    close(r, scope, name, &message).await?;
     crate::serverless::route(r, scope, name, None).await;
     drop(holds);
     r.runtime.stop_bridge(id).await;
@@ -540,15 +532,7 @@ async fn rolled_back(
     let message = format!("Migration preparation failed for serverless cache {name}: {reason}");
     tracing::info!(serverless_cache = name, message, "migration rolled back");
     crate::serverless::route(r, scope, name, None).await;
-    let result = r
-        .store
-        .update_serverless_cache(scope, name, |c| {
-            c.migration = None;
-            set_status(c, status::AVAILABLE);
-            Ok::<_, ()>(vec![event(name, &message)])
-        })
-        .await;
-    stored(result)?;
+    close(r, scope, name, &message).await?;
     Ok(Outcome { status: status::AVAILABLE.to_string(), again: None })
 }
 
@@ -619,4 +603,18 @@ fn set_status(c: &mut ServerlessCacheRecord, to: &str) {
 
 fn event(name: &str, message: &str) -> EventRecord {
     EventRecord::new(SOURCE_TYPE, name, message)
+}
+
+/// The migration is over (done, or rolled back): the cache is `available` again, with
+/// `message` as its event.
+async fn close(r: &Reconciler, scope: &Scope, name: &str, message: &str) -> Result<(), Error> {
+    let result = r
+        .store
+        .update_serverless_cache(scope, name, |c| {
+            c.migration = None;
+            set_status(c, status::AVAILABLE);
+            Ok::<_, ()>(vec![event(name, message)])
+        })
+        .await;
+    stored(result)
 }
