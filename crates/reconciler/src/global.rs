@@ -209,7 +209,10 @@ pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Re
             (GlobalRole::Secondary, Some(source)) if group.group.cluster_enabled() => {
                 available && bridged(r, &account, &record, member, source)
             }
-            (GlobalRole::Secondary, _) => available && follows_upstream(r, &group).await?,
+            (GlobalRole::Secondary, _) => {
+                let upstream = source.as_ref().and_then(primary_of).and_then(address);
+                available && follows(r, &group, upstream).await
+            }
         };
         if ready {
             linked.push((member.region.clone(), member.replication_group_id.clone()));
@@ -266,15 +269,15 @@ pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Re
     }
 }
 
-/// Whether a secondary group's primary replicates from the primary region's primary, its
-/// link up.
-async fn follows_upstream(r: &Reconciler, g: &ReplicationGroup) -> Result<bool, Error> {
-    let Some(upstream) = upstream(r, g).await? else { return Ok(false) };
-    let Some(key) = primary_of(g).and_then(|p| node_key(&g.scope, p)) else { return Ok(false) };
-    let Ok(info) = r.runtime.replication(&key).await else { return Ok(false) };
-    Ok(info.role == Role::Replica
+/// Whether a secondary group's primary replicates from `upstream` (the primary region's
+/// primary), its link up.
+async fn follows(r: &Reconciler, g: &ReplicationGroup, upstream: Option<SocketAddr>) -> bool {
+    let Some(upstream) = upstream else { return false };
+    let Some(key) = primary_of(g).and_then(|p| node_key(&g.scope, p)) else { return false };
+    let Ok(info) = r.runtime.replication(&key).await else { return false };
+    info.role == Role::Replica
         && info.primary.map(|(ip, port)| SocketAddr::new(IpAddr::V4(ip), port)) == Some(upstream)
-        && info.link_up)
+        && info.link_up
 }
 
 /// Whether a leaving secondary's primary stopped replicating from the other region (its
