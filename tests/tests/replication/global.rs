@@ -122,13 +122,7 @@ async fn a_secondary_region_replicates_takes_over_and_leaves() {
     })
     .await
     .expect("the writer writes");
-    west.failover_global_replication_group()
-        .global_replication_group_id(GLOBAL)
-        .primary_region(WEST)
-        .primary_replication_group_id("orders-west")
-        .send()
-        .await
-        .expect("FailoverGlobalReplicationGroup");
+    fail_over_to_west(&west, "orders-west").await;
     let g = wait_global(&east, "available", WEST).await;
     assert!(g.members().iter().all(|m| m.status() == Some("associated")), "{g:?}");
     let acknowledged = writer.await.expect("writer task");
@@ -251,13 +245,7 @@ async fn a_regional_outage_leaves_the_secondary_serving_and_a_failover_to_it_wor
     let (status, body) = admin(&server, "POST", &format!("/_emulator/regions/{EAST}/outage")).await;
     assert_eq!(status, 200, "{body}");
     wait_read(west_reader, "before", "outage").await;
-    west.failover_global_replication_group()
-        .global_replication_group_id(GLOBAL)
-        .primary_region(WEST)
-        .primary_replication_group_id("orders-west")
-        .send()
-        .await
-        .expect("FailoverGlobalReplicationGroup during the outage");
+    fail_over_to_west(&west, "orders-west").await;
     poll_until("the secondary region takes writes", SETTLE, || async {
         let g = describe_global(&west).await;
         let primary =
@@ -350,13 +338,7 @@ async fn cluster_mode_shards_replicate_across_regions_through_failover_and_resha
     assert_write_refused(west_port, "the secondary region").await;
 
     // Failover: the secondary region takes writes, the old primary region reads them.
-    west.failover_global_replication_group()
-        .global_replication_group_id(GLOBAL)
-        .primary_region(WEST)
-        .primary_replication_group_id("carts-west")
-        .send()
-        .await
-        .expect("FailoverGlobalReplicationGroup");
+    fail_over_to_west(&west, "carts-west").await;
     wait_global(&west, "available", WEST).await;
     let mut west_cluster = cluster_connection(west_port).await.expect("west cluster client");
     write_keys(&mut west_cluster, 400..500).await.expect("writes in the new primary region");
@@ -425,4 +407,16 @@ async fn assert_write_refused(port: u16, region: &str) {
     let refused: redis::RedisResult<()> = con.set("mine", "x").await;
     let error = refused.expect_err(&format!("a write to {region} was taken"));
     assert!(error.to_string().contains("NOPERM"), "{region}: {error}");
+}
+
+/// FailoverGlobalReplicationGroup to `group` of us-west-2.
+async fn fail_over_to_west(client: &Client, group: &str) {
+    client
+        .failover_global_replication_group()
+        .global_replication_group_id(GLOBAL)
+        .primary_region(WEST)
+        .primary_replication_group_id(group)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("FailoverGlobalReplicationGroup to {group}: {e:?}"));
 }
