@@ -18,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/maintenance", post(maintenance))
         .route("/_emulator/snapshots/automated", post(automated_snapshots))
         .route("/_emulator/nodes", get(list_nodes))
+        .route("/_emulator/topology", get(crate::topology::topology))
         .route("/_emulator/nodes/{cluster}/{node}/{action}", post(node_action))
         .route("/_emulator/zones/{zone}/outage", post(start_outage).delete(end_outage))
         .route("/_emulator/regions/{region}/outage", post(start_region_outage).delete(end_region_outage))
@@ -25,7 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/service-updates", post(publish_service_update))
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({"status": "error", "message": message.to_string()}))).into_response()
 }
 
@@ -130,68 +131,10 @@ async fn publish_service_update(State(state): State<AppState>, body: axum::body:
 }
 
 async fn list_nodes(State(state): State<AppState>) -> Response {
-    let store = state.operations.store();
-    let (clusters, groups) = match (store.all_cache_clusters().await, store.all_replication_groups().await) {
-        (Ok(clusters), Ok(groups)) => (clusters, groups),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    let mut out = Vec::new();
-    for c in clusters {
-        let group = c
-            .cluster
-            .replication_group_id
-            .as_ref()
-            .and_then(|id| groups.iter().find(|g| g.scope == c.scope && &g.group.id == id).map(|g| &g.group));
-        let role = match group {
-            _ if c.cluster.engine == "memcached" => Value::Null,
-            Some(g) if g.cluster_enabled() && g.node_group_led_by(&c.cluster.id).is_none() => json!("replica"),
-            Some(g) if !g.cluster_enabled() && g.primary_cluster_id != c.cluster.id => json!("replica"),
-            _ => json!("primary"),
-        };
-        let node_group_id = match group {
-            Some(g) if g.cluster_enabled() => c.cluster.node_group_id.clone(),
-            Some(_) => Some(model::names::NODE_GROUP_ID.to_string()),
-            None => None,
-        };
-        for node in &c.nodes {
-            let key = NodeKey::new(reconciler::scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
-            let running = state.reconciler.runtime().get(&key);
-            out.push(json!({
-                "region": c.scope.region,
-                "cache_cluster_id": c.cluster.id,
-                "cache_node_id": node.node_id,
-                "replication_group_id": c.cluster.replication_group_id,
-                // The serverless cache whose data the node holds, if any: named by its
-                // backing group's id, or for Memcached by its backing cluster's.
-                "serverless_cache": model::names::serverless_name(
-                    c.cluster.replication_group_id.as_deref().unwrap_or(&c.cluster.id)
-                ),
-                "node_group_id": node_group_id,
-                "role": role,
-                "engine": c.cluster.engine,
-                // AWS's version (as Describe shows it), and the local binary that serves it.
-                "engine_version": c.cluster.engine_version,
-                "binary": running.as_ref().map(|r| {
-                    let engines = state.reconciler.runtime().engines();
-                    let engine = c.cluster.engine.parse().ok();
-                    let binary = engine.and_then(|e| engines.binary(e));
-                    json!({
-                        "path": binary.map(|b| b.path.display().to_string()),
-                        "version": r.engine_version,
-                        "why": engine.and_then(|e| engines.why(e, &c.cluster.engine_version)),
-                    })
-                }),
-                "availability_zone": node.zone,
-                "address": node.address,
-                "port": node.port,
-                "transit_encryption_mode": c.cluster.security.mode(),
-                "pid": running.as_ref().map(|r| r.pid),
-                "status": node.status,
-                "health": state.reconciler.health(&key).map_or("unknown", |h| h.as_str()),
-            }));
-        }
+    match crate::topology::nodes(&state).await {
+        Ok(nodes) => Json(Value::Array(nodes)).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
-    Json(Value::Array(out)).into_response()
 }
 
 /// `kill` (SIGKILL, as a crash), `stop` (frozen, not dead) or `resume` one node.

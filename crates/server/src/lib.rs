@@ -5,7 +5,8 @@
 //! - [`app`]: the router, testable without a socket.
 //! - `query_api`: the AWS Query endpoint (`POST /`, `GET /?Action=…`, any path).
 //! - [`auth`]: permissive or strict (SigV4-checked) access to the Query API.
-//! - `admin`: the emulator-only JSON API under `/_emulator/`.
+//! - `admin`: the emulator-only JSON API under `/_emulator/`; `topology`: its one-document
+//!   view of every region, zone, node and resource.
 //! - [`connections`]: the accept loop, with timeouts and a bound on open connections.
 //!
 //! The reconciler runs beside the HTTP server and stops every node when the server stops.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod connections;
 mod metrics;
 mod query_api;
+mod topology;
 
 use std::future::Future;
 use std::path::PathBuf;
