@@ -113,6 +113,7 @@ impl TestServer {
             connections: Default::default(),
             serverless_gb_bytes: server::DEFAULT_SERVERLESS_GB_BYTES,
             serverless_shard_bytes: server::DEFAULT_SERVERLESS_SHARD_BYTES,
+            exposure: Default::default(),
         };
         configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();

@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use std::net::Ipv4Addr;
+
 use crate::NodeSpec;
 use crate::capabilities::{MemcachedOptions, RedisSettings};
+use crate::exposure::Exposure;
 use crate::tls::NodeTlsFiles;
 
 pub const REDIS_CONFIG_FILE: &str = "redis.conf";
@@ -81,11 +84,12 @@ pub fn redis_parameter_allowed(name: &str, settings: &RedisSettings) -> bool {
     !REDIS_RESERVED.contains(&name.as_str()) && !name.starts_with("tls-") && settings.supports(&name)
 }
 
-/// The `redis.conf` for `spec`, listening on `port` (with TLS only on it when `tls` names
-/// the node's certificate files).
+/// The `redis.conf` for `spec`, listening on `port` as `exposure` says (with TLS only on
+/// it when `tls` names the node's certificate files).
 pub fn render_redis(
     spec: &NodeSpec,
     port: u16,
+    exposure: &Exposure,
     settings: &RedisSettings,
     tls: Option<&NodeTlsFiles>,
     control_password: &str,
@@ -106,8 +110,15 @@ pub fn render_redis(
             out.push_str("tls-auth-clients no\ntls-replication yes\ntls-cluster yes\n");
         }
     }
-    let _ = writeln!(out, "bind {}", spec.address);
+    let bind: Vec<String> = exposure.bind_addresses(spec.address).iter().map(Ipv4Addr::to_string).collect();
+    let _ = writeln!(out, "bind {}", bind.join(" "));
     out.push_str("protected-mode no\ndaemonize no\n");
+    if exposure.is_advertised() && cluster_enabled(spec) && settings.supports("cluster-announce-hostname") {
+        // Redirections and slot maps name the advertised host; the cluster bus keeps
+        // announcing the node's own address, so nodes keep meeting on loopback.
+        let _ = writeln!(out, "cluster-announce-hostname {}", quote(&exposure.host));
+        out.push_str("cluster-preferred-endpoint-type hostname\n");
+    }
     let _ = writeln!(out, "dir {}", quote_always(&dir));
     // Relative to `dir` (redis works in it), so the log follows the directory if it moves
     // (a warm node handed to its cluster, see `warm`); redis opens it at every line.
@@ -174,6 +185,10 @@ pub fn render_redis(
         }
     }
     out
+}
+
+fn cluster_enabled(spec: &NodeSpec) -> bool {
+    spec.directives.iter().any(|(name, value)| name == "cluster-enabled" && value == "yes")
 }
 
 /// Quotes a value for `redis.conf`. Plain words (spaces included, so that multi-argument
@@ -284,14 +299,15 @@ fn canonical_class(class: &str) -> Option<&'static str> {
     }
 }
 
-/// The `memcached` command line for `spec`, listening on `port` (TLS only when `tls` names
-/// the node's certificate files).
+/// The `memcached` command line for `spec`, listening on `port` as `exposure` says (TLS
+/// only when `tls` names the node's certificate files).
 ///
 /// `run_as_root` adds `-u root`: memcached refuses to start as root without `-u`, and
 /// containers and CI commonly run as root.
 pub fn memcached_args(
     spec: &NodeSpec,
     port: u16,
+    exposure: &Exposure,
     options: &MemcachedOptions,
     run_as_root: bool,
     tls: Option<&NodeTlsFiles>,
@@ -299,7 +315,7 @@ pub fn memcached_args(
     let memory_mib = spec.max_memory_bytes.div_ceil(1024 * 1024).max(1);
     let mut args: Vec<String> = vec![
         "-l".into(),
-        spec.address.to_string(),
+        exposure.bind_addresses(spec.address).iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(","),
         "-p".into(),
         port.to_string(),
         "-U".into(),
@@ -508,6 +524,7 @@ mod tests {
                 ("client-output-buffer-limit-pubsub-hard-limit", "100"),
             ]),
             7000,
+            &Exposure::default(),
             &settings,
             None,
             "control-secret",
@@ -556,7 +573,7 @@ mod tests {
         ]);
         s.engine = EngineKind::Memcached;
         s.max_memory_bytes = 64 * 1024 * 1024;
-        let args = memcached_args(&s, 11211, &options, true, None).join(" ");
+        let args = memcached_args(&s, 11211, &Exposure::default(), &options, true, None).join(" ");
         assert_eq!(
             args,
             "-l 127.0.0.1 -p 11211 -U 0 -m 64 -u root -c 100 -I 1048576 -C -n 96 -f 1.5 -o no_maxconns_fast,hashpower=16"
@@ -567,7 +584,7 @@ mod tests {
     fn memcached_memory_rounds_up_to_a_mebibyte() {
         let mut s = spec(&[("max_item_size", "1048576")]);
         s.max_memory_bytes = 1;
-        let args = memcached_args(&s, 1, &MemcachedOptions::default(), false, None);
+        let args = memcached_args(&s, 1, &Exposure::default(), &MemcachedOptions::default(), false, None);
         assert_eq!(args[7], "1");
         // 1 MiB items need at least 2 MiB of memory.
         assert!(!args.contains(&"-I".to_string()));

@@ -28,15 +28,20 @@ const MAX_LINE: usize = 4096;
 pub struct ClusterConfig {
     /// Grows by one with every change of membership.
     pub version: u64,
-    /// host name, address, port — in the order clients should see them.
-    pub nodes: Vec<(String, Ipv4Addr, u16)>,
+    /// Host name, address (if the host has one), port — as clients should see them, in
+    /// their order.
+    pub nodes: Vec<(String, Option<Ipv4Addr>, u16)>,
 }
 
 impl ClusterConfig {
     /// The full reply, byte for byte as ElastiCache sends it:
     /// `CONFIG cluster 0 <len>\r\n<version>\n<host|ip|port ...>\n\r\nEND\r\n`.
     pub fn render(&self) -> Vec<u8> {
-        let nodes: Vec<String> = self.nodes.iter().map(|(host, ip, port)| format!("{host}|{ip}|{port}")).collect();
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(host, ip, port)| format!("{host}|{}|{port}", ip.map(|ip| ip.to_string()).unwrap_or_default()))
+            .collect();
         let body = format!("{}\n{}\n", self.version, nodes.join(" "));
         format!("CONFIG cluster 0 {}\r\n{body}\r\nEND\r\n", body.len()).into_bytes()
     }
@@ -180,14 +185,14 @@ fn is_config_get_cluster(line: &[u8]) -> bool {
 }
 
 /// Forwards what was already read, then everything else both ways, to the first node
-/// (through TLS with `tls`).
+/// (through TLS with `tls`), on loopback where every node listens whatever it is advertised as.
 async fn proxy(
     mut client: impl Stream,
     already_read: Vec<u8>,
     config: &watch::Receiver<ClusterConfig>,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) {
-    let target = config.borrow().nodes.first().map(|(_, ip, port)| (*ip, *port));
+    let target = config.borrow().nodes.first().map(|(_, _, port)| (Ipv4Addr::LOCALHOST, *port));
     let Some((ip, port)) = target else {
         let _ = client.write_all(b"SERVER_ERROR no nodes in cluster\r\n").await;
         return;
@@ -214,12 +219,9 @@ mod tests {
     fn renders_like_elasticache() {
         let config = ClusterConfig {
             version: 12,
-            nodes: vec![
-                ("a.cache".into(), Ipv4Addr::new(10, 0, 0, 1), 11211),
-                ("b.cache".into(), Ipv4Addr::new(10, 0, 0, 2), 11212),
-            ],
+            nodes: vec![("a.cache".into(), Some(Ipv4Addr::new(10, 0, 0, 1)), 11211), ("b.cache".into(), None, 11212)],
         };
-        let body = "12\na.cache|10.0.0.1|11211 b.cache|10.0.0.2|11212\n";
+        let body = "12\na.cache|10.0.0.1|11211 b.cache||11212\n";
         let expected = format!("CONFIG cluster 0 {}\r\n{body}\r\nEND\r\n", body.len());
         assert_eq!(config.render(), expected.into_bytes());
     }

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`engines`]: which engine binaries exist on this machine and their versions.
+//! - [`exposure`]: where nodes listen for clients and the host name clients are told.
 //! - [`capabilities`]: which settings a given binary accepts (asked once, cached).
 //! - [`config`]: AWS parameter values → `redis.conf` lines / `memcached` arguments.
 //! - [`spawner`]: the long-lived thread every engine process is forked from.
@@ -39,6 +40,7 @@ pub mod config;
 pub mod discovery;
 pub mod ecpu;
 pub mod engines;
+pub mod exposure;
 pub mod orphans;
 pub mod ports;
 pub mod probe;

@@ -422,7 +422,7 @@ fn node_address(node: &Reply) -> Option<SocketAddr> {
     let Reply::Array(Some(fields)) = node else { return None };
     let ip = fields.first()?.as_text()?;
     let Reply::Integer(port) = fields.get(1)? else { return None };
-    format!("{ip}:{port}").parse().ok()
+    crate::exposure::internal_address(&format!("{ip}:{port}"))
 }
 
 /// Key specs by command name from a `COMMAND` reply.
@@ -962,7 +962,7 @@ enum Redirect {
 
 fn redirection(reply: &[u8]) -> Option<Redirect> {
     let text = std::str::from_utf8(reply.get(..reply.len().min(128))?).ok()?;
-    let address = || text.split_whitespace().nth(2)?.parse().ok();
+    let address = || crate::exposure::internal_address(text.split_whitespace().nth(2)?);
     if text.starts_with("-MOVED ") {
         address().map(Redirect::Moved)
     } else if text.starts_with("-ASK ") {

@@ -19,6 +19,7 @@ use tokio::process::{Child, Command};
 
 use crate::capabilities;
 use crate::config::{self, BufferLimits};
+use crate::exposure::Exposure;
 use crate::orphans;
 use crate::probe;
 use crate::replication::ReplicationInfo;
@@ -67,6 +68,8 @@ struct Inner {
     /// Nodes started ahead of need, a pool per template (see [`warm`]); none until
     /// [`Runtime::keep_warm`].
     warm: Mutex<Vec<Arc<warm::Pool<Node>>>>,
+    /// Where nodes listen for clients, and the host they are advertised as.
+    exposure: Exposure,
     /// Replication bridges (see [`crate::bridge`]); dropping the table stops them.
     bridges: crate::bridge::Bridges,
 }
@@ -120,8 +123,22 @@ impl Runtime {
                 control_password: random_secret(),
                 warm: Mutex::default(),
                 bridges: crate::bridge::Bridges::default(),
+                exposure: Exposure::default(),
             }),
         }
+    }
+
+    /// Where nodes listen for clients and the host they are advertised as (default: this
+    /// machine's loopback only).
+    pub fn with_exposure(mut self, exposure: Exposure) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.exposure = exposure;
+        }
+        self
+    }
+
+    pub fn exposure(&self) -> &Exposure {
+        &self.inner.exposure
     }
 
     /// How long [`Runtime::start`] waits for a node to answer (default 20 s).
@@ -697,7 +714,8 @@ impl Inner {
                 Some(ca) => Some(ca.write_node_files(&spec.dir, spec.address).map_err(Launch::Failed)?),
                 None => None,
             };
-            let rendered = config::render_redis(spec, port, &settings, tls.as_ref(), &self.control_password);
+            let rendered =
+                config::render_redis(spec, port, &self.exposure, &settings, tls.as_ref(), &self.control_password);
             crate::tls::write_private(&conf, rendered.as_bytes())?;
             command.arg(&conf);
         } else {
@@ -708,7 +726,7 @@ impl Inner {
                 Some(ca) => Some(ca.write_node_files(&spec.dir, spec.address).map_err(Launch::Failed)?),
                 None => None,
             };
-            command.args(config::memcached_args(spec, port, &options, root, tls.as_ref()));
+            command.args(config::memcached_args(spec, port, &self.exposure, &options, root, tls.as_ref()));
         }
         let tls_client = match &spec.tls {
             Some(ca) if !spec.engine.is_redis_like() => Some(ca.client_config().map_err(Launch::Failed)?),

@@ -5,7 +5,7 @@
 //! readable by the owner only) and reused at every start, so a client that trusts it once
 //! keeps trusting the emulator. Node certificates are issued afresh at every node start:
 //! they are cheap (ECDSA P-256) and their names (the node's address, `127.0.0.1`,
-//! `localhost`) are all a client on this machine may dial.
+//! `localhost`, and the advertised host if any) are all a client may dial.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,8 @@ pub struct CertificateAuthority {
     key: KeyPair,
     /// The CA re-derived from its key and name, for signing (same subject, same key).
     issuer: Certificate,
+    /// The advertised host (`--advertise-host`), which every certificate names too.
+    advertised: Option<SanType>,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -77,7 +79,7 @@ impl CertificateAuthority {
         if let (Ok(pem), Ok(key_pem)) = (std::fs::read_to_string(&cert_path), std::fs::read_to_string(&key_path)) {
             let key = KeyPair::from_pem(&key_pem).map_err(tls_error)?;
             let issuer = ca_params()?.self_signed(&key).map_err(tls_error)?;
-            return Ok(Self { pem, key, issuer });
+            return Ok(Self { pem, key, issuer, advertised: None });
         }
         std::fs::create_dir_all(dir)?;
         let key = KeyPair::generate().map_err(tls_error)?;
@@ -86,7 +88,20 @@ impl CertificateAuthority {
         write_private(&key_path, key.serialize_pem().as_bytes())?;
         std::fs::write(&cert_path, &pem)?;
         tracing::info!(path = %cert_path.display(), "created the TLS certificate authority");
-        Ok(Self { pem, key, issuer })
+        Ok(Self { pem, key, issuer, advertised: None })
+    }
+
+    /// Every certificate issued from now on names `host` too (an address or a DNS name),
+    /// so that clients elsewhere can verify the host they were told of.
+    pub fn naming(mut self, host: &str) -> Self {
+        self.advertised = Some(match host.parse::<Ipv4Addr>() {
+            Ok(ip) => SanType::IpAddress(IpAddr::V4(ip)),
+            Err(_) => match host.to_string().try_into() {
+                Ok(name) => SanType::DnsName(name),
+                Err(_) => return self,
+            },
+        });
+        self
     }
 
     /// The CA certificate (PEM), for clients to verify against.
@@ -94,12 +109,12 @@ impl CertificateAuthority {
         &self.pem
     }
 
-    /// A server certificate for `address` (plus `127.0.0.1` and `localhost`): PEM
-    /// certificate and PEM key.
+    /// A server certificate for `address` (plus `127.0.0.1`, `localhost` and the advertised
+    /// host): PEM certificate and PEM key.
     pub fn issue(&self, address: Ipv4Addr) -> Result<(String, String, Vec<u8>, Vec<u8>), NodeError> {
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(tls_error)?;
-        for ip in [address, Ipv4Addr::LOCALHOST] {
-            let san = SanType::IpAddress(IpAddr::V4(ip));
+        let ips = [address, Ipv4Addr::LOCALHOST].map(|ip| SanType::IpAddress(IpAddr::V4(ip)));
+        for san in ips.into_iter().chain(self.advertised.clone()) {
             if !params.subject_alt_names.contains(&san) {
                 params.subject_alt_names.push(san);
             }

@@ -15,10 +15,13 @@ async fn answers_config_get_cluster_and_proxies_the_rest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = Runtime::new(Engines::detect());
     let node = runtime.start(spec(dir.path(), EngineKind::Memcached, "disco")).await.expect("start");
-    let other = (String::from("disco.0002.use1.cache.amazonaws.com"), Ipv4Addr::new(127, 0, 0, 9), 11211);
+    let other = (String::from("disco.0002.use1.cache.amazonaws.com"), Some(Ipv4Addr::new(127, 0, 0, 9)), 11211);
     let (tx, rx) = watch::channel(ClusterConfig {
         version: 1,
-        nodes: vec![("disco.0001.use1.cache.amazonaws.com".into(), Ipv4Addr::LOCALHOST, node.port), other.clone()],
+        nodes: vec![
+            ("disco.0001.use1.cache.amazonaws.com".into(), Some(Ipv4Addr::LOCALHOST), node.port),
+            other.clone(),
+        ],
     });
     let endpoint = ConfigEndpoint::start(Ipv4Addr::LOCALHOST, 0, rx, None).await.expect("endpoint");
 

@@ -83,6 +83,8 @@ pub struct Settings {
     pub settle_timeout: std::time::Duration,
     /// Bytes one "GB" of a serverless cache's data storage limit stands for.
     pub serverless_gb_bytes: u64,
+    /// The host every endpoint in API output names: `127.0.0.1`, or `--advertise-host`.
+    pub endpoint_host: String,
 }
 
 pub struct Operations {
@@ -116,6 +118,11 @@ impl Operations {
     async fn settle(&self, ctx: &RequestContext, operation: &'static str, awaited: &[Awaited]) {
         let scope = Scope { region: ctx.region.clone(), account: ctx.account.clone() };
         settle::timed(&self.settle_times, operation, &self.store, &scope, awaited, self.settings.settle_timeout).await;
+    }
+
+    /// The host every endpoint in API output names.
+    pub fn endpoint_host(&self) -> &str {
+        &self.settings.endpoint_host
     }
 
     pub fn store(&self) -> &Store {

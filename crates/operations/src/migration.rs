@@ -111,7 +111,7 @@ async fn begin(
     })
     .await?;
     ops.wake_reconciler();
-    Ok(output(&group))
+    Ok(output(&group, ops.endpoint_host()))
 }
 
 pub async fn start(
@@ -182,5 +182,8 @@ pub async fn complete(
         .await;
     let group = crate::updated(result, || Kind::ReplicationGroup.not_found(&id))?;
     ops.wake_reconciler();
-    Ok(CompleteMigrationResponse { replication_group: Some(output(&group)), serverless_cache: None })
+    Ok(CompleteMigrationResponse {
+        replication_group: Some(output(&group, ops.endpoint_host())),
+        serverless_cache: None,
+    })
 }

@@ -296,7 +296,7 @@ pub async fn create(
     )?;
     tracing::info!(serverless_cache = name, "serverless cache: (none) -> creating");
     ops.wake_reconciler();
-    Ok(CreateServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache)) })
+    Ok(CreateServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache, ops.endpoint_host())) })
 }
 
 /// What holds a new cache's data: a cluster-mode replication group (Valkey, Redis OSS), or
@@ -381,7 +381,7 @@ async fn default_subnet_ids(ops: &Operations, scope: &store::Scope) -> Result<Ve
 
 /// The Describe form of a cache. The endpoints appear once the reconciler serves them (a
 /// Create answer has none, as on AWS).
-pub fn output(scope: &store::Scope, c: &ServerlessCacheRecord) -> ServerlessCache {
+pub fn output(scope: &store::Scope, c: &ServerlessCacheRecord, host: &str) -> ServerlessCache {
     let limits = (c.data_storage.is_some() || c.ecpu_per_second.is_some()).then(|| CacheUsageLimits {
         data_storage: c.data_storage.map(|d| DataStorage {
             maximum: d.maximum,
@@ -397,14 +397,14 @@ pub fn output(scope: &store::Scope, c: &ServerlessCacheRecord) -> ServerlessCach
         create_time: Some(DateTime::from_millis(c.created_millis)),
         daily_snapshot_time: Some(c.daily_snapshot_time.clone()),
         description: Some(description),
-        endpoint: endpoint(c.endpoint_port),
+        endpoint: endpoint(host, c.endpoint_port),
         engine: Some(c.engine.clone()),
         full_engine_version: Some(c.full_engine_version.clone()),
         kms_key_id: c.kms_key_id.clone(),
         major_engine_version: Some(c.major_engine_version.clone()),
-        migration: crate::serverless_migration::summary(c),
+        migration: crate::serverless_migration::summary(c, host),
         network_type: Some(NetworkType::Ipv4),
-        reader_endpoint: endpoint(c.reader_endpoint_port),
+        reader_endpoint: endpoint(host, c.reader_endpoint_port),
         security_group_ids: Some(c.security_group_ids.clone()).filter(|ids| !ids.is_empty()),
         serverless_cache_name: Some(c.name.clone()),
         snapshot_retention_limit: Some(c.snapshot_retention_limit),
@@ -436,7 +436,7 @@ pub async fn describe(
     let page = paginate(caches, |c| c.name.clone(), input.next_token.as_deref(), input.max_results)?;
     Ok(DescribeServerlessCachesResponse {
         next_token: page.marker,
-        serverless_caches: Some(page.items.iter().map(|c| output(&scope, c)).collect()),
+        serverless_caches: Some(page.items.iter().map(|c| output(&scope, c, ops.endpoint_host())).collect()),
     })
 }
 
@@ -652,7 +652,7 @@ pub async fn modify(
         "serverless cache status"
     );
     ops.wake_reconciler();
-    Ok(ModifyServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache)) })
+    Ok(ModifyServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache, ops.endpoint_host())) })
 }
 
 /// Gives the backing group the cache's new user group (or none), live: its reconcile
@@ -730,7 +730,7 @@ pub async fn delete(
     )?;
     tracing::info!(serverless_cache = name, from = current.status, to = status::DELETING, "serverless cache status");
     ops.wake_reconciler();
-    Ok(DeleteServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache)) })
+    Ok(DeleteServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache, ops.endpoint_host())) })
 }
 
 /// At most this many shards behind one endpoint (AWS's limit for a cluster-mode group).

@@ -149,7 +149,7 @@ async fn change(
         .await;
     let cache = crate::updated(result, || Kind::ServerlessCache.not_found(name))?;
     ops.wake_reconciler();
-    Ok(output(scope, &cache))
+    Ok(output(scope, &cache, ops.endpoint_host()))
 }
 
 pub async fn prepare(
@@ -181,7 +181,7 @@ pub async fn prepare(
         .await;
     let cache = crate::updated(result, || Kind::ServerlessCache.not_found(&name))?;
     ops.wake_reconciler();
-    Ok(PrepareMigrationResponse { serverless_cache: Some(output(&scope, &cache)) })
+    Ok(PrepareMigrationResponse { serverless_cache: Some(output(&scope, &cache, ops.endpoint_host())) })
 }
 
 /// StartMigration with a ServerlessCacheName: the data sync begins (again).
@@ -291,13 +291,13 @@ pub(crate) fn refuse_while_migrating(cache: &ServerlessCacheRecord) -> Result<()
     }
 }
 
-/// `ServerlessCache.Migration`, from the record.
-pub(crate) fn summary(cache: &ServerlessCacheRecord) -> Option<MigrationSummary> {
+/// `ServerlessCache.Migration`, from the record (its endpoint on `host`).
+pub(crate) fn summary(cache: &ServerlessCacheRecord, host: &str) -> Option<MigrationSummary> {
     let migration = cache.migration.as_ref()?;
     Some(MigrationSummary {
         // "Manual cutover is the default" (user guide, "Cutover modes").
         cutover_mode: Some(if migration.auto_cutover { "auto" } else { "manual" }.to_string()),
-        migration_endpoint: crate::replication_groups::endpoint(cache.endpoint_port),
+        migration_endpoint: crate::replication_groups::endpoint(host, cache.endpoint_port),
         status: Some(migration.phase.as_str().to_string()),
     })
 }

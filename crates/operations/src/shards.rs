@@ -250,7 +250,7 @@ pub fn shard_members<'a>(g: &'a StoredGroup, shard: &NodeGroupRecord) -> Vec<&'a
 }
 
 /// The Describe form of a cluster-mode group's shards.
-pub fn node_groups_output(g: &StoredGroup) -> Vec<NodeGroup> {
+pub fn node_groups_output(g: &StoredGroup, host: &str) -> Vec<NodeGroup> {
     let compatible = g.group.cluster_mode == "compatible";
     g.group
         .node_groups
@@ -260,12 +260,12 @@ pub fn node_groups_output(g: &StoredGroup) -> Vec<NodeGroup> {
             node_group_members: Some(
                 shard_members(g, shard)
                     .into_iter()
-                    .map(|m| groups::member_output(m, m.cluster.id == shard.primary_cluster_id, false))
+                    .map(|m| groups::member_output(m, m.cluster.id == shard.primary_cluster_id, false, host))
                     .collect(),
             ),
             // Compatible mode keeps serving clients that do not speak the cluster protocol.
-            primary_endpoint: compatible.then(|| groups::endpoint(g.group.primary_endpoint_port)).flatten(),
-            reader_endpoint: compatible.then(|| groups::endpoint(g.group.reader_endpoint_port)).flatten(),
+            primary_endpoint: compatible.then(|| groups::endpoint(host, g.group.primary_endpoint_port)).flatten(),
+            reader_endpoint: compatible.then(|| groups::endpoint(host, g.group.reader_endpoint_port)).flatten(),
             slots: Some(format_slots(&shard.slots)),
             status: Some(
                 if shard.removing || shard_members(g, shard).iter().any(|m| m.cluster.status == status::CREATING) {
@@ -515,7 +515,9 @@ pub async fn modify_shard_configuration(
         node_groups = count,
         "replication group: available -> modifying (resharding)"
     );
-    Ok(ModifyReplicationGroupShardConfigurationResult { replication_group: Some(groups::output(&group)) })
+    Ok(ModifyReplicationGroupShardConfigurationResult {
+        replication_group: Some(groups::output(&group, ops.endpoint_host())),
+    })
 }
 
 /// ModifyReplicationGroup with a new ClusterMode: AWS's two steps from cluster mode

@@ -628,7 +628,7 @@ async fn config_endpoint(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<u16, E
     if let Some((endpoint, _)) = endpoints.get(&key) {
         return Ok(endpoint.port());
     }
-    let (sender, receiver) = tokio::sync::watch::channel(cluster_config(c));
+    let (sender, receiver) = tokio::sync::watch::channel(cluster_config(r, c));
     let tls = if c.cluster.security.transit_encryption {
         let ca = r.certificate_authority().map_err(Error::Node)?;
         let (server, client) = (ca.server_config().map_err(Error::Node)?, ca.client_config().map_err(Error::Node)?);
@@ -636,9 +636,9 @@ async fn config_endpoint(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<u16, E
     } else {
         None
     };
-    let localhost = std::net::Ipv4Addr::LOCALHOST;
+    let listen = r.runtime.exposure().listen;
     let endpoint = crate::endpoints::on_recorded_port(c.cluster.config_endpoint_port, |p| {
-        ConfigEndpoint::start(localhost, p, receiver.clone(), tls.clone())
+        ConfigEndpoint::start(listen, p, receiver.clone(), tls.clone())
     })
     .await?;
     let port = endpoint.port();
@@ -646,16 +646,19 @@ async fn config_endpoint(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<u16, E
     Ok(port)
 }
 
-fn cluster_config(c: &CacheCluster) -> ClusterConfig {
+/// The nodes auto discovery names: each under the advertised host (its address unless the
+/// emulator advertises another), at its port.
+fn cluster_config(r: &Reconciler, c: &CacheCluster) -> ClusterConfig {
+    let exposure = r.runtime.exposure();
     ClusterConfig {
         version: c.cluster.config_version,
         nodes: c
             .nodes
             .iter()
             .filter(|n| n.port != 0 && !n.remove_requested)
-            .map(|n| {
-                let ip = n.address.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
-                (n.address.clone(), ip, n.port)
+            .map(|n| match exposure.is_advertised() {
+                true => (exposure.host.clone(), exposure.ip, n.port),
+                false => (n.address.clone(), n.address.parse().ok(), n.port),
             })
             .collect(),
     }
@@ -665,7 +668,7 @@ async fn publish_config(r: &Arc<Reconciler>, c: &CacheCluster) {
     let endpoints = r.endpoints.memcached.lock().await;
     if let Some((_, sender)) = endpoints.get(&(c.scope.clone(), c.cluster.id.clone())) {
         sender.send_if_modified(|current| {
-            let next = cluster_config(c);
+            let next = cluster_config(r, c);
             let changed = *current != next;
             *current = next;
             changed

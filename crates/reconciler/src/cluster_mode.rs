@@ -568,7 +568,7 @@ async fn endpoints(
         let mut all = r.endpoints.groups.lock().await;
         let endpoints = all.entry(key.clone()).or_default();
         let endpoint =
-            ensure(&mut endpoints.configuration, g.group.configuration_endpoint_port, Balance::First).await?;
+            ensure(r, &mut endpoints.configuration, g.group.configuration_endpoint_port, Balance::First).await?;
         endpoint.point_at(primaries);
         let port = endpoint.port();
         endpoints.set_tls(r.proxy_tls(g.group.security.mode()).map_err(Error::Node)?);

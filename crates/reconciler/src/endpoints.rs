@@ -66,10 +66,9 @@ pub struct Endpoint {
 impl Endpoint {
     /// Starts on the recorded port, or a free one the first time (or when the recorded one
     /// was taken while the emulator was down).
-    pub async fn start(port: Option<u16>, balance: Balance) -> Result<Self, Error> {
+    pub async fn start(listen: Ipv4Addr, port: Option<u16>, balance: Balance) -> Result<Self, Error> {
         let (targets, rx) = watch::channel(Vec::new());
-        let proxy =
-            on_recorded_port(port, |p| EndpointProxy::start(Ipv4Addr::LOCALHOST, p, rx.clone(), balance)).await?;
+        let proxy = on_recorded_port(port, |p| EndpointProxy::start(listen, p, rx.clone(), balance)).await?;
         Ok(Self { proxy, targets })
     }
 
@@ -124,9 +123,14 @@ pub struct GroupEndpoints {
 }
 
 /// The endpoint in `slot`, started on `port` (or a free one) if it is not running yet.
-pub async fn ensure(slot: &mut Option<Endpoint>, port: Option<u16>, balance: Balance) -> Result<&Endpoint, Error> {
+pub async fn ensure<'a>(
+    r: &Reconciler,
+    slot: &'a mut Option<Endpoint>,
+    port: Option<u16>,
+    balance: Balance,
+) -> Result<&'a Endpoint, Error> {
     if slot.is_none() {
-        *slot = Some(Endpoint::start(port, balance).await?);
+        *slot = Some(Endpoint::start(r.runtime.exposure().listen, port, balance).await?);
     }
     slot.as_ref().ok_or(Error::Store(store::StoreError::NotFound))
 }
@@ -147,10 +151,10 @@ pub async fn point_primary_and_reader(
     let endpoints = all.entry((g.scope.clone(), g.group.id.clone())).or_default();
     let primary_targets: Vec<SocketAddr> = primary.into_iter().collect();
     let reader_targets = if replicas.is_empty() { primary_targets.clone() } else { replicas };
-    let endpoint = ensure(&mut endpoints.primary, g.group.primary_endpoint_port, Balance::First).await?;
+    let endpoint = ensure(r, &mut endpoints.primary, g.group.primary_endpoint_port, Balance::First).await?;
     endpoint.point_at(primary_targets);
     let primary_port = endpoint.port();
-    let endpoint = ensure(&mut endpoints.reader, g.group.reader_endpoint_port, Balance::RoundRobin).await?;
+    let endpoint = ensure(r, &mut endpoints.reader, g.group.reader_endpoint_port, Balance::RoundRobin).await?;
     for node in serving.iter().filter(|node| !reader_targets.contains(node)) {
         endpoint.drain(*node);
     }

@@ -207,7 +207,12 @@ impl Reconciler {
         if let Some(ca) = ca.as_ref() {
             return Ok(ca.clone());
         }
-        let loaded = Arc::new(nodes::tls::CertificateAuthority::load_or_create(&self.state_dir.join("tls"))?);
+        let mut loaded = nodes::tls::CertificateAuthority::load_or_create(&self.state_dir.join("tls"))?;
+        let exposure = self.runtime.exposure();
+        if exposure.is_advertised() {
+            loaded = loaded.naming(&exposure.host);
+        }
+        let loaded = Arc::new(loaded);
         *ca = Some(loaded.clone());
         Ok(loaded)
     }

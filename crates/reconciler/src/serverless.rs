@@ -325,8 +325,9 @@ async fn start_endpoints(
 ) -> Result<CacheEndpoints, Error> {
     let tls = r.endpoint_tls_config().map_err(Error::Node)?;
     let ecpu = Arc::new(EcpuLimit::default());
+    let listen = r.runtime.exposure().listen;
     if let Backing::Mirrors(_) = backing {
-        let start = |p| MemcachedEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone(), ecpu.clone());
+        let start = |p| MemcachedEndpoint::start(listen, p, tls.clone(), ecpu.clone());
         let endpoint = on_recorded_port(cache.endpoint_port, start).await?;
         return Ok(CacheEndpoints { ecpu, serving: Serving::Mirrors(endpoint) });
     }
@@ -335,7 +336,7 @@ async fn start_endpoints(
     let start = |port: Option<u16>, role: Role| {
         let (tls, control, ecpu) = (tls.clone(), control.clone(), ecpu.clone());
         on_recorded_port(port, move |p| {
-            ServerlessEndpoint::start(Ipv4Addr::LOCALHOST, p, tls.clone(), role, control.clone(), ecpu.clone())
+            ServerlessEndpoint::start(listen, p, tls.clone(), role, control.clone(), ecpu.clone())
         })
     };
     let writer = start(cache.endpoint_port, Role::Writer).await?;

@@ -62,6 +62,8 @@ pub struct Config {
     pub serverless_gb_bytes: u64,
     /// The data one shard behind a serverless endpoint holds before another is added.
     pub serverless_shard_bytes: u64,
+    /// Where nodes and endpoints listen for clients, and the host API output names.
+    pub exposure: nodes::exposure::Exposure,
 }
 
 /// One GiB of data per shard behind a serverless endpoint before it scales out.
@@ -154,13 +156,14 @@ pub async fn run(
             exports_dir: config.state_dir.join("exports"),
             settle_timeout: config.settle_timeout,
             serverless_gb_bytes: config.serverless_gb_bytes,
+            endpoint_host: config.exposure.host.clone(),
         },
     ));
     let engines = config.engines.clone().unwrap_or_else(Engines::detect);
     let reconciler = Reconciler::new(
         store,
         catalog,
-        Arc::new(Runtime::new(engines)),
+        Arc::new(Runtime::new(engines).with_exposure(config.exposure.clone())),
         wake,
         &config.state_dir,
         config.health,
@@ -192,6 +195,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
     state.config.auth.log_startup(address);
+    log_exposure(&state.config.exposure);
     let (limits, open) = (state.config.connections, state.connections.clone());
     connections::serve(listener, app(state), limits, open, stopped).await;
     // The reconciler stops every node before it returns.
@@ -241,6 +245,17 @@ async fn serverless_scaling(operations: Arc<operations::Operations>, reconciler:
                 tracing::debug!(serverless_cache = cache.name, %error, "serverless scaling deferred");
             }
         }
+    }
+}
+
+/// Says where nodes can be reached from, warning when that is beyond this machine.
+fn log_exposure(exposure: &nodes::exposure::Exposure) {
+    let (listen, host) = (exposure.listen, &exposure.host);
+    if listen.is_loopback() {
+        tracing::info!(%listen, %host, "nodes and endpoints listen on loopback only");
+    } else {
+        // Nodes have no password unless a group asks for an AUTH token or RBAC.
+        tracing::warn!(%listen, %host, "nodes and endpoints listen beyond loopback: reachable from other machines");
     }
 }
 

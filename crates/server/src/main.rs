@@ -89,6 +89,16 @@ struct ServeArgs {
     /// out by a shard (it scales in below half of what one shard fewer would hold).
     #[arg(long, env = "ELASTICACHE_LOCAL_SERVERLESS_SHARD_BYTES", default_value_t = server::DEFAULT_SERVERLESS_SHARD_BYTES)]
     serverless_shard_bytes: u64,
+    /// The host every endpoint clients are told of names (node, primary, reader and
+    /// configuration endpoints, auto discovery, redis cluster redirections, TLS
+    /// certificates): a name or an IPv4 address other machines reach this one by. Defaults
+    /// to --node-listen, or 127.0.0.1 when that is 0.0.0.0.
+    #[arg(long, env = "ELASTICACHE_LOCAL_ADVERTISE_HOST", value_parser = parse_host)]
+    advertise_host: Option<String>,
+    /// Where nodes and the emulator's endpoints listen for clients: 127.0.0.1, one address
+    /// of this machine, or 0.0.0.0 for all (as in the Docker image).
+    #[arg(long, env = "ELASTICACHE_LOCAL_NODE_LISTEN", default_value = "127.0.0.1")]
+    node_listen: std::net::Ipv4Addr,
 }
 
 /// The export target from --s3-endpoint and the credentials in the environment.
@@ -112,6 +122,32 @@ fn s3_target(args: &ServeArgs) -> anyhow::Result<Option<reconciler::S3Target>> {
         access_key_id,
         secret_access_key,
     }))
+}
+
+/// An IPv4 address or a DNS name (letters, digits, `-` and `.`): what redis accepts as its
+/// announced host name and a certificate can name.
+fn parse_host(text: &str) -> Result<String, String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if text.parse::<std::net::Ipv4Addr>().is_ok() || (text.len() <= 253 && text.split('.').all(label_ok)) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err("expected an IPv4 address or a DNS name".to_string())
+    }
+}
+
+/// Where nodes listen, and what they are advertised as (see --advertise-host).
+fn exposure(args: &ServeArgs) -> nodes::exposure::Exposure {
+    let listen = args.node_listen;
+    let host = args.advertise_host.clone().unwrap_or_else(|| match listen.is_unspecified() {
+        true => nodes::exposure::LOOPBACK_HOST.to_string(),
+        false => listen.to_string(),
+    });
+    nodes::exposure::Exposure::new(listen, host)
 }
 
 fn default_state_dir() -> PathBuf {
@@ -168,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
     let Command::Serve(args) = Cli::parse().command;
     raise_open_files_limit();
     let s3 = s3_target(&args)?;
+    let exposure = exposure(&args);
     let zones = if args.zones.is_empty() {
         ["a", "b", "c"].iter().map(|s| format!("{}{s}", args.region)).collect()
     } else {
@@ -208,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
         connections: Default::default(),
         serverless_gb_bytes: args.serverless_gb_bytes,
         serverless_shard_bytes: args.serverless_shard_bytes,
+        exposure,
     };
     let listener = server::connections::listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let result = server::run(listener, config, shutdown_signal()).await;

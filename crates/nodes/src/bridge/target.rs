@@ -104,10 +104,10 @@ impl Redirect {
         match words.next()? {
             "MOVED" => {
                 let slot = words.next().and_then(|s| s.parse().ok());
-                let address = words.next().and_then(|a| a.parse().ok());
+                let address = words.next().and_then(crate::exposure::internal_address);
                 Some(slot.zip(address).map_or_else(wait, |(slot, address)| Redirect::Moved(slot, address)))
             }
-            "ASK" => Some(words.nth(1).and_then(|a| a.parse().ok()).map_or_else(wait, Redirect::Ask)),
+            "ASK" => Some(words.nth(1).and_then(crate::exposure::internal_address).map_or_else(wait, Redirect::Ask)),
             "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" => Some(Redirect::Wait(error.into())),
             _ => None,
         }

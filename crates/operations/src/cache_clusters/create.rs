@@ -25,14 +25,14 @@ pub async fn create(
         let member = crate::replication_groups::add_member(ops, &scope, &id, &input).await?;
         tracing::info!(cache_cluster = id, replication_group = ?member.cluster.replication_group_id, "cache cluster: (none) -> creating (a replica)");
         ops.wake_reconciler();
-        return Ok(CreateCacheClusterResult { cache_cluster: Some(output(&member, false)) });
+        return Ok(CreateCacheClusterResult { cache_cluster: Some(output(&member, false, ops.endpoint_host())) });
     }
     let (created, tags) = plan(ops, &scope, &id, input).await?;
     written(ops.store.write(async |tx| write(tx, &created, &tags).await).await)?;
     let engine = &created.cluster.engine;
     tracing::info!(cache_cluster = id, region = scope.region, engine, "cache cluster: (none) -> creating");
     ops.wake_reconciler();
-    Ok(CreateCacheClusterResult { cache_cluster: Some(output(&created, false)) })
+    Ok(CreateCacheClusterResult { cache_cluster: Some(output(&created, false, ops.endpoint_host())) })
 }
 
 /// The cluster `id` a CreateCacheCluster asks for, with its nodes and tags, after AWS's

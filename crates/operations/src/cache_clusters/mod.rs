@@ -75,7 +75,7 @@ fn mark_deleting(
 }
 
 /// The Describe form of a cluster.
-pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
+pub fn output(c: &StoredCluster, show_nodes: bool, host: &str) -> CacheCluster {
     let cluster = &c.cluster;
     let memcached = is_memcached(&cluster.engine);
     let visible: Vec<&CacheNodeRecord> = c.nodes.iter().collect();
@@ -105,7 +105,7 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
         cache_cluster_id: Some(cluster.id.clone()),
         cache_cluster_status: Some(cluster.status.clone()),
         cache_node_type: Some(cluster.node_type.clone()),
-        cache_nodes: show_nodes.then(|| visible.iter().map(|n| node_output(n)).collect()),
+        cache_nodes: show_nodes.then(|| visible.iter().map(|n| node_output(n, host)).collect()),
         cache_parameter_group: Some(CacheParameterGroupStatus {
             cache_node_ids_to_reboot: Some(to_reboot),
             cache_parameter_group_name: Some(cluster.parameter_group.clone()),
@@ -128,7 +128,7 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
         configuration_endpoint: if memcached {
             cluster
                 .config_endpoint_port
-                .map(|port| Endpoint { address: Some("127.0.0.1".to_string()), port: Some(i32::from(port)) })
+                .map(|port| Endpoint { address: Some(host.to_string()), port: Some(i32::from(port)) })
         } else {
             None
         },
@@ -177,15 +177,19 @@ pub fn output(c: &StoredCluster, show_nodes: bool) -> CacheCluster {
     }
 }
 
-fn node_output(node: &CacheNodeRecord) -> CacheNode {
+/// A node's endpoint as clients are told of it: on `host`, at the node's port.
+pub(crate) fn node_endpoint(node: &CacheNodeRecord, host: &str) -> Endpoint {
+    Endpoint { address: Some(host.to_string()), port: Some(i32::from(node.port)) }
+}
+
+fn node_output(node: &CacheNodeRecord, host: &str) -> CacheNode {
     CacheNode {
         cache_node_create_time: Some(DateTime::from_millis(node.created_millis)),
         cache_node_id: Some(node.node_id.clone()),
         cache_node_status: Some(node.status.clone()),
         customer_availability_zone: Some(node.zone.clone()),
         customer_outpost_arn: None,
-        endpoint: (node.port != 0)
-            .then(|| Endpoint { address: Some(node.address.clone()), port: Some(i32::from(node.port)) }),
+        endpoint: (node.port != 0).then(|| node_endpoint(node, host)),
         parameter_group_status: Some(node.parameter_status.clone()),
         source_cache_node_id: None,
     }
@@ -213,7 +217,7 @@ pub async fn describe(
     let page = paginate(clusters, |c| c.cluster.id.clone(), input.marker.as_deref(), input.max_records)?;
     let show_nodes = input.show_cache_node_info.unwrap_or(false);
     Ok(CacheClusterMessage {
-        cache_clusters: Some(page.items.iter().map(|c| output(c, show_nodes)).collect()),
+        cache_clusters: Some(page.items.iter().map(|c| output(c, show_nodes, ops.endpoint_host())).collect()),
         marker: page.marker,
     })
 }
@@ -306,7 +310,7 @@ pub async fn reboot(
     })
     .await?;
     tracing::info!(cache_cluster = updated.cluster.id, "cache cluster: available -> rebooting cache cluster nodes");
-    Ok(RebootCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
+    Ok(RebootCacheClusterResult { cache_cluster: Some(output(&updated, false, ops.endpoint_host())) })
 }
 
 /// Why DeleteCacheCluster refuses a replication group's member, in AWS's words where they
@@ -384,7 +388,7 @@ pub async fn delete(
     let updated =
         written(ops.store.write(async |tx| mark_deleted(tx, &scope, id, final_snapshot.as_ref()).await).await)?;
     ops.wake_reconciler();
-    Ok(DeleteCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
+    Ok(DeleteCacheClusterResult { cache_cluster: Some(output(&updated, false, ops.endpoint_host())) })
 }
 
 /// Inside a write: records the final snapshot (taken before the nodes go: the reconciler

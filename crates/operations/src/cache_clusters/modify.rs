@@ -25,7 +25,7 @@ pub async fn modify(
     let updated =
         change_available(ops, &scope, &input.cache_cluster_id, |cluster, nodes| plan.apply(cluster, nodes)).await?;
     tracing::info!(cache_cluster = updated.cluster.id, to = updated.cluster.status, "cache cluster modified");
-    Ok(ModifyCacheClusterResult { cache_cluster: Some(output(&updated, false)) })
+    Ok(ModifyCacheClusterResult { cache_cluster: Some(output(&updated, false, ops.endpoint_host())) })
 }
 
 /// What a ModifyCacheCluster asks for, checked against the cluster as it was read.

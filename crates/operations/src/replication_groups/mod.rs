@@ -78,12 +78,13 @@ fn member_zones(count: usize, requested: &[String], zones: &[String], existing: 
     crate::placement::place(count, requested, "cross-az", zones, &placed)
 }
 
-pub(crate) fn endpoint(port: Option<u16>) -> Option<Endpoint> {
-    port.map(|p| Endpoint { address: Some("127.0.0.1".to_string()), port: Some(i32::from(p)) })
+/// An endpoint the emulator serves on `port`, as clients are told of it: on `host`.
+pub(crate) fn endpoint(host: &str, port: Option<u16>) -> Option<Endpoint> {
+    port.map(|p| Endpoint { address: Some(host.to_string()), port: Some(i32::from(p)) })
 }
 
 /// One member of a node group: its role, zone, and (cluster mode disabled) its own endpoint.
-pub(crate) fn member_output(m: &StoredCluster, primary: bool, with_endpoint: bool) -> NodeGroupMember {
+pub(crate) fn member_output(m: &StoredCluster, primary: bool, with_endpoint: bool, host: &str) -> NodeGroupMember {
     let node = m.nodes.first();
     NodeGroupMember {
         cache_cluster_id: Some(m.cluster.id.clone()),
@@ -93,18 +94,18 @@ pub(crate) fn member_output(m: &StoredCluster, primary: bool, with_endpoint: boo
         preferred_outpost_arn: None,
         read_endpoint: node
             .filter(|n| with_endpoint && n.port != 0)
-            .map(|n| Endpoint { address: Some(n.address.clone()), port: Some(i32::from(n.port)) }),
+            .map(|n| crate::cache_clusters::node_endpoint(n, host)),
     }
 }
 
-/// The Describe form of a group.
-pub fn output(g: &StoredGroup) -> ReplicationGroup {
+/// The Describe form of a group, its endpoints on `host`.
+pub fn output(g: &StoredGroup, host: &str) -> ReplicationGroup {
     let group = &g.group;
     // The primary first: clients (Terraform among them) take the first member as primary.
     let mut members: Vec<&StoredCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
     members.sort_by_key(|m| (m.cluster.id != group.primary_cluster_id, m.cluster.id.clone()));
     let node_group_members =
-        members.iter().map(|m| member_output(m, m.cluster.id == group.primary_cluster_id, true)).collect();
+        members.iter().map(|m| member_output(m, m.cluster.id == group.primary_cluster_id, true, host)).collect();
     let snapshotting = (group.snapshot_retention_limit > 0)
         .then(|| members.iter().next_back().map(|m| m.cluster.id.clone()))
         .flatten();
@@ -127,7 +128,7 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
             _ => ClusterMode::Disabled,
         }),
         configuration_endpoint: if group.cluster_enabled() {
-            endpoint(group.configuration_endpoint_port)
+            endpoint(host, group.configuration_endpoint_port)
         } else {
             None
         },
@@ -148,13 +149,13 @@ pub fn output(g: &StoredGroup) -> ReplicationGroup {
         multi_az: Some(if group.multi_az { MultiAZStatus::Enabled } else { MultiAZStatus::Disabled }),
         network_type: Some(NetworkType::Ipv4),
         node_groups: Some(if group.cluster_enabled() {
-            crate::shards::node_groups_output(g)
+            crate::shards::node_groups_output(g, host)
         } else {
             vec![NodeGroup {
                 node_group_id: Some(NODE_GROUP_ID.to_string()),
                 node_group_members: Some(node_group_members),
-                primary_endpoint: endpoint(group.primary_endpoint_port),
-                reader_endpoint: endpoint(group.reader_endpoint_port),
+                primary_endpoint: endpoint(host, group.primary_endpoint_port),
+                reader_endpoint: endpoint(host, group.reader_endpoint_port),
                 slots: None,
                 status: Some(group.status.clone()),
             }]
@@ -198,7 +199,7 @@ pub async fn describe(
         groups.into_iter().filter(|g| !model::names::is_serverless_backing(&g.group.id)).collect();
     let page = paginate(groups, |g| g.group.id.clone(), input.marker.as_deref(), input.max_records)?;
     let stored: Vec<&StoredGroup> = page.items.iter().collect();
-    let outputs = page.items.iter().map(output).collect();
+    let outputs = page.items.iter().map(|g| output(g, ops.endpoint_host())).collect();
     Ok(ReplicationGroupMessage {
         marker: page.marker,
         replication_groups: Some(crate::global_datastores::with_membership(ops, &scope, outputs, &stored).await?),
@@ -289,7 +290,7 @@ pub async fn delete(
         ops.store.write(async |tx| mark_deleted(tx, &scope, &id, retain, final_snapshot.as_ref()).await).await,
     )?;
     ops.wake_reconciler();
-    Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group)) })
+    Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group, ops.endpoint_host())) })
 }
 
 /// Inside a write: records the final snapshot (if any) and marks group `id` and its members
@@ -389,7 +390,7 @@ pub async fn test_failover(
         Ok(vec![EventRecord::new(SOURCE_TYPE, &group.id, format!("Test Failover API called for node group {shard}"))])
     })
     .await?;
-    Ok(TestFailoverResult { replication_group: Some(output(&group)) })
+    Ok(TestFailoverResult { replication_group: Some(output(&group, ops.endpoint_host())) })
 }
 
 /// Adds or removes replicas. `remove` names the members to remove when decreasing.
@@ -583,11 +584,11 @@ pub async fn increase_replicas(
             increase: true,
         };
         let group = change_shard_replicas(ops, &scope, &current, change).await?;
-        return Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group)) });
+        return Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group, ops.endpoint_host())) });
     }
     let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
     let group = change_replicas(ops, &scope, &current, target, Vec::new(), true).await?;
-    Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group)) })
+    Ok(IncreaseReplicaCountResult { replication_group: Some(output(&group, ops.endpoint_host())) })
 }
 
 pub async fn decrease_replicas(
@@ -609,7 +610,7 @@ pub async fn decrease_replicas(
         let change =
             crate::shards::ReplicaChange { new_count: input.new_replica_count, configuration, remove, increase: false };
         let group = change_shard_replicas(ops, &scope, &current, change).await?;
-        return Ok(DecreaseReplicaCountResult { replication_group: Some(output(&group)) });
+        return Ok(DecreaseReplicaCountResult { replication_group: Some(output(&group, ops.endpoint_host())) });
     }
     let target = replica_target(input.new_replica_count, input.replica_configuration.as_deref())?;
     if target.is_none() && remove.is_empty() {
@@ -618,7 +619,7 @@ pub async fn decrease_replicas(
         ));
     }
     let group = change_replicas(ops, &scope, &current, target, remove, false).await?;
-    Ok(DecreaseReplicaCountResult { replication_group: Some(output(&group)) })
+    Ok(DecreaseReplicaCountResult { replication_group: Some(output(&group, ops.endpoint_host())) })
 }
 
 /// The replica count asked for, by NewReplicaCount or the one node group's configuration.

@@ -34,12 +34,12 @@ pub async fn modify(
         && !(mode == ClusterMode::Disabled && current.group.cluster_mode.is_empty())
     {
         let group = crate::shards::change_cluster_mode(ops, &scope, &current, mode, &input).await?;
-        return Ok(ModifyReplicationGroupResult { replication_group: Some(output(&group)) });
+        return Ok(ModifyReplicationGroupResult { replication_group: Some(output(&group, ops.endpoint_host())) });
     }
     plan.check_cluster_mode_rules(&current)?;
     let group =
         change_available(ops, &scope, &input.replication_group_id, |group, members| plan.apply(group, members)).await?;
-    Ok(ModifyReplicationGroupResult { replication_group: Some(output(&group)) })
+    Ok(ModifyReplicationGroupResult { replication_group: Some(output(&group, ops.endpoint_host())) })
 }
 
 /// What a ModifyReplicationGroup asks for, checked against the group as it was read.
