@@ -540,6 +540,27 @@ mod tests {
     }
 
     #[test]
+    fn advertised_nodes_listen_beyond_loopback_and_redirect_to_the_host() {
+        let settings = RedisSettings::from_names(["cluster-announce-hostname"]);
+        let everywhere = Exposure::new(Ipv4Addr::UNSPECIFIED, "cache.test".into());
+        let mut cluster = spec(&[]);
+        cluster.directives = vec![("cluster-enabled".into(), "yes".into())];
+        let text = render_redis(&cluster, 7000, &everywhere, &settings, None, "secret");
+        assert!(text.contains("\nbind 0.0.0.0\n"), "{text}");
+        assert!(text.contains("\ncluster-announce-hostname cache.test\ncluster-preferred-endpoint-type hostname\n"));
+        let text = render_redis(&spec(&[]), 7000, &everywhere, &settings, None, "secret");
+        assert!(!text.contains("cluster-announce"), "cluster mode only: {text}");
+        let local = render_redis(&cluster, 7000, &Exposure::default(), &settings, None, "secret");
+        assert!(local.contains("\nbind 127.0.0.1\n") && !local.contains("cluster-announce"), "{local}");
+
+        let one = Exposure::new(Ipv4Addr::new(10, 9, 0, 1), "10.9.0.1".into());
+        let mut memcached = spec(&[]);
+        memcached.engine = EngineKind::Memcached;
+        let args = memcached_args(&memcached, 11211, &one, &MemcachedOptions::default(), false, None);
+        assert_eq!(args[..2], ["-l".to_string(), "10.9.0.1,127.0.0.1".to_string()]);
+    }
+
+    #[test]
     fn quoting_prevents_injection() {
         assert_eq!(quote("900 1"), "900 1");
         assert_eq!(quote(""), "\"\"");

@@ -209,14 +209,30 @@ mod tests {
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
         // A certificate issued by the reloaded CA verifies against the stored CA certificate.
         let (_, _, der, _) = second.issue(Ipv4Addr::new(127, 0, 0, 2)).unwrap();
+        assert!(verifies(&first, der.clone(), "127.0.0.2"));
+        assert!(!verifies(&first, der, "cache.test"));
+    }
+
+    #[test]
+    fn certificates_name_the_advertised_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let by_name = CertificateAuthority::load_or_create(dir.path()).unwrap().naming("cache.test");
+        let (_, _, der, _) = by_name.issue(Ipv4Addr::LOCALHOST).unwrap();
+        assert!(verifies(&by_name, der.clone(), "cache.test") && verifies(&by_name, der, "127.0.0.1"));
+        let by_address = CertificateAuthority::load_or_create(dir.path()).unwrap().naming("10.9.0.1");
+        let (_, _, der, _) = by_address.issue(Ipv4Addr::LOCALHOST).unwrap();
+        assert!(verifies(&by_address, der, "10.9.0.1"));
+    }
+
+    /// Whether `cert` verifies for `name` against `ca`'s certificate.
+    fn verifies(ca: &CertificateAuthority, cert: Vec<u8>, name: &str) -> bool {
         let mut roots = rustls::RootCertStore::empty();
-        let ca_der = rustls::pki_types::CertificateDer::from(first.issuer.der().to_vec());
-        roots.add(ca_der).unwrap();
+        roots.add(rustls::pki_types::CertificateDer::from(ca.issuer.der().to_vec())).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier =
             rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.2").unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
         let now = rustls::pki_types::UnixTime::now();
-        verifier.verify_server_cert(&der.into(), &[], &name, &[], now).unwrap();
+        verifier.verify_server_cert(&cert.into(), &[], &name, &[], now).is_ok()
     }
 }
