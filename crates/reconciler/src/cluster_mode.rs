@@ -296,6 +296,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
         && on_their_binary
         && (g.group.resharding.is_none() || finished_reshard)
         && (g.group.restore_from.is_none() || restoring.is_some());
+    if finished_reshard {
+        r.progress.finish(&g.scope, RESHARDING, &g.group.id);
+    }
     let result = r
         .store
         .update_replication_group(&g.scope, &g.group.id, |group, _| {
@@ -679,7 +682,11 @@ async fn move_slots(
     report(r, g, slots, total).await
 }
 
+/// The name of a reshard in [`crate::progress`].
+const RESHARDING: &str = "resharding";
+
 async fn report(r: &Reconciler, g: &ReplicationGroup, moved: u32, total: u32) -> Result<(), Error> {
+    r.progress.report(&g.scope, RESHARDING, &g.group.id, u64::from(moved), u64::from(total));
     let result = r
         .store
         .update_replication_group(&g.scope, &g.group.id, |group, _| {

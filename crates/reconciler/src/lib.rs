@@ -26,6 +26,7 @@
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //! - `service_updates`: update actions rolling through a cluster's or group's nodes.
 //! - `failover`: which replica a failover promotes (a pure decision).
+//! - [`progress`]: how far reshards and snapshots are, for people watching.
 //! - `error`: what can stop one reconcile.
 //!
 //! It reads and writes the store, and takes its vocabulary (statuses, names, ARNs,
@@ -48,6 +49,7 @@ mod failover;
 mod global;
 mod health;
 mod migration;
+pub mod progress;
 mod replication_groups;
 mod s3;
 mod serverless;
@@ -107,6 +109,8 @@ pub struct Reconciler {
     /// The replication bridges into cluster-mode groups: global datastores' secondaries,
     /// online migrations from a Redis Cluster.
     bridges: bridges::Bridges,
+    /// How far the reshards and snapshots running now are.
+    progress: progress::Progress,
 }
 
 /// What runs when.
@@ -197,7 +201,13 @@ impl Reconciler {
             },
             acl_applied: Mutex::default(),
             bridges: bridges::Bridges::default(),
+            progress: progress::Progress::default(),
         })
+    }
+
+    /// The long operations running now and how far each is.
+    pub fn progress(&self) -> Vec<progress::Step> {
+        self.progress.running()
     }
 
     /// The certificate authority kept in `<state dir>/tls/`, created the first time it is

@@ -98,16 +98,31 @@ pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, s: SnapshotRecord) -> 
     }
 }
 
-async fn persistence(r: &Reconciler, key: &NodeKey) -> Result<(u64, bool, bool), Error> {
+/// What a node's `INFO persistence` says of its saves.
+struct Persistence {
+    saves: u64,
+    saving: bool,
+    last_ok: bool,
+    /// Keys the running save wrote, of how many (redis 7 and later; zeros before).
+    keys_saved: u64,
+    keys_total: u64,
+}
+
+async fn persistence(r: &Reconciler, key: &NodeKey) -> Result<Persistence, Error> {
     let reply = r.runtime.command(key, &["INFO", "persistence"]).await.map_err(Error::Node)?;
     let text = reply.as_text().unwrap_or_default();
     let field = |name: &str| nodes::resp::info_field(&text, name).unwrap_or_default();
-    Ok((
-        field("rdb_saves").parse().unwrap_or(0),
-        field("rdb_bgsave_in_progress") == "1",
-        field("rdb_last_bgsave_status") == "ok",
-    ))
+    Ok(Persistence {
+        saves: field("rdb_saves").parse().unwrap_or(0),
+        saving: field("rdb_bgsave_in_progress") == "1",
+        last_ok: field("rdb_last_bgsave_status") == "ok",
+        keys_saved: field("current_save_keys_processed").parse().unwrap_or(0),
+        keys_total: field("current_save_keys_total").parse().unwrap_or(0),
+    })
 }
+
+/// The name of a snapshot being taken in [`crate::progress`].
+const SNAPSHOT: &str = "snapshot";
 
 /// BGSAVE on one node, then its RDB file copied into the snapshot as `node_group_id`'s
 /// file; returns the file's size, or None when the save must be retried.
@@ -124,25 +139,30 @@ async fn save_node(
     if r.runtime.get(&key).is_none() {
         return Ok(None);
     }
-    let (before, _, _) = persistence(r, &key).await?;
+    let before = persistence(r, &key).await?.saves;
     // SCHEDULE: while the node rewrites its append-only file (it does once after it starts),
     // the save waits for the rewrite instead of being refused. An error reply means a save
     // is already running; the wait below covers it.
     let _ = r.runtime.command(&key, &["BGSAVE", "SCHEDULE"]).await.map_err(Error::Node)?;
     let started = Instant::now();
-    loop {
-        let (saves, running, ok) = persistence(r, &key).await?;
-        if saves > before && !running {
-            if !ok {
-                tracing::warn!(snapshot = s.name, "BGSAVE failed; retrying");
-                return Ok(None);
-            }
-            break;
+    let saved = loop {
+        let now = persistence(r, &key).await?;
+        if now.saves > before && !now.saving {
+            break now.last_ok;
         }
         if started.elapsed() > SAVE_DEADLINE {
+            r.progress.finish(scope, SNAPSHOT, &s.name);
             return Ok(None);
         }
+        if now.saving && now.keys_total > 0 {
+            r.progress.report(scope, SNAPSHOT, &s.name, now.keys_saved, now.keys_total);
+        }
         tokio::time::sleep(SAVE_POLL).await;
+    };
+    r.progress.finish(scope, SNAPSHOT, &s.name);
+    if !saved {
+        tracing::warn!(snapshot = s.name, "BGSAVE failed; retrying");
+        return Ok(None);
     }
     let source = r.node_dir(scope, &node.cache_cluster_id, &node.node_id).join("dump.rdb");
     let target = r.snapshot_file(scope, &s.name, DataFile::of(&s.engine), &node.node_group_id);
