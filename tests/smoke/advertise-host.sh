@@ -6,7 +6,8 @@
 # is advertised as `elasticache`, a name only the second namespace's hosts file knows. In
 # the second, docker/app/app.py (the compose example's application) uses the group
 # docker/init/ready.d created, and advertise_client.py creates a replication group and a
-# cluster-mode group, follows MOVED and survives a failover of each, never handed 127.0.0.1.
+# cluster-mode group, follows MOVED and survives a failover of each, never handed 127.0.0.1,
+# and reaches a serverless cache over TLS verified for the advertised name.
 #   cargo build -p server && tests/smoke/advertise-host.sh
 set -euo pipefail
 
@@ -94,4 +95,4 @@ pass "the compose example's app reached its group by the advertised name"
 
 in_client env AWS_MAX_ATTEMPTS=3 python3 "$ROOT/tests/smoke/advertise_client.py" "$API" "$HOST" ||
     fail "advertise_client.py"
-pass "a client in another namespace used both kinds of group through the advertised host"
+pass "a client in another namespace used both kinds of group and a serverless cache through the advertised host"

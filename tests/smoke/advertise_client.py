@@ -1,15 +1,18 @@
 """The client half of advertise-host.sh, run in its own network namespace: everything it
 knows of the emulator is the advertised host name. Through the API it creates a
 replication group and a cluster-mode group, connects through the endpoints it is handed,
-follows MOVED, survives a failover of each, and checks that no 127.0.0.1 reaches it.
+follows MOVED, survives a failover of each, and checks that no 127.0.0.1 reaches it; then
+a serverless cache, over TLS verified against the emulator's CA for the advertised name.
 
     python3 advertise_client.py http://elasticache:4566 elasticache
 """
 
 import json
 import socket
+import ssl
 import sys
 import time
+import urllib.request
 
 import boto3
 
@@ -49,8 +52,10 @@ def check_answer(what, answer):
 class Redis:
     """A RESP2 connection, enough for SET, GET and CLUSTER SLOTS."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, tls=None):
         self.socket = socket.create_connection((host, port), timeout=5)
+        if tls:
+            self.socket = tls.wrap_socket(self.socket, server_hostname=host)
         self.replies = self.socket.makefile("rb")
 
     def __call__(self, *args):
@@ -208,5 +213,25 @@ def cluster_mode_group():
     ok("every key reads back after a failover of shard 0001, following MOVED")
 
 
+def serverless_cache():
+    ec.create_serverless_cache(ServerlessCacheName="far-serverless", Engine="redis")
+
+    def available():
+        cache = ec.describe_serverless_caches(ServerlessCacheName="far-serverless")["ServerlessCaches"][0]
+        return cache["Status"] == "available"
+
+    until("the serverless cache is available", available, timeout=60)
+    answer = ec.describe_serverless_caches(ServerlessCacheName="far-serverless")
+    check_answer("DescribeServerlessCaches", answer)
+    endpoint = answer["ServerlessCaches"][0]["Endpoint"]
+    tls = ssl.create_default_context(cadata=urllib.request.urlopen(f"{API}/_emulator/ca.pem", timeout=5).read().decode())
+    connection = Redis(endpoint["Address"], endpoint["Port"], tls)
+    slots = connection("CLUSTER", "SLOTS")
+    assert {node[0] for shard in slots for node in shard[2:]} == {HOST}, f"CLUSTER SLOTS: {slots}"
+    assert connection("SET", "far-serverless-key", "v") == "OK" and connection("GET", "far-serverless-key") == "v"
+    ok(f"serverless endpoint {HOST}:{endpoint['Port']} verified for {HOST}; CLUSTER SLOTS names it")
+
+
 replication_group()
 cluster_mode_group()
+serverless_cache()

@@ -112,8 +112,11 @@ impl ServerlessEndpoint {
     /// Listens on `address:port` (0: a free port) and serves TLS with `tls`, routing to the
     /// cluster whose nodes [`ServerlessEndpoint::point_at`] names. `control` is the
     /// runtime's own ACL user on the nodes, used for the slot map and the command table.
+    /// CLUSTER answers name `advertised` as the endpoint's host, or else the address the
+    /// client reached.
     pub async fn start(
         address: Ipv4Addr,
+        advertised: Option<String>,
         port: u16,
         tls: Arc<rustls::ServerConfig>,
         role: Role,
@@ -126,8 +129,9 @@ impl ServerlessEndpoint {
         let router = Arc::new(Router::new(watched, control, role, ecpu));
         tracing::info!(%address, port, ?role, "serverless endpoint listening");
         let serving = router.clone();
+        let advertised: Option<Arc<str>> = advertised.map(Arc::from);
         let task = tokio::spawn(serve_tls(listener, tls, move |stream, local| {
-            Session::new(serving.clone(), local).run(stream)
+            Session::new(serving.clone(), local, advertised.clone()).run(stream)
         }));
         Ok(Self { port, seeds, router, task })
     }
@@ -475,8 +479,10 @@ struct Multi {
 /// One client connection.
 struct Session {
     router: Arc<Router>,
-    /// The endpoint address the client reached: the one CLUSTER answers name.
+    /// The endpoint address the client reached.
     local: SocketAddr,
+    /// The host CLUSTER answers name (`--advertise-host`); else the address reached.
+    advertised: Option<Arc<str>>,
     upstreams: HashMap<SocketAddr, BufStream<Box<dyn Io>>>,
     /// AUTH, HELLO and CLIENT SETNAME as the client sent them: every new node connection
     /// gets them first.
@@ -489,10 +495,11 @@ struct Session {
 }
 
 impl Session {
-    fn new(router: Arc<Router>, local: SocketAddr) -> Self {
+    fn new(router: Arc<Router>, local: SocketAddr, advertised: Option<Arc<str>>) -> Self {
         Self {
             router,
             local,
+            advertised,
             upstreams: HashMap::new(),
             replay: Vec::new(),
             multi: None,
@@ -744,11 +751,12 @@ impl Session {
 
     async fn cluster(&mut self, sub: &str, args: &[Vec<u8>]) -> Vec<u8> {
         let (ip, port) = (self.local.ip().to_string(), self.local.port());
+        let host = self.advertised.as_deref().unwrap_or(&ip);
         match sub {
             "slots" => frame::array(&[frame::array(&[
                 frame::integer(0),
                 frame::integer(i64::from(SLOTS) - 1),
-                frame::array(&[frame::bulk(ip.as_bytes()), frame::integer(i64::from(port)), frame::bulk(ENDPOINT_ID.as_bytes())]),
+                frame::array(&[frame::bulk(host.as_bytes()), frame::integer(i64::from(port)), frame::bulk(ENDPOINT_ID.as_bytes())]),
             ])]),
             "shards" => {
                 let node = frame::array(&[
@@ -759,7 +767,7 @@ impl Session {
                     frame::bulk(b"ip"),
                     frame::bulk(ip.as_bytes()),
                     frame::bulk(b"endpoint"),
-                    frame::bulk(ip.as_bytes()),
+                    frame::bulk(host.as_bytes()),
                     frame::bulk(b"role"),
                     frame::bulk(b"master"),
                     frame::bulk(b"replication-offset"),
@@ -775,9 +783,12 @@ impl Session {
                 ]);
                 frame::array(&[shard])
             }
-            "nodes" => frame::bulk(
-                format!("{ENDPOINT_ID} {ip}:{port}@{port} myself,master - 0 0 1 connected 0-{}\n", SLOTS - 1).as_bytes(),
-            ),
+            "nodes" => {
+                // As redis shows an announced host name: after the bus port.
+                let hostname = self.advertised.as_deref().map(|h| format!(",{h}")).unwrap_or_default();
+                let line = format!("{ENDPOINT_ID} {ip}:{port}@{port}{hostname} myself,master - 0 0 1 connected 0-{}\n", SLOTS - 1);
+                frame::bulk(line.as_bytes())
+            }
             "myid" => frame::bulk(ENDPOINT_ID.as_bytes()),
             "info" => frame::bulk(
                 format!(

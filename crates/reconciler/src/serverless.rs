@@ -326,6 +326,7 @@ async fn start_endpoints(
     let tls = r.endpoint_tls_config().map_err(Error::Node)?;
     let ecpu = Arc::new(EcpuLimit::default());
     let listen = r.runtime.exposure().listen;
+    let advertised = r.runtime.exposure().is_advertised().then(|| r.runtime.exposure().host.clone());
     if let Backing::Mirrors(_) = backing {
         let start = |p| MemcachedEndpoint::start(listen, p, tls.clone(), ecpu.clone());
         let endpoint = on_recorded_port(cache.endpoint_port, start).await?;
@@ -334,9 +335,9 @@ async fn start_endpoints(
     let (user, password) = r.runtime.control_credentials();
     let control = (user.to_string(), password.to_string());
     let start = |port: Option<u16>, role: Role| {
-        let (tls, control, ecpu) = (tls.clone(), control.clone(), ecpu.clone());
+        let (tls, control, ecpu, advertised) = (tls.clone(), control.clone(), ecpu.clone(), advertised.clone());
         on_recorded_port(port, move |p| {
-            ServerlessEndpoint::start(listen, p, tls.clone(), role, control.clone(), ecpu.clone())
+            ServerlessEndpoint::start(listen, advertised.clone(), p, tls.clone(), role, control.clone(), ecpu.clone())
         })
     };
     let writer = start(cache.endpoint_port, Role::Writer).await?;
