@@ -114,6 +114,7 @@ impl TestServer {
             serverless_gb_bytes: server::DEFAULT_SERVERLESS_GB_BYTES,
             serverless_shard_bytes: server::DEFAULT_SERVERLESS_SHARD_BYTES,
             exposure: Default::default(),
+            init_dir: None,
         };
         configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();

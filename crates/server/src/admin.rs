@@ -51,6 +51,8 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "warm_nodes": state.reconciler.runtime().warm_nodes().iter()
             .map(|n| json!({"engine": n.engine.name(), "pid": n.pid, "port": n.port, "ready": n.ready}))
             .collect::<Vec<_>>(),
+        // `serve --init-dir`: a CI step waits for `done` (or `failed`, naming the script).
+        "init": state.init.report(),
     }))
 }
 

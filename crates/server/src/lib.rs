@@ -8,12 +8,14 @@
 //! - `admin`: the emulator-only JSON API under `/_emulator/`; `topology`: its one-document
 //!   view of every region, zone, node and resource.
 //! - [`connections`]: the accept loop, with timeouts and a bound on open connections.
+//! - `init_scripts`: `serve --init-dir`, the user's scripts run once the API listens.
 //!
 //! The reconciler runs beside the HTTP server and stops every node when the server stops.
 
 mod admin;
 pub mod auth;
 pub mod connections;
+mod init_scripts;
 mod metrics;
 mod query_api;
 mod topology;
@@ -64,6 +66,9 @@ pub struct Config {
     pub serverless_shard_bytes: u64,
     /// Where nodes and endpoints listen for clients, and the host API output names.
     pub exposure: nodes::exposure::Exposure,
+    /// Executable files run one at a time, in name order, once the API listens; None
+    /// runs none.
+    pub init_dir: Option<PathBuf>,
 }
 
 /// One GiB of data per shard behind a serverless endpoint before it scales out.
@@ -87,6 +92,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::ApiMetrics>,
     pub connections: Arc<connections::Connections>,
+    /// How far `--init-dir`'s scripts got (state `none` without one).
+    pub init: Arc<init_scripts::InitScripts>,
 }
 
 /// AWS bodies are small; a large one is a mistake or an attack.
@@ -191,11 +198,17 @@ pub async fn run(
         config: Arc::new(config),
         metrics: Arc::default(),
         connections: Arc::default(),
+        init: Arc::default(),
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
     state.config.auth.log_startup(address);
     log_exposure(&state.config.exposure);
+    // The listener is bound, so the scripts' first requests wait in its backlog at worst.
+    let _init = state.config.init_dir.clone().map(|dir| {
+        let target = init_scripts::Target::new(address, &state.config.region, &state.config.auth);
+        AbortOnDrop(tokio::spawn(init_scripts::run(dir, target, state.init.clone(), stopped.clone())))
+    });
     let (limits, open) = (state.config.connections, state.connections.clone());
     connections::serve(listener, app(state), limits, open, stopped).await;
     // The reconciler stops every node before it returns.

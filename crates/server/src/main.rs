@@ -99,6 +99,11 @@ struct ServeArgs {
     /// of this machine, or 0.0.0.0 for all (as in the Docker image).
     #[arg(long, env = "ELASTICACHE_LOCAL_NODE_LISTEN", default_value = "127.0.0.1")]
     node_listen: std::net::Ipv4Addr,
+    /// A directory of scripts run once the API listens, one at a time in name order (the
+    /// executable files only), with AWS_ENDPOINT_URL and test credentials set;
+    /// /_emulator/health shows their progress under "init".
+    #[arg(long, env = "ELASTICACHE_LOCAL_INIT_DIR")]
+    init_dir: Option<PathBuf>,
 }
 
 /// The export target from --s3-endpoint and the credentials in the environment.
@@ -246,6 +251,7 @@ async fn main() -> anyhow::Result<()> {
         serverless_gb_bytes: args.serverless_gb_bytes,
         serverless_shard_bytes: args.serverless_shard_bytes,
         exposure,
+        init_dir: args.init_dir,
     };
     let listener = server::connections::listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let result = server::run(listener, config, shutdown_signal()).await;

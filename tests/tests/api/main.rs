@@ -9,6 +9,7 @@ mod aws_messages;
 mod engine_versions;
 mod fuzz;
 mod hostile;
+mod init_scripts;
 mod pagination_regions;
 mod parameter_groups;
 mod protocol;
