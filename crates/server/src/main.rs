@@ -1,4 +1,7 @@
-//! `elasticache-local serve`: the command line.
+//! `elasticache-local`: the command line. `serve` runs the emulator; the other
+//! subcommands (`status`, `nodes`, `outage`, in `cli/`) talk to a running one.
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +20,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the ElastiCache API.
-    Serve(ServeArgs),
+    // Boxed: its many flags would make every other subcommand as large.
+    Serve(Box<ServeArgs>),
+    /// Show a running emulator's resources and nodes (exit status 2 if a resource failed).
+    Status(cli::status::Args),
+    /// Kill, stop (freeze) or resume one node of a running emulator.
+    Nodes(cli::nodes::Args),
+    /// Start or end a simulated outage of one availability zone.
+    Outage(cli::outage::Args),
 }
 
 #[derive(clap::Args)]
@@ -200,13 +210,18 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = match Cli::parse().command {
+        Command::Serve(args) => *args,
+        Command::Status(args) => std::process::exit(cli::status::run(args).await),
+        Command::Nodes(args) => std::process::exit(cli::nodes::run(args).await),
+        Command::Outage(args) => std::process::exit(cli::outage::run(args).await),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ELASTICACHE_LOCAL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let Command::Serve(args) = Cli::parse().command;
     raise_open_files_limit();
     let s3 = s3_target(&args)?;
     let exposure = exposure(&args);
