@@ -26,6 +26,7 @@ use crate::auth::{AuthMode, AuthSettings};
 pub enum RunState {
     /// No init dir, or none to be found.
     None,
+    /// From the start when an init dir is given, until every script has run.
     Running,
     /// Every script exited 0.
     Done,
@@ -68,13 +69,14 @@ pub struct InitReport {
 #[derive(Debug)]
 pub struct InitScripts(Mutex<InitReport>);
 
-impl Default for InitScripts {
-    fn default() -> Self {
-        Self(Mutex::new(InitReport { state: RunState::None, script: None, scripts: Vec::new() }))
-    }
-}
-
 impl InitScripts {
+    /// `running` when there is an init dir to look at (until [`run`] knows better), else
+    /// `none`.
+    pub fn new(dir_given: bool) -> Self {
+        let state = if dir_given { RunState::Running } else { RunState::None };
+        Self(Mutex::new(InitReport { state, script: None, scripts: Vec::new() }))
+    }
+
     pub fn report(&self) -> InitReport {
         self.lock().clone()
     }
@@ -143,6 +145,7 @@ pub async fn run(dir: PathBuf, target: Target, progress: Arc<InitScripts>, mut s
         Ok(files) => files,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             tracing::warn!(dir = %dir.display(), "init dir not found: no init scripts run");
+            progress.update(|r| r.state = RunState::None);
             return;
         }
         Err(error) => {

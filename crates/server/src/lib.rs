@@ -192,13 +192,16 @@ pub async fn run(
     let scaling = serverless_scaling(operations.clone(), reconciler.clone(), config.serverless_shard_bytes);
     let _scaling = AbortOnDrop(tokio::spawn(scaling));
 
+    // `running` from the first request on when there are scripts to run, so that a client
+    // polling health never mistakes "not started yet" for "none".
+    let init = Arc::new(init_scripts::InitScripts::new(config.init_dir.is_some()));
     let state = AppState {
         operations,
         reconciler,
         config: Arc::new(config),
         metrics: Arc::default(),
         connections: Arc::default(),
-        init: Arc::default(),
+        init,
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");

@@ -114,9 +114,17 @@ async fn in_strict_mode_scripts_sign_with_the_first_key_and_end_done() {
 async fn without_an_init_dir_or_with_a_missing_one_the_state_is_none() {
     let missing = tempfile::tempdir().unwrap().path().join("absent");
     for init_dir in [None, Some(missing)] {
+        // With a dir given, `running` until the runner finds it missing.
         let server = TestServer::start_with(|c| c.init_dir = init_dir).await;
-        let (_, body) = raw_get(server.addr(), "/_emulator/health").await.unwrap();
-        let health: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(health["init"], serde_json::json!({"state": "none", "script": null, "scripts": []}));
+        let init = poll_until("the init state to settle", INIT_TIMEOUT, || async {
+            let (_, body) = raw_get(server.addr(), "/_emulator/health").await.map_err(|e| e.to_string())?;
+            let health: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            match health["init"]["state"].as_str() {
+                Some("running") => Err(health["init"].to_string()),
+                _ => Ok(health["init"].clone()),
+            }
+        })
+        .await;
+        assert_eq!(init, serde_json::json!({"state": "none", "script": null, "scripts": []}));
     }
 }
