@@ -24,7 +24,18 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
-        let mut child = Command::new(BINARY)
+        Self::start_with_path(None)
+    }
+
+    /// A server whose engines are looked up on `path` first (the `PATH` it is given).
+    fn start_with_path(path: Option<&std::path::Path>) -> Self {
+        let mut command = Command::new(BINARY);
+        if let Some(dir) = path {
+            let inherited = std::env::var_os("PATH").unwrap_or_default();
+            let paths = std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&inherited));
+            command.env("PATH", std::env::join_paths(paths).unwrap());
+        }
+        let mut child = command
             .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0", "--warm-nodes", "0"])
             .env("ELASTICACHE_LOCAL_LOG", "info")
             .env("NO_COLOR", "1")
@@ -247,4 +258,42 @@ fn an_unreachable_endpoint_is_named_and_fails() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains(&url), "{}", stderr(&output));
+}
+
+#[test]
+fn status_exits_2_while_a_resource_is_in_a_failure_status() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // A redis-server that tells its version (engine detection) but starts no node.
+    let dir = tempfile::tempdir().unwrap();
+    let real = which("redis-server");
+    let script = dir.path().join("redis-server");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in -v|--version) exec '{}' \"$@\";; esac\necho 'injected start failure' >&2\nexit 1\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = Server::start_with_path(Some(dir.path()));
+    let (code, body) = server.query(
+        "Action=CreateCacheCluster&Version=2015-02-02&CacheClusterId=doomed&Engine=redis\
+         &CacheNodeType=cache.t3.micro&NumCacheNodes=1",
+    );
+    assert_eq!(code, 200, "{body}");
+    let text = status_until(&server, "exit status 2", |code, _| code == 2);
+    println!("{text}");
+    let output = server.cli(&["status"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("cache cluster doomed in us-east-1 is create-failed"), "{}", stderr(&output));
+    assert!(text.lines().any(|l| l.starts_with("doomed ") && l.contains("create-failed")), "{text}");
+}
+
+fn which(binary: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{binary} not on PATH"))
 }
