@@ -7,12 +7,13 @@
 //! What the test binaries share besides the server lives in modules, re-exported here:
 //! [`redis`] and [`memcached`] (tiny wire clients), [`cluster`] (a cluster-aware client), [`admin`] (raw HTTP and the admin API),
 //! [`tls`] (TLS and AUTH connections through the `redis` crate), [`wait`] (polling and node-process probes) and [`resources`] (describe / wait / events over
-//! the SDK).
+//! the SDK); [`browser`] drives a headless Chromium for the dashboard's tests.
 
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod browser;
 pub mod cluster;
 pub mod half_open;
 pub mod memcached;

@@ -27,6 +27,24 @@ pub(crate) struct Memory {
     pub(crate) failures: Mutex<HashMap<NodeKey, u32>>,
     /// Zones in a simulated outage.
     pub(crate) zones_down: Mutex<HashSet<String>>,
+    /// Moves whenever a node's health changes, for live views to read it again.
+    changes: Changes,
+}
+
+struct Changes(tokio::sync::watch::Sender<u64>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self(tokio::sync::watch::Sender::new(0))
+    }
+}
+
+impl Reconciler {
+    /// Moves whenever the health monitor sees a node's health change (read
+    /// [`Reconciler::health`] again each time it does).
+    pub fn health_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.monitor.changes.0.subscribe()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +82,9 @@ pub async fn monitor(r: Arc<Reconciler>) {
         });
         for (key, health) in futures::future::join_all(probes).await {
             let previous = lock(&r.monitor.observed).insert(key.clone(), health);
+            if previous != Some(health) {
+                r.monitor.changes.0.send_modify(|generation| *generation = generation.wrapping_add(1));
+            }
             let failures = {
                 let mut failures = lock(&r.monitor.failures);
                 let count = failures.entry(key.clone()).or_insert(0);

@@ -19,6 +19,8 @@ pub fn routes() -> Router<AppState> {
         .route("/_emulator/snapshots/automated", post(automated_snapshots))
         .route("/_emulator/nodes", get(list_nodes))
         .route("/_emulator/topology", get(crate::topology::topology))
+        .route("/_emulator/events", get(crate::event_stream::events))
+        .route("/_emulator/ui", get(crate::ui::page))
         .route("/_emulator/nodes/{cluster}/{node}/{action}", post(node_action))
         .route("/_emulator/zones/{zone}/outage", post(start_outage).delete(end_outage))
         .route("/_emulator/regions/{region}/outage", post(start_region_outage).delete(end_region_outage))

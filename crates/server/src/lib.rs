@@ -6,7 +6,8 @@
 //! - `query_api`: the AWS Query endpoint (`POST /`, `GET /?Action=…`, any path).
 //! - [`auth`]: permissive or strict (SigV4-checked) access to the Query API.
 //! - `admin`: the emulator-only JSON API under `/_emulator/`; `topology`: its one-document
-//!   view of every region, zone, node and resource.
+//!   view of every region, zone, node and resource; `event_stream`: its live feed of
+//!   events and node changes; `ui`: the dashboard page drawn from both.
 //! - [`connections`]: the accept loop, with timeouts and a bound on open connections.
 //! - `init_scripts`: `serve --init-dir`, the user's scripts run once the API listens.
 //!
@@ -15,10 +16,12 @@
 mod admin;
 pub mod auth;
 pub mod connections;
+mod event_stream;
 mod init_scripts;
 mod metrics;
 mod query_api;
 mod topology;
+mod ui;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -92,6 +95,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::ApiMetrics>,
     pub connections: Arc<connections::Connections>,
+    /// Turns true when the server stops: endless responses (the event stream) end then.
+    pub stopped: watch::Receiver<bool>,
     /// How far `--init-dir`'s scripts got (state `none` without one).
     pub init: Arc<init_scripts::InitScripts>,
 }
@@ -201,6 +206,7 @@ pub async fn run(
         config: Arc::new(config),
         metrics: Arc::default(),
         connections: Arc::default(),
+        stopped: stopped.clone(),
         init,
     };
     let address = listener.local_addr()?;

@@ -58,6 +58,15 @@ pub(crate) async fn insert_events(
     Ok(())
 }
 
+fn record(row: &sqlx::sqlite::SqliteRow) -> EventRecord {
+    EventRecord {
+        source_type: row.get("source_type"),
+        source_identifier: row.get("source_identifier"),
+        message: row.get("message"),
+        date_millis: row.get("date_millis"),
+    }
+}
+
 impl Store {
     /// Events of the scope, oldest first, with their ids (stable pagination keys).
     pub async fn events(&self, scope: &Scope, filter: &EventFilter) -> Result<Vec<(i64, EventRecord)>> {
@@ -82,20 +91,30 @@ impl Store {
         .bind(filter.end_millis)
         .fetch_all(&self.pool)
         .await?;
+        Ok(rows.iter().map(|r| (r.get("id"), record(r))).collect())
+    }
+
+    /// Events of every scope recorded after the one with id `after` (0: from the first), oldest
+    /// first, at most `limit`: what a live feed has not passed on yet.
+    pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Scope, EventRecord)>> {
+        let rows = sqlx::query(
+            "SELECT id, region, account, source_type, source_identifier, message, date_millis FROM events
+             WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
-            .map(|r| {
-                (
-                    r.get("id"),
-                    EventRecord {
-                        source_type: r.get("source_type"),
-                        source_identifier: r.get("source_identifier"),
-                        message: r.get("message"),
-                        date_millis: r.get("date_millis"),
-                    },
-                )
-            })
+            .map(|r| (r.get("id"), Scope { region: r.get("region"), account: r.get("account") }, record(r)))
             .collect())
+    }
+
+    /// The id of the latest event of any scope (0 when there is none).
+    pub async fn last_event_id(&self) -> Result<i64> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events").fetch_one(&self.pool).await?;
+        Ok(id.unwrap_or(0))
     }
 
     /// Records events outside any other change (e.g. a node seen dead by the monitor).

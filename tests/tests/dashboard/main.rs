@@ -4,6 +4,8 @@
 // A failed unwrap is a failed test here.
 #![allow(clippy::unwrap_used)]
 
+mod events;
+mod page;
 mod topology;
 
 use aws_sdk_elasticache::Client;

@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|migration|global|service-updates|cluster-mode|snapshots|tls|serverless|waiters|slow-clients]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|migration|global|service-updates|cluster-mode|snapshots|tls|serverless|waiters|slow-clients|dashboard]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
@@ -14,7 +14,8 @@
 //! - tls: see `tls.rs`;
 //! - waiters: see `waiters.rs`;
 //! - serverless: see `serverless.rs`;
-//! - slow-clients: see `slow_clients.rs`.
+//! - slow-clients: see `slow_clients.rs`;
+//! - dashboard: see `dashboard.rs` (needs chromium).
 //!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
@@ -33,6 +34,7 @@ use aws_sdk_elasticache::Client;
 
 mod cluster_mode;
 mod clusters;
+mod dashboard;
 mod global;
 mod migration;
 mod replication;
@@ -306,6 +308,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if which.as_deref().is_none_or(|w| w == "slow-clients") {
         slow_clients::run(&binary).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "dashboard") {
+        dashboard::run(&binary).await?;
     }
     Ok(())
 }
