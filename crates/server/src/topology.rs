@@ -98,6 +98,8 @@ struct Region {
     cache_clusters: Vec<Value>,
     serverless_caches: Vec<Value>,
     global_datastores: Vec<Value>,
+    /// Long operations under way (`reconciler::progress`): reshards, snapshots.
+    progress: Vec<Value>,
 }
 
 async fn build(state: &AppState) -> Result<Value, String> {
@@ -134,6 +136,12 @@ async fn build(state: &AppState) -> Result<Value, String> {
         region.cache_clusters.extend(clusters);
         region.serverless_caches.extend(serverless_caches(state, &ctx).await?);
     }
+    for step in state.reconciler.progress() {
+        let percent = step.percent();
+        let mut value = json!(step);
+        value["percent"] = json!(percent);
+        regions.entry(step.region.clone()).or_default().progress.push(value);
+    }
     for account in &accounts {
         for (home, datastore) in global_datastores(state, &context(&state.config.region, account)).await? {
             regions.entry(home).or_default().global_datastores.push(datastore);
@@ -160,6 +168,7 @@ async fn build(state: &AppState) -> Result<Value, String> {
                 "cache_clusters": r.cache_clusters,
                 "serverless_caches": r.serverless_caches,
                 "global_datastores": r.global_datastores,
+                "progress": r.progress,
             })
         })
         .collect();
