@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
 
 use crate::capabilities;
 use crate::config::{self, BufferLimits};
@@ -70,6 +71,11 @@ struct Inner {
     warm: Mutex<Vec<Arc<warm::Pool<Node>>>>,
     /// Where nodes listen for clients, and the host they are advertised as.
     exposure: Exposure,
+    /// Moves when a node may have changed health without anyone probing it: a process
+    /// exited (SIGCHLD), or a node was paused, resumed or killed.
+    changes: watch::Sender<u64>,
+    /// Whether the SIGCHLD listener feeding `changes` runs (started on first need).
+    listening_for_exits: std::sync::Once,
     /// Replication bridges (see [`crate::bridge`]); dropping the table stops them.
     bridges: crate::bridge::Bridges,
 }
@@ -124,7 +130,52 @@ impl Runtime {
                 warm: Mutex::default(),
                 bridges: crate::bridge::Bridges::default(),
                 exposure: Exposure::default(),
+                changes: watch::Sender::new(0),
+                listening_for_exits: std::sync::Once::new(),
             }),
+        }
+    }
+
+    /// Moves whenever a node may have changed health on its own or at the runtime's hand
+    /// (its process exited; it was paused, resumed or killed): a monitor learns of it at
+    /// once, with no probe. Call from within a tokio runtime.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.listening_for_exits.call_once(|| {
+            let weak = Arc::downgrade(&self.inner);
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+                Ok(mut exits) => {
+                    tokio::spawn(async move {
+                        while exits.recv().await.is_some() {
+                            let Some(inner) = weak.upgrade() else { return };
+                            inner.changed();
+                        }
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "no SIGCHLD listener: exits are seen by probes only"),
+            }
+        });
+        self.inner.changes.subscribe()
+    }
+
+    /// A node's health when the runtime knows it without asking the node or the kernel:
+    /// exited (reaped, or unknown) or paused. None: only a probe can tell.
+    pub fn known_health(&self, key: &NodeKey) -> Option<Health> {
+        let Some(node) = self.inner.node(key) else { return Some(Health::Exited) };
+        if lock(&node.process).child.is_none() {
+            Some(Health::Exited)
+        } else if node.paused.load(Ordering::SeqCst) {
+            Some(Health::Paused)
+        } else {
+            None
+        }
+    }
+
+    /// Reaps every node process that exited, so that [`Runtime::known_health`] reports it:
+    /// what to do when [`Runtime::changes`] moves.
+    pub fn reap(&self) {
+        let nodes: Vec<Arc<Node>> = lock(&self.inner.nodes).values().cloned().collect();
+        for node in nodes {
+            node.has_exited();
         }
     }
 
@@ -290,6 +341,7 @@ impl Runtime {
             tracing::info!(node = %key, pid = node.info.pid, from = "running", to = "exited", "node killed");
         }
         node.paused.store(false, Ordering::SeqCst);
+        self.inner.changed();
         Ok(())
     }
 
@@ -303,6 +355,7 @@ impl Runtime {
             return Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited });
         }
         tracing::info!(node = %key, from = "running", to = "paused", "node paused");
+        self.inner.changed();
         Ok(())
     }
 
@@ -315,6 +368,7 @@ impl Runtime {
         }
         node.paused.store(false, Ordering::SeqCst);
         tracing::info!(node = %key, from = "paused", to = "running", "node resumed");
+        self.inner.changed();
         Ok(())
     }
 
@@ -553,6 +607,10 @@ impl From<std::io::Error> for Launch {
 }
 
 impl Inner {
+    fn changed(&self) {
+        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
     fn key_lock(&self, key: &NodeKey) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.key_locks).entry(key.clone()).or_default().clone()
     }

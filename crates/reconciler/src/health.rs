@@ -1,4 +1,5 @@
-//! The health monitor: probes every supervised node continuously.
+//! The health monitor: watches every supervised node (see [`monitor`] for how often each
+//! is probed).
 //!
 //! - A node whose process is gone is reported with AWS's recovery event and handed to the
 //!   reconciler, which restarts it in place.
@@ -10,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use model::status::source::CACHE_CLUSTER as SOURCE_TYPE;
 use nodes::{Health, NodeKey};
@@ -70,47 +71,132 @@ fn scope_of(key: &NodeKey) -> Option<Scope> {
     Some(Scope { region: region.to_string(), account: account.to_string() })
 }
 
+/// How often a node whose failure nobody fails over for is probed: its freeze shows in
+/// `status` and the dashboard within a few seconds, and costs a tenth of the probes.
+const RELAXED_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the set of nodes probed at full rate is read again from the store.
+const CRITICAL_REFRESH: Duration = Duration::from_secs(1);
+
+/// Watches every node. What the runtime knows without asking (an exited process, seen at
+/// once through SIGCHLD; a node it paused) costs no probe. Of the rest, the primaries of
+/// groups with automatic failover are probed every `interval`, the failover target;
+/// every other node every [`RELAXED_INTERVAL`], and each unhealthy one every `interval`
+/// until it recovers. So the cost grows with the primaries that fail over, not with
+/// every healthy node.
 pub async fn monitor(r: Arc<Reconciler>) {
+    let mut changes = r.runtime.changes();
+    let mut tick = tokio::time::interval(r.health.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut critical = Critical::default();
+    let mut last_probed: HashMap<NodeKey, Instant> = HashMap::new();
     loop {
-        tokio::time::sleep(r.health.interval).await;
-        let probes = r.runtime.running().into_iter().map(|node| {
+        let ticked = tokio::select! {
+            _ = tick.tick() => true,
+            _ = changes.changed() => false,
+        };
+        if !ticked {
+            r.runtime.reap();
+        }
+        critical.refresh(&r).await;
+        let now = Instant::now();
+        let nodes = r.runtime.running();
+        last_probed.retain(|key, _| nodes.iter().any(|n| &n.key == key));
+        let looks = nodes.into_iter().filter_map(|node| {
+            if let Some(health) = r.runtime.known_health(&node.key) {
+                // Counted once a tick, as a probe would be; between ticks only news counts.
+                let news = r.health(&node.key) != Some(health);
+                return (ticked || news).then(|| futures::future::Either::Left(std::future::ready((node.key, health))));
+            }
+            if !ticked {
+                return None;
+            }
+            let unhealthy = r.health(&node.key).is_some_and(|h| h != Health::Healthy);
+            let due = last_probed.get(&node.key).is_none_or(|at| {
+                let every =
+                    if unhealthy || critical.contains(&node.key) { r.health.interval } else { RELAXED_INTERVAL };
+                now.duration_since(*at) + PROBE_SLACK >= every
+            });
+            if !due {
+                return None;
+            }
+            last_probed.insert(node.key.clone(), now);
             let r = r.clone();
-            async move {
+            Some(futures::future::Either::Right(async move {
                 let health = r.runtime.probe(&node.key, r.health.timeout).await;
                 (node.key, health)
-            }
+            }))
         });
-        for (key, health) in futures::future::join_all(probes).await {
-            let previous = lock(&r.monitor.observed).insert(key.clone(), health);
-            if previous != Some(health) {
-                r.monitor.changes.0.send_modify(|generation| *generation = generation.wrapping_add(1));
-            }
-            let failures = {
-                let mut failures = lock(&r.monitor.failures);
-                let count = failures.entry(key.clone()).or_insert(0);
-                *count = if health == Health::Healthy { 0 } else { *count + 1 };
-                *count
-            };
-            // A node that answers again (a resumed primary, a zone back) may need demoting
-            // or re-linking at once.
-            if health == Health::Healthy && previous.is_some_and(|p| p != Health::Healthy) {
-                r.schedule.wake.notify_one();
-            }
-            let newly_exited = health == Health::Exited && previous != Some(Health::Exited);
-            let newly_unreachable = health != Health::Healthy && failures == r.health.failure_threshold;
-            if !newly_exited && !newly_unreachable {
-                continue;
-            }
-            let Some(scope) = scope_of(&key) else { continue };
-            if let Some(group) = primary_with_failover(&r, &scope, &key).await {
-                tracing::warn!(node = %key, %health, replication_group = group, "primary failed; failing over");
-                request_failover(&r, &scope, &group, &key.cluster_id).await;
-                continue;
-            }
-            if newly_exited {
-                recover(&r, &scope, key).await;
-            }
+        let looked: Vec<_> = looks.collect();
+        for (key, health) in futures::future::join_all(looked).await {
+            observe(&r, key, health).await;
         }
+    }
+}
+
+/// A tick comes at most this much early for a probe due on it (ticks drift by a little).
+const PROBE_SLACK: Duration = Duration::from_millis(5);
+
+/// Records one look at a node, and acts when it newly exited or stays unreachable.
+async fn observe(r: &Arc<Reconciler>, key: NodeKey, health: Health) {
+    let previous = lock(&r.monitor.observed).insert(key.clone(), health);
+    if previous != Some(health) {
+        r.monitor.changes.0.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+    let failures = {
+        let mut failures = lock(&r.monitor.failures);
+        let count = failures.entry(key.clone()).or_insert(0);
+        *count = if health == Health::Healthy { 0 } else { *count + 1 };
+        *count
+    };
+    // A node that answers again (a resumed primary, a zone back) may need demoting
+    // or re-linking at once.
+    if health == Health::Healthy && previous.is_some_and(|p| p != Health::Healthy) {
+        r.schedule.wake.notify_one();
+    }
+    let newly_exited = health == Health::Exited && previous != Some(Health::Exited);
+    let newly_unreachable = health != Health::Healthy && failures == r.health.failure_threshold;
+    if !newly_exited && !newly_unreachable {
+        return;
+    }
+    let Some(scope) = scope_of(&key) else { return };
+    if let Some(group) = primary_with_failover(r, &scope, &key).await {
+        tracing::warn!(node = %key, %health, replication_group = group, "primary failed; failing over");
+        request_failover(r, &scope, &group, &key.cluster_id).await;
+        return;
+    }
+    if newly_exited {
+        recover(r, &scope, key).await;
+    }
+}
+
+/// The nodes whose failure triggers a failover: the primaries (of each shard, in cluster
+/// mode) of groups with automatic failover, as last read from the store.
+#[derive(Default)]
+struct Critical {
+    clusters: HashSet<(String, String)>,
+    read_at: Option<Instant>,
+}
+
+impl Critical {
+    fn contains(&self, key: &NodeKey) -> bool {
+        self.clusters.contains(&(key.scope.clone(), key.cluster_id.clone()))
+    }
+
+    async fn refresh(&mut self, r: &Reconciler) {
+        if self.read_at.is_some_and(|at| at.elapsed() < CRITICAL_REFRESH) {
+            return;
+        }
+        let Ok(groups) = r.store.all_replication_groups().await else { return };
+        self.clusters = groups
+            .iter()
+            .filter(|g| g.group.automatic_failover)
+            .flat_map(|g| {
+                let scope = crate::scope_key(&g.scope);
+                let primaries = g.group.node_groups.iter().map(|s| s.primary_cluster_id.clone());
+                std::iter::once(g.group.primary_cluster_id.clone()).chain(primaries).map(move |c| (scope.clone(), c))
+            })
+            .collect();
+        self.read_at = Some(Instant::now());
     }
 }
 
