@@ -177,12 +177,15 @@ impl Browser {
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.eval(expression).await? == json!(true) {
+            // Until the page has loaded, what the expression reads may not exist yet.
+            let value = self.eval(expression).await;
+            if value.as_ref().is_ok_and(|v| *v == json!(true)) {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 let seen = self.eval(describe).await.unwrap_or_else(|e| json!(e.to_string()));
-                bail!("page did not show {what} within {timeout:?}; it shows: {seen}");
+                let last = value.map_or_else(|e| e.to_string(), |v| v.to_string());
+                bail!("page did not show {what} within {timeout:?} (last: {last}); it shows: {seen}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
