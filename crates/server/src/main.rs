@@ -173,17 +173,25 @@ fn default_state_dir() -> PathBuf {
 }
 
 /// Lifts the soft limit on open files to the hard one, as servers do: the default soft limit
-/// (1,024 on Debian) would cap the connections and nodes one emulator can serve.
+/// (1,024 on Debian) would cap the connections and nodes one emulator can serve. Nodes
+/// inherit it.
 fn raise_open_files_limit() {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            tracing::warn!("could not read the open files limit");
+            return;
+        }
+        let was = limit.rlim_cur;
+        if was < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("could not raise the open files limit");
+                tracing::warn!(limit = was, "could not raise the open files limit");
+                return;
             }
         }
+        tracing::info!(limit = limit.rlim_cur, was, hard_limit = limit.rlim_max, "open files limit");
     }
 }
 
