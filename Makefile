@@ -10,7 +10,8 @@ run:
 # Run the whole test suite (installs the cache engines and the smoke scripts' tools first):
 # unit, protocol, node runtime with real engines, end-to-end (real server, real SDK, real
 # nodes) and the smoke scripts (aws-cli, kill -9 of the emulator, export to an S3 server,
-# boto3's and aws-cli's waiters, endpoints reached from another network namespace).
+# boto3's and aws-cli's waiters, endpoints reached from another network namespace, the
+# Python wheel and its pytest plugin).
 test:
 	scripts/install-engines.sh
 	scripts/install-test-tools.sh
@@ -21,6 +22,7 @@ test:
 	tests/smoke/s3-export.sh
 	tests/smoke/waiters.sh
 	tests/smoke/advertise-host.sh
+	tests/smoke/python-wheel.sh
 
 # Print the benchmark figures (release build).
 bench:
