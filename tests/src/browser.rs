@@ -26,22 +26,21 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The Chromium binary: `CHROMIUM`, else `chromium` (Debian) or `chromium-browser` on `PATH`.
 pub fn chromium_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
-        return Ok(PathBuf::from(path));
-    }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser"] {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
+    let candidates: Vec<PathBuf> = match std::env::var_os("CHROMIUM") {
+        Some(chromium) => vec![PathBuf::from(chromium)],
+        None => std::env::split_paths(&path)
+            .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+            .collect(),
+    };
+    match candidates.into_iter().find(|candidate| candidate.is_file()) {
+        Some(found) => Ok(found),
+        None => bail!(
+            "chromium not found (CHROMIUM, else chromium or chromium-browser on PATH): the dashboard \
+             tests need a real browser; install it with scripts/install-test-tools.sh (apt-get install \
+             chromium), as CI does"
+        ),
     }
-    bail!(
-        "chromium not found on PATH (nor CHROMIUM set): the dashboard tests need a real browser; \
-         install it with scripts/install-test-tools.sh (apt-get install chromium), as CI does"
-    )
 }
 
 /// One headless Chromium with one page open; killed when dropped.
