@@ -3,7 +3,7 @@
 # network namespaces joined by a veth pair stand for two containers. The emulator runs in
 # the first through docker/entrypoint.sh with the Dockerfile's environment (read from it;
 # only the state and init directories, paths inside the image, point at this checkout) and
-# is advertised as `elasticache`, a name only the second namespace's hosts file knows. In
+# is advertised as `elasticache`, a name only the namespaces' hosts files know. In
 # the second, docker/app/app.py (the compose example's application) uses the group
 # docker/init/ready.d created, and advertise_client.py creates a replication group and a
 # cluster-mode group, follows MOVED and survives a failover of each, never handed 127.0.0.1,
@@ -66,10 +66,10 @@ while read -r assignment; do
 done < <(sed -n 's/^ENV \(ELASTICACHE_LOCAL_[A-Z_]*=.*\)$/\1/p' "$ROOT/docker/Dockerfile")
 [[ ${#docker_env[@]} -ge 4 ]] || fail "found ${#docker_env[@]} ENV lines in docker/Dockerfile"
 PORT=${docker_env[0]##*:}
-in_server() { ip netns exec "$SERVER_NS" "$@"; }
 in_client() { ip netns exec "$CLIENT_NS" "$@"; }
 
-in_server env "${docker_env[@]}" \
+# Not through in_server: $! must be the emulator's pid (ip, env and the entrypoint exec it).
+ip netns exec "$SERVER_NS" env "${docker_env[@]}" \
     ELASTICACHE_LOCAL_STATE_DIR="$STATE/state" \
     ELASTICACHE_LOCAL_INIT_DIR="$ROOT/docker/init/ready.d" \
     ELASTICACHE_LOCAL_ADVERTISE_HOST="$HOST" \
@@ -96,3 +96,10 @@ pass "the compose example's app reached its group by the advertised name"
 in_client env AWS_MAX_ATTEMPTS=3 python3 "$ROOT/tests/smoke/advertise_client.py" "$API" "$HOST" ||
     fail "advertise_client.py"
 pass "a client in another namespace used both kinds of group and a serverless cache through the advertised host"
+
+kill "$SERVER_PID"
+wait "$SERVER_PID" || true
+SERVER_PID=""
+leftover=$(for p in /proc/[0-9]*; do [[ $(readlink "$p/cwd" 2>/dev/null) == "$STATE"/* ]] && echo "${p#/proc/}"; done || true)
+[[ -z $leftover ]] || fail "processes left behind by the emulator: $leftover"
+pass "the emulator stopped, and its nodes with it"
