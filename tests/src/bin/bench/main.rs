@@ -17,6 +17,9 @@
 //! - slow-clients: see `slow_clients.rs`;
 //! - dashboard: see `dashboard.rs` (needs chromium).
 //!
+//! `bench soak --minutes N --seed S` is the chaos soak (see `soak/mod.rs`): never part of
+//! the default run, since it runs as long as it is told.
+//!
 //! The server binary is taken from beside this one (`target/<profile>/elasticache-local`) or
 //! from `ELASTICACHE_LOCAL_BIN`.
 
@@ -42,6 +45,7 @@ mod serverless;
 mod service_updates;
 mod slow_clients;
 mod snapshots;
+mod soak;
 mod tls;
 mod waiters;
 
@@ -232,6 +236,10 @@ fn report(name: &str, load: &Load) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "soak") {
+        return soak::main(&args[1..]).await;
+    }
     let which = std::env::args().nth(1);
     let binary = server_binary()?;
     println!("server binary: {}", binary.display());
