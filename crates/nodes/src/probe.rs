@@ -1,8 +1,9 @@
 //! Readiness and health checks over the engines' own protocols: redis `PING` → `+PONG`,
-//! memcached `version` → `VERSION ...`. A fresh connection per check: on loopback it costs
-//! tens of microseconds, and it proves the listener itself still accepts. Redis-like nodes
-//! are checked through their unix socket (their TCP port may speak TLS only), memcached
-//! over TCP (through TLS when the node speaks only that).
+//! memcached `version` → `VERSION ...`. Redis-like nodes are checked through their unix
+//! socket (their TCP port may speak TLS only), memcached over TCP (through TLS when the node
+//! speaks only that). [`check`] opens a fresh connection, which proves the listener itself
+//! accepts (readiness); the health monitor keeps one per redis node instead
+//! ([`HeldCheck`]), so that a thousand nodes cost a PING each, not a connection each.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -50,12 +51,46 @@ pub async fn check(
     }
 }
 
+/// A redis node's check over a connection kept from one check to the next; a failed or
+/// timed-out check drops it (its reply may still come), the next one connects again.
+#[derive(Default)]
+pub struct HeldCheck(tokio::sync::Mutex<Option<BufReader<UnixStream>>>);
+
+impl HeldCheck {
+    pub async fn check(&self, socket: &Path, timeout: std::time::Duration) -> Result<(), ProbeFailure> {
+        let mut held = self.0.lock().await;
+        let exchange = async {
+            if held.is_none() {
+                *held = Some(BufReader::new(UnixStream::connect(socket).await.map_err(ProbeFailure::Refused)?));
+            }
+            match held.as_mut() {
+                Some(stream) => check_on(EngineKind::Redis, stream).await,
+                None => Err(ProbeFailure::BadReply("no connection".to_string())),
+            }
+        };
+        let result = tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(ProbeFailure::BadReply("timed out".to_string())));
+        if result.is_err() {
+            *held = None;
+        }
+        result
+    }
+}
+
 async fn check_stream<S>(engine: EngineKind, mut stream: BufReader<S>) -> Result<(), ProbeFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    check_on(engine, &mut stream).await
+}
+
+async fn check_on<S>(engine: EngineKind, stream: &mut BufReader<S>) -> Result<(), ProbeFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     if engine.is_redis_like() {
-        match resp::command(&mut stream, &["PING"]).await {
+        match resp::command(stream, &["PING"]).await {
             Ok(Reply::Simple(pong)) if pong == "PONG" => Ok(()),
             // A password-protected node still answers; that is all health means here.
             Ok(Reply::Error(e)) if e.starts_with("NOAUTH") => Ok(()),
@@ -63,7 +98,7 @@ where
             Err(e) => Err(ProbeFailure::BadReply(e.to_string())),
         }
     } else {
-        match memcached_exchange(&mut stream, "version").await {
+        match memcached_exchange(stream, "version").await {
             Ok(line) if line.starts_with("VERSION ") => Ok(()),
             Ok(line) => Err(ProbeFailure::BadReply(line)),
             Err(e) => Err(ProbeFailure::BadReply(e.to_string())),

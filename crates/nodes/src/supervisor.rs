@@ -102,6 +102,8 @@ struct Node {
     tls_client: Option<Arc<rustls::ClientConfig>>,
     paused: AtomicBool,
     process: Mutex<Process>,
+    /// The health monitor's connection to a redis node, kept between probes.
+    held_check: probe::HeldCheck,
 }
 
 /// `child` is `None` once the process has been reaped (then `exit` says how it ended) or
@@ -381,13 +383,18 @@ impl Runtime {
         if node.paused.load(Ordering::SeqCst) {
             return Health::Paused;
         }
-        let checked = tokio::time::timeout(
-            timeout,
-            probe::check(node.engine, node.info.address, node.info.port, &node.socket, node.tls_client.as_ref()),
-        )
-        .await;
+        let checked = if node.engine.is_redis_like() {
+            node.held_check.check(&node.socket, timeout).await
+        } else {
+            tokio::time::timeout(
+                timeout,
+                probe::check(node.engine, node.info.address, node.info.port, &node.socket, node.tls_client.as_ref()),
+            )
+            .await
+            .unwrap_or_else(|_| Err(probe::ProbeFailure::BadReply("timed out".to_string())))
+        };
         match checked {
-            Ok(Ok(())) => Health::Healthy,
+            Ok(()) => Health::Healthy,
             // The probe may have failed because the process died meanwhile.
             _ if node.has_exited() => Health::Exited,
             _ => Health::Unreachable,
@@ -849,6 +856,7 @@ impl Inner {
             tls_client,
             paused: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
+            held_check: probe::HeldCheck::default(),
         })
     }
 }
