@@ -1,6 +1,6 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|migration|global|service-updates|cluster-mode|snapshots|tls|serverless|waiters|slow-clients|dashboard]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|migration|global|service-updates|cluster-mode|snapshots|tls|serverless|waiters|slow-clients|dashboard|thousand]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
@@ -15,7 +15,8 @@
 //! - waiters: see `waiters.rs`;
 //! - serverless: see `serverless.rs`;
 //! - slow-clients: see `slow_clients.rs`;
-//! - dashboard: see `dashboard.rs` (needs chromium).
+//! - dashboard: see `dashboard.rs` (needs chromium);
+//! - thousand: see `thousand.rs` (a thousand nodes; needs several GiB of memory).
 //!
 //! `bench soak --minutes N --seed S` is the chaos soak (see `soak/mod.rs`): never part of
 //! the default run, since it runs as long as it is told.
@@ -46,6 +47,7 @@ mod service_updates;
 mod slow_clients;
 mod snapshots;
 mod soak;
+mod thousand;
 mod tls;
 mod waiters;
 
@@ -319,6 +321,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if which.as_deref().is_none_or(|w| w == "dashboard") {
         dashboard::run(&binary).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "thousand") {
+        thousand::run(&binary).await?;
     }
     Ok(())
 }

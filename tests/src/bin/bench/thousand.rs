@@ -1,0 +1,337 @@
+//! A thousand nodes on one machine: 300 replication groups of 3 nodes (automatic failover,
+//! redis and valkey) and 100 single-node clusters (redis and memcached), spread over four
+//! regions (AWS's quotas are per region: 300 nodes, 300 clusters). Prints the nodes' and
+//! the emulator's memory, the emulator's CPU while idle, the create time of the 1st and the
+//! 1,000th node, Describe p50/p99 for one id and for a 100-record page, and, after a kill -9
+//! of the emulator, the time until every resource is available again and whether every
+//! node was adopted or restarted exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_sdk_elasticache::Client;
+use serde_json::Value;
+
+use crate::{Server, answered, client_in, free_port, ms, percentile};
+
+const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-1"];
+const GROUPS_PER_REGION: usize = 75;
+const CLUSTERS_PER_REGION: usize = 25;
+const NODES: usize = REGIONS.len() * (GROUPS_PER_REGION * 3 + CLUSTERS_PER_REGION);
+/// Creates in flight at once (the emulator answers each once it is available).
+const CONCURRENCY: usize = 8;
+const IDLE: Duration = Duration::from_secs(30);
+const DESCRIBES: usize = 200;
+const DEADLINE: Duration = Duration::from_secs(600);
+
+pub async fn run(binary: &PathBuf) -> anyhow::Result<()> {
+    let state = tempfile::tempdir()?;
+    let address = free_port()?;
+    let server = start(binary, address, state.path()).await?;
+    let clients: HashMap<&str, Client> =
+        futures::future::join_all(REGIONS.iter().map(|r| async move { (*r, client_in(address, r).await) }))
+            .await
+            .into_iter()
+            .collect();
+    let first_region = &clients[REGIONS[0]];
+
+    // The 1st node alone, then everything else but the last, then the 1,000th alone.
+    let first = timed(create_cluster(first_region, "single-000", "redis")).await?;
+    let mut creates = Vec::new();
+    for region in REGIONS {
+        let client = clients[region].clone();
+        for i in 0..GROUPS_PER_REGION {
+            let engine = if i % 2 == 0 { "redis" } else { "valkey" };
+            creates.push(Create::Group(client.clone(), format!("group-{i:03}"), engine));
+        }
+        // single-000 of the first region is made first, alone, below.
+        let skip = usize::from(region == REGIONS[0]);
+        for i in skip..CLUSTERS_PER_REGION {
+            let engine = if i % 2 == 0 { "redis" } else { "memcached" };
+            creates.push(Create::Cluster(client.clone(), format!("single-{i:03}"), engine));
+        }
+    }
+    let last = creates.pop().context("a last create")?;
+    let started = Instant::now();
+    let mut pending = creates.into_iter();
+    loop {
+        let batch: Vec<Create> = pending.by_ref().take(CONCURRENCY).collect();
+        if batch.is_empty() {
+            break;
+        }
+        for result in futures::future::join_all(batch.into_iter().map(Create::run)).await {
+            result?;
+        }
+    }
+    let bulk = started.elapsed();
+    let thousandth = timed(last.run()).await?;
+    let nodes = nodes(address).await?;
+    println!(
+        "thousand: {} nodes ({NODES} asked) in {} regions; create of the 1st node {:.1} ms, of the {}th {:.1} ms; all in {:.1} s",
+        nodes.len(),
+        REGIONS.len(),
+        ms(first),
+        nodes.len(),
+        ms(thousandth),
+        bulk.as_secs_f64()
+    );
+
+    let pids: Vec<u32> = nodes.iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect();
+    let node_rss: u64 = pids.iter().filter_map(|pid| rss_kib(*pid)).sum();
+    let own = server.child.id();
+    println!(
+        "thousand: RSS of the nodes {:.0} MiB in total ({:.1} MiB each), of the emulator {:.0} MiB",
+        node_rss as f64 / 1024.0,
+        node_rss as f64 / 1024.0 / pids.len().max(1) as f64,
+        rss_kib(own).unwrap_or(0) as f64 / 1024.0
+    );
+    let cpu = idle_cpu(own, IDLE).await?;
+    println!("thousand: emulator CPU while idle: {:.1}% of one core over {} s", cpu * 100.0, IDLE.as_secs());
+
+    describe_figures(first_region).await?;
+
+    // kill -9 of the emulator (its nodes die with it), then a restart on the same state.
+    drop(server);
+    let restarted = Instant::now();
+    let server = start(binary, address, state.path()).await?;
+    let answering = restarted.elapsed();
+    wait_all_available(&clients, NODES).await?;
+    println!(
+        "thousand: kill -9 of the emulator with {} nodes -> API answering after {:.1} ms, every resource available after {:.1} s",
+        nodes.len(),
+        ms(answering),
+        restarted.elapsed().as_secs_f64()
+    );
+    once_each(address, state.path()).await?;
+    drop(server);
+    Ok(())
+}
+
+enum Create {
+    Group(Client, String, &'static str),
+    Cluster(Client, String, &'static str),
+}
+
+impl Create {
+    async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Create::Group(client, id, engine) => create_group(&client, &id, engine).await,
+            Create::Cluster(client, id, engine) => create_cluster(&client, &id, engine).await,
+        }
+    }
+}
+
+async fn timed(create: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    create.await?;
+    Ok(started.elapsed())
+}
+
+async fn start(binary: &PathBuf, address: SocketAddr, state: &Path) -> anyhow::Result<Server> {
+    let server = Server::spawn_on(binary, address, Some(state))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !answered(address).await {
+        if Instant::now() > deadline {
+            bail!("the server did not answer");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(server)
+}
+
+/// Returns once the cluster is available (the emulator's answer usually says so already:
+/// it waits for the change to settle; a loaded machine may take longer).
+async fn create_cluster(client: &Client, id: &str, engine: &str) -> anyhow::Result<()> {
+    let out = client
+        .create_cache_cluster()
+        .cache_cluster_id(id)
+        .engine(engine)
+        .cache_node_type("cache.t3.micro")
+        .num_cache_nodes(1)
+        .send()
+        .await
+        .with_context(|| format!("CreateCacheCluster {id}"))?;
+    if out.cache_cluster().and_then(|c| c.cache_cluster_status()) == Some("available") {
+        return Ok(());
+    }
+    until_available(id, || async {
+        let out = client.describe_cache_clusters().cache_cluster_id(id).send().await?;
+        Ok(out.cache_clusters().first().and_then(|c| c.cache_cluster_status()).map(str::to_string))
+    })
+    .await
+}
+
+async fn create_group(client: &Client, id: &str, engine: &str) -> anyhow::Result<()> {
+    let out = client
+        .create_replication_group()
+        .replication_group_id(id)
+        .replication_group_description("scale")
+        .engine(engine)
+        .cache_node_type("cache.t3.micro")
+        .num_cache_clusters(3)
+        .automatic_failover_enabled(true)
+        .multi_az_enabled(true)
+        .send()
+        .await
+        .with_context(|| format!("CreateReplicationGroup {id}"))?;
+    if out.replication_group().and_then(|g| g.status()) == Some("available") {
+        return Ok(());
+    }
+    until_available(id, || async {
+        let out = client.describe_replication_groups().replication_group_id(id).send().await?;
+        Ok(out.replication_groups().first().and_then(|g| g.status()).map(str::to_string))
+    })
+    .await
+}
+
+async fn until_available<F, Fut>(id: &str, status: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<String>>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match status().await?.as_deref() {
+            Some("available") => return Ok(()),
+            Some(failed) if failed.contains("fail") => bail!("{id} is {failed}"),
+            _ if Instant::now() > deadline => bail!("{id} not available in time"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn nodes(address: SocketAddr) -> anyhow::Result<Vec<Value>> {
+    let (status, body) = e2e::raw_get(address, "/_emulator/nodes").await?;
+    if status != 200 {
+        bail!("/_emulator/nodes answered {status}: {body}");
+    }
+    Ok(serde_json::from_str::<Value>(&body)?.as_array().cloned().unwrap_or_default())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU ticks (user + system) the process used so far.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) and its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("stat field");
+    Ok(field(11)? + field(12)?)
+}
+
+/// The share of one core the process used over `over`.
+async fn idle_cpu(pid: u32, over: Duration) -> anyhow::Result<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let before = cpu_ticks(pid)?;
+    tokio::time::sleep(over).await;
+    Ok((cpu_ticks(pid)? - before) as f64 / ticks_per_second / over.as_secs_f64())
+}
+
+async fn describe_figures(client: &Client) -> anyhow::Result<()> {
+    let mut one = Vec::new();
+    let mut page = Vec::new();
+    for i in 0..DESCRIBES {
+        let id = format!("single-{:03}", i % CLUSTERS_PER_REGION);
+        let started = Instant::now();
+        client.describe_cache_clusters().cache_cluster_id(&id).show_cache_node_info(true).send().await?;
+        one.push(started.elapsed());
+        let started = Instant::now();
+        let out = client.describe_cache_clusters().max_records(100).show_cache_node_info(true).send().await?;
+        page.push(started.elapsed());
+        if out.cache_clusters().len() != 100 {
+            bail!("a page of {} records, not 100", out.cache_clusters().len());
+        }
+    }
+    one.sort();
+    page.sort();
+    println!(
+        "thousand: DescribeCacheClusters of one id p50 {:.2} ms p99 {:.2} ms; a 100-record page p50 {:.2} ms p99 {:.2} ms ({DESCRIBES} each)",
+        ms(percentile(&one, 0.5)),
+        ms(percentile(&one, 0.99)),
+        ms(percentile(&page, 0.5)),
+        ms(percentile(&page, 0.99)),
+    );
+    Ok(())
+}
+
+/// Polls every region until the clusters (members included) holding `expected` nodes are
+/// all available.
+async fn wait_all_available(clients: &HashMap<&str, Client>, expected: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let mut available = 0;
+        for client in clients.values() {
+            let mut marker = None;
+            loop {
+                let out = client
+                    .describe_cache_clusters()
+                    .max_records(100)
+                    .set_marker(marker.clone())
+                    .show_cache_node_info(true)
+                    .send()
+                    .await?;
+                available += out
+                    .cache_clusters()
+                    .iter()
+                    .filter(|c| c.cache_cluster_status() == Some("available"))
+                    .map(|c| c.cache_nodes().len())
+                    .sum::<usize>();
+                marker = out.marker().map(str::to_string);
+                if marker.is_none() {
+                    break;
+                }
+            }
+        }
+        if available >= expected {
+            return Ok(());
+        }
+        if started.elapsed() > DEADLINE {
+            bail!("{available} of {expected} nodes available after {} s", DEADLINE.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every node runs as exactly one process: one pid per node, no two nodes on one pid, no
+/// engine process of this state dir the emulator does not list, and the pids do not change
+/// over a few seconds (nothing is restarted a second time).
+async fn once_each(address: SocketAddr, state: &Path) -> anyhow::Result<()> {
+    let listed = |nodes: &[Value]| -> HashSet<u32> {
+        nodes.iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect()
+    };
+    let before = nodes(address).await?;
+    let pids = listed(&before);
+    if pids.len() != before.len() {
+        bail!("{} nodes but {} distinct pids", before.len(), pids.len());
+    }
+    let engines = engine_processes_under(state);
+    let strays: Vec<&u32> = engines.iter().filter(|pid| !pids.contains(pid)).collect();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = listed(&nodes(address).await?);
+    let restarted = pids.difference(&after).count();
+    println!(
+        "thousand: after the restart {} nodes on {} pids, {} engine processes of the state dir not listed, {} restarted again within 5 s",
+        before.len(),
+        pids.len(),
+        strays.len(),
+        restarted
+    );
+    Ok(())
+}
+
+/// Pids of processes whose working directory lies under `state` (every node runs in its
+/// own directory there).
+fn engine_processes_under(state: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(state)))
+        .collect()
+}
