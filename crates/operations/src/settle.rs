@@ -48,10 +48,11 @@ impl Awaited {
                     .await?
                     .is_none_or(|g| !TRANSITIONAL.contains(&g.group.status.as_str()));
                 group_settled
-                    && store.cache_clusters(scope).await?.iter().all(|c| {
-                        c.cluster.replication_group_id.as_deref() != Some(id.as_str())
-                            || !TRANSITIONAL.contains(&c.cluster.status.as_str())
-                    })
+                    && store
+                        .replication_group_members(scope, id)
+                        .await?
+                        .iter()
+                        .all(|c| !TRANSITIONAL.contains(&c.cluster.status.as_str()))
             }
             Awaited::Snapshot(name) => {
                 store.snapshot(scope, name).await?.is_none_or(|s| !SNAPSHOT_TRANSITIONAL.contains(&s.status.as_str()))

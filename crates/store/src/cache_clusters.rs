@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use std::sync::Arc;
+
+use crate::shared::ClusterRead;
 use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, insert_tags};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,53 +217,99 @@ pub(crate) async fn write_cluster(
     Ok(())
 }
 
-pub(crate) async fn read_clusters(
-    conn: &mut sqlx::SqliteConnection,
-    scope: Option<&Scope>,
-    id: Option<&str>,
-) -> Result<Vec<CacheCluster>> {
-    let region = scope.map(|s| s.region.as_str());
-    let account = scope.map(|s| s.account.as_str());
-    let rows = sqlx::query(
-        "SELECT region, account, id, data FROM cache_clusters
-         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR id = ?)
-         ORDER BY region, account, id",
-    )
-    .bind(region)
-    .bind(region)
-    .bind(account)
-    .bind(account)
-    .bind(id)
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let node_rows = sqlx::query(
-        "SELECT region, account, cluster_id, data FROM cache_nodes
-         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR cluster_id = ?)
-         ORDER BY region, account, cluster_id, node_id",
-    )
-    .bind(region)
-    .bind(region)
-    .bind(account)
-    .bind(account)
-    .bind(id)
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    // Nodes by cluster, decoded once (Describe of many clusters reads them all).
-    let mut nodes_of: std::collections::HashMap<(String, String, String), Vec<CacheNodeRecord>> =
-        std::collections::HashMap::new();
-    for n in &node_rows {
-        let key = (n.get("region"), n.get("account"), n.get("cluster_id"));
-        nodes_of.entry(key).or_default().push(decode(n.get("data"))?);
+/// Which clusters a read takes. Each is one range of an index (the primary key, or the
+/// replication group's), so its cost follows what it returns, not what the store holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Clusters<'a> {
+    /// Every cluster of every scope (the reconciler's pass).
+    All,
+    Scope(&'a Scope),
+    One(&'a Scope, &'a str),
+    /// The members of one replication group.
+    Group(&'a Scope, &'a str),
+    /// The members of every replication group of the scope.
+    Members(&'a Scope),
+    /// Up to `limit` clusters in id order from `start` on.
+    Page {
+        scope: &'a Scope,
+        start: Start<'a>,
+        limit: usize,
+        standalone_only: bool,
+    },
+}
+
+/// Where a page of clusters starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start<'a> {
+    First,
+    /// At this id (a marker names the first cluster of its page).
+    At(&'a str),
+    /// Just past this id.
+    After(&'a str),
+}
+
+pub(crate) async fn read_clusters(conn: &mut sqlx::SqliteConnection, which: Clusters<'_>) -> Result<Vec<CacheCluster>> {
+    const SCOPE: &str = "region = ? AND account = ?";
+    let (filter, key, limit): (String, Option<&str>, i64) = match which {
+        Clusters::All => ("1".into(), None, -1),
+        Clusters::Scope(_) => (SCOPE.into(), None, -1),
+        Clusters::One(_, id) => (format!("{SCOPE} AND id = ?"), Some(id), -1),
+        Clusters::Group(_, group) => (format!("{SCOPE} AND replication_group_id = ?"), Some(group), -1),
+        Clusters::Members(_) => (format!("{SCOPE} AND replication_group_id IS NOT NULL"), None, -1),
+        Clusters::Page { start, limit, standalone_only, .. } => {
+            let mut filter = SCOPE.to_string();
+            let key = match start {
+                Start::First => None,
+                Start::At(id) => {
+                    filter.push_str(" AND id >= ?");
+                    Some(id)
+                }
+                Start::After(id) => {
+                    filter.push_str(" AND id > ?");
+                    Some(id)
+                }
+            };
+            if standalone_only {
+                filter.push_str(" AND replication_group_id IS NULL");
+            }
+            (filter, key, i64::try_from(limit).unwrap_or(i64::MAX))
+        }
+    };
+    // The clusters are chosen (and limited) first, then joined with their nodes: one
+    // statement, so a cluster and its nodes are read as of the same moment.
+    let sql = format!(
+        "SELECT c.region, c.account, c.id, c.data, n.data AS node
+         FROM (SELECT region, account, id, data FROM cache_clusters WHERE {filter}
+               ORDER BY region, account, id LIMIT ?) c
+         LEFT JOIN cache_nodes n ON n.region = c.region AND n.account = c.account AND n.cluster_id = c.id
+         ORDER BY c.region, c.account, c.id, n.node_id"
+    );
+    let mut query = sqlx::query(&sql);
+    if let Clusters::Scope(scope)
+    | Clusters::One(scope, _)
+    | Clusters::Group(scope, _)
+    | Clusters::Members(scope)
+    | Clusters::Page { scope, .. } = which
+    {
+        query = query.bind(&scope.region).bind(&scope.account);
     }
-    let mut clusters = Vec::with_capacity(rows.len());
-    for row in rows {
-        let scope = Scope { region: row.get("region"), account: row.get("account") };
-        let cluster: CacheClusterRecord = decode(row.get("data"))?;
-        let key = (scope.region.clone(), scope.account.clone(), cluster.id.clone());
-        let nodes = nodes_of.remove(&key).unwrap_or_default();
-        clusters.push(CacheCluster { scope, cluster, nodes });
+    if let Some(key) = key {
+        query = query.bind(key);
+    }
+    let rows = query.bind(limit).fetch_all(&mut *conn).await?;
+    let mut clusters: Vec<CacheCluster> = Vec::new();
+    let mut last: Option<(&str, &str, &str)> = None;
+    for row in &rows {
+        let key: (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
+        // Rows of one cluster follow each other, one per node: its document is decoded once.
+        if last != Some(key) {
+            let scope = Scope { region: key.0.to_string(), account: key.1.to_string() };
+            clusters.push(CacheCluster { scope, cluster: decode(row.get(3))?, nodes: Vec::new() });
+            last = Some(key);
+        }
+        if let (Some(node), Some(current)) = (row.get::<Option<&str>, _>(4), clusters.last_mut()) {
+            current.nodes.push(decode(node)?);
+        }
     }
     Ok(clusters)
 }
@@ -297,11 +346,21 @@ impl Tx {
     }
 
     pub async fn cache_cluster(&mut self, scope: &Scope, id: &str) -> Result<Option<CacheCluster>> {
-        Ok(read_clusters(self, Some(scope), Some(id)).await?.into_iter().next())
+        Ok(read_clusters(self, Clusters::One(scope, id)).await?.into_iter().next())
     }
 
     pub async fn cache_clusters(&mut self, scope: &Scope) -> Result<Vec<CacheCluster>> {
-        read_clusters(self, Some(scope), None).await
+        read_clusters(self, Clusters::Scope(scope)).await
+    }
+
+    /// How many cache nodes the scope has, counted by index (quota checks).
+    pub async fn count_cache_nodes(&mut self, scope: &Scope) -> Result<usize> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_nodes WHERE region = ? AND account = ?")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .fetch_one(&mut **self)
+            .await?;
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     /// Read-modify-write of one cluster: `change` returns the events to record with the
@@ -333,30 +392,98 @@ impl Tx {
 impl Store {
     pub async fn cache_cluster(&self, scope: &Scope, id: &str) -> Result<Option<CacheCluster>> {
         let mut conn = self.pool.acquire().await?;
-        Ok(read_clusters(&mut conn, Some(scope), Some(id)).await?.into_iter().next())
+        Ok(read_clusters(&mut conn, Clusters::One(scope, id)).await?.into_iter().next())
     }
 
     /// The clusters of a scope, by id.
     pub async fn cache_clusters(&self, scope: &Scope) -> Result<Vec<CacheCluster>> {
         let mut conn = self.pool.acquire().await?;
-        read_clusters(&mut conn, Some(scope), None).await
+        read_clusters(&mut conn, Clusters::Scope(scope)).await
+    }
+
+    /// [`Store::cache_cluster`] for Describe: none or one, shared, answered from memory
+    /// while the store has not changed since it was last read.
+    pub async fn cache_cluster_shared(&self, scope: &Scope, id: &str) -> Result<Arc<Vec<CacheCluster>>> {
+        self.shared
+            .clusters(scope, ClusterRead::One(id.to_string()), async || {
+                let mut conn = self.pool.acquire().await?;
+                read_clusters(&mut conn, Clusters::One(scope, id)).await
+            })
+            .await
+    }
+
+    /// Up to `limit` clusters of a scope in id order from `start` on (a page of Describe),
+    /// only those in no replication group when `standalone_only`; shared, answered from
+    /// memory while the store has not changed since it was last read.
+    pub async fn cache_clusters_page(
+        &self,
+        scope: &Scope,
+        start: Start<'_>,
+        limit: usize,
+        standalone_only: bool,
+    ) -> Result<Arc<Vec<CacheCluster>>> {
+        self.shared
+            .clusters(scope, ClusterRead::page(start, limit, standalone_only), async || {
+                let mut conn = self.pool.acquire().await?;
+                read_clusters(&mut conn, Clusters::Page { scope, start, limit, standalone_only }).await
+            })
+            .await
+    }
+
+    /// The ids of a scope's clusters, read from the key alone (no document decoded).
+    pub async fn cache_cluster_ids(&self, scope: &Scope) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM cache_clusters WHERE region = ? AND account = ? ORDER BY id")
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The clusters that name `group` as theirs (the group itself may be gone already).
+    pub async fn replication_group_members(&self, scope: &Scope, group: &str) -> Result<Vec<CacheCluster>> {
+        let mut conn = self.pool.acquire().await?;
+        read_clusters(&mut conn, Clusters::Group(scope, group)).await
     }
 
     /// Every cluster of every scope (for the reconciler).
     pub async fn all_cache_clusters(&self) -> Result<Vec<CacheCluster>> {
         let mut conn = self.pool.acquire().await?;
-        read_clusters(&mut conn, None, None).await
+        read_clusters(&mut conn, Clusters::All).await
     }
 
     /// Read-modify-write of one cluster in a transaction of its own, so that the API and
     /// the reconciler never overwrite each other's changes. See [`Tx::update_cache_cluster`].
+    ///
+    /// A change that changes nothing and records no event (the reconciler's periodic pass
+    /// over a settled cluster) takes no write transaction: it is tried on the cluster as
+    /// read, and only a change that does something is made under the write lock, on the
+    /// cluster as it is then (`change` runs again only if it moved meanwhile). Writes are
+    /// then what the store's readers see move, not every pass over every cluster.
     pub async fn update_cache_cluster<E>(
         &self,
         scope: &Scope,
         id: &str,
-        change: impl FnOnce(&mut CacheClusterRecord, &mut Vec<CacheNodeRecord>) -> std::result::Result<Vec<EventRecord>, E>,
+        mut change: impl FnMut(
+            &mut CacheClusterRecord,
+            &mut Vec<CacheNodeRecord>,
+        ) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<CacheCluster>, UpdateError<E>> {
-        self.write(async |tx| tx.update_cache_cluster(scope, id, change).await).await
+        let Some(read) = self.cache_cluster(scope, id).await? else { return Ok(None) };
+        let mut tried = read.clone();
+        let events = change(&mut tried.cluster, &mut tried.nodes).map_err(UpdateError::Rejected)?;
+        if events.is_empty() && tried == read {
+            return Ok(Some(read));
+        }
+        self.write(async |tx| {
+            let Some(current) = tx.cache_cluster(scope, id).await? else { return Ok(None) };
+            if current != read {
+                return tx.update_cache_cluster(scope, id, change).await;
+            }
+            tx.put_cache_cluster(scope, &tried.cluster, &tried.nodes).await?;
+            tx.record_events(scope, &events).await?;
+            Ok(Some(tried))
+        })
+        .await
     }
 
     /// Removes a cluster, its nodes and its tags, recording `events`.

@@ -24,6 +24,7 @@ mod reserved_nodes;
 mod security_groups;
 mod serverless;
 mod service_updates;
+mod shared;
 mod snapshots;
 mod subnet_groups;
 mod tags;
@@ -39,7 +40,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use tokio::sync::{Mutex, watch};
 
 pub use cache_clusters::{
-    CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, TransitSecurity, UpdateError,
+    CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, Start, TransitSecurity, UpdateError,
 };
 pub use events::{EventFilter, EventRecord, now_millis};
 pub use global::{GlobalMemberKey, GlobalMemberRecord, GlobalReplicationGroupRecord, GlobalRole};
@@ -100,6 +101,8 @@ pub struct Store {
     /// Bumped at the end of every write transaction: what waits for a change to settle
     /// reads again when it moves, instead of polling.
     changes: Arc<watch::Sender<u64>>,
+    /// Reads answered again from memory until the next write (see `shared`).
+    shared: shared::SharedReads,
 }
 
 impl Store {
@@ -126,7 +129,12 @@ impl Store {
             warm.push(pool.acquire().await?);
         }
         drop(warm);
-        Ok(Self { pool, write_lock: Arc::default(), changes: Arc::new(watch::Sender::new(0)) })
+        Ok(Self {
+            pool,
+            write_lock: Arc::default(),
+            changes: Arc::new(watch::Sender::new(0)),
+            shared: shared::SharedReads::default(),
+        })
     }
 
     /// Moves after every write transaction (whatever it wrote): read what you wait for
@@ -176,21 +184,23 @@ async fn read_documents<T: serde::de::DeserializeOwned>(
     name: Option<&str>,
 ) -> Result<Vec<(Scope, T)>> {
     use sqlx::Row;
-    let region = scope.map(|s| s.region.as_str());
-    let account = scope.map(|s| s.account.as_str());
-    let rows = sqlx::query(&format!(
-        "SELECT region, account, data FROM {table}
-         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR name = ?)
-         ORDER BY region, account, name"
-    ))
-    .bind(region)
-    .bind(region)
-    .bind(account)
-    .bind(account)
-    .bind(name)
-    .bind(name)
-    .fetch_all(&mut *conn)
-    .await?;
+    // Only the conditions that apply, so that each read is one range of the primary key
+    // (`? IS NULL OR ...` would make SQLite scan the whole table).
+    let filter = match (scope, name) {
+        (None, None) => "1",
+        (None, Some(_)) => "name = ?",
+        (Some(_), None) => "region = ? AND account = ?",
+        (Some(_), Some(_)) => "region = ? AND account = ? AND name = ?",
+    };
+    let sql = format!("SELECT region, account, data FROM {table} WHERE {filter} ORDER BY region, account, name");
+    let mut query = sqlx::query(&sql);
+    if let Some(scope) = scope {
+        query = query.bind(&scope.region).bind(&scope.account);
+    }
+    if let Some(name) = name {
+        query = query.bind(name);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|row| {
             let scope = Scope { region: row.get("region"), account: row.get("account") };

@@ -1,10 +1,12 @@
 //! Replication groups: the group's document, and its member clusters (ordinary cache
 //! clusters that name the group) read and written together.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::cache_clusters::{decode, encode, read_clusters, write_cluster};
+use crate::cache_clusters::{Clusters, decode, encode, read_clusters, write_cluster};
 use crate::{CacheCluster, EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, UpdateError, insert_tags};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,31 +187,39 @@ async fn read_groups(
     scope: Option<&Scope>,
     id: Option<&str>,
 ) -> Result<Vec<ReplicationGroup>> {
-    let region = scope.map(|s| s.region.as_str());
-    let account = scope.map(|s| s.account.as_str());
-    let rows = sqlx::query(
-        "SELECT region, account, data FROM replication_groups
-         WHERE (? IS NULL OR region = ?) AND (? IS NULL OR account = ?) AND (? IS NULL OR id = ?)
-         ORDER BY region, account, id",
-    )
-    .bind(region)
-    .bind(region)
-    .bind(account)
-    .bind(account)
-    .bind(id)
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let clusters = read_clusters(&mut *conn, scope, None).await?;
+    let filter = match (scope, id) {
+        (None, None) => "1",
+        (None, Some(_)) => "id = ?",
+        (Some(_), None) => "region = ? AND account = ?",
+        (Some(_), Some(_)) => "region = ? AND account = ? AND id = ?",
+    };
+    let sql =
+        format!("SELECT region, account, data FROM replication_groups WHERE {filter} ORDER BY region, account, id");
+    let mut query = sqlx::query(&sql);
+    if let Some(scope) = scope {
+        query = query.bind(&scope.region).bind(&scope.account);
+    }
+    if let Some(id) = id {
+        query = query.bind(id);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    // Members by index: one group's, or those of every group read.
+    let clusters = match (scope, id) {
+        (Some(scope), Some(id)) => read_clusters(&mut *conn, Clusters::Group(scope, id)).await?,
+        (Some(scope), None) => read_clusters(&mut *conn, Clusters::Members(scope)).await?,
+        (None, _) => read_clusters(&mut *conn, Clusters::All).await?,
+    };
+    let mut members_of: HashMap<(Scope, String), Vec<CacheCluster>> = HashMap::new();
+    for cluster in clusters {
+        if let Some(group) = cluster.cluster.replication_group_id.clone() {
+            members_of.entry((cluster.scope.clone(), group)).or_default().push(cluster);
+        }
+    }
     let mut groups = Vec::with_capacity(rows.len());
     for row in rows {
         let scope = Scope { region: row.get("region"), account: row.get("account") };
         let group: ReplicationGroupRecord = decode(row.get("data"))?;
-        let members = clusters
-            .iter()
-            .filter(|c| c.scope == scope && c.cluster.replication_group_id.as_deref() == Some(group.id.as_str()))
-            .cloned()
-            .collect();
+        let members = members_of.remove(&(scope.clone(), group.id.clone())).unwrap_or_default();
         groups.push(ReplicationGroup { scope, group, members });
     }
     Ok(groups)

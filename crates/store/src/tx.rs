@@ -11,6 +11,7 @@ use std::sync::Arc;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{OwnedMutexGuard, watch};
 
+use crate::shared::Sequence;
 use crate::{Result, Store, StoreError, UpdateError};
 
 /// A write transaction under the write lock. Dropped without [`Tx::commit`], it rolls back.
@@ -26,10 +27,13 @@ pub struct Tx {
 struct Writer {
     _lock: OwnedMutexGuard<()>,
     changes: Arc<watch::Sender<u64>>,
+    /// Moved when the write begins and again when it is over (see `shared`).
+    sequence: Arc<Sequence>,
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        self.sequence.bump();
         self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 }
@@ -71,7 +75,11 @@ impl Store {
     /// that read first could not upgrade to write while the previous writer's connection is
     /// still rolling back, and SQLite answers that with "database is locked" at once.
     pub(crate) async fn begin(&self) -> Result<Tx> {
-        let writer = Writer { _lock: self.write_lock.clone().lock_owned().await, changes: self.changes.clone() };
+        let lock = self.write_lock.clone().lock_owned().await;
+        let sequence = self.shared.sequence.clone();
+        // Before anything can be written: reads kept from now on are not kept.
+        sequence.bump();
+        let writer = Writer { _lock: lock, changes: self.changes.clone(), sequence };
         let conn = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Tx { conn, _writer: writer })
     }

@@ -2,13 +2,17 @@
 //! its events) in one transaction, answer at once, and wake the reconciler, which starts,
 //! changes and stops the real nodes and writes back what it observes.
 
+use std::sync::Arc;
+
 use aws_smithy_types::DateTime;
 use protocol::shapes::*;
 use protocol::{ApiError, ErrorCode, RequestContext};
-use store::{CacheCluster as StoredCluster, CacheClusterRecord, CacheNodeRecord, EventRecord, Scope, UpdateError};
+use store::{
+    CacheCluster as StoredCluster, CacheClusterRecord, CacheNodeRecord, EventRecord, Scope, Start, UpdateError,
+};
 
 use crate::arn::{self, Kind, NotFound as _};
-use crate::pagination::paginate;
+use crate::pagination::page_size;
 use crate::{Operations, Write, internal, refuse, written};
 
 pub(crate) mod create;
@@ -47,7 +51,7 @@ fn invalid_state(id: &str, status: &str) -> ApiError {
 /// Refuses `adding` nodes past AWS's per-region node quota (checked inside the write that
 /// adds them, so concurrent creates cannot overshoot it together).
 pub(crate) async fn within_node_quota(tx: &mut store::Tx, scope: &Scope, adding: usize) -> Write<()> {
-    let existing: usize = tx.cache_clusters(scope).await?.iter().map(|c| c.nodes.len()).sum();
+    let existing = tx.count_cache_nodes(scope).await?;
     if existing + adding > NODES_PER_REGION {
         return refuse(ApiError::new(
             ErrorCode::NodeQuotaForCustomerExceededFault,
@@ -205,20 +209,55 @@ pub async fn describe(
     input: DescribeCacheClustersMessage,
 ) -> Result<CacheClusterMessage, ApiError> {
     let scope = ops.scope(ctx).await?;
-    let clusters = match &input.cache_cluster_id {
-        Some(id) => vec![existing(ops, &scope, id).await?],
-        None => ops.store.cache_clusters(&scope).await.map_err(internal)?,
-    };
-    // A serverless cache's nodes are its own business.
-    let clusters = clusters.into_iter().filter(|c| !model::names::is_serverless_backing(&c.cluster.id));
+    let size = page_size(input.max_records)?;
     let standalone_only = input.show_cache_clusters_not_in_replication_groups.unwrap_or(false);
-    let clusters: Vec<StoredCluster> =
-        clusters.into_iter().filter(|c| !standalone_only || c.cluster.replication_group_id.is_none()).collect();
-    let page = paginate(clusters, |c| c.cluster.id.clone(), input.marker.as_deref(), input.max_records)?;
+    // Read as shared pages (the store keeps them until its next write): what one call reads
+    // is what it answers, never every cluster of the region.
+    let mut read: Vec<Arc<Vec<StoredCluster>>> = Vec::new();
+    match &input.cache_cluster_id {
+        Some(id) => {
+            let one = ops.store.cache_cluster_shared(&scope, &id.to_ascii_lowercase()).await.map_err(internal)?;
+            if one.is_empty() {
+                return Err(not_found(id));
+            }
+            read.push(one);
+        }
+        None => {
+            // One more than a page tells where the next one starts; a serverless cache's
+            // backing clusters in the way are skipped by reading on.
+            let mut last: Option<String> = None;
+            let mut shown = 0;
+            loop {
+                let start = match (&last, input.marker.as_deref()) {
+                    (Some(last), _) => Start::After(last),
+                    (None, Some(marker)) => Start::At(marker),
+                    (None, None) => Start::First,
+                };
+                let wanted = size + 1 - shown;
+                let batch =
+                    ops.store.cache_clusters_page(&scope, start, wanted, standalone_only).await.map_err(internal)?;
+                shown += batch.iter().filter(|c| !model::names::is_serverless_backing(&c.cluster.id)).count();
+                let done = batch.len() < wanted || shown > size;
+                last = batch.last().map(|c| c.cluster.id.clone());
+                read.push(batch);
+                if done {
+                    break;
+                }
+            }
+        }
+    }
+    // A serverless cache's nodes are its own business.
+    let mut visible = read.iter().flat_map(|batch| batch.iter()).filter(|c| {
+        !model::names::is_serverless_backing(&c.cluster.id)
+            && (!standalone_only || c.cluster.replication_group_id.is_none())
+            && input.marker.as_deref().is_none_or(|marker| c.cluster.id.as_str() >= marker)
+    });
     let show_nodes = input.show_cache_node_info.unwrap_or(false);
+    let host = ops.endpoint_host();
+    let cache_clusters = visible.by_ref().take(size).map(|c| output(c, show_nodes, host)).collect();
     Ok(CacheClusterMessage {
-        cache_clusters: Some(page.items.iter().map(|c| output(c, show_nodes, ops.endpoint_host())).collect()),
-        marker: page.marker,
+        cache_clusters: Some(cache_clusters),
+        marker: visible.next().map(|c| c.cluster.id.clone()),
     })
 }
 

@@ -53,7 +53,7 @@ fn next_member_ids(group: &str, count: usize, members: &HashSet<String>) -> Vec<
 
 /// Every cluster id of the scope.
 async fn cluster_ids(ops: &Operations, scope: &Scope) -> Result<HashSet<String>, ApiError> {
-    Ok(ops.store.cache_clusters(scope).await.map_err(internal)?.into_iter().map(|c| c.cluster.id).collect())
+    Ok(ops.store.cache_cluster_ids(scope).await.map_err(internal)?.into_iter().collect())
 }
 
 /// A new member cluster of `group`, one node, modelled on the group's settings.

@@ -1,0 +1,89 @@
+//! Describe's shared reads never answer what a completed write changed, and the keyed
+//! reads (one cluster, a page, a group's members) answer what a read of everything would.
+
+#![allow(clippy::unwrap_used)]
+
+use sqlx::Connection as _;
+use store::{Scope, Start, Store};
+
+const FIXTURE: &str = include_str!("fixtures/state-2026-12.sql");
+
+fn scope() -> Scope {
+    Scope { region: "us-east-1".into(), account: "000000000000".into() }
+}
+
+async fn store_with_fixture(dir: &tempfile::TempDir) -> Store {
+    let path = dir.path().join("elasticache-local.sqlite");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(false);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+    sqlx::raw_sql(FIXTURE).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    Store::open(&path).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_write_is_seen_by_the_next_shared_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_fixture(&dir).await;
+    let id = "fx-redis";
+    let before = store.cache_cluster_shared(&scope(), id).await.unwrap();
+    assert_eq!(before.len(), 1);
+    // Kept: the same answer, shared.
+    assert!(std::sync::Arc::ptr_eq(&before, &store.cache_cluster_shared(&scope(), id).await.unwrap()));
+    let page = store.cache_clusters_page(&scope(), Start::First, 100, false).await.unwrap();
+
+    store
+        .update_cache_cluster(&scope(), id, |cluster, _| {
+            cluster.status = "modifying".into();
+            Ok::<_, ()>(Vec::new())
+        })
+        .await
+        .unwrap();
+    let after = store.cache_cluster_shared(&scope(), id).await.unwrap();
+    assert_eq!(after[0].cluster.status, "modifying");
+    let page_after = store.cache_clusters_page(&scope(), Start::First, 100, false).await.unwrap();
+    assert_eq!(page_after.iter().find(|c| c.cluster.id == id).unwrap().cluster.status, "modifying");
+    assert_eq!(page.len(), page_after.len());
+
+    // A change that changes nothing writes nothing: what was kept stays kept.
+    store.update_cache_cluster(&scope(), id, |_, _| Ok::<_, ()>(Vec::new())).await.unwrap();
+    assert!(std::sync::Arc::ptr_eq(&after, &store.cache_cluster_shared(&scope(), id).await.unwrap()));
+}
+
+#[tokio::test]
+async fn keyed_reads_answer_what_reading_everything_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_fixture(&dir).await;
+    let all = store.cache_clusters(&scope()).await.unwrap();
+    assert!(all.len() > 2);
+
+    // Pages of two, walked by the id after the last one.
+    let mut walked = Vec::new();
+    let mut last: Option<String> = None;
+    loop {
+        let start = last.as_deref().map_or(Start::First, Start::After);
+        let page = store.cache_clusters_page(&scope(), start, 2, false).await.unwrap();
+        walked.extend(page.iter().cloned());
+        if page.len() < 2 {
+            break;
+        }
+        last = page.last().map(|c| c.cluster.id.clone());
+    }
+    assert_eq!(walked, all);
+    let standalone = store.cache_clusters_page(&scope(), Start::First, 100, true).await.unwrap();
+    let expected: Vec<_> = all.iter().filter(|c| c.cluster.replication_group_id.is_none()).cloned().collect();
+    assert_eq!(*standalone, expected);
+    let at = &all[1].cluster.id;
+    assert_eq!(store.cache_clusters_page(&scope(), Start::At(at), 100, false).await.unwrap()[..], all[1..]);
+
+    for group in store.replication_groups(&scope()).await.unwrap() {
+        let members: Vec<_> =
+            all.iter().filter(|c| c.cluster.replication_group_id.as_deref() == Some(&group.group.id)).cloned().collect();
+        assert!(!members.is_empty());
+        assert_eq!(group.members, members);
+        assert_eq!(store.replication_group_members(&scope(), &group.group.id).await.unwrap(), members);
+    }
+    let mut ids = store.cache_cluster_ids(&scope()).await.unwrap();
+    ids.sort();
+    assert_eq!(ids, all.iter().map(|c| c.cluster.id.clone()).collect::<Vec<_>>());
+}
