@@ -104,6 +104,9 @@ struct Node {
     process: Mutex<Process>,
     /// The health monitor's connection to a redis node, kept between probes.
     held_check: probe::HeldCheck,
+    /// [`Runtime::command`]'s authenticated session, kept between commands: the
+    /// reconciler asks every node something on every pass.
+    held_session: tokio::sync::Mutex<Option<tokio::io::BufReader<tokio::net::UnixStream>>>,
 }
 
 /// `child` is `None` once the process has been reaped (then `exit` says how it ended) or
@@ -446,16 +449,37 @@ impl Runtime {
         if node.paused.load(Ordering::SeqCst) {
             return Err(NodeError::NotRunning { key: key.clone(), health: Health::Paused });
         }
-        let exchange = async {
-            let mut session = probe::redis_session(&node.socket, self.control_credentials()).await?;
-            resp::command(&mut session, args).await
+        // The node's kept session, when no other command holds it; else one of its own. A
+        // failed or timed-out exchange drops the kept one (its reply may still come).
+        let result = match node.held_session.try_lock() {
+            Ok(mut held) => {
+                let result = bounded(async {
+                    if held.is_none() {
+                        *held = Some(probe::redis_session(&node.socket, self.control_credentials()).await?);
+                    }
+                    match held.as_mut() {
+                        Some(session) => resp::command(session, args).await,
+                        None => Err(NodeError::Protocol("no session".to_string())),
+                    }
+                })
+                .await;
+                if result.is_err() {
+                    *held = None;
+                }
+                result
+            }
+            Err(_) => {
+                bounded(async {
+                    let mut session = probe::redis_session(&node.socket, self.control_credentials()).await?;
+                    resp::command(&mut session, args).await
+                })
+                .await
+            }
         };
-        match tokio::time::timeout(COMMAND_TIMEOUT, exchange).await {
-            Ok(Ok(reply)) => Ok(reply),
+        match result {
             // The failure may be the process dying meanwhile; say so rather than "refused".
-            _ if node.has_exited() => Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited }),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(NodeError::TimedOut { after: COMMAND_TIMEOUT }),
+            Err(_) if node.has_exited() => Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited }),
+            other => other,
         }
     }
 
@@ -857,8 +881,14 @@ impl Inner {
             paused: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
             held_check: probe::HeldCheck::default(),
+            held_session: tokio::sync::Mutex::default(),
         })
     }
+}
+
+/// `exchange`, given up after [`COMMAND_TIMEOUT`].
+async fn bounded<T>(exchange: impl std::future::Future<Output = Result<T, NodeError>>) -> Result<T, NodeError> {
+    tokio::time::timeout(COMMAND_TIMEOUT, exchange).await.unwrap_or(Err(NodeError::TimedOut { after: COMMAND_TIMEOUT }))
 }
 
 /// `spec` with its directory created and made absolute, so that the config, the pidfile
