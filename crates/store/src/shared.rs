@@ -31,7 +31,7 @@ impl Sequence {
     /// The value to keep a read under, or None while a write is under way.
     fn stable(&self) -> Option<u64> {
         let value = self.0.load(Ordering::SeqCst);
-        (value % 2 == 0).then_some(value)
+        value.is_multiple_of(2).then_some(value)
     }
 }
 

@@ -77,8 +77,11 @@ async fn keyed_reads_answer_what_reading_everything_answers() {
     assert_eq!(store.cache_clusters_page(&scope(), Start::At(at), 100, false).await.unwrap()[..], all[1..]);
 
     for group in store.replication_groups(&scope()).await.unwrap() {
-        let members: Vec<_> =
-            all.iter().filter(|c| c.cluster.replication_group_id.as_deref() == Some(&group.group.id)).cloned().collect();
+        let members: Vec<_> = all
+            .iter()
+            .filter(|c| c.cluster.replication_group_id.as_deref() == Some(&group.group.id))
+            .cloned()
+            .collect();
         assert!(!members.is_empty());
         assert_eq!(group.members, members);
         assert_eq!(store.replication_group_members(&scope(), &group.group.id).await.unwrap(), members);
