@@ -1,10 +1,12 @@
 //! Benchmarks that print figures (never asserted in tests).
 //!
-//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|replication|migration|global|service-updates|cluster-mode|snapshots|tls|serverless|waiters|slow-clients|dashboard|thousand]`):
+//! `make bench` (or `cargo build --release -p server -p e2e && target/release/bench [api|clusters|describe|scale|replication|migration|global|service-updates|cluster-mode|snapshots|tls|serverless|waiters|slow-clients|dashboard|thousand]`):
 //! - api: start-up (process start → first answered API request, median of 10 runs), and
 //!   throughput and p99 latency of DescribeCacheParameters and DescribeCacheParameterGroups
 //!   under 16 concurrent connections, through the Rust SDK;
 //! - clusters: see `clusters.rs`;
+//! - describe: see `describe.rs`;
+//! - scale: see `scale.rs`;
 //! - replication: see `replication.rs`;
 //! - migration: see `migration.rs`;
 //! - global: see `global.rs`;
@@ -39,9 +41,11 @@ use aws_sdk_elasticache::Client;
 mod cluster_mode;
 mod clusters;
 mod dashboard;
+mod describe;
 mod global;
 mod migration;
 mod replication;
+mod scale;
 mod serverless;
 mod service_updates;
 mod slow_clients;
@@ -254,6 +258,12 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         clusters::run(&client(server.address).await, server.address).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "describe") {
+        describe::run(&binary).await?;
+    }
+    if which.as_deref().is_none_or(|w| w == "scale") {
+        scale::run().await?;
     }
     if which.as_deref().is_none_or(|w| w == "replication") {
         let server = Server::spawn(&binary)?;
