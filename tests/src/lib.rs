@@ -116,6 +116,7 @@ impl TestServer {
             serverless_shard_bytes: server::DEFAULT_SERVERLESS_SHARD_BYTES,
             exposure: Default::default(),
             init_dir: None,
+            node_capacity: nodes::capacity::Capacity::measure(),
         };
         configure(&mut config);
         let (tx, rx) = oneshot::channel::<()>();

@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`engines`]: which engine binaries exist on this machine and their versions.
 //! - [`exposure`]: where nodes listen for clients and the host name clients are told.
+//! - [`capacity`]: how many nodes this machine can hold.
 //! - [`capabilities`]: which settings a given binary accepts (asked once, cached).
 //! - [`config`]: AWS parameter values → `redis.conf` lines / `memcached` arguments.
 //! - [`spawner`]: the long-lived thread every engine process is forked from.
@@ -35,6 +36,7 @@
 
 pub mod bridge;
 pub mod capabilities;
+pub mod capacity;
 pub mod cluster;
 pub mod config;
 pub mod discovery;

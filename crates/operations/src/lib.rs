@@ -85,6 +85,15 @@ pub struct Settings {
     pub serverless_gb_bytes: u64,
     /// The host every endpoint in API output names: `127.0.0.1`, or `--advertise-host`.
     pub endpoint_host: String,
+    /// The cache nodes this machine can hold, over every region and account.
+    pub node_capacity: NodeCapacity,
+}
+
+/// How many cache nodes this machine can hold, and what bounds it (named in the refusal).
+#[derive(Debug, Clone)]
+pub struct NodeCapacity {
+    pub nodes: usize,
+    pub bound_by: String,
 }
 
 pub struct Operations {
@@ -123,6 +132,10 @@ impl Operations {
     /// The host every endpoint in API output names.
     pub fn endpoint_host(&self) -> &str {
         &self.settings.endpoint_host
+    }
+
+    pub(crate) fn node_capacity(&self) -> &NodeCapacity {
+        &self.settings.node_capacity
     }
 
     pub fn store(&self) -> &Store {

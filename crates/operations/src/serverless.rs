@@ -288,8 +288,10 @@ pub async fn create(
                     .await
                     .map_err(|e| answered(e, refusal))?;
                 match &mut backing {
-                    Backing::Group(group) => group.write(tx).await,
-                    Backing::Mirrors(planned) => crate::cache_clusters::create::write(tx, &planned.0, &planned.1).await,
+                    Backing::Group(group) => group.write(tx, ops.node_capacity()).await,
+                    Backing::Mirrors(planned) => {
+                        crate::cache_clusters::create::write(tx, &planned.0, &planned.1, ops.node_capacity()).await
+                    }
                 }
             })
             .await,

@@ -72,6 +72,8 @@ pub struct Config {
     /// Executable files run one at a time, in name order, once the API listens; None
     /// runs none.
     pub init_dir: Option<PathBuf>,
+    /// The cache nodes this machine can hold: creates past it are refused.
+    pub node_capacity: nodes::capacity::Capacity,
 }
 
 /// One GiB of data per shard behind a serverless endpoint before it scales out.
@@ -169,6 +171,10 @@ pub async fn run(
             settle_timeout: config.settle_timeout,
             serverless_gb_bytes: config.serverless_gb_bytes,
             endpoint_host: config.exposure.host.clone(),
+            node_capacity: operations::NodeCapacity {
+                nodes: config.node_capacity.nodes,
+                bound_by: config.node_capacity.bound_by.to_string(),
+            },
         },
     ));
     let engines = config.engines.clone().unwrap_or_else(Engines::detect);

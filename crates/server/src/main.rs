@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use nodes::capacity::Capacity;
 use server::auth::{AccessKey, AuthMode, AuthSettings};
 
 #[derive(Parser)]
@@ -114,6 +115,11 @@ struct ServeArgs {
     /// /_emulator/health shows their progress under "init".
     #[arg(long, env = "ELASTICACHE_LOCAL_INIT_DIR")]
     init_dir: Option<PathBuf>,
+    /// The most cache nodes to run, over every region; creates past it are refused with
+    /// NodeQuotaForCustomerExceeded. Defaults to what this machine's open files, process
+    /// limits and memory allow (logged at start-up).
+    #[arg(long, env = "ELASTICACHE_LOCAL_MAX_NODES")]
+    max_nodes: Option<usize>,
 }
 
 /// The export target from --s3-endpoint and the credentials in the environment.
@@ -231,6 +237,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     raise_open_files_limit();
+    let node_capacity = args.max_nodes.map(Capacity::configured).unwrap_or_else(Capacity::measure);
+    tracing::info!(nodes = node_capacity.nodes, bound_by = %node_capacity.bound_by, "node capacity");
     let s3 = s3_target(&args)?;
     let exposure = exposure(&args);
     let zones = if args.zones.is_empty() {
@@ -275,6 +283,7 @@ async fn main() -> anyhow::Result<()> {
         serverless_shard_bytes: args.serverless_shard_bytes,
         exposure,
         init_dir: args.init_dir,
+        node_capacity,
     };
     let listener = server::connections::listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let result = server::run(listener, config, shutdown_signal()).await;

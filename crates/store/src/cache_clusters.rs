@@ -363,6 +363,12 @@ impl Tx {
         Ok(usize::try_from(count).unwrap_or(0))
     }
 
+    /// How many cache nodes every scope together has (the machine's capacity check).
+    pub async fn count_all_cache_nodes(&mut self) -> Result<usize> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_nodes").fetch_one(&mut **self).await?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
     /// Read-modify-write of one cluster: `change` returns the events to record with the
     /// change, or an error to change nothing. `Ok(None)`: no such cluster.
     pub async fn update_cache_cluster<E>(

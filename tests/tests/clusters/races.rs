@@ -56,6 +56,47 @@ async fn concurrent_creates_never_overshoot_the_node_quota() {
 }
 
 #[tokio::test]
+async fn creates_past_what_the_machine_holds_are_refused_over_every_region() {
+    let server = TestServer::start_with(|c| {
+        c.engines = Some(nodes::Engines::default());
+        c.warm_nodes = 0;
+        c.settle_timeout = Duration::ZERO;
+        c.node_capacity = nodes::capacity::Capacity::configured(10);
+    })
+    .await;
+    let (east, west) = (server.client(), server.client_in("us-west-2"));
+    memcached(&east, "east", 4).send().await.unwrap();
+
+    // 16 one-node creates in another region race for the 6 nodes left.
+    let calls = (0..CONCURRENT).map(|i| memcached(&west, &format!("west-{i}"), 1).send());
+    let (succeeded, codes) = outcomes(join_all(calls).await);
+    assert_eq!(succeeded, 6, "refusals: {codes:?}");
+    assert_eq!(codes, vec!["NodeQuotaForCustomerExceeded"; CONCURRENT - 6]);
+
+    // A replication group that would not fit is refused whole: nothing of it is written.
+    let refused = east
+        .create_replication_group()
+        .replication_group_id("too-big")
+        .replication_group_description("past the machine")
+        .engine("redis")
+        .cache_node_type("cache.t3.micro")
+        .num_cache_clusters(2)
+        .send()
+        .await;
+    let error = api_error(refused);
+    assert_eq!((error.code.as_str(), error.status), ("NodeQuotaForCustomerExceeded", 400));
+    assert!(error.message.contains("the 10 cache nodes this machine can hold"), "{}", error.message);
+    assert!(error.message.contains("--max-nodes"), "{}", error.message);
+    assert!(east.describe_replication_groups().send().await.unwrap().replication_groups().is_empty());
+    assert_eq!(east.describe_cache_clusters().send().await.unwrap().cache_clusters().len(), 1);
+
+    // Deleting makes room again.
+    east.delete_cache_cluster().cache_cluster_id("east").send().await.unwrap();
+    e2e::wait_cluster_gone(&east, "east").await;
+    memcached(&east, "east-again", 4).send().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_parameter_group_deleted_while_clusters_are_created_with_it_is_never_left_in_use() {
     let server = TestServer::without_engines().await;
     let client = server.client();

@@ -28,7 +28,7 @@ pub async fn create(
         return Ok(CreateCacheClusterResult { cache_cluster: Some(output(&member, false, ops.endpoint_host())) });
     }
     let (created, tags) = plan(ops, &scope, &id, input).await?;
-    written(ops.store.write(async |tx| write(tx, &created, &tags).await).await)?;
+    written(ops.store.write(async |tx| write(tx, &created, &tags, ops.node_capacity()).await).await)?;
     let engine = &created.cluster.engine;
     tracing::info!(cache_cluster = id, region = scope.region, engine, "cache cluster: (none) -> creating");
     ops.wake_reconciler();
@@ -260,7 +260,12 @@ impl Windows {
 
 /// Writes a planned cluster, its nodes and tags inside a write, checking again what could
 /// have changed since it was validated: the groups it uses and the node quota.
-pub(crate) async fn write(tx: &mut store::Tx, c: &StoredCluster, tags: &[store::TagRecord]) -> crate::Write<()> {
+pub(crate) async fn write(
+    tx: &mut store::Tx,
+    c: &StoredCluster,
+    tags: &[store::TagRecord],
+    machine: &crate::NodeCapacity,
+) -> crate::Write<()> {
     let (scope, id) = (&c.scope, &c.cluster.id);
     let arn = arn::build(scope, Kind::Cluster, id);
     let refusal = |e: &StoreError| match e {
@@ -275,7 +280,7 @@ pub(crate) async fn write(tx: &mut store::Tx, c: &StoredCluster, tags: &[store::
         _ => None,
     };
     groups_still_there(tx, scope, &c.cluster.parameter_group, &c.cluster.subnet_group).await?;
-    within_node_quota(tx, scope, c.nodes.len()).await?;
+    within_node_quota(tx, scope, c.nodes.len(), machine).await?;
     tx.create_cache_cluster(scope, &c.cluster, &c.nodes, &arn, tags, CLUSTER_QUOTA)
         .await
         .map_err(|e| answered(e, refusal))

@@ -13,7 +13,7 @@ use store::{
 
 use crate::arn::{self, Kind, NotFound as _};
 use crate::pagination::page_size;
-use crate::{Operations, Write, internal, refuse, written};
+use crate::{NodeCapacity, Operations, Write, internal, refuse, written};
 
 pub(crate) mod create;
 mod modify;
@@ -48,14 +48,30 @@ fn invalid_state(id: &str, status: &str) -> ApiError {
     )
 }
 
-/// Refuses `adding` nodes past AWS's per-region node quota (checked inside the write that
-/// adds them, so concurrent creates cannot overshoot it together).
-pub(crate) async fn within_node_quota(tx: &mut store::Tx, scope: &Scope, adding: usize) -> Write<()> {
+/// Refuses `adding` nodes past AWS's per-region node quota, or past what this machine can
+/// hold in all regions together (checked inside the write that adds them, so concurrent
+/// creates cannot overshoot either together).
+pub(crate) async fn within_node_quota(
+    tx: &mut store::Tx,
+    scope: &Scope,
+    adding: usize,
+    machine: &NodeCapacity,
+) -> Write<()> {
     let existing = tx.count_cache_nodes(scope).await?;
     if existing + adding > NODES_PER_REGION {
         return refuse(ApiError::new(
             ErrorCode::NodeQuotaForCustomerExceededFault,
             format!("The request would exceed the quota of {NODES_PER_REGION} cache nodes in this region."),
+        ));
+    }
+    let on_machine = tx.count_all_cache_nodes().await?;
+    if on_machine + adding > machine.nodes {
+        return refuse(ApiError::new(
+            ErrorCode::NodeQuotaForCustomerExceededFault,
+            format!(
+                "The request would exceed the {} cache nodes this machine can hold ({} of them run; the bound is {}).",
+                machine.nodes, on_machine, machine.bound_by
+            ),
         ));
     }
     Ok(())

@@ -34,7 +34,7 @@ pub async fn create(
     written(
         ops.store
             .write(async |tx| {
-                new.write(tx).await?;
+                new.write(tx, ops.node_capacity()).await?;
                 match &global {
                     Some(global) => crate::global_datastores::secondary::join(tx, &scope, global, &id).await,
                     None => Ok(()),
@@ -473,7 +473,7 @@ impl NewGroup {
     /// Writes the group, its members and its user-group link inside `tx`, checking again
     /// what could have changed since it was validated: the groups it uses, the cluster it
     /// adopts, the node quota.
-    pub(crate) async fn write(&self, tx: &mut store::Tx) -> crate::Write<()> {
+    pub(crate) async fn write(&self, tx: &mut store::Tx, machine: &crate::NodeCapacity) -> crate::Write<()> {
         let (stored, template) = (&self.stored, &self.template);
         let (scope, id) = (&stored.scope, &stored.group.id);
         let adopted = self.adopted.as_deref();
@@ -499,7 +499,7 @@ impl NewGroup {
                 None => return crate::refuse(Kind::Cluster.not_found(adopted)),
             }
         }
-        clusters::within_node_quota(tx, scope, new_nodes).await?;
+        clusters::within_node_quota(tx, scope, new_nodes, machine).await?;
         tx.create_replication_group(stored, &arn, &self.tags, QUOTA).await.map_err(|e| crate::answered(e, refusal))?;
         crate::rbac::link(tx, scope, &stored.group.user_group_ids, id, true).await
     }

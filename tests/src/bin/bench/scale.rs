@@ -121,6 +121,7 @@ pub async fn run() -> anyhow::Result<()> {
             settle_timeout: Duration::ZERO,
             serverless_gb_bytes: 1 << 30,
             endpoint_host: "127.0.0.1".into(),
+            node_capacity: operations::NodeCapacity { nodes: usize::MAX, bound_by: "nothing".into() },
         },
     ));
     let api = Api { ops, store };
