@@ -14,6 +14,7 @@ use aws_sdk_elasticache::Client;
 use e2e::browser::{Browser, chromium_binary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::proc_stats::cpu_time;
 use crate::{Server, answered, client, median, ms};
 
 const RENDER_RUNS: usize = 5;
@@ -111,24 +112,12 @@ async fn render(address: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU seconds the process has used (user + system), from /proc/PID/stat.
-fn cpu(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // After the command name in parentheses: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // SAFETY: sysconf only reads a system constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_millis(ticks * 1000 / per_second))
-}
-
 async fn idle(address: SocketAddr, pid: u32, what: &str) -> anyhow::Result<()> {
     // Let what the last request started settle first.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = cpu(pid)?;
+    let before = cpu_time(pid)?;
     tokio::time::sleep(IDLE_WINDOW).await;
-    let closed = cpu(pid)? - before;
+    let closed = cpu_time(pid)? - before;
 
     let mut stream = tokio::net::TcpStream::connect(address).await?;
     let request = format!("GET /_emulator/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n");
@@ -144,9 +133,9 @@ async fn idle(address: SocketAddr, pid: u32, what: &str) -> anyhow::Result<()> {
         total
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = cpu(pid)?;
+    let before = cpu_time(pid)?;
     tokio::time::sleep(IDLE_WINDOW).await;
-    let open = cpu(pid)? - before;
+    let open = cpu_time(pid)? - before;
     reading.abort();
     let percent = |d: Duration| d.as_secs_f64() / IDLE_WINDOW.as_secs_f64() * 100.0;
     println!(

@@ -44,6 +44,7 @@ mod dashboard;
 mod describe;
 mod global;
 mod migration;
+mod proc_stats;
 mod replication;
 mod scale;
 mod serverless;

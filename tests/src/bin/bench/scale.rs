@@ -98,9 +98,7 @@ impl Api {
 
 /// This process's resident memory, in MiB.
 fn rss_mib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0.0);
-    pages * 4096.0 / (1024.0 * 1024.0)
+    crate::proc_stats::rss_kib(std::process::id()).unwrap_or(0) as f64 / 1024.0
 }
 
 fn us(d: Duration) -> f64 {

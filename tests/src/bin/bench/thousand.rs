@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use aws_sdk_elasticache::Client;
 use serde_json::Value;
 
+use crate::proc_stats::{cpu_share, rss_kib};
 use crate::{Server, answered, client_in, free_port, ms, percentile};
 
 const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-1"];
@@ -88,7 +89,7 @@ pub async fn run(binary: &PathBuf) -> anyhow::Result<()> {
         node_rss as f64 / 1024.0 / pids.len().max(1) as f64,
         rss_kib(own).unwrap_or(0) as f64 / 1024.0
     );
-    let cpu = idle_cpu(own, IDLE).await?;
+    let cpu = cpu_share(own, IDLE).await?;
     println!("thousand: emulator CPU while idle: {:.1}% of one core over {} s", cpu * 100.0, IDLE.as_secs());
 
     describe_figures(first_region).await?;
@@ -209,29 +210,6 @@ async fn nodes(address: SocketAddr) -> anyhow::Result<Vec<Value>> {
         bail!("/_emulator/nodes answered {status}: {body}");
     }
     Ok(serde_json::from_str::<Value>(&body)?.as_array().cloned().unwrap_or_default())
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
-}
-
-/// CPU ticks (user + system) the process used so far.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) and its closing parenthesis.
-    let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("stat field");
-    Ok(field(11)? + field(12)?)
-}
-
-/// The share of one core the process used over `over`.
-async fn idle_cpu(pid: u32, over: Duration) -> anyhow::Result<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let before = cpu_ticks(pid)?;
-    tokio::time::sleep(over).await;
-    Ok((cpu_ticks(pid)? - before) as f64 / ticks_per_second / over.as_secs_f64())
 }
 
 async fn describe_figures(client: &Client) -> anyhow::Result<()> {

@@ -8,7 +8,6 @@
 //! test suite's first group would find them), so each run measures a warm pool.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -283,17 +282,8 @@ async fn idle_cost(admin: SocketAddr) -> anyhow::Result<(usize, u64)> {
     let health: serde_json::Value = serde_json::from_str(&body)?;
     let pids: Vec<u64> =
         health["warm_nodes"].as_array().into_iter().flatten().filter_map(|n| n["pid"].as_u64()).collect();
-    let rss_kb = pids.iter().map(|pid| rss_kb(&Path::new("/proc").join(pid.to_string()).join("status"))).sum();
-    Ok((pids.len(), rss_kb))
-}
-
-fn rss_kb(status: &Path) -> u64 {
-    let text = std::fs::read_to_string(status).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse().ok())
-        .unwrap_or(0)
+    let rss_kib = pids.iter().filter_map(|pid| crate::proc_stats::rss_kib(*pid as u32)).sum();
+    Ok((pids.len(), rss_kib))
 }
 
 async fn started(server: &Server) -> anyhow::Result<Client> {

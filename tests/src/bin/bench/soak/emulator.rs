@@ -96,8 +96,7 @@ impl Emulator {
 
     /// The resident set size of the running emulator, in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
+        crate::proc_stats::rss_kib(self.pid()?)
     }
 
     /// SIGTERM (the emulator stops its nodes), then waits, bounded.
