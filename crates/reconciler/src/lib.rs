@@ -3,8 +3,9 @@
 //! the observed state and AWS's events back to the store.
 //!
 //! # Layout
-//! - [`Reconciler`]: activation (periodic and on demand), one reconcile per cluster at a
-//!   time, start-up recovery and reset.
+//! - [`Reconciler`]: start-up recovery, zone outages and reset.
+//! - `schedule`: when what is reconciled: passes over what changed (and, less often,
+//!   over everything), one reconcile per resource at a time, back-off.
 //! - `cache_clusters`: one cluster's reconcile: creation, scaling, reboots, parameter
 //!   changes, deletion, self-healing — all one code path.
 //! - `replication_groups`: replication links, the group's status and failover.
@@ -32,7 +33,7 @@
 //! It reads and writes the store, and takes its vocabulary (statuses, names, ARNs,
 //! parameter values) from `model`; it never calls the API layer.
 //!
-//! An activation takes no input and reads current state, so creation, repair after a crash
+//! A reconcile takes no input but its key and reads current state, so creation, repair after a crash
 //! and recovery after an emulator restart are the same code: the monitor and failovers ask
 //! for a node's replacement in the store (`recover_requested`), as the API asks for a
 //! reboot. The [`Reconciler`]'s own state is grouped by concern: `Schedule` (what runs
@@ -52,12 +53,13 @@ mod migration;
 pub mod progress;
 mod replication_groups;
 mod s3;
+mod schedule;
 mod serverless;
 mod serverless_migration;
 mod service_updates;
 mod snapshots;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,13 +71,9 @@ use tokio::sync::Notify;
 
 pub use health::HealthSettings;
 pub use s3::S3Target;
+use schedule::Schedule;
+pub(crate) use schedule::{RETRY_DELAY, snapshot_key};
 
-/// How often every cluster is looked at even when nothing asked for it.
-const PERIOD: Duration = Duration::from_secs(2);
-/// Wait before retrying a reconcile that failed.
-const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// The longest wait between retries of a resource that keeps failing.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(15);
 /// Failed reconciles in a row after which a creation or a snapshot ends in its terminal
 /// status (`create-failed`, `restore-failed`, a snapshot's `failed`); with the back-off
 /// about 8 s.
@@ -113,17 +111,6 @@ pub struct Reconciler {
     progress: progress::Progress,
 }
 
-/// What runs when.
-struct Schedule {
-    wake: Arc<Notify>,
-    /// Resources being reconciled right now: never two reconciles of one at once.
-    in_flight: Mutex<HashSet<ClusterKey>>,
-    /// Set when the emulator shuts down: nothing new is reconciled.
-    stopping: std::sync::atomic::AtomicBool,
-    /// Failed reconciles in a row, per resource, for the back-off.
-    retries: Mutex<HashMap<ClusterKey, u32>>,
-}
-
 /// Key material of the state dir, each made or loaded on first need.
 struct Secrets {
     /// The at-rest encryption key of snapshot files.
@@ -136,29 +123,6 @@ struct Secrets {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A resource's place in the in-flight set, given back when its reconcile ends, however
-/// it ends; the reconciler is woken again unless the reconcile said nothing is left to do
-/// (a panic counts as something left).
-struct Slot {
-    reconciler: Arc<Reconciler>,
-    key: ClusterKey,
-    again: bool,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        lock(&self.reconciler.schedule.in_flight).remove(&self.key);
-        if self.again {
-            self.reconciler.schedule.wake.notify_one();
-        }
-    }
-}
-
-/// A snapshot's place among the resources being reconciled.
-fn snapshot_key(scope: &Scope, name: &str) -> ClusterKey {
-    (scope.clone(), format!("snapshot/{name}"))
 }
 
 /// The runtime's name for a scope.
@@ -186,12 +150,7 @@ impl Reconciler {
             health,
             s3,
             warm_nodes,
-            schedule: Schedule {
-                wake,
-                in_flight: Mutex::default(),
-                stopping: std::sync::atomic::AtomicBool::new(false),
-                retries: Mutex::default(),
-            },
+            schedule: Schedule::new(wake),
             monitor: health::Memory::default(),
             endpoints: endpoints::Served::default(),
             secrets: Secrets {
@@ -259,7 +218,7 @@ impl Reconciler {
         self.state_dir.join("nodes").join(&scope.region).join(&scope.account).join(cluster_id)
     }
 
-    /// Runs until `shutdown` resolves: reconciles on every wake-up and every PERIOD, and
+    /// Runs until `shutdown` resolves: reconciles (see `schedule` for when), and
     /// runs the health monitor. Nodes left by an emulator that was killed are reaped first.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         let reaped = nodes::reap_orphans(&self.state_dir);
@@ -276,187 +235,13 @@ impl Reconciler {
         });
         self.runtime.keep_warm(pools.collect()).await;
         let monitor = tokio::spawn(health::monitor(self.clone()));
-        tokio::pin!(shutdown);
-        loop {
-            self.activate();
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = self.schedule.wake.notified() => {}
-                _ = tokio::time::sleep(PERIOD) => {}
-            }
-        }
+        self.schedule_passes(shutdown).await;
         monitor.abort();
         // No reconcile may start a node once the nodes are being stopped.
         self.pause().await;
         self.runtime.stop_warm().await;
         self.runtime.stop_all().await;
         self.endpoints.clear().await;
-    }
-
-    /// Starts a reconcile for every cluster and replication group not being reconciled
-    /// already.
-    fn activate(self: &Arc<Self>) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let store = &this.store;
-            let (clusters, groups) = match (store.all_cache_clusters().await, store.all_replication_groups().await) {
-                (Ok(clusters), Ok(groups)) => (clusters, groups),
-                (Err(error), _) | (_, Err(error)) => {
-                    tracing::error!(%error, "reading desired state failed");
-                    return;
-                }
-            };
-            this.stop_unknown_nodes(&clusters).await;
-            // Each reconcile reads its resource again once it holds the resource's slot:
-            // the list above may predate the last reconcile's writes.
-            for cluster in clusters {
-                let (scope, id) = (cluster.scope.clone(), cluster.cluster.id.clone());
-                this.spawn_once((scope.clone(), id.clone()), move |r| async move {
-                    match r.store.cache_cluster(&scope, &id).await.map_err(error::Error::Store)? {
-                        Some(fresh) => cache_clusters::reconcile(&r, fresh).await,
-                        None => Ok(None),
-                    }
-                });
-            }
-            match store.all_snapshots().await {
-                Ok(snapshots) => {
-                    for (scope, snapshot) in snapshots
-                        .into_iter()
-                        .filter(|(_, s)| model::status::snapshot::TRANSITIONAL.contains(&s.status.as_str()))
-                    {
-                        let name = snapshot.name.clone();
-                        this.spawn_once(snapshot_key(&scope, &name), move |r| async move {
-                            match r.store.snapshot(&scope, &name).await.map_err(error::Error::Store)? {
-                                Some(fresh) => snapshots::reconcile(&r, scope, fresh).await,
-                                None => Ok(None),
-                            }
-                        });
-                    }
-                }
-                Err(error) => tracing::error!(%error, "reading snapshots failed"),
-            }
-            match store.active_update_actions().await {
-                Ok(actions) => {
-                    for (scope, action) in actions {
-                        let name = action.key();
-                        this.spawn_once(service_updates::key(&scope, &action), move |r| async move {
-                            service_updates::reconcile(&r, scope, name).await
-                        });
-                    }
-                }
-                Err(error) => tracing::error!(%error, "reading update actions failed"),
-            }
-            match store.all_serverless_caches().await {
-                Ok(caches) => {
-                    for (scope, cache) in caches {
-                        let name = cache.name.clone();
-                        this.spawn_once(serverless::key(&scope, &name), move |r| async move {
-                            match r.store.serverless_cache(&scope, &name).await.map_err(error::Error::Store)? {
-                                Some(fresh) => serverless::reconcile(&r, scope, fresh).await,
-                                None => Ok(None),
-                            }
-                        });
-                    }
-                }
-                Err(error) => tracing::error!(%error, "reading serverless caches failed"),
-            }
-            match store.all_global_replication_groups().await {
-                Ok(globals) => {
-                    for (account, global) in globals {
-                        let id = global.id.clone();
-                        this.spawn_once(global::key(&account, &id), move |r| async move {
-                            global::reconcile(&r, account, id).await
-                        });
-                    }
-                }
-                Err(error) => tracing::error!(%error, "reading global datastores failed"),
-            }
-            for group in groups {
-                let (scope, id) = (group.scope.clone(), group.group.id.clone());
-                // Group ids and cluster ids share a namespace in the in-flight set.
-                this.spawn_once((scope.clone(), format!("replication-group/{id}")), move |r| async move {
-                    match r.store.replication_group(&scope, &id).await.map_err(error::Error::Store)? {
-                        Some(fresh) => replication_groups::reconcile(&r, fresh).await,
-                        None => Ok(None),
-                    }
-                });
-            }
-        });
-    }
-
-    /// Stops nodes the store no longer knows (a reconcile that raced with a reset or a
-    /// delete); a cluster being reconciled right now is left alone.
-    async fn stop_unknown_nodes(&self, clusters: &[store::CacheCluster]) {
-        for node in self.runtime.running() {
-            let known = clusters.iter().any(|c| {
-                scope_key(&c.scope) == node.key.scope
-                    && c.cluster.id == node.key.cluster_id
-                    && c.nodes.iter().any(|n| n.node_id == node.key.node_id)
-            });
-            let busy = lock(&self.schedule.in_flight)
-                .iter()
-                .any(|(s, id)| scope_key(s) == node.key.scope && *id == node.key.cluster_id);
-            if known || busy {
-                continue;
-            }
-            // Read again: the snapshot may predate the cluster's creation.
-            let Some((region, account)) = node.key.scope.split_once('/') else { continue };
-            let scope = Scope { region: region.to_string(), account: account.to_string() };
-            if let Ok(Some(c)) = self.store.cache_cluster(&scope, &node.key.cluster_id).await
-                && c.nodes.iter().any(|n| n.node_id == node.key.node_id)
-            {
-                continue;
-            }
-            tracing::warn!(node = %node.key, "stopping a node the store does not know");
-            if let Err(error) = self.runtime.stop(&node.key).await {
-                tracing::warn!(node = %node.key, %error, "stopping an unknown node failed");
-            }
-        }
-    }
-
-    /// Runs `reconcile` unless one for `key` is running. A reconcile answers when to look
-    /// again (`None`: when something changes); a failed one is retried after RETRY_DELAY.
-    fn spawn_once<F, Fut>(self: &Arc<Self>, key: ClusterKey, reconcile: F)
-    where
-        F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<Option<Duration>, error::Error>> + Send,
-    {
-        {
-            let mut in_flight = lock(&self.schedule.in_flight);
-            if self.schedule.stopping.load(std::sync::atomic::Ordering::SeqCst) || !in_flight.insert(key.clone()) {
-                return;
-            }
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            // Frees the slot even if the reconcile panics, so the resource is not forgotten.
-            let mut slot = Slot { reconciler: this.clone(), key: key.clone(), again: true };
-            let again = match reconcile(this.clone()).await {
-                Ok(again) => again,
-                Err(error) => {
-                    tracing::warn!(resource = key.1, %error, "reconcile failed; will retry");
-                    Some(RETRY_DELAY)
-                }
-            };
-            // Back off, doubling with each failure in a row (up to MAX_RETRY_DELAY), so a node
-            // that cannot start does not spin the machine.
-            let delay = match again {
-                Some(delay) if delay >= RETRY_DELAY => {
-                    let mut failures = lock(&this.schedule.retries);
-                    let count = failures.entry(key.clone()).or_insert(0);
-                    *count = (*count + 1).min(16);
-                    Some((delay * 2u32.pow(*count - 1)).min(MAX_RETRY_DELAY))
-                }
-                other => {
-                    lock(&this.schedule.retries).remove(&key);
-                    other
-                }
-            };
-            if let Some(delay) = delay {
-                tokio::time::sleep(delay).await;
-            }
-            slot.again = again.is_some();
-        });
     }
 
     /// Asks for the node `key` to be replaced in place (recorded on the node, so the
@@ -506,7 +291,7 @@ impl Reconciler {
         lock(&self.monitor.observed).clear();
         lock(&self.monitor.failures).clear();
         lock(&self.monitor.zones_down).clear();
-        lock(&self.schedule.retries).clear();
+        self.schedule.forget();
         lock(&self.acl_applied).clear();
         self.bridges.stop_all(&self.runtime).await;
         let _ = tokio::fs::remove_dir_all(self.state_dir.join("nodes")).await;

@@ -1,0 +1,413 @@
+//! What runs when: passes over the desired state, one reconcile per resource at a time,
+//! and the back-off of reconciles that fail.
+//!
+//! Three things start a pass: a write to the store, a wake-up (the API changed something,
+//! the health monitor saw a node answer again, …), and the period. Most passes reconcile
+//! only the clusters and groups whose record changed since the pass that last reconciled
+//! them (a group's members with it): a steady resource reconciled again costs a store read
+//! and a command per node for nothing, and at a thousand nodes that was the whole machine,
+//! every create making the next one slower. A full pass reconciles everything: on the
+//! period, which grows with the number of resources so its cost stays bounded, and on a
+//! wake-up that changed no record (what a parameter group, a user group or a node
+//! answering again touches is not in the records). Snapshots, update actions, serverless
+//! caches and global datastores are few and looked at in every pass.
+//!
+//! Passes run one at a time, and a pass over changes waits a few times its own length
+//! after the previous one, so that a burst of writes costs a bounded share of the CPU.
+//! A reconcile that asks to look again runs again in its own slot after its delay.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use store::{CacheCluster, ReplicationGroup, Scope};
+use tokio::sync::Notify;
+
+use crate::{ClusterKey, Reconciler, error, global, lock, scope_key, serverless, service_updates};
+
+/// How often everything is looked at with few resources…
+const PERIOD: Duration = Duration::from_secs(2);
+/// …and how much longer the period is per resource (each costs a store read and a node
+/// command or two): 10 s at a thousand.
+const PERIOD_PER_RESOURCE: Duration = Duration::from_millis(10);
+/// A pass over changes waits this many times the previous pass's length after it.
+const SPACING: u32 = 4;
+/// Wait before retrying a reconcile that failed.
+pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// The longest wait between retries of a resource that keeps failing.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(15);
+
+/// What runs when.
+pub(crate) struct Schedule {
+    pub(crate) wake: Arc<Notify>,
+    /// Resources being reconciled right now: never two reconciles of one at once.
+    pub(crate) in_flight: Mutex<HashSet<ClusterKey>>,
+    /// Set when the emulator shuts down: nothing new is reconciled.
+    pub(crate) stopping: AtomicBool,
+    /// Failed reconciles in a row, per resource, for the back-off.
+    pub(crate) retries: Mutex<HashMap<ClusterKey, u32>>,
+    /// Resources a pass found in flight: the pass that follows when their reconcile ends
+    /// reconciles them again.
+    missed: Mutex<HashSet<ClusterKey>>,
+    recheck: Notify,
+    /// Each cluster and group as the pass that last started its reconcile listed it.
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    clusters: HashMap<ClusterKey, CacheCluster>,
+    groups: HashMap<ClusterKey, ReplicationGroup>,
+}
+
+impl Schedule {
+    pub(crate) fn new(wake: Arc<Notify>) -> Self {
+        Self {
+            wake,
+            in_flight: Mutex::default(),
+            stopping: AtomicBool::new(false),
+            retries: Mutex::default(),
+            missed: Mutex::default(),
+            recheck: Notify::new(),
+            seen: Mutex::default(),
+        }
+    }
+
+    /// Forgets what passes saw (after a reset), so the next pass reconciles everything.
+    pub(crate) fn forget(&self) {
+        lock(&self.retries).clear();
+        *lock(&self.seen) = Seen::default();
+    }
+}
+
+/// Which resources a pass reconciles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Those whose record changed, and those a pass found in flight.
+    Changed,
+    /// Those whose record changed, or all of them if none did.
+    Asked,
+    All,
+}
+
+/// A resource's place in the in-flight set, given back when its reconcile ends, however
+/// it ends. A pass that found it taken follows; so does a full pass after a panic.
+struct Slot {
+    reconciler: Arc<Reconciler>,
+    key: ClusterKey,
+    finished: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let schedule = &self.reconciler.schedule;
+        lock(&schedule.in_flight).remove(&self.key);
+        if !self.finished {
+            schedule.wake.notify_one();
+        } else if lock(&schedule.missed).contains(&self.key) {
+            schedule.recheck.notify_one();
+        }
+    }
+}
+
+fn group_key(scope: &Scope, id: &str) -> ClusterKey {
+    // Group ids and cluster ids share a namespace in the in-flight set.
+    (scope.clone(), format!("replication-group/{id}"))
+}
+
+/// A snapshot's place among the resources being reconciled.
+pub(crate) fn snapshot_key(scope: &Scope, name: &str) -> ClusterKey {
+    (scope.clone(), format!("snapshot/{name}"))
+}
+
+impl Reconciler {
+    /// Runs passes until `shutdown` resolves (see the module doc).
+    pub(crate) async fn schedule_passes(self: &Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut writes = self.store.changes();
+        let mut pass = Pass::All;
+        let (mut last_full, mut period) = (Instant::now(), PERIOD);
+        loop {
+            let started = Instant::now();
+            if let Some((resources, full)) = self.pass(pass).await {
+                if full {
+                    last_full = started;
+                }
+                let beyond = u32::try_from(resources.saturating_sub(200)).unwrap_or(u32::MAX);
+                period = PERIOD + PERIOD_PER_RESOURCE * beyond;
+            }
+            let length = started.elapsed();
+            pass = tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.schedule.wake.notified() => Pass::Asked,
+                _ = writes.changed() => Pass::Changed,
+                _ = self.schedule.recheck.notified() => Pass::Changed,
+                _ = tokio::time::sleep_until((last_full + period).into()) => Pass::All,
+            };
+            if pass == Pass::Changed {
+                tokio::time::sleep(length * SPACING).await;
+            }
+            writes.borrow_and_update();
+        }
+    }
+
+    /// Starts the reconciles `pass` asks for. Answers how many clusters and groups there
+    /// are and whether all of them were reconciled (None if reading them failed).
+    async fn pass(self: &Arc<Self>, pass: Pass) -> Option<(usize, bool)> {
+        let store = &self.store;
+        let (clusters, groups) = match (store.all_cache_clusters().await, store.all_replication_groups().await) {
+            (Ok(clusters), Ok(groups)) => (clusters, groups),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "reading desired state failed");
+                return None;
+            }
+        };
+        self.stop_unknown_nodes(&clusters).await;
+        let count = clusters.len() + groups.len();
+        let (clusters, groups) = self.to_reconcile(pass, clusters, groups);
+        let full = clusters.len() + groups.len() == count;
+        // Each reconcile reads its resource again once it holds the resource's slot: the
+        // lists above may predate the last reconcile's writes.
+        for cluster in clusters {
+            let (scope, id) = (cluster.scope.clone(), cluster.cluster.id.clone());
+            let key = (scope.clone(), id.clone());
+            let started = self.spawn_once(key.clone(), move |r| {
+                let (scope, id) = (scope.clone(), id.clone());
+                async move {
+                    match r.store.cache_cluster(&scope, &id).await.map_err(error::Error::Store)? {
+                        Some(fresh) => crate::cache_clusters::reconcile(&r, fresh).await,
+                        None => Ok(None),
+                    }
+                }
+            });
+            if started {
+                lock(&self.schedule.seen).clusters.insert(key, cluster);
+            }
+        }
+        for group in groups {
+            let (scope, id) = (group.scope.clone(), group.group.id.clone());
+            let key = group_key(&scope, &id);
+            let started = self.spawn_once(key.clone(), move |r| {
+                let (scope, id) = (scope.clone(), id.clone());
+                async move {
+                    match r.store.replication_group(&scope, &id).await.map_err(error::Error::Store)? {
+                        Some(fresh) => crate::replication_groups::reconcile(&r, fresh).await,
+                        None => Ok(None),
+                    }
+                }
+            });
+            if started {
+                lock(&self.schedule.seen).groups.insert(key, group);
+            }
+        }
+        self.spawn_the_few().await;
+        Some((count, full))
+    }
+
+    /// The clusters and groups `pass` reconciles; forgets what passes saw of those gone.
+    fn to_reconcile(
+        &self,
+        pass: Pass,
+        clusters: Vec<CacheCluster>,
+        groups: Vec<ReplicationGroup>,
+    ) -> (Vec<CacheCluster>, Vec<ReplicationGroup>) {
+        let cluster_key = |c: &CacheCluster| (c.scope.clone(), c.cluster.id.clone());
+        let key_of_group = |g: &ReplicationGroup| group_key(&g.scope, &g.group.id);
+        let due = std::mem::take(&mut *lock(&self.schedule.missed));
+        let mut seen = lock(&self.schedule.seen);
+        let cluster_keys: HashSet<ClusterKey> = clusters.iter().map(cluster_key).collect();
+        let group_keys: HashSet<ClusterKey> = groups.iter().map(key_of_group).collect();
+        seen.clusters.retain(|key, _| cluster_keys.contains(key));
+        seen.groups.retain(|key, _| group_keys.contains(key));
+        if pass == Pass::All {
+            return (clusters, groups);
+        }
+        let changed_groups: HashSet<ClusterKey> = groups
+            .iter()
+            .map(|g| (key_of_group(g), g))
+            .filter(|(key, g)| due.contains(key) || seen.groups.get(key) != Some(*g))
+            .map(|(key, _)| key)
+            .collect();
+        // A changed group's members are looked at with it.
+        let members: HashSet<ClusterKey> = groups
+            .iter()
+            .filter(|g| changed_groups.contains(&key_of_group(g)))
+            .flat_map(|g| g.members.iter().map(cluster_key))
+            .collect();
+        let changed_clusters: HashSet<ClusterKey> = clusters
+            .iter()
+            .map(|c| (cluster_key(c), c))
+            .filter(|(key, c)| members.contains(key) || due.contains(key) || seen.clusters.get(key) != Some(*c))
+            .map(|(key, _)| key)
+            .collect();
+        if pass == Pass::Asked && changed_groups.is_empty() && changed_clusters.is_empty() {
+            return (clusters, groups);
+        }
+        (
+            clusters.into_iter().filter(|c| changed_clusters.contains(&cluster_key(c))).collect(),
+            groups.into_iter().filter(|g| changed_groups.contains(&key_of_group(g))).collect(),
+        )
+    }
+
+    /// Reconciles snapshots under way, update actions, serverless caches and global
+    /// datastores: few, looked at in every pass.
+    async fn spawn_the_few(self: &Arc<Self>) {
+        let store = &self.store;
+        match store.all_snapshots().await {
+            Ok(snapshots) => {
+                for (scope, snapshot) in snapshots
+                    .into_iter()
+                    .filter(|(_, s)| model::status::snapshot::TRANSITIONAL.contains(&s.status.as_str()))
+                {
+                    let name = snapshot.name;
+                    self.spawn_once(snapshot_key(&scope, &name), move |r| {
+                        let (scope, name) = (scope.clone(), name.clone());
+                        async move {
+                            match r.store.snapshot(&scope, &name).await.map_err(error::Error::Store)? {
+                                Some(fresh) => crate::snapshots::reconcile(&r, scope, fresh).await,
+                                None => Ok(None),
+                            }
+                        }
+                    });
+                }
+            }
+            Err(error) => tracing::error!(%error, "reading snapshots failed"),
+        }
+        match store.active_update_actions().await {
+            Ok(actions) => {
+                for (scope, action) in actions {
+                    let name = action.key();
+                    self.spawn_once(service_updates::key(&scope, &action), move |r| {
+                        let (scope, name) = (scope.clone(), name.clone());
+                        async move { service_updates::reconcile(&r, scope, name).await }
+                    });
+                }
+            }
+            Err(error) => tracing::error!(%error, "reading update actions failed"),
+        }
+        match store.all_serverless_caches().await {
+            Ok(caches) => {
+                for (scope, cache) in caches {
+                    let name = cache.name;
+                    self.spawn_once(serverless::key(&scope, &name), move |r| {
+                        let (scope, name) = (scope.clone(), name.clone());
+                        async move {
+                            match r.store.serverless_cache(&scope, &name).await.map_err(error::Error::Store)? {
+                                Some(fresh) => serverless::reconcile(&r, scope, fresh).await,
+                                None => Ok(None),
+                            }
+                        }
+                    });
+                }
+            }
+            Err(error) => tracing::error!(%error, "reading serverless caches failed"),
+        }
+        match store.all_global_replication_groups().await {
+            Ok(globals) => {
+                for (account, global) in globals {
+                    let id = global.id;
+                    self.spawn_once(global::key(&account, &id), move |r| {
+                        let (account, id) = (account.clone(), id.clone());
+                        async move { global::reconcile(&r, account, id).await }
+                    });
+                }
+            }
+            Err(error) => tracing::error!(%error, "reading global datastores failed"),
+        }
+    }
+
+    /// Stops nodes the store no longer knows (a reconcile that raced with a reset or a
+    /// delete); a cluster being reconciled right now is left alone.
+    async fn stop_unknown_nodes(&self, clusters: &[CacheCluster]) {
+        let known: HashSet<(String, &str, &str)> = clusters
+            .iter()
+            .flat_map(|c| {
+                let scope = scope_key(&c.scope);
+                c.nodes.iter().map(move |n| (scope.clone(), c.cluster.id.as_str(), n.node_id.as_str()))
+            })
+            .collect();
+        let busy: HashSet<(String, String)> =
+            lock(&self.schedule.in_flight).iter().map(|(scope, id)| (scope_key(scope), id.clone())).collect();
+        for node in self.runtime.running() {
+            let key = &node.key;
+            if known.contains(&(key.scope.clone(), key.cluster_id.as_str(), key.node_id.as_str()))
+                || busy.contains(&(key.scope.clone(), key.cluster_id.clone()))
+            {
+                continue;
+            }
+            // Read again: the list may predate the cluster's creation.
+            let Some((region, account)) = key.scope.split_once('/') else { continue };
+            let scope = Scope { region: region.to_string(), account: account.to_string() };
+            if let Ok(Some(c)) = self.store.cache_cluster(&scope, &key.cluster_id).await
+                && c.nodes.iter().any(|n| n.node_id == key.node_id)
+            {
+                continue;
+            }
+            tracing::warn!(node = %key, "stopping a node the store does not know");
+            if let Err(error) = self.runtime.stop(key).await {
+                tracing::warn!(node = %key, %error, "stopping an unknown node failed");
+            }
+        }
+    }
+
+    /// Runs `reconcile` unless one for `key` is running (then the pass is noted as missed,
+    /// and another follows when that one ends); answers whether it started. A reconcile
+    /// answers when to look again (`None`: when something changes), and runs again in its
+    /// slot after that; a failed one is retried after RETRY_DELAY, backing off.
+    fn spawn_once<F, Fut>(self: &Arc<Self>, key: ClusterKey, reconcile: F) -> bool
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Option<Duration>, error::Error>> + Send,
+    {
+        {
+            let mut in_flight = lock(&self.schedule.in_flight);
+            if self.schedule.stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            if !in_flight.insert(key.clone()) {
+                lock(&self.schedule.missed).insert(key);
+                return false;
+            }
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Frees the slot even if the reconcile panics, so the resource is not forgotten.
+            let mut slot = Slot { reconciler: this.clone(), key: key.clone(), finished: false };
+            loop {
+                let again = match reconcile(this.clone()).await {
+                    Ok(again) => again,
+                    Err(error) => {
+                        tracing::warn!(resource = key.1, %error, "reconcile failed; will retry");
+                        Some(RETRY_DELAY)
+                    }
+                };
+                let Some(delay) = this.back_off(&key, again) else { break };
+                tokio::time::sleep(delay).await;
+                if this.schedule.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+            slot.finished = true;
+        });
+        true
+    }
+
+    /// How long to wait before `key` is reconciled again: what the reconcile asked, doubled
+    /// with each failure in a row (up to MAX_RETRY_DELAY), so a node that cannot start does
+    /// not spin the machine.
+    fn back_off(&self, key: &ClusterKey, again: Option<Duration>) -> Option<Duration> {
+        let mut failures = lock(&self.schedule.retries);
+        match again {
+            Some(delay) if delay >= RETRY_DELAY => {
+                let count = failures.entry(key.clone()).or_insert(0);
+                *count = (*count + 1).min(16);
+                Some((delay * 2u32.pow(*count - 1)).min(MAX_RETRY_DELAY))
+            }
+            other => {
+                failures.remove(key);
+                other
+            }
+        }
+    }
+}
