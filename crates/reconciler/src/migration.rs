@@ -37,6 +37,8 @@ use crate::{Reconciler, scope_key};
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long CompleteMigration waits for the bridges to apply all their sources hold.
 const CATCH_UP: Duration = Duration::from_secs(2);
+/// The operation's name in `progress`.
+const MIGRATION: &str = "migration";
 
 /// What the group's primary does about a migration, once this step has run.
 pub(crate) enum Upstream {
@@ -78,6 +80,7 @@ pub(crate) async fn step(r: &Reconciler, g: &ReplicationGroup, m: &MigrationReco
                 end(r, g, failed(reason)).await?;
                 return Ok(Upstream::None);
             }
+            report_sync(r, g, source).await;
             Ok(Upstream::Source(source))
         }
         MigrationPhase::Completing { force } => {
@@ -270,6 +273,23 @@ async fn replication_from(r: &Reconciler, g: &ReplicationGroup, source: SocketAd
     (info.primary == Some((source_ip, source.port()))).then_some(info.link_up)
 }
 
+/// How far the group's primary has replicated the source (its replication offset against
+/// the source's), for `status` and the log. AWS shows no figure for this.
+async fn report_sync(r: &Reconciler, g: &ReplicationGroup, source: SocketAddr) {
+    let primary = g.members.iter().find(|m| m.cluster.id == g.group.primary_cluster_id);
+    let Some(key) = primary.and_then(|p| crate::replication_groups::node_key(&g.scope, p)) else { return };
+    let Ok(ours) = r.runtime.replication(&key).await else { return };
+    let theirs = tokio::time::timeout(SOURCE_TIMEOUT, async {
+        let mut stream = BufReader::new(TcpStream::connect(source).await.ok()?);
+        let reply = nodes::resp::command(&mut stream, &["INFO", "replication"]).await.ok()?;
+        nodes::ReplicationInfo::parse(&reply.as_text()?).ok()
+    })
+    .await;
+    if let Ok(Some(theirs)) = theirs {
+        r.progress.report(&g.scope, MIGRATION, &g.group.id, ours.offset.min(theirs.offset), theirs.offset);
+    }
+}
+
 /// Makes the primary at `key` a replica of the source. It reaches the source as nobody: the
 /// source knows nothing of the emulator's own user, which nodes use among themselves.
 pub(crate) async fn follow(r: &Reconciler, key: &NodeKey, source: SocketAddr) -> Result<(), nodes::NodeError> {
@@ -294,6 +314,7 @@ async fn unfollow(r: &Reconciler, g: &ReplicationGroup) {
 /// Ends the migration: the group is `available`, and `message` says how it went.
 async fn end(r: &Reconciler, g: &ReplicationGroup, message: String) -> Result<(), Error> {
     tracing::info!(replication_group = g.group.id, message, "migration ended");
+    r.progress.finish(&g.scope, MIGRATION, &g.group.id);
     match g.group.cluster_enabled() {
         true => stop(r, g).await,
         false => unfollow(r, g).await,

@@ -1,8 +1,11 @@
-//! How far the long operations are (slots moved by a reshard, keys saved by a snapshot),
-//! for `elasticache-local status` and the dashboard, and in the log at every tenth.
+//! How far the long operations are (slots moved by a reshard, keys saved by a snapshot,
+//! keys spread over the shards by a cluster-mode restore, the replication offset an online
+//! migration has reached of its source's), for `elasticache-local status` and the
+//! dashboard, and in the log at every tenth.
 //!
 //! AWS reports a reshard's progress itself (`PendingModifiedValues.Resharding`, which the
-//! store keeps); a snapshot's it does not report at all. This table is what the emulator
+//! store keeps); the others it does not report at all. A restore without cluster mode is
+//! the engine loading its file as it starts, not followed here. This table is what the emulator
 //! adds, in memory only: an operation interrupted by a restart starts over, and so does
 //! its progress.
 
@@ -15,7 +18,7 @@ use store::Scope;
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Step {
     pub region: String,
-    /// `resharding` or `snapshot`.
+    /// `resharding`, `snapshot`, `restore` or `migration`.
     pub operation: &'static str,
     /// The group, cluster or snapshot the operation is about.
     pub resource: String,

@@ -123,6 +123,8 @@ async fn persistence(r: &Reconciler, key: &NodeKey) -> Result<Persistence, Error
 
 /// The name of a snapshot being taken in [`crate::progress`].
 const SNAPSHOT: &str = "snapshot";
+/// A cluster-mode restore: keys spread over the shards.
+const RESTORE: &str = "restore";
 
 /// BGSAVE on one node, then its RDB file copied into the snapshot as `node_group_id`'s
 /// file; returns the file's size, or None when the save must be retried.
@@ -442,11 +444,20 @@ pub(crate) async fn seed_cluster(
             ..Default::default()
         };
         r.runtime.start(spec).await.map_err(Error::Node)?;
-        let result = spread_keys(r, &key, &owner).await;
+        // The keys of the files loaded so far: the next file's are not known before it is.
+        let report = |moved_here: usize, in_file: usize| {
+            let (done, total) = ((moved + moved_here) as u64, (moved + in_file) as u64);
+            r.progress.report(scope, RESTORE, &g.group.id, done, total);
+        };
+        let result = spread_keys(r, &key, &owner, &report).await;
         let _ = r.runtime.stop(&key).await;
         let _ = tokio::fs::remove_dir_all(&dir).await;
+        if result.is_err() {
+            r.progress.finish(scope, RESTORE, &g.group.id);
+        }
         moved += result?;
     }
+    r.progress.finish(scope, RESTORE, &g.group.id);
     tracing::info!(
         replication_group = g.group.id,
         snapshot,
@@ -457,10 +468,20 @@ pub(crate) async fn seed_cluster(
     Ok(())
 }
 
-/// Moves every key of the node `from` to the address owning its slot.
-async fn spread_keys(r: &Reconciler, from: &NodeKey, owner: &[Option<std::net::SocketAddr>]) -> Result<usize, Error> {
+/// Moves every key of the node `from` to the address owning its slot, telling `progress`
+/// the keys moved so far and the keys there were.
+async fn spread_keys(
+    r: &Reconciler,
+    from: &NodeKey,
+    owner: &[Option<std::net::SocketAddr>],
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<usize, Error> {
     use nodes::resp::Reply;
     let mut session = r.runtime.session(from).await.map_err(Error::Node)?;
+    let total = match session.command(&["DBSIZE"]).await.map_err(Error::Node)? {
+        Reply::Integer(n) => usize::try_from(n).unwrap_or(0),
+        _ => 0,
+    };
     let mut moved = 0;
     let mut cursor = "0".to_string();
     loop {
@@ -503,6 +524,7 @@ async fn spread_keys(r: &Reconciler, from: &NodeKey, owner: &[Option<std::net::S
             moved += keys.len();
             args.extend(keys);
             session.command(&args).await.map_err(Error::Node)?;
+            progress(moved, total.max(moved));
         }
         // A full pass is done; keys a rehash hid from it are caught by another pass.
         if cursor == "0" && session.command(&["DBSIZE"]).await.map_err(Error::Node)? == Reply::Integer(0) {

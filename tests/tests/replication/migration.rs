@@ -20,6 +20,18 @@ async fn dbsize(port: u16) -> Result<usize, String> {
     r.dbsize().await.map_err(|e| e.to_string())
 }
 
+/// The migration of `target` as `/_emulator/topology` lists it under way: (done, total).
+async fn migration_progress(addr: std::net::SocketAddr) -> Option<(u64, u64)> {
+    let (_, body) = e2e::raw_get(addr, "/_emulator/topology").await.ok()?;
+    let topology: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let regions = topology["regions"].as_array()?;
+    let step = regions
+        .iter()
+        .flat_map(|r| r["progress"].as_array().into_iter().flatten())
+        .find(|s| s["operation"] == "migration" && s["resource"] == "target")?;
+    Some((step["done"].as_u64()?, step["total"].as_u64()?))
+}
+
 #[tokio::test]
 async fn a_group_takes_every_key_of_a_live_source_and_is_writable_after_cutover() {
     let server = e2e::TestServer::start().await;
@@ -62,9 +74,18 @@ async fn a_group_takes_every_key_of_a_live_source_and_is_writable_after_cutover(
     let last = writer.stop().await.expect("every write to the source acknowledged");
     assert!(last > 0, "the writer wrote during the migration");
     wait_read(primary, &format!("live:{}", last - 1), &(last - 1).to_string()).await;
+    // How far it is, for `status` and the dashboard: the source's replication offset reached.
+    poll_until("the migration's progress at the source's offset", SETTLE, || async {
+        match migration_progress(server.addr()).await {
+            Some((done, total)) if total > 0 && done == total => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     client.complete_migration().replication_group_id("target").send().await.expect("CompleteMigration");
     wait_event(&client, SourceType::ReplicationGroup, "target", "Complete Migration successful for target").await;
     wait_group_available(&client, "target").await;
+    assert_eq!(migration_progress(server.addr()).await, None, "no progress listed once it is over");
 
     // Every key arrived, on the primary and through the reader endpoint; writes go in again.
     let expected = KEYS + last;
