@@ -97,6 +97,40 @@ async fn creates_past_what_the_machine_holds_are_refused_over_every_region() {
 }
 
 #[tokio::test]
+async fn changes_that_add_nodes_past_what_the_machine_holds_are_refused() {
+    let server = TestServer::start_with(|c| c.node_capacity = nodes::capacity::Capacity::configured(4)).await;
+    let client = server.client();
+    memcached(&client, "mc", 2).send().await.unwrap();
+    client
+        .create_replication_group()
+        .replication_group_id("rg")
+        .replication_group_description("two nodes")
+        .engine("redis")
+        .cache_node_type("cache.t3.micro")
+        .num_cache_clusters(2)
+        .send()
+        .await
+        .unwrap();
+    wait_cluster_available(&client, "mc").await;
+    e2e::wait_group_available(&client, "rg").await;
+
+    let more_nodes =
+        client.modify_cache_cluster().cache_cluster_id("mc").num_cache_nodes(3).apply_immediately(true).send().await;
+    assert_eq!(api_error(more_nodes).code, "NodeQuotaForCustomerExceeded");
+    let more_replicas =
+        client.increase_replica_count().replication_group_id("rg").new_replica_count(2).apply_immediately(true);
+    assert_eq!(api_error(more_replicas.clone().send().await).code, "NodeQuotaForCustomerExceeded");
+    // Nothing of either was written.
+    assert_eq!(describe_cluster(&client, "mc").await.num_cache_nodes(), Some(2));
+    let group = e2e::wait_group_available(&client, "rg").await;
+    assert_eq!(group.member_clusters().len(), 2);
+
+    client.delete_cache_cluster().cache_cluster_id("mc").send().await.unwrap();
+    e2e::wait_cluster_gone(&client, "mc").await;
+    more_replicas.send().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_parameter_group_deleted_while_clusters_are_created_with_it_is_never_left_in_use() {
     let server = TestServer::without_engines().await;
     let client = server.client();

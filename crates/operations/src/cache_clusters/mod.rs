@@ -77,6 +77,21 @@ pub(crate) async fn within_node_quota(
     Ok(())
 }
 
+/// Refuses a change that wrote `added` new nodes in `tx` past the quotas of
+/// [`within_node_quota`] (the new nodes are counted already). A change adding none always
+/// passes, even where a lowered `--max-nodes` is exceeded already.
+pub(crate) async fn added_nodes_within_quota(
+    tx: &mut store::Tx,
+    scope: &Scope,
+    added: usize,
+    machine: &NodeCapacity,
+) -> Write<()> {
+    if added == 0 {
+        return Ok(());
+    }
+    within_node_quota(tx, scope, 0, machine).await
+}
+
 /// A cluster, and its nodes, going `deleting`; AWS refuses to delete a cluster in the
 /// middle of creating or changing it.
 fn mark_deleting(
@@ -289,16 +304,21 @@ async fn change_available(
     let updated = written(
         ops.store
             .write(async |tx| {
+                let mut added = 0;
                 let changed = tx.update_cache_cluster(scope, &id, |cluster, nodes| {
                     if cluster.status != status::AVAILABLE {
                         return Err(invalid_state(&cluster.id, &cluster.status));
                     }
-                    change(cluster, nodes)
+                    let before = nodes.len();
+                    let events = change(cluster, nodes)?;
+                    added = nodes.len().saturating_sub(before);
+                    Ok(events)
                 });
                 let Some(updated) = changed.await? else { return refuse(not_found(&id)) };
                 // A parameter group deleted since the change was checked is not taken.
                 let c = &updated.cluster;
                 crate::groups_still_there(tx, scope, &c.parameter_group, &c.subnet_group).await?;
+                added_nodes_within_quota(tx, scope, added, ops.node_capacity()).await?;
                 Ok(updated)
             })
             .await,
