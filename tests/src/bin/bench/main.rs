@@ -334,7 +334,11 @@ async fn main() -> anyhow::Result<()> {
         dashboard::run(&binary).await?;
     }
     if which.as_deref().is_none_or(|w| w == "thousand") {
-        thousand::run(&binary).await?;
+        let nodes = match args.get(1) {
+            Some(n) => n.parse().context("bench thousand N: N is a number of nodes")?,
+            None => 1000,
+        };
+        thousand::run(&binary, nodes).await?;
     }
     Ok(())
 }

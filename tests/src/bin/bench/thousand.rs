@@ -1,6 +1,7 @@
 //! A thousand nodes on one machine: 300 replication groups of 3 nodes (automatic failover,
 //! redis and valkey) and 100 single-node clusters (redis and memcached), spread over four
-//! regions (AWS's quotas are per region: 300 nodes, 300 clusters). Prints the nodes' and
+//! regions (AWS's quotas are per region: 300 nodes, 300 clusters). `bench thousand N` makes
+//! N nodes in the same proportions instead. Prints the nodes' and
 //! the emulator's memory, the emulator's CPU while idle, the create time of the 1st and the
 //! 1,000th node, Describe p50/p99 for one id and for a 100-record page, and, after a kill -9
 //! of the emulator, the time until every resource is available again and whether every
@@ -19,16 +20,34 @@ use crate::proc_stats::{cpu_share, rss_kib};
 use crate::{Server, answered, client_in, free_port, ms, percentile};
 
 const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-1"];
-const GROUPS_PER_REGION: usize = 75;
-const CLUSTERS_PER_REGION: usize = 25;
-const NODES: usize = REGIONS.len() * (GROUPS_PER_REGION * 3 + CLUSTERS_PER_REGION);
+
+/// What is made in each region: three-node groups hold 90% of the nodes, single-node
+/// clusters the rest.
+#[derive(Clone, Copy)]
+struct Size {
+    groups_per_region: usize,
+    clusters_per_region: usize,
+}
+
+impl Size {
+    fn of(nodes: usize) -> Self {
+        let per_region = nodes / REGIONS.len();
+        let groups_per_region = per_region * 3 / 10;
+        Self { groups_per_region, clusters_per_region: per_region - 3 * groups_per_region }
+    }
+
+    fn nodes(self) -> usize {
+        REGIONS.len() * (self.groups_per_region * 3 + self.clusters_per_region)
+    }
+}
 /// Creates in flight at once (the emulator answers each once it is available).
 const CONCURRENCY: usize = 8;
 const IDLE: Duration = Duration::from_secs(30);
 const DESCRIBES: usize = 200;
 const DEADLINE: Duration = Duration::from_secs(600);
 
-pub async fn run(binary: &PathBuf) -> anyhow::Result<()> {
+pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
+    let size = Size::of(nodes_asked);
     let state = tempfile::tempdir()?;
     let address = free_port()?;
     let server = start(binary, address, state.path()).await?;
@@ -44,13 +63,13 @@ pub async fn run(binary: &PathBuf) -> anyhow::Result<()> {
     let mut creates = Vec::new();
     for region in REGIONS {
         let client = clients[region].clone();
-        for i in 0..GROUPS_PER_REGION {
+        for i in 0..size.groups_per_region {
             let engine = if i % 2 == 0 { "redis" } else { "valkey" };
             creates.push(Create::Group(client.clone(), format!("group-{i:03}"), engine));
         }
         // single-000 of the first region is made first, alone, below.
         let skip = usize::from(region == REGIONS[0]);
-        for i in skip..CLUSTERS_PER_REGION {
+        for i in skip..size.clusters_per_region {
             let engine = if i % 2 == 0 { "redis" } else { "memcached" };
             creates.push(Create::Cluster(client.clone(), format!("single-{i:03}"), engine));
         }
@@ -71,8 +90,9 @@ pub async fn run(binary: &PathBuf) -> anyhow::Result<()> {
     let thousandth = timed(last.run()).await?;
     let nodes = nodes(address).await?;
     println!(
-        "thousand: {} nodes ({NODES} asked) in {} regions; create of the 1st node {:.1} ms, of the {}th {:.1} ms; all in {:.1} s",
+        "thousand: {} nodes ({} asked) in {} regions; create of the 1st node {:.1} ms, of the {}th {:.1} ms; all in {:.1} s",
         nodes.len(),
+        size.nodes(),
         REGIONS.len(),
         ms(first),
         nodes.len(),
@@ -92,14 +112,14 @@ pub async fn run(binary: &PathBuf) -> anyhow::Result<()> {
     let cpu = cpu_share(own, IDLE).await?;
     println!("thousand: emulator CPU while idle: {:.1}% of one core over {} s", cpu * 100.0, IDLE.as_secs());
 
-    describe_figures(first_region).await?;
+    describe_figures(first_region, size).await?;
 
     // kill -9 of the emulator (its nodes die with it), then a restart on the same state.
     drop(server);
     let restarted = Instant::now();
     let server = start(binary, address, state.path()).await?;
     let answering = restarted.elapsed();
-    wait_all_available(&clients, NODES).await?;
+    wait_all_available(&clients, size.nodes()).await?;
     println!(
         "thousand: kill -9 of the emulator with {} nodes -> API answering after {:.1} ms, every resource available after {:.1} s",
         nodes.len(),
@@ -212,11 +232,11 @@ async fn nodes(address: SocketAddr) -> anyhow::Result<Vec<Value>> {
     Ok(serde_json::from_str::<Value>(&body)?.as_array().cloned().unwrap_or_default())
 }
 
-async fn describe_figures(client: &Client) -> anyhow::Result<()> {
+async fn describe_figures(client: &Client, size: Size) -> anyhow::Result<()> {
     let mut one = Vec::new();
     let mut page = Vec::new();
     for i in 0..DESCRIBES {
-        let id = format!("single-{:03}", i % CLUSTERS_PER_REGION);
+        let id = format!("single-{:03}", i % size.clusters_per_region);
         let started = Instant::now();
         client.describe_cache_clusters().cache_cluster_id(&id).show_cache_node_info(true).send().await?;
         one.push(started.elapsed());
