@@ -335,13 +335,35 @@ impl Store {
     }
 
     /// [`Tx::update_replication_group`] in a transaction of its own.
+    ///
+    /// A change that changes nothing and records no event writes nothing (no transaction,
+    /// no wake-up of the store's watchers), as for clusters: the reconciler's passes make
+    /// such changes of every steady group.
     pub async fn update_replication_group<E>(
         &self,
         scope: &Scope,
         id: &str,
-        change: impl FnOnce(&mut ReplicationGroupRecord, &mut Vec<CacheCluster>) -> std::result::Result<Vec<EventRecord>, E>,
+        mut change: impl FnMut(
+            &mut ReplicationGroupRecord,
+            &mut Vec<CacheCluster>,
+        ) -> std::result::Result<Vec<EventRecord>, E>,
     ) -> std::result::Result<Option<ReplicationGroup>, UpdateError<E>> {
-        self.write(async |tx| tx.update_replication_group(scope, id, change).await).await
+        let Some(read) = self.replication_group(scope, id).await? else { return Ok(None) };
+        let mut tried = read.clone();
+        let events = change(&mut tried.group, &mut tried.members).map_err(UpdateError::Rejected)?;
+        if events.is_empty() && tried == read {
+            return Ok(Some(read));
+        }
+        self.write(async |tx| {
+            let Some(current) = tx.replication_group(scope, id).await? else { return Ok(None) };
+            if current != read {
+                return tx.update_replication_group(scope, id, change).await;
+            }
+            tx.put_replication_group(&tried).await?;
+            tx.record_events(scope, &events).await?;
+            Ok(Some(tried))
+        })
+        .await
     }
 
     /// Removes a group (its members must be gone or released already) and its tags.

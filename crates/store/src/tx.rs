@@ -22,19 +22,23 @@ pub struct Tx {
     _writer: Writer,
 }
 
-/// The write lock, held for a whole transaction; tells [`Store::changes`] watchers when
-/// the write is over (a rolled-back one too: they read again and find nothing new).
+/// The write lock, held for a whole transaction; tells [`Store::changes`] watchers when a
+/// write was committed. A rolled-back one changed nothing, and waking them for it would
+/// wake the reconciler for nothing (whose no-op passes would then loop).
 struct Writer {
     _lock: OwnedMutexGuard<()>,
     changes: Arc<watch::Sender<u64>>,
     /// Moved when the write begins and again when it is over (see `shared`).
     sequence: Arc<Sequence>,
+    committed: bool,
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         self.sequence.bump();
-        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
+        if self.committed {
+            self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
     }
 }
 
@@ -53,7 +57,9 @@ impl DerefMut for Tx {
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
-        self.conn.commit().await?;
+        let Tx { conn, _writer: mut writer } = self;
+        conn.commit().await?;
+        writer.committed = true;
         Ok(())
     }
 }
@@ -79,7 +85,7 @@ impl Store {
         let sequence = self.shared.sequence.clone();
         // Before anything can be written: reads kept from now on are not kept.
         sequence.bump();
-        let writer = Writer { _lock: lock, changes: self.changes.clone(), sequence };
+        let writer = Writer { _lock: lock, changes: self.changes.clone(), sequence, committed: false };
         let conn = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Tx { conn, _writer: writer })
     }

@@ -120,10 +120,13 @@ pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
     let server = start(binary, address, state.path()).await?;
     let answering = restarted.elapsed();
     wait_all_available(&clients, size.nodes()).await?;
+    let available = restarted.elapsed();
+    wait_all_running(address, nodes.len()).await?;
     println!(
-        "thousand: kill -9 of the emulator with {} nodes -> API answering after {:.1} ms, every resource available after {:.1} s",
+        "thousand: kill -9 of the emulator with {} nodes -> API answering after {:.1} ms, every resource available after {:.1} s, every node running again after {:.1} s",
         nodes.len(),
         ms(answering),
+        available.as_secs_f64(),
         restarted.elapsed().as_secs_f64()
     );
     once_each(address, state.path()).await?;
@@ -292,6 +295,22 @@ async fn wait_all_available(clients: &HashMap<&str, Client>, expected: usize) ->
         }
         if started.elapsed() > DEADLINE {
             bail!("{available} of {expected} nodes available after {} s", DEADLINE.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `/_emulator/nodes` until `expected` nodes run, each with a pid (after a restart,
+/// Describe shows the resources as the store keeps them before their nodes are back).
+async fn wait_all_running(address: SocketAddr, expected: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let running = nodes(address).await?.iter().filter(|n| n["pid"].as_u64().is_some()).count();
+        if running >= expected {
+            return Ok(());
+        }
+        if started.elapsed() > DEADLINE {
+            bail!("{running} of {expected} nodes running after {} s", DEADLINE.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
