@@ -178,16 +178,7 @@ pub(crate) fn civil_date(millis: i64) -> String {
 /// millisecond, e.g. `ri-2020-06-30-17-59-40-474`.
 fn generated_id(millis: i64) -> String {
     let (days, ms) = (millis.div_euclid(86_400_000), millis.rem_euclid(86_400_000));
-    // Howard Hinnant's days-to-civil, for the proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = protocol::xml::civil_from_days(days);
     let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     format!("ri-{year:04}-{month:02}-{day:02}-{h:02}-{m:02}-{s:02}-{milli:03}")
 }

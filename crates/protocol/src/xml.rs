@@ -162,6 +162,20 @@ pub fn format_timestamp(t: &DateTime) -> String {
     format!("{}.{millis:03}Z", base.trim_end_matches('Z'))
 }
 
+/// Year, month and day of the day `days` after 1970-01-01, in the proleptic Gregorian
+/// calendar (Howard Hinnant's days-to-civil).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// A UTC time of years 1970 to 9999 in calendar terms, written in AWS's form without the
 /// allocations of going through `DateTime::fmt` (every Describe writes several per item).
 struct Civil {
@@ -179,16 +193,7 @@ impl Civil {
         if !(0..253_402_300_800).contains(&secs) {
             return None;
         }
-        // Howard Hinnant's days-to-civil, for days since 1970-01-01.
-        let z = secs.div_euclid(86_400) + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
         Some(Self { year, month, day, secs_of_day: secs.rem_euclid(86_400), millis: t.subsec_nanos() / 1_000_000 })
     }
 }
