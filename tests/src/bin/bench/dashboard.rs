@@ -9,8 +9,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use aws_sdk_elasticache::Client;
 use e2e::browser::{Browser, chromium_binary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,38 +32,12 @@ pub async fn run(binary: &PathBuf) -> anyhow::Result<()> {
     println!("dashboard: topology document {} bytes on an empty server", topology.len());
 
     idle(server.address, pid, "empty server").await?;
-    group(&client, "bench-ui").await?;
+    crate::thousand::create_group(&client, "bench-ui", "redis").await?;
     let (_, topology) = e2e::raw_get(server.address, "/_emulator/topology").await?;
     println!("dashboard: topology document {} bytes with a 3-node group", topology.len());
     render(server.address).await?;
     idle(server.address, pid, "3-node replication group").await?;
     Ok(())
-}
-
-async fn group(client: &Client, id: &str) -> anyhow::Result<()> {
-    client
-        .create_replication_group()
-        .replication_group_id(id)
-        .replication_group_description("bench")
-        .engine("redis")
-        .cache_node_type("cache.t3.micro")
-        .num_cache_clusters(3)
-        .automatic_failover_enabled(true)
-        .multi_az_enabled(true)
-        .send()
-        .await
-        .context("CreateReplicationGroup")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = client.describe_replication_groups().replication_group_id(id).send().await?;
-        if out.replication_groups().first().and_then(|g| g.status()) == Some("available") {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{id} not available within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn render(address: SocketAddr) -> anyhow::Result<()> {

@@ -188,7 +188,9 @@ async fn create_cluster(client: &Client, id: &str, engine: &str) -> anyhow::Resu
     .await
 }
 
-async fn create_group(client: &Client, id: &str, engine: &str) -> anyhow::Result<()> {
+/// A three-node group with automatic failover and Multi-AZ, once it is available (also the
+/// dashboard bench's group).
+pub(crate) async fn create_group(client: &Client, id: &str, engine: &str) -> anyhow::Result<()> {
     let out = client
         .create_replication_group()
         .replication_group_id(id)
