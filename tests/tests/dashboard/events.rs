@@ -84,19 +84,31 @@ impl Stream {
 
     /// Reads until a message `matches`, failing after [`SETTLE`].
     async fn until(&mut self, what: &str, matches: impl Fn(&Message) -> bool) -> Message {
+        let [message] = self.until_each(what, [&matches]).await;
+        message
+    }
+
+    /// Reads until each of `wanted` has matched a message, in whatever order they come,
+    /// failing after [`SETTLE`]; the first match of each, in the order of `wanted`.
+    async fn until_each<const N: usize>(&mut self, what: &str, wanted: [&dyn Fn(&Message) -> bool; N]) -> [Message; N] {
+        let mut found: [Option<Message>; N] = std::array::from_fn(|_| None);
         let mut seen = Vec::new();
-        let found = tokio::time::timeout(SETTLE, async {
+        let all = tokio::time::timeout(SETTLE, async {
             while let Some(message) = self.next().await {
-                if matches(&message) {
-                    return Some(message);
-                }
                 seen.push(format!("{} {}", message.event, message.data));
+                let slot = wanted.iter().zip(&found).position(|(matches, f)| f.is_none() && matches(&message));
+                if let Some(slot) = slot {
+                    found[slot] = Some(message);
+                }
+                if found.iter().all(Option::is_some) {
+                    return true;
+                }
             }
-            None
+            false
         })
         .await;
-        match found {
-            Ok(Some(message)) => message,
+        match all {
+            Ok(true) => found.map(Option::unwrap),
             _ => panic!("no {what} on the stream; seen: {seen:#?}"),
         }
     }
@@ -137,14 +149,14 @@ async fn the_stream_carries_events_and_node_changes_resumes_and_ends_with_the_se
     stream.until("the node healthy", |m| node_event(m, "feed", "healthy")).await;
     wait_cluster_available(&client, "feed").await;
 
-    // A crash: the monitor's view changes, then the recovery's events follow.
+    // A crash: the monitor's view changes and the recovery's event is recorded. The two come
+    // in either order: one wake-up of the stream may carry both.
     let (status, body) = admin_post(&server, "/_emulator/nodes/feed/0001/kill").await;
     assert_eq!(status, 200, "{body}");
-    let exited = stream.until("the node exited", |m| node_event(m, "feed", "exited")).await;
+    let exited = |m: &Message| node_event(m, "feed", "exited");
+    let recovery = |m: &Message| m.event == "elasticache" && m.data["message"] == "Recovering cache nodes 0001";
+    let [exited, recovering] = stream.until_each("the node exited and the recovery event", [&exited, &recovery]).await;
     assert_eq!(exited.data["previous"]["health"], "healthy", "{exited:?}");
-    let recovering = stream
-        .until("the recovery event", |m| m.event == "elasticache" && m.data["message"] == "Recovering cache nodes 0001")
-        .await;
     stream.until("the node healthy again", |m| node_event(m, "feed", "healthy")).await;
 
     // A reconnecting client names the last event it saw and gets what came after it.
