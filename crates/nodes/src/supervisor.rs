@@ -142,8 +142,8 @@ impl Runtime {
     }
 
     /// Moves whenever a node may have changed health on its own or at the runtime's hand
-    /// (its process exited; it was paused, resumed or killed): a monitor learns of it at
-    /// once, with no probe. Call from within a tokio runtime.
+    /// (its process exited; it was started, stopped, paused, resumed or killed): a monitor
+    /// learns of it at once, with no probe. Call from within a tokio runtime.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.inner.listening_for_exits.call_once(|| {
             let weak = Arc::downgrade(&self.inner);
@@ -229,7 +229,7 @@ impl Runtime {
         if let Some(node) = self.inner.claim_warm(&spec).await {
             let info = node.info.clone();
             tracing::info!(node = %spec.key, pid = info.pid, port = info.port, from = "warm", to = "running", "node started");
-            lock(&self.inner.nodes).insert(spec.key.clone(), Arc::new(node));
+            self.inner.insert(spec.key.clone(), node);
             self.keep_every_write(&spec).await;
             return Ok(info);
         }
@@ -249,7 +249,7 @@ impl Runtime {
                     let info = node.info.clone();
                     tracing::info!(node = %spec.key, engine = %spec.engine, pid = info.pid,
                         address = %info.address, port, from = "stopped", to = "running", "node started");
-                    lock(&self.inner.nodes).insert(spec.key.clone(), Arc::new(node));
+                    self.inner.insert(spec.key.clone(), node);
                     self.keep_every_write(&spec).await;
                     return Ok(info);
                 }
@@ -552,6 +552,11 @@ impl Runtime {
         nodes
     }
 
+    /// The keys of the supervised nodes, in no order.
+    pub fn keys(&self) -> Vec<NodeKey> {
+        lock(&self.inner.nodes).keys().cloned().collect()
+    }
+
     pub fn get(&self, key: &NodeKey) -> Option<RunningNode> {
         self.inner.node(key).map(|n| n.info.clone())
     }
@@ -650,8 +655,17 @@ impl Inner {
         lock(&self.nodes).get(key).cloned()
     }
 
+    fn insert(&self, key: NodeKey, node: Node) {
+        lock(&self.nodes).insert(key, Arc::new(node));
+        self.changed();
+    }
+
     fn remove(&self, key: &NodeKey) -> Option<Arc<Node>> {
-        lock(&self.nodes).remove(key)
+        let removed = lock(&self.nodes).remove(key);
+        if removed.is_some() {
+            self.changed();
+        }
+        removed
     }
 
     /// A port that is free on `address` right now and not promised to another node (see

@@ -59,10 +59,12 @@ pub struct HealthSettings {
 }
 
 impl Default for HealthSettings {
-    /// A dead primary is detected within one interval and a frozen one within
-    /// threshold × (interval + timeout): both well under a second.
+    /// A dead primary is known at once (its exit), and a frozen one after its next probe
+    /// and `failure_threshold` probes that time out, one per max(interval, timeout):
+    /// 150 + 3 × 150 = 600 ms, under AWS's second with room for the failover itself. Each
+    /// such primary costs a probe every interval, the monitor's largest cost at scale.
     fn default() -> Self {
-        Self { interval: Duration::from_millis(100), timeout: Duration::from_millis(150), failure_threshold: 3 }
+        Self { interval: Duration::from_millis(150), timeout: Duration::from_millis(150), failure_threshold: 3 }
     }
 }
 
@@ -74,7 +76,8 @@ fn scope_of(key: &NodeKey) -> Option<Scope> {
 /// How often a node whose failure nobody fails over for is probed: its freeze shows in
 /// `status` and the dashboard within a few seconds, and costs a tenth of the probes.
 const RELAXED_INTERVAL: Duration = Duration::from_secs(1);
-/// How often the set of nodes probed at full rate is read again from the store.
+/// The least time between two reads of the set of nodes probed at full rate (read again
+/// only once the store changed).
 const CRITICAL_REFRESH: Duration = Duration::from_secs(1);
 
 /// Watches every node. What the runtime knows without asking (an exited process, seen at
@@ -82,12 +85,17 @@ const CRITICAL_REFRESH: Duration = Duration::from_secs(1);
 /// groups with automatic failover are probed every `interval`, the failover target;
 /// every other node every [`RELAXED_INTERVAL`], and each unhealthy one every `interval`
 /// until it recovers. So the cost grows with the primaries that fail over, not with
-/// every healthy node.
+/// every healthy node: the ticks between two looks at every node look only at the fast
+/// lane (those probed every interval).
 pub async fn monitor(r: Arc<Reconciler>) {
     let mut changes = r.runtime.changes();
     let mut tick = tokio::time::interval(r.health.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut critical = Critical::default();
+    let mut critical = Critical::new(&r);
+    // The supervised nodes, listed again only when the runtime says something changed.
+    let mut nodes = r.runtime.keys();
+    let mut fast: Vec<NodeKey> = Vec::new();
+    let mut looked_at_all: Option<Instant> = None;
     let mut last_probed: HashMap<NodeKey, Instant> = HashMap::new();
     loop {
         let ticked = tokio::select! {
@@ -96,39 +104,52 @@ pub async fn monitor(r: Arc<Reconciler>) {
         };
         if !ticked {
             r.runtime.reap();
+            nodes = r.runtime.keys();
+            let supervised: HashSet<&NodeKey> = nodes.iter().collect();
+            last_probed.retain(|key, _| supervised.contains(key));
         }
-        critical.refresh(&r).await;
+        let critical_changed = critical.refresh(&r).await;
         let now = Instant::now();
-        let nodes = r.runtime.running();
-        last_probed.retain(|key, _| nodes.iter().any(|n| &n.key == key));
-        let looks = nodes.into_iter().filter_map(|node| {
-            if let Some(health) = r.runtime.known_health(&node.key) {
+        // News between ticks may concern any node.
+        let all = !ticked || looked_at_all.is_none_or(|at| now.duration_since(at) + PROBE_SLACK >= RELAXED_INTERVAL);
+        if all && ticked {
+            looked_at_all = Some(now);
+        }
+        let looks = if all { &nodes } else { &fast }.iter().filter_map(|key| {
+            if let Some(health) = r.runtime.known_health(key) {
                 // Counted once a tick, as a probe would be; between ticks only news counts.
-                let news = r.health(&node.key) != Some(health);
-                return (ticked || news).then(|| futures::future::Either::Left(std::future::ready((node.key, health))));
+                let news = r.health(key) != Some(health);
+                return (ticked || news)
+                    .then(|| futures::future::Either::Left(std::future::ready((key.clone(), health))));
             }
             if !ticked {
                 return None;
             }
-            let unhealthy = r.health(&node.key).is_some_and(|h| h != Health::Healthy);
-            let due = last_probed.get(&node.key).is_none_or(|at| {
-                let every =
-                    if unhealthy || critical.contains(&node.key) { r.health.interval } else { RELAXED_INTERVAL };
+            let unhealthy = r.health(key).is_some_and(|h| h != Health::Healthy);
+            let due = last_probed.get(key).is_none_or(|at| {
+                let every = if unhealthy || critical.contains(key) { r.health.interval } else { RELAXED_INTERVAL };
                 now.duration_since(*at) + PROBE_SLACK >= every
             });
             if !due {
                 return None;
             }
-            last_probed.insert(node.key.clone(), now);
-            let r = r.clone();
+            last_probed.insert(key.clone(), now);
+            let (r, key) = (r.clone(), key.clone());
             Some(futures::future::Either::Right(async move {
-                let health = r.runtime.probe(&node.key, r.health.timeout).await;
-                (node.key, health)
+                let health = r.runtime.probe(&key, r.health.timeout).await;
+                (key, health)
             }))
         });
         let looked: Vec<_> = looks.collect();
         for (key, health) in futures::future::join_all(looked).await {
             observe(&r, key, health).await;
+        }
+        if all || critical_changed {
+            fast = nodes
+                .iter()
+                .filter(|key| critical.contains(key) || r.health(key).is_some_and(|h| h != Health::Healthy))
+                .cloned()
+                .collect();
         }
     }
 }
@@ -170,33 +191,44 @@ async fn observe(r: &Arc<Reconciler>, key: NodeKey, health: Health) {
 }
 
 /// The nodes whose failure triggers a failover: the primaries (of each shard, in cluster
-/// mode) of groups with automatic failover, as last read from the store.
-#[derive(Default)]
+/// mode) of groups with automatic failover, read again from the store after it changed
+/// (at most once every [`CRITICAL_REFRESH`]), so an idle emulator reads nothing.
 struct Critical {
-    clusters: HashSet<(String, String)>,
+    /// Cluster ids by scope key.
+    clusters: HashMap<String, HashSet<String>>,
+    store_changes: tokio::sync::watch::Receiver<u64>,
     read_at: Option<Instant>,
 }
 
 impl Critical {
-    fn contains(&self, key: &NodeKey) -> bool {
-        self.clusters.contains(&(key.scope.clone(), key.cluster_id.clone()))
+    fn new(r: &Reconciler) -> Self {
+        Self { clusters: HashMap::new(), store_changes: r.store.changes(), read_at: None }
     }
 
-    async fn refresh(&mut self, r: &Reconciler) {
-        if self.read_at.is_some_and(|at| at.elapsed() < CRITICAL_REFRESH) {
-            return;
+    fn contains(&self, key: &NodeKey) -> bool {
+        self.clusters.get(&key.scope).is_some_and(|clusters| clusters.contains(&key.cluster_id))
+    }
+
+    /// Reads the set again if it may have changed; answers whether it did read.
+    async fn refresh(&mut self, r: &Reconciler) -> bool {
+        let stale = self.read_at.is_none_or(|at| at.elapsed() >= CRITICAL_REFRESH);
+        if !stale || (self.read_at.is_some() && !self.store_changes.has_changed().unwrap_or(false)) {
+            return false;
         }
-        let Ok(groups) = r.store.all_replication_groups().await else { return };
-        self.clusters = groups
-            .iter()
-            .filter(|g| g.group.automatic_failover)
-            .flat_map(|g| {
-                let scope = crate::scope_key(&g.scope);
-                let primaries = g.group.node_groups.iter().map(|s| s.primary_cluster_id.clone());
-                std::iter::once(g.group.primary_cluster_id.clone()).chain(primaries).map(move |c| (scope.clone(), c))
-            })
-            .collect();
+        self.store_changes.mark_unchanged();
+        let Ok(groups) = r.store.all_replication_groups().await else {
+            // Read again on the next tick.
+            self.store_changes.mark_changed();
+            return false;
+        };
+        self.clusters.clear();
+        for g in groups.iter().filter(|g| g.group.automatic_failover) {
+            let primaries = g.group.node_groups.iter().map(|s| s.primary_cluster_id.clone());
+            let clusters = self.clusters.entry(crate::scope_key(&g.scope)).or_default();
+            clusters.extend(std::iter::once(g.group.primary_cluster_id.clone()).chain(primaries));
+        }
         self.read_at = Some(Instant::now());
+        true
     }
 }
 

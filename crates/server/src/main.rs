@@ -49,13 +49,13 @@ struct ServeArgs {
     #[arg(long, env = "ELASTICACHE_LOCAL_EPHEMERAL")]
     ephemeral: bool,
     /// Milliseconds between two health probes of a node.
-    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_INTERVAL_MS", default_value_t = 100)]
+    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_INTERVAL_MS", default_value_t = default_health().interval.as_millis() as u64)]
     health_check_interval_ms: u64,
     /// Milliseconds a health probe may take before it counts as failed.
-    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_TIMEOUT_MS", default_value_t = 150)]
+    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_TIMEOUT_MS", default_value_t = default_health().timeout.as_millis() as u64)]
     health_check_timeout_ms: u64,
     /// Failed probes in a row after which an unreachable primary is failed over.
-    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_FAILURE_THRESHOLD", default_value_t = 3)]
+    #[arg(long, env = "ELASTICACHE_LOCAL_HEALTH_CHECK_FAILURE_THRESHOLD", default_value_t = default_health().failure_threshold)]
     health_check_failure_threshold: u32,
     /// Account id in every ARN.
     #[arg(long, env = "ELASTICACHE_LOCAL_ACCOUNT_ID", default_value = "000000000000")]
@@ -169,6 +169,11 @@ fn exposure(args: &ServeArgs) -> nodes::exposure::Exposure {
         false => listen.to_string(),
     });
     nodes::exposure::Exposure::new(listen, host)
+}
+
+/// The health checks' defaults, shown by `--help`.
+fn default_health() -> reconciler::HealthSettings {
+    reconciler::HealthSettings::default()
 }
 
 fn default_state_dir() -> PathBuf {
