@@ -95,16 +95,25 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
         creation_failure: cannot_start.clone().or_else(|| gave_up.then(|| "its nodes did not start".to_string())),
         cannot_start,
     };
-    let result = r
-        .store
-        .update_cache_cluster(&c.scope, &c.cluster.id, |cluster, nodes| {
-            Ok::<_, ()>(write_back(cluster, nodes, &desired, &observed))
-        })
-        .await;
-    let updated = match result {
-        Ok(Some(updated)) => updated,
-        Ok(None) | Err(UpdateError::Rejected(())) => return Ok(None),
-        Err(UpdateError::Store(e)) => return Err(Error::Store(e)),
+    // A look that changes nothing (a steady cluster in a periodic pass) writes nothing and
+    // reads nothing again; had the store changed since `c` was read, that write brings
+    // another reconcile.
+    let mut looked = c.clone();
+    let unchanged = write_back(&mut looked.cluster, &mut looked.nodes, &desired, &observed).is_empty() && looked == c;
+    let updated = if unchanged {
+        looked
+    } else {
+        let result = r
+            .store
+            .update_cache_cluster(&c.scope, &c.cluster.id, |cluster, nodes| {
+                Ok::<_, ()>(write_back(cluster, nodes, &desired, &observed))
+            })
+            .await;
+        match result {
+            Ok(Some(updated)) => updated,
+            Ok(None) | Err(UpdateError::Rejected(())) => return Ok(None),
+            Err(UpdateError::Store(e)) => return Err(Error::Store(e)),
+        }
     };
     if desired.memcached {
         publish_config(r, &updated).await;
@@ -154,20 +163,25 @@ impl Desired {
         } else {
             node_type.and_then(|t| t.redis_maxmemory_bytes).unwrap_or(DEFAULT_MAX_MEMORY)
         };
+        // The group, read once: a member's limit, start and security are its group's.
+        let group = match &c.cluster.replication_group_id {
+            Some(id) => r.store.replication_group(&c.scope, id).await?,
+            None => None,
+        };
         // A serverless cache's data storage limit: shared out over its shards, or the
         // cluster's own for the mirrors of a serverless Memcached.
         let max_memory_bytes = match &c.cluster.replication_group_id {
-            Some(id) => r.store.replication_group(&c.scope, id).await?.and_then(|g| g.group.max_memory_bytes),
+            Some(_) => group.as_ref().and_then(|g| g.group.max_memory_bytes),
             None => c.cluster.max_memory_bytes,
         }
         .unwrap_or(max_memory_bytes);
         let major = r.runtime.engines().binary(engine).map_or(0, |b| major_version(&b.version));
-        let member = crate::replication_groups::member_start(r, c, major).await;
+        let member = crate::replication_groups::member_start(r, c, group.as_ref(), major).await;
         let directives =
             if memcached { member.directives.clone() } else { redis_directives(member.directives.clone(), major) };
         // TLS and AUTH token: the group's for a member. The nodes themselves speak TLS only
         // in mode `required`; in `preferred` the group's endpoints accept TLS for them.
-        let security = crate::replication_groups::security(r, c).await;
+        let security = crate::replication_groups::security(c, group.as_ref());
         // Memcached has no migration modes: with encryption in transit, its nodes speak TLS only.
         let node_tls = !memcached && security.mode() == Some(model::status::transit::REQUIRED);
         let node_mode = if node_tls { model::status::transit::REQUIRED } else { "" };

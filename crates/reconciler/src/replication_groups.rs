@@ -41,14 +41,10 @@ fn serving(r: &Reconciler, scope: &Scope, member: &CacheCluster) -> bool {
         }
 }
 
-/// The TLS and AUTH settings a cluster's nodes run with: its group's for a member, its
-/// own otherwise.
-pub async fn security(r: &Reconciler, c: &CacheCluster) -> store::TransitSecurity {
-    let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return c.cluster.security.clone() };
-    match r.store.replication_group(&c.scope, group_id).await {
-        Ok(Some(group)) => group.group.security,
-        _ => c.cluster.security.clone(),
-    }
+/// The TLS and AUTH settings a cluster's nodes run with: its group's (`group`, as read
+/// for it) for a member, its own otherwise.
+pub fn security(c: &CacheCluster, group: Option<&ReplicationGroup>) -> store::TransitSecurity {
+    group.map_or_else(|| c.cluster.security.clone(), |g| g.group.security.clone())
 }
 
 /// How a member's node starts because of its group.
@@ -69,13 +65,16 @@ pub struct MemberStart {
     pub awaits_switch_over: bool,
 }
 
-pub async fn member_start(r: &Reconciler, c: &CacheCluster, major_version: u32) -> MemberStart {
-    let Some(group_id) = c.cluster.replication_group_id.as_ref() else { return MemberStart::default() };
-    let Ok(Some(group)) = r.store.replication_group(&c.scope, group_id).await else {
-        return MemberStart::default();
-    };
+/// How member `c` of `group` (as read for it) starts; a cluster of no group starts as itself.
+pub async fn member_start(
+    r: &Reconciler,
+    c: &CacheCluster,
+    group: Option<&ReplicationGroup>,
+    major_version: u32,
+) -> MemberStart {
+    let Some(group) = group else { return MemberStart::default() };
     let rbac = !group.group.user_group_ids.is_empty();
-    let mut directives = crate::acl::config_directives(r, &group).await;
+    let mut directives = crate::acl::config_directives(r, group).await;
     if group.group.cluster_enabled() {
         directives.extend(crate::cluster_mode::node_directives(major_version));
         let primary = group.group.node_group_led_by(&c.cluster.id).is_some();
