@@ -27,7 +27,7 @@ use crate::replication::ReplicationInfo;
 use crate::resp::{self, Reply};
 use crate::spawner::Spawner;
 use crate::warm::{self, WarmSettings};
-use crate::{Binary, EngineKind, Engines, Health, NodeError, NodeKey, NodeSpec, RunningNode};
+use crate::{Binary, EngineKind, Engines, Health, NodeError, NodeKey, NodeSpec, Pace, RunningNode};
 
 /// How long a node may take to answer its first probe.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -101,6 +101,8 @@ struct Node {
     /// How the runtime reaches a memcached node that speaks TLS only.
     tls_client: Option<Arc<rustls::ClientConfig>>,
     paused: AtomicBool,
+    /// Runs its timers at [`Pace::Quiet`] (it starts at redis's default, [`Pace::Lively`]).
+    quiet: AtomicBool,
     process: Mutex<Process>,
     /// The health monitor's connection to a redis node, kept between probes.
     held_check: probe::HeldCheck,
@@ -480,6 +482,24 @@ impl Runtime {
             // The failure may be the process dying meanwhile; say so rather than "refused".
             Err(_) if node.has_exited() => Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited }),
             other => other,
+        }
+    }
+
+    /// Sets how often a redis node runs its timers (`hz`); nothing when it already runs at
+    /// `pace`, and nothing for memcached. A node (re)started runs at [`Pace::Lively`].
+    pub async fn pace(&self, key: &NodeKey, pace: Pace) -> Result<(), NodeError> {
+        let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
+        let quiet = pace == Pace::Quiet;
+        if !node.engine.is_redis_like() || node.quiet.load(Ordering::SeqCst) == quiet {
+            return Ok(());
+        }
+        let hz = if quiet { "1" } else { "10" };
+        match self.command(key, &["CONFIG", "SET", "hz", hz]).await? {
+            Reply::Error(error) => Err(NodeError::Protocol(format!("CONFIG SET hz {hz}: {error}"))),
+            _ => {
+                node.quiet.store(quiet, Ordering::SeqCst);
+                Ok(())
+            }
         }
     }
 
@@ -893,6 +913,7 @@ impl Inner {
             socket,
             tls_client,
             paused: AtomicBool::new(false),
+            quiet: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
             held_check: probe::HeldCheck::default(),
             held_session: tokio::sync::Mutex::default(),

@@ -118,6 +118,10 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     if desired.memcached {
         publish_config(r, &updated).await;
     }
+    // A cluster of its own at rest runs quietly (a member's group decides for it).
+    if c.cluster.replication_group_id.is_none() && !failed && updated.cluster.status == status::AVAILABLE {
+        crate::pace::set(r, updated.nodes.iter().map(|n| node_key(&updated, &n.node_id)), nodes::Pace::Quiet).await;
+    }
     Ok(if failed {
         Some(crate::RETRY_DELAY)
     } else if updated.cluster.status != c.cluster.status {
@@ -258,6 +262,13 @@ async fn act_on_nodes(
             let outcome = apply_live(r, &key, node, &desired.parameters, desired.max_memory_bytes, desired.memcached);
             outcomes.insert(node.node_id.clone(), outcome.await);
         }
+    }
+    // A starting replica's full sync forks on its primary, which notices the end only at
+    // its pace.
+    if !starts.is_empty()
+        && let Some(primary) = &desired.member.follows
+    {
+        crate::pace::set(r, [primary.clone()], nodes::Pace::Lively).await;
     }
     // Nodes start concurrently: a 20-node cluster takes as long as its slowest node.
     for (node_id, result) in futures::future::join_all(starts).await {

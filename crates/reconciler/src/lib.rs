@@ -50,6 +50,7 @@ mod failover;
 mod global;
 mod health;
 mod migration;
+mod pace;
 pub mod progress;
 mod replication_groups;
 mod s3;

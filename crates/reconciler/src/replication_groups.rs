@@ -11,7 +11,7 @@ use std::time::Duration;
 use model::status::cluster as status;
 use model::status::source::REPLICATION_GROUP as SOURCE_TYPE;
 use nodes::replication::Role;
-use nodes::{Health, NodeKey};
+use nodes::{Health, NodeKey, Pace};
 use store::{CacheCluster, EventRecord, FailoverRequest, ReplicationGroup, Scope, UpdateError};
 
 use crate::endpoints::point_primary_and_reader;
@@ -63,6 +63,8 @@ pub struct MemberStart {
     /// (Redis OSS → Valkey) reaches it only once it has handed over to a replica (see
     /// [`reconcile`] and `cluster_mode::reconcile`).
     pub awaits_switch_over: bool,
+    /// The node a replica starts as a replica of: it serves the full sync.
+    pub follows: Option<NodeKey>,
 }
 
 /// How member `c` of `group` (as read for it) starts; a cluster of no group starts as itself.
@@ -85,16 +87,21 @@ pub async fn member_start(
             rbac,
             shard_primary: primary,
             awaits_switch_over: primary && shard_size > 1,
+            // Cluster-mode nodes keep their pace (`crate::pace`).
+            follows: None,
         };
     }
     let primary = group.members.iter().find(|m| m.cluster.id == group.group.primary_cluster_id);
+    let mut follows = None;
     if group.group.primary_cluster_id != c.cluster.id
-        && let Some(address) = primary.and_then(address)
+        && let Some(primary) = primary
+        && let Some(address) = address(primary)
     {
         directives.push(("replicaof".to_string(), format!("{} {}", address.ip(), address.port())));
+        follows = node_key(&c.scope, primary);
     }
     let awaits_switch_over = group.group.primary_cluster_id == c.cluster.id && group.members.len() > 1;
-    MemberStart { directives, rbac, awaits_switch_over, ..Default::default() }
+    MemberStart { directives, rbac, awaits_switch_over, follows, ..Default::default() }
 }
 
 /// A member's node as the runtime has it: down (or being replaced), up on the engine the
@@ -170,6 +177,16 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
     }
     if g.group.cluster_enabled() {
         return crate::cluster_mode::reconcile(r, g).await;
+    }
+    // A group at rest lets its nodes run quietly (`crate::pace`); one that is changing, or
+    // follows another (a migration, a global datastore), raises them first.
+    let at_rest = g.group.status == status::AVAILABLE
+        && g.group.failover_to.is_none()
+        && g.group.migration.is_none()
+        && g.group.global_replication_group_id.is_none();
+    let member_keys = || g.members.iter().filter_map(|m| node_key(&scope, m)).collect::<Vec<_>>();
+    if !at_rest {
+        crate::pace::set(r, member_keys(), Pace::Lively).await;
     }
     if let Some(request) = g.group.failover_to.clone() {
         let retry = failover(r, &scope, &id, request).await?;
@@ -271,6 +288,9 @@ pub async fn reconcile(r: &Arc<Reconciler>, g: ReplicationGroup) -> Result<Optio
             Ok::<_, ()>(Vec::new())
         })
         .await;
+    if at_rest && settled && !failed && !hand_over {
+        crate::pace::set(r, member_keys(), Pace::Quiet).await;
+    }
     match result {
         Ok(_) | Err(UpdateError::Rejected(())) if failed => Ok(Some(crate::RETRY_DELAY)),
         // Only a group on its way to available is worth watching closely.

@@ -141,6 +141,8 @@ async fn save_node(
     if r.runtime.get(&key).is_none() {
         return Ok(None);
     }
+    // The node notices its save's end at its pace.
+    crate::pace::set(r, [key.clone()], nodes::Pace::Lively).await;
     let before = persistence(r, &key).await?.saves;
     // SCHEDULE: while the node rewrites its append-only file (it does once after it starts),
     // the save waits for the rewrite instead of being refused. An error reply means a save

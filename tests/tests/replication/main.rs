@@ -11,6 +11,7 @@ mod failover;
 mod global;
 mod lifecycle;
 mod migration;
+mod pace;
 mod placement;
 mod resilience;
 mod service_updates;
