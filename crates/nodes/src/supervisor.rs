@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,10 @@ struct Inner {
     /// Moves when a node may have changed health without anyone probing it: a process
     /// exited (SIGCHLD), or a node was paused, resumed or killed.
     changes: watch::Sender<u64>,
+    /// SIGCHLDs seen, and the count [`Runtime::reap`] last looked at stops under: a child
+    /// stopped or continued from outside is told by SIGCHLD too.
+    child_signals: AtomicU64,
+    stops_read_at: AtomicU64,
     /// Whether the SIGCHLD listener feeding `changes` runs (started on first need).
     listening_for_exits: std::sync::Once,
     /// Replication bridges (see [`crate::bridge`]); dropping the table stops them.
@@ -101,6 +105,8 @@ struct Node {
     /// How the runtime reaches a memcached node that speaks TLS only.
     tls_client: Option<Arc<rustls::ClientConfig>>,
     paused: AtomicBool,
+    /// Stopped by a signal not the runtime's (as of the last SIGCHLD read).
+    stopped: AtomicBool,
     /// Runs its timers at [`Pace::Quiet`] (it starts at redis's default, [`Pace::Lively`]).
     quiet: AtomicBool,
     process: Mutex<Process>,
@@ -138,14 +144,17 @@ impl Runtime {
                 bridges: crate::bridge::Bridges::default(),
                 exposure: Exposure::default(),
                 changes: watch::Sender::new(0),
+                child_signals: AtomicU64::new(0),
+                stops_read_at: AtomicU64::new(0),
                 listening_for_exits: std::sync::Once::new(),
             }),
         }
     }
 
     /// Moves whenever a node may have changed health on its own or at the runtime's hand
-    /// (its process exited; it was started, stopped, paused, resumed or killed): a monitor
-    /// learns of it at once, with no probe. Call from within a tokio runtime.
+    /// (its process exited, or was stopped or continued by a signal from anywhere; it was
+    /// started, stopped, paused, resumed or killed): a monitor learns of it at once, with no
+    /// probe. Call from within a tokio runtime.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.inner.listening_for_exits.call_once(|| {
             let weak = Arc::downgrade(&self.inner);
@@ -154,6 +163,7 @@ impl Runtime {
                     tokio::spawn(async move {
                         while exits.recv().await.is_some() {
                             let Some(inner) = weak.upgrade() else { return };
+                            inner.child_signals.fetch_add(1, Ordering::SeqCst);
                             inner.changed();
                         }
                     });
@@ -164,25 +174,31 @@ impl Runtime {
         self.inner.changes.subscribe()
     }
 
-    /// A node's health when the runtime knows it without asking the node or the kernel:
-    /// exited (reaped, or unknown) or paused. None: only a probe can tell.
+    /// A node's health when the runtime knows it without asking the node: exited (reaped,
+    /// or unknown) or paused (by the runtime, or stopped by a signal from elsewhere). None:
+    /// only a probe can tell.
     pub fn known_health(&self, key: &NodeKey) -> Option<Health> {
         let Some(node) = self.inner.node(key) else { return Some(Health::Exited) };
         if lock(&node.process).child.is_none() {
             Some(Health::Exited)
-        } else if node.paused.load(Ordering::SeqCst) {
+        } else if node.paused.load(Ordering::SeqCst) || node.stopped.load(Ordering::SeqCst) {
             Some(Health::Paused)
         } else {
             None
         }
     }
 
-    /// Reaps every node process that exited, so that [`Runtime::known_health`] reports it:
-    /// what to do when [`Runtime::changes`] moves.
+    /// Reaps every node process that exited, and after a SIGCHLD reads which are stopped
+    /// (SIGSTOP from anywhere), so that [`Runtime::known_health`] reports them: what to do
+    /// when [`Runtime::changes`] moves.
     pub fn reap(&self) {
+        let signals = self.inner.child_signals.load(Ordering::SeqCst);
+        let read_stops = self.inner.stops_read_at.swap(signals, Ordering::SeqCst) != signals;
         let nodes: Vec<Arc<Node>> = lock(&self.inner.nodes).values().cloned().collect();
         for node in nodes {
-            node.has_exited();
+            if !node.has_exited() && read_stops {
+                node.stopped.store(process_stopped(node.info.pid), Ordering::SeqCst);
+            }
         }
     }
 
@@ -374,6 +390,7 @@ impl Runtime {
             return Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited });
         }
         node.paused.store(false, Ordering::SeqCst);
+        node.stopped.store(false, Ordering::SeqCst);
         tracing::info!(node = %key, from = "paused", to = "running", "node resumed");
         self.inner.changed();
         Ok(())
@@ -382,10 +399,11 @@ impl Runtime {
     /// One health check, bounded by `timeout`. An unknown key reports [`Health::Exited`].
     pub async fn probe(&self, key: &NodeKey, timeout: Duration) -> Health {
         let Some(node) = self.inner.node(key) else { return Health::Exited };
-        if node.has_exited() {
+        // An exit is known from SIGCHLD ([`Runtime::reap`]); one since shows below.
+        if lock(&node.process).child.is_none() {
             return Health::Exited;
         }
-        if node.paused.load(Ordering::SeqCst) {
+        if node.paused.load(Ordering::SeqCst) || node.stopped.load(Ordering::SeqCst) {
             return Health::Paused;
         }
         let checked = if node.engine.is_redis_like() {
@@ -913,12 +931,20 @@ impl Inner {
             socket,
             tls_client,
             paused: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             quiet: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
             held_check: probe::HeldCheck::default(),
             held_session: tokio::sync::Mutex::default(),
         })
     }
+}
+
+/// Whether process `pid` is stopped by a signal: state `T` in `/proc/<pid>/stat` (the field
+/// after the parenthesised command name).
+fn process_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("T")
 }
 
 /// `exchange`, given up after [`COMMAND_TIMEOUT`].

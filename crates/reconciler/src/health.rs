@@ -59,10 +59,11 @@ pub struct HealthSettings {
 }
 
 impl Default for HealthSettings {
-    /// A dead primary is known at once (its exit), and a frozen one after its next probe
-    /// and `failure_threshold` probes that time out, one per max(interval, timeout):
-    /// 150 + 3 × 150 = 600 ms, under AWS's second with room for the failover itself. Each
-    /// such primary costs a probe every interval, the monitor's largest cost at scale.
+    /// A primary that dies or is frozen (SIGSTOP, from anywhere) is known at once through
+    /// SIGCHLD and failed over after `failure_threshold` ticks: 3 × 150 = 450 ms. One that
+    /// runs but answers nothing (a hung script) after its next probe ([`CRITICAL_INTERVAL`])
+    /// times out and the threshold's other probes, one per max(interval, timeout), time out
+    /// too: 500 + 150 + 2 × 150 = 950 ms. Both under AWS's second.
     fn default() -> Self {
         Self { interval: Duration::from_millis(150), timeout: Duration::from_millis(150), failure_threshold: 3 }
     }
@@ -73,20 +74,24 @@ fn scope_of(key: &NodeKey) -> Option<Scope> {
     Some(Scope { region: region.to_string(), account: account.to_string() })
 }
 
-/// How often a node whose failure nobody fails over for is probed: its freeze shows in
+/// How often a node whose failure nobody fails over for is probed: its hang shows in
 /// `status` and the dashboard within a few seconds, and costs a tenth of the probes.
 const RELAXED_INTERVAL: Duration = Duration::from_secs(1);
-/// The least time between two reads of the set of nodes probed at full rate (read again
+/// How often a healthy primary that fails over is probed: only a hang needs a probe to be
+/// seen (an exit and a freeze are known without), and this keeps its failover under a
+/// second while a thousand nodes' probes stay a small share of a core.
+const CRITICAL_INTERVAL: Duration = Duration::from_millis(500);
+/// The least time between two reads of the set of failover-critical primaries (read again
 /// only once the store changed).
 const CRITICAL_REFRESH: Duration = Duration::from_secs(1);
 
-/// Watches every node. What the runtime knows without asking (an exited process, seen at
-/// once through SIGCHLD; a node it paused) costs no probe. Of the rest, the primaries of
-/// groups with automatic failover are probed every `interval`, the failover target;
+/// Watches every node. What the runtime knows without asking (an exited or stopped
+/// process, seen at once through SIGCHLD; a node it paused) costs no probe. Of the rest,
+/// the primaries of groups with automatic failover are probed every [`CRITICAL_INTERVAL`];
 /// every other node every [`RELAXED_INTERVAL`], and each unhealthy one every `interval`
 /// until it recovers. So the cost grows with the primaries that fail over, not with
 /// every healthy node: the ticks between two looks at every node look only at the fast
-/// lane (those probed every interval).
+/// lane (those primaries and the unhealthy nodes).
 pub async fn monitor(r: Arc<Reconciler>) {
     let mut changes = r.runtime.changes();
     let mut tick = tokio::time::interval(r.health.interval);
@@ -127,7 +132,13 @@ pub async fn monitor(r: Arc<Reconciler>) {
             }
             let unhealthy = r.health(key).is_some_and(|h| h != Health::Healthy);
             let due = last_probed.get(key).is_none_or(|at| {
-                let every = if unhealthy || critical.contains(key) { r.health.interval } else { RELAXED_INTERVAL };
+                let every = if unhealthy {
+                    r.health.interval
+                } else if critical.contains(key) {
+                    CRITICAL_INTERVAL
+                } else {
+                    RELAXED_INTERVAL
+                };
                 now.duration_since(*at) + PROBE_SLACK >= every
             });
             if !due {

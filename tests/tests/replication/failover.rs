@@ -110,6 +110,34 @@ async fn frozen_primary_is_failed_over_and_demoted_once_resumed() {
     assert_eq!(primary_id(&g), new);
 }
 
+/// A SIGSTOP from outside the emulator: the emulator hears it as its children's parent
+/// (SIGCHLD), so the node shows `paused` (a probe that timed out would say `unreachable`)
+/// and fails over without waiting for probes; SIGCONT brings it back as a replica.
+#[tokio::test]
+async fn primary_stopped_from_outside_is_known_at_once_and_failed_over() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    create(&client, "sigstop", 2, true, false).await;
+    let g = wait_group_available(&client, "sigstop").await;
+    let old = primary_id(&g);
+    let pid = i32::try_from(pid_of(&admin_node(&server, &old, "0001").await)).unwrap();
+
+    // SAFETY: a plain kill(2) of the node's pid, which the admin API just gave.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    poll_until(&format!("{old} paused in /_emulator/nodes"), SETTLE, || async {
+        let entry = admin_node(&server, &old, "0001").await;
+        if entry["health"] == "paused" { Ok(()) } else { Err(entry.to_string()) }
+    })
+    .await;
+    let g = wait_new_primary(&client, "sigstop", &old).await;
+    wait_write(primary_port(&g), "after", "1").await;
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    wait_admin(&server, &old, "replica").await;
+    wait_read(member_port(member(&g, &old)), "after", "1").await;
+}
+
 #[tokio::test]
 async fn zone_outage_moves_the_primary_to_another_zone_and_nodes_rejoin_after() {
     let server = TestServer::start().await;
