@@ -63,7 +63,7 @@ impl Default for HealthSettings {
     /// SIGCHLD and failed over after `failure_threshold` ticks: 3 × 150 = 450 ms. One that
     /// runs but answers nothing (a hung script) after its next probe ([`CRITICAL_INTERVAL`])
     /// times out and the threshold's other probes, one per max(interval, timeout), time out
-    /// too: 500 + 150 + 2 × 150 = 950 ms. Both under AWS's second.
+    /// too: 450 + 150 + 2 × 150 = 900 ms. Both under AWS's second.
     fn default() -> Self {
         Self { interval: Duration::from_millis(150), timeout: Duration::from_millis(150), failure_threshold: 3 }
     }
@@ -75,12 +75,12 @@ fn scope_of(key: &NodeKey) -> Option<Scope> {
 }
 
 /// How often a node whose failure nobody fails over for is probed: its hang shows in
-/// `status` and the dashboard within a few seconds, and costs a tenth of the probes.
-const RELAXED_INTERVAL: Duration = Duration::from_secs(1);
-/// How often a healthy primary that fails over is probed: only a hang needs a probe to be
-/// seen (an exit and a freeze are known without), and this keeps its failover under a
-/// second while a thousand nodes' probes stay a small share of a core.
-const CRITICAL_INTERVAL: Duration = Duration::from_millis(500);
+/// `status` and the dashboard within a few seconds, for a fraction of the probes.
+const RELAXED_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a healthy primary that fails over is probed (three ticks by default): only a
+/// hang needs a probe to be seen (an exit and a freeze are known without), and this keeps
+/// its failover under a second while a thousand nodes' probes stay a small share of a core.
+const CRITICAL_INTERVAL: Duration = Duration::from_millis(450);
 /// The least time between two reads of the set of failover-critical primaries (read again
 /// only once the store changed).
 const CRITICAL_REFRESH: Duration = Duration::from_secs(1);
@@ -90,8 +90,7 @@ const CRITICAL_REFRESH: Duration = Duration::from_secs(1);
 /// the primaries of groups with automatic failover are probed every [`CRITICAL_INTERVAL`];
 /// every other node every [`RELAXED_INTERVAL`], and each unhealthy one every `interval`
 /// until it recovers. So the cost grows with the primaries that fail over, not with
-/// every healthy node: the ticks between two looks at every node look only at the fast
-/// lane (those primaries and the unhealthy nodes).
+/// every healthy node, and a tick looks only at the nodes it may probe ([`Lanes`]).
 pub async fn monitor(r: Arc<Reconciler>) {
     let mut changes = r.runtime.changes();
     let mut tick = tokio::time::interval(r.health.interval);
@@ -99,8 +98,7 @@ pub async fn monitor(r: Arc<Reconciler>) {
     let mut critical = Critical::new(&r);
     // The supervised nodes, listed again only when the runtime says something changed.
     let mut nodes = r.runtime.keys();
-    let mut fast: Vec<NodeKey> = Vec::new();
-    let mut looked_at_all: Option<Instant> = None;
+    let mut lanes = Lanes::default();
     let mut last_probed: HashMap<NodeKey, Instant> = HashMap::new();
     loop {
         let ticked = tokio::select! {
@@ -115,12 +113,8 @@ pub async fn monitor(r: Arc<Reconciler>) {
         }
         let critical_changed = critical.refresh(&r).await;
         let now = Instant::now();
-        // News between ticks may concern any node.
-        let all = !ticked || looked_at_all.is_none_or(|at| now.duration_since(at) + PROBE_SLACK >= RELAXED_INTERVAL);
-        if all && ticked {
-            looked_at_all = Some(now);
-        }
-        let looks = if all { &nodes } else { &fast }.iter().filter_map(|key| {
+        let look = lanes.look(ticked, now);
+        let looks = lanes.keys(look, &nodes).filter_map(|key| {
             if let Some(health) = r.runtime.known_health(key) {
                 // Counted once a tick, as a probe would be; between ticks only news counts.
                 let news = r.health(key) != Some(health);
@@ -155,13 +149,64 @@ pub async fn monitor(r: Arc<Reconciler>) {
         for (key, health) in futures::future::join_all(looked).await {
             observe(&r, key, health).await;
         }
-        if all || critical_changed {
-            fast = nodes
-                .iter()
-                .filter(|key| critical.contains(key) || r.health(key).is_some_and(|h| h != Health::Healthy))
-                .cloned()
-                .collect();
+        if look != Look::Unhealthy || critical_changed {
+            lanes.sort(&r, &nodes, &critical);
         }
+    }
+}
+
+/// What one pass of the monitor looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Every node: once every [`RELAXED_INTERVAL`], and on news between ticks.
+    All,
+    /// The unhealthy nodes and the failover-critical primaries: every [`CRITICAL_INTERVAL`].
+    Critical,
+    /// The unhealthy nodes only: the other ticks.
+    Unhealthy,
+}
+
+/// The nodes each [`Look`] concerns, sorted again after every look beyond the unhealthy
+/// lane, so that a tick looks at a handful of nodes rather than a thousand.
+#[derive(Default)]
+struct Lanes {
+    unhealthy: Vec<NodeKey>,
+    /// The failover-critical primaries not in `unhealthy`.
+    critical: Vec<NodeKey>,
+    all_at: Option<Instant>,
+    critical_at: Option<Instant>,
+}
+
+impl Lanes {
+    fn look(&mut self, ticked: bool, now: Instant) -> Look {
+        let due = |at: Option<Instant>, every| at.is_none_or(|at| now.duration_since(at) + PROBE_SLACK >= every);
+        if !ticked {
+            Look::All
+        } else if due(self.all_at, RELAXED_INTERVAL) {
+            (self.all_at, self.critical_at) = (Some(now), Some(now));
+            Look::All
+        } else if due(self.critical_at, CRITICAL_INTERVAL) {
+            self.critical_at = Some(now);
+            Look::Critical
+        } else {
+            Look::Unhealthy
+        }
+    }
+
+    fn keys<'a>(&'a self, look: Look, nodes: &'a [NodeKey]) -> impl Iterator<Item = &'a NodeKey> {
+        let (all, critical): (&[NodeKey], &[NodeKey]) = match look {
+            Look::All => (nodes, &[]),
+            Look::Critical => (&self.unhealthy, &self.critical),
+            Look::Unhealthy => (&self.unhealthy, &[]),
+        };
+        all.iter().chain(critical)
+    }
+
+    fn sort(&mut self, r: &Reconciler, nodes: &[NodeKey], critical: &Critical) {
+        let (unhealthy, healthy): (Vec<&NodeKey>, Vec<&NodeKey>) =
+            nodes.iter().partition(|key| r.health(key).is_some_and(|h| h != Health::Healthy));
+        self.unhealthy = unhealthy.into_iter().cloned().collect();
+        self.critical = healthy.into_iter().filter(|key| critical.contains(key)).cloned().collect();
     }
 }
 
