@@ -90,7 +90,16 @@ async fn creates_past_what_the_machine_holds_are_refused_over_every_region() {
     assert!(east.describe_replication_groups().send().await.unwrap().replication_groups().is_empty());
     assert_eq!(east.describe_cache_clusters().send().await.unwrap().cache_clusters().len(), 1);
 
-    // Deleting makes room again.
+    // Deleting makes room again, once the creation has ended (here in create-failed: this
+    // server has no engines): a cluster being created cannot be deleted, and this server
+    // answers creates without waiting.
+    e2e::poll_until("east's creation to end", e2e::SETTLE, || async {
+        match e2e::describe_cluster(&east, "east").await.cache_cluster_status() {
+            Some("creating") => Err("creating".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
     east.delete_cache_cluster().cache_cluster_id("east").send().await.unwrap();
     e2e::wait_cluster_gone(&east, "east").await;
     memcached(&east, "east-again", 4).send().await.unwrap();
