@@ -178,14 +178,7 @@ impl Runtime {
     /// or unknown) or paused (by the runtime, or stopped by a signal from elsewhere). None:
     /// only a probe can tell.
     pub fn known_health(&self, key: &NodeKey) -> Option<Health> {
-        let Some(node) = self.inner.node(key) else { return Some(Health::Exited) };
-        if lock(&node.process).child.is_none() {
-            Some(Health::Exited)
-        } else if node.paused.load(Ordering::SeqCst) || node.stopped.load(Ordering::SeqCst) {
-            Some(Health::Paused)
-        } else {
-            None
-        }
+        self.inner.node(key).map_or(Some(Health::Exited), |node| node.known_health())
     }
 
     /// Reaps every node process that exited, and after a SIGCHLD reads which are stopped
@@ -400,11 +393,8 @@ impl Runtime {
     pub async fn probe(&self, key: &NodeKey, timeout: Duration) -> Health {
         let Some(node) = self.inner.node(key) else { return Health::Exited };
         // An exit is known from SIGCHLD ([`Runtime::reap`]); one since shows below.
-        if lock(&node.process).child.is_none() {
-            return Health::Exited;
-        }
-        if node.paused.load(Ordering::SeqCst) || node.stopped.load(Ordering::SeqCst) {
-            return Health::Paused;
+        if let Some(known) = node.known_health() {
+            return known;
         }
         let checked = if node.engine.is_redis_like() {
             node.held_check.check(&node.socket, timeout).await
@@ -985,6 +975,17 @@ fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
 
 impl Node {
     /// Whether the process is gone; reaps it if it just exited.
+    /// See [`Runtime::known_health`].
+    fn known_health(&self) -> Option<Health> {
+        if lock(&self.process).child.is_none() {
+            Some(Health::Exited)
+        } else if self.paused.load(Ordering::SeqCst) || self.stopped.load(Ordering::SeqCst) {
+            Some(Health::Paused)
+        } else {
+            None
+        }
+    }
+
     fn has_exited(&self) -> bool {
         let mut process = lock(&self.process);
         let Some(child) = process.child.as_mut() else { return true };

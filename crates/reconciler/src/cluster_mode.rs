@@ -233,7 +233,7 @@ async fn look(
 ) -> Option<(NodeKey, SocketAddr, Vec<ClusterNode>, bool)> {
     let key = node_key(scope, member)?;
     let address = address(member)?;
-    if r.health(&key).is_some_and(|h| h != Health::Healthy) {
+    if r.unhealthy(&key) {
         return None;
     }
     let mut session = r.runtime.session(&key).await.ok()?;

@@ -124,7 +124,7 @@ pub async fn monitor(r: Arc<Reconciler>) {
             if !ticked {
                 return None;
             }
-            let unhealthy = r.health(key).is_some_and(|h| h != Health::Healthy);
+            let unhealthy = r.unhealthy(key);
             let due = last_probed.get(key).is_none_or(|at| {
                 let every = if unhealthy {
                     r.health.interval
@@ -203,8 +203,7 @@ impl Lanes {
     }
 
     fn sort(&mut self, r: &Reconciler, nodes: &[NodeKey], critical: &Critical) {
-        let (unhealthy, healthy): (Vec<&NodeKey>, Vec<&NodeKey>) =
-            nodes.iter().partition(|key| r.health(key).is_some_and(|h| h != Health::Healthy));
+        let (unhealthy, healthy): (Vec<&NodeKey>, Vec<&NodeKey>) = nodes.iter().partition(|key| r.unhealthy(key));
         self.unhealthy = unhealthy.into_iter().cloned().collect();
         self.critical = healthy.into_iter().filter(|key| critical.contains(key)).cloned().collect();
     }
@@ -267,8 +266,9 @@ impl Critical {
 
     /// Reads the set again if it may have changed; answers whether it did read.
     async fn refresh(&mut self, r: &Reconciler) -> bool {
-        let stale = self.read_at.is_none_or(|at| at.elapsed() >= CRITICAL_REFRESH);
-        if !stale || (self.read_at.is_some() && !self.store_changes.has_changed().unwrap_or(false)) {
+        if let Some(at) = self.read_at
+            && (at.elapsed() < CRITICAL_REFRESH || !self.store_changes.has_changed().unwrap_or(false))
+        {
             return false;
         }
         self.store_changes.mark_unchanged();

@@ -303,6 +303,11 @@ impl Reconciler {
         lock(&self.monitor.observed).get(key).copied()
     }
 
+    /// Whether the monitor's last look at the node found it anything but healthy.
+    pub(crate) fn unhealthy(&self, key: &NodeKey) -> bool {
+        self.health(key).is_some_and(|h| h != Health::Healthy)
+    }
+
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
