@@ -6,11 +6,13 @@
 //! only the clusters and groups whose record changed since the pass that last reconciled
 //! them (a group's members with it): a steady resource reconciled again costs a store read
 //! and a command per node for nothing, and at a thousand nodes that was the whole machine,
-//! every create making the next one slower. A full pass reconciles everything: on the
-//! period, which grows with the number of resources so its cost stays bounded, and on a
-//! wake-up that changed no record (what a parameter group, a user group or a node
-//! answering again touches is not in the records). Snapshots, update actions, serverless
-//! caches and global datastores are few and looked at in every pass.
+//! every create making the next one slower. A full pass reconciles everything: at start-up
+//! and on a wake-up that changed no record (what a parameter group, a user group or a node
+//! answering again touches is not in the records). The period's pass, which catches drift,
+//! looks at every group (replication links) but only at the clusters that changed or whose
+//! nodes do not all run healthy; its period grows with the number of resources so its
+//! cost stays bounded. Snapshots, update actions, serverless caches and global datastores
+//! are few and looked at in every pass.
 //!
 //! Passes run one at a time, and a pass over changes waits a few times its own length
 //! after the previous one, so that a burst of writes costs a bounded share of the CPU.
@@ -90,6 +92,11 @@ enum Pass {
     Changed,
     /// Those whose record changed, or all of them if none did.
     Asked,
+    /// The period's: every group (a replication link may drift, a user's `REPLICAOF`),
+    /// and the clusters that changed or whose nodes do not all run healthy. A steady
+    /// cluster's look compares its record and its nodes' settings, both unchanged, so at
+    /// a thousand nodes it was most of an idle emulator's CPU for nothing.
+    Drift,
     All,
 }
 
@@ -145,7 +152,7 @@ impl Reconciler {
                 _ = self.schedule.wake.notified() => Pass::Asked,
                 _ = writes.changed() => Pass::Changed,
                 _ = self.schedule.recheck.notified() => Pass::Changed,
-                _ = tokio::time::sleep_until((last_full + period).into()) => Pass::All,
+                _ = tokio::time::sleep_until((last_full + period).into()) => Pass::Drift,
             };
             if pass == Pass::Changed {
                 tokio::time::sleep(length * SPACING).await;
@@ -168,7 +175,8 @@ impl Reconciler {
         self.stop_unknown_nodes(&clusters).await;
         let count = clusters.len() + groups.len();
         let (clusters, groups) = self.to_reconcile(pass, clusters, groups);
-        let full = clusters.len() + groups.len() == count;
+        // The period's pass looks at all that can drift, so it counts as a full one.
+        let full = pass == Pass::Drift || clusters.len() + groups.len() == count;
         // Each reconcile reads its resource again once it holds the resource's slot: the
         // lists above may predate the last reconcile's writes.
         for cluster in clusters {
@@ -240,9 +248,17 @@ impl Reconciler {
         let changed_clusters: HashSet<ClusterKey> = clusters
             .iter()
             .map(|c| (cluster_key(c), c))
-            .filter(|(key, c)| members.contains(key) || due.contains(key) || seen.clusters.get(key) != Some(*c))
+            .filter(|(key, c)| {
+                members.contains(key)
+                    || due.contains(key)
+                    || seen.clusters.get(key) != Some(*c)
+                    || (pass == Pass::Drift && !self.runs_healthy(c))
+            })
             .map(|(key, _)| key)
             .collect();
+        if pass == Pass::Drift {
+            return (clusters.into_iter().filter(|c| changed_clusters.contains(&cluster_key(c))).collect(), groups);
+        }
         if pass == Pass::Asked && changed_groups.is_empty() && changed_clusters.is_empty() {
             return (clusters, groups);
         }
@@ -250,6 +266,15 @@ impl Reconciler {
             clusters.into_iter().filter(|c| changed_clusters.contains(&cluster_key(c))).collect(),
             groups.into_iter().filter(|g| changed_groups.contains(&key_of_group(g))).collect(),
         )
+    }
+
+    /// Whether every node of `c` runs and its last look found it healthy.
+    fn runs_healthy(&self, c: &CacheCluster) -> bool {
+        let scope = scope_key(&c.scope);
+        c.nodes.iter().all(|n| {
+            let key = nodes::NodeKey::new(scope.clone(), c.cluster.id.clone(), n.node_id.clone());
+            self.runtime.known_health(&key).is_none() && !self.unhealthy(&key)
+        })
     }
 
     /// Reconciles snapshots under way, update actions, serverless caches and global
@@ -331,8 +356,7 @@ impl Reconciler {
             .collect();
         let busy: HashSet<(String, String)> =
             lock(&self.schedule.in_flight).iter().map(|(scope, id)| (scope_key(scope), id.clone())).collect();
-        for node in self.runtime.running() {
-            let key = &node.key;
+        for key in &self.runtime.keys() {
             if known.contains(&(key.scope.clone(), key.cluster_id.as_str(), key.node_id.as_str()))
                 || busy.contains(&(key.scope.clone(), key.cluster_id.clone()))
             {
