@@ -2,8 +2,8 @@
 //! memcached `version` → `VERSION ...`. Redis-like nodes are checked through their unix
 //! socket (their TCP port may speak TLS only), memcached over TCP (through TLS when the node
 //! speaks only that). [`check`] opens a fresh connection, which proves the listener itself
-//! accepts (readiness); the health monitor keeps one per redis node instead
-//! ([`HeldCheck`]), so that a thousand nodes cost a PING each, not a connection each.
+//! accepts (readiness); the health monitor keeps one per node instead ([`HeldCheck`]), so
+//! that a thousand nodes cost a request each, not a connection each.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -24,49 +24,62 @@ pub enum ProbeFailure {
     BadReply(String),
 }
 
-/// One check of the node at `address:port` (through TLS with `tls`), or of a redis node
-/// through its unix `socket`. Time limits are the caller's job.
-pub async fn check(
-    engine: EngineKind,
-    address: Ipv4Addr,
-    port: u16,
-    socket: &Path,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<(), ProbeFailure> {
-    if engine.is_redis_like() {
-        let stream = UnixStream::connect(socket).await.map_err(ProbeFailure::Refused)?;
-        return check_stream(engine, BufReader::new(stream)).await;
+/// Where a node is checked: redis-like nodes through their unix `socket`, memcached at
+/// `address:port` (through TLS with `tls`).
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub engine: EngineKind,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub socket: &'a Path,
+    pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+}
+
+/// Any connection a check runs over.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+type Held = BufReader<Box<dyn Connection>>;
+
+async fn connect(target: Target<'_>) -> Result<Held, ProbeFailure> {
+    if target.engine.is_redis_like() {
+        let stream = UnixStream::connect(target.socket).await.map_err(ProbeFailure::Refused)?;
+        return Ok(BufReader::new(Box::new(stream)));
     }
-    let stream = TcpStream::connect(SocketAddr::from((address, port))).await.map_err(ProbeFailure::Refused)?;
+    let stream =
+        TcpStream::connect(SocketAddr::from((target.address, target.port))).await.map_err(ProbeFailure::Refused)?;
     // Probes are one small request each: don't let Nagle hold it back.
     let _ = stream.set_nodelay(true);
-    match tls {
-        None => check_stream(engine, BufReader::new(stream)).await,
+    match target.tls {
+        None => Ok(BufReader::new(Box::new(stream))),
         Some(config) => {
-            let stream = crate::tls::connect(config, address, stream)
+            let stream = crate::tls::connect(config, target.address, stream)
                 .await
                 .map_err(|e| ProbeFailure::BadReply(format!("TLS: {e}")))?;
-            check_stream(engine, BufReader::new(stream)).await
+            Ok(BufReader::new(Box::new(stream)))
         }
     }
 }
 
-/// A redis node's check over a connection kept from one check to the next; a failed or
-/// timed-out check drops it (its reply may still come), the next one connects again.
+/// One check over a fresh connection, which proves the listener itself accepts. Time
+/// limits are the caller's job.
+pub async fn check(target: Target<'_>) -> Result<(), ProbeFailure> {
+    check_on(target.engine, &mut connect(target).await?).await
+}
+
+/// A node's check over a connection kept from one check to the next; a failed or timed-out
+/// check drops it (its reply may still come), the next one connects again.
 #[derive(Default)]
-pub struct HeldCheck(tokio::sync::Mutex<Option<BufReader<UnixStream>>>);
+pub struct HeldCheck(tokio::sync::Mutex<Option<Held>>);
 
 impl HeldCheck {
-    pub async fn check(&self, socket: &Path, timeout: std::time::Duration) -> Result<(), ProbeFailure> {
+    pub async fn check(&self, target: Target<'_>, timeout: std::time::Duration) -> Result<(), ProbeFailure> {
         let mut held = self.0.lock().await;
         let exchange = async {
-            if held.is_none() {
-                *held = Some(BufReader::new(UnixStream::connect(socket).await.map_err(ProbeFailure::Refused)?));
-            }
-            match held.as_mut() {
-                Some(stream) => check_on(EngineKind::Redis, stream).await,
-                None => Err(ProbeFailure::BadReply("no connection".to_string())),
-            }
+            let stream = match held.take() {
+                Some(stream) => held.insert(stream),
+                None => held.insert(connect(target).await?),
+            };
+            check_on(target.engine, stream).await
         };
         let result = tokio::time::timeout(timeout, exchange)
             .await
@@ -76,13 +89,6 @@ impl HeldCheck {
         }
         result
     }
-}
-
-async fn check_stream<S>(engine: EngineKind, mut stream: BufReader<S>) -> Result<(), ProbeFailure>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    check_on(engine, &mut stream).await
 }
 
 async fn check_on<S>(engine: EngineKind, stream: &mut BufReader<S>) -> Result<(), ProbeFailure>

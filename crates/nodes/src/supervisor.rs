@@ -396,17 +396,14 @@ impl Runtime {
         if let Some(known) = node.known_health() {
             return known;
         }
-        let checked = if node.engine.is_redis_like() {
-            node.held_check.check(&node.socket, timeout).await
-        } else {
-            tokio::time::timeout(
-                timeout,
-                probe::check(node.engine, node.info.address, node.info.port, &node.socket, node.tls_client.as_ref()),
-            )
-            .await
-            .unwrap_or_else(|_| Err(probe::ProbeFailure::BadReply("timed out".to_string())))
+        let target = probe::Target {
+            engine: node.engine,
+            address: node.info.address,
+            port: node.info.port,
+            socket: &node.socket,
+            tls: node.tls_client.as_ref(),
         };
-        match checked {
+        match node.held_check.check(target, timeout).await {
             Ok(()) => Health::Healthy,
             // The probe may have failed because the process died meanwhile.
             _ if node.has_exited() => Health::Exited,
@@ -895,12 +892,14 @@ impl Inner {
                 return Err(Launch::Failed(NodeError::TimedOut { after: self.start_timeout }));
             }
             let budget = (deadline - now).min(Duration::from_millis(250));
-            if let Ok(Ok(())) = tokio::time::timeout(
-                budget,
-                probe::check(spec.engine, spec.address, port, &socket, tls_client.as_ref()),
-            )
-            .await
-            {
+            let target = probe::Target {
+                engine: spec.engine,
+                address: spec.address,
+                port,
+                socket: &socket,
+                tls: tls_client.as_ref(),
+            };
+            if let Ok(Ok(())) = tokio::time::timeout(budget, probe::check(target)).await {
                 break;
             }
             tokio::time::sleep(POLL_INTERVAL).await;
