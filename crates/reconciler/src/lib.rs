@@ -24,6 +24,7 @@
 //! - `bridges`: the replication bridges into cluster-mode groups, shared by `global` and
 //!   `migration`.
 //! - `acl`: the users of a group's user group as every member node's ACL.
+//! - `restart`: the statuses an emulator restart shows until its nodes are back.
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //! - `service_updates`: update actions rolling through a cluster's or group's nodes.
 //! - `failover`: which replica a failover promotes (a pure decision).
@@ -53,6 +54,7 @@ mod migration;
 mod pace;
 pub mod progress;
 mod replication_groups;
+mod restart;
 mod s3;
 mod schedule;
 mod serverless;
@@ -217,6 +219,16 @@ impl Reconciler {
 
     fn cluster_dir(&self, scope: &Scope, cluster_id: &str) -> PathBuf {
         self.state_dir.join("nodes").join(&scope.region).join(&scope.account).join(cluster_id)
+    }
+
+    /// Marks the nodes recorded as available as rebooting, since none runs yet after a
+    /// start (see `restart`). Call it before the API answers, and before [`Reconciler::run`].
+    pub async fn mark_nodes_restarting(&self) -> Result<(), store::StoreError> {
+        let count = restart::mark_nodes_restarting(&self.store).await?;
+        if count > 0 {
+            tracing::info!(nodes = count, "nodes recorded as available are rebooting until they run again");
+        }
+        Ok(())
     }
 
     /// Runs until `shutdown` resolves: reconciles (see `schedule` for when), and

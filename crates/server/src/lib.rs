@@ -198,6 +198,7 @@ pub async fn run(
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
+    reconciler.mark_nodes_restarting().await.context("marking the nodes of the last run as restarting")?;
     let reconciling = AbortOnDrop(tokio::spawn(reconciler.clone().run(until_stopped(stopped.clone()))));
     let _backups = AbortOnDrop(tokio::spawn(automated_backups(operations.clone())));
     let scaling = serverless_scaling(operations.clone(), reconciler.clone(), config.serverless_shard_bytes);

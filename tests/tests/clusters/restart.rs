@@ -1,7 +1,13 @@
 //! An emulator restart on the same state directory brings every cluster back as it was:
-//! same description, nodes on the same ports.
+//! same description, nodes on the same ports; until a node runs again, Describe does not
+//! call it available.
 
+use std::path::Path;
+
+use aws_sdk_elasticache::Client;
+use aws_sdk_elasticache::types::CacheCluster;
 use e2e::{MemcachedClient, TestServer, port_refuses};
+use nodes::{Binary, EngineKind, Engines};
 
 use crate::*;
 
@@ -48,8 +54,8 @@ async fn clusters_come_back_after_an_emulator_restart() {
     all.sort();
     assert_eq!(all, ["keep-mc", "keep-redis"]);
 
-    let redis_after = wait_cluster_available(&client, "keep-redis").await;
-    let mc_after = wait_cluster_available(&client, "keep-mc").await;
+    let redis_after = wait_available_truthfully(&server, &client, "keep-redis").await;
+    let mc_after = wait_available_truthfully(&server, &client, "keep-mc").await;
     for (before, after) in [(&redis_before, &redis_after), (&mc_before, &mc_after)] {
         assert_eq!(nodes(after), nodes(before), "same nodes on the same ports");
         assert_eq!(after.arn(), before.arn());
@@ -79,4 +85,81 @@ async fn clusters_come_back_after_an_emulator_restart() {
         assert!(port_refuses(*port).await, "port {port} open after the clusters were deleted");
     }
     drop(state_dir);
+}
+
+/// redis-server behind a gate: while `gate` is a named pipe, a node's start waits until a
+/// line is written into it.
+fn gated_redis(dir: &Path, gate: &Path) -> Engines {
+    use std::os::unix::fs::PermissionsExt as _;
+    let found = Engines::detect();
+    let redis = found.binary(EngineKind::Redis).expect("redis-server installed").clone();
+    let script = dir.join("redis-server");
+    let text = format!(
+        "#!/bin/sh\nif [ -p '{gate}' ]; then read _ < '{gate}'; fi\nexec '{}' \"$@\"\n",
+        redis.path.display(),
+        gate = gate.display()
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let gated = Binary { path: script, version: redis.version };
+    Engines::new(Some(gated), found.binary(EngineKind::Valkey).cloned(), None)
+}
+
+#[tokio::test]
+async fn after_a_restart_a_node_is_rebooting_until_it_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let engines = gated_redis(dir.path(), &gate);
+    let configure = |c: &mut server::Config| {
+        c.engines = Some(engines.clone());
+        c.warm_nodes = 0;
+    };
+    let server = TestServer::start_with(configure).await;
+    let client = server.client();
+    create_redis(&client, "gated", "cache.t3.micro", None).await;
+    wait_cluster_available(&client, "gated").await;
+    let state_dir = server.stop().await;
+
+    let made = std::process::Command::new("mkfifo").arg(&gate).status().unwrap();
+    assert!(made.success(), "mkfifo {}", gate.display());
+    let server = TestServer::try_start_with(state_dir, configure).await.unwrap();
+    let client = server.client();
+    // The node's start waits at the gate.
+    let c = describe_cluster(&client, "gated").await;
+    assert_eq!(c.cache_cluster_status(), Some("rebooting cache cluster nodes"), "{c:?}");
+    assert_eq!(nodes(&c)[0].status, "rebooting", "{c:?}");
+
+    // Opening the FIFO for writing waits for the start to open it for reading.
+    let opened = gate.clone();
+    tokio::task::spawn_blocking(move || std::fs::write(opened, b"go\n")).await.unwrap().unwrap();
+    wait_available_truthfully(&server, &client, "gated").await;
+    let events = e2e::events_of(&client, SourceType::CacheCluster, "gated").await;
+    assert!(events.iter().any(|e| e == "Cache node 0001 restarted"), "{events:?}");
+}
+
+/// Polls the cluster until it is available again after a restart, checking at every look
+/// that each node Describe shows `available` runs (the emulator lists a node with its pid
+/// once it answers; the list is read after the description, and a running node does not
+/// stop by itself here).
+async fn wait_available_truthfully(server: &TestServer, client: &Client, id: &str) -> CacheCluster {
+    poll_until(&format!("cluster {id} available after the restart"), SETTLE, || async {
+        let c = describe_cluster(client, id).await;
+        let running = admin_nodes(server).await;
+        for node in c.cache_nodes().iter().filter(|n| n.cache_node_status() == Some("available")) {
+            let listed = running
+                .iter()
+                .find(|r| r["cache_cluster_id"] == id && r["cache_node_id"] == node.cache_node_id().unwrap());
+            assert!(
+                listed.is_some_and(|r| r["pid"].as_u64().is_some()),
+                "{id} shows node {node:?} available before it runs: {running:?}"
+            );
+        }
+        let all_available = c.cache_nodes().iter().all(|n| n.cache_node_status() == Some("available"));
+        if c.cache_cluster_status() == Some("available") && all_available {
+            Ok(c)
+        } else {
+            Err(format!("{:?} nodes {:?}", c.cache_cluster_status(), c.cache_nodes()))
+        }
+    })
+    .await
 }
