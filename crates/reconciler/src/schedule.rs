@@ -3,10 +3,11 @@
 //!
 //! Three things start a pass: a write to the store, a wake-up (the API changed something,
 //! the health monitor saw a node answer again, …), and the period. Most passes reconcile
-//! only the clusters and groups whose record changed since the pass that last reconciled
-//! them (a group's members with it): a steady resource reconciled again costs a store read
-//! and a command per node for nothing, and at a thousand nodes that was the whole machine,
-//! every create making the next one slower. A full pass reconciles everything: at start-up
+//! only the clusters and groups written since the last pass (a group's members with it),
+//! and read only those, by the store's versions: a steady resource reconciled again costs
+//! a store read and a command per node for nothing, and reading every record for every
+//! write made each create at a thousand nodes ten times slower than the first. A full
+//! pass reconciles everything: at start-up
 //! and on a wake-up that changed no record (what a parameter group, a user group or a node
 //! answering again touches is not in the records). The period's pass, which catches drift,
 //! looks at every group (replication links) but only at the clusters that changed or whose
@@ -14,8 +15,9 @@
 //! cost stays bounded. Snapshots, update actions, serverless caches and global datastores
 //! are few and looked at in every pass.
 //!
-//! Passes run one at a time, and a pass over changes waits a few times its own length
-//! after the previous one, so that a burst of writes costs a bounded share of the CPU.
+//! Passes run one at a time, and a pass over changes starts no sooner than a few times
+//! the previous pass's length after it ended, so that a burst of writes costs a bounded
+//! share of the CPU.
 //! A reconcile that asks to look again runs again in its own slot after its delay.
 
 use std::collections::{HashMap, HashSet};
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use store::{CacheCluster, ReplicationGroup, Scope};
+use store::{CacheCluster, ReplicationGroup, Scope, Versions};
 use tokio::sync::Notify;
 
 use crate::{ClusterKey, Reconciler, error, global, lock, scope_key, serverless, service_updates};
@@ -55,14 +57,9 @@ pub(crate) struct Schedule {
     /// reconciles them again.
     missed: Mutex<HashSet<ClusterKey>>,
     recheck: Notify,
-    /// Each cluster and group as the pass that last started its reconcile listed it.
-    seen: Mutex<Seen>,
-}
-
-#[derive(Default)]
-struct Seen {
-    clusters: HashMap<ClusterKey, CacheCluster>,
-    groups: HashMap<ClusterKey, ReplicationGroup>,
+    /// The store's versions the last pass read up to: a pass over changes reads what was
+    /// written since.
+    read_up_to: Mutex<Versions>,
 }
 
 impl Schedule {
@@ -74,14 +71,14 @@ impl Schedule {
             retries: Mutex::default(),
             missed: Mutex::default(),
             recheck: Notify::new(),
-            seen: Mutex::default(),
+            read_up_to: Mutex::default(),
         }
     }
 
-    /// Forgets what passes saw (after a reset), so the next pass reconciles everything.
+    /// Forgets what passes read (after a reset), so the next pass reconciles everything.
     pub(crate) fn forget(&self) {
         lock(&self.retries).clear();
-        *lock(&self.seen) = Seen::default();
+        *lock(&self.read_up_to) = Versions::default();
     }
 }
 
@@ -120,9 +117,21 @@ impl Drop for Slot {
     }
 }
 
+/// Group ids and cluster ids share a namespace in the in-flight set.
+const GROUP_KEY_PREFIX: &str = "replication-group/";
+
 fn group_key(scope: &Scope, id: &str) -> ClusterKey {
-    // Group ids and cluster ids share a namespace in the in-flight set.
-    (scope.clone(), format!("replication-group/{id}"))
+    (scope.clone(), format!("{GROUP_KEY_PREFIX}{id}"))
+}
+
+fn cluster_key(c: &CacheCluster) -> ClusterKey {
+    (c.scope.clone(), c.cluster.id.clone())
+}
+
+/// `items` without repeats (by `key`), in their first order.
+fn unique<T>(items: Vec<T>, key: impl Fn(&T) -> ClusterKey) -> Vec<T> {
+    let mut keys = HashSet::new();
+    items.into_iter().filter(|item| keys.insert(key(item))).collect()
 }
 
 /// A snapshot's place among the resources being reconciled.
@@ -139,10 +148,10 @@ impl Reconciler {
         let (mut last_full, mut period) = (Instant::now(), PERIOD);
         loop {
             let started = Instant::now();
-            if let Some((resources, full)) = self.pass(pass).await {
-                if full {
-                    last_full = started;
-                }
+            if let Some(resources) = self.pass(pass).await
+                && let Some(resources) = resources
+            {
+                last_full = started;
                 let beyond = u32::try_from(resources.saturating_sub(200)).unwrap_or(u32::MAX);
                 period = PERIOD + PERIOD_PER_RESOURCE * beyond;
             }
@@ -155,34 +164,32 @@ impl Reconciler {
                 _ = tokio::time::sleep_until((last_full + period).into()) => Pass::Drift,
             };
             if pass == Pass::Changed {
-                tokio::time::sleep(length * SPACING).await;
+                tokio::time::sleep_until((started + length * (SPACING + 1)).into()).await;
             }
             writes.borrow_and_update();
         }
     }
 
-    /// Starts the reconciles `pass` asks for. Answers how many clusters and groups there
-    /// are and whether all of them were reconciled (None if reading them failed).
-    async fn pass(self: &Arc<Self>, pass: Pass) -> Option<(usize, bool)> {
-        let store = &self.store;
-        let (clusters, groups) = match (store.all_cache_clusters().await, store.all_replication_groups().await) {
-            (Ok(clusters), Ok(groups)) => (clusters, groups),
-            (Err(error), _) | (_, Err(error)) => {
+    /// Starts the reconciles `pass` asks for. Answers, for a pass that looked at every
+    /// resource (or at all that can drift), how many clusters and groups there are; None
+    /// if reading them failed.
+    async fn pass(self: &Arc<Self>, pass: Pass) -> Option<Option<usize>> {
+        let (clusters, groups, count) = match self.to_reconcile(pass).await {
+            Ok(chosen) => chosen,
+            Err(error) => {
                 tracing::error!(%error, "reading desired state failed");
                 return None;
             }
         };
-        self.stop_unknown_nodes(&clusters).await;
-        let count = clusters.len() + groups.len();
-        let (clusters, groups) = self.to_reconcile(pass, clusters, groups);
-        // The period's pass looks at all that can drift, so it counts as a full one.
-        let full = pass == Pass::Drift || clusters.len() + groups.len() == count;
+        if let Err(error) = self.stop_unknown_nodes().await {
+            tracing::error!(%error, "reading the nodes' keys failed");
+        }
         // Each reconcile reads its resource again once it holds the resource's slot: the
         // lists above may predate the last reconcile's writes.
         for cluster in clusters {
             let (scope, id) = (cluster.scope.clone(), cluster.cluster.id.clone());
             let key = (scope.clone(), id.clone());
-            let started = self.spawn_once(key.clone(), move |r| {
+            self.spawn_once(key, move |r| {
                 let (scope, id) = (scope.clone(), id.clone());
                 async move {
                     match r.store.cache_cluster(&scope, &id).await.map_err(error::Error::Store)? {
@@ -191,14 +198,11 @@ impl Reconciler {
                     }
                 }
             });
-            if started {
-                lock(&self.schedule.seen).clusters.insert(key, cluster);
-            }
         }
         for group in groups {
             let (scope, id) = (group.scope.clone(), group.group.id.clone());
             let key = group_key(&scope, &id);
-            let started = self.spawn_once(key.clone(), move |r| {
+            self.spawn_once(key, move |r| {
                 let (scope, id) = (scope.clone(), id.clone());
                 async move {
                     match r.store.replication_group(&scope, &id).await.map_err(error::Error::Store)? {
@@ -207,65 +211,47 @@ impl Reconciler {
                     }
                 }
             });
-            if started {
-                lock(&self.schedule.seen).groups.insert(key, group);
-            }
         }
         self.spawn_the_few().await;
-        Some((count, full))
+        Some(count)
     }
 
-    /// The clusters and groups `pass` reconciles; forgets what passes saw of those gone.
-    fn to_reconcile(
+    /// The clusters and groups `pass` reconciles, and how many there are when it reads them
+    /// all. A pass over changes reads what was written since the last pass (a changed
+    /// group's members with it) and what a pass found in flight; one asked for that finds
+    /// no change reconciles everything.
+    async fn to_reconcile(
         &self,
         pass: Pass,
-        clusters: Vec<CacheCluster>,
-        groups: Vec<ReplicationGroup>,
-    ) -> (Vec<CacheCluster>, Vec<ReplicationGroup>) {
-        let cluster_key = |c: &CacheCluster| (c.scope.clone(), c.cluster.id.clone());
-        let key_of_group = |g: &ReplicationGroup| group_key(&g.scope, &g.group.id);
+    ) -> Result<(Vec<CacheCluster>, Vec<ReplicationGroup>, Option<usize>), store::StoreError> {
+        let store = &self.store;
+        let until = store.versions().await?;
+        let since = *lock(&self.schedule.read_up_to);
         let due = std::mem::take(&mut *lock(&self.schedule.missed));
-        let mut seen = lock(&self.schedule.seen);
-        let cluster_keys: HashSet<ClusterKey> = clusters.iter().map(cluster_key).collect();
-        let group_keys: HashSet<ClusterKey> = groups.iter().map(key_of_group).collect();
-        seen.clusters.retain(|key, _| cluster_keys.contains(key));
-        seen.groups.retain(|key, _| group_keys.contains(key));
-        if pass == Pass::All {
-            return (clusters, groups);
+        let (mut clusters, mut groups) = store.changed(since, until).await?;
+        *lock(&self.schedule.read_up_to) = until;
+        let nothing_changed = clusters.is_empty() && groups.is_empty() && due.is_empty();
+        if pass == Pass::All || (pass == Pass::Asked && nothing_changed) {
+            let (clusters, groups) = (store.all_cache_clusters().await?, store.all_replication_groups().await?);
+            let count = clusters.len() + groups.len();
+            return Ok((clusters, groups, Some(count)));
         }
-        let changed_groups: HashSet<ClusterKey> = groups
-            .iter()
-            .map(|g| (key_of_group(g), g))
-            .filter(|(key, g)| due.contains(key) || seen.groups.get(key) != Some(*g))
-            .map(|(key, _)| key)
-            .collect();
+        for key in &due {
+            if let Some(id) = key.1.strip_prefix(GROUP_KEY_PREFIX) {
+                groups.extend(store.replication_group(&key.0, id).await?);
+            } else if !key.1.contains('/') {
+                clusters.extend(store.cache_cluster(&key.0, &key.1).await?);
+            }
+        }
         // A changed group's members are looked at with it.
-        let members: HashSet<ClusterKey> = groups
-            .iter()
-            .filter(|g| changed_groups.contains(&key_of_group(g)))
-            .flat_map(|g| g.members.iter().map(cluster_key))
-            .collect();
-        let changed_clusters: HashSet<ClusterKey> = clusters
-            .iter()
-            .map(|c| (cluster_key(c), c))
-            .filter(|(key, c)| {
-                members.contains(key)
-                    || due.contains(key)
-                    || seen.clusters.get(key) != Some(*c)
-                    || (pass == Pass::Drift && !self.runs_healthy(c))
-            })
-            .map(|(key, _)| key)
-            .collect();
+        clusters.extend(groups.iter().flat_map(|g| g.members.iter().cloned()));
         if pass == Pass::Drift {
-            return (clusters.into_iter().filter(|c| changed_clusters.contains(&cluster_key(c))).collect(), groups);
+            let (all_clusters, all_groups) = (store.all_cache_clusters().await?, store.all_replication_groups().await?);
+            let count = all_clusters.len() + all_groups.len();
+            clusters.extend(all_clusters.into_iter().filter(|c| !self.runs_healthy(c)));
+            return Ok((unique(clusters, cluster_key), all_groups, Some(count)));
         }
-        if pass == Pass::Asked && changed_groups.is_empty() && changed_clusters.is_empty() {
-            return (clusters, groups);
-        }
-        (
-            clusters.into_iter().filter(|c| changed_clusters.contains(&cluster_key(c))).collect(),
-            groups.into_iter().filter(|g| changed_groups.contains(&key_of_group(g))).collect(),
-        )
+        Ok((unique(clusters, cluster_key), unique(groups, |g| group_key(&g.scope, &g.group.id)), None))
     }
 
     /// Whether every node of `c` runs and its last look found it healthy.
@@ -346,19 +332,20 @@ impl Reconciler {
 
     /// Stops nodes the store no longer knows (a reconcile that raced with a reset or a
     /// delete); a cluster being reconciled right now is left alone.
-    async fn stop_unknown_nodes(&self, clusters: &[CacheCluster]) {
-        let known: HashSet<(String, &str, &str)> = clusters
-            .iter()
-            .flat_map(|c| {
-                let scope = scope_key(&c.scope);
-                c.nodes.iter().map(move |n| (scope.clone(), c.cluster.id.as_str(), n.node_id.as_str()))
-            })
+    async fn stop_unknown_nodes(&self) -> Result<(), store::StoreError> {
+        let known: HashSet<(String, String, String)> = self
+            .store
+            .cache_node_keys()
+            .await?
+            .into_iter()
+            .map(|(scope, cluster, node)| (scope_key(&scope), cluster, node))
             .collect();
         let busy: HashSet<(String, String)> =
             lock(&self.schedule.in_flight).iter().map(|(scope, id)| (scope_key(scope), id.clone())).collect();
         for key in &self.runtime.keys() {
-            if known.contains(&(key.scope.clone(), key.cluster_id.as_str(), key.node_id.as_str()))
-                || busy.contains(&(key.scope.clone(), key.cluster_id.clone()))
+            let (scope, cluster) = (key.scope.clone(), key.cluster_id.clone());
+            if known.contains(&(scope.clone(), cluster.clone(), key.node_id.clone()))
+                || busy.contains(&(scope, cluster))
             {
                 continue;
             }
@@ -375,6 +362,7 @@ impl Reconciler {
                 tracing::warn!(node = %key, %error, "stopping an unknown node failed");
             }
         }
+        Ok(())
     }
 
     /// Runs `reconcile` unless one for `key` is running (then the pass is noted as missed,
@@ -388,10 +376,8 @@ impl Reconciler {
     {
         {
             let mut in_flight = lock(&self.schedule.in_flight);
-            if self.schedule.stopping.load(Ordering::SeqCst) {
-                return false;
-            }
-            if !in_flight.insert(key.clone()) {
+            // Refused while paused, or taken: looked at again by a later pass.
+            if self.schedule.stopping.load(Ordering::SeqCst) || !in_flight.insert(key.clone()) {
                 lock(&self.schedule.missed).insert(key);
                 return false;
             }

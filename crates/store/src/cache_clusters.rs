@@ -191,13 +191,17 @@ pub(crate) async fn write_cluster(
     cluster: &CacheClusterRecord,
     nodes: &[CacheNodeRecord],
 ) -> Result<()> {
-    sqlx::query("INSERT INTO cache_clusters (region, account, id, data) VALUES (?, ?, ?, ?) ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data")
-        .bind(&scope.region)
-        .bind(&scope.account)
-        .bind(&cluster.id)
-        .bind(encode(cluster)?)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO cache_clusters (region, account, id, data, version)
+         VALUES (?, ?, ?, ?, (SELECT IFNULL(MAX(version), 0) + 1 FROM cache_clusters))
+         ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data, version = excluded.version",
+    )
+    .bind(&scope.region)
+    .bind(&scope.account)
+    .bind(&cluster.id)
+    .bind(encode(cluster)?)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM cache_nodes WHERE region = ? AND account = ? AND cluster_id = ?")
         .bind(&scope.region)
         .bind(&scope.account)
@@ -223,6 +227,11 @@ pub(crate) async fn write_cluster(
 pub(crate) enum Clusters<'a> {
     /// Every cluster of every scope (the reconciler's pass).
     All,
+    /// Every cluster written after version `since`, up to `until` (see `versions`).
+    Changed {
+        since: i64,
+        until: i64,
+    },
     Scope(&'a Scope),
     One(&'a Scope, &'a str),
     /// The members of one replication group.
@@ -252,6 +261,7 @@ pub(crate) async fn read_clusters(conn: &mut sqlx::SqliteConnection, which: Clus
     const SCOPE: &str = "region = ? AND account = ?";
     let (filter, key, limit): (String, Option<&str>, i64) = match which {
         Clusters::All => ("1".into(), None, -1),
+        Clusters::Changed { .. } => ("version > ? AND version <= ?".into(), None, -1),
         Clusters::Scope(_) => (SCOPE.into(), None, -1),
         Clusters::One(_, id) => (format!("{SCOPE} AND id = ?"), Some(id), -1),
         Clusters::Group(_, group) => (format!("{SCOPE} AND replication_group_id = ?"), Some(group), -1),
@@ -292,6 +302,9 @@ pub(crate) async fn read_clusters(conn: &mut sqlx::SqliteConnection, which: Clus
     | Clusters::Page { scope, .. } = which
     {
         query = query.bind(&scope.region).bind(&scope.account);
+    }
+    if let Clusters::Changed { since, until } = which {
+        query = query.bind(since).bind(until);
     }
     if let Some(key) = key {
         query = query.bind(key);

@@ -10,6 +10,8 @@
 //!   `reserved_nodes`, `events`: one module
 //!   per resource family, each a set of `impl Tx` methods (reads and writes inside a write)
 //!   and `impl Store` methods (reads, and a write on its own) over plain records.
+//! - `versions`: which clusters and groups were written since a version, for the
+//!   reconciler's passes over changes.
 //!
 //! Every state change is one transaction, and writers are serialised by one lock: what a
 //! write read is what it changes. "Create the same name concurrently" has exactly one
@@ -30,6 +32,7 @@ mod subnet_groups;
 mod tags;
 mod tx;
 mod users;
+mod versions;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -58,6 +61,7 @@ pub use subnet_groups::{SubnetGroupRecord, SubnetRecord};
 pub use tags::TagRecord;
 pub use tx::Tx;
 pub use users::{User, UserGroup, UserGroupRecord, UserRecord};
+pub use versions::Versions;
 
 pub use model::Scope;
 

@@ -182,7 +182,7 @@ pub struct ReplicationGroup {
     pub members: Vec<CacheCluster>,
 }
 
-async fn read_groups(
+pub(crate) async fn read_groups(
     conn: &mut sqlx::SqliteConnection,
     scope: Option<&Scope>,
     id: Option<&str>,
@@ -227,8 +227,9 @@ async fn read_groups(
 
 async fn write_group(tx: &mut sqlx::SqliteConnection, scope: &Scope, group: &ReplicationGroupRecord) -> Result<()> {
     sqlx::query(
-        "INSERT INTO replication_groups (region, account, id, data) VALUES (?, ?, ?, ?)
-         ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data",
+        "INSERT INTO replication_groups (region, account, id, data, version)
+         VALUES (?, ?, ?, ?, (SELECT IFNULL(MAX(version), 0) + 1 FROM replication_groups))
+         ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data, version = excluded.version",
     )
     .bind(&scope.region)
     .bind(&scope.account)

@@ -90,3 +90,44 @@ async fn keyed_reads_answer_what_reading_everything_answers() {
     ids.sort();
     assert_eq!(ids, all.iter().map(|c| c.cluster.id.clone()).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_pass_over_changes_reads_what_was_written_since_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_fixture(&dir).await;
+    // Rows of an older release are read by the reconciler's first pass, which reads all.
+    let start = store.versions().await.unwrap();
+    let (clusters, groups) = store.changed(start, start).await.unwrap();
+    assert!(clusters.is_empty() && groups.is_empty(), "nothing written since");
+
+    store
+        .update_cache_cluster(&scope(), "fx-redis", |cluster, _| {
+            cluster.status = "modifying".into();
+            Ok::<_, ()>(Vec::new())
+        })
+        .await
+        .unwrap();
+    // A change that changes nothing writes nothing, so it is no change.
+    store.update_cache_cluster(&scope(), "fx-memcached", |_, _| Ok::<_, ()>(Vec::new())).await.unwrap();
+    let after = store.versions().await.unwrap();
+    assert!(after.clusters > start.clusters);
+    assert_eq!(after.groups, start.groups);
+    let (clusters, groups) = store.changed(start, after).await.unwrap();
+    let ids: Vec<&str> = clusters.iter().map(|c| c.cluster.id.as_str()).collect();
+    assert_eq!(ids, ["fx-redis"]);
+    assert_eq!(clusters[0].cluster.status, "modifying");
+    assert!(groups.is_empty());
+
+    // A group's write is a change of the group and of the members written with it.
+    store
+        .update_replication_group(&scope(), "fx-group", |group, _| {
+            group.description = "changed".into();
+            Ok::<_, ()>(Vec::new())
+        })
+        .await
+        .unwrap();
+    let (clusters, groups) = store.changed(after, store.versions().await.unwrap()).await.unwrap();
+    assert_eq!(groups.iter().map(|g| g.group.id.as_str()).collect::<Vec<_>>(), ["fx-group"]);
+    assert_eq!(groups[0].members.len(), clusters.len(), "its members, written with it");
+    assert!(!clusters.is_empty());
+}

@@ -1,0 +1,70 @@
+//! What changed since the reconciler last looked: every write of a cluster or a group
+//! stamps its row with the next version of its table (`migrations/0011_versions.sql`), so
+//! a pass over changes reads the rows written since, by index, at a cost that follows the
+//! changes rather than what the store holds.
+
+use sqlx::Row;
+
+use crate::cache_clusters::{Clusters, read_clusters};
+use crate::replication_groups::read_groups;
+use crate::{CacheCluster, ReplicationGroup, Result, Scope, Store};
+
+/// The latest versions written, of clusters and of groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Versions {
+    pub clusters: i64,
+    pub groups: i64,
+}
+
+impl Store {
+    /// The versions of the latest writes. Writes commit in version order (under the write
+    /// lock), so every row at or below these is readable now; a write under way shows
+    /// later, above them.
+    pub async fn versions(&self) -> Result<Versions> {
+        let row = sqlx::query(
+            "SELECT (SELECT IFNULL(MAX(version), 0) FROM cache_clusters),
+                    (SELECT IFNULL(MAX(version), 0) FROM replication_groups)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Versions { clusters: row.get(0), groups: row.get(1) })
+    }
+
+    /// The clusters and groups written after `since`, up to `until` (groups with their
+    /// members).
+    pub async fn changed(
+        &self,
+        since: Versions,
+        until: Versions,
+    ) -> Result<(Vec<CacheCluster>, Vec<ReplicationGroup>)> {
+        let mut conn = self.pool.acquire().await?;
+        let clusters =
+            read_clusters(&mut conn, Clusters::Changed { since: since.clusters, until: until.clusters }).await?;
+        let keys: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT region, account, id FROM replication_groups WHERE version > ? AND version <= ?
+             ORDER BY region, account, id",
+        )
+        .bind(since.groups)
+        .bind(until.groups)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut groups = Vec::with_capacity(keys.len());
+        for (region, account, id) in keys {
+            groups.extend(read_groups(&mut conn, Some(&Scope { region, account }), Some(&id)).await?);
+        }
+        Ok((clusters, groups))
+    }
+
+    /// Every node the store knows, as (scope, cluster id, node id), without reading the
+    /// clusters' documents.
+    pub async fn cache_node_keys(&self) -> Result<Vec<(Scope, String, String)>> {
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query_as("SELECT region, account, cluster_id, node_id FROM cache_nodes")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(region, account, cluster, node)| (Scope { region, account }, cluster, node))
+            .collect())
+    }
+}
