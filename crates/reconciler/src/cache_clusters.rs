@@ -35,6 +35,9 @@ pub(crate) const DEFAULT_MAX_MEMORY: u64 = 64 << 20;
 /// What a reconcile did to one node, written back in one transaction.
 enum Outcome {
     Started(RunningNode),
+    /// Running, while its record still says it is coming up: the write of its start was
+    /// lost (a store error under load), and no later look would start it again.
+    Up,
     /// Parameters (and, for a new node type, memory) applied to the running process.
     Applied {
         pending_reboot: bool,
@@ -261,6 +264,8 @@ async fn act_on_nodes(
         {
             let outcome = apply_live(r, &key, node, &desired.parameters, desired.max_memory_bytes, desired.memcached);
             outcomes.insert(node.node_id.clone(), outcome.await);
+        } else if [status::CREATING, status::NODE_REBOOTING].contains(&node.status.as_str()) {
+            outcomes.insert(node.node_id.clone(), Outcome::Up);
         }
     }
     // A starting replica's full sync forks on its primary, which notices the end only at
@@ -478,6 +483,10 @@ fn record_nodes(
                 node.applied_max_memory = desired.max_memory_bytes;
                 node.applied_transit_mode = desired.node_mode.to_string();
                 node.applied_auth = desired.auth.clone();
+            }
+            Some(Outcome::Up) => {
+                changed |= node.status == status::CREATING;
+                node.status = status::AVAILABLE.to_string();
             }
             Some(Outcome::AuthApplied) => node.applied_auth = desired.auth.clone(),
             Some(Outcome::Applied { pending_reboot }) => {
