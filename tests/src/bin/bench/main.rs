@@ -109,10 +109,18 @@ impl Server {
             Some(dir) => command.arg("--state-dir").arg(dir),
             None => command.arg("--ephemeral"),
         };
+        // BENCH_SERVER_LOG=<file> keeps the servers' warnings there (appended), to see
+        // what a slow figure came from.
+        let log = match std::env::var_os("BENCH_SERVER_LOG") {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).context("BENCH_SERVER_LOG")?,
+            ),
+            None => Stdio::null(),
+        };
         let child = command
             .env("ELASTICACHE_LOCAL_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .context("spawning the server")?;
         Ok(Self { child, address })
