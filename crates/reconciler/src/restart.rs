@@ -3,10 +3,12 @@
 //! No node survives the emulator (`PDEATHSIG`, and the orphans are reaped), so at start-up
 //! the statuses in the store describe nodes that no longer run. Until each cluster's
 //! reconcile has started them again, they say so: each node that was `available` is
-//! `rebooting`, an available cluster `rebooting cache cluster nodes` and an available
-//! replication group `modifying`, as when the nodes are rebooted through the API. The
-//! reconciles settle them back to `available` as the nodes answer, so a waiter polling
-//! after a restart returns once the nodes are really there.
+//! `rebooting` and an available cluster `rebooting cache cluster nodes`, as when its nodes
+//! are rebooted through the API. The reconciles settle them back to `available` as the
+//! nodes answer, so a waiter polling after a restart returns once the nodes are really
+//! there. A replication group keeps its status, as when a member is rebooted through the
+//! API: marked `modifying`, a thousand groups' reconciles would poll their members (every
+//! few milliseconds, as while one is created) for as long as the nodes take to return.
 
 use model::status::cluster as status;
 use store::{CacheCluster, Store, StoreError, UpdateError};
@@ -15,7 +17,6 @@ use store::{CacheCluster, Store, StoreError, UpdateError};
 /// many. One transaction, before the API answers its first request.
 pub(crate) async fn mark_nodes_restarting(store: &Store) -> Result<usize, StoreError> {
     let clusters = store.all_cache_clusters().await?;
-    let groups = store.all_replication_groups().await?;
     let restarting: Vec<&CacheCluster> = clusters.iter().filter(|c| has_available_node(c)).collect();
     let result = store
         .write(async |tx| {
@@ -28,15 +29,6 @@ pub(crate) async fn mark_nodes_restarting(store: &Store) -> Result<usize, StoreE
                     }
                     if cluster.status == status::AVAILABLE {
                         cluster.status = status::REBOOTING.to_string();
-                    }
-                    Ok::<_, ()>(Vec::new())
-                })
-                .await?;
-            }
-            for g in groups.iter().filter(|g| g.members.iter().any(has_available_node)) {
-                tx.update_replication_group(&g.scope, &g.group.id, |group, _| {
-                    if group.status == status::AVAILABLE {
-                        group.status = status::MODIFYING.to_string();
                     }
                     Ok::<_, ()>(Vec::new())
                 })
