@@ -82,16 +82,6 @@ struct Inner {
     listening_for_exits: std::sync::Once,
     /// Replication bridges (see [`crate::bridge`]); dropping the table stops them.
     bridges: crate::bridge::Bridges,
-    /// Launches under way at once (see [`launches_at_once`]).
-    launches: tokio::sync::Semaphore,
-}
-
-/// How many node processes start at once. A start is CPU work (exec, loading the data,
-/// the first sync); a thousand at once, after an emulator restart, share two cores with
-/// the nodes already up, and no group is whole, settled and quiet until nearly all are.
-/// Bounded, and first come first served, the groups come back one after another.
-fn launches_at_once() -> usize {
-    2 * std::thread::available_parallelism().map_or(2, usize::from).max(2)
 }
 
 /// A handle on the runtime that does not keep it alive: long-running tasks of the runtime
@@ -157,7 +147,6 @@ impl Runtime {
                 child_signals: AtomicU64::new(0),
                 stops_read_at: AtomicU64::new(0),
                 listening_for_exits: std::sync::Once::new(),
-                launches: tokio::sync::Semaphore::new(launches_at_once()),
             }),
         }
     }
@@ -258,8 +247,7 @@ impl Runtime {
         let binary =
             self.inner.engines.binary(spec.engine).cloned().ok_or(NodeError::BinaryMissing { engine: spec.engine })?;
         let spec = with_own_dir(spec).await?;
-        // Never closed: the permit is always granted in time.
-        let _launching = self.inner.launches.acquire().await;
+
         let attempts = if spec.port == 0 { PORT_ATTEMPTS } else { 1 };
         for attempt in 1..=attempts {
             let port = if spec.port == 0 { self.inner.reserve_port(spec.address)? } else { spec.port };
