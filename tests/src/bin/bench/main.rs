@@ -109,18 +109,26 @@ impl Server {
             Some(dir) => command.arg("--state-dir").arg(dir),
             None => command.arg("--ephemeral"),
         };
-        // BENCH_SERVER_LOG=<file> keeps the servers' warnings there (appended), to see
-        // what a slow figure came from.
-        let log = match std::env::var_os("BENCH_SERVER_LOG") {
-            Some(path) => Stdio::from(
-                std::fs::OpenOptions::new().create(true).append(true).open(path).context("BENCH_SERVER_LOG")?,
-            ),
-            None => Stdio::null(),
+        // BENCH_SERVER_LOG=<file> keeps the servers' log there (appended, every state
+        // change), to see what a slow figure came from.
+        let (log, level) = match std::env::var_os("BENCH_SERVER_LOG") {
+            Some(path) => {
+                let file =
+                    std::fs::OpenOptions::new().create(true).append(true).open(path).context("BENCH_SERVER_LOG")?;
+                (Some(file), "info")
+            }
+            None => (None, "warn"),
+        };
+        let output = || -> anyhow::Result<Stdio> {
+            Ok(match &log {
+                Some(file) => Stdio::from(file.try_clone()?),
+                None => Stdio::null(),
+            })
         };
         let child = command
-            .env("ELASTICACHE_LOCAL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
+            .env("ELASTICACHE_LOCAL_LOG", level)
+            .stdout(output()?)
+            .stderr(output()?)
             .spawn()
             .context("spawning the server")?;
         Ok(Self { child, address })
