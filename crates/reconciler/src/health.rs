@@ -75,8 +75,9 @@ fn scope_of(key: &NodeKey) -> Option<Scope> {
 }
 
 /// How often a node whose failure nobody fails over for is probed: its hang shows in
-/// `status` and the dashboard within a few seconds, for a fraction of the probes.
-const RELAXED_INTERVAL: Duration = Duration::from_secs(2);
+/// `status` and the dashboard within a few seconds, for a fraction of the probes (an exit
+/// or a freeze shows at once, without a probe).
+const RELAXED_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a healthy primary that fails over is probed (three ticks by default): only a
 /// hang needs a probe to be seen (an exit and a freeze are known without), and this keeps
 /// its failover under a second while a thousand nodes' probes stay a small share of a core.
@@ -100,6 +101,8 @@ pub async fn monitor(r: Arc<Reconciler>) {
     let mut nodes = r.runtime.keys();
     let mut lanes = Lanes::default();
     let mut last_probed: HashMap<NodeKey, Instant> = HashMap::new();
+    // Whether the lanes are to be sorted again after this look.
+    let mut resort = true;
     loop {
         let ticked = tokio::select! {
             _ = tick.tick() => true,
@@ -110,8 +113,9 @@ pub async fn monitor(r: Arc<Reconciler>) {
             nodes = r.runtime.keys();
             let supervised: HashSet<&NodeKey> = nodes.iter().collect();
             last_probed.retain(|key, _| supervised.contains(key));
+            resort = true;
         }
-        let critical_changed = critical.refresh(&r).await;
+        resort |= critical.refresh(&r).await;
         let now = Instant::now();
         let look = lanes.look(ticked, now);
         let looks = lanes.keys(look, &nodes).filter_map(|key| {
@@ -147,10 +151,11 @@ pub async fn monitor(r: Arc<Reconciler>) {
         });
         let looked: Vec<_> = looks.collect();
         for (key, health) in futures::future::join_all(looked).await {
-            observe(&r, key, health).await;
+            resort |= observe(&r, key, health).await;
         }
-        if look != Look::Unhealthy || critical_changed {
+        if resort {
             lanes.sort(&r, &nodes, &critical);
+            resort = false;
         }
     }
 }
@@ -166,8 +171,9 @@ enum Look {
     Unhealthy,
 }
 
-/// The nodes each [`Look`] concerns, sorted again after every look beyond the unhealthy
-/// lane, so that a tick looks at a handful of nodes rather than a thousand.
+/// The nodes each [`Look`] concerns, sorted again when the nodes, the failover-critical
+/// set or a node's health changed, so that a tick looks at a handful of nodes rather than
+/// a thousand.
 #[derive(Default)]
 struct Lanes {
     unhealthy: Vec<NodeKey>,
@@ -213,9 +219,11 @@ impl Lanes {
 const PROBE_SLACK: Duration = Duration::from_millis(5);
 
 /// Records one look at a node, and acts when it newly exited or stays unreachable.
-async fn observe(r: &Arc<Reconciler>, key: NodeKey, health: Health) {
+/// Answers whether its health changed.
+async fn observe(r: &Arc<Reconciler>, key: NodeKey, health: Health) -> bool {
     let previous = lock(&r.monitor.observed).insert(key.clone(), health);
-    if previous != Some(health) {
+    let changed = previous != Some(health);
+    if changed {
         r.monitor.changes.0.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
     let failures = {
@@ -232,17 +240,16 @@ async fn observe(r: &Arc<Reconciler>, key: NodeKey, health: Health) {
     let newly_exited = health == Health::Exited && previous != Some(Health::Exited);
     let newly_unreachable = health != Health::Healthy && failures == r.health.failure_threshold;
     if !newly_exited && !newly_unreachable {
-        return;
+        return changed;
     }
-    let Some(scope) = scope_of(&key) else { return };
+    let Some(scope) = scope_of(&key) else { return changed };
     if let Some(group) = primary_with_failover(r, &scope, &key).await {
         tracing::warn!(node = %key, %health, replication_group = group, "primary failed; failing over");
         request_failover(r, &scope, &group, &key.cluster_id).await;
-        return;
-    }
-    if newly_exited {
+    } else if newly_exited {
         recover(r, &scope, key).await;
     }
+    changed
 }
 
 /// The nodes whose failure triggers a failover: the primaries (of each shard, in cluster
