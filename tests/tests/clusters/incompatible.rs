@@ -5,25 +5,18 @@
 use std::path::Path;
 
 use e2e::TestServer;
-use nodes::{Binary, EngineKind, Engines};
+use nodes::{EngineKind, Engines};
 
 use super::*;
 
 /// redis-server, refusing to start (as it refuses a configuration) while `refuse` exists.
 fn refusing_redis(dir: &Path, refuse: &Path) -> Engines {
-    use std::os::unix::fs::PermissionsExt as _;
-    let found = Engines::detect();
-    let redis = found.binary(EngineKind::Redis).expect("redis-server installed").clone();
-    let script = dir.join("redis-server");
-    let text = format!(
-        "#!/bin/sh\nif [ -e '{}' ]; then echo '*** FATAL CONFIG FILE ERROR (injected by the test) ***' >&2; exit 1; fi\nexec '{}' \"$@\"\n",
-        refuse.display(),
-        redis.path.display()
+    let refusal = format!(
+        "if [ -e '{}' ]; then echo '*** FATAL CONFIG FILE ERROR (injected by the test) ***' >&2; exit 1; fi",
+        refuse.display()
     );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let wrapped = Binary { path: script, version: redis.version };
-    Engines::new(Some(wrapped.clone()), Some(wrapped), found.binary(EngineKind::Memcached).cloned())
+    let wrapped = redis_behind(dir, &refusal);
+    Engines::new(Some(wrapped.clone()), Some(wrapped), Engines::detect().binary(EngineKind::Memcached).cloned())
 }
 
 #[tokio::test]

@@ -166,3 +166,14 @@ pub fn paths_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf>
     }
     found
 }
+
+/// The installed redis-server behind a shell script in `dir` that first runs `before`
+/// (which may exit to refuse the start, or wait).
+pub fn redis_behind(dir: &std::path::Path, before: &str) -> nodes::Binary {
+    use std::os::unix::fs::PermissionsExt as _;
+    let redis = nodes::Engines::detect().binary(nodes::EngineKind::Redis).expect("redis-server installed").clone();
+    let script = dir.join("redis-server");
+    std::fs::write(&script, format!("#!/bin/sh\n{before}\nexec '{}' \"$@\"\n", redis.path.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    nodes::Binary { path: script, version: redis.version }
+}

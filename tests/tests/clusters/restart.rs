@@ -7,7 +7,7 @@ use std::path::Path;
 use aws_sdk_elasticache::Client;
 use aws_sdk_elasticache::types::CacheCluster;
 use e2e::{MemcachedClient, TestServer, port_refuses};
-use nodes::{Binary, EngineKind, Engines};
+use nodes::{EngineKind, Engines};
 
 use crate::*;
 
@@ -90,19 +90,8 @@ async fn clusters_come_back_after_an_emulator_restart() {
 /// redis-server behind a gate: while `gate` is a named pipe, a node's start waits until a
 /// line is written into it.
 fn gated_redis(dir: &Path, gate: &Path) -> Engines {
-    use std::os::unix::fs::PermissionsExt as _;
-    let found = Engines::detect();
-    let redis = found.binary(EngineKind::Redis).expect("redis-server installed").clone();
-    let script = dir.join("redis-server");
-    let text = format!(
-        "#!/bin/sh\nif [ -p '{gate}' ]; then read _ < '{gate}'; fi\nexec '{}' \"$@\"\n",
-        redis.path.display(),
-        gate = gate.display()
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let gated = Binary { path: script, version: redis.version };
-    Engines::new(Some(gated), found.binary(EngineKind::Valkey).cloned(), None)
+    let gated = redis_behind(dir, &format!("if [ -p '{0}' ]; then read _ < '{0}'; fi", gate.display()));
+    Engines::new(Some(gated), Engines::detect().binary(EngineKind::Valkey).cloned(), None)
 }
 
 #[tokio::test]
