@@ -117,6 +117,9 @@ impl Drop for Slot {
     }
 }
 
+/// The clusters and groups a pass reconciles, and how many there are when it read them all.
+type Chosen = (Vec<CacheCluster>, Vec<ReplicationGroup>, Option<usize>);
+
 /// Group ids and cluster ids share a namespace in the in-flight set.
 const GROUP_KEY_PREFIX: &str = "replication-group/";
 
@@ -225,23 +228,40 @@ impl Reconciler {
     /// all. A pass over changes reads what was written since the last pass (a changed
     /// group's members with it) and what a pass found in flight; one asked for that finds
     /// no change reconciles everything.
-    async fn to_reconcile(
-        &self,
-        pass: Pass,
-    ) -> Result<(Vec<CacheCluster>, Vec<ReplicationGroup>, Option<usize>), store::StoreError> {
-        let store = &self.store;
-        let until = store.versions().await?;
+    async fn to_reconcile(&self, pass: Pass) -> Result<Chosen, store::StoreError> {
+        let until = self.store.versions().await?;
         let since = *lock(&self.schedule.read_up_to);
         let due = std::mem::take(&mut *lock(&self.schedule.missed));
+        match self.choose(pass, since, until, &due).await {
+            Ok(chosen) => {
+                *lock(&self.schedule.read_up_to) = until;
+                Ok(chosen)
+            }
+            Err(error) => {
+                // Nothing is forgotten: the next pass reads the same changes again.
+                lock(&self.schedule.missed).extend(due);
+                Err(error)
+            }
+        }
+    }
+
+    /// [`Reconciler::to_reconcile`] over the changes between `since` and `until`, and `due`.
+    async fn choose(
+        &self,
+        pass: Pass,
+        since: Versions,
+        until: Versions,
+        due: &HashSet<ClusterKey>,
+    ) -> Result<Chosen, store::StoreError> {
+        let store = &self.store;
         let (mut clusters, mut groups) = store.changed(since, until).await?;
-        *lock(&self.schedule.read_up_to) = until;
         let nothing_changed = clusters.is_empty() && groups.is_empty() && due.is_empty();
         if pass == Pass::All || (pass == Pass::Asked && nothing_changed) {
             let (clusters, groups) = (store.all_cache_clusters().await?, store.all_replication_groups().await?);
             let count = clusters.len() + groups.len();
             return Ok((clusters, groups, Some(count)));
         }
-        for key in &due {
+        for key in due {
             if let Some(id) = key.1.strip_prefix(GROUP_KEY_PREFIX) {
                 groups.extend(store.replication_group(&key.0, id).await?);
             } else if !key.1.contains('/') {
