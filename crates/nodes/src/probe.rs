@@ -76,10 +76,10 @@ impl HeldCheck {
         let mut held = self.0.lock().await;
         let exchange = async {
             let stream = match held.take() {
-                Some(stream) => held.insert(stream),
-                None => held.insert(connect(target).await?),
+                Some(stream) => stream,
+                None => connect(target).await?,
             };
-            check_on(target.engine, stream).await
+            check_on(target.engine, held.insert(stream)).await
         };
         let result = tokio::time::timeout(timeout, exchange)
             .await

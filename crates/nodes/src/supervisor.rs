@@ -973,7 +973,6 @@ fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
 }
 
 impl Node {
-    /// Whether the process is gone; reaps it if it just exited.
     /// See [`Runtime::known_health`].
     fn known_health(&self) -> Option<Health> {
         if lock(&self.process).child.is_none() {
@@ -985,6 +984,7 @@ impl Node {
         }
     }
 
+    /// Whether the process is gone; reaps it if it just exited.
     fn has_exited(&self) -> bool {
         let mut process = lock(&self.process);
         let Some(child) = process.child.as_mut() else { return true };
