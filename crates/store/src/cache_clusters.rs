@@ -191,17 +191,7 @@ pub(crate) async fn write_cluster(
     cluster: &CacheClusterRecord,
     nodes: &[CacheNodeRecord],
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO cache_clusters (region, account, id, data, version)
-         VALUES (?, ?, ?, ?, (SELECT IFNULL(MAX(version), 0) + 1 FROM cache_clusters))
-         ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data, version = excluded.version",
-    )
-    .bind(&scope.region)
-    .bind(&scope.account)
-    .bind(&cluster.id)
-    .bind(encode(cluster)?)
-    .execute(&mut *tx)
-    .await?;
+    crate::versions::write_document(tx, "cache_clusters", scope, &cluster.id, encode(cluster)?).await?;
     sqlx::query("DELETE FROM cache_nodes WHERE region = ? AND account = ? AND cluster_id = ?")
         .bind(&scope.region)
         .bind(&scope.account)

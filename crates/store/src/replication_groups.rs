@@ -226,18 +226,7 @@ pub(crate) async fn read_groups(
 }
 
 async fn write_group(tx: &mut sqlx::SqliteConnection, scope: &Scope, group: &ReplicationGroupRecord) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO replication_groups (region, account, id, data, version)
-         VALUES (?, ?, ?, ?, (SELECT IFNULL(MAX(version), 0) + 1 FROM replication_groups))
-         ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data, version = excluded.version",
-    )
-    .bind(&scope.region)
-    .bind(&scope.account)
-    .bind(&group.id)
-    .bind(encode(group)?)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    crate::versions::write_document(tx, "replication_groups", scope, &group.id, encode(group)?).await
 }
 
 impl Tx {

@@ -16,6 +16,29 @@ pub struct Versions {
     pub groups: i64,
 }
 
+/// Writes the document of the row `(scope, id)` of `table` (`cache_clusters` or
+/// `replication_groups`), stamped with the table's next version.
+pub(crate) async fn write_document(
+    conn: &mut sqlx::SqliteConnection,
+    table: &'static str,
+    scope: &Scope,
+    id: &str,
+    data: String,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO {table} (region, account, id, data, version)
+         VALUES (?, ?, ?, ?, (SELECT IFNULL(MAX(version), 0) + 1 FROM {table}))
+         ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data, version = excluded.version"
+    ))
+    .bind(&scope.region)
+    .bind(&scope.account)
+    .bind(id)
+    .bind(data)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// The versions of the latest writes. Writes commit in version order (under the write
     /// lock), so every row at or below these is readable now; a write under way shows
