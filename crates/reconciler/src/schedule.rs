@@ -254,12 +254,12 @@ impl Reconciler {
         due: &HashSet<ClusterKey>,
     ) -> Result<Chosen, store::StoreError> {
         let store = &self.store;
+        if pass == Pass::All {
+            return self.read_all().await;
+        }
         let (mut clusters, mut groups) = store.changed(since, until).await?;
-        let nothing_changed = clusters.is_empty() && groups.is_empty() && due.is_empty();
-        if pass == Pass::All || (pass == Pass::Asked && nothing_changed) {
-            let (clusters, groups) = (store.all_cache_clusters().await?, store.all_replication_groups().await?);
-            let count = clusters.len() + groups.len();
-            return Ok((clusters, groups, Some(count)));
+        if pass == Pass::Asked && clusters.is_empty() && groups.is_empty() && due.is_empty() {
+            return self.read_all().await;
         }
         for key in due {
             if let Some(id) = key.1.strip_prefix(GROUP_KEY_PREFIX) {
@@ -271,12 +271,18 @@ impl Reconciler {
         // A changed group's members are looked at with it.
         clusters.extend(groups.iter().flat_map(|g| g.members.iter().cloned()));
         if pass == Pass::Drift {
-            let (all_clusters, all_groups) = (store.all_cache_clusters().await?, store.all_replication_groups().await?);
-            let count = all_clusters.len() + all_groups.len();
+            let (all_clusters, all_groups, count) = self.read_all().await?;
             clusters.extend(all_clusters.into_iter().filter(|c| !self.runs_healthy(c)));
-            return Ok((unique(clusters, cluster_key), all_groups, Some(count)));
+            return Ok((unique(clusters, cluster_key), all_groups, count));
         }
         Ok((unique(clusters, cluster_key), unique(groups, |g| group_key(&g.scope, &g.group.id)), None))
+    }
+
+    /// Every cluster and group, and how many there are.
+    async fn read_all(&self) -> Result<Chosen, store::StoreError> {
+        let (clusters, groups) = (self.store.all_cache_clusters().await?, self.store.all_replication_groups().await?);
+        let count = clusters.len() + groups.len();
+        Ok((clusters, groups, Some(count)))
     }
 
     /// Whether every node of `c` runs and its last look found it healthy.
