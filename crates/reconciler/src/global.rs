@@ -225,6 +225,11 @@ pub(crate) async fn reconcile(r: &Reconciler, account: String, id: String) -> Re
             release(tx, scope, group).await?;
         }
         tx.update_global_replication_group(&account, &id, |g| {
+            // What was looked at above is the record as read; an API call that changed it
+            // since (a delete, a failover) is looked at again rather than overwritten.
+            if *g != record {
+                return Err(());
+            }
             g.members.retain(|m| {
                 !(m.disassociating
                     && leaving.iter().any(|(s, id)| s.region == m.region && *id == m.replication_group_id))
