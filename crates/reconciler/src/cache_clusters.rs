@@ -118,6 +118,16 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
             Err(UpdateError::Store(e)) => return Err(Error::Store(e)),
         }
     };
+    if updated.cluster.status != c.cluster.status {
+        let reason = observed.creation_failure.as_ref().or(observed.cannot_start.as_ref());
+        tracing::info!(
+            cache_cluster = c.cluster.id,
+            from = c.cluster.status,
+            to = updated.cluster.status,
+            reason,
+            "cache cluster status"
+        );
+    }
     if desired.memcached {
         publish_config(r, &updated).await;
     }
@@ -505,12 +515,6 @@ fn record_nodes(
 fn settle(cluster: &mut store::CacheClusterRecord, events: &mut Vec<EventRecord>) {
     let passing = [status::CREATING, status::MODIFYING, status::REBOOTING, status::INCOMPATIBLE_PARAMETERS];
     if passing.contains(&cluster.status.as_str()) {
-        tracing::info!(
-            cache_cluster = cluster.id,
-            from = cluster.status,
-            to = status::AVAILABLE,
-            "cache cluster status"
-        );
         if cluster.status == status::CREATING {
             events.push(EventRecord::new(SOURCE_TYPE, &cluster.id, "Cache cluster created"));
         }
@@ -523,13 +527,6 @@ fn settle(cluster: &mut store::CacheClusterRecord, events: &mut Vec<EventRecord>
 /// An existing node that would not start again: its parameters, as far as the engine is
 /// concerned (AWS's incompatible-parameters).
 fn incompatible_parameters(cluster: &mut store::CacheClusterRecord, reason: &str) -> EventRecord {
-    tracing::info!(
-        cache_cluster = cluster.id,
-        from = cluster.status,
-        to = status::INCOMPATIBLE_PARAMETERS,
-        reason,
-        "cache cluster status"
-    );
     cluster.status = status::INCOMPATIBLE_PARAMETERS.to_string();
     EventRecord::new(
         SOURCE_TYPE,
@@ -606,7 +603,6 @@ fn fail_creation(cluster: &mut store::CacheClusterRecord, reason: &str) -> Event
         ),
         None => (status::CREATE_FAILED, format!("Failed to create cache cluster {}: {reason}", cluster.id)),
     };
-    tracing::info!(cache_cluster = cluster.id, from = cluster.status, to, reason, "cache cluster status");
     cluster.status = to.to_string();
     EventRecord::new(SOURCE_TYPE, &cluster.id, message)
 }
