@@ -268,8 +268,19 @@ impl Reconciler {
                 clusters.extend(store.cache_cluster(&key.0, &key.1).await?);
             }
         }
-        // A changed group's members are looked at with it.
+        // A changed group's members are looked at with it…
         clusters.extend(groups.iter().flat_map(|g| g.members.iter().cloned()));
+        // …and a changed member's group with it: the group wires a member that started
+        // again as a replica and decides its members' pace.
+        let mut seen: HashSet<ClusterKey> = groups.iter().map(|g| group_key(&g.scope, &g.group.id)).collect();
+        let member_groups: Vec<(Scope, String)> = clusters
+            .iter()
+            .filter_map(|c| Some((c.scope.clone(), c.cluster.replication_group_id.clone()?)))
+            .filter(|(scope, id)| seen.insert(group_key(scope, id)))
+            .collect();
+        for (scope, id) in member_groups {
+            groups.extend(store.replication_group(&scope, &id).await?);
+        }
         if pass == Pass::Drift {
             let (all_clusters, all_groups, count) = self.read_all().await?;
             clusters.extend(all_clusters.into_iter().filter(|c| !self.runs_healthy(c)));
