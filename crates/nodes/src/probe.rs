@@ -91,6 +91,78 @@ impl HeldCheck {
     }
 }
 
+/// A redis-like node's connection for [`sweep`], kept from one sweep to the next.
+#[derive(Default)]
+pub(crate) struct SweptConnection(std::sync::Mutex<Option<std::os::unix::net::UnixStream>>);
+
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+/// The first wait for answers not in yet; it doubles up to [`SWEEP_LONGEST_WAIT`].
+const SWEEP_FIRST_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
+const SWEEP_LONGEST_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Checks redis-like nodes all at once, on the calling thread (a blocking one): a `PING`
+/// to each through its unix socket (over the connection kept in its [`SweptConnection`]),
+/// then the answers read without blocking, again after short waits, until all are in or
+/// `timeout` has passed. The sockets are not the async runtime's, so each answer does not
+/// wake it: a sweep of hundreds of nodes wakes its thread a few times. Answers, in the
+/// order of `nodes`, whether each answered `PONG` (or `NOAUTH`: it answers). A connection
+/// whose answer is missing or wrong is dropped, so that a late answer is never read as
+/// the next sweep's.
+pub(crate) fn sweep(nodes: &[(&SweptConnection, &Path)], timeout: std::time::Duration) -> Vec<bool> {
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::unix::net::UnixStream as StdUnixStream;
+
+    let deadline = std::time::Instant::now() + timeout;
+    let send = |(held, socket): &(&SweptConnection, &Path)| -> Option<StdUnixStream> {
+        let kept = held.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut stream = match kept {
+            Some(stream) => stream,
+            None => StdUnixStream::connect(socket).ok()?,
+        };
+        stream.set_nonblocking(true).ok()?;
+        stream.write_all(PING).ok()?;
+        Some(stream)
+    };
+    let mut streams: Vec<Option<StdUnixStream>> = nodes.iter().map(send).collect();
+    let mut replies = vec![Vec::new(); nodes.len()];
+    let mut wait = SWEEP_FIRST_WAIT;
+    loop {
+        let mut waiting = false;
+        for (i, slot) in streams.iter_mut().enumerate() {
+            let Some(stream) = slot.as_mut() else { continue };
+            if replies[i].ends_with(b"\r\n") {
+                continue;
+            }
+            let mut chunk = [0u8; 64];
+            match stream.read(&mut chunk) {
+                Ok(0) => *slot = None,
+                Ok(n) => {
+                    replies[i].extend_from_slice(&chunk[..n]);
+                    waiting |= !replies[i].ends_with(b"\r\n");
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => waiting = true,
+                Err(_) => *slot = None,
+            }
+        }
+        let now = std::time::Instant::now();
+        if !waiting || now >= deadline {
+            break;
+        }
+        std::thread::sleep(wait.min(deadline - now));
+        wait = (wait * 2).min(SWEEP_LONGEST_WAIT);
+    }
+    let answers = nodes.iter().zip(streams).zip(replies);
+    answers
+        .map(|(((held, _), stream), reply)| {
+            let passed = reply.ends_with(b"\r\n") && (reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH"));
+            if passed {
+                *held.0.lock().unwrap_or_else(|e| e.into_inner()) = stream;
+            }
+            passed
+        })
+        .collect()
+}
+
 async fn check_on<S>(engine: EngineKind, stream: &mut BufReader<S>) -> Result<(), ProbeFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,

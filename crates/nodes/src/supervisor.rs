@@ -110,8 +110,10 @@ struct Node {
     /// Runs its timers at [`Pace::Quiet`] (it starts at redis's default, [`Pace::Lively`]).
     quiet: AtomicBool,
     process: Mutex<Process>,
-    /// The health monitor's connection to a redis node, kept between probes.
+    /// The health monitor's connection to a node, kept between probes…
     held_check: probe::HeldCheck,
+    /// …and to a redis-like node, between sweeps.
+    swept: probe::SweptConnection,
     /// [`Runtime::command`]'s authenticated session, kept between commands: the
     /// reconciler asks every node something on every pass.
     held_session: tokio::sync::Mutex<Option<tokio::io::BufReader<tokio::net::UnixStream>>>,
@@ -389,6 +391,39 @@ impl Runtime {
         Ok(())
     }
 
+    /// Health checks of `keys`, all at once, each bounded by `timeout` (see
+    /// [`Runtime::probe`]). Redis-like nodes are checked in one [`probe::sweep`] on a
+    /// blocking thread, so that hundreds of answers wake the async runtime once, not once
+    /// each; the others as [`Runtime::probe`] does.
+    pub async fn probe_all(&self, keys: Vec<NodeKey>, timeout: Duration) -> Vec<(NodeKey, Health)> {
+        let (mut swept, mut others) = (Vec::new(), Vec::new());
+        for key in keys {
+            match self.inner.node(&key) {
+                Some(node) if node.engine.is_redis_like() && node.known_health().is_none() => swept.push((key, node)),
+                _ => others.push(key),
+            }
+        }
+        let others = futures::future::join_all(others.into_iter().map(|key| async move {
+            let health = self.probe(&key, timeout).await;
+            (key, health)
+        }));
+        let sweep = async move {
+            if swept.is_empty() {
+                return Vec::new();
+            }
+            let sweep = tokio::task::spawn_blocking(move || {
+                let targets: Vec<_> = swept.iter().map(|(_, node)| (&node.swept, node.socket.as_path())).collect();
+                let passed = probe::sweep(&targets, timeout);
+                swept.iter().zip(passed).map(|((key, node), passed)| (key.clone(), node.checked(passed))).collect()
+            });
+            // The sweep panics only on a bug; its nodes are looked at again on the next tick.
+            sweep.await.unwrap_or_default()
+        };
+        let (mut answers, swept) = tokio::join!(others, sweep);
+        answers.extend(swept);
+        answers
+    }
+
     /// One health check, bounded by `timeout`. An unknown key reports [`Health::Exited`].
     pub async fn probe(&self, key: &NodeKey, timeout: Duration) -> Health {
         let Some(node) = self.inner.node(key) else { return Health::Exited };
@@ -403,12 +438,7 @@ impl Runtime {
             socket: &node.socket,
             tls: node.tls_client.as_ref(),
         };
-        match node.held_check.check(target, timeout).await {
-            Ok(()) => Health::Healthy,
-            // The probe may have failed because the process died meanwhile.
-            _ if node.has_exited() => Health::Exited,
-            _ => Health::Unreachable,
-        }
+        node.checked(node.held_check.check(target, timeout).await.is_ok())
     }
 
     /// Applies changed parameter values to a running node without a restart. Returns the
@@ -924,6 +954,7 @@ impl Inner {
             quiet: AtomicBool::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
             held_check: probe::HeldCheck::default(),
+            swept: probe::SweptConnection::default(),
             held_session: tokio::sync::Mutex::default(),
         })
     }
@@ -974,6 +1005,16 @@ fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
 
 impl Node {
     /// See [`Runtime::known_health`].
+    /// Its health after a check that `passed` or not.
+    fn checked(&self, passed: bool) -> Health {
+        match passed {
+            true => Health::Healthy,
+            // The check may have failed because the process died meanwhile.
+            false if self.has_exited() => Health::Exited,
+            false => Health::Unreachable,
+        }
+    }
+
     fn known_health(&self) -> Option<Health> {
         if lock(&self.process).child.is_none() {
             Some(Health::Exited)

@@ -58,6 +58,44 @@ async fn pause_freezes_and_resume_thaws() {
     assert!(!process_alive(node.pid));
 }
 
+/// `probe_all` checks redis-like nodes in one sweep over kept connections, the others one
+/// by one: a node that runs but answers nothing fails its check, a frozen one is known
+/// without one, and all answer again once they run freely.
+#[tokio::test]
+async fn probe_all_tells_a_hung_node_from_a_frozen_one_and_healthy_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let specs = [(EngineKind::Redis, "hung"), (EngineKind::Redis, "frozen"), (EngineKind::Memcached, "cache")]
+        .map(|(engine, name)| spec(dir.path(), engine, name));
+    let mut ports = Vec::new();
+    for spec in &specs {
+        ports.push(runtime.start(spec.clone()).await.expect("start").port);
+    }
+    let keys = || specs.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
+    let health = |answers: Vec<(nodes::NodeKey, Health)>| -> Vec<Health> {
+        specs.iter().map(|s| answers.iter().find(|(k, _)| *k == s.key).expect("an answer for every key").1).collect()
+    };
+    for _ in 0..2 {
+        // The second sweep runs over the connections the first kept.
+        assert_eq!(health(runtime.probe_all(keys(), PROBE).await), [Health::Healthy; 3]);
+    }
+
+    // Every client of `hung` paused for longer than a check may take.
+    assert_eq!(redis(ports[0], &["CLIENT", "PAUSE", "1500", "ALL"]).await, "OK");
+    runtime.pause(&specs[1].key).await.expect("pause");
+    let answers = health(runtime.probe_all(keys(), PROBE).await);
+    assert_eq!(answers, [Health::Unreachable, Health::Paused, Health::Healthy]);
+
+    runtime.resume(&specs[1].key).await.expect("resume");
+    eventually("every node answers again", || async {
+        health(runtime.probe_all(keys(), PROBE).await) == [Health::Healthy; 3]
+    })
+    .await;
+    for spec in &specs {
+        runtime.stop(&spec.key).await.expect("stop");
+    }
+}
+
 #[tokio::test]
 async fn stop_frees_the_port_and_forgets_the_node() {
     for engine in [EngineKind::Redis, EngineKind::Memcached] {

@@ -118,39 +118,40 @@ pub async fn monitor(r: Arc<Reconciler>) {
         resort |= critical.refresh(&r).await;
         let now = Instant::now();
         let look = lanes.look(ticked, now);
-        let looks = lanes.keys(look, &nodes).filter_map(|key| {
-            if let Some(health) = r.runtime.known_health(key) {
-                // Counted once a tick, as a probe would be; between ticks only news counts.
-                let news = r.health(key) != Some(health);
-                return (ticked || news)
-                    .then(|| futures::future::Either::Left(std::future::ready((key.clone(), health))));
-            }
-            if !ticked {
-                return None;
-            }
-            let unhealthy = r.unhealthy(key);
-            let due = last_probed.get(key).is_none_or(|at| {
-                let every = if unhealthy {
-                    r.health.interval
-                } else if critical.contains(key) {
-                    CRITICAL_INTERVAL
-                } else {
-                    RELAXED_INTERVAL
-                };
-                now.duration_since(*at) + PROBE_SLACK >= every
-            });
-            if !due {
-                return None;
-            }
-            last_probed.insert(key.clone(), now);
-            let (r, key) = (r.clone(), key.clone());
-            Some(futures::future::Either::Right(async move {
-                let health = r.runtime.probe(&key, r.health.timeout).await;
-                (key, health)
-            }))
-        });
-        let looked: Vec<_> = looks.collect();
-        for (key, health) in futures::future::join_all(looked).await {
+        let mut known = Vec::new();
+        let due: Vec<NodeKey> = lanes
+            .keys(look, &nodes)
+            .filter_map(|key| {
+                if let Some(health) = r.runtime.known_health(key) {
+                    // Counted once a tick, as a probe would be; between ticks only news counts.
+                    if ticked || r.health(key) != Some(health) {
+                        known.push((key.clone(), health));
+                    }
+                    return None;
+                }
+                if !ticked {
+                    return None;
+                }
+                let unhealthy = r.unhealthy(key);
+                let due = last_probed.get(key).is_none_or(|at| {
+                    let every = if unhealthy {
+                        r.health.interval
+                    } else if critical.contains(key) {
+                        CRITICAL_INTERVAL
+                    } else {
+                        RELAXED_INTERVAL
+                    };
+                    now.duration_since(*at) + PROBE_SLACK >= every
+                });
+                if !due {
+                    return None;
+                }
+                last_probed.insert(key.clone(), now);
+                Some(key.clone())
+            })
+            .collect();
+        known.extend(r.runtime.probe_all(due, r.health.timeout).await);
+        for (key, health) in known {
             resort |= observe(&r, key, health).await;
         }
         if resort {
