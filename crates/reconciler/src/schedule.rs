@@ -164,6 +164,7 @@ impl Reconciler {
                 _ => spacing = started.elapsed() * SPACING,
             }
             let ended = Instant::now();
+            tracing::debug!(?pass, took = ?ended - started, ?spacing, "pass");
             pass = tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.schedule.wake.notified() => Pass::Asked,
