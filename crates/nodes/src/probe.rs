@@ -2,8 +2,9 @@
 //! memcached `version` → `VERSION ...`. Redis-like nodes are checked through their unix
 //! socket (their TCP port may speak TLS only), memcached over TCP (through TLS when the node
 //! speaks only that). [`check`] opens a fresh connection, which proves the listener itself
-//! accepts (readiness); the health monitor keeps one per node instead ([`HeldCheck`]), so
-//! that a thousand nodes cost a request each, not a connection each.
+//! accepts (readiness); the health monitor keeps one per node instead, so that a thousand
+//! nodes cost a request each, not a connection each: redis-like nodes are checked together
+//! in a [`sweep`], memcached nodes one by one ([`HeldCheck`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
