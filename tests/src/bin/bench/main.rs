@@ -110,14 +110,15 @@ impl Server {
             None => command.arg("--ephemeral"),
         };
         // BENCH_SERVER_LOG=<file> keeps the servers' log there (appended, every state
-        // change), to see what a slow figure came from.
+        // change; finer with ELASTICACHE_LOCAL_LOG, e.g. `info,reconciler::schedule=debug`),
+        // to see what a slow figure came from.
         let (log, level) = match std::env::var_os("BENCH_SERVER_LOG") {
             Some(path) => {
                 let file =
                     std::fs::OpenOptions::new().create(true).append(true).open(path).context("BENCH_SERVER_LOG")?;
-                (Some(file), "info")
+                (Some(file), std::env::var("ELASTICACHE_LOCAL_LOG").unwrap_or_else(|_| "info".to_string()))
             }
-            None => (None, "warn"),
+            None => (None, "warn".to_string()),
         };
         let output = || -> anyhow::Result<Stdio> {
             Ok(match &log {
@@ -126,7 +127,7 @@ impl Server {
             })
         };
         let child = command
-            .env("ELASTICACHE_LOCAL_LOG", level)
+            .env("ELASTICACHE_LOCAL_LOG", &level)
             .stdout(output()?)
             .stderr(output()?)
             .spawn()
