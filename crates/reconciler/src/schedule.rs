@@ -16,8 +16,8 @@
 //! are few and looked at in every pass.
 //!
 //! Passes run one at a time, and a pass over changes starts no sooner than a few times
-//! the length of the last pass over changes after the previous pass ended, so that a
-//! burst of writes costs a bounded share of the CPU.
+//! the length of the last pass over changes (at most [`MAX_SPACING`]) after the previous
+//! pass ended, so that a burst of writes costs a bounded share of the CPU.
 //! A reconcile that asks to look again runs again in its own slot after its delay.
 
 use std::collections::{HashMap, HashSet};
@@ -37,8 +37,12 @@ const PERIOD: Duration = Duration::from_secs(2);
 /// reconciled at once, so the period only catches drift): 34 s at a thousand clusters and
 /// groups, about 1% of a core for the 1,000-node mix of `bench thousand`.
 const PERIOD_PER_RESOURCE: Duration = Duration::from_millis(40);
-/// A pass over changes waits this many times the previous pass's length after it.
+/// A pass over changes waits this many times the previous pass's length after it…
 const SPACING: u32 = 4;
+/// …but no longer than this: a pass's length is mostly its wait for a store connection
+/// while a thousand reconciles read (median 50 ms, up to 1.2 s during `bench thousand`'s
+/// creates), not CPU, and the create that waits behind it waited up to 2.9 s.
+const MAX_SPACING: Duration = Duration::from_millis(50);
 /// Wait before retrying a reconcile that failed.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// The longest wait between retries of a resource that keeps failing.
@@ -161,7 +165,7 @@ impl Reconciler {
                 // Only a pass over changes sets the spacing: a full one, rarer and longer,
                 // would hold back the change that follows it (a create waited 1.4 s after
                 // the drift pass at a thousand nodes).
-                _ => spacing = started.elapsed() * SPACING,
+                _ => spacing = (started.elapsed() * SPACING).min(MAX_SPACING),
             }
             let ended = Instant::now();
             tracing::debug!(?pass, took = ?ended - started, ?spacing, "pass");
