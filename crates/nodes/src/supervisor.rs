@@ -1004,7 +1004,6 @@ fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
 }
 
 impl Node {
-    /// See [`Runtime::known_health`].
     /// Its health after a check that `passed` or not.
     fn checked(&self, passed: bool) -> Health {
         match passed {
@@ -1015,6 +1014,7 @@ impl Node {
         }
     }
 
+    /// See [`Runtime::known_health`].
     fn known_health(&self) -> Option<Health> {
         if lock(&self.process).child.is_none() {
             Some(Health::Exited)

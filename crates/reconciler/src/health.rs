@@ -118,40 +118,34 @@ pub async fn monitor(r: Arc<Reconciler>) {
         resort |= critical.refresh(&r).await;
         let now = Instant::now();
         let look = lanes.look(ticked, now);
-        let mut known = Vec::new();
-        let due: Vec<NodeKey> = lanes
-            .keys(look, &nodes)
-            .filter_map(|key| {
-                if let Some(health) = r.runtime.known_health(key) {
-                    // Counted once a tick, as a probe would be; between ticks only news counts.
-                    if ticked || r.health(key) != Some(health) {
-                        known.push((key.clone(), health));
-                    }
-                    return None;
+        // What the runtime knows without asking, and the nodes due for a probe.
+        let (mut looked, mut due) = (Vec::new(), Vec::new());
+        for key in lanes.keys(look, &nodes) {
+            if let Some(health) = r.runtime.known_health(key) {
+                // Counted once a tick, as a probe would be; between ticks only news counts.
+                if ticked || r.health(key) != Some(health) {
+                    looked.push((key.clone(), health));
                 }
-                if !ticked {
-                    return None;
-                }
-                let unhealthy = r.unhealthy(key);
-                let due = last_probed.get(key).is_none_or(|at| {
-                    let every = if unhealthy {
-                        r.health.interval
-                    } else if critical.contains(key) {
-                        CRITICAL_INTERVAL
-                    } else {
-                        RELAXED_INTERVAL
-                    };
-                    now.duration_since(*at) + PROBE_SLACK >= every
-                });
-                if !due {
-                    return None;
-                }
-                last_probed.insert(key.clone(), now);
-                Some(key.clone())
-            })
-            .collect();
-        known.extend(r.runtime.probe_all(due, r.health.timeout).await);
-        for (key, health) in known {
+                continue;
+            }
+            if !ticked {
+                continue;
+            }
+            let every = if r.unhealthy(key) {
+                r.health.interval
+            } else if critical.contains(key) {
+                CRITICAL_INTERVAL
+            } else {
+                RELAXED_INTERVAL
+            };
+            if last_probed.get(key).is_some_and(|at| now.duration_since(*at) + PROBE_SLACK < every) {
+                continue;
+            }
+            last_probed.insert(key.clone(), now);
+            due.push(key.clone());
+        }
+        looked.extend(r.runtime.probe_all(due, r.health.timeout).await);
+        for (key, health) in looked {
             resort |= observe(&r, key, health).await;
         }
         if resort {
