@@ -275,8 +275,14 @@ impl Reconciler {
         }
         // A changed group's members are looked at with it…
         clusters.extend(groups.iter().flat_map(|g| g.members.iter().cloned()));
-        // …and a changed member's group with it: the group wires a member that started
-        // again as a replica and decides its members' pace.
+        if pass == Pass::Drift {
+            let (all_clusters, all_groups, count) = self.read_all().await?;
+            clusters.extend(all_clusters.into_iter().filter(|c| !self.runs_healthy(c)));
+            return Ok((unique(clusters, cluster_key), all_groups, count));
+        }
+        // …and a changed member's group with it (the period's pass looks at every group):
+        // the group wires a member that started again as a replica and decides its
+        // members' pace.
         let mut seen: HashSet<ClusterKey> = groups.iter().map(|g| group_key(&g.scope, &g.group.id)).collect();
         let member_groups: Vec<(Scope, String)> = clusters
             .iter()
@@ -285,11 +291,6 @@ impl Reconciler {
             .collect();
         for (scope, id) in member_groups {
             groups.extend(store.replication_group(&scope, &id).await?);
-        }
-        if pass == Pass::Drift {
-            let (all_clusters, all_groups, count) = self.read_all().await?;
-            clusters.extend(all_clusters.into_iter().filter(|c| !self.runs_healthy(c)));
-            return Ok((unique(clusters, cluster_key), all_groups, count));
         }
         Ok((unique(clusters, cluster_key), unique(groups, |g| group_key(&g.scope, &g.group.id)), None))
     }
