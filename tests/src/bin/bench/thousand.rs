@@ -231,12 +231,17 @@ where
     }
 }
 
-async fn nodes(address: SocketAddr) -> anyhow::Result<Vec<Value>> {
-    let (status, body) = e2e::raw_get(address, "/_emulator/nodes").await?;
+/// The JSON an admin endpoint answers with 200.
+async fn admin_json(address: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    let (status, body) = e2e::raw_get(address, path).await?;
     if status != 200 {
-        bail!("/_emulator/nodes answered {status}: {body}");
+        bail!("{path} answered {status}: {body}");
     }
-    Ok(serde_json::from_str::<Value>(&body)?.as_array().cloned().unwrap_or_default())
+    Ok(serde_json::from_str(&body)?)
+}
+
+async fn nodes(address: SocketAddr) -> anyhow::Result<Vec<Value>> {
+    Ok(admin_json(address, "/_emulator/nodes").await?.as_array().cloned().unwrap_or_default())
 }
 
 async fn describe_figures(client: &Client, size: Size) -> anyhow::Result<()> {
@@ -350,11 +355,7 @@ async fn once_each(address: SocketAddr, state: &Path) -> anyhow::Result<()> {
 
 /// Pids of the idle warm nodes (`/_emulator/health`): theirs, though no resource's yet.
 async fn warm_pids(address: SocketAddr) -> anyhow::Result<HashSet<u32>> {
-    let (status, body) = e2e::raw_get(address, "/_emulator/health").await?;
-    if status != 200 {
-        bail!("/_emulator/health answered {status}: {body}");
-    }
-    let health: Value = serde_json::from_str(&body)?;
+    let health = admin_json(address, "/_emulator/health").await?;
     let warm = health["warm_nodes"].as_array().cloned().unwrap_or_default();
     Ok(warm.iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect())
 }
