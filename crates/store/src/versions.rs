@@ -1,5 +1,6 @@
 //! What changed since the reconciler last looked: every write of a cluster or a group
-//! stamps its row with the next version of its table (`migrations/0011_versions.sql`), so
+//! stamps its row with the next version of its table (`migrations/0011_versions.sql`,
+//! counted in `write_versions`, `0012`, so a version is never handed out twice), so
 //! a pass over changes reads the rows written since, by index, at a cost that follows the
 //! changes rather than what the store holds.
 
@@ -25,15 +26,20 @@ pub(crate) async fn write_document(
     id: &str,
     data: String,
 ) -> Result<()> {
+    let (version,): (i64,) =
+        sqlx::query_as("UPDATE write_versions SET version = version + 1 WHERE name = ? RETURNING version")
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await?;
     sqlx::query(&format!(
-        "INSERT INTO {table} (region, account, id, data, version)
-         VALUES (?, ?, ?, ?, (SELECT IFNULL(MAX(version), 0) + 1 FROM {table}))
+        "INSERT INTO {table} (region, account, id, data, version) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data, version = excluded.version"
     ))
     .bind(&scope.region)
     .bind(&scope.account)
     .bind(id)
     .bind(data)
+    .bind(version)
     .execute(conn)
     .await?;
     Ok(())
@@ -45,8 +51,8 @@ impl Store {
     /// later, above them.
     pub async fn versions(&self) -> Result<Versions> {
         let row = sqlx::query(
-            "SELECT (SELECT IFNULL(MAX(version), 0) FROM cache_clusters),
-                    (SELECT IFNULL(MAX(version), 0) FROM replication_groups)",
+            "SELECT (SELECT version FROM write_versions WHERE name = 'cache_clusters'),
+                    (SELECT version FROM write_versions WHERE name = 'replication_groups')",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -131,3 +131,30 @@ async fn a_pass_over_changes_reads_what_was_written_since_and_nothing_else() {
     assert_eq!(groups[0].members.len(), clusters.len(), "its members, written with it");
     assert!(!clusters.is_empty());
 }
+
+#[tokio::test]
+async fn a_write_after_the_latest_written_row_is_deleted_is_still_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_fixture(&dir).await;
+    let set_status = |id: &'static str, status: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .update_cache_cluster(&scope(), id, |cluster, _| {
+                    cluster.status = status.into();
+                    Ok::<_, ()>(Vec::new())
+                })
+                .await
+                .unwrap();
+        }
+    };
+    set_status("fx-redis", "modifying").await;
+    set_status("fx-memcached", "deleting").await;
+    let read_up_to = store.versions().await.unwrap();
+    // The latest written row goes; a version taken from what is left would be handed out
+    // again, below what was read, and the next write would go unseen.
+    store.delete_cache_cluster(&scope(), "fx-memcached", "arn", &[]).await.unwrap();
+    set_status("fx-redis", "deleting").await;
+    let (clusters, _) = store.changed(read_up_to, store.versions().await.unwrap()).await.unwrap();
+    assert_eq!(clusters.iter().map(|c| c.cluster.id.as_str()).collect::<Vec<_>>(), ["fx-redis"]);
+}
