@@ -95,11 +95,18 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Connections in the pool: readers run in parallel (WAL), writers one at a time.
+/// Connections for reads, which run in parallel (WAL)…
 const CONNECTIONS: u32 = 8;
+/// …and for writes, one at a time under the write lock. Their own, so a writer holding the
+/// lock never waits for a connection behind a thousand reconciles' reads (waits of over 2 s
+/// at a thousand nodes, with every other writer queued behind it). Two, so the next writer
+/// need not wait for the previous one's connection to go back to its pool.
+const WRITE_CONNECTIONS: u32 = 2;
 
 pub struct Store {
     pool: SqlitePool,
+    /// Connections for write transactions only (see [`WRITE_CONNECTIONS`]).
+    writers: SqlitePool,
     /// Held for the whole of every write transaction (see [`Tx`]).
     write_lock: Arc<Mutex<()>>,
     /// Bumped at the end of every write transaction: what waits for a change to settle
@@ -119,22 +126,12 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        // Every connection is opened here, one after another, and kept: opening one sets
-        // the journal mode, which needs a lock that a concurrent writer could hold.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(CONNECTIONS)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
+        let pool = open_pool(&options, CONNECTIONS).await?;
         sqlx::migrate!("../../migrations").run(&pool).await?;
-        let mut warm = Vec::new();
-        for _ in 0..CONNECTIONS {
-            warm.push(pool.acquire().await?);
-        }
-        drop(warm);
+        let writers = open_pool(&options, WRITE_CONNECTIONS).await?;
         Ok(Self {
             pool,
+            writers,
             write_lock: Arc::default(),
             changes: Arc::new(watch::Sender::new(0)),
             shared: shared::SharedReads::default(),
@@ -272,4 +269,21 @@ async fn delete_resource(
 async fn delete_tags(tx: &mut sqlx::SqliteConnection, arn: &str) -> Result<()> {
     sqlx::query("DELETE FROM tags WHERE arn = ?").bind(arn).execute(&mut *tx).await?;
     Ok(())
+}
+
+/// A pool of `size` connections, every one opened here, one after another, and kept:
+/// opening one sets the journal mode, which needs a lock that a concurrent writer could hold.
+async fn open_pool(options: &SqliteConnectOptions, size: u32) -> Result<SqlitePool> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(size)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options.clone())
+        .await?;
+    let mut warm = Vec::new();
+    for _ in 0..size {
+        warm.push(pool.acquire().await?);
+    }
+    drop(warm);
+    Ok(pool)
 }

@@ -82,11 +82,11 @@ impl Store {
     /// still rolling back, and SQLite answers that with "database is locked" at once.
     pub(crate) async fn begin(&self) -> Result<Tx> {
         let lock = self.write_lock.clone().lock_owned().await;
+        let conn = self.writers.begin_with("BEGIN IMMEDIATE").await?;
         let sequence = self.shared.sequence.clone();
         // Before anything can be written: reads kept from now on are not kept.
         sequence.bump();
         let writer = Writer { _lock: lock, changes: self.changes.clone(), sequence, committed: false };
-        let conn = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Tx { conn, _writer: writer })
     }
 
