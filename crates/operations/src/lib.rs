@@ -74,7 +74,9 @@ pub struct Settings {
     /// The simulated availability zones of every region: `a`, `b`, … suffixes are taken
     /// from these names and applied to the request's region.
     pub zones: Vec<String>,
-    /// Woken after every change of desired state, so the reconciler acts at once.
+    /// Woken when what changed is not in a resource's record (parameter values, users,
+    /// user groups): the reconciler then looks at every resource. A record's write needs
+    /// no wake-up: the reconciler watches the store's writes.
     pub reconcile: Arc<tokio::sync::Notify>,
     /// The local stand-in for S3: `<dir>/<bucket>/<key>` is `arn:aws:s3:::<bucket>/<key>`.
     pub exports_dir: std::path::PathBuf,
@@ -146,7 +148,8 @@ impl Operations {
         &self.catalog
     }
 
-    pub(crate) fn wake_reconciler(&self) {
+    /// Asks the reconciler to look at every resource (see [`Settings::reconcile`]).
+    pub(crate) fn reconcile_everything(&self) {
         self.settings.reconcile.notify_one();
     }
 

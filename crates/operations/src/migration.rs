@@ -110,7 +110,6 @@ async fn begin(
         Ok(Vec::new())
     })
     .await?;
-    ops.wake_reconciler();
     Ok(output(&group, ops.endpoint_host()))
 }
 
@@ -181,7 +180,6 @@ pub async fn complete(
         })
         .await;
     let group = crate::updated(result, || Kind::ReplicationGroup.not_found(&id))?;
-    ops.wake_reconciler();
     Ok(CompleteMigrationResponse {
         replication_group: Some(output(&group, ops.endpoint_host())),
         serverless_cache: None,

@@ -318,7 +318,7 @@ pub async fn modify(
     })?;
     tracing::info!(parameter_group = group.name, parameters = values.len(), "modified cache parameter group");
     // Clusters using the group pick the change up from the reconciler.
-    ops.wake_reconciler();
+    ops.reconcile_everything();
     Ok(CacheParameterGroupNameMessage { cache_parameter_group_name: Some(group.name) })
 }
 
@@ -393,7 +393,7 @@ pub async fn reset(
     };
     ops.store.reset_parameter_values(&scope, &group.name, names.as_deref()).await.map_err(internal)?;
     tracing::info!(parameter_group = group.name, "reset cache parameter group");
-    ops.wake_reconciler();
+    ops.reconcile_everything();
     Ok(CacheParameterGroupNameMessage { cache_parameter_group_name: Some(group.name) })
 }
 

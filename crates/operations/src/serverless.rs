@@ -297,7 +297,6 @@ pub async fn create(
             .await,
     )?;
     tracing::info!(serverless_cache = name, "serverless cache: (none) -> creating");
-    ops.wake_reconciler();
     Ok(CreateServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache, ops.endpoint_host())) })
 }
 
@@ -653,7 +652,6 @@ pub async fn modify(
         to = status::MODIFYING,
         "serverless cache status"
     );
-    ops.wake_reconciler();
     Ok(ModifyServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache, ops.endpoint_host())) })
 }
 
@@ -731,7 +729,6 @@ pub async fn delete(
             .await,
     )?;
     tracing::info!(serverless_cache = name, from = current.status, to = status::DELETING, "serverless cache status");
-    ops.wake_reconciler();
     Ok(DeleteServerlessCacheResponse { serverless_cache: Some(output(&scope, &cache, ops.endpoint_host())) })
 }
 
@@ -785,7 +782,6 @@ pub async fn scale(ops: &Operations, scope: &store::Scope, name: &str, target: u
     })
     .await?;
     tracing::info!(serverless_cache = name, from = shards.len(), to = target, "serverless cache: scaling");
-    ops.wake_reconciler();
     Ok(())
 }
 

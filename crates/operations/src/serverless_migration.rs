@@ -148,7 +148,6 @@ async fn change(
         })
         .await;
     let cache = crate::updated(result, || Kind::ServerlessCache.not_found(name))?;
-    ops.wake_reconciler();
     Ok(output(scope, &cache, ops.endpoint_host()))
 }
 
@@ -180,7 +179,6 @@ pub async fn prepare(
         })
         .await;
     let cache = crate::updated(result, || Kind::ServerlessCache.not_found(&name))?;
-    ops.wake_reconciler();
     Ok(PrepareMigrationResponse { serverless_cache: Some(output(&scope, &cache, ops.endpoint_host())) })
 }
 

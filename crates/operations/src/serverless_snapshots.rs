@@ -131,7 +131,6 @@ pub async fn create(
             })
             .await,
     )?;
-    ops.wake_reconciler();
     Ok(CreateServerlessCacheSnapshotResponse { serverless_cache_snapshot: Some(output(&scope, &snapshot)) })
 }
 
@@ -189,7 +188,6 @@ async fn change_available(
         })
         .await;
     let snapshot = crate::updated(result, || not_found(&name))?;
-    ops.wake_reconciler();
     Ok(snapshot)
 }
 
@@ -277,6 +275,5 @@ pub async fn copy(
             })
             .await,
     )?;
-    ops.wake_reconciler();
     Ok(CopyServerlessCacheSnapshotResponse { serverless_cache_snapshot: Some(output(&scope, &copied)) })
 }

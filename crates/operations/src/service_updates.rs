@@ -493,7 +493,6 @@ async fn batch(
         Err(UpdateError::Rejected(e)) => return Err(e),
         Err(UpdateError::Store(e)) => return Err(internal(e)),
     };
-    ops.wake_reconciler();
     Ok(UpdateActionResultsMessage {
         processed_update_actions: Some(processed),
         unprocessed_update_actions: Some(refused),

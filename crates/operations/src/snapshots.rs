@@ -192,7 +192,6 @@ async fn start(
 ) -> Result<SnapshotRecord, ApiError> {
     let snapshot = plan(ops, scope, name, cluster_id, group_id, taken, kms_key_id).await?;
     written(ops.store.write(async |tx| record(tx, scope, &snapshot, tags).await).await)?;
-    ops.wake_reconciler();
     Ok(snapshot)
 }
 
@@ -421,7 +420,6 @@ pub async fn delete(
         })
         .await;
     let snapshot = crate::updated(result, || not_found(&name))?;
-    ops.wake_reconciler();
     Ok(DeleteSnapshotResult { snapshot: Some(output(&scope, &snapshot, false)) })
 }
 
@@ -460,7 +458,6 @@ pub async fn copy(
             })
             .await;
         let exported = crate::updated(result, || not_found(&source.name))?;
-        ops.wake_reconciler();
         // Described under the exported name, as the copy AWS writes to the bucket. With a
         // KmsKeyId the bucket's object is encrypted server-side under that key on AWS, and
         // read back as the plain RDB file it holds; the export directory (or the S3
@@ -499,7 +496,6 @@ pub async fn copy(
             })
             .await,
     )?;
-    ops.wake_reconciler();
     Ok(CopySnapshotResult { snapshot: Some(output(&scope, &copy, false)) })
 }
 
@@ -642,9 +638,6 @@ pub async fn run_automated(ops: &Operations, schedule: Schedule) -> Result<Vec<S
             record_automated(ops, &scope, &snapshot, of, cache.snapshot_retention_limit).await?;
             started.push(name);
         }
-    }
-    if !started.is_empty() {
-        ops.wake_reconciler();
     }
     Ok(started)
 }

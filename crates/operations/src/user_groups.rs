@@ -246,7 +246,7 @@ pub async fn modify(
     let group = updated(result, || not_found(&group_id))?;
     tracing::info!(user_group = group_id, from = ACTIVE, to = MODIFYING, added = ?to_add, removed = ?to_remove, "modifying user group");
     tracing::info!(user_group = group_id, from = MODIFYING, to = ACTIVE, "modified user group");
-    ops.wake_reconciler();
+    ops.reconcile_everything();
     let mut out = output(&scope, &group, &all_users, Some(MODIFYING));
     out.pending_changes =
         Some(UserGroupPendingChanges { user_ids_to_add: Some(to_add), user_ids_to_remove: Some(to_remove) });

@@ -397,7 +397,7 @@ pub async fn modify(ops: &Operations, ctx: &RequestContext, input: ModifyUserMes
     tracing::info!(user = user_id, from = ACTIVE, to = MODIFYING, "modifying user");
     tracing::info!(user = user_id, from = MODIFYING, to = ACTIVE, "modified user");
     // Nodes whose ACL holds this user take the change.
-    ops.wake_reconciler();
+    ops.reconcile_everything();
     Ok(output(&scope, &user, Some(MODIFYING)))
 }
 
@@ -433,7 +433,7 @@ pub async fn delete(ops: &Operations, ctx: &RequestContext, input: DeleteUserMes
         .await;
     let user = updated(result, || not_found(&user_id))?;
     tracing::info!(user = user_id, from = ACTIVE, to = DELETING, groups = ?user.group_ids, "deleted user (removed from its groups)");
-    ops.wake_reconciler();
+    ops.reconcile_everything();
     Ok(output(&scope, &user, Some(DELETING)))
 }
 

@@ -731,7 +731,6 @@ async fn retire_removed_shards(r: &Reconciler, g: &ReplicationGroup, seen: &[See
         })
         .await;
     stored(result)?;
-    r.schedule.wake.notify_one();
     Ok(())
 }
 
@@ -802,7 +801,6 @@ async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRe
     {
         r.request_recovery(&g.scope, &key).await;
     }
-    r.schedule.wake.notify_one();
     Ok(false)
 }
 

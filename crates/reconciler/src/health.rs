@@ -322,7 +322,6 @@ async fn request_failover(r: &Reconciler, scope: &Scope, group: &str, primary: &
     if let Err(store::UpdateError::Store(error)) = result {
         tracing::error!(%error, replication_group = group, "asking for a failover failed");
     }
-    r.schedule.wake.notify_one();
 }
 
 /// Hands a dead node to the reconciler, which restarts it in place.

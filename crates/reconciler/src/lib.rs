@@ -258,7 +258,7 @@ impl Reconciler {
     }
 
     /// Asks for the node `key` to be replaced in place (recorded on the node, so the
-    /// cluster's reconcile sees it like any other desired change) and wakes the reconciler.
+    /// cluster's reconcile sees it like any other desired change).
     pub(crate) async fn request_recovery(&self, scope: &Scope, key: &NodeKey) {
         let result = self
             .store
@@ -272,7 +272,6 @@ impl Reconciler {
         if let Err(store::UpdateError::Store(error)) = result {
             tracing::error!(node = %key, %error, "asking for a node's recovery failed");
         }
-        self.schedule.wake.notify_one();
     }
 
     /// Failed reconciles of `key` in a row so far (the one running now not counted).

@@ -478,6 +478,5 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: Fai
     {
         r.request_recovery(scope, &key).await;
     }
-    r.schedule.wake.notify_one();
     Ok(false)
 }

@@ -1,15 +1,16 @@
 //! What runs when: passes over the desired state, one reconcile per resource at a time,
 //! and the back-off of reconciles that fail.
 //!
-//! Three things start a pass: a write to the store, a wake-up (the API changed something,
-//! the health monitor saw a node answer again, …), and the period. Most passes reconcile
-//! only the clusters and groups written since the last pass (a group's members with it),
-//! and read only those, by the store's versions: a steady resource reconciled again costs
-//! a store read and a command per node for nothing, and reading every record for every
-//! write made each create at a thousand nodes ten times slower than the first. A full
-//! pass reconciles everything: at start-up
-//! and on a wake-up that changed no record (what a parameter group, a user group or a node
-//! answering again touches is not in the records). The period's pass, which catches drift,
+//! Three things start a pass: a write to the store, a wake-up, and the period. A write's
+//! pass reconciles only the clusters and groups written since the last pass (a group's
+//! members with it), and reads only those, by the store's versions: a steady resource
+//! reconciled again costs a store read and a command per node for nothing, and reading
+//! every record for every write made each create at a thousand nodes ten times slower
+//! than the first. A full pass reconciles everything: at start-up and on a wake-up, which
+//! is only for what no record holds (a parameter group's values, a user, a user group, a
+//! node answering again, a zone's outage). A record's writer does not wake the reconciler:
+//! its write does, and a wake-up after it made a second, full, pass that found the write
+//! already reconciled (650 ms before the 1,000th create). The period's pass, which catches drift,
 //! looks at every group (replication links) but only at the clusters that changed or whose
 //! nodes do not all run healthy; its period grows with the number of resources so its
 //! cost stays bounded. Snapshots, update actions, serverless caches and global datastores
@@ -50,6 +51,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(15);
 
 /// What runs when.
 pub(crate) struct Schedule {
+    /// Asks for a full pass: what changed is in no record (see the module doc).
     pub(crate) wake: Arc<Notify>,
     /// Resources being reconciled right now: never two reconciles of one at once.
     pub(crate) in_flight: Mutex<HashSet<ClusterKey>>,
@@ -91,8 +93,6 @@ impl Schedule {
 enum Pass {
     /// Those whose record changed, and those a pass found in flight.
     Changed,
-    /// Those whose record changed, or all of them if none did.
-    Asked,
     /// The period's: every group (a replication link may drift, a user's `REPLICAOF`),
     /// and the clusters that changed or whose nodes do not all run healthy. A steady
     /// cluster's look compares its record and its nodes' settings, both unchanged, so at
@@ -171,7 +171,7 @@ impl Reconciler {
             tracing::debug!(?pass, took = ?ended - started, ?spacing, "pass");
             pass = tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.schedule.wake.notified() => Pass::Asked,
+                _ = self.schedule.wake.notified() => Pass::All,
                 _ = writes.changed() => Pass::Changed,
                 _ = self.schedule.recheck.notified() => Pass::Changed,
                 _ = tokio::time::sleep_until((last_full + period).into()) => Pass::Drift,
@@ -231,8 +231,7 @@ impl Reconciler {
 
     /// The clusters and groups `pass` reconciles, and how many there are when it reads them
     /// all. A pass over changes reads what was written since the last pass (a changed
-    /// group's members with it) and what a pass found in flight; one asked for that finds
-    /// no change reconciles everything.
+    /// group's members with it) and what a pass found in flight.
     async fn to_reconcile(&self, pass: Pass) -> Result<Chosen, store::StoreError> {
         let until = self.store.versions().await?;
         let since = *lock(&self.schedule.read_up_to);
@@ -263,9 +262,6 @@ impl Reconciler {
             return self.read_all().await;
         }
         let (mut clusters, mut groups) = store.changed(since, until).await?;
-        if pass == Pass::Asked && clusters.is_empty() && groups.is_empty() && due.is_empty() {
-            return self.read_all().await;
-        }
         for key in due {
             if let Some(id) = key.1.strip_prefix(GROUP_KEY_PREFIX) {
                 groups.extend(store.replication_group(&key.0, id).await?);

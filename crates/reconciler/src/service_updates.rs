@@ -114,7 +114,6 @@ pub async fn reconcile(r: &Arc<Reconciler>, scope: Scope, name: String) -> Resul
                 })
                 .await;
             crate::error::stored(result)?;
-            r.schedule.wake.notify_one();
             return Ok(Some(crate::SOON));
         }
         // The restart takes it out of the reader endpoint first (see `cache_clusters`).
@@ -162,7 +161,6 @@ async fn mark_node(
         })
         .await
         .map_err(Error::Store)?;
-    r.schedule.wake.notify_one();
     Ok(Some(crate::SOON))
 }
 

@@ -24,14 +24,12 @@ pub async fn create(
     if input.replication_group_id.is_some() {
         let member = crate::replication_groups::add_member(ops, &scope, &id, &input).await?;
         tracing::info!(cache_cluster = id, replication_group = ?member.cluster.replication_group_id, "cache cluster: (none) -> creating (a replica)");
-        ops.wake_reconciler();
         return Ok(CreateCacheClusterResult { cache_cluster: Some(output(&member, false, ops.endpoint_host())) });
     }
     let (created, tags) = plan(ops, &scope, &id, input).await?;
     written(ops.store.write(async |tx| write(tx, &created, &tags, ops.node_capacity()).await).await)?;
     let engine = &created.cluster.engine;
     tracing::info!(cache_cluster = id, region = scope.region, engine, "cache cluster: (none) -> creating");
-    ops.wake_reconciler();
     Ok(CreateCacheClusterResult { cache_cluster: Some(output(&created, false, ops.endpoint_host())) })
 }
 

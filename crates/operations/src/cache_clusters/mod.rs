@@ -323,7 +323,6 @@ async fn change_available(
             })
             .await,
     )?;
-    ops.wake_reconciler();
     Ok(updated)
 }
 
@@ -462,7 +461,6 @@ pub async fn delete(
     let id = &current.cluster.id;
     let updated =
         written(ops.store.write(async |tx| mark_deleted(tx, &scope, id, final_snapshot.as_ref()).await).await)?;
-    ops.wake_reconciler();
     Ok(DeleteCacheClusterResult { cache_cluster: Some(output(&updated, false, ops.endpoint_host())) })
 }
 
@@ -520,7 +518,6 @@ pub async fn apply_pending(ops: &Operations, scope: &Scope) -> Result<usize, Api
             Err(UpdateError::Store(e)) => return Err(internal(e)),
         }
     }
-    ops.wake_reconciler();
     Ok(applied)
 }
 

@@ -245,6 +245,5 @@ where
             })
             .await,
     )?;
-    ops.wake_reconciler();
     Ok(record)
 }

@@ -267,7 +267,6 @@ pub async fn create(
             .await,
     )?;
     tracing::info!(global_replication_group = id, primary = primary_id, "global replication group: (none) -> creating");
-    ops.wake_reconciler();
     let linked = Linked::read(ops, &scope.account, record).await?;
     Ok(CreateGlobalReplicationGroupResult { global_replication_group: Some(linked.output(&scope.account, true)) })
 }
@@ -438,6 +437,5 @@ pub(crate) async fn change(
             })
             .await,
     )?;
-    ops.wake_reconciler();
     Ok(record)
 }

@@ -43,7 +43,6 @@ pub async fn create(
             .await,
     )?;
     tracing::info!(replication_group = id, members = new.stored.members.len(), "replication group: (none) -> creating");
-    ops.wake_reconciler();
     let group = output(&new.stored, ops.endpoint_host());
     let group = crate::global_datastores::with_membership(ops, &scope, vec![group], &[&new.stored]).await?;
     Ok(CreateReplicationGroupResult { replication_group: group.into_iter().next() })

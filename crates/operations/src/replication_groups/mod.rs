@@ -267,7 +267,6 @@ pub(crate) async fn change_available(
             })
             .await,
     )?;
-    ops.wake_reconciler();
     Ok(group)
 }
 
@@ -294,7 +293,6 @@ pub async fn delete(
     let group = written(
         ops.store.write(async |tx| mark_deleted(tx, &scope, &id, retain, final_snapshot.as_ref()).await).await,
     )?;
-    ops.wake_reconciler();
     Ok(DeleteReplicationGroupResult { replication_group: Some(output(&group, ops.endpoint_host())) })
 }
 
