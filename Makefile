@@ -30,14 +30,17 @@ test:
 	tests/smoke/python-wheel.sh
 	target/debug/bench soak --minutes 2 --seed $(SOAK_SEED)
 
-# Print the benchmark figures (release build).
+# Print the benchmark figures (release build; installs the engines, wrk and moto first).
 bench:
+	scripts/install-engines.sh
+	scripts/install-bench-tools.sh
 	cargo build --release -p server -p e2e
 	target/release/bench
 
 # The chaos soak against the release build: faults at random for SOAK_MINUTES, invariants
 # checked after each (see tests/src/bin/bench/soak/mod.rs).
 soak:
+	scripts/install-engines.sh
 	cargo build --release -p server -p e2e
 	target/release/bench soak --minutes $(SOAK_MINUTES) --seed $(SOAK_SEED)
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what `make bench` drives besides the emulator, when missing: wrk, the load
+# generator `bench describe` measures with (Debian's package; without it the bench falls
+# back to its in-process generator, whose figures are not the issue's), and moto_server,
+# whose figures `bench describe` prints beside ours (from pip, as the test tools do).
+# Safe to run again.
+set -euo pipefail
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "installing wrk" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
+fi
+command -v moto_server >/dev/null 2>&1 || python3 -m pip install --quiet "moto[s3,server]"
