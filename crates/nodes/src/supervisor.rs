@@ -394,18 +394,24 @@ impl Runtime {
     /// Health checks of `keys`, all at once, each bounded by `timeout` (see
     /// [`Runtime::probe`]). Redis-like nodes are checked in one [`probe::sweep`] on a
     /// blocking thread, so that hundreds of answers wake the async runtime once, not once
-    /// each; the others as [`Runtime::probe`] does.
+    /// each; the others as [`Runtime::probe`] does. A node stopped or replaced while its
+    /// check was under way (or before it began) gets no answer: its failed check tells of
+    /// a deliberate stop, not a crash, and taken for one it would be recovered.
     pub async fn probe_all(&self, keys: Vec<NodeKey>, timeout: Duration) -> Vec<(NodeKey, Health)> {
         let (mut swept, mut others) = (Vec::new(), Vec::new());
         for key in keys {
             match self.inner.node(&key) {
                 Some(node) if node.engine.is_redis_like() && node.known_health().is_none() => swept.push((key, node)),
-                _ => others.push(key),
+                Some(node) => others.push((key, node)),
+                None => {}
             }
         }
-        let others = futures::future::join_all(others.into_iter().map(|key| async move {
-            let health = self.probe(&key, timeout).await;
-            (key, health)
+        let others = futures::future::join_all(others.into_iter().map(|(key, node)| async move {
+            let health = match node.known_health() {
+                Some(known) => known,
+                None => node.checked(node.held_check.check(node.probe_target(), timeout).await.is_ok()),
+            };
+            (key, health, node)
         }));
         let sweep = async move {
             if swept.is_empty() {
@@ -414,14 +420,18 @@ impl Runtime {
             let sweep = tokio::task::spawn_blocking(move || {
                 let targets: Vec<_> = swept.iter().map(|(_, node)| (&node.swept, node.socket.as_path())).collect();
                 let passed = probe::sweep(&targets, timeout);
-                swept.iter().zip(passed).map(|((key, node), passed)| (key.clone(), node.checked(passed))).collect()
+                swept.into_iter().zip(passed).map(|((key, node), passed)| (key, node.checked(passed), node)).collect()
             });
             // The sweep panics only on a bug; its nodes are looked at again on the next tick.
             sweep.await.unwrap_or_default()
         };
-        let (mut answers, swept) = tokio::join!(others, sweep);
-        answers.extend(swept);
-        answers
+        let (others, swept) = tokio::join!(others, sweep);
+        others
+            .into_iter()
+            .chain(swept)
+            .filter(|(key, _, node)| self.inner.node(key).is_some_and(|now| Arc::ptr_eq(&now, node)))
+            .map(|(key, health, _)| (key, health))
+            .collect()
     }
 
     /// One health check, bounded by `timeout`. An unknown key reports [`Health::Exited`].
@@ -431,14 +441,7 @@ impl Runtime {
         if let Some(known) = node.known_health() {
             return known;
         }
-        let target = probe::Target {
-            engine: node.engine,
-            address: node.info.address,
-            port: node.info.port,
-            socket: &node.socket,
-            tls: node.tls_client.as_ref(),
-        };
-        node.checked(node.held_check.check(target, timeout).await.is_ok())
+        node.checked(node.held_check.check(node.probe_target(), timeout).await.is_ok())
     }
 
     /// Applies changed parameter values to a running node without a restart. Returns the
@@ -1004,6 +1007,17 @@ fn tail_from(path: &std::path::Path, offset: u64, max_bytes: usize) -> String {
 }
 
 impl Node {
+    /// Where its health check goes.
+    fn probe_target(&self) -> probe::Target<'_> {
+        probe::Target {
+            engine: self.engine,
+            address: self.info.address,
+            port: self.info.port,
+            socket: &self.socket,
+            tls: self.tls_client.as_ref(),
+        }
+    }
+
     /// Its health after a check that `passed` or not.
     fn checked(&self, passed: bool) -> Health {
         match passed {

@@ -96,6 +96,30 @@ async fn probe_all_tells_a_hung_node_from_a_frozen_one_and_healthy_ones() {
     }
 }
 
+/// A node stopped while its check is under way gets no answer from that check: the
+/// health monitor would take its failure for a crash and recover a node stopped on
+/// purpose. The others are answered as ever.
+#[tokio::test]
+async fn probe_all_answers_nothing_for_a_node_stopped_during_its_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let specs = ["going", "staying"].map(|name| spec(dir.path(), EngineKind::Redis, name));
+    let mut ports = Vec::new();
+    for spec in &specs {
+        ports.push(runtime.start(spec.clone()).await.expect("start").port);
+    }
+    // `going` answers nothing until it is stopped, so its check is under way throughout.
+    assert_eq!(redis(ports[0], &["CLIENT", "PAUSE", "10000", "ALL"]).await, "OK");
+    let keys = specs.iter().map(|s| s.key.clone()).collect();
+    let (answers, stopped) = tokio::join!(runtime.probe_all(keys, Duration::from_secs(5)), async {
+        tokio::task::yield_now().await;
+        runtime.stop(&specs[0].key).await
+    });
+    stopped.expect("stop");
+    assert_eq!(answers, [(specs[1].key.clone(), Health::Healthy)]);
+    runtime.stop(&specs[1].key).await.expect("stop");
+}
+
 #[tokio::test]
 async fn stop_frees_the_port_and_forgets_the_node() {
     for engine in [EngineKind::Redis, EngineKind::Memcached] {

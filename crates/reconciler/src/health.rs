@@ -122,6 +122,10 @@ pub async fn monitor(r: Arc<Reconciler>) {
         let (mut looked, mut due) = (Vec::new(), Vec::new());
         for key in lanes.keys(look, &nodes) {
             if let Some(health) = r.runtime.known_health(key) {
+                // Stopped on purpose since the list was made: no crash to recover from.
+                if health == Health::Exited && r.runtime.get(key).is_none() {
+                    continue;
+                }
                 // Counted once a tick, as a probe would be; between ticks only news counts.
                 if ticked || r.health(key) != Some(health) {
                     looked.push((key.clone(), health));
