@@ -610,6 +610,11 @@ impl Runtime {
         nodes
     }
 
+    /// How many nodes are supervised.
+    pub fn count(&self) -> usize {
+        lock(&self.inner.nodes).len()
+    }
+
     /// The keys of the supervised nodes, in no order.
     pub fn keys(&self) -> Vec<NodeKey> {
         lock(&self.inner.nodes).keys().cloned().collect()

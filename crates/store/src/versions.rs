@@ -84,6 +84,12 @@ impl Store {
         Ok((clusters, groups))
     }
 
+    /// How many nodes the store knows.
+    pub async fn cache_node_count(&self) -> Result<usize> {
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM cache_nodes").fetch_one(&self.pool).await?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
     /// Every node the store knows, as (scope, cluster id, node id), without reading the
     /// clusters' documents.
     pub async fn cache_node_keys(&self) -> Result<Vec<(Scope, String, String)>> {
