@@ -106,11 +106,12 @@ running = sorted(sys.argv[2].split())
 sys.exit(0 if len(expected) == len(nodes) + len(warm) and expected == running else 1)
 PY
 }
+no_node_process() { [[ -z $(node_pids) ]]; } # listed again on every call (until_true retries it)
 crash_and_restart() {
     kill -9 "$SERVER_PID"
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
-    until_true "every node process to die with the emulator" test -z "$(node_pids)"
+    until_true "every node process to die with the emulator" no_node_process
     start
     until_true "emulator ready again" healthy
     until_true "every resource settled after the restart" settled
@@ -159,6 +160,9 @@ write_keys() { # port prefix [-c]
 count_keys() { # port prefix [-c]
     for i in $(seq "$KEYS"); do echo "GET $2:$i"; done | redis-cli -p "$1" ${3:-} | grep -c '^v' || true
 }
+all_keys_answer() { # port prefix [-c]; counted again on every call (until_true retries it)
+    [[ $(count_keys "$@") -eq $KEYS ]]
+}
 FO_PORT=$(ec describe-replication-groups --replication-group-id fo \
     --query 'ReplicationGroups[0].NodeGroups[0].PrimaryEndpoint.Port' --output text)
 SHARDED_PORT=$(ec describe-replication-groups --replication-group-id sharded-3 \
@@ -169,6 +173,6 @@ write_keys "$SHARDED_PORT" sharded -c
 crash_and_restart
 for check in "$NODE_PORT plain" "$FO_PORT group" "$SHARDED_PORT sharded -c"; do
     read -r port prefix flag <<<"$check"
-    until_true "$prefix keys answering after the crash" test "$(count_keys "$port" "$prefix" $flag)" -eq "$KEYS"
+    until_true "$prefix keys answering after the crash" all_keys_answer "$port" "$prefix" $flag
 done
 pass "every acknowledged write ($KEYS each to a cluster, a group and a cluster-mode group) survived kill -9"
