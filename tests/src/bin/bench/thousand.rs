@@ -3,7 +3,8 @@
 //! regions (AWS's quotas are per region: 300 nodes, 300 clusters). `bench thousand N` makes
 //! N nodes in the same proportions instead. Prints the nodes' and
 //! the emulator's memory, the emulator's CPU while idle, the create time of the 1st and the
-//! 1,000th node (and of one more once the emulator is at rest), Describe p50/p99 for one id and for a 100-record page, and, after a kill -9
+//! 1,000th node (and of one more once the emulator is at rest), the failover of a primary
+//! killed, frozen or hung, Describe p50/p99 for one id and for a 100-record page, and, after a kill -9
 //! of the emulator, the time until every resource is available again and whether every
 //! node was adopted or restarted exactly once.
 
@@ -121,6 +122,7 @@ pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
     let at_rest = timed(create_cluster(first_region, "at-rest", "redis")).await?;
     println!("thousand: create of one more node at rest, beside the {}: {:.1} ms", nodes.len(), ms(at_rest));
     delete_cluster(first_region, "at-rest").await?;
+    failover_figures(first_region, address).await?;
 
     // kill -9 of the emulator (its nodes die with it), then a restart on the same state.
     drop(server);
@@ -294,6 +296,88 @@ async fn describe_figures(client: &Client, size: Size) -> anyhow::Result<()> {
         ms(percentile(&page, 0.99)),
     );
     Ok(())
+}
+
+/// How a primary fails in [`failover_figures`].
+#[derive(Clone, Copy)]
+enum Failure {
+    /// kill -9 through the admin API.
+    Killed,
+    /// SIGSTOP through the admin API (`stop`), resumed once another primary serves.
+    Frozen,
+    /// Runs but answers nothing: every client paused (`CLIENT PAUSE`), found by probes.
+    Hung,
+}
+
+/// A primary of three groups with automatic failover fails, each its own way, beside a
+/// thousand nodes: the time until a write through the group's primary endpoint succeeds.
+async fn failover_figures(client: &Client, address: SocketAddr) -> anyhow::Result<()> {
+    let mut line = String::from("thousand: failover (fault -> first write through the primary endpoint):");
+    for (id, failure, label) in [
+        ("group-000", Failure::Killed, "kill -9"),
+        ("group-001", Failure::Frozen, "freeze"),
+        ("group-002", Failure::Hung, "hang"),
+    ] {
+        let took = fail_over(client, address, id, failure).await?;
+        line.push_str(&format!(" {label} {:.0} ms;", ms(took)));
+    }
+    println!("{}", line.trim_end_matches(';'));
+    Ok(())
+}
+
+async fn fail_over(client: &Client, address: SocketAddr, id: &str, failure: Failure) -> anyhow::Result<Duration> {
+    let (endpoint, primary) = crate::replication::wait_available(client, id).await?;
+    let node = |action: &str| format!("/_emulator/nodes/{primary}/0001/{action}");
+    let started = Instant::now();
+    match failure {
+        Failure::Killed => crate::clusters::admin_post(address, &node("kill")).await?,
+        Failure::Frozen => crate::clusters::admin_post(address, &node("stop")).await?,
+        Failure::Hung => {
+            let port = primary_port(client, id, &primary).await?;
+            let mut redis = e2e::RedisClient::connect("127.0.0.1", port).await?;
+            redis.command(&["CLIENT", "PAUSE", "3000", "ALL"]).await?;
+        }
+    }
+    let took = loop {
+        if let Ok(mut redis) = e2e::RedisClient::connect(&endpoint.ip().to_string(), endpoint.port()).await
+            && redis.set("failover-probe", "1").await.is_ok()
+        {
+            break started.elapsed();
+        }
+        if started.elapsed() > DEADLINE {
+            bail!("{id}: no write succeeded after the failover");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    if let Failure::Frozen = failure {
+        crate::clusters::admin_post(address, &node("resume")).await?;
+    }
+    // Settled again (the old primary back as a replica) before the next figure.
+    until_available(id, || async {
+        let out = client.describe_replication_groups().replication_group_id(id).send().await?;
+        let group = out.replication_groups().first();
+        let members = group.map(|g| g.member_clusters().len()).unwrap_or(0);
+        let all_up = group.and_then(|g| g.node_groups().first()).is_some_and(|ng| {
+            ng.node_group_members().len() == members
+                && ng.node_group_members().iter().all(|m| m.current_role().is_some())
+        });
+        Ok(group.and_then(|g| g.status()).filter(|_| all_up).map(str::to_string))
+    })
+    .await?;
+    Ok(took)
+}
+
+/// The port of the node of member `cluster` of group `id`.
+async fn primary_port(client: &Client, id: &str, cluster: &str) -> anyhow::Result<u16> {
+    let out = client.describe_replication_groups().replication_group_id(id).send().await?;
+    let member = out
+        .replication_groups()
+        .first()
+        .and_then(|g| g.node_groups().first())
+        .and_then(|ng| ng.node_group_members().iter().find(|m| m.cache_cluster_id() == Some(cluster)))
+        .context("the primary member")?;
+    let port = member.read_endpoint().and_then(|e| e.port()).context("the member's endpoint")?;
+    Ok(u16::try_from(port)?)
 }
 
 /// Polls every region until the clusters (members included) holding `expected` nodes are
