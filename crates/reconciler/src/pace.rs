@@ -11,8 +11,11 @@ use nodes::{NodeKey, Pace};
 use crate::Reconciler;
 
 /// Sets `pace` on the nodes of `keys`. A failure costs only CPU or time, so it is logged.
+/// A node the health monitor found failing is skipped: a hung one would hold the caller
+/// for the command's timeout (500 ms of a failover that must end within a second), and the
+/// next reconcile sets its pace once it answers again.
 pub(crate) async fn set(r: &Reconciler, keys: impl IntoIterator<Item = NodeKey>, pace: Pace) {
-    let paced = keys.into_iter().map(|key| async move {
+    let paced = keys.into_iter().filter(|key| !r.unhealthy(key)).map(|key| async move {
         if let Err(error) = r.runtime.pace(&key, pace).await {
             tracing::debug!(node = %key, ?pace, %error, "setting the node's pace failed");
         }

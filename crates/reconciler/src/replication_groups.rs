@@ -328,10 +328,16 @@ async fn fail_creation(r: &Reconciler, g: &ReplicationGroup, member: &str) -> Re
     Ok(None)
 }
 
-/// A node's health as a probe sees it now (no node at all: exited).
+/// A node's health for a failover: a failure the monitor found on its last look (it looks
+/// at a failing node every tick) stands; otherwise a probe now. Probing a hung primary
+/// again would wait out the probe's timeout, twice, in a failover due within a second.
+/// No node at all: exited.
 pub(crate) async fn observed_health(r: &Reconciler, key: Option<&NodeKey>) -> Health {
     match key {
-        Some(key) => r.runtime.probe(key, r.health.timeout).await,
+        Some(key) => match r.health(key) {
+            Some(failed) if failed != Health::Healthy => failed,
+            _ => r.runtime.probe(key, r.health.timeout).await,
+        },
         None => Health::Exited,
     }
 }

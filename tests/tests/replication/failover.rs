@@ -138,6 +138,26 @@ async fn primary_stopped_from_outside_is_known_at_once_and_failed_over() {
     wait_read(member_port(member(&g, &old)), "after", "1").await;
 }
 
+/// A primary that runs but answers nothing (every client paused): only probes tell, and
+/// the failover must not wait on the hung node (a probe or a command to it would wait out
+/// its timeout). It comes back as a replica once its pause ends.
+#[tokio::test]
+async fn a_hung_primary_is_failed_over_and_comes_back_as_a_replica() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    create(&client, "hung", 3, true, false).await;
+    let g = wait_group_available(&client, "hung").await;
+    let old = primary_id(&g);
+    let old_port = member_port(member(&g, &old));
+    let mut hung = RedisClient::connect("127.0.0.1", old_port).await.unwrap();
+    assert_eq!(hung.command(&["CLIENT", "PAUSE", "3000", "ALL"]).await.unwrap(), Resp::Simple("OK".into()));
+
+    let g = wait_new_primary(&client, "hung", &old).await;
+    wait_write(primary_port(&g), "after", "1").await;
+    wait_admin(&server, &old, "replica").await;
+    wait_read(old_port, "after", "1").await;
+}
+
 #[tokio::test]
 async fn zone_outage_moves_the_primary_to_another_zone_and_nodes_rejoin_after() {
     let server = TestServer::start().await;
