@@ -310,9 +310,10 @@ enum Failure {
 }
 
 /// A primary of three groups with automatic failover fails, each its own way, beside a
-/// thousand nodes: the time until a write through the group's primary endpoint succeeds.
+/// thousand nodes: the time until Describe names another primary and a write through the
+/// group's primary endpoint succeeds.
 async fn failover_figures(client: &Client, address: SocketAddr) -> anyhow::Result<()> {
-    let mut line = String::from("thousand: failover (fault -> first write through the primary endpoint):");
+    let mut line = String::from("thousand: failover (fault -> another primary named and written to):");
     for (id, failure, label) in [
         ("group-000", Failure::Killed, "kill -9"),
         ("group-001", Failure::Frozen, "freeze"),
@@ -333,19 +334,22 @@ async fn fail_over(client: &Client, address: SocketAddr, id: &str, failure: Fail
         Failure::Killed => crate::clusters::admin_post(address, &node("kill")).await?,
         Failure::Frozen => crate::clusters::admin_post(address, &node("stop")).await?,
         Failure::Hung => {
-            let port = primary_port(client, id, &primary).await?;
+            let (_, port) = described_primary(client, id).await?;
             let mut redis = e2e::RedisClient::connect("127.0.0.1", port).await?;
-            redis.command(&["CLIENT", "PAUSE", "3000", "ALL"]).await?;
+            redis.command(&["CLIENT", "PAUSE", "5000", "ALL"]).await?;
         }
     }
+    // A write to the hung primary would wait out its pause: written to only once another
+    // primary is named (the endpoint follows it).
     let took = loop {
-        if let Ok(mut redis) = e2e::RedisClient::connect(&endpoint.ip().to_string(), endpoint.port()).await
+        if described_primary(client, id).await?.0 != primary
+            && let Ok(mut redis) = e2e::RedisClient::connect(&endpoint.ip().to_string(), endpoint.port()).await
             && redis.set("failover-probe", "1").await.is_ok()
         {
             break started.elapsed();
         }
         if started.elapsed() > DEADLINE {
-            bail!("{id}: no write succeeded after the failover");
+            bail!("{id}: no other primary written to after the failure");
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
@@ -367,17 +371,17 @@ async fn fail_over(client: &Client, address: SocketAddr, id: &str, failure: Fail
     Ok(took)
 }
 
-/// The port of the node of member `cluster` of group `id`.
-async fn primary_port(client: &Client, id: &str, cluster: &str) -> anyhow::Result<u16> {
+/// The member Describe names primary of group `id`, and its node's port.
+async fn described_primary(client: &Client, id: &str) -> anyhow::Result<(String, u16)> {
     let out = client.describe_replication_groups().replication_group_id(id).send().await?;
     let member = out
         .replication_groups()
         .first()
         .and_then(|g| g.node_groups().first())
-        .and_then(|ng| ng.node_group_members().iter().find(|m| m.cache_cluster_id() == Some(cluster)))
-        .context("the primary member")?;
-    let port = member.read_endpoint().and_then(|e| e.port()).context("the member's endpoint")?;
-    Ok(u16::try_from(port)?)
+        .and_then(|ng| ng.node_group_members().iter().find(|m| m.current_role() == Some("primary")))
+        .context("a primary member")?;
+    let port = member.read_endpoint().and_then(|e| e.port()).context("the primary's endpoint")?;
+    Ok((member.cache_cluster_id().unwrap_or_default().to_string(), u16::try_from(port)?))
 }
 
 /// Polls every region until the clusters (members included) holding `expected` nodes are
