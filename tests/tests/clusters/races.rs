@@ -126,6 +126,11 @@ async fn changes_that_add_nodes_past_what_the_machine_holds_are_refused() {
     let more_nodes =
         client.modify_cache_cluster().cache_cluster_id("mc").num_cache_nodes(3).apply_immediately(true).send().await;
     assert_eq!(api_error(more_nodes).code, "NodeQuotaForCustomerExceeded");
+    // Nodes left for the maintenance window count at once: the window would add them.
+    let later =
+        client.modify_cache_cluster().cache_cluster_id("mc").num_cache_nodes(3).apply_immediately(false).send().await;
+    assert_eq!(api_error(later).code, "NodeQuotaForCustomerExceeded");
+    assert_eq!(describe_cluster(&client, "mc").await.pending_modified_values().and_then(|p| p.num_cache_nodes()), None);
     let more_replicas =
         client.increase_replica_count().replication_group_id("rg").new_replica_count(2).apply_immediately(true);
     assert_eq!(api_error(more_replicas.clone().send().await).code, "NodeQuotaForCustomerExceeded");

@@ -92,6 +92,11 @@ pub(crate) async fn added_nodes_within_quota(
     within_node_quota(tx, scope, 0, machine).await
 }
 
+/// The nodes a change waiting for the maintenance window will add to the cluster.
+fn pending_nodes(cluster: &CacheClusterRecord, nodes: &[CacheNodeRecord]) -> usize {
+    cluster.pending.num_nodes.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX).saturating_sub(nodes.len()))
+}
+
 /// A cluster, and its nodes, going `deleting`; AWS refuses to delete a cluster in the
 /// middle of creating or changing it.
 fn mark_deleting(
@@ -304,21 +309,28 @@ async fn change_available(
     let updated = written(
         ops.store
             .write(async |tx| {
-                let mut added = 0;
+                let (mut added, mut pending) = (0, 0);
                 let changed = tx.update_cache_cluster(scope, &id, |cluster, nodes| {
                     if cluster.status != status::AVAILABLE {
                         return Err(invalid_state(&cluster.id, &cluster.status));
                     }
-                    let before = nodes.len();
+                    let (before, pending_before) = (nodes.len(), pending_nodes(cluster, nodes));
                     let events = change(cluster, nodes)?;
                     added = nodes.len().saturating_sub(before);
+                    pending = pending_nodes(cluster, nodes).saturating_sub(pending_before);
                     Ok(events)
                 });
                 let Some(updated) = changed.await? else { return refuse(not_found(&id)) };
                 // A parameter group deleted since the change was checked is not taken.
                 let c = &updated.cluster;
                 crate::groups_still_there(tx, scope, &c.parameter_group, &c.subnet_group).await?;
-                added_nodes_within_quota(tx, scope, added, ops.node_capacity()).await?;
+                // Nodes waiting for the maintenance window count now, as on AWS: the window
+                // applies them without asking again.
+                if pending > 0 {
+                    within_node_quota(tx, scope, pending, ops.node_capacity()).await?;
+                } else {
+                    added_nodes_within_quota(tx, scope, added, ops.node_capacity()).await?;
+                }
                 Ok(updated)
             })
             .await,
