@@ -10,10 +10,10 @@
 //! is only for what no record holds (a parameter group's values, a user, a user group, a
 //! node answering again, a zone's outage). A record's writer does not wake the reconciler:
 //! its write does, and a wake-up after it made a second, full, pass that found the write
-//! already reconciled (650 ms before the 1,000th create). The period's pass, which catches drift,
-//! looks at every group (replication links) but only at the clusters that changed or whose
-//! nodes do not all run healthy; its period grows with the number of resources so its
-//! cost stays bounded. Snapshots, update actions, serverless caches and global datastores
+//! already reconciled (650 ms before the 1,000th create). The period's pass, which catches
+//! drift, looks at every group (replication links) but only at the clusters that changed
+//! or whose nodes do not all run healthy; its period grows with the number of resources so
+//! its cost stays bounded. Snapshots, update actions, serverless caches and global datastores
 //! are few and looked at in every pass.
 //!
 //! Passes run one at a time, and a pass over changes starts no sooner than a few times
