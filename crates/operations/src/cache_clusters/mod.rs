@@ -77,19 +77,22 @@ pub(crate) async fn within_node_quota(
     Ok(())
 }
 
-/// Refuses a change that wrote `added` new nodes in `tx` past the quotas of
-/// [`within_node_quota`] (the new nodes are counted already). A change adding none always
-/// passes, even where a lowered `--max-nodes` is exceeded already.
+/// Refuses a change past the quotas of [`within_node_quota`]: one that wrote `added` new
+/// nodes in `tx` (counted already), or left `pending` ones for the maintenance window (not
+/// rows yet, so counted here: the window adds them without asking again, and AWS checks a
+/// quota on the request). A change adding none always passes, even where a lowered
+/// `--max-nodes` is exceeded already.
 pub(crate) async fn added_nodes_within_quota(
     tx: &mut store::Tx,
     scope: &Scope,
     added: usize,
+    pending: usize,
     machine: &NodeCapacity,
 ) -> Write<()> {
-    if added == 0 {
+    if added + pending == 0 {
         return Ok(());
     }
-    within_node_quota(tx, scope, 0, machine).await
+    within_node_quota(tx, scope, pending, machine).await
 }
 
 /// The nodes a change waiting for the maintenance window will add to the cluster.
@@ -324,13 +327,7 @@ async fn change_available(
                 // A parameter group deleted since the change was checked is not taken.
                 let c = &updated.cluster;
                 crate::groups_still_there(tx, scope, &c.parameter_group, &c.subnet_group).await?;
-                // Nodes waiting for the maintenance window count now, as on AWS: the window
-                // applies them without asking again.
-                if pending > 0 {
-                    within_node_quota(tx, scope, pending, ops.node_capacity()).await?;
-                } else {
-                    added_nodes_within_quota(tx, scope, added, ops.node_capacity()).await?;
-                }
+                added_nodes_within_quota(tx, scope, added, pending, ops.node_capacity()).await?;
                 Ok(updated)
             })
             .await,

@@ -256,7 +256,7 @@ pub(crate) async fn change_available(
                 for c in group.members.iter().map(|m| &m.cluster) {
                     crate::groups_still_there(tx, scope, &c.parameter_group, &c.subnet_group).await?;
                 }
-                crate::cache_clusters::added_nodes_within_quota(tx, scope, added, ops.node_capacity()).await?;
+                crate::cache_clusters::added_nodes_within_quota(tx, scope, added, 0, ops.node_capacity()).await?;
                 let now = &group.group.user_group_ids;
                 if *now != before {
                     let dropped: Vec<String> = before.into_iter().filter(|g| !now.contains(g)).collect();
