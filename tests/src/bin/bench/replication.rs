@@ -17,7 +17,7 @@ use crate::{median, ms};
 const RUNS: usize = 10;
 const DEADLINE: Duration = Duration::from_secs(60);
 
-async fn connect(address: SocketAddr) -> anyhow::Result<RedisClient> {
+pub(crate) async fn connect(address: SocketAddr) -> anyhow::Result<RedisClient> {
     RedisClient::connect(&address.ip().to_string(), address.port()).await
 }
 

@@ -3,10 +3,10 @@
 //! regions (AWS's quotas are per region: 300 nodes, 300 clusters). `bench thousand N` makes
 //! N nodes in the same proportions instead. Prints the nodes' and
 //! the emulator's memory, the emulator's CPU while idle, the create time of the 1st and the
-//! 1,000th node (and of one more once the emulator is at rest), the failover of a primary
-//! killed, frozen or hung, Describe p50/p99 for one id and for a 100-record page, and, after a kill -9
-//! of the emulator, the time until every resource is available again and whether every
-//! node was adopted or restarted exactly once.
+//! 1,000th node, Describe p50/p99 for one id and for a 100-record page, the create time of
+//! one more node once the emulator is at rest, the failover of a primary killed, frozen or
+//! hung, and, after a kill -9 of the emulator, the time until every resource is available
+//! again and whether every node was adopted or restarted exactly once.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -343,7 +343,7 @@ async fn fail_over(client: &Client, address: SocketAddr, id: &str, failure: Fail
     // primary is named (the endpoint follows it).
     let took = loop {
         if described_primary(client, id).await?.0 != primary
-            && let Ok(mut redis) = e2e::RedisClient::connect(&endpoint.ip().to_string(), endpoint.port()).await
+            && let Ok(mut redis) = crate::replication::connect(endpoint).await
             && redis.set("failover-probe", "1").await.is_ok()
         {
             break started.elapsed();
