@@ -6,11 +6,6 @@
 # Safe to run again.
 set -euo pipefail
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "installing wrk" >&2
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
+. "$(dirname "$0")/apt.sh"
+apt_install_for wrk wrk
 command -v moto_server >/dev/null 2>&1 || python3 -m pip install --quiet "moto[s3,server]"

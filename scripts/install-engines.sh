@@ -11,11 +11,7 @@
 # - links /usr/local/bin/valkey-server to /usr/bin/valkey-check-rdb (see below).
 set -euo pipefail
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-apt_install() {
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+. "$(dirname "$0")/apt.sh"
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)

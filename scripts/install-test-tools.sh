@@ -8,13 +8,8 @@ set -euo pipefail
 
 # The dashboard's browser tests (tests/tests/dashboard) drive a real headless Chromium:
 # Debian's package, from apt (as root, or through sudo).
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "installing chromium" >&2
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
+. "$(dirname "$0")/apt.sh"
+apt_install_for chromium chromium
 
 packages=()
 command -v aws >/dev/null 2>&1 || packages+=(awscli)
