@@ -177,7 +177,7 @@ async fn ask_redis(spawner: &Spawner, binary: &Path) -> std::io::Result<RedisSet
 
 async fn ask_redis_in(spawner: &Spawner, binary: &Path, dir: &Path) -> std::io::Result<RedisSettings> {
     let socket = dir.join("s.sock");
-    let mut command = Command::new(binary);
+    let mut command = spawner.command(binary);
     command
         .arg("--port")
         .arg("0")

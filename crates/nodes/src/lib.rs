@@ -16,7 +16,7 @@
 //! - [`supervisor`]: [`Runtime`], the table of supervised nodes and their life cycle.
 //! - [`probe`]: readiness and health checks over the engines' own protocols.
 //! - [`resp`]: the few bytes of RESP the probes, `CONFIG SET` and [`Runtime::command`] need.
-//! - [`orphans`]: pidfiles and [`reap_orphans`], for nodes left over by a killed emulator.
+//! - [`orphans`]: [`reap_orphans`], for nodes left over by a killed emulator.
 //! - [`discovery`]: the Memcached Auto Discovery configuration endpoint.
 //! - [`ecpu`]: [`EcpuLimit`], a serverless cache's ECPU/second maximum, as its endpoints apply it.
 //! - [`replication`]: [`ReplicationInfo`], a redis node's parsed `INFO replication`.

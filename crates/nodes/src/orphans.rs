@@ -1,70 +1,47 @@
-//! Pidfiles, and the clean-up of nodes a previous emulator left running.
+//! The clean-up of nodes a previous emulator left running.
 //!
 //! `PDEATHSIG` and `kill_on_drop` cover a normal exit and a `kill -9` of the emulator on
-//! Linux, but not every case (another OS, a node that was mid-spawn, a debugger). Each node
-//! therefore leaves `node.pid` in its directory, and the next emulator calls
-//! [`reap_orphans`] on its state directory before starting anything.
+//! Linux, but not every case (another OS, a node in the instant of its spawn before it asked
+//! for the signal, a debugger). The next emulator therefore calls [`reap_orphans`] on its
+//! state directory before starting anything: every node works in its own directory below
+//! it, so any engine process working there is a leftover. (Pidfiles, used before, were
+//! written only once the spawn had returned: a node spawned by an emulator killed in that
+//! instant had none.)
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub const PID_FILE: &str = "node.pid";
-
-/// How deep below the state directory node directories may sit.
-const MAX_DEPTH: usize = 8;
 // valkey-check-rdb: Debian's backports ship the Valkey server under that name (see install-engines.sh).
 const ENGINE_BINARIES: &[&str] = &["redis-server", "valkey-server", "valkey-check-rdb", "memcached"];
 
-pub(crate) fn write_pidfile(dir: &Path, pid: u32) -> std::io::Result<()> {
-    std::fs::write(dir.join(PID_FILE), format!("{pid}\n"))
-}
-
-pub(crate) fn remove_pidfile(dir: &Path) {
-    let _ = std::fs::remove_file(dir.join(PID_FILE));
-}
-
-/// Kills engine processes recorded in pidfiles under `state_dir` that are still running;
-/// returns their pids. A pid only counts when `/proc` confirms it is one of our engine
-/// binaries working in that very node directory, so a recycled pid is never killed.
-/// Call it before starting any node: it would kill this emulator's own nodes too.
+/// Kills the engine processes working in a directory under `state_dir`; returns their pids.
+/// A process only counts when `/proc` shows one of our engine binaries there, so nothing
+/// else is ever killed. Call it before starting any node: it would kill this emulator's
+/// own nodes too.
 pub fn reap_orphans(state_dir: &Path) -> Vec<u32> {
-    let mut pidfiles = Vec::new();
-    find_pidfiles(state_dir, 0, &mut pidfiles);
+    let Ok(state_dir) = state_dir.canonicalize() else { return Vec::new() };
+    let Ok(processes) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let pids = processes.flatten().filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok());
     let mut killed = Vec::new();
-    for pidfile in pidfiles {
-        let Some(dir) = pidfile.parent() else { continue };
-        let pid = std::fs::read_to_string(&pidfile).ok().and_then(|text| text.trim().parse::<u32>().ok());
-        if let Some(pid) = pid
-            && pid != std::process::id()
-            && is_our_node(pid, dir)
-        {
+    for pid in pids.filter(|pid| *pid != std::process::id()) {
+        if let Some(dir) = node_dir_under(pid, &state_dir) {
             tracing::warn!(pid, dir = %dir.display(), "killing node left over by a previous run");
             if kill_and_wait(pid) {
                 killed.push(pid);
             }
         }
-        remove_pidfile(dir);
     }
     killed
 }
 
-fn find_pidfiles(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else { continue };
-        if kind.is_dir() && depth < MAX_DEPTH {
-            find_pidfiles(&entry.path(), depth + 1, out);
-        } else if kind.is_file() && entry.file_name() == PID_FILE {
-            out.push(entry.path());
-        }
-    }
-}
-
-/// Redis rewrites its process title (dropping the config path from `cmdline`), so the
-/// node directory is recognised by the process's working directory, which we set to it.
-fn is_our_node(pid: u32, dir: &Path) -> bool {
+/// The directory under `state_dir` that process `pid` works in, if it is one of our
+/// engines. Redis rewrites its process title (dropping the config path from `cmdline`),
+/// so the node directory is recognised by the process's working directory, which the
+/// spawn sets to it (and which follows the directory when a warm node's is moved).
+fn node_dir_under(pid: u32, state_dir: &Path) -> Option<PathBuf> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else { return false };
+    let cwd = std::fs::read_link(proc_dir.join("cwd")).ok().filter(|cwd| cwd.starts_with(state_dir))?;
+    let cmdline = std::fs::read(proc_dir.join("cmdline")).ok()?;
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
     let argv0 = String::from_utf8_lossy(argv0);
     let exe = std::fs::read_link(proc_dir.join("exe")).map(|p| p.display().to_string()).unwrap_or_default();
@@ -73,13 +50,7 @@ fn is_our_node(pid: u32, dir: &Path) -> bool {
         let name = Path::new(first_word).file_name().and_then(|n| n.to_str()).unwrap_or_default();
         ENGINE_BINARIES.contains(&name)
     };
-    if !names_engine(&argv0) && !names_engine(&exe) {
-        return false;
-    }
-    let Ok(dir) = dir.canonicalize() else { return false };
-    let cwd_matches = std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd == dir);
-    let cmdline_names_dir = String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy());
-    cwd_matches || cmdline_names_dir
+    (names_engine(&argv0) || names_engine(&exe)).then_some(cwd)
 }
 
 /// SIGKILL, then wait (briefly) until the process is gone or a zombie.
@@ -102,7 +73,7 @@ fn kill_and_wait(pid: u32) -> bool {
 /// Whether any thread of the process is still running. The thread-group leader turns
 /// zombie before its sibling threads finish exiting, and the sockets close only with the
 /// last of them, so every thread is checked: once this is false, the node's port is free.
-pub(crate) fn is_alive(pid: u32) -> bool {
+fn is_alive(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
     tasks.flatten().any(|task| {
         std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {

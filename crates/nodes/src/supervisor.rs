@@ -15,13 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 
 use crate::capabilities;
 use crate::config::{self, BufferLimits};
 use crate::exposure::Exposure;
-use crate::orphans;
 use crate::probe;
 use crate::replication::ReplicationInfo;
 use crate::resp::{self, Reply};
@@ -857,13 +856,14 @@ impl Inner {
     }
 
     async fn launch(&self, spec: &NodeSpec, binary: &Binary, port: u16) -> Result<Node, Launch> {
+        let began = Instant::now();
         let console_path = spec.dir.join(config::CONSOLE_LOG_FILE);
         let console = std::fs::File::create(&console_path)?;
         let redis_log = spec.dir.join(config::REDIS_LOG_FILE);
         // Only what this start writes to the (appended) redis log explains its failure.
         let log_offset = std::fs::metadata(&redis_log).map(|m| m.len()).unwrap_or(0);
 
-        let mut command = Command::new(&binary.path);
+        let mut command = self.spawner.command(&binary.path);
         let socket = config::control_socket(&spec.dir);
         if spec.engine.is_redis_like() {
             if let Some(parent) = socket.parent()
@@ -904,12 +904,11 @@ impl Inner {
         let Some(pid) = child.id() else {
             return Err(Launch::Failed(NodeError::Io(std::io::Error::other("engine process vanished at spawn"))));
         };
-        orphans::write_pidfile(&spec.dir, pid)?;
+        let spawned = began.elapsed();
 
         let deadline = Instant::now() + self.start_timeout;
         loop {
             if let Some(status) = child.try_wait()? {
-                orphans::remove_pidfile(&spec.dir);
                 let mut output = config::tail(&console_path, 2048);
                 let log = tail_from(&redis_log, log_offset, 2048);
                 if !log.is_empty() {
@@ -926,7 +925,6 @@ impl Inner {
             if now >= deadline {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                orphans::remove_pidfile(&spec.dir);
                 return Err(Launch::Failed(NodeError::TimedOut { after: self.start_timeout }));
             }
             let budget = (deadline - now).min(Duration::from_millis(250));
@@ -942,6 +940,7 @@ impl Inner {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
+        tracing::debug!(node = %spec.key, ?spawned, answered = ?began.elapsed(), "node launched");
 
         Ok(Node {
             info: RunningNode {
@@ -980,8 +979,8 @@ async fn bounded<T>(exchange: impl std::future::Future<Output = Result<T, NodeEr
     tokio::time::timeout(COMMAND_TIMEOUT, exchange).await.unwrap_or(Err(NodeError::TimedOut { after: COMMAND_TIMEOUT }))
 }
 
-/// `spec` with its directory created and made absolute, so that the config, the pidfile
-/// check and the process's working directory all agree.
+/// `spec` with its directory created and made absolute, so that the config, the process's
+/// working directory and the orphan check (`orphans`) all agree.
 async fn with_own_dir(spec: NodeSpec) -> std::io::Result<NodeSpec> {
     tokio::fs::create_dir_all(&spec.dir).await?;
     let dir = tokio::fs::canonicalize(&spec.dir).await?;
@@ -1095,7 +1094,6 @@ impl Node {
             lock(&self.process).exit = status;
         }
         self.paused.store(false, Ordering::SeqCst);
-        orphans::remove_pidfile(&self.dir);
         // A handed-over warm node is reached through a link (see `warm::move_dir`).
         if std::fs::symlink_metadata(&self.socket).is_ok_and(|m| m.file_type().is_symlink()) {
             let _ = std::fs::remove_file(&self.socket);
@@ -1111,7 +1109,6 @@ impl Drop for Node {
             // `spawner`) also holds any child it forked (an AOF rewrite, a snapshot), which
             // would otherwise outlive it holding a copy of its listening socket.
             signal_unreaped(&mut process, self.info.pid, Recipient::Group, libc::SIGKILL);
-            orphans::remove_pidfile(&self.dir);
         }
     }
 }

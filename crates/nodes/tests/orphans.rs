@@ -15,10 +15,10 @@ async fn reap_orphans_kills_nodes_of_a_leaked_runtime() {
     std::mem::forget(leaked);
     assert!(process_alive(redis.pid) && process_alive(memcached.pid));
 
-    // A pidfile naming a live process that is not our node must be left alone.
+    // A process working in the state directory that is no engine must be left alone.
     let decoy = state.path().join("decoy");
     std::fs::create_dir_all(&decoy).expect("mkdir");
-    std::fs::write(decoy.join("node.pid"), format!("{}\n", std::process::id())).expect("write");
+    let mut bystander = std::process::Command::new("sleep").arg("60").current_dir(&decoy).spawn().expect("sleep");
 
     let mut killed = reap_orphans(state.path());
     killed.sort_unstable();
@@ -27,7 +27,10 @@ async fn reap_orphans_kills_nodes_of_a_leaked_runtime() {
     assert_eq!(killed, expected);
     assert!(!process_alive(redis.pid) && !process_alive(memcached.pid));
     assert!(!accepts(redis.port).await && !accepts(memcached.port).await);
+    assert!(process_alive(bystander.id()));
     assert!(reap_orphans(state.path()).is_empty());
+    bystander.kill().expect("kill sleep");
+    bystander.wait().expect("reap sleep");
 }
 
 /// Set for the child copy of this test binary that plays a doomed emulator.
