@@ -9,6 +9,13 @@ use std::sync::Arc;
 use crate::shared::ClusterRead;
 use crate::{EventRecord, Result, Scope, Store, StoreError, TagRecord, Tx, insert_tags};
 
+/// The nodes that clusters' changes waiting for the maintenance window will add, by the
+/// partial index of migration 0013 (only such clusters are read); a caller may narrow it
+/// with `AND c.…` terms.
+const PENDING_ADDITIONS: &str = "SELECT IFNULL(SUM(MAX(0, c.pending_num_nodes - (SELECT COUNT(*) FROM cache_nodes n \
+     WHERE n.region = c.region AND n.account = c.account AND n.cluster_id = c.id))), 0) \
+     FROM cache_clusters c WHERE c.pending_num_nodes IS NOT NULL";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheClusterRecord {
     pub id: String,
@@ -356,20 +363,27 @@ impl Tx {
         read_clusters(self, Clusters::Scope(scope)).await
     }
 
-    /// How many cache nodes the scope has, counted by index (quota checks).
+    /// How many cache nodes the scope has, and will have once the changes waiting for the
+    /// maintenance window are applied: what its node quota counts. Counted by index.
     pub async fn count_cache_nodes(&mut self, scope: &Scope) -> Result<usize> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_nodes WHERE region = ? AND account = ?")
+        let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_nodes WHERE region = ? AND account = ?")
             .bind(&scope.region)
             .bind(&scope.account)
             .fetch_one(&mut **self)
             .await?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        let pending: i64 = sqlx::query_scalar(&format!("{PENDING_ADDITIONS} AND c.region = ? AND c.account = ?"))
+            .bind(&scope.region)
+            .bind(&scope.account)
+            .fetch_one(&mut **self)
+            .await?;
+        Ok(usize::try_from(nodes + pending).unwrap_or(0))
     }
 
-    /// How many cache nodes every scope together has (the machine's capacity check).
+    /// [`Tx::count_cache_nodes`] of every scope together (the machine's capacity check).
     pub async fn count_all_cache_nodes(&mut self) -> Result<usize> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_nodes").fetch_one(&mut **self).await?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cache_nodes").fetch_one(&mut **self).await?;
+        let pending: i64 = sqlx::query_scalar(PENDING_ADDITIONS).fetch_one(&mut **self).await?;
+        Ok(usize::try_from(nodes + pending).unwrap_or(0))
     }
 
     /// Read-modify-write of one cluster: `change` returns the events to record with the

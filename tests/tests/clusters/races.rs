@@ -145,6 +145,30 @@ async fn changes_that_add_nodes_past_what_the_machine_holds_are_refused() {
 }
 
 #[tokio::test]
+async fn nodes_left_for_the_maintenance_window_count_against_what_the_machine_holds() {
+    let server = TestServer::start_with(|c| c.node_capacity = nodes::capacity::Capacity::configured(4)).await;
+    let client = server.client();
+    for id in ["a", "b"] {
+        memcached(&client, id, 1).send().await.unwrap();
+        wait_cluster_available(&client, id).await;
+    }
+    let later = |id: &str, nodes: i32| {
+        client.modify_cache_cluster().cache_cluster_id(id).num_cache_nodes(nodes).apply_immediately(false).send()
+    };
+    // a's two more nodes fill the machine once the window adds them…
+    later("a", 3).await.unwrap();
+    // …so b's one more is past it, though b alone would fit…
+    assert_eq!(api_error(later("b", 2).await).code, "NodeQuotaForCustomerExceeded");
+    assert_eq!(describe_cluster(&client, "b").await.pending_modified_values().and_then(|p| p.num_cache_nodes()), None);
+    // …and so is a new cluster.
+    assert_eq!(api_error(memcached(&client, "c", 1).send().await).code, "NodeQuotaForCustomerExceeded");
+
+    // Taking a's pending change back frees the room it held.
+    later("a", 1).await.unwrap();
+    later("b", 2).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_parameter_group_deleted_while_clusters_are_created_with_it_is_never_left_in_use() {
     let server = TestServer::without_engines().await;
     let client = server.client();

@@ -77,22 +77,20 @@ pub(crate) async fn within_node_quota(
     Ok(())
 }
 
-/// Refuses a change past the quotas of [`within_node_quota`]: one that wrote `added` new
-/// nodes in `tx` (counted already), or left `pending` ones for the maintenance window (not
-/// rows yet, so counted here: the window adds them without asking again, and AWS checks a
-/// quota on the request). A change adding none always passes, even where a lowered
-/// `--max-nodes` is exceeded already.
-pub(crate) async fn added_nodes_within_quota(
+/// Refuses a change written in `tx` past the quotas of [`within_node_quota`] when it added
+/// nodes or left some to add in the maintenance window (both counted already: the window
+/// adds them without asking again, and AWS checks a quota on the request). A change that
+/// adds none always passes, even where a lowered `--max-nodes` is exceeded already.
+pub(crate) async fn grown_within_quota(
     tx: &mut store::Tx,
     scope: &Scope,
-    added: usize,
-    pending: usize,
+    grows: bool,
     machine: &NodeCapacity,
 ) -> Write<()> {
-    if added + pending == 0 {
+    if !grows {
         return Ok(());
     }
-    within_node_quota(tx, scope, pending, machine).await
+    within_node_quota(tx, scope, 0, machine).await
 }
 
 /// The nodes a change waiting for the maintenance window will add to the cluster.
@@ -312,22 +310,21 @@ async fn change_available(
     let updated = written(
         ops.store
             .write(async |tx| {
-                let (mut added, mut pending) = (0, 0);
+                let mut grows = false;
                 let changed = tx.update_cache_cluster(scope, &id, |cluster, nodes| {
                     if cluster.status != status::AVAILABLE {
                         return Err(invalid_state(&cluster.id, &cluster.status));
                     }
-                    let (before, pending_before) = (nodes.len(), pending_nodes(cluster, nodes));
+                    let before = (nodes.len(), pending_nodes(cluster, nodes));
                     let events = change(cluster, nodes)?;
-                    added = nodes.len().saturating_sub(before);
-                    pending = pending_nodes(cluster, nodes).saturating_sub(pending_before);
+                    grows = nodes.len() > before.0 || pending_nodes(cluster, nodes) > before.1;
                     Ok(events)
                 });
                 let Some(updated) = changed.await? else { return refuse(not_found(&id)) };
                 // A parameter group deleted since the change was checked is not taken.
                 let c = &updated.cluster;
                 crate::groups_still_there(tx, scope, &c.parameter_group, &c.subnet_group).await?;
-                added_nodes_within_quota(tx, scope, added, pending, ops.node_capacity()).await?;
+                grown_within_quota(tx, scope, grows, ops.node_capacity()).await?;
                 Ok(updated)
             })
             .await,

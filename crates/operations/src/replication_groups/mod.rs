@@ -239,7 +239,7 @@ pub(crate) async fn change_available(
     let group = written(
         ops.store
             .write(async |tx| {
-                let (mut before, mut added) = (Vec::new(), 0);
+                let (mut before, mut grows) = (Vec::new(), false);
                 let node_count = |members: &[StoredCluster]| members.iter().map(|m| m.nodes.len()).sum::<usize>();
                 let changed = tx.update_replication_group(scope, &id, |group, members| {
                     if group.status != status::AVAILABLE {
@@ -248,7 +248,7 @@ pub(crate) async fn change_available(
                     before = group.user_group_ids.clone();
                     let nodes_before = node_count(members);
                     let events = change(group, members)?;
-                    added = node_count(members).saturating_sub(nodes_before);
+                    grows = node_count(members) > nodes_before;
                     Ok(events)
                 });
                 let Some(group) = changed.await? else { return refuse(not_found(&id)) };
@@ -256,7 +256,7 @@ pub(crate) async fn change_available(
                 for c in group.members.iter().map(|m| &m.cluster) {
                     crate::groups_still_there(tx, scope, &c.parameter_group, &c.subnet_group).await?;
                 }
-                crate::cache_clusters::added_nodes_within_quota(tx, scope, added, 0, ops.node_capacity()).await?;
+                crate::cache_clusters::grown_within_quota(tx, scope, grows, ops.node_capacity()).await?;
                 let now = &group.group.user_group_ids;
                 if *now != before {
                     let dropped: Vec<String> = before.into_iter().filter(|g| !now.contains(g)).collect();
