@@ -23,9 +23,15 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(ticks * 1000 / per_second))
 }
 
-/// The share of one core `pid` used over the next `over`.
-pub async fn cpu_share(pid: u32, over: Duration) -> anyhow::Result<f64> {
-    let before = cpu_time(pid)?;
+/// The shares of one core each group of processes in `groups` used, all together, over the
+/// next `over` (the groups measured over the same window).
+pub async fn cpu_shares(groups: &[&[u32]], over: Duration) -> anyhow::Result<Vec<f64>> {
+    let used = |pids: &[u32]| pids.iter().map(|pid| cpu_time(*pid)).sum::<anyhow::Result<Duration>>();
+    let before: Vec<Duration> = groups.iter().map(|g| used(g)).collect::<anyhow::Result<_>>()?;
     tokio::time::sleep(over).await;
-    Ok((cpu_time(pid)? - before).as_secs_f64() / over.as_secs_f64())
+    let mut shares = Vec::new();
+    for (group, before) in groups.iter().zip(before) {
+        shares.push((used(group)? - before).as_secs_f64() / over.as_secs_f64());
+    }
+    Ok(shares)
 }
