@@ -72,6 +72,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     let recovering: Vec<String> = c.nodes.iter().filter(|n| n.recover_requested).map(|n| n.node_id.clone()).collect();
     let desired = Desired::of(r, &c).await?;
     let outcomes = act_on_nodes(r, &c, &desired, &recovering).await?;
+    let rejoining = rejoining_their_cluster(r, &c, &outcomes).await;
     // A failing endpoint must not lose what the node starts above did: it is retried.
     let (endpoint_port, endpoint_failed) = if desired.memcached {
         match config_endpoint(r, &c).await {
@@ -94,6 +95,7 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     let observed = Observed {
         outcomes,
         recovering,
+        rejoining,
         endpoint_port,
         creation_failure: cannot_start.clone().or_else(|| gave_up.then(|| "its nodes did not start".to_string())),
         cannot_start,
@@ -137,6 +139,8 @@ pub async fn reconcile(r: &Arc<Reconciler>, c: CacheCluster) -> Result<Option<Du
     }
     Ok(if failed {
         Some(crate::RETRY_DELAY)
+    } else if !observed.rejoining.is_empty() {
+        Some(REJOIN_POLL)
     } else if updated.cluster.status != c.cluster.status {
         Some(Duration::ZERO)
     } else {
@@ -213,6 +217,9 @@ impl Desired {
 struct Observed {
     outcomes: HashMap<String, Outcome>,
     recovering: Vec<String>,
+    /// Rebooted nodes of a cluster-mode member that run but whose cluster does not have them
+    /// back yet: they stay rebooting.
+    rejoining: Vec<String>,
     endpoint_port: Option<u16>,
     /// Why a node can never start (the engine refused it).
     cannot_start: Option<String>,
@@ -406,6 +413,36 @@ async fn started(
     }
 }
 
+/// How often a rebooted node that has not rejoined its cluster is asked again: a restart
+/// of the emulator has every cluster-mode member asking at once, for up to 2 s.
+const REJOIN_POLL: Duration = Duration::from_millis(100);
+
+/// The rebooted nodes of a cluster-mode member (an API reboot, an emulator restart) that
+/// run but do not serve yet: Redis Cluster answers `CLUSTERDOWN` until the node sees the
+/// other primaries again, and a primary for its first 2 s whatever it sees
+/// (`nodes::warm::WRITABLE_DELAY`). Only a node that kept its `nodes.conf` is held back: it
+/// rejoins by itself; one without waits for its group's reconcile to meet it. A node frozen
+/// in a zone that is down is not asked: the outage, not the reboot, is what it waits for.
+async fn rejoining_their_cluster(r: &Reconciler, c: &CacheCluster, outcomes: &HashMap<String, Outcome>) -> Vec<String> {
+    if c.cluster.node_group_id.is_none() {
+        return Vec::new();
+    }
+    let mut rejoining = Vec::new();
+    for node in c.nodes.iter().filter(|n| n.status == status::NODE_REBOOTING) {
+        let up = matches!(outcomes.get(&node.node_id), Some(Outcome::Started(_) | Outcome::Up));
+        let dir = r.node_dir(&c.scope, &c.cluster.id, &node.node_id);
+        if !up || r.zone_is_down(&node.zone) || !dir.join("nodes.conf").exists() {
+            continue;
+        }
+        let info = r.runtime.command(&node_key(c, &node.node_id), &["CLUSTER", "INFO"]).await;
+        let serving = info.ok().and_then(|reply| reply.as_text().map(|t| t.contains("cluster_state:ok")));
+        if serving != Some(true) {
+            rejoining.push(node.node_id.clone());
+        }
+    }
+    rejoining
+}
+
 /// A changed AUTH token, applied to the running node (a user group's users own the
 /// default user instead: see `acl`).
 async fn apply_auth(r: &Reconciler, key: &NodeKey, desired: &Desired) -> Outcome {
@@ -485,7 +522,9 @@ fn record_nodes(
                 changed |= node.port != running.port || node.status == status::CREATING;
                 started_event(&cluster.id, node, observed.recovering.contains(&node.node_id), events);
                 node.port = running.port;
-                node.status = status::AVAILABLE.to_string();
+                if !observed.rejoining.contains(&node.node_id) {
+                    node.status = status::AVAILABLE.to_string();
+                }
                 node.reboot_requested = false;
                 node.recover_requested = false;
                 node.parameter_status = status::IN_SYNC.to_string();
@@ -494,7 +533,7 @@ fn record_nodes(
                 node.applied_transit_mode = desired.node_mode.to_string();
                 node.applied_auth = desired.auth.clone();
             }
-            Some(Outcome::Up) => {
+            Some(Outcome::Up) if !observed.rejoining.contains(&node.node_id) => {
                 changed |= node.status == status::CREATING;
                 node.status = status::AVAILABLE.to_string();
             }

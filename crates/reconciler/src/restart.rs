@@ -5,8 +5,8 @@
 //! reconcile has started them again, they say so: each node that was `available` is
 //! `rebooting` and an available cluster `rebooting cache cluster nodes`, as when its nodes
 //! are rebooted through the API. The reconciles settle them back to `available` as the
-//! nodes answer, so a waiter polling after a restart returns once the nodes are really
-//! there. A replication group keeps its status, as when a member is rebooted through the
+//! nodes answer (a cluster-mode member's once Redis Cluster serves it again), so a waiter
+//! polling after a restart returns once the nodes are really there. A replication group keeps its status, as when a member is rebooted through the
 //! API: marked `modifying`, a thousand groups' reconciles would poll their members (every
 //! few milliseconds, as while one is created) for as long as the nodes take to return.
 

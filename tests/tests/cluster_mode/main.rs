@@ -237,6 +237,28 @@ async fn a_dead_shard_primary_fails_over_that_shard_only() {
 }
 
 #[tokio::test]
+async fn a_rebooted_shard_primary_is_available_once_it_serves_again() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let g = create(&client, "rebooted", 2, 1).await;
+    let primary = shard_primary(&g, "0001");
+    client
+        .reboot_cache_cluster()
+        .cache_cluster_id(&primary)
+        .cache_node_ids_to_reboot("0001")
+        .send()
+        .await
+        .expect("RebootCacheCluster");
+    // The answer waits for the reboot to settle, and a rebooted primary answers CLUSTERDOWN
+    // for its first 2 s (redis's writable delay): `available` must mean it serves again.
+    assert_eq!(e2e::describe_cluster(&client, &primary).await.cache_cluster_status(), Some("available"));
+    let node = e2e::admin_node(&server, &primary, "0001").await;
+    let mut r = RedisClient::connect("127.0.0.1", node["port"].as_u64().unwrap() as u16).await.unwrap();
+    let info = r.command(&["CLUSTER", "INFO"]).await.expect("CLUSTER INFO").text().unwrap_or_default();
+    assert!(info.contains("cluster_state:ok"), "{info}");
+}
+
+#[tokio::test]
 async fn test_failover_moves_one_node_group() {
     logs();
     let server = TestServer::start().await;
