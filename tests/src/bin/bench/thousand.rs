@@ -1,10 +1,10 @@
 //! A thousand nodes on one machine: 300 replication groups of 3 nodes (automatic failover,
 //! redis and valkey) and 100 single-node clusters (redis and memcached), spread over four
 //! regions (AWS's quotas are per region: 300 nodes, 300 clusters). `bench thousand N` makes
-//! N nodes in the same proportions instead. Prints the nodes' and
-//! the emulator's memory, the emulator's and the nodes' CPU while idle, the create time of the 1st and the
-//! 1,000th node, Describe p50/p99 for one id and for a 100-record page, the create time of
-//! one more node once the emulator is at rest, the failover of a primary killed, frozen or
+//! N nodes in the same proportions instead. Prints the nodes' and the emulator's memory,
+//! the emulator's and the nodes' CPU while idle, the create time of the 1st and the 1,000th
+//! node, Describe p50/p99 for one id and for a 100-record page, the create time of one more
+//! node at rest beside 1 node and beside 1,000, the failover of a primary killed, frozen or
 //! hung, and, after a kill -9 of the emulator, the time until every resource is available
 //! again and whether every node was adopted or restarted exactly once.
 
@@ -18,7 +18,7 @@ use aws_sdk_elasticache::Client;
 use serde_json::Value;
 
 use crate::proc_stats::{cpu_shares, rss_kib};
-use crate::{Server, answered, client_in, free_port, ms, percentile};
+use crate::{Server, answered, client_in, free_port, median, ms, percentile};
 
 const REGIONS: [&str; 4] = ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-1"];
 
@@ -63,6 +63,7 @@ pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
 
     // The 1st node alone, then everything else but the last, then the 1,000th alone.
     let first = timed(create_cluster(first_region, "single-000", "redis")).await?;
+    let empty = at_rest_create(first_region).await?;
     let mut creates = Vec::new();
     for region in REGIONS {
         let client = clients[region].clone();
@@ -124,11 +125,15 @@ pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
 
     describe_figures(first_region, size).await?;
     // The 1,000th create above follows the bulk at once and may wait out the tail of its
-    // passes; this one shows the cost of a create with every node running and the
-    // emulator at rest.
-    let at_rest = timed(create_cluster(first_region, "at-rest", "redis")).await?;
-    println!("thousand: create of one more node at rest, beside the {}: {:.1} ms", nodes.len(), ms(at_rest));
-    delete_cluster(first_region, "at-rest").await?;
+    // work; these show the cost of a create with every node running and the emulator at
+    // rest, beside the same measure with one node.
+    let beside = at_rest_create(first_region).await?;
+    println!(
+        "thousand: create of one more node at rest (median of {AT_REST_CREATES}): beside 1 node {:.1} ms, beside {} nodes {:.1} ms",
+        ms(empty),
+        nodes.len(),
+        ms(beside)
+    );
     failover_figures(first_region, address).await?;
 
     // kill -9 of the emulator (its nodes die with it), then a restart on the same state.
@@ -163,6 +168,20 @@ impl Create {
             Create::Cluster(client, id, engine) => create_cluster(&client, &id, engine).await,
         }
     }
+}
+
+/// Creates measured at rest, each deleted before the next.
+const AT_REST_CREATES: usize = 5;
+
+/// The median time of [`AT_REST_CREATES`] creates of a one-node redis cluster at rest.
+async fn at_rest_create(client: &Client) -> anyhow::Result<Duration> {
+    let mut times = Vec::new();
+    for i in 0..AT_REST_CREATES {
+        let id = format!("at-rest-{i}");
+        times.push(timed(create_cluster(client, &id, "redis")).await?);
+        delete_cluster(client, &id).await?;
+    }
+    Ok(median(&mut times))
 }
 
 async fn timed(create: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<Duration> {
