@@ -60,6 +60,11 @@ impl RedisClient {
         .context("redis command timed out")?
     }
 
+    /// Reads the next reply the server sends unasked (after `MONITOR`, say).
+    pub async fn next_reply(&mut self) -> anyhow::Result<Resp> {
+        tokio::time::timeout(CLIENT_TIMEOUT, read_resp(&mut self.stream)).await.context("no reply in time")?
+    }
+
     pub async fn ping(&mut self) -> anyhow::Result<()> {
         match self.command(&["PING"]).await? {
             Resp::Simple(s) if s == "PONG" => Ok(()),

@@ -9,7 +9,7 @@ use aws_sdk_elasticache::types::{
     ServerlessCache,
 };
 use e2e::tls::{Transport, ca_pem, cluster_connection_as, connect, connect_as, install_crypto};
-use e2e::{SETTLE, TestServer, admin_nodes, admin_post, expect_code, poll_until};
+use e2e::{RedisClient, SETTLE, TestServer, admin_nodes, admin_post, expect_code, poll_until};
 use redis::AsyncCommands;
 
 pub(crate) async fn describe(client: &Client, name: &str) -> ServerlessCache {
@@ -560,6 +560,63 @@ async fn the_cache_scales_out_and_in_behind_its_endpoint_without_an_error_or_a_l
         assert_eq!(got, Some(value(k)), "{}", key(k));
     }
     assert_eq!(describe(&client, "grows").await.status(), Some("available"));
+}
+
+/// A scale-out that the machine has no room for is put off, changing nothing: the cache
+/// stays available on its one shard with all its data, and scales out once room is made.
+/// (The machine holds 4 nodes: the cache's shard takes 2, a Memcached cluster the other 2.)
+#[tokio::test]
+async fn a_scale_out_past_what_the_machine_holds_waits_for_room_and_changes_nothing() {
+    crate::logs();
+    let server = TestServer::start_with(|c| {
+        c.serverless_shard_bytes = 2 << 20;
+        c.node_capacity = nodes::capacity::Capacity::configured(4);
+    })
+    .await;
+    let client = server.client();
+    create(&client, "full").await;
+    client
+        .create_cache_cluster()
+        .cache_cluster_id("room")
+        .engine("memcached")
+        .cache_node_type("cache.t3.micro")
+        .num_cache_nodes(2)
+        .send()
+        .await
+        .expect("a cluster taking the rest of the machine");
+    e2e::wait_cluster_available(&client, "room").await;
+    let primaries = || async {
+        let nodes = admin_nodes(&server).await;
+        let primaries = nodes.into_iter().filter(|n| n["serverless_cache"] == "full" && n["role"] == "primary");
+        primaries.filter_map(|n| u16::try_from(n["port"].as_u64()?).ok()).collect::<Vec<_>>()
+    };
+    let [primary] = primaries().await[..] else { panic!("one shard to begin with") };
+
+    // About 3 MiB on the one shard: more than it holds, so the cache wants a second one.
+    let mut writer = RedisClient::connect("127.0.0.1", primary).await.expect("the primary");
+    for i in 0..200 {
+        writer.set(&key(i), &"v".repeat(15_000)).await.expect("SET");
+    }
+    // The scaler weighs the data with `INFO memory`: seen twice from here on, it has
+    // weighed all of it at least once and asked for the shard it could not have.
+    let mut monitor = RedisClient::connect("127.0.0.1", primary).await.expect("the primary");
+    monitor.command(&["MONITOR"]).await.expect("MONITOR");
+    let mut weighed = 0;
+    while weighed < 2 {
+        let line = monitor.next_reply().await.expect("a monitored command").text().unwrap_or_default();
+        weighed += usize::from(line.contains(r#""INFO" "memory""#));
+    }
+    assert_eq!(primaries().await, [primary], "still one shard");
+    assert_eq!(writer.dbsize().await.expect("DBSIZE"), 200);
+    assert_eq!(describe(&client, "full").await.status(), Some("available"));
+
+    client.delete_cache_cluster().cache_cluster_id("room").send().await.expect("DeleteCacheCluster");
+    poll_until("a second shard once there is room", SETTLE, || async {
+        let found = primaries().await;
+        if found.len() == 2 { Ok(found) } else { Err(format!("{found:?}")) }
+    })
+    .await;
+    assert_eq!(wait_available(&client, "full").await.status(), Some("available"));
 }
 
 #[tokio::test]
