@@ -38,6 +38,12 @@ pub fn control_socket(dir: &Path) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("elasticache-local-{uid}")).join(format!("{:016x}.sock", hasher.finish()))
 }
 
+/// Where the redis node living in `dir` says it is ready (see `ready`): beside its
+/// [`control_socket`], so as short.
+pub fn ready_socket(dir: &Path) -> std::path::PathBuf {
+    control_socket(dir).with_extension("ready")
+}
+
 /// Redis settings the emulator owns: a parameter group may not move the node's address,
 /// files or cluster mode. (`cluster-enabled` is decided by the replication group, and
 /// arrives through [`NodeSpec::directives`]; AWS's `cluster-preferred-endpoint-type`
@@ -112,7 +118,8 @@ pub fn render_redis(
     }
     let bind: Vec<String> = exposure.bind_addresses(spec.address).iter().map(Ipv4Addr::to_string).collect();
     let _ = writeln!(out, "bind {}", bind.join(" "));
-    out.push_str("protected-mode no\ndaemonize no\n");
+    // `supervised systemd`: the node says when it is ready (see `ready`).
+    out.push_str("protected-mode no\ndaemonize no\nsupervised systemd\n");
     if exposure.is_advertised() && cluster_enabled(spec) && settings.supports("cluster-announce-hostname") {
         // Redirections and slot maps name the advertised host; the cluster bus keeps
         // announcing the node's own address, so nodes keep meeting on loopback.

@@ -15,6 +15,7 @@
 //! - [`spawner`]: the long-lived thread every engine process is forked from.
 //! - [`supervisor`]: [`Runtime`], the table of supervised nodes and their life cycle.
 //! - [`probe`]: readiness and health checks over the engines' own protocols.
+//! - `ready`: a starting redis-like node saying it is ready (systemd's notify protocol).
 //! - [`resp`]: the few bytes of RESP the probes, `CONFIG SET` and [`Runtime::command`] need.
 //! - [`orphans`]: [`reap_orphans`], for nodes left over by a killed emulator.
 //! - [`discovery`]: the Memcached Auto Discovery configuration endpoint.
@@ -47,6 +48,7 @@ pub mod orphans;
 pub mod ports;
 pub mod probe;
 pub mod proxy;
+mod ready;
 pub mod replication;
 pub mod resp;
 pub mod serverless;

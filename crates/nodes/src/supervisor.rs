@@ -1,5 +1,5 @@
 //! [`Runtime`]: the table of supervised engine processes and their life cycle — start
-//! (with readiness polling and typed failures), stop, crash, freeze, thaw, probe, and live
+//! (waiting for readiness, with typed failures), stop, crash, freeze, thaw, probe, and live
 //! parameter changes.
 //!
 //! Operations on one node are serialised by a per-key lock, so a reconciler restarting a
@@ -22,6 +22,7 @@ use crate::capabilities;
 use crate::config::{self, BufferLimits};
 use crate::exposure::Exposure;
 use crate::probe;
+use crate::ready::ReadySignal;
 use crate::replication::ReplicationInfo;
 use crate::resp::{self, Reply};
 use crate::spawner::Spawner;
@@ -34,8 +35,11 @@ const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
 const WARM_PORT_RETRIES: usize = 3;
 /// How long a node gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-/// Readiness polling interval: nodes come up in a few milliseconds.
+/// Readiness polling interval: nodes come up in a few milliseconds…
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
+/// …but a redis-like node says when it is ready (see `ready`): asking it is only the
+/// fallback for a binary that never says.
+const READY_FALLBACK_POLL: Duration = Duration::from_millis(50);
 /// Attempts for a node on a free port whose port was taken between choosing and binding.
 const PORT_ATTEMPTS: usize = 5;
 /// Bound on one live-reconfiguration session, so a wedged node cannot hang the caller.
@@ -865,6 +869,7 @@ impl Inner {
 
         let mut command = self.spawner.command(&binary.path);
         let socket = config::control_socket(&spec.dir);
+        let mut ready = None;
         if spec.engine.is_redis_like() {
             if let Some(parent) = socket.parent()
                 && !parent.starts_with(&spec.dir)
@@ -873,6 +878,9 @@ impl Inner {
                 use std::os::unix::fs::DirBuilderExt as _;
                 std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
             }
+            let signal = ReadySignal::bind(config::ready_socket(&spec.dir))?;
+            command.env("NOTIFY_SOCKET", signal.path());
+            ready = Some(signal);
             let settings = capabilities::redis_settings(&self.spawner, binary).await;
             let conf = spec.dir.join(config::REDIS_CONFIG_FILE);
             // The config may hold passwords (masterauth, the default user's).
@@ -938,7 +946,12 @@ impl Inner {
             if let Ok(Ok(())) = tokio::time::timeout(budget, probe::check(target)).await {
                 break;
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            match &ready {
+                Some(signal) => {
+                    let _ = tokio::time::timeout(READY_FALLBACK_POLL, signal.ready()).await;
+                }
+                None => tokio::time::sleep(POLL_INTERVAL).await,
+            }
         }
         tracing::debug!(node = %spec.key, ?spawned, answered = ?began.elapsed(), "node launched");
 

@@ -104,3 +104,20 @@ async fn valkey_engine_runs_on_the_available_binary() {
     assert_eq!(redis(node.port, &["PING"]).await, "PONG");
     runtime.stop(&spec.key).await.expect("stop");
 }
+
+/// Redis and valkey are told where to say they are ready (`NOTIFY_SOCKET`, see
+/// `nodes::ready`), and the socket they said it on is gone once the node has started.
+#[tokio::test]
+async fn redis_like_nodes_are_told_where_to_say_they_are_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    for engine in [EngineKind::Redis, EngineKind::Valkey] {
+        let spec = spec(dir.path(), engine, &format!("ready-{engine}"));
+        let node = runtime.start(spec.clone()).await.expect("start");
+        assert_eq!(redis(node.port, &["PING"]).await, "PONG");
+        let log = std::fs::read_to_string(spec.dir.join("redis.log")).expect("the node's log");
+        assert!(log.contains("Supervised by systemd"), "{engine}: {log}");
+        assert!(!nodes::config::ready_socket(&spec.dir).exists(), "{engine}");
+        runtime.stop(&spec.key).await.expect("stop");
+    }
+}
