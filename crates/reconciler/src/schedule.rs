@@ -16,9 +16,10 @@
 //! its cost stays bounded. Snapshots, update actions, serverless caches and global datastores
 //! are few and looked at in every pass.
 //!
-//! Passes run one at a time, and a pass over changes starts no sooner than a few times
-//! the length of the last pass over changes (at most [`MAX_SPACING`]) after the previous
-//! pass ended, so that a burst of writes costs a bounded share of the CPU.
+//! Passes run one at a time. Passes over changes may take a fifth of the time in the long
+//! run ([`Pacing`]): under a stream of writes each waits about four times the length of
+//! the passes before it (at most [`MAX_SPACING`]), so that a burst costs a bounded share
+//! of the CPU; a few close together (a client's create right after its delete) run at once.
 //! A reconcile that asks to look again runs again in its own slot after its delay.
 
 use std::collections::{HashMap, HashSet};
@@ -38,12 +39,17 @@ const PERIOD: Duration = Duration::from_secs(2);
 /// reconciled at once, so the period only catches drift): 34 s at a thousand clusters and
 /// groups, about 1% of a core for the 1,000-node mix of `bench thousand`.
 const PERIOD_PER_RESOURCE: Duration = Duration::from_millis(40);
-/// A pass over changes waits this many times the previous pass's length after it…
+/// Under a stream of writes, a pass over changes waits this many times the length of the
+/// passes before it…
 const SPACING: u32 = 4;
 /// …but no longer than this: a pass's length is mostly its wait for a store connection
 /// while a thousand reconciles read (median 50 ms, up to 1.2 s during `bench thousand`'s
 /// creates), not CPU, and the create that waits behind it waited up to 2.9 s.
 const MAX_SPACING: Duration = Duration::from_millis(50);
+/// What passes may run ahead of their share before any waits (see [`Pacing`]): a few
+/// passes of a few milliseconds at a thousand nodes. Without it, a create right after a
+/// delete waited out four times the delete's last pass (up to 20 ms of a 40 ms create).
+const BURST: Duration = Duration::from_millis(50);
 /// Wait before retrying a reconcile that failed.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// The longest wait between retries of a resource that keeps failing.
@@ -153,7 +159,7 @@ impl Reconciler {
         let mut writes = self.store.changes();
         let mut pass = Pass::All;
         let (mut last_full, mut period) = (Instant::now(), PERIOD);
-        let mut spacing = Duration::ZERO;
+        let mut pacing = Pacing::new(Instant::now());
         loop {
             let started = Instant::now();
             match self.pass(pass).await {
@@ -162,13 +168,13 @@ impl Reconciler {
                     let beyond = u32::try_from(resources.saturating_sub(200)).unwrap_or(u32::MAX);
                     period = PERIOD + PERIOD_PER_RESOURCE * beyond;
                 }
-                // Only a pass over changes sets the spacing: a full one, rarer and longer,
-                // would hold back the change that follows it (a create waited 1.4 s after
-                // the drift pass at a thousand nodes).
-                _ => spacing = (started.elapsed() * SPACING).min(MAX_SPACING),
+                // Only a pass over changes is paced: a full one, rarer and longer, would hold
+                // back the change that follows it (a create waited 1.4 s after the drift
+                // pass at a thousand nodes).
+                _ => pacing.ran(started, Instant::now()),
             }
             let ended = Instant::now();
-            tracing::debug!(?pass, took = ?ended - started, ?spacing, "pass");
+            tracing::debug!(?pass, took = ?ended - started, "pass");
             pass = tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.schedule.wake.notified() => Pass::All,
@@ -177,7 +183,7 @@ impl Reconciler {
                 _ = tokio::time::sleep_until((last_full + period).into()) => Pass::Drift,
             };
             if pass == Pass::Changed {
-                tokio::time::sleep_until((ended + spacing).into()).await;
+                tokio::time::sleep(pacing.wait(Instant::now())).await;
             }
             writes.borrow_and_update();
         }
@@ -471,5 +477,81 @@ impl Reconciler {
                 other
             }
         }
+    }
+}
+
+/// The share of the time passes over changes take: each pass adds [`SPACING`] + 1 times
+/// its length to what is owed, time pays it back, and a pass waits only for what is owed
+/// past [`BURST`] (never more than [`MAX_SPACING`]). Under a stream of writes that is the
+/// old rule, four times the last pass's length after it; a pass after a quiet spell, or a
+/// few close together, waits for nothing.
+struct Pacing {
+    owed: Duration,
+    at: Instant,
+}
+
+impl Pacing {
+    fn new(now: Instant) -> Self {
+        Self { owed: Duration::ZERO, at: now }
+    }
+
+    /// A pass over changes ran from `started` to `ended`.
+    fn ran(&mut self, started: Instant, ended: Instant) {
+        self.pay_back(ended);
+        self.owed = (self.owed + (ended - started) * (SPACING + 1)).min(BURST + MAX_SPACING);
+    }
+
+    /// How long the next pass over changes waits.
+    fn wait(&mut self, now: Instant) -> Duration {
+        self.pay_back(now);
+        self.owed.saturating_sub(BURST)
+    }
+
+    fn pay_back(&mut self, now: Instant) {
+        self.owed = self.owed.saturating_sub(now.saturating_duration_since(self.at));
+        self.at = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_few_passes_close_together_wait_for_nothing() {
+        let start = Instant::now();
+        let mut pacing = Pacing::new(start);
+        // A delete's last pass (5 ms), and a create written 2 ms after it.
+        pacing.ran(start, start + 5 * MS);
+        assert_eq!(pacing.wait(start + 7 * MS), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_stream_of_passes_waits_four_times_their_length() {
+        let start = Instant::now();
+        let mut pacing = Pacing::new(start);
+        let mut now = start;
+        let mut waits = Vec::new();
+        for _ in 0..20 {
+            pacing.ran(now, now + 5 * MS);
+            now += 5 * MS;
+            let wait = pacing.wait(now);
+            waits.push(wait);
+            now += wait;
+        }
+        assert_eq!(waits[0], Duration::ZERO, "within the burst");
+        assert_eq!(waits[19], 20 * MS, "four times 5 ms: passes take a fifth of the time");
+    }
+
+    #[test]
+    fn no_wait_is_longer_than_the_cap_and_a_quiet_spell_pays_everything_back() {
+        let start = Instant::now();
+        let mut pacing = Pacing::new(start);
+        pacing.ran(start, start + Duration::from_secs(1));
+        let end = start + Duration::from_secs(1);
+        assert_eq!(pacing.wait(end), MAX_SPACING);
+        assert_eq!(pacing.wait(end + BURST + MAX_SPACING), Duration::ZERO);
     }
 }
