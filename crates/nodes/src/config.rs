@@ -44,6 +44,12 @@ pub fn ready_socket(dir: &Path) -> std::path::PathBuf {
     control_socket(dir).with_extension("ready")
 }
 
+/// Whether the redis node living in `dir` has an append-only file to load. Only a finished
+/// one counts: its manifest is written once the first rewrite is done.
+pub(crate) fn has_aof(dir: &Path) -> bool {
+    dir.join(AOF_DIR).join(AOF_MANIFEST).exists()
+}
+
 /// Redis settings the emulator owns: a parameter group may not move the node's address,
 /// files or cluster mode. (`cluster-enabled` is decided by the replication group, and
 /// arrives through [`NodeSpec::directives`]; AWS's `cluster-preferred-endpoint-type`
@@ -137,8 +143,7 @@ pub fn render_redis(
     // with an AOF loads it; one without (new, seeded from a snapshot, or from before AOF) loads
     // its RDB file and turns AOF on once started (see `Runtime::start`): redis started with
     // `appendonly yes` and no AOF would ignore the RDB file.
-    // Only a finished AOF counts: its manifest is written once the first rewrite is done.
-    let aof = if spec.dir.join(AOF_DIR).join(AOF_MANIFEST).exists() { "yes" } else { "no" };
+    let aof = if has_aof(&spec.dir) { "yes" } else { "no" };
     let _ = writeln!(out, "save \"\"\nappendonly {aof}\nappendfsync no\nappenddirname {AOF_DIR}");
     let _ = writeln!(out, "maxmemory {}", spec.max_memory_bytes);
     // The runtime's own way in, whatever the TCP port speaks (TLS only, or nothing).

@@ -121,3 +121,26 @@ async fn redis_like_nodes_are_told_where_to_say_they_are_ready() {
         runtime.stop(&spec.key).await.expect("stop");
     }
 }
+
+/// A new node turns its append-only file on once started (`CONFIG SET appendonly yes`); one
+/// restarted on that file loads its keys and is not asked again.
+#[tokio::test]
+async fn a_node_restarted_on_its_append_only_file_keeps_its_keys_and_is_not_asked_to_keep_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let spec = spec(dir.path(), EngineKind::Redis, "aof");
+    let config_sets = async |port| redis(port, &["INFO", "commandstats"]).await.contains("cmdstat_config|set:");
+
+    let node = runtime.start(spec.clone()).await.expect("start");
+    assert!(config_sets(node.port).await, "a new node is asked to turn its AOF on");
+    assert_eq!(redis(node.port, &["SET", "kept", "yes"]).await, "OK");
+    let manifest = &spec.dir.join("appendonlydir/appendonly.aof.manifest");
+    eventually("the AOF's first rewrite done", || async move { manifest.exists() }).await;
+    runtime.stop(&spec.key).await.expect("stop");
+
+    let node = runtime.start(spec.clone()).await.expect("restart");
+    assert_eq!(redis(node.port, &["GET", "kept"]).await, "yes");
+    assert_eq!(redis(node.port, &["CONFIG", "GET", "appendonly"]).await, "appendonly\nyes");
+    assert!(!config_sets(node.port).await, "a node started on its AOF is not asked again");
+    runtime.stop(&spec.key).await.expect("stop");
+}
