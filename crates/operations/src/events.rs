@@ -3,13 +3,13 @@
 use aws_smithy_types::DateTime;
 use protocol::shapes::*;
 use protocol::{ApiError, RequestContext};
-use store::{EventFilter, now_millis};
+use store::{EVENT_RETENTION_MILLIS, EventFilter, now_millis};
 
 use crate::pagination::paginate;
 use crate::{Operations, internal};
 
 const DEFAULT_MINUTES: i64 = 60;
-const RETENTION_MINUTES: i64 = 14 * 24 * 60;
+const RETENTION_MINUTES: i64 = EVENT_RETENTION_MILLIS / 60_000;
 
 pub async fn describe(
     ops: &Operations,

@@ -203,6 +203,9 @@ impl Reconciler {
         if let Err(error) = self.stop_unknown_nodes(pass).await {
             tracing::error!(%error, "reading the nodes' keys failed");
         }
+        if pass == Pass::Drift {
+            self.forget_old_events().await;
+        }
         // Each reconcile reads its resource again once it holds the resource's slot: the
         // lists above may predate the last reconcile's writes.
         for cluster in clusters {
@@ -233,6 +236,16 @@ impl Reconciler {
         }
         self.spawn_the_few().await;
         Some(count)
+    }
+
+    /// Deletes the events DescribeEvents can no longer show, so that the store does not
+    /// grow with the time the emulator runs.
+    async fn forget_old_events(&self) {
+        match self.store.forget_old_events(store::now_millis()).await {
+            Ok(0) => {}
+            Ok(count) => tracing::debug!(count, "forgot events older than DescribeEvents shows"),
+            Err(error) => tracing::error!(%error, "forgetting old events failed"),
+        }
     }
 
     /// The clusters and groups `pass` reconciles, and how many there are when it reads them

@@ -23,6 +23,10 @@ impl EventRecord {
     }
 }
 
+/// How long events are kept: DescribeEvents shows at most the last 14 days ("Duration …
+/// Maximum value: 20160", AWS's DescribeEvents reference), so older ones are deleted.
+pub const EVENT_RETENTION_MILLIS: i64 = 14 * 24 * 60 * 60 * 1000;
+
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -115,6 +119,26 @@ impl Store {
     pub async fn last_event_id(&self) -> Result<i64> {
         let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events").fetch_one(&self.pool).await?;
         Ok(id.unwrap_or(0))
+    }
+
+    /// Deletes the events older than [`EVENT_RETENTION_MILLIS`] at `now_millis` (none of
+    /// which DescribeEvents can show) and answers how many. Finding none, it writes nothing,
+    /// so the change watchers are not woken for it.
+    pub async fn forget_old_events(&self, now_millis: i64) -> Result<u64> {
+        let before = now_millis - EVENT_RETENTION_MILLIS;
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(date_millis) FROM events").fetch_one(&self.pool).await?;
+        if oldest.is_none_or(|oldest| oldest >= before) {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM events WHERE date_millis < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// Records events outside any other change (e.g. a node seen dead by the monitor).

@@ -45,7 +45,7 @@ use tokio::sync::{Mutex, watch};
 pub use cache_clusters::{
     CacheCluster, CacheClusterRecord, CacheNodeRecord, PendingChanges, Start, TransitSecurity, UpdateError,
 };
-pub use events::{EventFilter, EventRecord, now_millis};
+pub use events::{EVENT_RETENTION_MILLIS, EventFilter, EventRecord, now_millis};
 pub use global::{GlobalMemberKey, GlobalMemberRecord, GlobalReplicationGroupRecord, GlobalRole};
 pub use parameter_groups::ParameterGroupRecord;
 pub use replication_groups::{

@@ -180,3 +180,35 @@ async fn describe_cache_clusters_pages() {
     assert!(admin_nodes(&server).await.is_empty());
     server.stop().await;
 }
+
+/// Events past the 14 days DescribeEvents can show are deleted while the emulator runs
+/// (its periodic pass), so its store does not grow with the time it has run; younger ones
+/// stay. Seeded in the store of a stopped emulator, then asked for with a StartTime 30
+/// days back.
+#[tokio::test]
+async fn events_older_than_14_days_are_forgotten_while_younger_ones_stay() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let day = 24 * 60 * 60 * 1000;
+    let now = store::now_millis();
+    let aged = |message: &str, age: i64| store::EventRecord {
+        date_millis: now - age,
+        ..store::EventRecord::new("cache-cluster", "ev-aged", message)
+    };
+    {
+        let seeded = store::Store::open(&state_dir.path().join("elasticache-local.sqlite")).await.unwrap();
+        let scope = store::Scope { region: e2e::REGION.into(), account: e2e::ACCOUNT.into() };
+        seeded.record_events(&scope, &[aged("15 days old", 15 * day), aged("13 days old", 13 * day)]).await.unwrap();
+    }
+    let server = TestServer::start_in(state_dir).await;
+    let client = server.client();
+    let month_ago = DateTime::from(SystemTime::now() - Duration::from_secs(30 * 24 * 60 * 60));
+    let kept = e2e::poll_until("the 15-day-old event forgotten", e2e::SETTLE, || async {
+        let events =
+            messages(&client, |c| c.describe_events().source_identifier("ev-aged").start_time(month_ago)).await;
+        let messages: Vec<String> = events.iter().map(|e| e.message().unwrap_or_default().to_string()).collect();
+        if messages.iter().any(|m| m == "15 days old") { Err(format!("{messages:?}")) } else { Ok(messages) }
+    })
+    .await;
+    assert_eq!(kept, ["13 days old"]);
+    server.stop().await;
+}
