@@ -750,6 +750,16 @@ async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRe
         .filter(|m| m.cluster.node_group_id.as_deref() == Some(shard.id.as_str()))
         .filter(|m| m.cluster.status != status::DELETING)
         .collect();
+    // Nodes the emulator is starting again (after its own restart, or a reboot) are not
+    // dead: deciding now would find no replica and restart the primary in place.
+    if candidates.iter().any(|m| m.nodes.iter().any(|n| n.status == status::NODE_REBOOTING)) {
+        return Ok(true);
+    }
+    if let Some(done) = promoted_already(r, scope, &candidates, &old).await {
+        tracing::info!(replication_group = g.group.id, shard = shard.id, from = old, to = done, "failover found done");
+        record_failover(r, g, shard, Some(done)).await?;
+        return Ok(false);
+    }
     let replicas = observe_replicas(r, scope, &candidates).await;
     let primary = crate::failover::Primary { id: &old, zone: zone_of(old_member), health: old_health };
     let (new, new_key) = match crate::failover::decide(&request, &primary, &replicas) {
@@ -802,6 +812,26 @@ async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRe
         r.request_recovery(&g.scope, &key).await;
     }
     Ok(false)
+}
+
+/// The member of the shard, other than its recorded primary `old`, that Redis Cluster has
+/// already made primary (it owns slots): a failover done whose record was not (the
+/// emulator was killed between the two). Failing over again would find no replica.
+async fn promoted_already<'a>(
+    r: &Reconciler,
+    scope: &Scope,
+    candidates: &[&'a CacheCluster],
+    old: &str,
+) -> Option<&'a str> {
+    for member in candidates.iter().filter(|m| m.cluster.id != old) {
+        let Some(key) = node_key(scope, member) else { continue };
+        let Ok(mut session) = r.runtime.session(&key).await else { continue };
+        let view = session.nodes().await.unwrap_or_default();
+        if view.iter().any(|n| n.myself && n.primary && !n.slots.is_empty()) {
+            return Some(member.cluster.id.as_str());
+        }
+    }
+    None
 }
 
 /// Records a shard's new primary (if any) and drops the failover request.

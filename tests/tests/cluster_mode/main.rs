@@ -258,6 +258,59 @@ async fn a_rebooted_shard_primary_is_available_once_it_serves_again() {
     assert!(info.contains("cluster_state:ok"), "{info}");
 }
 
+/// The emulator stopped in the middle of a failover: Redis Cluster had promoted the
+/// replica, the record had not (the request still pending; a kill -9 in the soak left the
+/// group `modifying` for good). After the restart the failover is found done and recorded:
+/// Describe names the primary Redis Cluster has, and every key is kept.
+#[tokio::test]
+async fn a_failover_cut_short_by_a_restart_is_recorded_as_redis_cluster_finished_it() {
+    logs();
+    let server = TestServer::start().await;
+    let client = server.client();
+    let g = create(&client, "halfway", 2, 1).await;
+    let mut con = cluster_connection(config_port(&g)).await.expect("cluster client");
+    write_keys(&mut con, 0..200).await.expect("writes");
+    drop(con);
+    let old = shard_primary(&g, "0001");
+    let members = shard(&g, "0001").node_group_members();
+    let replica = members.iter().filter_map(|m| m.cache_cluster_id()).find(|id| *id != old).unwrap().to_string();
+    // What a failover does first: the replica takes over in Redis Cluster.
+    let port = e2e::admin_node(&server, &replica, "0001").await["port"].as_u64().unwrap() as u16;
+    let mut node = RedisClient::connect("127.0.0.1", port).await.unwrap();
+    node.command(&["CLUSTER", "FAILOVER"]).await.expect("CLUSTER FAILOVER");
+    poll_until("the replica promoted in Redis Cluster", SETTLE, || async move {
+        let mut node = RedisClient::connect("127.0.0.1", port).await.map_err(|e| e.to_string())?;
+        let role = node.command(&["INFO", "replication"]).await.ok().and_then(|r| r.text()).unwrap_or_default();
+        if role.contains("role:master") { Ok(()) } else { Err(role) }
+    })
+    .await;
+    let state_dir = server.stop().await;
+    // The request the emulator was acting on, still pending in its store.
+    {
+        let store = store::Store::open(&state_dir.path().join("elasticache-local.sqlite")).await.unwrap();
+        let scope = store::Scope { region: e2e::REGION.into(), account: e2e::ACCOUNT.into() };
+        store
+            .update_replication_group(&scope, "halfway", |group, _| {
+                group.status = "modifying".into();
+                let shard = group.node_groups.iter_mut().find(|s| s.id == "0001").unwrap();
+                shard.failover_to = Some(store::FailoverRequest::BestReplica);
+                Ok::<_, ()>(Vec::new())
+            })
+            .await
+            .unwrap();
+    }
+
+    let server = TestServer::start_in(state_dir).await;
+    let client = server.client();
+    let g = wait_group_available(&client, "halfway").await;
+    assert_eq!(shard_primary(&g, "0001"), replica);
+    let message = format!("Failover from primary node {old} to replica node {replica} completed");
+    wait_event(&client, SourceType::ReplicationGroup, "halfway", &message).await;
+    let mut con = cluster_connection(config_port(&g)).await.expect("cluster client");
+    assert_eq!(missing_keys(&mut con, 0..200).await, Vec::<String>::new());
+    write_keys(&mut con, 200..300).await.expect("writes after the restart");
+}
+
 #[tokio::test]
 async fn test_failover_moves_one_node_group() {
     logs();
