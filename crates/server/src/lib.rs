@@ -160,8 +160,10 @@ pub async fn run(
     }
     let catalog = Arc::new(model::Catalog::load());
     let wake = Arc::new(Notify::new());
+    // Clients' reads do not queue behind the reconciler's (see `Store::with_own_reads`).
+    let api_store = Arc::new(store.with_own_reads().await.context("opening the API's store connections")?);
     let operations = Arc::new(operations::Operations::new(
-        store.clone(),
+        api_store,
         catalog.clone(),
         operations::Settings {
             account: config.account.clone(),

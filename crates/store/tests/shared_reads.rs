@@ -158,3 +158,25 @@ async fn a_write_after_the_latest_written_row_is_deleted_is_still_a_change() {
     let (clusters, _) = store.changed(read_up_to, store.versions().await.unwrap()).await.unwrap();
     assert_eq!(clusters.iter().map(|c| c.cluster.id.as_str()).collect::<Vec<_>>(), ["fx-redis"]);
 }
+
+/// The API's store reads through connections of its own, but what it keeps is what the
+/// reconciler's store writes: a write through one is seen at once by a kept read of the other.
+#[tokio::test]
+async fn a_store_with_its_own_reads_never_answers_what_the_other_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let reconciler = store_with_fixture(&dir).await;
+    let api = reconciler.with_own_reads().await.unwrap();
+    let id = "fx-redis";
+    let before = api.cache_cluster_shared(&scope(), id).await.unwrap();
+    assert!(std::sync::Arc::ptr_eq(&before, &api.cache_cluster_shared(&scope(), id).await.unwrap()));
+    let changes = api.changes();
+    reconciler
+        .update_cache_cluster(&scope(), id, |cluster, _| {
+            cluster.status = "modifying".into();
+            Ok::<_, ()>(Vec::new())
+        })
+        .await
+        .unwrap();
+    assert!(changes.has_changed().unwrap(), "the API hears of the reconciler's writes");
+    assert_eq!(api.cache_cluster_shared(&scope(), id).await.unwrap()[0].cluster.status, "modifying");
+}
