@@ -49,6 +49,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bounds one connect or one command of the wire clients ([`RedisClient`], [`MemcachedClient`]).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The store in a state directory no server runs on, and the scope of [`REGION`] and
+/// [`ACCOUNT`]: for a test to put there what a server will find when it starts.
+pub async fn store_in(state_dir: &std::path::Path) -> (store::Store, store::Scope) {
+    let store = store::Store::open(&state_dir.join(server::DATABASE_FILE)).await.expect("opening the store");
+    (store, store::Scope { region: REGION.into(), account: ACCOUNT.into() })
+}
+
 pub struct TestServer {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,

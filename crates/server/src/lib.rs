@@ -82,6 +82,9 @@ pub const DEFAULT_SERVERLESS_SHARD_BYTES: u64 = 1 << 30;
 /// One GiB: a serverless cache's data storage limit as on AWS.
 pub const DEFAULT_SERVERLESS_GB_BYTES: u64 = 1 << 30;
 
+/// The store's file in the state directory.
+pub const DATABASE_FILE: &str = "elasticache-local.sqlite";
+
 /// One warm node per shard of a three-shard group.
 pub const DEFAULT_WARM_NODES: usize = 3;
 
@@ -150,7 +153,7 @@ pub async fn run(
         .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
     // The store holds AUTH tokens and the dir the CA key: for this user's eyes only.
     keep_private(&config.state_dir, 0o700)?;
-    let database = config.state_dir.join("elasticache-local.sqlite");
+    let database = config.state_dir.join(DATABASE_FILE);
     let store = Arc::new(store::Store::open(&database).await.context("opening the store")?);
     // Files an older release created before the umask below was set.
     for file in ["", "-wal", "-shm"].map(|suffix| format!("{}{suffix}", database.display())) {

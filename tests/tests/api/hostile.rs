@@ -108,8 +108,7 @@ async fn every_string_parameter_of_every_operation_answers_well_formed_xml() {
 async fn a_state_dir_already_holding_control_characters_serves_well_formed_xml() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = store::Store::open(&dir.path().join("elasticache-local.sqlite")).await.unwrap();
-        let scope = store::Scope { region: "us-east-1".into(), account: e2e::ACCOUNT.into() };
+        let (store, scope) = e2e::store_in(dir.path()).await;
         let arn = format!("arn:aws:elasticache:us-east-1:{}:securitygroup:poisoned", e2e::ACCOUNT);
         store.create_security_group(&scope, "poisoned", "bell \u{7} and \u{FFFF}", &arn, &[], None).await.unwrap();
     }

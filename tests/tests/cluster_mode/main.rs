@@ -287,8 +287,7 @@ async fn a_failover_cut_short_by_a_restart_is_recorded_as_redis_cluster_finished
     let state_dir = server.stop().await;
     // The request the emulator was acting on, still pending in its store.
     {
-        let store = store::Store::open(&state_dir.path().join("elasticache-local.sqlite")).await.unwrap();
-        let scope = store::Scope { region: e2e::REGION.into(), account: e2e::ACCOUNT.into() };
+        let (store, scope) = e2e::store_in(state_dir.path()).await;
         store
             .update_replication_group(&scope, "halfway", |group, _| {
                 group.status = "modifying".into();

@@ -195,8 +195,7 @@ async fn events_older_than_14_days_are_forgotten_while_younger_ones_stay() {
         ..store::EventRecord::new("cache-cluster", "ev-aged", message)
     };
     {
-        let seeded = store::Store::open(&state_dir.path().join("elasticache-local.sqlite")).await.unwrap();
-        let scope = store::Scope { region: e2e::REGION.into(), account: e2e::ACCOUNT.into() };
+        let (seeded, scope) = e2e::store_in(state_dir.path()).await;
         seeded.record_events(&scope, &[aged("15 days old", 15 * day), aged("13 days old", 13 * day)]).await.unwrap();
     }
     let server = TestServer::start_in(state_dir).await;
