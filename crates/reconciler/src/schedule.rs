@@ -162,7 +162,9 @@ impl Reconciler {
         let mut pacing = Pacing::new(Instant::now());
         loop {
             let started = Instant::now();
-            match self.pass(pass).await {
+            let outcome = self.pass(pass).await;
+            let ended = Instant::now();
+            match outcome {
                 Some(Some(resources)) => {
                     last_full = started;
                     let beyond = u32::try_from(resources.saturating_sub(200)).unwrap_or(u32::MAX);
@@ -171,9 +173,8 @@ impl Reconciler {
                 // Only a pass over changes is paced: a full one, rarer and longer, would hold
                 // back the change that follows it (a create waited 1.4 s after the drift
                 // pass at a thousand nodes).
-                _ => pacing.ran(started, Instant::now()),
+                _ => pacing.ran(started, ended),
             }
-            let ended = Instant::now();
             tracing::debug!(?pass, took = ?ended - started, "pass");
             pass = tokio::select! {
                 _ = &mut shutdown => break,
