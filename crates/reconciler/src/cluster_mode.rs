@@ -31,7 +31,9 @@ use store::{CacheCluster, EventRecord, FailoverRequest, NodeGroupRecord, Replica
 use crate::Reconciler;
 use crate::endpoints::{ensure, point_primary_and_reader};
 use crate::error::{Error, stored};
-use crate::replication_groups::{Binary, address, binary, node_key, observe_replicas, observed_health, zone_of};
+use crate::replication_groups::{
+    Binary, address, binary, node_key, observe_replicas, observed_health, starting_again, zone_of,
+};
 
 /// Slots one pipeline moves between two nodes; progress is reported after each lot.
 const SLOTS_AT_ONCE: usize = 128;
@@ -750,9 +752,7 @@ async fn failover(r: &Arc<Reconciler>, g: &ReplicationGroup, shard: &NodeGroupRe
         .filter(|m| m.cluster.node_group_id.as_deref() == Some(shard.id.as_str()))
         .filter(|m| m.cluster.status != status::DELETING)
         .collect();
-    // Nodes the emulator is starting again (after its own restart, or a reboot) are not
-    // dead: deciding now would find no replica and restart the primary in place.
-    if candidates.iter().any(|m| m.nodes.iter().any(|n| n.status == status::NODE_REBOOTING)) {
+    if starting_again(&candidates) {
         return Ok(true);
     }
     if let Some(done) = promoted_already(r, scope, &candidates, &old).await {

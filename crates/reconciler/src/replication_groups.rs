@@ -342,6 +342,13 @@ pub(crate) async fn observed_health(r: &Reconciler, key: Option<&NodeKey>) -> He
     }
 }
 
+/// Whether the emulator is starting any of `members`' nodes again (after its own restart,
+/// or a reboot). Those are not dead: a failover decided now would find no replica and
+/// restart the primary in place, dropping the request.
+pub(crate) fn starting_again(members: &[&CacheCluster]) -> bool {
+    members.iter().any(|m| m.nodes.iter().any(|n| n.status == status::NODE_REBOOTING))
+}
+
 /// The zone of a member's node.
 pub(crate) fn zone_of(member: Option<&CacheCluster>) -> &str {
     member.and_then(|m| m.nodes.first()).map_or("", |n| n.zone.as_str())
@@ -401,6 +408,9 @@ pub async fn failover(r: &Arc<Reconciler>, scope: &Scope, id: &str, request: Fai
     let old_key = old_member.and_then(|m| node_key(scope, m));
     let old_health = observed_health(r, old_key.as_ref()).await;
     let candidates: Vec<&CacheCluster> = g.members.iter().filter(|m| m.cluster.status != status::DELETING).collect();
+    if starting_again(&candidates) {
+        return Ok(true);
+    }
     let replicas = observe_replicas(r, scope, &candidates).await;
     let primary = crate::failover::Primary { id: &old, zone: zone_of(old_member), health: old_health };
     let new = match crate::failover::decide(&request, &primary, &replicas) {

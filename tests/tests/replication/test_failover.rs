@@ -169,3 +169,38 @@ async fn modify_switches_over_to_a_chosen_member_and_toggles_failover() {
         "ReplicationGroupNotFoundFault",
     );
 }
+
+#[tokio::test]
+async fn a_test_failover_cut_short_by_a_restart_finishes_after_it() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    create(&client, "halted", 2, true, false).await;
+    let g = wait_group_available(&client, "halted").await;
+    let old = primary_id(&g);
+    let mut w = RedisClient::connect("127.0.0.1", primary_port(&g)).await.unwrap();
+    w.set("k", "v").await.unwrap();
+    assert_eq!(w.wait(1, 1000).await.unwrap(), 1);
+    drop(w);
+    let state_dir = server.stop().await;
+    // The request the emulator was acting on when it stopped, still pending in its store.
+    {
+        let (store, scope) = e2e::store_in(state_dir.path()).await;
+        store
+            .update_replication_group(&scope, "halted", |group, _| {
+                group.status = "modifying".into();
+                group.failover_to = Some(store::FailoverRequest::BestReplica);
+                Ok::<_, ()>(Vec::new())
+            })
+            .await
+            .unwrap();
+    }
+
+    let server = TestServer::start_in(state_dir).await;
+    let client = server.client();
+    let g = wait_new_primary(&client, "halted", &old).await;
+    let new = primary_id(&g);
+    wait_event(&client, SourceType::ReplicationGroup, "halted", &failover_event(&old, &new)).await;
+    wait_role(member_port(member(&g, &old)), "slave").await;
+    wait_read(primary_port(&g), "k", "v").await;
+    wait_write(primary_port(&g), "after", "1").await;
+}
