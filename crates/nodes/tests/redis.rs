@@ -122,25 +122,35 @@ async fn redis_like_nodes_are_told_where_to_say_they_are_ready() {
     }
 }
 
-/// A new node turns its append-only file on once started (`CONFIG SET appendonly yes`); one
-/// restarted on that file loads its keys and is not asked again.
+/// A new node starts on its append-only file, and one restarted on that file loads its keys:
+/// neither is asked to turn it on (`CONFIG SET appendonly yes` forks a rewrite). A node whose
+/// data is an RDB file only loads that file, then is asked.
 #[tokio::test]
-async fn a_node_restarted_on_its_append_only_file_keeps_its_keys_and_is_not_asked_to_keep_them() {
+async fn only_a_node_started_on_an_rdb_file_is_asked_to_turn_its_append_only_file_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = Runtime::new(Engines::detect());
     let spec = spec(dir.path(), EngineKind::Redis, "aof");
     let config_sets = async |port| redis(port, &["INFO", "commandstats"]).await.contains("cmdstat_config|set:");
+    let aof_dir = spec.dir.join("appendonlydir");
 
     let node = runtime.start(spec.clone()).await.expect("start");
-    assert!(config_sets(node.port).await, "a new node is asked to turn its AOF on");
+    assert!(!config_sets(node.port).await, "a new node starts on its AOF");
+    assert_eq!(redis(node.port, &["CONFIG", "GET", "appendonly"]).await, "appendonly\nyes");
+    assert!(aof_dir.join("appendonly.aof.manifest").exists(), "written as the node started");
     assert_eq!(redis(node.port, &["SET", "kept", "yes"]).await, "OK");
-    let manifest = &spec.dir.join("appendonlydir/appendonly.aof.manifest");
-    eventually("the AOF's first rewrite done", || async move { manifest.exists() }).await;
+    assert_eq!(redis(node.port, &["SAVE"]).await, "OK");
     runtime.stop(&spec.key).await.expect("stop");
 
     let node = runtime.start(spec.clone()).await.expect("restart");
     assert_eq!(redis(node.port, &["GET", "kept"]).await, "yes");
-    assert_eq!(redis(node.port, &["CONFIG", "GET", "appendonly"]).await, "appendonly\nyes");
     assert!(!config_sets(node.port).await, "a node started on its AOF is not asked again");
+    runtime.stop(&spec.key).await.expect("stop");
+
+    std::fs::remove_dir_all(&aof_dir).expect("the AOF removed: the RDB file is the node's data");
+    let node = runtime.start(spec.clone()).await.expect("start on the RDB file");
+    assert_eq!(redis(node.port, &["GET", "kept"]).await, "yes", "the RDB file is loaded");
+    assert!(config_sets(node.port).await, "a node started on its RDB file is asked to turn its AOF on");
+    let manifest = &aof_dir.join("appendonly.aof.manifest");
+    eventually("the AOF's first rewrite done", || async move { manifest.exists() }).await;
     runtime.stop(&spec.key).await.expect("stop");
 }

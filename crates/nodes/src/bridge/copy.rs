@@ -19,8 +19,6 @@ use crate::{NodeKey, NodeSpec};
 const SCAN_COUNT: &str = "1000";
 /// Bound on one pipeline to the scratch node (DUMPs of a batch of big keys included).
 const SCRATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// The file name the scratch node loads at start (redis's default `dbfilename`).
-pub(super) const RDB_FILE: &str = "dump.rdb";
 
 /// The scratch node of bridge `id`, under a scope no cache uses (no `/`).
 pub(super) fn scratch_key(id: &str) -> NodeKey {

@@ -298,7 +298,7 @@ async fn full_sync(
 ) -> Result<(AbortOnDrop, mpsc::UnboundedReceiver<Event>, Targets), Stop> {
     copy::prepare_dir(&spec.scratch_dir).await?;
     let started = Instant::now();
-    let size = source::receive_rdb(&mut conn, &spec.scratch_dir.join(copy::RDB_FILE)).await?;
+    let size = source::receive_rdb(&mut conn, &spec.scratch_dir.join(crate::config::RDB_FILE)).await?;
     // The first ACK puts the bridge online: the source streams from here on, and the link
     // task keeps what arrives while the copy runs.
     conn.send(&source::ack(offset)).await.map_err(|e| Stop::Retry(format!("source connection: {e}")))?;
