@@ -3,7 +3,7 @@
 //! over 100 clusters.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -65,12 +65,12 @@ async fn by_hand(engine: Engine, count: usize) -> anyhow::Result<Duration> {
         let port = address.port().to_string();
         let mut command = match engine {
             Engine::Redis => {
-                let mut c = Command::new("redis-server");
+                let mut c = crate::child_command("redis-server");
                 c.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
                 c
             }
             Engine::Memcached => {
-                let mut c = Command::new("memcached");
+                let mut c = crate::child_command("memcached");
                 c.args(["-p", &port, "-l", "127.0.0.1", "-U", "0", "-m", "512", "-u", "root"]);
                 c
             }

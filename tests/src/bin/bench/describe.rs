@@ -197,7 +197,7 @@ async fn wait_available(client: &Client) -> anyhow::Result<()> {
 async fn moto() -> anyhow::Result<Option<[Figures; 4]>> {
     if Command::new("sh").args(["-c", "command -v moto_server"]).stdout(Stdio::null()).status()?.success() {
         let address = free_port()?;
-        let mut child = Command::new("moto_server")
+        let mut child = crate::child_command("moto_server")
             .args(["-H", "127.0.0.1", "-p", &address.port().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

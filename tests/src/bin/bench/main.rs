@@ -72,6 +72,32 @@ fn server_binary() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// A command for `program` whose process gets a SIGTERM when the bench ends, even killed by a
+/// signal, which runs no destructor: a bench stopped half-way must not leave an emulator
+/// (and its nodes) running. Linux sends it when the *thread* that spawned the child ends;
+/// the bench spawns from its runtime's threads, which live as long as the bench (it never
+/// blocks in place).
+fn child_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = Command::new(program);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (prctl, getppid); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The bench may have died between fork and prctl; then no signal will come.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
 fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -103,7 +129,7 @@ impl Server {
         state_dir: Option<&std::path::Path>,
         flags: &[&str],
     ) -> anyhow::Result<Self> {
-        let mut command = Command::new(binary);
+        let mut command = child_command(binary);
         command.args(["serve", "--listen", &address.to_string()]).args(flags);
         match state_dir {
             Some(dir) => command.arg("--state-dir").arg(dir),

@@ -87,7 +87,7 @@ async fn floor(source: SocketAddr, dir: &Path) -> anyhow::Result<(Duration, Dura
     let dump = started.elapsed();
     let address = free_port()?;
     let started = Instant::now();
-    let mut server = Command::new("redis-server")
+    let mut server = crate::child_command("redis-server")
         .args(["--port", &address.port().to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)

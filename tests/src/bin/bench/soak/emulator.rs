@@ -42,7 +42,7 @@ impl Emulator {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(&self.binary)
+        let child = crate::child_command(&self.binary)
             .args(["serve", "--listen", &self.address.to_string(), "--state-dir"])
             .arg(&self.state_dir)
             .env("ELASTICACHE_LOCAL_LOG", std::env::var("SOAK_LOG").unwrap_or_else(|_| "info".to_string()))
