@@ -41,6 +41,8 @@ const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
 const BOOTS_PER_CORE: usize = 4;
 /// Further tries at a free port for a warm node whose port was taken meanwhile.
 const WARM_PORT_RETRIES: usize = 3;
+/// How long a node's `SHUTDOWN` may take before it is signalled instead.
+const SHUTDOWN_ASK: Duration = Duration::from_millis(250);
 /// How long a node gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Readiness polling interval: nodes come up in a few milliseconds…
@@ -251,7 +253,7 @@ impl Runtime {
         let _guard = self.inner.key_lock(&spec.key).lock_owned().await;
         if let Some(old) = self.inner.remove(&spec.key) {
             tracing::info!(node = %spec.key, pid = old.info.pid, "replacing running node");
-            old.terminate().await;
+            old.terminate(self.inner.control()).await;
         }
         if let Some(node) = self.inner.claim_warm(&spec).await {
             let info = node.info.clone();
@@ -328,7 +330,7 @@ impl Runtime {
         let pools = std::mem::take(&mut *lock(&self.inner.warm));
         for pool in pools {
             for node in pool.drain() {
-                node.terminate().await;
+                node.terminate(self.inner.control()).await;
             }
             let _ = tokio::fs::remove_dir_all(&pool.settings.root).await;
         }
@@ -351,7 +353,7 @@ impl Runtime {
     pub async fn stop(&self, key: &NodeKey) -> Result<(), NodeError> {
         let _guard = self.inner.key_lock(key).lock_owned().await;
         if let Some(node) = self.inner.remove(key) {
-            node.terminate().await;
+            node.terminate(self.inner.control()).await;
             tracing::info!(node = %key, from = "running", to = "stopped", "node stopped");
         }
         Ok(())
@@ -649,7 +651,7 @@ impl Runtime {
             tasks.spawn(async move {
                 let _guard = inner.key_lock(&key).lock_owned().await;
                 if let Some(node) = inner.remove(&key) {
-                    node.terminate().await;
+                    node.terminate(inner.control()).await;
                     tracing::info!(node = %key, from = "running", to = "stopped", "node stopped");
                 }
             });
@@ -791,7 +793,7 @@ impl Inner {
                         tracing::debug!(node = %node.info.key, pid = node.info.pid, "warm node ready");
                         pool.put(started_at, node);
                     }
-                    Ok(node) => node.terminate().await,
+                    Ok(node) => node.terminate(inner.control()).await,
                     // Not retried here: the next hand-out tries again.
                     Err(Launch::Failed(error)) => tracing::warn!(%error, "starting a warm node failed"),
                     Err(Launch::PortTaken) => {
@@ -819,7 +821,7 @@ impl Inner {
             match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
                 Ok(Ok(Reply::Simple(_))) => {}
                 outcome => {
-                    node.terminate().await;
+                    node.terminate(self.control()).await;
                     let error = NodeError::Protocol(format!("warm node refused {args:?}: {outcome:?}"));
                     return Err(Launch::Failed(error));
                 }
@@ -842,7 +844,7 @@ impl Inner {
                 Ok(paths) => paths,
                 Err(error) => {
                     tracing::warn!(node = %spec.key, %error, "handing over a warm node failed");
-                    node.terminate().await;
+                    node.terminate(self.control()).await;
                     return None;
                 }
             };
@@ -858,7 +860,7 @@ impl Inner {
                 let outcome = tokio::time::timeout(COMMAND_TIMEOUT, set).await;
                 if !matches!(outcome, Ok(Ok(Reply::Simple(_)))) {
                     tracing::warn!(node = %spec.key, ?outcome, "a warm node refused its memory limit; starting one instead");
-                    node.terminate().await;
+                    node.terminate(self.control()).await;
                     let _ = tokio::fs::remove_dir_all(&node.dir).await;
                     return None;
                 }
@@ -1098,16 +1100,29 @@ impl Node {
         signal_unreaped(&mut lock(&self.process), self.info.pid, Recipient::Node, signal)
     }
 
-    /// SIGTERM (and SIGCONT, in case it is paused), a grace period, then SIGKILL; reaps.
-    /// Memcached gets SIGKILL at once: it has nothing to flush, and its SIGTERM path
-    /// waits up to a second for background threads, which would slow every stop and reset.
-    async fn terminate(&self) {
+    /// A redis-like node that answers is asked to `SHUTDOWN`; then SIGTERM (and SIGCONT, in
+    /// case it is paused), a grace period, then SIGKILL; reaps. Redis acts on a SIGTERM only
+    /// in its next cron tick: up to 100 ms later at its default pace, a second at a quiet
+    /// one, in every delete and every reboot. `SHUTDOWN` does the same (the AOF flushed, no
+    /// RDB saved) at once. Memcached gets SIGKILL at once: it has nothing to flush, and its
+    /// SIGTERM path waits up to a second for background threads, which would slow every
+    /// stop and reset.
+    async fn terminate(&self, control: (&str, &str)) {
         let child = lock(&self.process).child.take();
         if let Some(mut child) = child {
             let status = if self.engine == EngineKind::Memcached {
                 let _ = child.start_kill();
                 child.wait().await.ok()
             } else {
+                if !self.paused.load(Ordering::SeqCst) && !self.stopped.load(Ordering::SeqCst) {
+                    // Answered by the connection closing as the node exits; a hung node is
+                    // left to the signals below.
+                    let ask = async {
+                        let mut session = probe::redis_session(&self.socket, control).await?;
+                        resp::command(&mut session, &["SHUTDOWN"]).await
+                    };
+                    let _ = tokio::time::timeout(SHUTDOWN_ASK, ask).await;
+                }
                 if let Ok(pid) = libc::pid_t::try_from(self.info.pid) {
                     // SAFETY: as in `signal`; the child is unreaped because we own it.
                     unsafe {

@@ -154,3 +154,24 @@ async fn only_a_node_started_on_an_rdb_file_is_asked_to_turn_its_append_only_fil
     eventually("the AOF's first rewrite done", || async move { manifest.exists() }).await;
     runtime.stop(&spec.key).await.expect("stop");
 }
+
+/// A stopped redis-like node is asked to `SHUTDOWN` rather than signalled (redis acts on a
+/// SIGTERM only at its next cron tick), and keeps what it acknowledged for its next start.
+#[tokio::test]
+async fn a_stopped_node_shuts_down_on_request_and_keeps_its_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    for engine in [EngineKind::Redis, EngineKind::Valkey] {
+        let spec = spec(dir.path(), engine, &format!("shutdown-{engine}"));
+        let node = runtime.start(spec.clone()).await.expect("start");
+        assert_eq!(redis(node.port, &["SET", "kept", "yes"]).await, "OK");
+        runtime.stop(&spec.key).await.expect("stop");
+        let log = std::fs::read_to_string(spec.dir.join("redis.log")).expect("the node's log");
+        assert!(log.contains("User requested shutdown"), "{engine}: {log}");
+        assert!(!log.contains("Received SIGTERM"), "{engine}: {log}");
+
+        let node = runtime.start(spec.clone()).await.expect("restart");
+        assert_eq!(redis(node.port, &["GET", "kept"]).await, "yes", "{engine}");
+        runtime.stop(&spec.key).await.expect("stop");
+    }
+}
