@@ -77,7 +77,8 @@ impl Spawner {
             }
             None => {
                 let mut command = Command::new(program);
-                ask_for_parent_death_signal(&mut command);
+                // Without `setpriv`: the forked child asks for the signal itself.
+                die_with_parent(command.as_std_mut(), libc::SIGKILL);
                 command
             }
         }
@@ -112,17 +113,20 @@ fn harden(command: &mut Command) {
     command.kill_on_drop(true).stdin(std::process::Stdio::null()).process_group(0);
 }
 
-/// Without `setpriv`: the forked child asks for the signal itself before its `exec`.
+/// Has the child `command` starts ask, between its fork and its `exec`, for `signal` when
+/// the thread that started it ends (`PR_SET_PDEATHSIG`). The nodes' way without `setpriv`
+/// (SIGKILL), and the bench's for the servers it starts (SIGTERM).
 #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
-fn ask_for_parent_death_signal(command: &mut Command) {
+pub fn die_with_parent(command: &mut std::process::Command, signal: libc::c_int) {
     #[cfg(target_os = "linux")]
     {
+        use std::os::unix::process::CommandExt as _;
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
         // system calls (prctl, getppid); it allocates nothing.
         unsafe {
             command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 // The parent may have died between fork and prctl; then no signal will come.

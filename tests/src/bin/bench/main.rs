@@ -78,23 +78,8 @@ fn server_binary() -> anyhow::Result<PathBuf> {
 /// the bench spawns from its runtime's threads, which live as long as the bench (it never
 /// blocks in place).
 fn child_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    use std::os::unix::process::CommandExt as _;
     let mut command = Command::new(program);
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (prctl, getppid); it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The bench may have died between fork and prctl; then no signal will come.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    nodes::spawner::die_with_parent(&mut command, libc::SIGTERM);
     command
 }
 
