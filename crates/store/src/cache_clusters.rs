@@ -509,8 +509,22 @@ impl Store {
         .await
     }
 
-    /// Removes a cluster, its nodes and its tags, recording `events`.
+    /// Removes a cluster, its nodes and its tags, recording `events`. A member's group
+    /// changes with it (see `versions::stamp`): its members are read from theirs.
     pub async fn delete_cache_cluster(&self, scope: &Scope, id: &str, arn: &str, events: &[EventRecord]) -> Result<()> {
-        self.delete_resource("cache_clusters", "id", scope, id, arn, events).await
+        let mut tx = self.begin().await?;
+        let group: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT replication_group_id FROM cache_clusters WHERE region = ? AND account = ? AND id = ?",
+        )
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        crate::delete_resource(&mut tx, "cache_clusters", "id", scope, id, arn, events).await?;
+        if let Some((Some(group),)) = group {
+            crate::versions::stamp(&mut tx, "replication_groups", scope, &group).await?;
+        }
+        tx.commit().await
     }
 }

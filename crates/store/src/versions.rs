@@ -2,7 +2,8 @@
 //! stamps its row with the next version of its table (`migrations/0011_versions.sql`,
 //! counted in `write_versions`, `0012`, so a version is never handed out twice), so
 //! a pass over changes reads the rows written since, by index, at a cost that follows the
-//! changes rather than what the store holds.
+//! changes rather than what the store holds. A deleted member leaves no row to read, so
+//! its group's row is stamped instead ([`stamp`]).
 
 use sqlx::Row;
 
@@ -26,11 +27,7 @@ pub(crate) async fn write_document(
     id: &str,
     data: String,
 ) -> Result<()> {
-    let (version,): (i64,) =
-        sqlx::query_as("UPDATE write_versions SET version = version + 1 WHERE name = ? RETURNING version")
-            .bind(table)
-            .fetch_one(&mut *conn)
-            .await?;
+    let version = next_version(conn, table).await?;
     sqlx::query(&format!(
         "INSERT INTO {table} (region, account, id, data, version) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (region, account, id) DO UPDATE SET data = excluded.data, version = excluded.version"
@@ -43,6 +40,34 @@ pub(crate) async fn write_document(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Stamps the row `(scope, id)` of `table`, if there is one, as written now, its document
+/// unchanged: a change a pass over changes must see that no write of the row made.
+pub(crate) async fn stamp(
+    conn: &mut sqlx::SqliteConnection,
+    table: &'static str,
+    scope: &Scope,
+    id: &str,
+) -> Result<()> {
+    let version = next_version(conn, table).await?;
+    sqlx::query(&format!("UPDATE {table} SET version = ? WHERE region = ? AND account = ? AND id = ?"))
+        .bind(version)
+        .bind(&scope.region)
+        .bind(&scope.account)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn next_version(conn: &mut sqlx::SqliteConnection, table: &'static str) -> Result<i64> {
+    let (version,): (i64,) =
+        sqlx::query_as("UPDATE write_versions SET version = version + 1 WHERE name = ? RETURNING version")
+            .bind(table)
+            .fetch_one(conn)
+            .await?;
+    Ok(version)
 }
 
 impl Store {

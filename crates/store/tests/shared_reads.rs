@@ -159,6 +159,27 @@ async fn a_write_after_the_latest_written_row_is_deleted_is_still_a_change() {
     assert_eq!(clusters.iter().map(|c| c.cluster.id.as_str()).collect::<Vec<_>>(), ["fx-redis"]);
 }
 
+#[tokio::test]
+async fn deleting_a_member_is_a_change_of_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_fixture(&dir).await;
+    let read_up_to = store.versions().await.unwrap();
+    // Its row goes, so only its group's can say so: a deleting group whose last member
+    // went waited for the period's pass (2 s) to be deleted in turn.
+    store.delete_cache_cluster(&scope(), "fx-group-002", "arn", &[]).await.unwrap();
+    let (clusters, groups) = store.changed(read_up_to, store.versions().await.unwrap()).await.unwrap();
+    assert_eq!(groups.iter().map(|g| g.group.id.as_str()).collect::<Vec<_>>(), ["fx-group"]);
+    let members: Vec<&str> = groups[0].members.iter().map(|m| m.cluster.id.as_str()).collect();
+    assert_eq!(members, ["fx-group-001"]);
+    assert!(clusters.is_empty(), "the member that is left was not written");
+
+    // A cluster of no group changes no group.
+    let read_up_to = store.versions().await.unwrap();
+    store.delete_cache_cluster(&scope(), "fx-redis", "arn", &[]).await.unwrap();
+    let (_, groups) = store.changed(read_up_to, store.versions().await.unwrap()).await.unwrap();
+    assert!(groups.is_empty());
+}
+
 /// The API's store reads through connections of its own, but what it keeps is what the
 /// reconciler's store writes: a write through one is seen at once by a kept read of the other.
 #[tokio::test]
