@@ -221,3 +221,41 @@ impl ProbeIs for Runtime {
         self.probe(key, PROBE).await == health
     }
 }
+
+/// What a SIGCHLD tells, read by `reap`: a node stopped, continued or killed from outside
+/// the runtime (a debugger, an operator's `kill`) shows in its known health.
+#[tokio::test]
+async fn reap_reads_a_stop_a_continue_and_an_exit_from_outside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let _listening = runtime.changes();
+    let spec = spec(dir.path(), EngineKind::Redis, "outside");
+    let node = runtime.start(spec.clone()).await.expect("start");
+    let pid = libc::pid_t::try_from(node.pid).expect("pid");
+    let known_after_reap = |health: Option<Health>| {
+        let runtime = &runtime;
+        let key = spec.key.clone();
+        move || {
+            runtime.reap();
+            let known = runtime.known_health(&key);
+            async move { known == health }
+        }
+    };
+    assert_eq!(runtime.known_health(&spec.key), None);
+
+    // SAFETY: kill(2) on our own live child; SIGCONT below undoes it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    eventually("a stop from outside is known", known_after_reap(Some(Health::Paused))).await;
+    // Read, not consumed: a look without a new SIGCHLD keeps what the last one read.
+    runtime.reap();
+    assert_eq!(runtime.known_health(&spec.key), Some(Health::Paused));
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    eventually("a continue from outside is known", known_after_reap(None)).await;
+
+    // SAFETY: as above; the runtime reaps it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    eventually("an exit is known", known_after_reap(Some(Health::Exited))).await;
+    assert!(!process_alive(node.pid));
+}
