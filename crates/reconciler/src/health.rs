@@ -278,16 +278,16 @@ impl Critical {
             return false;
         }
         self.store_changes.mark_unchanged();
-        let Ok(groups) = r.store.all_replication_groups().await else {
+        let Ok(groups) = r.store.all_replication_group_records().await else {
             // Read again on the next tick.
             self.store_changes.mark_changed();
             return false;
         };
         self.clusters.clear();
-        for g in groups.iter().filter(|g| g.group.automatic_failover) {
-            let primaries = g.group.node_groups.iter().map(|s| s.primary_cluster_id.clone());
-            let clusters = self.clusters.entry(crate::scope_key(&g.scope)).or_default();
-            clusters.extend(std::iter::once(g.group.primary_cluster_id.clone()).chain(primaries));
+        for (scope, group) in groups.into_iter().filter(|(_, g)| g.automatic_failover) {
+            let primaries = group.node_groups.into_iter().map(|s| s.primary_cluster_id);
+            let clusters = self.clusters.entry(crate::scope_key(&scope)).or_default();
+            clusters.extend(std::iter::once(group.primary_cluster_id).chain(primaries));
         }
         self.read_at = Some(Instant::now());
         true

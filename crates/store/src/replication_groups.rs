@@ -324,6 +324,20 @@ impl Store {
         read_groups(&mut conn, None, None).await
     }
 
+    /// Every group's own record, without its members: reading those too is reading every
+    /// member cluster of the store, most of the cost when only the groups' fields matter.
+    pub async fn all_replication_group_records(&self) -> Result<Vec<(Scope, ReplicationGroupRecord)>> {
+        let rows = sqlx::query("SELECT region, account, data FROM replication_groups ORDER BY region, account, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let scope = Scope { region: row.get("region"), account: row.get("account") };
+                Ok((scope, decode(row.get("data"))?))
+            })
+            .collect()
+    }
+
     /// [`Tx::update_replication_group`] in a transaction of its own.
     ///
     /// A change that changes nothing and records no event writes nothing (no transaction,

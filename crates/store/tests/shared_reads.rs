@@ -86,6 +86,10 @@ async fn keyed_reads_answer_what_reading_everything_answers() {
         assert_eq!(group.members, members);
         assert_eq!(store.replication_group_members(&scope(), &group.group.id).await.unwrap(), members);
     }
+    let groups = store.all_replication_groups().await.unwrap();
+    assert!(!groups.is_empty());
+    let records: Vec<_> = groups.into_iter().map(|g| (g.scope, g.group)).collect();
+    assert_eq!(store.all_replication_group_records().await.unwrap(), records);
     let mut ids = store.cache_cluster_ids(&scope()).await.unwrap();
     ids.sort();
     assert_eq!(ids, all.iter().map(|c| c.cluster.id.clone()).collect::<Vec<_>>());
