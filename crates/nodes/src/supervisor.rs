@@ -41,8 +41,10 @@ const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
 const BOOTS_PER_CORE: usize = 4;
 /// Further tries at a free port for a warm node whose port was taken meanwhile.
 const WARM_PORT_RETRIES: usize = 3;
-/// How long a node's `SHUTDOWN` may take before it is signalled instead.
+/// How long a node's `SHUTDOWN` may take before it is signalled instead…
 const SHUTDOWN_ASK: Duration = Duration::from_millis(250);
+/// …and how soon it is asked again when it refuses (its first AOF is being written).
+const SHUTDOWN_RETRY: Duration = Duration::from_millis(2);
 /// How long a node gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Readiness polling interval: nodes come up in a few milliseconds…
@@ -1125,10 +1127,15 @@ impl Node {
             } else {
                 if !self.paused.load(Ordering::SeqCst) && !self.stopped.load(Ordering::SeqCst) {
                     // Answered by the connection closing as the node exits; a hung node is
-                    // left to the signals below.
+                    // left to the signals below. Refused while the node writes its first
+                    // AOF (a replica that just synced): it may exit once that is whole,
+                    // which asking again learns sooner than SIGTERM's tick would.
                     let ask = async {
                         let mut session = probe::redis_session(&self.socket, control).await?;
-                        resp::command(&mut session, &["SHUTDOWN"]).await
+                        while let Reply::Error(_) = resp::command(&mut session, &["SHUTDOWN"]).await? {
+                            tokio::time::sleep(SHUTDOWN_RETRY).await;
+                        }
+                        Ok::<(), NodeError>(())
                     };
                     let _ = tokio::time::timeout(SHUTDOWN_ASK, ask).await;
                 }

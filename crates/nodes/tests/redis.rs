@@ -175,3 +175,30 @@ async fn a_stopped_node_shuts_down_on_request_and_keeps_its_keys() {
         runtime.stop(&spec.key).await.expect("stop");
     }
 }
+
+/// Redis refuses `SHUTDOWN` while it writes its first append-only file (a replica that just
+/// synced, a node whose AOF was just turned on): asked again, it exits once the file is
+/// whole, keeping what it acknowledged, rather than at the tick that acts on a SIGTERM.
+#[tokio::test]
+async fn a_node_writing_its_first_aof_shuts_down_once_it_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let spec = spec(dir.path(), EngineKind::Redis, "first-aof");
+    let node = runtime.start(spec.clone()).await.expect("start");
+    for key in ["a", "b", "c"] {
+        assert_eq!(redis(node.port, &["SET", key, "kept"]).await, "OK");
+    }
+    // The rewrite takes 20 ms a key: the stop below lands in it.
+    assert_eq!(redis(node.port, &["CONFIG", "SET", "rdb-key-save-delay", "20000"]).await, "OK");
+    assert_eq!(redis(node.port, &["CONFIG", "SET", "appendonly", "no"]).await, "OK");
+    assert_eq!(redis(node.port, &["CONFIG", "SET", "appendonly", "yes"]).await, "OK");
+    runtime.stop(&spec.key).await.expect("stop");
+    let log = std::fs::read_to_string(spec.dir.join("redis.log")).expect("the node's log");
+    assert!(log.contains("Writing initial AOF, can't exit"), "the stop missed the rewrite: {log}");
+    assert!(log.contains("User requested shutdown"), "{log}");
+    assert!(!log.contains("Received SIGTERM"), "{log}");
+
+    let node = runtime.start(spec.clone()).await.expect("restart");
+    assert_eq!(redis(node.port, &["MGET", "a", "b", "c"]).await, "kept\nkept\nkept");
+    runtime.stop(&spec.key).await.expect("stop");
+}
