@@ -211,10 +211,17 @@ impl Runtime {
         if self.inner.reaped_at.swap(signals, Ordering::SeqCst) == signals {
             return;
         }
+        // One question for all children first: with no exit left to reap (the runtime's
+        // own stops reap theirs) and none stopped, no node needs asking.
+        let any_exited = child_reports(libc::P_ALL, 0, libc::WEXITED).is_some();
+        let any_stopped = child_reports(libc::P_ALL, 0, libc::WSTOPPED) == Some(libc::CLD_STOPPED);
         let nodes: Vec<Arc<Node>> = lock(&self.inner.nodes).values().cloned().collect();
         for node in nodes {
-            if !node.has_exited() {
-                node.stopped.store(process_stopped(node.info.pid), Ordering::SeqCst);
+            let exited = if any_exited { node.has_exited() } else { lock(&node.process).child.is_none() };
+            if !exited {
+                let stopped =
+                    any_stopped && child_reports(libc::P_PID, node.info.pid, libc::WSTOPPED) == Some(libc::CLD_STOPPED);
+                node.stopped.store(stopped, Ordering::SeqCst);
             }
         }
     }
@@ -1008,16 +1015,18 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Whether our child `pid` is stopped by a signal. `waitid` with `WNOWAIT` reads the
-/// child's state and leaves it to be read again; reading `/proc/<pid>/stat` instead cost
-/// 10 ms at a thousand nodes, on a runtime thread, at every SIGCHLD (every delete).
-fn process_stopped(pid: u32) -> bool {
+/// What `waitid` has to report of our child `id` (`P_PID`), or of any of our children
+/// (`P_ALL`), among `events` (`WEXITED`, `WSTOPPED`): its `si_code` (`CLD_EXITED`,
+/// `CLD_STOPPED`, ...). `WNOWAIT` leaves the report to be read again, and an exit to be
+/// reaped by the child's owner. Reading `/proc/<pid>/stat` instead cost 10 ms at a thousand
+/// nodes, on a runtime thread, at every SIGCHLD (every delete).
+fn child_reports(which: libc::idtype_t, id: libc::id_t, events: libc::c_int) -> Option<libc::c_int> {
     // SAFETY: an all-zero siginfo_t is a valid value, and waitid only writes into it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid siginfo_t to write to; WNOHANG keeps the call from blocking.
-    let read = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT) };
+    let read = unsafe { libc::waitid(which, id, &mut info, events | libc::WNOHANG | libc::WNOWAIT) };
     // SAFETY: waitid succeeded, so `info` holds a SIGCHLD's fields (si_pid 0: nothing to report).
-    read == 0 && unsafe { info.si_pid() } != 0 && info.si_code == libc::CLD_STOPPED
+    (read == 0 && unsafe { info.si_pid() } != 0).then_some(info.si_code)
 }
 
 /// `exchange`, given up after [`COMMAND_TIMEOUT`].
