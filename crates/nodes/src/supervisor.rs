@@ -372,24 +372,28 @@ impl Runtime {
         Ok(())
     }
 
+    /// Stops a node whose data goes with it (its cluster is deleted): SIGKILL, with nothing
+    /// to save, rather than a shutdown that may first wait for its AOF to be written (a
+    /// replica that just synced: 50 ms of every group deleted right after its creation).
+    /// Returns once the process is reaped and its port free. An unknown key is already gone.
+    pub async fn discard(&self, key: &NodeKey) -> Result<(), NodeError> {
+        let _guard = self.inner.key_lock(key).lock_owned().await;
+        if let Some(node) = self.inner.remove(key) {
+            node.kill_tree().await;
+            node.remove_socket_link();
+            tracing::info!(node = %key, from = "running", to = "discarded", "node stopped");
+        }
+        Ok(())
+    }
+
     /// SIGKILLs a node as a crash would: no shutdown, and it stays supervised so probes
     /// report [`Health::Exited`] until it is started again or stopped.
     pub async fn kill(&self, key: &NodeKey) -> Result<(), NodeError> {
         let _guard = self.inner.key_lock(key).lock_owned().await;
         let node = self.inner.node(key).ok_or_else(|| NodeError::NotFound { key: key.clone() })?;
-        let child = {
-            let mut process = lock(&node.process);
-            // Whatever the node forked dies with it, as when the machine kills a process tree.
-            signal_unreaped(&mut process, node.info.pid, Recipient::Group, libc::SIGKILL);
-            process.child.take()
-        };
-        if let Some(mut child) = child {
-            let _ = child.start_kill();
-            let status = child.wait().await?;
-            lock(&node.process).exit = Some(status);
+        if node.kill_tree().await.is_some() {
             tracing::info!(node = %key, pid = node.info.pid, from = "running", to = "exited", "node killed");
         }
-        node.paused.store(false, Ordering::SeqCst);
         self.inner.changed();
         Ok(())
     }
@@ -1167,7 +1171,27 @@ impl Node {
             lock(&self.process).exit = status;
         }
         self.paused.store(false, Ordering::SeqCst);
-        // A handed-over warm node is reached through a link (see `warm::move_dir`).
+        self.remove_socket_link();
+    }
+
+    /// SIGKILLs the node and whatever it forked (an AOF rewrite, a snapshot), as when the
+    /// machine kills a process tree, and reaps it: its exit status, if it was running.
+    async fn kill_tree(&self) -> Option<ExitStatus> {
+        let child = {
+            let mut process = lock(&self.process);
+            signal_unreaped(&mut process, self.info.pid, Recipient::Group, libc::SIGKILL);
+            process.child.take()
+        };
+        self.paused.store(false, Ordering::SeqCst);
+        let mut child = child?;
+        let _ = child.start_kill();
+        let status = child.wait().await.ok();
+        lock(&self.process).exit = status;
+        status
+    }
+
+    /// A handed-over warm node is reached through a link (see `warm::move_dir`).
+    fn remove_socket_link(&self) {
         if std::fs::symlink_metadata(&self.socket).is_ok_and(|m| m.file_type().is_symlink()) {
             let _ = std::fs::remove_file(&self.socket);
         }

@@ -137,6 +137,35 @@ async fn stop_frees_the_port_and_forgets_the_node() {
     }
 }
 
+/// A node whose data goes with it is killed, with whatever it forked, not asked to save:
+/// one writing its first AOF (20 ms a key here, for minutes) is gone at once.
+#[tokio::test]
+async fn discard_kills_the_node_and_its_rewrite_at_once_and_forgets_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let spec = spec(dir.path(), EngineKind::Redis, "discard");
+    let node = runtime.start(spec.clone()).await.expect("start");
+    for i in 0..10_000 {
+        assert_eq!(redis(node.port, &["SET", &format!("key-{i}"), "x"]).await, "OK");
+    }
+    assert_eq!(redis(node.port, &["CONFIG", "SET", "rdb-key-save-delay", "20000"]).await, "OK");
+    assert_eq!(redis(node.port, &["CONFIG", "SET", "appendonly", "no"]).await, "OK");
+    assert_eq!(redis(node.port, &["CONFIG", "SET", "appendonly", "yes"]).await, "OK");
+    let rewriting = redis(node.port, &["INFO", "persistence"]).await;
+    assert!(rewriting.contains("aof_rewrite_in_progress:1"), "{rewriting}");
+
+    runtime.discard(&spec.key).await.expect("discard");
+    assert!(!process_alive(node.pid));
+    assert!(runtime.get(&spec.key).is_none());
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, node.port)).expect("port is free after discard");
+    let log = std::fs::read_to_string(spec.dir.join("redis.log")).expect("the node's log");
+    assert!(!log.contains("User requested shutdown") && !log.contains("Received SIGTERM"), "{log}");
+    // The rewrite's fork was killed with it (the group's signal is delivered as the node
+    // dies, the orphan reaped by init soon after).
+    eventually("the node's process group is gone", || async { live_in_group(node.pid).is_empty() }).await;
+    runtime.discard(&spec.key).await.expect("discard twice");
+}
+
 #[tokio::test]
 async fn starting_a_running_key_replaces_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -258,4 +287,20 @@ async fn reap_reads_a_stop_a_continue_and_an_exit_from_outside() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     eventually("an exit is known", known_after_reap(Some(Health::Exited))).await;
     assert!(!process_alive(node.pid));
+}
+
+/// The live (not zombie) processes of process group `pgid`.
+fn live_in_group(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // state, ppid, pgrp
+            fields.len() > 2 && fields[2] == pgid.to_string() && !matches!(fields[0], "Z" | "X")
+        })
+        .collect()
 }

@@ -666,9 +666,10 @@ async fn delete(r: &Arc<Reconciler>, c: &CacheCluster) -> Result<Option<Duration
     if crate::snapshots::final_snapshot_pending(r, &c.scope, &c.cluster.id).await {
         return Ok(Some(crate::SOON));
     }
+    // Their data goes with the directory below: nothing to save first.
     for node in &c.nodes {
         let key = NodeKey::new(scope_key(&c.scope), c.cluster.id.clone(), node.node_id.clone());
-        r.runtime.stop(&key).await.map_err(Error::Node)?;
+        r.runtime.discard(&key).await.map_err(Error::Node)?;
         lock(&r.monitor.observed).remove(&key);
     }
     r.endpoints.memcached.lock().await.remove(&(c.scope.clone(), c.cluster.id.clone()));

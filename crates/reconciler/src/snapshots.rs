@@ -452,7 +452,7 @@ pub(crate) async fn seed_cluster(
             r.progress.report(scope, RESTORE, &g.group.id, done, total);
         };
         let result = spread_keys(r, &key, &owner, &report).await;
-        let _ = r.runtime.stop(&key).await;
+        let _ = r.runtime.discard(&key).await;
         let _ = tokio::fs::remove_dir_all(&dir).await;
         if result.is_err() {
             r.progress.finish(scope, RESTORE, &g.group.id);
