@@ -3,7 +3,7 @@
 //!
 //! The reconciler decides *what* should run; this crate only knows *how* to run it: render
 //! the engine's configuration from AWS parameter values, start the process on a free (or
-//! the requested) port, wait until it answers, and later stop, crash, freeze or probe it.
+//! the requested) port, wait until it answers, and later stop, discard, crash, freeze or probe it.
 //! It never touches the store.
 //!
 //! # Layout
@@ -278,6 +278,7 @@ mod tests {
         send_sync::<EndpointProxy>();
         send(runtime.start(NodeSpec::default()));
         send(runtime.stop(key));
+        send(runtime.discard(key));
         send(runtime.kill(key));
         send(runtime.pause(key));
         send(runtime.resume(key));
