@@ -361,8 +361,9 @@ impl Runtime {
         pools.iter().flat_map(|p| p.list(describe)).collect()
     }
 
-    /// Stops a node gracefully: SIGTERM, up to 2 s to exit, then SIGKILL; returns once the
-    /// process is reaped and its port free. An unknown key is already stopped.
+    /// Stops a node gracefully, keeping its data (see `Node::terminate`: `SHUTDOWN`, then
+    /// SIGTERM, up to 2 s to exit, then SIGKILL); returns once the process is reaped and its
+    /// port free. An unknown key is already stopped.
     pub async fn stop(&self, key: &NodeKey) -> Result<(), NodeError> {
         let _guard = self.inner.key_lock(key).lock_owned().await;
         if let Some(node) = self.inner.remove(key) {
