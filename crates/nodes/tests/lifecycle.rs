@@ -148,9 +148,7 @@ async fn discard_kills_the_node_and_its_rewrite_at_once_and_forgets_it() {
     for i in 0..10_000 {
         assert_eq!(redis(node.port, &["SET", &format!("key-{i}"), "x"]).await, "OK");
     }
-    assert_eq!(redis(node.port, &["CONFIG", "SET", "rdb-key-save-delay", "20000"]).await, "OK");
-    assert_eq!(redis(node.port, &["CONFIG", "SET", "appendonly", "no"]).await, "OK");
-    assert_eq!(redis(node.port, &["CONFIG", "SET", "appendonly", "yes"]).await, "OK");
+    begin_first_aof(node.port, 20_000).await;
     let rewriting = redis(node.port, &["INFO", "persistence"]).await;
     assert!(rewriting.contains("aof_rewrite_in_progress:1"), "{rewriting}");
 

@@ -188,10 +188,8 @@ async fn a_node_writing_its_first_aof_shuts_down_once_it_is_written() {
     for key in ["a", "b", "c"] {
         assert_eq!(redis(node.port, &["SET", key, "kept"]).await, "OK");
     }
-    // The rewrite takes 20 ms a key: the stop below lands in it.
-    assert_eq!(redis(node.port, &["CONFIG", "SET", "rdb-key-save-delay", "20000"]).await, "OK");
-    assert_eq!(redis(node.port, &["CONFIG", "SET", "appendonly", "no"]).await, "OK");
-    assert_eq!(redis(node.port, &["CONFIG", "SET", "appendonly", "yes"]).await, "OK");
+    // 20 ms a key: the stop below lands in it.
+    begin_first_aof(node.port, 20_000).await;
     runtime.stop(&spec.key).await.expect("stop");
     let log = std::fs::read_to_string(spec.dir.join("redis.log")).expect("the node's log");
     assert!(log.contains("Writing initial AOF, can't exit"), "the stop missed the rewrite: {log}");

@@ -78,6 +78,15 @@ pub async fn exchange(stream: &mut TcpStream, request: &[u8], end: &[u8]) -> Vec
     reply
 }
 
+/// Has the redis node on `port` write its AOF afresh, as when the AOF is turned on: it is
+/// then "writing its first AOF" (and refuses `SHUTDOWN`) for `micros_per_key` a key.
+pub async fn begin_first_aof(port: u16, micros_per_key: u32) {
+    let delay = micros_per_key.to_string();
+    assert_eq!(redis(port, &["CONFIG", "SET", "rdb-key-save-delay", &delay]).await, "OK");
+    assert_eq!(redis(port, &["CONFIG", "SET", "appendonly", "no"]).await, "OK");
+    assert_eq!(redis(port, &["CONFIG", "SET", "appendonly", "yes"]).await, "OK");
+}
+
 /// Polls `condition` every few milliseconds until it holds; panics after [`TIMEOUT`].
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
