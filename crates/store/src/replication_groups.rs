@@ -187,6 +187,34 @@ pub(crate) async fn read_groups(
     scope: Option<&Scope>,
     id: Option<&str>,
 ) -> Result<Vec<ReplicationGroup>> {
+    let records = read_group_records(&mut *conn, scope, id).await?;
+    // Members by index: one group's, or those of every group read.
+    let clusters = match (scope, id) {
+        (Some(scope), Some(id)) => read_clusters(&mut *conn, Clusters::Group(scope, id)).await?,
+        (Some(scope), None) => read_clusters(&mut *conn, Clusters::Members(scope)).await?,
+        (None, _) => read_clusters(&mut *conn, Clusters::All).await?,
+    };
+    let mut members_of: HashMap<(Scope, String), Vec<CacheCluster>> = HashMap::new();
+    for cluster in clusters {
+        if let Some(group) = cluster.cluster.replication_group_id.clone() {
+            members_of.entry((cluster.scope.clone(), group)).or_default().push(cluster);
+        }
+    }
+    Ok(records
+        .into_iter()
+        .map(|(scope, group)| {
+            let members = members_of.remove(&(scope.clone(), group.id.clone())).unwrap_or_default();
+            ReplicationGroup { scope, group, members }
+        })
+        .collect())
+}
+
+/// The groups' own records (of one scope, one id, or all), without their members.
+async fn read_group_records(
+    conn: &mut sqlx::SqliteConnection,
+    scope: Option<&Scope>,
+    id: Option<&str>,
+) -> Result<Vec<(Scope, ReplicationGroupRecord)>> {
     let filter = match (scope, id) {
         (None, None) => "1",
         (None, Some(_)) => "id = ?",
@@ -202,27 +230,10 @@ pub(crate) async fn read_groups(
     if let Some(id) = id {
         query = query.bind(id);
     }
-    let rows = query.fetch_all(&mut *conn).await?;
-    // Members by index: one group's, or those of every group read.
-    let clusters = match (scope, id) {
-        (Some(scope), Some(id)) => read_clusters(&mut *conn, Clusters::Group(scope, id)).await?,
-        (Some(scope), None) => read_clusters(&mut *conn, Clusters::Members(scope)).await?,
-        (None, _) => read_clusters(&mut *conn, Clusters::All).await?,
-    };
-    let mut members_of: HashMap<(Scope, String), Vec<CacheCluster>> = HashMap::new();
-    for cluster in clusters {
-        if let Some(group) = cluster.cluster.replication_group_id.clone() {
-            members_of.entry((cluster.scope.clone(), group)).or_default().push(cluster);
-        }
-    }
-    let mut groups = Vec::with_capacity(rows.len());
-    for row in rows {
-        let scope = Scope { region: row.get("region"), account: row.get("account") };
-        let group: ReplicationGroupRecord = decode(row.get("data"))?;
-        let members = members_of.remove(&(scope.clone(), group.id.clone())).unwrap_or_default();
-        groups.push(ReplicationGroup { scope, group, members });
-    }
-    Ok(groups)
+    let rows = query.fetch_all(conn).await?;
+    rows.into_iter()
+        .map(|row| Ok((Scope { region: row.get("region"), account: row.get("account") }, decode(row.get("data"))?)))
+        .collect()
 }
 
 async fn write_group(tx: &mut sqlx::SqliteConnection, scope: &Scope, group: &ReplicationGroupRecord) -> Result<()> {
@@ -327,15 +338,8 @@ impl Store {
     /// Every group's own record, without its members: reading those too is reading every
     /// member cluster of the store, most of the cost when only the groups' fields matter.
     pub async fn all_replication_group_records(&self) -> Result<Vec<(Scope, ReplicationGroupRecord)>> {
-        let rows = sqlx::query("SELECT region, account, data FROM replication_groups ORDER BY region, account, id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|row| {
-                let scope = Scope { region: row.get("region"), account: row.get("account") };
-                Ok((scope, decode(row.get("data"))?))
-            })
-            .collect()
+        let mut conn = self.pool.acquire().await?;
+        read_group_records(&mut conn, None, None).await
     }
 
     /// [`Tx::update_replication_group`] in a transaction of its own.
