@@ -217,7 +217,7 @@ impl Runtime {
         let any_stopped = child_reports(libc::P_ALL, 0, libc::WSTOPPED) == Some(libc::CLD_STOPPED);
         let nodes: Vec<Arc<Node>> = lock(&self.inner.nodes).values().cloned().collect();
         for node in nodes {
-            let exited = if any_exited { node.has_exited() } else { lock(&node.process).child.is_none() };
+            let exited = if any_exited { node.has_exited() } else { node.reaped() };
             if !exited {
                 let stopped =
                     any_stopped && child_reports(libc::P_PID, node.info.pid, libc::WSTOPPED) == Some(libc::CLD_STOPPED);
@@ -1094,13 +1094,18 @@ impl Node {
 
     /// See [`Runtime::known_health`].
     fn known_health(&self) -> Option<Health> {
-        if lock(&self.process).child.is_none() {
+        if self.reaped() {
             Some(Health::Exited)
         } else if self.paused.load(Ordering::SeqCst) || self.stopped.load(Ordering::SeqCst) {
             Some(Health::Paused)
         } else {
             None
         }
+    }
+
+    /// Whether the process is known gone (reaped), without asking whether it just exited.
+    fn reaped(&self) -> bool {
+        lock(&self.process).child.is_none()
     }
 
     /// Whether the process is gone; reaps it if it just exited.
