@@ -87,8 +87,11 @@ struct Inner {
     /// Where nodes listen for clients, and the host they are advertised as.
     exposure: Exposure,
     /// Moves when a node may have changed health without anyone probing it: a process
-    /// exited (SIGCHLD), or a node was paused, resumed or killed.
+    /// exited (SIGCHLD), or a node was started, stopped, paused, resumed or killed.
     changes: watch::Sender<u64>,
+    /// The nodes the runtime started, stopped, paused, resumed or killed since the last
+    /// [`Runtime::news`].
+    news: Mutex<HashSet<NodeKey>>,
     /// SIGCHLDs seen, and the count [`Runtime::reap`] last looked under: a child that
     /// exited, or was stopped or continued from outside, is told by SIGCHLD.
     child_signals: AtomicU64,
@@ -164,6 +167,7 @@ impl Runtime {
                 booting: tokio::sync::Semaphore::new(BOOTS_PER_CORE * cores()),
                 exposure: Exposure::default(),
                 changes: watch::Sender::new(0),
+                news: Mutex::default(),
                 child_signals: AtomicU64::new(0),
                 reaped_at: AtomicU64::new(0),
                 listening_for_exits: std::sync::Once::new(),
@@ -201,29 +205,52 @@ impl Runtime {
         self.inner.node(key).map_or(Some(Health::Exited), |node| node.known_health())
     }
 
+    /// The nodes whose health may have changed since the last call: what to look at when
+    /// [`Runtime::changes`] moves. They are the nodes the runtime started, stopped, paused,
+    /// resumed or killed, and, after a SIGCHLD, those whose process exited or was stopped
+    /// or continued from outside (reaped here, so that [`Runtime::known_health`] reports
+    /// them). So a look at the news costs what changed, not every node. Meant for one
+    /// reader (the health monitor): a call takes the news it answers.
+    pub fn news(&self) -> Vec<NodeKey> {
+        let mut news = std::mem::take(&mut *lock(&self.inner.news));
+        news.extend(self.reap());
+        news.into_iter().collect()
+    }
+
+    /// Whether the node is supervised (crashed ones included, until stopped).
+    pub fn supervises(&self, key: &NodeKey) -> bool {
+        lock(&self.inner.nodes).contains_key(key)
+    }
+
     /// After a SIGCHLD, reaps every node process that exited and reads which are stopped
-    /// (SIGSTOP from anywhere), so that [`Runtime::known_health`] reports them: what to do
-    /// when [`Runtime::changes`] moves. Without one since the last look there is nothing
-    /// new to read: the runtime's own starts and stops move `changes` too, and asking each
-    /// of a thousand nodes at every one of them cost every create a millisecond.
-    pub fn reap(&self) {
+    /// (SIGSTOP from anywhere); answers the nodes whose known health this changed. Without
+    /// one since the last look there is nothing new to read: the runtime's own starts and
+    /// stops move `changes` too, and asking each of a thousand nodes at every one of them
+    /// cost every create a millisecond.
+    fn reap(&self) -> Vec<NodeKey> {
         let signals = self.inner.child_signals.load(Ordering::SeqCst);
         if self.inner.reaped_at.swap(signals, Ordering::SeqCst) == signals {
-            return;
+            return Vec::new();
         }
         // One question for all children first: with no exit left to reap (the runtime's
         // own stops reap theirs) and none stopped, no node needs asking.
         let any_exited = child_reports(libc::P_ALL, 0, libc::WEXITED).is_some();
         let any_stopped = child_reports(libc::P_ALL, 0, libc::WSTOPPED) == Some(libc::CLD_STOPPED);
         let nodes: Vec<Arc<Node>> = lock(&self.inner.nodes).values().cloned().collect();
+        let mut changed = Vec::new();
         for node in nodes {
+            let before = node.known_health();
             let exited = if any_exited { node.has_exited() } else { node.reaped() };
             if !exited {
                 let stopped =
                     any_stopped && child_reports(libc::P_PID, node.info.pid, libc::WSTOPPED) == Some(libc::CLD_STOPPED);
                 node.stopped.store(stopped, Ordering::SeqCst);
             }
+            if node.known_health() != before {
+                changed.push(node.info.key.clone());
+            }
         }
+        changed
     }
 
     /// Where nodes listen for clients and the host they are advertised as (default: this
@@ -395,7 +422,7 @@ impl Runtime {
         if node.kill_tree().await.is_some() {
             tracing::info!(node = %key, pid = node.info.pid, from = "running", to = "exited", "node killed");
         }
-        self.inner.changed();
+        self.inner.changed_node(key);
         Ok(())
     }
 
@@ -409,7 +436,7 @@ impl Runtime {
             return Err(NodeError::NotRunning { key: key.clone(), health: Health::Exited });
         }
         tracing::info!(node = %key, from = "running", to = "paused", "node paused");
-        self.inner.changed();
+        self.inner.changed_node(key);
         Ok(())
     }
 
@@ -423,7 +450,7 @@ impl Runtime {
         node.paused.store(false, Ordering::SeqCst);
         node.stopped.store(false, Ordering::SeqCst);
         tracing::info!(node = %key, from = "paused", to = "running", "node resumed");
-        self.inner.changed();
+        self.inner.changed_node(key);
         Ok(())
     }
 
@@ -746,6 +773,12 @@ impl Inner {
         self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
+    /// Tells the news of `key` (see [`Runtime::news`]).
+    fn changed_node(&self, key: &NodeKey) {
+        lock(&self.news).insert(key.clone());
+        self.changed();
+    }
+
     fn key_lock(&self, key: &NodeKey) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.key_locks).entry(key.clone()).or_default().clone()
     }
@@ -755,14 +788,14 @@ impl Inner {
     }
 
     fn insert(&self, key: NodeKey, node: Node) {
-        lock(&self.nodes).insert(key, Arc::new(node));
-        self.changed();
+        lock(&self.nodes).insert(key.clone(), Arc::new(node));
+        self.changed_node(&key);
     }
 
     fn remove(&self, key: &NodeKey) -> Option<Arc<Node>> {
         let removed = lock(&self.nodes).remove(key);
         if removed.is_some() {
-            self.changed();
+            self.changed_node(key);
         }
         removed
     }

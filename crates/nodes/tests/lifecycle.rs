@@ -249,41 +249,45 @@ impl ProbeIs for Runtime {
     }
 }
 
-/// What a SIGCHLD tells, read by `reap`: a node stopped, continued or killed from outside
-/// the runtime (a debugger, an operator's `kill`) shows in its known health.
+/// What a SIGCHLD tells, read by `news`: a node stopped, continued or killed from outside
+/// the runtime (a debugger, an operator's `kill`) is named in the news and shows in its
+/// known health.
 #[tokio::test]
-async fn reap_reads_a_stop_a_continue_and_an_exit_from_outside() {
+async fn news_tells_of_a_stop_a_continue_and_an_exit_from_outside() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = Runtime::new(Engines::detect());
     let _listening = runtime.changes();
     let spec = spec(dir.path(), EngineKind::Redis, "outside");
     let node = runtime.start(spec.clone()).await.expect("start");
+    assert_eq!(runtime.news(), vec![spec.key.clone()], "a start is news");
     let pid = libc::pid_t::try_from(node.pid).expect("pid");
-    let known_after_reap = |health: Option<Health>| {
+    let known_in_news = |health: Option<Health>| {
         let runtime = &runtime;
         let key = spec.key.clone();
         move || {
-            runtime.reap();
+            let told = runtime.news() == [key.clone()];
             let known = runtime.known_health(&key);
-            async move { known == health }
+            async move { told && known == health }
         }
     };
     assert_eq!(runtime.known_health(&spec.key), None);
 
     // SAFETY: kill(2) on our own live child; SIGCONT below undoes it.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    eventually("a stop from outside is known", known_after_reap(Some(Health::Paused))).await;
+    eventually("a stop from outside is news", known_in_news(Some(Health::Paused))).await;
     // Read, not consumed: a look without a new SIGCHLD keeps what the last one read.
-    runtime.reap();
+    assert_eq!(runtime.news(), Vec::new());
     assert_eq!(runtime.known_health(&spec.key), Some(Health::Paused));
 
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    eventually("a continue from outside is known", known_after_reap(None)).await;
+    eventually("a continue from outside is news", known_in_news(None)).await;
 
     // SAFETY: as above; the runtime reaps it.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    eventually("an exit is known", known_after_reap(Some(Health::Exited))).await;
+    eventually("an exit is news", known_in_news(Some(Health::Exited))).await;
+    runtime.stop(&spec.key).await.expect("stop");
+    assert_eq!(runtime.news(), vec![spec.key.clone()], "a stop is news");
     assert!(!process_alive(node.pid));
 }
 

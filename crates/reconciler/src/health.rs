@@ -56,6 +56,10 @@ pub struct HealthSettings {
     pub timeout: Duration,
     /// Failed probes in a row after which an unreachable primary is failed over.
     pub failure_threshold: u32,
+    /// Time between two probes of a healthy node whose failure nobody fails over for: its
+    /// hang shows in `status` and the dashboard within this, for a fraction of the probes
+    /// (an exit or a freeze shows at once, without a probe).
+    pub relaxed_interval: Duration,
 }
 
 impl Default for HealthSettings {
@@ -65,7 +69,12 @@ impl Default for HealthSettings {
     /// times out and the threshold's other probes, one per max(interval, timeout), time out
     /// too: 450 + 150 + 2 × 150 = 900 ms. Both under AWS's second.
     fn default() -> Self {
-        Self { interval: Duration::from_millis(150), timeout: Duration::from_millis(150), failure_threshold: 3 }
+        Self {
+            interval: Duration::from_millis(150),
+            timeout: Duration::from_millis(150),
+            failure_threshold: 3,
+            relaxed_interval: Duration::from_secs(5),
+        }
     }
 }
 
@@ -74,10 +83,6 @@ fn scope_of(key: &NodeKey) -> Option<Scope> {
     Some(Scope { region: region.to_string(), account: account.to_string() })
 }
 
-/// How often a node whose failure nobody fails over for is probed: its hang shows in
-/// `status` and the dashboard within a few seconds, for a fraction of the probes (an exit
-/// or a freeze shows at once, without a probe).
-const RELAXED_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a healthy primary that fails over is probed (three ticks by default): only a
 /// hang needs a probe to be seen (an exit and a freeze are known without), and this keeps
 /// its failover under a second while a thousand nodes' probes stay a small share of a core.
@@ -87,130 +92,184 @@ const CRITICAL_INTERVAL: Duration = Duration::from_millis(450);
 const CRITICAL_REFRESH: Duration = Duration::from_secs(1);
 
 /// Watches every node. What the runtime knows without asking (an exited or stopped
-/// process, seen at once through SIGCHLD; a node it paused) costs no probe. Of the rest,
-/// the primaries of groups with automatic failover are probed every [`CRITICAL_INTERVAL`];
-/// every other node every [`RELAXED_INTERVAL`], and each unhealthy one every `interval`
-/// until it recovers. So the cost grows with the primaries that fail over, not with
-/// every healthy node, and a tick looks only at the nodes it may probe ([`Lanes`]).
+/// process, seen at once through SIGCHLD; a node it paused) costs no probe, and its news
+/// costs a look at the nodes it names. Of the rest, the primaries of groups with automatic
+/// failover are probed every [`CRITICAL_INTERVAL`]; every other node every
+/// `relaxed_interval`, and each one not seen healthy (unhealthy, or new: started or
+/// started again since its last look) every `interval` until it is. So the
+/// cost grows with the primaries that fail over and with what changes, not with every
+/// healthy node, and a tick looks only at the nodes it may probe ([`Lanes`]).
 pub async fn monitor(r: Arc<Reconciler>) {
     let mut changes = r.runtime.changes();
     let mut tick = tokio::time::interval(r.health.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut critical = Critical::new(&r);
-    // The supervised nodes, listed again only when the runtime says something changed.
-    let mut nodes = r.runtime.keys();
+    // The supervised nodes, kept up to date by the runtime's news.
+    r.runtime.news();
+    let mut nodes: HashSet<NodeKey> = r.runtime.keys().into_iter().collect();
     let mut lanes = Lanes::default();
     let mut last_probed: HashMap<NodeKey, Instant> = HashMap::new();
-    // Whether the lanes are to be sorted again after this look.
-    let mut resort = true;
     loop {
-        let ticked = tokio::select! {
-            _ = tick.tick() => true,
-            _ = changes.changed() => false,
+        let looked = tokio::select! {
+            _ = tick.tick() => {
+                if critical.refresh(&r).await {
+                    lanes.sort(&nodes, &critical);
+                }
+                look(&r, &nodes, &mut lanes, &critical, &mut last_probed).await
+            }
+            _ = changes.changed() => {
+                let news = r.runtime.news();
+                for key in &news {
+                    // Started (again), paused, resumed or killed: looked at on the next tick.
+                    last_probed.remove(key);
+                    if r.runtime.supervises(key) {
+                        nodes.insert(key.clone());
+                        lanes.look_again(key);
+                    } else {
+                        nodes.remove(key);
+                        lanes.remove(key);
+                    }
+                }
+                news_of(&r, &news)
+            }
         };
-        if !ticked {
-            r.runtime.reap();
-            nodes = r.runtime.keys();
-            let supervised: HashSet<&NodeKey> = nodes.iter().collect();
-            last_probed.retain(|key, _| supervised.contains(key));
-            resort = true;
-        }
-        resort |= critical.refresh(&r).await;
-        let now = Instant::now();
-        let look = lanes.look(ticked, now);
-        // What the runtime knows without asking, and the nodes due for a probe.
-        let (mut looked, mut due) = (Vec::new(), Vec::new());
-        for key in lanes.keys(look, &nodes) {
-            if let Some(health) = r.runtime.known_health(key) {
-                // Stopped on purpose since the list was made: no crash to recover from.
-                if health == Health::Exited && r.runtime.get(key).is_none() {
-                    continue;
-                }
-                // Counted once a tick, as a probe would be; between ticks only news counts.
-                if ticked || r.health(key) != Some(health) {
-                    looked.push((key.clone(), health));
-                }
-                continue;
-            }
-            if !ticked {
-                continue;
-            }
-            let every = if r.unhealthy(key) {
-                r.health.interval
-            } else if critical.contains(key) {
-                CRITICAL_INTERVAL
-            } else {
-                RELAXED_INTERVAL
-            };
-            if last_probed.get(key).is_some_and(|at| now.duration_since(*at) + PROBE_SLACK < every) {
-                continue;
-            }
-            last_probed.insert(key.clone(), now);
-            due.push(key.clone());
-        }
-        looked.extend(r.runtime.probe_all(due, r.health.timeout).await);
         for (key, health) in looked {
-            resort |= observe(&r, key, health).await;
-        }
-        if resort {
-            lanes.sort(&r, &nodes, &critical);
-            resort = false;
+            if observe(&r, key.clone(), health).await || lanes.unsure.contains(&key) {
+                lanes.place(&r, &key, &critical);
+            }
         }
     }
 }
 
-/// What one pass of the monitor looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Look {
-    /// Every node: once every [`RELAXED_INTERVAL`], and on news between ticks.
-    All,
-    /// The unhealthy nodes and the failover-critical primaries: every [`CRITICAL_INTERVAL`].
-    Critical,
-    /// The unhealthy nodes only: the other ticks.
-    Unhealthy,
+/// A tick's look: what the runtime knows of the nodes the tick concerns (counted once a
+/// tick, as a probe would be), and a probe of each of the others due for one.
+async fn look(
+    r: &Reconciler,
+    nodes: &HashSet<NodeKey>,
+    lanes: &mut Lanes,
+    critical: &Critical,
+    last_probed: &mut HashMap<NodeKey, Instant>,
+) -> Vec<(NodeKey, Health)> {
+    let now = Instant::now();
+    let look = lanes.look(now, r.health.relaxed_interval);
+    let (mut looked, mut due) = (Vec::new(), Vec::new());
+    for key in lanes.keys(look, nodes) {
+        if let Some(health) = r.runtime.known_health(key) {
+            if worth_observing(r, key, health) {
+                looked.push((key.clone(), health));
+            }
+            continue;
+        }
+        let every = if lanes.unsure.contains(key) {
+            r.health.interval
+        } else if critical.contains(key) {
+            CRITICAL_INTERVAL
+        } else {
+            r.health.relaxed_interval
+        };
+        if last_probed.get(key).is_some_and(|at| now.duration_since(*at) + PROBE_SLACK < every) {
+            continue;
+        }
+        last_probed.insert(key.clone(), now);
+        due.push(key.clone());
+    }
+    looked.extend(r.runtime.probe_all(due, r.health.timeout).await);
+    looked
 }
 
-/// The nodes each [`Look`] concerns, sorted again when the nodes, the failover-critical
-/// set or a node's health changed, so that a tick looks at a handful of nodes rather than
-/// a thousand.
+/// What the runtime's news says of `keys` that the monitor's last look did not see.
+fn news_of(r: &Reconciler, keys: &[NodeKey]) -> Vec<(NodeKey, Health)> {
+    keys.iter()
+        .filter_map(|key| Some((key.clone(), r.runtime.known_health(key)?)))
+        .filter(|(key, health)| worth_observing(r, key, *health) && r.health(key) != Some(*health))
+        .collect()
+}
+
+/// Whether the monitor's last look at the node found it healthy (a node started since has
+/// had no look yet: the reconciler forgets what was seen of its old process).
+fn seen_healthy(r: &Reconciler, key: &NodeKey) -> bool {
+    r.health(key) == Some(Health::Healthy)
+}
+
+/// Whether what the runtime knows of a node is worth observing: not the exit of a node
+/// stopped on purpose since it was listed (no crash to recover from).
+fn worth_observing(r: &Reconciler, key: &NodeKey, health: Health) -> bool {
+    health != Health::Exited || r.runtime.supervises(key)
+}
+
+/// What one tick of the monitor looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Every node: once every `relaxed_interval`.
+    All,
+    /// The nodes not seen healthy and the failover-critical primaries: every
+    /// [`CRITICAL_INTERVAL`].
+    Critical,
+    /// The nodes not seen healthy only: the other ticks.
+    Unsure,
+}
+
+/// The nodes each [`Look`] concerns: placed again when a node comes, goes or changes
+/// health, and sorted again when the failover-critical set changed, so that a tick looks
+/// at a handful of nodes rather than a thousand.
 #[derive(Default)]
 struct Lanes {
-    unhealthy: Vec<NodeKey>,
-    /// The failover-critical primaries not in `unhealthy`.
-    critical: Vec<NodeKey>,
+    /// The nodes not seen healthy at their last look, or not looked at since they started.
+    unsure: HashSet<NodeKey>,
+    /// The failover-critical primaries not in `unsure`.
+    critical: HashSet<NodeKey>,
     all_at: Option<Instant>,
     critical_at: Option<Instant>,
 }
 
 impl Lanes {
-    fn look(&mut self, ticked: bool, now: Instant) -> Look {
+    fn look(&mut self, now: Instant, relaxed_interval: Duration) -> Look {
         let due = |at: Option<Instant>, every| at.is_none_or(|at| now.duration_since(at) + PROBE_SLACK >= every);
-        if !ticked {
-            Look::All
-        } else if due(self.all_at, RELAXED_INTERVAL) {
+        if due(self.all_at, relaxed_interval) {
             (self.all_at, self.critical_at) = (Some(now), Some(now));
             Look::All
         } else if due(self.critical_at, CRITICAL_INTERVAL) {
             self.critical_at = Some(now);
             Look::Critical
         } else {
-            Look::Unhealthy
+            Look::Unsure
         }
     }
 
-    fn keys<'a>(&'a self, look: Look, nodes: &'a [NodeKey]) -> impl Iterator<Item = &'a NodeKey> {
-        let (all, critical): (&[NodeKey], &[NodeKey]) = match look {
-            Look::All => (nodes, &[]),
-            Look::Critical => (&self.unhealthy, &self.critical),
-            Look::Unhealthy => (&self.unhealthy, &[]),
+    fn keys<'a>(&'a self, look: Look, nodes: &'a HashSet<NodeKey>) -> impl Iterator<Item = &'a NodeKey> {
+        let (first, then) = match look {
+            Look::All => (nodes, None),
+            Look::Critical => (&self.unsure, Some(&self.critical)),
+            Look::Unsure => (&self.unsure, None),
         };
-        all.iter().chain(critical)
+        first.iter().chain(then.into_iter().flatten())
     }
 
-    fn sort(&mut self, r: &Reconciler, nodes: &[NodeKey], critical: &Critical) {
-        let (unhealthy, healthy): (Vec<&NodeKey>, Vec<&NodeKey>) = nodes.iter().partition(|key| r.unhealthy(key));
-        self.unhealthy = unhealthy.into_iter().cloned().collect();
-        self.critical = healthy.into_iter().filter(|key| critical.contains(key)).cloned().collect();
+    /// Puts `key` in the lane its last health and the failover-critical set say.
+    fn place(&mut self, r: &Reconciler, key: &NodeKey, critical: &Critical) {
+        self.remove(key);
+        if !seen_healthy(r, key) {
+            self.unsure.insert(key.clone());
+        } else if critical.contains(key) {
+            self.critical.insert(key.clone());
+        }
+    }
+
+    /// Has every tick look at `key` until a look places it again.
+    fn look_again(&mut self, key: &NodeKey) {
+        self.unsure.insert(key.clone());
+    }
+
+    fn remove(&mut self, key: &NodeKey) {
+        self.unsure.remove(key);
+        self.critical.remove(key);
+    }
+
+    /// Sorts the nodes seen healthy again once the failover-critical set changed (every
+    /// other node is `unsure` until a look places it).
+    fn sort(&mut self, nodes: &HashSet<NodeKey>, critical: &Critical) {
+        let critical = nodes.iter().filter(|key| !self.unsure.contains(*key) && critical.contains(key));
+        self.critical = critical.cloned().collect();
     }
 }
 

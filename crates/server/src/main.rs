@@ -262,6 +262,7 @@ async fn main() -> anyhow::Result<()> {
         interval: std::time::Duration::from_millis(args.health_check_interval_ms),
         timeout: std::time::Duration::from_millis(args.health_check_timeout_ms),
         failure_threshold: args.health_check_failure_threshold,
+        ..default_health()
     };
     let access_keys = args
         .access_keys

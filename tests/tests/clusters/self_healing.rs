@@ -1,6 +1,8 @@
 //! A node that dies is restarted in place (same port), with AWS's recovery events, whether it
 //! was killed through the admin API or by a real SIGKILL from outside.
 
+use std::time::Duration;
+
 use e2e::{MemcachedClient, TestServer, poll_until};
 
 use crate::*;
@@ -11,6 +13,32 @@ async fn wait_new_pid(server: &TestServer, cluster: &str, node: &str, old: u64) 
         let entry = admin_node(server, cluster, node).await;
         match entry["pid"].as_u64() {
             Some(pid) if pid != old && process_alive(pid) => Ok(pid),
+            _ => Err(entry.to_string()),
+        }
+    })
+    .await
+}
+
+/// A node just started, or started again after a crash, is probed at the monitor's next
+/// tick, not at the pace of healthy nodes (an hour here): it shows healthy once it answers.
+#[tokio::test]
+async fn new_and_restarted_nodes_are_probed_without_waiting_for_the_relaxed_pace() {
+    let server = TestServer::start_with(|c| c.health.relaxed_interval = Duration::from_secs(3600)).await;
+    let client = server.client();
+    create_redis(&client, "fresh", "cache.t3.micro", None).await;
+    wait_cluster_available(&client, "fresh").await;
+    let started = wait_healthy_pid(&server, "fresh", "0001", None).await;
+    kill_9(started);
+    wait_healthy_pid(&server, "fresh", "0001", Some(started)).await;
+    server.stop().await;
+}
+
+/// Polls until the admin API shows `node` healthy with a pid other than `old`, and returns it.
+async fn wait_healthy_pid(server: &TestServer, cluster: &str, node: &str, old: Option<u64>) -> u64 {
+    poll_until(&format!("{cluster}/{node} healthy (pid != {old:?})"), SETTLE, || async {
+        let entry = admin_node(server, cluster, node).await;
+        match entry["pid"].as_u64() {
+            Some(pid) if Some(pid) != old && entry["health"] == "healthy" => Ok(pid),
             _ => Err(entry.to_string()),
         }
     })
