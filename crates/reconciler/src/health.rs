@@ -103,78 +103,97 @@ pub async fn monitor(r: Arc<Reconciler>) {
     let mut changes = r.runtime.changes();
     let mut tick = tokio::time::interval(r.health.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut critical = Critical::new(&r);
-    // The supervised nodes, kept up to date by the runtime's news.
-    r.runtime.news();
-    let mut nodes: HashSet<NodeKey> = r.runtime.keys().into_iter().collect();
-    let mut lanes = Lanes::default();
-    let mut last_probed: HashMap<NodeKey, Instant> = HashMap::new();
+    let mut watch = Watch::new(&r);
     loop {
         let looked = tokio::select! {
-            _ = tick.tick() => {
-                if critical.refresh(&r).await {
-                    lanes.sort(&nodes, &critical);
-                }
-                look(&r, &nodes, &mut lanes, &critical, &mut last_probed).await
-            }
-            _ = changes.changed() => {
-                let news = r.runtime.news();
-                for key in &news {
-                    // Started (again), paused, resumed or killed: looked at on the next tick.
-                    last_probed.remove(key);
-                    if r.runtime.supervises(key) {
-                        nodes.insert(key.clone());
-                        lanes.look_again(key);
-                    } else {
-                        nodes.remove(key);
-                        lanes.remove(key);
-                    }
-                }
-                news_of(&r, &news)
-            }
+            _ = tick.tick() => watch.tick(&r).await,
+            _ = changes.changed() => watch.news(&r),
         };
         for (key, health) in looked {
-            if observe(&r, key.clone(), health).await || lanes.unsure.contains(&key) {
-                lanes.place(&r, &key, &critical);
-            }
+            let changed = observe(&r, key.clone(), health).await;
+            watch.seen(&r, &key, changed);
         }
     }
 }
 
-/// A tick's look: what the runtime knows of the nodes the tick concerns (counted once a
-/// tick, as a probe would be), and a probe of each of the others due for one.
-async fn look(
-    r: &Reconciler,
-    nodes: &HashSet<NodeKey>,
-    lanes: &mut Lanes,
-    critical: &Critical,
-    last_probed: &mut HashMap<NodeKey, Instant>,
-) -> Vec<(NodeKey, Health)> {
-    let now = Instant::now();
-    let look = lanes.look(now, r.health.relaxed_interval);
-    let (mut looked, mut due) = (Vec::new(), Vec::new());
-    for key in lanes.keys(look, nodes) {
-        if let Some(health) = r.runtime.known_health(key) {
-            if worth_observing(r, key, health) {
-                looked.push((key.clone(), health));
-            }
-            continue;
+/// What the monitor keeps between its looks.
+struct Watch {
+    /// The supervised nodes, kept up to date by the runtime's news.
+    nodes: HashSet<NodeKey>,
+    lanes: Lanes,
+    critical: Critical,
+    last_probed: HashMap<NodeKey, Instant>,
+}
+
+impl Watch {
+    fn new(r: &Reconciler) -> Self {
+        // The news taken first, so that no change after the listing is missed.
+        r.runtime.news();
+        Self {
+            nodes: r.runtime.keys().into_iter().collect(),
+            lanes: Lanes::default(),
+            critical: Critical::new(r),
+            last_probed: HashMap::new(),
         }
-        let every = if lanes.unsure.contains(key) {
-            r.health.interval
-        } else if critical.contains(key) {
-            CRITICAL_INTERVAL
-        } else {
-            r.health.relaxed_interval
-        };
-        if last_probed.get(key).is_some_and(|at| now.duration_since(*at) + PROBE_SLACK < every) {
-            continue;
-        }
-        last_probed.insert(key.clone(), now);
-        due.push(key.clone());
     }
-    looked.extend(r.runtime.probe_all(due, r.health.timeout).await);
-    looked
+
+    /// A tick's look: what the runtime knows of the nodes the tick concerns (counted once
+    /// a tick, as a probe would be), and a probe of each of the others due for one.
+    async fn tick(&mut self, r: &Reconciler) -> Vec<(NodeKey, Health)> {
+        if self.critical.refresh(r).await {
+            self.lanes.sort(&self.nodes, &self.critical);
+        }
+        let now = Instant::now();
+        let look = self.lanes.look(now, r.health.relaxed_interval);
+        let (mut looked, mut due) = (Vec::new(), Vec::new());
+        for key in self.lanes.keys(look, &self.nodes) {
+            if let Some(health) = r.runtime.known_health(key) {
+                if worth_observing(r, key, health) {
+                    looked.push((key.clone(), health));
+                }
+                continue;
+            }
+            let every = if self.lanes.unsure.contains(key) {
+                r.health.interval
+            } else if self.critical.contains(key) {
+                CRITICAL_INTERVAL
+            } else {
+                r.health.relaxed_interval
+            };
+            if self.last_probed.get(key).is_some_and(|at| now.duration_since(*at) + PROBE_SLACK < every) {
+                continue;
+            }
+            self.last_probed.insert(key.clone(), now);
+            due.push(key.clone());
+        }
+        looked.extend(r.runtime.probe_all(due, r.health.timeout).await);
+        looked
+    }
+
+    /// The runtime's news: the nodes it names are listed or forgotten, and looked at on the
+    /// next tick (started again, paused, resumed or killed); answers what the runtime knows
+    /// of them that the last look did not see.
+    fn news(&mut self, r: &Reconciler) -> Vec<(NodeKey, Health)> {
+        let news = r.runtime.news();
+        for key in &news {
+            self.last_probed.remove(key);
+            if r.runtime.supervises(key) {
+                self.nodes.insert(key.clone());
+                self.lanes.look_again(key);
+            } else {
+                self.nodes.remove(key);
+                self.lanes.remove(key);
+            }
+        }
+        news_of(r, &news)
+    }
+
+    /// After a look at `key`: places it again if its health `changed` or it was unsure.
+    fn seen(&mut self, r: &Reconciler, key: &NodeKey, changed: bool) {
+        if changed || self.lanes.unsure.contains(key) {
+            self.lanes.place(r, key, &self.critical);
+        }
+    }
 }
 
 /// What the runtime's news says of `keys` that the monitor's last look did not see.
