@@ -735,7 +735,8 @@ async fn apply_redis(
             tracing::debug!(node = %node.info.key, parameter = %name, "not a setting of this redis binary; skipped");
             continue;
         }
-        match resp::command(&mut session, &["CONFIG", "SET", name.as_str(), value.as_str()]).await? {
+        let value = config::redis_value(name, value);
+        match resp::command(&mut session, &["CONFIG", "SET", name.as_str(), &value]).await? {
             Reply::Simple(_) => {
                 tracing::info!(node = %node.info.key, parameter = %name, value = %value, "parameter applied live")
             }
