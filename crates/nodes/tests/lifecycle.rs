@@ -160,7 +160,7 @@ async fn discard_kills_the_node_and_its_rewrite_at_once_and_forgets_it() {
     assert!(!log.contains("User requested shutdown") && !log.contains("Received SIGTERM"), "{log}");
     // The rewrite's fork was killed with it (the group's signal is delivered as the node
     // dies, the orphan reaped by init soon after).
-    eventually("the node's process group is gone", || async { live_in_group(node.pid).is_empty() }).await;
+    eventually("the node's process group is gone", || async { !group_alive(node.pid) }).await;
     runtime.discard(&spec.key).await.expect("discard twice");
 }
 
@@ -289,20 +289,4 @@ async fn news_tells_of_a_stop_a_continue_and_an_exit_from_outside() {
     runtime.stop(&spec.key).await.expect("stop");
     assert_eq!(runtime.news(), vec![spec.key.clone()], "a stop is news");
     assert!(!process_alive(node.pid));
-}
-
-/// The live (not zombie) processes of process group `pgid`.
-fn live_in_group(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            let Some((_, rest)) = stat.rsplit_once(')') else { return false };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // state, ppid, pgrp
-            fields.len() > 2 && fields[2] == pgid.to_string() && !matches!(fields[0], "Z" | "X")
-        })
-        .collect()
 }
