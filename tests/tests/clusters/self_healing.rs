@@ -107,15 +107,7 @@ async fn killed_redis_node_recovers_on_the_same_port() {
     let c = wait_cluster_available(&client, "heal").await;
     assert_eq!(nodes(&c)[0].port, node.port);
     // The health monitor watches the new process, not the dead one.
-    poll_until("admin API reporting the restarted node healthy", SETTLE, || async {
-        let entry = admin_node(&server, "heal", "0001").await;
-        if entry["health"] == "healthy" && entry["pid"].as_u64() == Some(pid3) {
-            Ok(())
-        } else {
-            Err(entry.to_string())
-        }
-    })
-    .await;
+    assert_eq!(wait_healthy_pid(&server, "heal", "0001", Some(pid2)).await, pid3);
 
     // Unknown nodes and actions are client errors.
     let (status, _) = admin_post(&server, "/_emulator/nodes/heal/0009/kill").await;
