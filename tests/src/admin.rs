@@ -1,6 +1,7 @@
 //! Raw HTTP/1.1 (so that readiness and the admin API need no HTTP client dependency) and the
 //! emulator's admin API under `/_emulator/` (node list, node actions, zone outages, resets).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -109,4 +110,20 @@ pub async fn admin_node(server: &TestServer, cluster: &str, node: &str) -> Value
         .into_iter()
         .find(|n| n["cache_cluster_id"] == cluster && n["cache_node_id"] == node)
         .unwrap_or_else(|| panic!("no admin entry for {cluster}/{node}"))
+}
+
+/// The pids of the idle warm nodes of `engine` (cluster-enabled or standalone), once there
+/// are `count` of them.
+pub async fn warm_pids(server: &TestServer, engine: &str, cluster_mode: bool, count: usize) -> BTreeSet<u64> {
+    let what = format!("{count} warm {engine} nodes (cluster mode {cluster_mode})");
+    crate::poll_until(&what, crate::SETTLE, || async {
+        let (_, health) = admin(server, "GET", "/_emulator/health").await;
+        let warm = health["warm_nodes"].as_array().into_iter().flatten();
+        let pids: BTreeSet<u64> = warm
+            .filter(|n| n["engine"] == engine && n["cluster_mode"] == cluster_mode)
+            .filter_map(|n| n["pid"].as_u64())
+            .collect();
+        if pids.len() == count { Ok(pids) } else { Err(format!("{health}")) }
+    })
+    .await
 }

@@ -32,7 +32,9 @@ use aws_sdk_elasticache::config::{BehaviorVersion, Credentials, Region, SharedCr
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use admin::{admin, admin_node, admin_nodes, admin_post, admin_post_json, raw_get, raw_post, raw_request};
+pub use admin::{
+    admin, admin_node, admin_nodes, admin_post, admin_post_json, raw_get, raw_post, raw_request, warm_pids,
+};
 pub use memcached::MemcachedClient;
 pub use redis::{RedisClient, Resp};
 pub use resources::{

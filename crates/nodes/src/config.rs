@@ -211,7 +211,7 @@ pub fn render_redis(
     out
 }
 
-fn cluster_enabled(spec: &NodeSpec) -> bool {
+pub(crate) fn cluster_enabled(spec: &NodeSpec) -> bool {
     spec.directives.iter().any(|(name, value)| name == "cluster-enabled" && value == "yes")
 }
 

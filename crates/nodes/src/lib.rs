@@ -26,7 +26,8 @@
 //! - [`serverless_memcached`]: [`MemcachedEndpoint`], the TLS endpoint of a Serverless
 //!   Memcached cache in front of mirrored nodes, and the dump/load of a node's items.
 //! - [`tls`]: the emulator's certificate authority and the certificates of TLS nodes.
-//! - [`warm`]: cluster-enabled nodes started ahead of need, past redis's two-second delay.
+//! - [`warm`]: redis nodes started ahead of need (cluster-enabled ones past redis's
+//!   two-second delay).
 //! - [`bridge`]: replication from one primary into a cluster (or a node) through the
 //!   replication protocol, for what `REPLICAOF` cannot do in cluster mode.
 //!
@@ -145,7 +146,8 @@ pub struct NodeSpec {
     /// certificate this CA issues at every start. Replication and the cluster bus speak TLS
     /// too; the runtime itself keeps using the node's unix socket.
     pub tls: Option<std::sync::Arc<tls::CertificateAuthority>>,
-    /// A new cluster-mode primary: may be handed a warm node (see [`warm`]) when one fits.
+    /// A new node that may be handed a warm node (see [`warm`]) when one fits: not one
+    /// that must start on data, nor a cluster-mode replica (a warm node holds every slot).
     pub warm_start: bool,
 }
 

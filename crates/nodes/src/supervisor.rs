@@ -379,13 +379,19 @@ impl Runtime {
     /// The idle warm nodes.
     pub fn warm_nodes(&self) -> Vec<warm::WarmNode> {
         let pools = lock(&self.inner.warm).clone();
-        let describe = |node: &Node, ready| warm::WarmNode {
-            engine: node.engine,
-            pid: node.info.pid,
-            port: node.info.port,
-            ready,
-        };
-        pools.iter().flat_map(|p| p.list(describe)).collect()
+        pools
+            .iter()
+            .flat_map(|pool| {
+                let cluster_mode = pool.cluster_mode();
+                pool.list(|node: &Node, ready| warm::WarmNode {
+                    engine: node.engine,
+                    pid: node.info.pid,
+                    port: node.info.port,
+                    cluster_mode,
+                    ready,
+                })
+            })
+            .collect()
     }
 
     /// Stops a node gracefully, keeping its data (see `Node::terminate`: `SHUTDOWN`, then

@@ -1,18 +1,23 @@
-//! Warm nodes: cluster-enabled redis nodes started ahead of need.
+//! Warm nodes: redis nodes started ahead of need.
 //!
-//! A freshly started cluster-enabled redis primary reports `cluster_state:fail` for its
-//! first two seconds, whatever happens meanwhile (`CLUSTER_WRITABLE_DELAY` in redis's
-//! `cluster.c`: a rebooted primary gives the cluster a chance to reconfigure it before it
-//! takes writes). A cluster-mode replication group is therefore only usable two seconds
-//! after its primaries start. The pool keeps a few such nodes idle, started from a
-//! template the reconciler gives (what a new cluster-mode primary with the default parameter
-//! group runs), so that a new primary is a node whose two seconds are already over.
+//! Starting a redis node takes 15 ms on an idle machine, and more beside a thousand busy
+//! ones; a pool hands over a node that is already up, so a create waits for neither. Each
+//! pool keeps a few nodes idle, started from a template the reconciler gives: what a new
+//! node with the default parameter group runs, standalone or cluster-enabled.
+//!
+//! A cluster-enabled pool matters most. A freshly started cluster-enabled redis primary
+//! reports `cluster_state:fail` for its first two seconds, whatever happens meanwhile
+//! (`CLUSTER_WRITABLE_DELAY` in redis's `cluster.c`: a rebooted primary gives the cluster a
+//! chance to reconfigure it before it takes writes). A cluster-mode replication group is
+//! therefore only usable two seconds after its primaries start; from the pool, a new
+//! primary is a node whose two seconds are already over.
 //!
 //! A primary also waits (redis's rejoin delay, the node timeout, at least 500 ms) after
 //! it last counted itself in a minority, which a master without slots always does. So the
-//! reconciler has each warm node run commands once started ([`WarmSettings::prepare`]:
-//! it takes every slot), and gives up the slots that are not its shard's once handed over,
-//! before it meets the others: it never serves without slots, so never waits.
+//! reconciler has each cluster-enabled warm node run commands once started
+//! ([`WarmSettings::prepare`]: it takes every slot), and gives up the slots that are not its
+//! shard's once handed over, before it meets the others: it never serves without slots, so
+//! never waits.
 //!
 //! Handing a warm node over moves its directory to the node's own (the process works in
 //! that directory, and every file it writes is relative to it, so it follows), applies the
@@ -40,7 +45,10 @@ pub struct WarmNode {
     pub engine: EngineKind,
     pub pid: u32,
     pub port: u16,
-    /// Past [`WRITABLE_DELAY`]: a primary made of it is usable at once.
+    /// Cluster-enabled: for a new primary of a cluster-mode shard.
+    pub cluster_mode: bool,
+    /// Usable at once when handed over: a cluster-enabled node only once past
+    /// [`WRITABLE_DELAY`].
     pub ready: bool,
 }
 
@@ -118,10 +126,16 @@ impl<N> Pool<N> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).drain(..).map(|(_, node)| node).collect()
     }
 
+    /// Whether the pool's nodes are cluster-enabled.
+    pub(crate) fn cluster_mode(&self) -> bool {
+        config::cluster_enabled(&self.settings.template)
+    }
+
     /// Every idle node, described by `describe(node, ready)`.
     pub(crate) fn list<T>(&self, describe: impl Fn(&N, bool) -> T) -> Vec<T> {
+        let delay = if self.cluster_mode() { WRITABLE_DELAY } else { Duration::ZERO };
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.iter().map(|(started, node)| describe(node, started.elapsed() >= WRITABLE_DELAY)).collect()
+        idle.iter().map(|(started, node)| describe(node, started.elapsed() >= delay)).collect()
     }
 }
 

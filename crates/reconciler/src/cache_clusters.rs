@@ -364,8 +364,8 @@ async fn prepare_start(
         directives: desired.directives.clone(),
         passwords: if desired.memcached { Vec::new() } else { desired.security.auth_tokens.clone() },
         tls: desired.ca.clone(),
-        // Only a brand-new primary waits for redis's delay (see `nodes::warm`).
-        warm_start: desired.member.shard_primary && node.status == status::CREATING && !recover,
+        // Only a brand-new node waits for its start (see `nodes::warm`).
+        warm_start: desired.member.warm_start && node.status == status::CREATING && !recover,
     }))
 }
 

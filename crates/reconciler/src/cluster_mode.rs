@@ -25,7 +25,7 @@ use std::time::Duration;
 use model::status::cluster as status;
 use model::status::source::REPLICATION_GROUP as SOURCE_TYPE;
 use nodes::cluster::{self, ClusterNode, Primary};
-use nodes::{Balance, EngineKind, Health, NodeKey, NodeSpec};
+use nodes::{Balance, Health, NodeKey};
 use store::{CacheCluster, EventRecord, FailoverRequest, NodeGroupRecord, ReplicationGroup, ReshardingProgress, Scope};
 
 use crate::Reconciler;
@@ -64,37 +64,6 @@ pub fn node_directives(major_version: u32) -> Vec<(String, String)> {
     directives
 }
 
-/// What a new primary of a cluster-mode group with the default parameter group of the
-/// newest redis version runs: the template of the warm nodes (see `nodes::warm`). The
-/// member's spec must come out equal (`cache_clusters::reconcile` builds it with the same
-/// functions) for a warm node to be handed to it.
-pub(crate) fn warm_template(r: &Reconciler, engine: EngineKind) -> Option<NodeSpec> {
-    let major = r.runtime.engines().binary(engine).map(|b| crate::cache_clusters::major_version(&b.version))?;
-    // The newest family of the binary's line (redis7, valkey8): its defaults are what a new
-    // group of that engine starts with.
-    let family = r
-        .catalog
-        .versions_of(engine.name())
-        .filter(|v| crate::cache_clusters::major_version(&v.engine_version) == major)
-        .last()?
-        .cache_parameter_group_family
-        .clone();
-    Some(NodeSpec {
-        engine,
-        max_memory_bytes: crate::cache_clusters::DEFAULT_MAX_MEMORY,
-        parameters: model::parameters::default_values(&r.catalog, &family, true)?,
-        directives: crate::cache_clusters::redis_directives(node_directives(major), major),
-        ..NodeSpec::default()
-    })
-}
-
-/// What a warm node does once started: it takes every slot, so that as a shard's new
-/// primary it keeps some (its shard's, see `reconcile`) from the first moment and redis
-/// never holds it back as a master without slots (its rejoin delay).
-pub(crate) fn warm_preparation() -> Vec<Vec<String>> {
-    vec![["CLUSTER", "ADDSLOTSRANGE", "0", "16383"].map(String::from).to_vec()]
-}
-
 /// One member node that answered, with what it says about the cluster.
 struct Seen<'a> {
     member: &'a CacheCluster,
@@ -130,7 +99,7 @@ impl Seen<'_> {
 /// Readies a node that has met nobody yet, before it meets anyone. It gets a configuration
 /// epoch of its own, as `redis-cli --cluster create` does: two primaries with one epoch
 /// would later settle the tie by node id, which can undo a failover of a young cluster.
-/// A node from the warm pool holds every slot (see `warm_preparation`): a primary of a group
+/// A node from the warm pool holds every slot (see `warm::preparation`): a primary of a group
 /// being created keeps only its shard's, which nobody else serves yet; any other gives up
 /// all (slots that others serve, with their keys, move to it by migration). Answers
 /// whether anything changed.

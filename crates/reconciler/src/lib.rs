@@ -28,6 +28,7 @@
 //! - `health`: the monitor that probes every node and asks for repairs or failovers.
 //! - `service_updates`: update actions rolling through a cluster's or group's nodes.
 //! - `failover`: which replica a failover promotes (a pure decision).
+//! - `warm`: the nodes the runtime keeps started ahead of need.
 //! - [`progress`]: how far reshards and snapshots are, for people watching.
 //! - `error`: what can stop one reconcile.
 //!
@@ -61,6 +62,7 @@ mod serverless;
 mod serverless_migration;
 mod service_updates;
 mod snapshots;
+mod warm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,7 +70,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::Catalog;
-use nodes::{EngineKind, Health, NodeKey, Runtime};
+use nodes::{Health, NodeKey, Runtime};
 use store::{Scope, Store};
 use tokio::sync::Notify;
 
@@ -95,7 +97,8 @@ pub struct Reconciler {
     health: HealthSettings,
     /// Where snapshot exports go: an S3-compatible endpoint, or (None) `<state dir>/exports`.
     s3: Option<S3Target>,
-    /// Cluster-enabled nodes to keep warm for new cluster-mode primaries (see `nodes::warm`).
+    /// Cluster-enabled redis nodes to keep warm for new cluster-mode primaries; 0 keeps no
+    /// warm node of any kind (see `warm::pools`).
     warm_nodes: usize,
     /// What runs when: wake-ups, reconciles in flight, back-off.
     schedule: Schedule,
@@ -238,15 +241,7 @@ impl Reconciler {
         if !reaped.is_empty() {
             tracing::warn!(count = reaped.len(), "killed node processes left over by a previous run");
         }
-        // Redis gets the pool asked for; valkey one node, which a serverless cache (one
-        // valkey shard to begin with) starts its primary on.
-        let pools = [(EngineKind::Redis, self.warm_nodes), (EngineKind::Valkey, self.warm_nodes.min(1))];
-        let pools = pools.into_iter().filter_map(|(engine, size)| {
-            let template = cluster_mode::warm_template(&self, engine)?;
-            let root = self.state_dir.join("nodes").join("warm").join(engine.name());
-            Some(nodes::WarmSettings { root, template, size, prepare: cluster_mode::warm_preparation() })
-        });
-        self.runtime.keep_warm(pools.collect()).await;
+        self.runtime.keep_warm(warm::pools(&self, self.warm_nodes)).await;
         let monitor = tokio::spawn(health::monitor(self.clone()));
         self.schedule_passes(shutdown).await;
         monitor.abort();

@@ -57,8 +57,10 @@ pub struct MemberStart {
     pub empty_unless_joined: bool,
     /// A user group is attached: its users, not the AUTH token, define the default user.
     pub rbac: bool,
-    /// The primary of a cluster-mode shard: a new one may start from a warm node.
-    pub shard_primary: bool,
+    /// A new node may start from a warm node (`nodes::warm`): a cluster-mode shard's primary,
+    /// the primary of a group without cluster mode, a cluster of no group; never a replica
+    /// (a cluster-mode one would hold every slot, another would start as a primary).
+    pub warm_start: bool,
     /// The primary of a group (or cluster-mode shard) with replicas: a change of binary
     /// (Redis OSS → Valkey) reaches it only once it has handed over to a replica (see
     /// [`reconcile`] and `cluster_mode::reconcile`).
@@ -74,7 +76,7 @@ pub async fn member_start(
     group: Option<&ReplicationGroup>,
     major_version: u32,
 ) -> MemberStart {
-    let Some(group) = group else { return MemberStart::default() };
+    let Some(group) = group else { return MemberStart { warm_start: true, ..MemberStart::default() } };
     let rbac = !group.group.user_group_ids.is_empty();
     let mut directives = crate::acl::config_directives(r, group).await;
     if group.group.cluster_enabled() {
@@ -85,7 +87,7 @@ pub async fn member_start(
             directives,
             empty_unless_joined: !primary,
             rbac,
-            shard_primary: primary,
+            warm_start: primary,
             awaits_switch_over: primary && shard_size > 1,
             // Cluster-mode nodes keep their pace (`crate::pace`).
             follows: None,
@@ -100,8 +102,9 @@ pub async fn member_start(
         directives.push(("replicaof".to_string(), format!("{} {}", address.ip(), address.port())));
         follows = node_key(&c.scope, primary);
     }
-    let awaits_switch_over = group.group.primary_cluster_id == c.cluster.id && group.members.len() > 1;
-    MemberStart { directives, rbac, awaits_switch_over, follows, ..Default::default() }
+    let is_primary = group.group.primary_cluster_id == c.cluster.id;
+    let awaits_switch_over = is_primary && group.members.len() > 1;
+    MemberStart { directives, rbac, warm_start: is_primary, awaits_switch_over, follows, ..Default::default() }
 }
 
 /// A member's node as the runtime has it: down (or being replaced), up on the engine the

@@ -51,7 +51,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "zones": state.config.zones,
         "engines": state.reconciler.runtime().engines().to_json(),
         "warm_nodes": state.reconciler.runtime().warm_nodes().iter()
-            .map(|n| json!({"engine": n.engine.name(), "pid": n.pid, "port": n.port, "ready": n.ready}))
+            .map(|n| json!({"engine": n.engine.name(), "pid": n.pid, "port": n.port, "cluster_mode": n.cluster_mode, "ready": n.ready}))
             .collect::<Vec<_>>(),
         // `serve --init-dir`: a CI step waits for `done` (or `failed`, naming the script).
         "init": state.init.report(),

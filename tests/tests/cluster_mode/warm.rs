@@ -5,31 +5,15 @@
 use std::collections::BTreeSet;
 
 use e2e::cluster::{cluster_connection, missing_keys, write_keys};
-use e2e::{SETTLE, TestServer, admin, admin_nodes, poll_until, wait_group_available};
+use e2e::{SETTLE, TestServer, admin, admin_nodes, poll_until, wait_group_available, warm_pids};
 
 use crate::create;
-
-/// The pids of the idle warm redis nodes, once there are `count` of them.
-async fn warm_pids(server: &TestServer, count: usize) -> BTreeSet<u64> {
-    warm_pids_of(server, "redis", count).await
-}
-
-/// The pids of the idle warm nodes of `engine`, once there are `count` of them.
-async fn warm_pids_of(server: &TestServer, engine: &str, count: usize) -> BTreeSet<u64> {
-    poll_until(&format!("{count} warm {engine} nodes"), SETTLE, || async {
-        let (_, health) = admin(server, "GET", "/_emulator/health").await;
-        let warm = health["warm_nodes"].as_array().into_iter().flatten().filter(|n| n["engine"] == engine);
-        let pids: BTreeSet<u64> = warm.filter_map(|n| n["pid"].as_u64()).collect();
-        if pids.len() == count { Ok(pids) } else { Err(format!("{health}")) }
-    })
-    .await
-}
 
 #[tokio::test]
 async fn new_primaries_come_from_the_warm_pool_and_keep_their_data_across_a_restart() {
     let server = TestServer::start().await;
     let client = server.client();
-    let warm = warm_pids(&server, server::DEFAULT_WARM_NODES).await;
+    let warm = warm_pids(&server, "redis", true, server::DEFAULT_WARM_NODES).await;
 
     let g = create(&client, "warm", 3, 1).await;
     let nodes = admin_nodes(&server).await;
@@ -42,7 +26,7 @@ async fn new_primaries_come_from_the_warm_pool_and_keep_their_data_across_a_rest
     assert_eq!(missing_keys(&mut con, 0..300).await, Vec::<String>::new());
 
     // Used nodes are replaced.
-    let refilled = warm_pids(&server, server::DEFAULT_WARM_NODES).await;
+    let refilled = warm_pids(&server, "redis", true, server::DEFAULT_WARM_NODES).await;
     assert!(refilled.is_disjoint(&warm), "the pool holds new nodes");
 
     // The handed-over nodes live in their own directories: a restart brings them back there.
@@ -64,7 +48,7 @@ async fn new_primaries_come_from_the_warm_pool_and_keep_their_data_across_a_rest
 async fn a_serverless_cache_starts_its_primary_on_the_warm_valkey_node() {
     let server = TestServer::start().await;
     let client = server.client();
-    let warm = warm_pids_of(&server, "valkey", 1).await;
+    let warm = warm_pids(&server, "valkey", true, 1).await;
     client.create_serverless_cache().serverless_cache_name("quick").engine("valkey").send().await.expect("Create");
     poll_until("quick available", SETTLE, || async {
         let out = client.describe_serverless_caches().serverless_cache_name("quick").send().await;

@@ -16,6 +16,7 @@ mod pending;
 mod races;
 mod restart;
 mod self_healing;
+mod warm;
 
 use aws_sdk_elasticache::Client;
 pub use aws_sdk_elasticache::types::SourceType;

@@ -6,7 +6,7 @@ use e2e::{Resp, TestServer, poll_until};
 
 use crate::*;
 
-fn pnv(name: &str, value: &str) -> ParameterNameValue {
+pub(crate) fn pnv(name: &str, value: &str) -> ParameterNameValue {
     ParameterNameValue::builder().parameter_name(name).parameter_value(value).build()
 }
 

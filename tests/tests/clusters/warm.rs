@@ -1,0 +1,80 @@
+//! Warm standalone nodes: a new cluster, or a new group's primary, with the default
+//! parameter group runs on a node the emulator started ahead of need (no start on the
+//! create's path), sized for its node type, kept in its own directory across a restart.
+
+use e2e::{TestServer, wait_group_available, warm_pids};
+
+use crate::parameters::pnv;
+use crate::*;
+
+/// The pid the admin API gives the node of `cluster`.
+async fn pid_of(server: &TestServer, cluster: &str) -> u64 {
+    let node = admin_node(server, cluster, "0001").await;
+    node["pid"].as_u64().unwrap_or_else(|| panic!("pid in {node}"))
+}
+
+#[tokio::test]
+async fn a_new_cluster_starts_on_the_warm_standalone_node_and_keeps_its_data_across_a_restart() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let warm = warm_pids(&server, "redis", false, 1).await;
+
+    create_redis(&client, "quick", "cache.t3.micro", None).await;
+    let node = nodes(&wait_cluster_available(&client, "quick").await).remove(0);
+    assert!(warm.contains(&pid_of(&server, "quick").await), "the warm node {warm:?} serves the cluster");
+    let mut redis = wait_redis(node.port).await;
+    assert_eq!(redis.config_get("maxmemory").await.unwrap().as_deref(), Some("536870912"), "cache.t3.micro's");
+    redis.set("kept", "yes").await.unwrap();
+    let refilled = warm_pids(&server, "redis", false, 1).await;
+    assert!(refilled.is_disjoint(&warm), "the pool holds a new node");
+
+    // A cluster of another parameter group starts a node of its own, on its parameters.
+    client
+        .create_cache_parameter_group()
+        .cache_parameter_group_name("lfu")
+        .cache_parameter_group_family("redis7")
+        .description("lfu")
+        .send()
+        .await
+        .unwrap();
+    client
+        .modify_cache_parameter_group()
+        .cache_parameter_group_name("lfu")
+        .parameter_name_values(pnv("maxmemory-policy", "allkeys-lfu"))
+        .send()
+        .await
+        .unwrap();
+    create_redis(&client, "own", "cache.t3.micro", Some("lfu")).await;
+    wait_cluster_available(&client, "own").await;
+    assert!(!refilled.contains(&pid_of(&server, "own").await), "a node of its own");
+    assert_eq!(warm_pids(&server, "redis", false, 1).await, refilled, "the warm node stays idle");
+
+    let state = server.stop().await;
+    let server = TestServer::start_in(state).await;
+    let client = server.client();
+    let after = nodes(&wait_cluster_available(&client, "quick").await).remove(0);
+    assert_eq!(after.port, node.port, "same endpoint");
+    // Answering PING, the node has loaded its data.
+    let mut redis = wait_redis(after.port).await;
+    assert_eq!(redis.get("kept").await.unwrap().as_deref(), Some("yes"), "the key back after the restart");
+}
+
+#[tokio::test]
+async fn a_new_group_starts_its_primary_on_the_warm_standalone_node_and_its_replica_cold() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let warm = warm_pids(&server, "valkey", false, 1).await;
+    client
+        .create_replication_group()
+        .replication_group_id("pair")
+        .replication_group_description("pair")
+        .engine("valkey")
+        .cache_node_type("cache.t3.micro")
+        .num_cache_clusters(2)
+        .send()
+        .await
+        .unwrap();
+    wait_group_available(&client, "pair").await;
+    assert!(warm.contains(&pid_of(&server, "pair-001").await), "the warm node {warm:?} is the primary");
+    assert!(!warm.contains(&pid_of(&server, "pair-002").await), "the replica starts as a replica");
+}
