@@ -6,8 +6,27 @@ use e2e::{Resp, TestServer, poll_until};
 
 use crate::*;
 
-pub(crate) fn pnv(name: &str, value: &str) -> ParameterNameValue {
+fn pnv(name: &str, value: &str) -> ParameterNameValue {
     ParameterNameValue::builder().parameter_name(name).parameter_value(value).build()
+}
+
+/// Creates the redis7 parameter group `lfu`, whose `maxmemory-policy` is `allkeys-lfu`.
+pub(crate) async fn create_lfu_group(client: &Client) {
+    client
+        .create_cache_parameter_group()
+        .cache_parameter_group_name("lfu")
+        .cache_parameter_group_family("redis7")
+        .description("lfu")
+        .send()
+        .await
+        .unwrap();
+    client
+        .modify_cache_parameter_group()
+        .cache_parameter_group_name("lfu")
+        .parameter_name_values(pnv("maxmemory-policy", "allkeys-lfu"))
+        .send()
+        .await
+        .unwrap();
 }
 
 /// Polls until `CONFIG GET name` on the node shows `value`.
@@ -24,21 +43,7 @@ async fn wait_config_value(port: u16, name: &str, value: &str) {
 async fn redis_node_follows_its_parameter_group() {
     let server = TestServer::start().await;
     let client = server.client();
-    client
-        .create_cache_parameter_group()
-        .cache_parameter_group_name("lfu")
-        .cache_parameter_group_family("redis7")
-        .description("lfu")
-        .send()
-        .await
-        .unwrap();
-    client
-        .modify_cache_parameter_group()
-        .cache_parameter_group_name("lfu")
-        .parameter_name_values(pnv("maxmemory-policy", "allkeys-lfu"))
-        .send()
-        .await
-        .unwrap();
+    create_lfu_group(&client).await;
 
     let created = create_redis(&client, "params", "cache.t3.micro", Some("lfu")).await;
     assert_eq!(created.cache_cluster_status(), Some("creating"));

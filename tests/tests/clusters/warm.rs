@@ -4,13 +4,14 @@
 
 use e2e::{TestServer, wait_group_available, warm_pids};
 
-use crate::parameters::pnv;
+use crate::parameters::create_lfu_group;
 use crate::*;
 
-/// The pid the admin API gives the node of `cluster`.
-async fn pid_of(server: &TestServer, cluster: &str) -> u64 {
+/// The pid and port the admin API gives the node of `cluster`.
+async fn process_of(server: &TestServer, cluster: &str) -> (u64, u16) {
     let node = admin_node(server, cluster, "0001").await;
-    node["pid"].as_u64().unwrap_or_else(|| panic!("pid in {node}"))
+    let port = node["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+    node["pid"].as_u64().zip(port).unwrap_or_else(|| panic!("pid and port in {node}"))
 }
 
 #[tokio::test]
@@ -21,7 +22,7 @@ async fn a_new_cluster_starts_on_the_warm_standalone_node_and_keeps_its_data_acr
 
     create_redis(&client, "quick", "cache.t3.micro", None).await;
     let node = nodes(&wait_cluster_available(&client, "quick").await).remove(0);
-    assert!(warm.contains(&pid_of(&server, "quick").await), "the warm node {warm:?} serves the cluster");
+    assert!(warm.contains(&process_of(&server, "quick").await.0), "the warm node {warm:?} serves the cluster");
     let mut redis = wait_redis(node.port).await;
     assert_eq!(redis.config_get("maxmemory").await.unwrap().as_deref(), Some("536870912"), "cache.t3.micro's");
     redis.set("kept", "yes").await.unwrap();
@@ -29,24 +30,10 @@ async fn a_new_cluster_starts_on_the_warm_standalone_node_and_keeps_its_data_acr
     assert!(refilled.is_disjoint(&warm), "the pool holds a new node");
 
     // A cluster of another parameter group starts a node of its own, on its parameters.
-    client
-        .create_cache_parameter_group()
-        .cache_parameter_group_name("lfu")
-        .cache_parameter_group_family("redis7")
-        .description("lfu")
-        .send()
-        .await
-        .unwrap();
-    client
-        .modify_cache_parameter_group()
-        .cache_parameter_group_name("lfu")
-        .parameter_name_values(pnv("maxmemory-policy", "allkeys-lfu"))
-        .send()
-        .await
-        .unwrap();
+    create_lfu_group(&client).await;
     create_redis(&client, "own", "cache.t3.micro", Some("lfu")).await;
     wait_cluster_available(&client, "own").await;
-    assert!(!refilled.contains(&pid_of(&server, "own").await), "a node of its own");
+    assert!(!refilled.contains(&process_of(&server, "own").await.0), "a node of its own");
     assert_eq!(warm_pids(&server, "redis", false, 1).await, refilled, "the warm node stays idle");
 
     let state = server.stop().await;
@@ -75,6 +62,15 @@ async fn a_new_group_starts_its_primary_on_the_warm_standalone_node_and_its_repl
         .await
         .unwrap();
     wait_group_available(&client, "pair").await;
-    assert!(warm.contains(&pid_of(&server, "pair-001").await), "the warm node {warm:?} is the primary");
-    assert!(!warm.contains(&pid_of(&server, "pair-002").await), "the replica starts as a replica");
+    assert!(warm.contains(&process_of(&server, "pair-001").await.0), "the warm node {warm:?} is the primary");
+    assert!(!warm.contains(&process_of(&server, "pair-002").await.0), "the replica starts as a replica");
+    // The replica follows the handed-over primary.
+    wait_redis(process_of(&server, "pair-001").await.1).await.set("followed", "yes").await.unwrap();
+    let replica = process_of(&server, "pair-002").await.1;
+    poll_until("the write on the replica", SETTLE, || async {
+        let mut redis = e2e::RedisClient::connect("127.0.0.1", replica).await.map_err(|e| e.to_string())?;
+        let value = redis.get("followed").await.map_err(|e| e.to_string())?;
+        if value.as_deref() == Some("yes") { Ok(()) } else { Err(format!("{value:?}")) }
+    })
+    .await;
 }
