@@ -62,8 +62,11 @@ pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
             .collect();
     let first_region = &clients[REGIONS[0]];
 
-    // The 1st node alone, then everything else but the last, then the 1,000th alone.
+    // The 1st node alone, then everything else but the last, then the 1,000th alone. The
+    // 1st once the warm pools are full: at rest, as the measures below.
+    crate::waiters::warm_pool_ready(address).await?;
     let first = timed(create_cluster(first_region, "single-000", "redis")).await?;
+    crate::waiters::warm_pool_ready(address).await?;
     let empty = at_rest_create(first_region).await?;
     let mut creates = Vec::new();
     for region in REGIONS {
@@ -128,6 +131,7 @@ pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
     // The 1,000th create above follows the bulk at once and may wait out the tail of its
     // work; these show the cost of a create with every node running and the emulator at
     // rest, beside the same measure with one node.
+    crate::waiters::warm_pool_ready(address).await?;
     let beside = at_rest_create(first_region).await?;
     println!(
         "thousand: create of one more node at rest (median of {AT_REST_CREATES}): beside 1 node {:.1} ms, beside {} nodes {:.1} ms",
