@@ -1,6 +1,6 @@
 //! `GET /_emulator/topology`: what Describe says, arranged by region and zone.
 
-use e2e::{REGION, TestServer, ZONES, admin, wait_group_available};
+use e2e::{REGION, SETTLE, TestServer, ZONES, admin, poll_until, wait_group_available};
 use serde_json::Value;
 
 use crate::{create_group, host_port, region, topology};
@@ -25,6 +25,14 @@ async fn topology_shows_a_group_as_describe_does_with_its_nodes_in_their_zones()
     let members = shard.node_group_members();
     let primary = members.iter().find(|m| m.current_role() == Some("primary")).unwrap();
     let primary_id = primary.cache_cluster_id().unwrap();
+    // The health monitor's first verdict lands after "available"; wait for it so the two
+    // snapshots compared below cannot straddle it.
+    poll_until("three healthy nodes", SETTLE, || async {
+        let nodes = e2e::admin_nodes(&server).await;
+        let healthy = nodes.len() == 3 && nodes.iter().all(|n| n["health"] == "healthy");
+        if healthy { Ok(()) } else { Err(format!("{nodes:?}")) }
+    })
+    .await;
 
     let t = topology(&server).await;
     let own = region(&t, REGION);
