@@ -129,6 +129,8 @@ struct Node {
     stopped: AtomicBool,
     /// Runs its timers at [`Pace::Quiet`] (it starts at redis's default, [`Pace::Lively`]).
     quiet: AtomicBool,
+    /// Counted failed by the health monitor ([`Runtime::set_failed`]).
+    failed: tokio::sync::watch::Sender<bool>,
     process: Mutex<Process>,
     /// The health monitor's connection to a node, kept between probes…
     held_check: probe::HeldCheck,
@@ -196,6 +198,17 @@ impl Runtime {
             }
         });
         self.inner.changes.subscribe()
+    }
+
+    /// Whether the health monitor counts the node failed (past its threshold of unanswered
+    /// probes). While it does, [`Runtime::command`] and [`Runtime::session`] fail at once,
+    /// and those under way end, with [`NodeError::NotRunning`]: a reconcile waiting out its
+    /// command's bound on a hung primary would hold its group's turn, and so the failover
+    /// that follows, for that long. A node started again is not counted failed.
+    pub fn set_failed(&self, key: &NodeKey, failed: bool) {
+        if let Some(node) = self.inner.node(key) {
+            node.failed.send_replace(failed);
+        }
     }
 
     /// A node's health when the runtime knows it without asking the node: exited (reaped,
@@ -544,7 +557,8 @@ impl Runtime {
     /// Runs one command on a redis/valkey node (authenticating with the node's
     /// `requirepass` directive if it has one) and returns the reply; an error reply is
     /// `Ok(Reply::Error(..))`, for the caller to judge. A fresh connection per call, bounded
-    /// by 500 ms so a frozen node yields [`NodeError::TimedOut`] rather than a hang. Like
+    /// by 500 ms so a frozen node yields [`NodeError::TimedOut`] rather than a hang (ended
+    /// at once when the node is counted failed, see [`Runtime::set_failed`]). Like
     /// probes it takes no per-node lock: failover detection must get its quick answer even
     /// while a slow operation on the same node (a start waiting for readiness) holds it.
     pub async fn command(&self, key: &NodeKey, args: &[&str]) -> Result<Reply, NodeError> {
@@ -562,23 +576,24 @@ impl Runtime {
         // failed or timed-out exchange drops the kept one (its reply may still come).
         let result = match node.held_session.try_lock() {
             Ok(mut held) => {
-                let result = bounded(async {
-                    if held.is_none() {
-                        *held = Some(probe::redis_session(&node.socket, self.control_credentials()).await?);
-                    }
-                    match held.as_mut() {
-                        Some(session) => resp::command(session, args).await,
-                        None => Err(NodeError::Protocol("no session".to_string())),
-                    }
-                })
-                .await;
+                let result = node
+                    .bounded(async {
+                        if held.is_none() {
+                            *held = Some(probe::redis_session(&node.socket, self.control_credentials()).await?);
+                        }
+                        match held.as_mut() {
+                            Some(session) => resp::command(session, args).await,
+                            None => Err(NodeError::Protocol("no session".to_string())),
+                        }
+                    })
+                    .await;
                 if result.is_err() {
                     *held = None;
                 }
                 result
             }
             Err(_) => {
-                bounded(async {
+                node.bounded(async {
                     let mut session = probe::redis_session(&node.socket, self.control_credentials()).await?;
                     resp::command(&mut session, args).await
                 })
@@ -631,12 +646,8 @@ impl Runtime {
             let health = if node.has_exited() { Health::Exited } else { Health::Paused };
             return Err(NodeError::NotRunning { key: key.clone(), health });
         }
-        let connect = probe::redis_session(&node.socket, self.control_credentials());
-        match tokio::time::timeout(COMMAND_TIMEOUT, connect).await {
-            Ok(Ok(stream)) => Ok(crate::cluster::Session::new(stream)),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(NodeError::TimedOut { after: COMMAND_TIMEOUT }),
-        }
+        let stream = node.bounded(probe::redis_session(&node.socket, self.control_credentials())).await?;
+        Ok(crate::cluster::Session::new(stream))
     }
 
     /// The runtime's own ACL user and its password on every redis node, whatever the
@@ -1047,6 +1058,7 @@ impl Inner {
             paused: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             quiet: AtomicBool::new(false),
+            failed: tokio::sync::watch::Sender::new(false),
             process: Mutex::new(Process { child: Some(child), exit: None }),
             held_check: probe::HeldCheck::default(),
             swept: probe::SweptConnection::default(),
@@ -1072,11 +1084,6 @@ fn child_reports(which: libc::idtype_t, id: libc::id_t, events: libc::c_int) -> 
     let read = unsafe { libc::waitid(which, id, &mut info, events | libc::WNOHANG | libc::WNOWAIT) };
     // SAFETY: waitid succeeded, so `info` holds a SIGCHLD's fields (si_pid 0: nothing to report).
     (read == 0 && unsafe { info.si_pid() } != 0).then_some(info.si_code)
-}
-
-/// `exchange`, given up after [`COMMAND_TIMEOUT`].
-async fn bounded<T>(exchange: impl std::future::Future<Output = Result<T, NodeError>>) -> Result<T, NodeError> {
-    tokio::time::timeout(COMMAND_TIMEOUT, exchange).await.unwrap_or(Err(NodeError::TimedOut { after: COMMAND_TIMEOUT }))
 }
 
 /// `spec` with its directory created and made absolute, so that the config, the process's
@@ -1129,6 +1136,24 @@ impl Node {
             // The check may have failed because the process died meanwhile.
             false if self.has_exited() => Health::Exited,
             false => Health::Unreachable,
+        }
+    }
+
+    /// `exchange` with the node, given up after [`COMMAND_TIMEOUT`], or at once while the
+    /// node is counted failed ([`Runtime::set_failed`]).
+    async fn bounded<T>(
+        &self,
+        exchange: impl std::future::Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, NodeError> {
+        let mut failed = self.failed.subscribe();
+        tokio::select! {
+            biased;
+            _ = failed.wait_for(|failed| *failed) => {
+                Err(NodeError::NotRunning { key: self.info.key.clone(), health: Health::Unreachable })
+            }
+            answer = tokio::time::timeout(COMMAND_TIMEOUT, exchange) => {
+                answer.unwrap_or(Err(NodeError::TimedOut { after: COMMAND_TIMEOUT }))
+            }
         }
     }
 

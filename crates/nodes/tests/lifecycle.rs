@@ -290,3 +290,34 @@ async fn news_tells_of_a_stop_a_continue_and_an_exit_from_outside() {
     assert_eq!(runtime.news(), vec![spec.key.clone()], "a stop is news");
     assert!(!process_alive(node.pid));
 }
+
+/// A node the health monitor counts failed refuses commands, and those under way end at
+/// once rather than at their bound; once it is counted well again, commands reach it.
+#[tokio::test]
+async fn commands_to_a_node_counted_failed_end_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(Engines::detect());
+    let spec = spec(dir.path(), EngineKind::Redis, "hung");
+    let node = runtime.start(spec.clone()).await.expect("start");
+    assert!(runtime.command(&spec.key, &["PING"]).await.is_ok());
+
+    // Hung for longer than a command may take: without the mark, the command under way
+    // would end with its own time-out.
+    assert_eq!(redis(node.port, &["CLIENT", "PAUSE", "3000", "ALL"]).await, "OK");
+    let (under_way, ()) = tokio::join!(runtime.command(&spec.key, &["INFO", "replication"]), async {
+        tokio::task::yield_now().await;
+        runtime.set_failed(&spec.key, true);
+    });
+    let unreachable = |error: &NodeError| matches!(error, NodeError::NotRunning { health: Health::Unreachable, .. });
+    let error = under_way.expect_err("the command under way fails");
+    assert!(unreachable(&error), "{error:?}");
+    let error = runtime.command(&spec.key, &["PING"]).await.expect_err("a new command is refused");
+    assert!(unreachable(&error), "{error:?}");
+    let error = runtime.session(&spec.key).await.map(|_| ()).expect_err("a session is refused");
+    assert!(unreachable(&error), "{error:?}");
+
+    assert_eq!(redis(node.port, &["CLIENT", "UNPAUSE"]).await, "OK");
+    runtime.set_failed(&spec.key, false);
+    assert!(runtime.command(&spec.key, &["PING"]).await.is_ok());
+    runtime.stop(&spec.key).await.expect("stop");
+}

@@ -312,10 +312,16 @@ async fn observe(r: &Arc<Reconciler>, key: NodeKey, health: Health) -> bool {
     // A node that answers again (a resumed primary, a zone back) may need demoting
     // or re-linking at once.
     if health == Health::Healthy && previous.is_some_and(|p| p != Health::Healthy) {
+        r.runtime.set_failed(&key, false);
         r.schedule.wake.notify_one();
     }
     let newly_exited = health == Health::Exited && previous != Some(Health::Exited);
     let newly_unreachable = health != Health::Healthy && failures == r.health.failure_threshold;
+    if newly_unreachable {
+        // Commands to it under way end now: one holding its group's reconcile would hold
+        // the failover asked for below.
+        r.runtime.set_failed(&key, true);
+    }
     if !newly_exited && !newly_unreachable {
         return changed;
     }
