@@ -67,7 +67,8 @@ impl Default for HealthSettings {
     /// SIGCHLD and failed over after `failure_threshold` ticks: 3 × 150 = 450 ms. One that
     /// runs but answers nothing (a hung script) after its next probe ([`CRITICAL_INTERVAL`])
     /// times out and the threshold's other probes, one per max(interval, timeout), time out
-    /// too: 450 + 150 + 2 × 150 = 900 ms. Both under AWS's second.
+    /// too: 300 + 150 + 2 × 150 = 750 ms. Both under AWS's second, with room for a loaded
+    /// machine's late ticks.
     fn default() -> Self {
         Self {
             interval: Duration::from_millis(150),
@@ -83,10 +84,11 @@ fn scope_of(key: &NodeKey) -> Option<Scope> {
     Some(Scope { region: region.to_string(), account: account.to_string() })
 }
 
-/// How often a healthy primary that fails over is probed (three ticks by default): only a
+/// How often a healthy primary that fails over is probed (two ticks by default): only a
 /// hang needs a probe to be seen (an exit and a freeze are known without), and this keeps
 /// its failover under a second while a thousand nodes' probes stay a small share of a core.
-const CRITICAL_INTERVAL: Duration = Duration::from_millis(450);
+/// At 450 ms, a hang was noticed up to 976 ms after it began on a busy machine.
+const CRITICAL_INTERVAL: Duration = Duration::from_millis(300);
 /// The least time between two reads of the set of failover-critical primaries (read again
 /// only once the store changed).
 const CRITICAL_REFRESH: Duration = Duration::from_secs(1);
