@@ -25,7 +25,7 @@
 //! its configuration from its own spec, as for any node. Only specs that ask for it
 //! ([`NodeSpec::warm_start`]) and equal the template in everything a running node cannot
 //! change get one; everything else starts as usual. Used nodes are replaced in the
-//! background.
+//! background, once the create that took one is done unless that emptied the pool.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -111,6 +111,11 @@ impl<N> Pool<N> {
     pub(crate) fn missing(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).len();
         self.settings.size.saturating_sub(idle + self.starting.load(Ordering::SeqCst))
+    }
+
+    /// Whether no node is idle.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
     /// The oldest idle node: the likeliest to be past the delay.

@@ -10,16 +10,22 @@ use crate::Reconciler;
 use crate::cache_clusters::{DEFAULT_MAX_MEMORY, major_version, redis_directives};
 use crate::cluster_mode::node_directives;
 
+/// Standalone nodes kept warm per engine: two, so that a create takes one and leaves one
+/// for the next, and the pool's refill can wait until that create is done (see
+/// `nodes::warm`).
+pub const STANDALONE: usize = 2;
+
 /// The pools to keep: `cluster_nodes` cluster-enabled redis nodes (a three-shard group's
-/// primaries by default), and at most one of every other kind. Valkey's cluster-enabled
-/// one is also where a serverless cache (one valkey shard to begin with) starts its primary.
+/// primaries by default), one cluster-enabled valkey node, where a serverless cache (one
+/// valkey shard to begin with) also starts its primary, and [`STANDALONE`] of each
+/// standalone kind; none at all when `cluster_nodes` is 0.
 pub(crate) fn pools(r: &Reconciler, cluster_nodes: usize) -> Vec<WarmSettings> {
-    let one = cluster_nodes.min(1);
+    let enabled = cluster_nodes.min(1);
     let kinds = [
         (EngineKind::Redis, true, cluster_nodes),
-        (EngineKind::Valkey, true, one),
-        (EngineKind::Redis, false, one),
-        (EngineKind::Valkey, false, one),
+        (EngineKind::Valkey, true, enabled),
+        (EngineKind::Redis, false, enabled * STANDALONE),
+        (EngineKind::Valkey, false, enabled * STANDALONE),
     ];
     let warm = r.state_dir.join("nodes").join("warm");
     kinds

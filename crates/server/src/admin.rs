@@ -53,6 +53,7 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "warm_nodes": state.reconciler.runtime().warm_nodes().iter()
             .map(|n| json!({"engine": n.engine.name(), "pid": n.pid, "port": n.port, "cluster_mode": n.cluster_mode, "ready": n.ready}))
             .collect::<Vec<_>>(),
+        "warm_nodes_wanted": state.reconciler.runtime().warm_nodes_wanted(),
         // `serve --init-dir`: a CI step waits for `done` (or `failed`, naming the script).
         "init": state.init.report(),
     }))

@@ -58,7 +58,7 @@ pub struct Config {
     /// The engine binaries nodes run; None looks them up on `PATH`.
     pub engines: Option<Engines>,
     /// Cluster-enabled redis nodes kept started ahead of need, so that new cluster-mode
-    /// groups skip redis's two-second start-up delay (with one standalone node per engine
+    /// groups skip redis's two-second start-up delay (with two standalone nodes per engine
     /// and a cluster-enabled valkey one, see `reconciler::warm`); 0 keeps none.
     pub warm_nodes: usize,
     /// Bounds on open connections and on slow clients.

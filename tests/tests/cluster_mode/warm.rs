@@ -67,6 +67,7 @@ async fn no_warm_nodes_when_turned_off() {
     let server = TestServer::start_with(|c| c.warm_nodes = 0).await;
     let (_, health) = admin(&server, "GET", "/_emulator/health").await;
     assert_eq!(health["warm_nodes"], serde_json::json!([]));
+    assert_eq!(health["warm_nodes_wanted"], 0);
     // Groups are still created, on nodes started for them.
     let client = server.client();
     create(&client, "cold", 2, 0).await;

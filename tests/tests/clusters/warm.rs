@@ -2,7 +2,9 @@
 //! parameter group runs on a node the emulator started ahead of need (no start on the
 //! create's path), sized for its node type, kept in its own directory across a restart.
 
-use e2e::{TestServer, wait_group_available, warm_pids};
+use std::collections::BTreeSet;
+
+use e2e::{TestServer, admin, wait_group_available, warm_pids};
 
 use crate::parameters::create_lfu_group;
 use crate::*;
@@ -18,23 +20,30 @@ async fn process_of(server: &TestServer, cluster: &str) -> (u64, u16) {
 async fn a_new_cluster_starts_on_the_warm_standalone_node_and_keeps_its_data_across_a_restart() {
     let server = TestServer::start().await;
     let client = server.client();
-    let warm = warm_pids(&server, "redis", false, 1).await;
+    let warm = warm_pids(&server, "redis", false, 2).await;
+    let (_, health) = admin(&server, "GET", "/_emulator/health").await;
+    // Cluster-enabled: the default three redis, one valkey; standalone: two of each.
+    assert_eq!(health["warm_nodes_wanted"], server::DEFAULT_WARM_NODES + 1 + 2 * 2, "{health}");
 
     create_redis(&client, "quick", "cache.t3.micro", None).await;
     let node = nodes(&wait_cluster_available(&client, "quick").await).remove(0);
-    assert!(warm.contains(&process_of(&server, "quick").await.0), "the warm node {warm:?} serves the cluster");
+    // A second create right after the first still finds a warm node.
+    create_redis(&client, "next", "cache.t3.micro", None).await;
+    wait_cluster_available(&client, "next").await;
+    let served: BTreeSet<u64> = [process_of(&server, "quick").await.0, process_of(&server, "next").await.0].into();
+    assert_eq!(served, warm, "the warm nodes serve both clusters");
     let mut redis = wait_redis(node.port).await;
     assert_eq!(redis.config_get("maxmemory").await.unwrap().as_deref(), Some("536870912"), "cache.t3.micro's");
     redis.set("kept", "yes").await.unwrap();
-    let refilled = warm_pids(&server, "redis", false, 1).await;
-    assert!(refilled.is_disjoint(&warm), "the pool holds a new node");
+    let refilled = warm_pids(&server, "redis", false, 2).await;
+    assert!(refilled.is_disjoint(&warm), "the pool holds new nodes");
 
     // A cluster of another parameter group starts a node of its own, on its parameters.
     create_lfu_group(&client).await;
     create_redis(&client, "own", "cache.t3.micro", Some("lfu")).await;
     wait_cluster_available(&client, "own").await;
     assert!(!refilled.contains(&process_of(&server, "own").await.0), "a node of its own");
-    assert_eq!(warm_pids(&server, "redis", false, 1).await, refilled, "the warm node stays idle");
+    assert_eq!(warm_pids(&server, "redis", false, 2).await, refilled, "the warm nodes stay idle");
 
     let state = server.stop().await;
     let server = TestServer::start_in(state).await;
@@ -50,7 +59,7 @@ async fn a_new_cluster_starts_on_the_warm_standalone_node_and_keeps_its_data_acr
 async fn a_new_group_starts_its_primary_on_the_warm_standalone_node_and_its_replica_cold() {
     let server = TestServer::start().await;
     let client = server.client();
-    let warm = warm_pids(&server, "valkey", false, 1).await;
+    let warm = warm_pids(&server, "valkey", false, 2).await;
     client
         .create_replication_group()
         .replication_group_id("pair")
@@ -64,6 +73,9 @@ async fn a_new_group_starts_its_primary_on_the_warm_standalone_node_and_its_repl
     wait_group_available(&client, "pair").await;
     assert!(warm.contains(&process_of(&server, "pair-001").await.0), "the warm node {warm:?} is the primary");
     assert!(!warm.contains(&process_of(&server, "pair-002").await.0), "the replica starts as a replica");
+    // The pool still held a node, so it refills once the create is done.
+    let refilled = warm_pids(&server, "valkey", false, 2).await;
+    assert_eq!(refilled.intersection(&warm).count(), 1, "one kept, one new: {warm:?} then {refilled:?}");
     // The replica follows the handed-over primary.
     wait_redis(process_of(&server, "pair-001").await.1).await.set("followed", "yes").await.unwrap();
     let replica = process_of(&server, "pair-002").await.1;

@@ -161,8 +161,8 @@ pub async fn warm_pool_ready(admin: SocketAddr) -> anyhow::Result<()> {
         let (_, body) = e2e::raw_get(admin, "/_emulator/health").await?;
         let health: serde_json::Value = serde_json::from_str(&body)?;
         let warm = health["warm_nodes"].as_array().cloned().unwrap_or_default();
-        // The cluster-enabled redis pool, a cluster-enabled valkey node, a standalone one per engine.
-        if warm.len() == server::DEFAULT_WARM_NODES + 3 && warm.iter().all(|n| n["ready"] == true) {
+        let wanted = health["warm_nodes_wanted"].as_u64().context("warm_nodes_wanted")?;
+        if warm.len() as u64 == wanted && warm.iter().all(|n| n["ready"] == true) {
             return Ok(());
         }
         if Instant::now() > deadline {
