@@ -66,8 +66,7 @@ pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
     // 1st once the warm pools are full: at rest, as the measures below.
     crate::waiters::warm_pool_ready(address).await?;
     let first = timed(create_cluster(first_region, "single-000", "redis")).await?;
-    crate::waiters::warm_pool_ready(address).await?;
-    let empty = at_rest_create(first_region).await?;
+    let empty = at_rest_create(first_region, address).await?;
     let mut creates = Vec::new();
     for region in REGIONS {
         let client = clients[region].clone();
@@ -131,8 +130,7 @@ pub async fn run(binary: &PathBuf, nodes_asked: usize) -> anyhow::Result<()> {
     // The 1,000th create above follows the bulk at once and may wait out the tail of its
     // work; these show the cost of a create with every node running and the emulator at
     // rest, beside the same measure with one node.
-    crate::waiters::warm_pool_ready(address).await?;
-    let beside = at_rest_create(first_region).await?;
+    let beside = at_rest_create(first_region, address).await?;
     println!(
         "thousand: create of one more node at rest (median of {AT_REST_CREATES}): beside 1 node {:.1} ms, beside {} nodes {:.1} ms",
         ms(empty),
@@ -184,12 +182,14 @@ impl Create {
 }
 
 /// Creates measured at rest, each deleted before the next.
-const AT_REST_CREATES: usize = 5;
+const AT_REST_CREATES: usize = 15;
 
-/// The median time of [`AT_REST_CREATES`] creates of a one-node redis cluster at rest.
-async fn at_rest_create(client: &Client) -> anyhow::Result<Duration> {
+/// The median time of [`AT_REST_CREATES`] creates of a one-node redis cluster at rest:
+/// each once the warm pools are full.
+async fn at_rest_create(client: &Client, address: SocketAddr) -> anyhow::Result<Duration> {
     let mut times = Vec::new();
     for i in 0..AT_REST_CREATES {
+        crate::waiters::warm_pool_ready(address).await?;
         let id = format!("at-rest-{i}");
         times.push(timed(create_cluster(client, &id, "redis")).await?);
         delete_cluster(client, &id).await?;
