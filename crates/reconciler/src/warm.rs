@@ -13,7 +13,7 @@ use crate::cluster_mode::node_directives;
 /// Standalone nodes kept warm per engine: two, so that a create takes one and leaves one
 /// for the next, and the pool's refill can wait until that create is done (see
 /// `nodes::warm`).
-pub const STANDALONE: usize = 2;
+pub(crate) const STANDALONE: usize = 2;
 
 /// The pools to keep: `cluster_nodes` cluster-enabled redis nodes (a three-shard group's
 /// primaries by default), one cluster-enabled valkey node, where a serverless cache (one
