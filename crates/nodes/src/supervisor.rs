@@ -867,7 +867,7 @@ impl Inner {
                     started = inner.launch_warm(&pool, &binary).await;
                 }
                 pool.starting.fetch_sub(1, Ordering::SeqCst);
-                let still_ours = lock(&inner.warm).iter().any(|p| Arc::ptr_eq(p, &pool));
+                let still_ours = inner.keeps(&pool);
                 match started {
                     Ok(node) if still_ours => {
                         tracing::debug!(node = %node.info.key, pid = node.info.pid, "warm node ready");
@@ -884,6 +884,11 @@ impl Inner {
         }
     }
 
+    /// Whether `pool` is still one the runtime keeps (not stopped or replaced since).
+    fn keeps(&self, pool: &Arc<warm::Pool<Node>>) -> bool {
+        lock(&self.warm).iter().any(|p| Arc::ptr_eq(p, pool))
+    }
+
     /// Refills `pool` after a hand-out: at once when it is empty, else after
     /// [`REFILL_DELAY`] (unless the pool was replaced meanwhile).
     fn refill_after_hand_out(self: &Arc<Self>, pool: &Arc<warm::Pool<Node>>) {
@@ -894,7 +899,7 @@ impl Inner {
         let (inner, pool) = (self.clone(), pool.clone());
         tokio::spawn(async move {
             tokio::time::sleep(REFILL_DELAY).await;
-            if lock(&inner.warm).iter().any(|p| Arc::ptr_eq(p, &pool)) {
+            if inner.keeps(&pool) {
                 inner.refill_pool(&pool);
             }
         });

@@ -89,7 +89,7 @@ struct ServeArgs {
     #[arg(long, env = "ELASTICACHE_LOCAL_SETTLE_TIMEOUT_MS", default_value_t = server::DEFAULT_SETTLE_TIMEOUT.as_millis() as u64)]
     settle_timeout_ms: u64,
     /// Cluster-enabled redis nodes kept started ahead of need, so a new cluster-mode group
-    /// is available without redis's two-second start-up delay (with one standalone node per
+    /// is available without redis's two-second start-up delay (with two standalone nodes per
     /// engine and a cluster-enabled valkey one); 0 keeps none (no idle cost).
     #[arg(long, env = "ELASTICACHE_LOCAL_WARM_NODES", default_value_t = server::DEFAULT_WARM_NODES)]
     warm_nodes: usize,
